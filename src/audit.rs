@@ -1,0 +1,70 @@
+//! The audit line: one JSON object per decision, written to Envoy's log.
+//! It names argument *keys* only; argument values never leave the request.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::decision::Outcome;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub grant: String,
+    pub session: Option<String>,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Outcome,
+    /// JSON pointer of the rule that decided, if one did.
+    pub rule: Option<String>,
+    pub argument_keys: Vec<String>,
+}
+
+impl AuditRecord {
+    pub fn new(now: Duration, grant: &str, session: Option<&str>, outcome: Outcome) -> Self {
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(UNIX_EPOCH + now).to_string(),
+            grant: grant.to_string(),
+            session: session.map(str::to_string),
+            method: None,
+            tool: None,
+            decision: outcome,
+            rule: None,
+            argument_keys: Vec::new(),
+        }
+    }
+
+    /// The line as written to the log, prefixed so it can be grepped out of Envoy's output.
+    pub fn to_log_line(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
+        format!("{AUDIT_PREFIX}{json}")
+    }
+}
+
+/// Every audit line starts with this.
+pub const AUDIT_PREFIX: &str = "mcp-policy audit ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_line_has_time_and_never_values() {
+        let mut record = AuditRecord::new(
+            Duration::from_millis(1_763_719_200_123),
+            "alice",
+            Some("s-1"),
+            Outcome::Denied,
+        );
+        record.tool = Some("asyncExecuteCode".to_string());
+        record.argument_keys = vec!["script".to_string()];
+        let line = record.to_log_line();
+        let json: serde_json::Value =
+            serde_json::from_str(line.strip_prefix(AUDIT_PREFIX).unwrap()).unwrap();
+        assert_eq!(json["time"], "2025-11-21T10:00:00.123Z");
+        assert_eq!(json["decision"], "denied");
+        assert_eq!(json["argument_keys"], serde_json::json!(["script"]));
+        assert_eq!(json["session"], "s-1");
+    }
+}

@@ -1,0 +1,135 @@
+//! The decision for one `tools/call`, in the order the policy promises:
+//! tool rule `deny` → unlisted tool under `default: deny` → limits (all must
+//! have room; quota is taken from all or none) → allow.
+
+use std::borrow::Cow;
+
+use crate::host::SharedStore;
+use crate::policy::{Action, Limit, Policy, DEFAULT_POINTER};
+use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
+
+/// What the gate does with a tool call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision<'p> {
+    /// Forward it; `reservations` is the quota it took.
+    Allow { reservations: Vec<Reservation> },
+    /// Refused by a rule; `rule` is the JSON pointer of the rule that decided.
+    Deny { rule: &'p str, reason: Cow<'p, str> },
+    /// Refused because a limit is full.
+    RateLimited {
+        limit: &'p Limit,
+        retry_after_seconds: u64,
+    },
+    /// The gate could not decide (the counter store failed); fails closed.
+    Failed { detail: String },
+}
+
+/// Outcome of a request the gate inspected, for metrics and the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    RateLimited,
+    /// Refused before the policy was consulted: unreadable or oversized.
+    Invalid,
+    /// The gate could not decide.
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Allowed,
+        Outcome::Denied,
+        Outcome::RateLimited,
+        Outcome::Invalid,
+        Outcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl Decision<'_> {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Allow { .. } => Outcome::Allowed,
+            Decision::Deny { .. } => Outcome::Denied,
+            Decision::RateLimited { .. } => Outcome::RateLimited,
+            Decision::Failed { .. } => Outcome::Failed,
+        }
+    }
+
+    /// JSON pointer of the rule that decided, if one did.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Decision::Deny { rule, .. } => Some(rule),
+            Decision::RateLimited { limit, .. } => Some(&limit.pointer),
+            Decision::Allow { .. } | Decision::Failed { .. } => None,
+        }
+    }
+}
+
+/// Reason given when the default denies a tool the policy does not list.
+pub const DEFAULT_DENY_REASON: &str = "tool is not listed in the policy and the default is deny";
+/// Reason given when a rule denies without one of its own.
+pub const RULE_DENY_REASON: &str = "denied by policy";
+
+/// Decides one call to `tool`, taking quota from `store` if it is allowed.
+pub fn decide<'p, S: SharedStore + ?Sized>(
+    policy: &'p Policy,
+    tool: &str,
+    caller: CallerScope<'_>,
+    store: &S,
+    now_seconds: u64,
+) -> Decision<'p> {
+    let rule = policy.tool(tool);
+    match rule {
+        Some(rule) if rule.action == Action::Deny => {
+            return Decision::Deny {
+                rule: &rule.pointer,
+                reason: rule
+                    .reason
+                    .as_deref()
+                    .map_or(Cow::Borrowed(RULE_DENY_REASON), Cow::Borrowed),
+            }
+        }
+        None if policy.default == Action::Deny => {
+            return Decision::Deny {
+                rule: DEFAULT_POINTER,
+                reason: Cow::Borrowed(DEFAULT_DENY_REASON),
+            }
+        }
+        _ => {}
+    }
+
+    let own_limits = rule.map_or(&[][..], |rule| &rule.limits[..]);
+    let all_tools = policy.all_tools_limits();
+    if own_limits.is_empty() && all_tools.is_empty() {
+        return Decision::Allow {
+            reservations: Vec::new(),
+        };
+    }
+    let limits: Vec<&Limit> = own_limits.iter().chain(all_tools).collect();
+    match ratelimit::acquire(store, &limits, caller, now_seconds) {
+        Acquire::Granted(reservations) => Decision::Allow { reservations },
+        Acquire::Exhausted {
+            limit,
+            retry_after_seconds,
+        } => Decision::RateLimited {
+            limit,
+            retry_after_seconds,
+        },
+        Acquire::Failed(detail) => Decision::Failed { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+use crate::testing::{EnvoySharedData, UnavailableStore};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const NOW: u64 = 1_800_000_000;
+
+fn policy(json: &str) -> Policy {
+    Policy::from_json(json.as_bytes()).unwrap()
+}
+
+fn caller(grant: &str) -> CallerScope<'_> {
+    CallerScope {
+        grant,
+        session: None,
+    }
+}
+
+const CODE_EXEC: &str = r#"{
+    "version": "1", "default": "deny",
+    "all_tools": {"limits": [{"counter": "everything", "window": "hour", "max": 4, "scope": "grant"}]},
+    "tools": {
+        "asyncExecuteCode": {"limits": [{"counter": "exec", "window": "minute", "max": 2, "scope": "grant"}]},
+        "checkCodeExecStatus": {},
+        "deleteWorkspace": {"action": "deny", "reason": "destructive"},
+        "wipe": {"action": "deny"}
+    }
+}"#;
+
+#[test]
+fn explicit_deny_names_the_rule_and_reason() {
+    let policy = policy(CODE_EXEC);
+    let store = EnvoySharedData::default();
+    assert_eq!(
+        decide(&policy, "deleteWorkspace", caller("a"), &store, NOW),
+        Decision::Deny {
+            rule: "/tools/deleteWorkspace",
+            reason: Cow::Borrowed("destructive")
+        }
+    );
+    assert_eq!(
+        decide(&policy, "wipe", caller("a"), &store, NOW),
+        Decision::Deny {
+            rule: "/tools/wipe",
+            reason: Cow::Borrowed(RULE_DENY_REASON)
+        }
+    );
+}
+
+#[test]
+fn unlisted_tools_follow_the_default() {
+    let store = EnvoySharedData::default();
+    let deny = policy(CODE_EXEC);
+    assert_eq!(
+        decide(&deny, "unknownTool", caller("a"), &store, NOW),
+        Decision::Deny {
+            rule: "/default",
+            reason: Cow::Borrowed(DEFAULT_DENY_REASON)
+        }
+    );
+    // Exact names only: a tool that differs in case is not the listed tool.
+    assert!(matches!(
+        decide(&deny, "checkcodeexecstatus", caller("a"), &store, NOW),
+        Decision::Deny {
+            rule: "/default",
+            ..
+        }
+    ));
+    let allow = policy(r#"{"version":"1","default":"allow"}"#);
+    assert_eq!(
+        decide(&allow, "anything", caller("a"), &store, NOW),
+        Decision::Allow {
+            reservations: vec![]
+        }
+    );
+}
+
+#[test]
+fn denied_calls_consume_no_quota() {
+    let policy = policy(CODE_EXEC);
+    let store = EnvoySharedData::default();
+    for _ in 0..10 {
+        assert!(matches!(
+            decide(&policy, "deleteWorkspace", caller("a"), &store, NOW),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide(&policy, "nope", caller("a"), &store, NOW),
+            Decision::Deny { .. }
+        ));
+    }
+    assert!(store.keys().is_empty());
+}
+
+#[test]
+fn limits_of_the_tool_and_of_all_tools_both_apply() {
+    let policy = policy(CODE_EXEC);
+    let store = EnvoySharedData::default();
+    let exec = |grant| decide(&policy, "asyncExecuteCode", caller(grant), &store, NOW);
+    assert!(matches!(exec("a"), Decision::Allow { reservations } if reservations.len() == 2));
+    assert!(matches!(exec("a"), Decision::Allow { .. }));
+    match exec("a") {
+        Decision::RateLimited {
+            limit,
+            retry_after_seconds,
+        } => {
+            assert_eq!(limit.pointer, "/tools/asyncExecuteCode/limits/0");
+            assert_eq!(retry_after_seconds, 60);
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    // The all-tools budget of 4 per hour: 2 used by exec, 2 more by status.
+    let status = |grant| decide(&policy, "checkCodeExecStatus", caller(grant), &store, NOW);
+    assert!(matches!(status("a"), Decision::Allow { .. }));
+    assert!(matches!(status("a"), Decision::Allow { .. }));
+    assert!(
+        matches!(status("a"), Decision::RateLimited { limit, retry_after_seconds: 3600 } if limit.pointer == "/all_tools/limits/0")
+    );
+    // Another grant has its own counts.
+    assert!(matches!(exec("b"), Decision::Allow { .. }));
+}
+
+#[test]
+fn a_failed_store_fails_closed() {
+    let policy = policy(CODE_EXEC);
+    let decision = decide(
+        &policy,
+        "asyncExecuteCode",
+        caller("a"),
+        &UnavailableStore,
+        NOW,
+    );
+    assert!(matches!(decision, Decision::Failed { .. }));
+    assert_eq!(decision.outcome(), Outcome::Failed);
+    // Tools without limits need no store.
+    let policy = super::super::policy::Policy::from_json(
+        br#"{"version":"1","default":"deny","tools":{"t":{}}}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        decide(&policy, "t", caller("a"), &UnavailableStore, NOW),
+        Decision::Allow { .. }
+    ));
+}

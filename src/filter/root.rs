@@ -1,0 +1,58 @@
+//! The root context: reads and compiles the policy once per configuration.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use super::host::EnvoyMetrics;
+use super::stream::PolicyStream;
+use crate::policy::Policy;
+
+#[derive(Default)]
+pub struct PolicyRoot {
+    policy: Option<Rc<Policy>>,
+    metrics: Option<Rc<EnvoyMetrics>>,
+}
+
+impl Context for PolicyRoot {}
+
+impl RootContext for PolicyRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let Some(config) = self.get_plugin_configuration() else {
+            log::error!(
+                "mcp-policy: invalid policy: no plugin configuration (the policy document)"
+            );
+            return false;
+        };
+        match Policy::from_json(&config) {
+            Ok(policy) => {
+                log::info!(
+                    "mcp-policy: policy loaded: {} tools, default {:?}",
+                    policy.tool_names().count(),
+                    policy.default
+                );
+                self.policy = Some(Rc::new(policy));
+                if self.metrics.is_none() {
+                    self.metrics = Some(Rc::new(EnvoyMetrics::define()));
+                }
+                true
+            }
+            Err(err) => {
+                // Envoy refuses the configuration; this line says why.
+                log::error!("mcp-policy: invalid policy: {err}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let policy = self.policy.clone()?;
+        let metrics = self.metrics.clone()?;
+        Some(Box::new(PolicyStream::new(policy, metrics)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

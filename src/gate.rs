@@ -1,0 +1,107 @@
+//! The request path, host-free: from a request body and its caller to the
+//! action the filter takes (forward or answer), the outcome and the audit
+//! record. The proxy-wasm glue only gathers inputs and applies the result.
+
+use crate::audit::AuditRecord;
+use crate::decision::{self, Decision, Outcome};
+use crate::host::{Clock, SharedStore};
+use crate::mcp::{self, Message};
+use crate::policy::Policy;
+use crate::ratelimit::{CallerScope, Reservation};
+use crate::response::{self, Reply};
+
+/// What the filter does with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// `Some`: answer with this and forward nothing. `None`: forward.
+    pub reply: Option<Reply>,
+    /// Quota taken for a forwarded call.
+    pub reservations: Vec<Reservation>,
+    /// `None` for messages the policy does not gate (they pass unrecorded).
+    pub audit: Option<AuditRecord>,
+}
+
+impl Inspection {
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.audit.as_ref().map(|record| record.decision)
+    }
+}
+
+/// Inspects a complete request body.
+pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    clock: &C,
+    caller: CallerScope<'_>,
+    body: &[u8],
+) -> Inspection {
+    let now = clock.unix_time();
+    let message = match mcp::parse(body) {
+        Ok(message) => message,
+        Err(invalid) => {
+            return Inspection {
+                reply: Some(response::for_invalid(&invalid)),
+                reservations: Vec::new(),
+                audit: Some(AuditRecord::new(
+                    now,
+                    caller.grant,
+                    caller.session,
+                    Outcome::Invalid,
+                )),
+            }
+        }
+    };
+    let call = match message {
+        Message::ToolCall(call) => call,
+        Message::Other { .. } => {
+            return Inspection {
+                reply: None,
+                reservations: Vec::new(),
+                audit: None,
+            }
+        }
+    };
+
+    let decision = decision::decide(policy, &call.name, caller, store, now.as_secs());
+    let mut audit = AuditRecord::new(now, caller.grant, caller.session, decision.outcome());
+    audit.method = Some(mcp::TOOLS_CALL.to_string());
+    audit.tool = Some(call.name.to_string());
+    audit.rule = decision.rule().map(str::to_string);
+    audit.argument_keys = call
+        .argument_keys
+        .iter()
+        .map(|key| key.to_string())
+        .collect();
+
+    let reply = response::for_decision(&call.id, &call.name, &decision);
+    let reservations = match decision {
+        Decision::Allow { reservations } => reservations,
+        _ => Vec::new(),
+    };
+    Inspection {
+        reply,
+        reservations,
+        audit: Some(audit),
+    }
+}
+
+/// The answer to a body over the policy's limit, seen before it is complete.
+pub fn body_too_large<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+) -> Inspection {
+    Inspection {
+        reply: Some(response::body_too_large(policy.max_body_bytes)),
+        reservations: Vec::new(),
+        audit: Some(AuditRecord::new(
+            clock.unix_time(),
+            caller.grant,
+            caller.session,
+            Outcome::Invalid,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

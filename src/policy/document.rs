@@ -1,0 +1,265 @@
+//! The policy document as written (policy.json): serde types that refuse
+//! unknown fields, wrong types and out-of-range values while reading, so that
+//! every error carries the JSON path where it was found.
+//!
+//! Nothing here decides anything; [`super::compile`] turns a document into
+//! the [`super::Policy`] the filter enforces.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Editors' schema reference; ignored by the filter.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    pub version: Version,
+    pub default: Action,
+    #[serde(default)]
+    pub identity: Option<Object<IdentityDocument>>,
+    #[serde(default)]
+    pub tools: UniqueMap<Object<ToolRuleDocument>>,
+    #[serde(default)]
+    pub all_tools: Option<Object<AllToolsDocument>>,
+    #[serde(default)]
+    pub max_body_bytes: Option<PositiveInteger>,
+}
+
+/// A struct that must be written as a JSON object. Serde's derived structs
+/// also accept an array of their fields in order (`["c","minute",10,"grant"]`),
+/// a form nobody means to write and that would hide mistakes.
+#[derive(Debug, Default)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(access)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Only `"1"` exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version;
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "1" {
+            Ok(Version)
+        } else {
+            Err(de::Error::custom(format!(
+                "unsupported version {text:?} (this filter reads version \"1\")"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityDocument {
+    /// Request header whose value names the caller's grant.
+    pub header: HeaderName,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRuleDocument {
+    #[serde(default)]
+    pub action: Option<Action>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub limits: Vec<Object<LimitDocument>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllToolsDocument {
+    #[serde(default)]
+    pub limits: Vec<Object<LimitDocument>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitDocument {
+    pub counter: NonEmptyString,
+    pub window: Window,
+    pub max: PositiveInteger,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Grant,
+    Session,
+    Global,
+}
+
+/// A fixed window length in seconds: a name or a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub u64);
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WindowVisitor;
+        impl Visitor<'_> for WindowVisitor {
+            type Value = Window;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""second", "minute", "hour", "day" or a positive number of seconds"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
+                match v {
+                    "second" => Ok(Window(1)),
+                    "minute" => Ok(Window(60)),
+                    "hour" => Ok(Window(3_600)),
+                    "day" => Ok(Window(86_400)),
+                    other => Err(E::custom(format!(
+                        "unknown window {other:?} (use \"second\", \"minute\", \"hour\", \"day\" or a positive number of seconds)"
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Window, E> {
+                if v == 0 {
+                    Err(E::custom(
+                        "window must be a positive number of seconds, got 0",
+                    ))
+                } else {
+                    Ok(Window(v))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Window, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "window must be a positive number of seconds, got {v}"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(WindowVisitor)
+    }
+}
+
+/// An integer of at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositiveInteger(pub u64);
+
+impl<'de> Deserialize<'de> for PositiveInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PositiveVisitor;
+        impl Visitor<'_> for PositiveVisitor {
+            type Value = PositiveInteger;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PositiveInteger, E> {
+                if v == 0 {
+                    Err(E::custom("must be a positive integer, got 0"))
+                } else {
+                    Ok(PositiveInteger(v))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PositiveInteger, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("must be a positive integer, got {v}"))),
+                }
+            }
+        }
+        deserializer.deserialize_u64(PositiveVisitor)
+    }
+}
+
+/// A name that must not be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonEmptyString(pub String);
+
+impl<'de> Deserialize<'de> for NonEmptyString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            Err(de::Error::custom("must not be empty"))
+        } else {
+            Ok(NonEmptyString(text))
+        }
+    }
+}
+
+/// An HTTP header name (RFC 9110 token), stored lowercase as Envoy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderName(pub String);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if text.is_empty() {
+            Err(de::Error::custom("header name must not be empty"))
+        } else if !text.chars().all(is_token_char) {
+            Err(de::Error::custom(format!("invalid header name {text:?}")))
+        } else {
+            Ok(HeaderName(text.to_ascii_lowercase()))
+        }
+    }
+}
+
+/// A JSON object read into a map that refuses empty and duplicate keys:
+/// plain maps keep the last duplicate silently, which would let one rule hide
+/// another.
+#[derive(Debug)]
+pub struct UniqueMap<V>(pub BTreeMap<String, V>);
+
+impl<V> Default for UniqueMap<V> {
+    fn default() -> Self {
+        UniqueMap(BTreeMap::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UniqueVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueVisitor<V> {
+            type Value = UniqueMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueMap<V>, A::Error> {
+                let mut map = BTreeMap::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if key.is_empty() {
+                        return Err(de::Error::custom("empty name"));
+                    }
+                    if map.contains_key(&key) {
+                        return Err(de::Error::custom(format!("duplicate name {key:?}")));
+                    }
+                    let value = access.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+        deserializer.deserialize_map(UniqueVisitor(std::marker::PhantomData))
+    }
+}

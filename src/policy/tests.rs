@@ -1,0 +1,181 @@
+use super::*;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn load(json: &str) -> Result<Policy, ConfigError> {
+    Policy::from_json(json.as_bytes())
+}
+
+fn error_of(json: &str) -> String {
+    match load(json) {
+        Ok(_) => panic!("policy should be refused: {json}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn reads_the_published_policy_layer_example() {
+    let policy = load(
+        r#"{"version":"1","default":"deny","tools":{"asyncExecuteCode":{"limits":[{"counter":"asyncexecutecode_rate","window":"minute","max":10,"scope":"grant"}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(policy.default, Action::Deny);
+    let rule = policy.tool("asyncExecuteCode").unwrap();
+    assert_eq!(rule.action, Action::Allow);
+    assert_eq!(rule.pointer, "/tools/asyncExecuteCode");
+    assert_eq!(
+        rule.limits,
+        vec![Limit {
+            counter: "asyncexecutecode_rate".to_string(),
+            window_seconds: 60,
+            max: 10,
+            scope: Scope::Grant,
+            pointer: "/tools/asyncExecuteCode/limits/0".to_string(),
+        }]
+    );
+    assert_eq!(policy.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(policy.identity_header, None);
+}
+
+#[test]
+fn empty_rule_allows_and_every_field_is_read() {
+    let policy = load(
+        r#"{
+            "$schema": "./policy.schema.json",
+            "version": "1",
+            "default": "allow",
+            "identity": {"header": "X-Agent-Id"},
+            "max_body_bytes": 4096,
+            "all_tools": {"limits": [{"counter": "all", "window": 3600, "max": 1000, "scope": "global"}]},
+            "tools": {
+                "checkCodeExecStatus": {},
+                "deleteWorkspace": {"action": "deny", "reason": "destructive"},
+                "a/b~c": {"limits": [{"counter": "x", "window": "second", "max": 1, "scope": "session"}]}
+            }
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(policy.identity_header.as_deref(), Some("x-agent-id"));
+    assert_eq!(policy.max_body_bytes, 4096);
+    assert_eq!(
+        policy.tool("checkCodeExecStatus").unwrap().action,
+        Action::Allow
+    );
+    let deny = policy.tool("deleteWorkspace").unwrap();
+    assert_eq!(deny.action, Action::Deny);
+    assert_eq!(deny.reason.as_deref(), Some("destructive"));
+    assert_eq!(policy.all_tools_limits()[0].pointer, "/all_tools/limits/0");
+    assert_eq!(policy.all_tools_limits()[0].window_seconds, 3600);
+    // Pointer tokens are escaped as RFC 6901 says.
+    assert_eq!(policy.tool("a/b~c").unwrap().pointer, "/tools/a~1b~0c");
+    assert_eq!(policy.tool("a/b~c").unwrap().limits[0].window_seconds, 1);
+}
+
+#[test]
+fn named_windows_have_their_lengths() {
+    for (name, seconds) in [
+        ("second", 1),
+        ("minute", 60),
+        ("hour", 3600),
+        ("day", 86400),
+    ] {
+        let policy = load(&format!(
+            r#"{{"version":"1","default":"deny","all_tools":{{"limits":[{{"counter":"c","window":"{name}","max":1,"scope":"global"}}]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(policy.all_tools_limits()[0].window_seconds, seconds);
+    }
+}
+
+#[test]
+fn the_repository_policy_is_valid() {
+    let policy = Policy::from_json(include_bytes!("../../policy.json")).unwrap();
+    assert_eq!(policy.default, Action::Deny);
+    assert!(policy.tool("asyncExecuteCode").is_some());
+    assert!(policy.tool("checkCodeExecStatus").is_some());
+}
+
+/// Bad documents and the exact message Envoy logs when it refuses them.
+#[test]
+fn bad_documents_are_refused_with_path_and_value() {
+    let limit = |field: &str| {
+        let mut limit =
+            serde_json::json!({"counter": "c", "window": "minute", "max": 10, "scope": "grant"});
+        let (key, value) = field.split_once('=').unwrap();
+        limit[key] = serde_json::from_str(value).unwrap();
+        format!(
+            r#"{{"version":"1","default":"deny","tools":{{"asyncExecuteCode":{{"limits":[{limit}]}}}}}}"#
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (limit(r#"window="fortnight""#), r#"tools.asyncExecuteCode.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#),
+        (limit("window=0"), "tools.asyncExecuteCode.limits[0].window: window must be a positive number of seconds, got 0"),
+        (limit("window=-5"), "tools.asyncExecuteCode.limits[0].window: window must be a positive number of seconds, got -5"),
+        (limit("window=1.5"), r#"tools.asyncExecuteCode.limits[0].window: invalid type: floating point `1.5`, expected "second", "minute", "hour", "day" or a positive number of seconds"#),
+        (limit("max=0"), "tools.asyncExecuteCode.limits[0].max: must be a positive integer, got 0"),
+        (limit("max=-1"), "tools.asyncExecuteCode.limits[0].max: must be a positive integer, got -1"),
+        (limit(r#"max="10""#), r#"tools.asyncExecuteCode.limits[0].max: invalid type: string "10", expected a positive integer"#),
+        (limit(r#"scope="tenant""#), "tools.asyncExecuteCode.limits[0].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`"),
+        (limit(r#"counter="""#), "tools.asyncExecuteCode.limits[0].counter: must not be empty"),
+        (limit("counter=7"), "tools.asyncExecuteCode.limits[0].counter: invalid type: integer `7`, expected a string"),
+        (limit("burst=2"), "tools.asyncExecuteCode.limits[0].burst: unknown field `burst`, expected one of `counter`, `window`, `max`, `scope`"),
+        (r#"{"default":"deny"}"#.to_string(), "policy: missing field `version`"),
+        (r#"{"version":"2","default":"deny"}"#.to_string(), r#"version: unsupported version "2" (this filter reads version "1")"#),
+        (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
+        (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
+        (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`"),
+        (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
+        (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
+        (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":"deny","tools":{"x":{"on_deny":"no"}}}"#.to_string(), "tools.x.on_deny: unknown field `on_deny`, expected one of `action`, `reason`, `limits`"),
+        (r#"{"version":"1","default":"deny","tools":{"x":[]}}"#.to_string(), "tools.x: invalid type: sequence, expected an object"),
+        (r#"{"version":"1","default":"deny","tools":[]}"#.to_string(), "tools: invalid type: sequence, expected an object"),
+        (r#"["1","deny"]"#.to_string(), "policy: invalid type: sequence, expected an object"),
+        (r#"{"version":"1","default":"deny","all_tools":{"limits":[["c","minute",10,"grant"]]}}"#.to_string(), "all_tools.limits[0]: invalid type: sequence, expected an object"),
+        (r#"{"version":"1","default":"deny","identity":["x-agent"]}"#.to_string(), "identity: invalid type: sequence, expected an object"),
+        (r#"{"version":"1","default":"deny","identity":{"header":""}}"#.to_string(), "identity.header: header name must not be empty"),
+        (r#"{"version":"1","default":"deny","identity":{"header":"x agent"}}"#.to_string(), r#"identity.header: invalid header name "x agent""#),
+        (r#"{"version":"1","default":"deny","identity":{"cookie":"a"}}"#.to_string(), "identity.cookie: unknown field `cookie`, expected `header`"),
+        (r#"{"version":"1","default":"deny","max_body_bytes":0}"#.to_string(), "max_body_bytes: must be a positive integer, got 0"),
+        (r#"{"version":"1","default":"deny","all_tools":{"limits":{}}}"#.to_string(), "all_tools.limits: invalid type: map, expected a sequence"),
+        (
+            r#"{"version":"1","default":"deny","all_tools":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},"tools":{"t":{"limits":[{"counter":"c","window":"hour","max":5,"scope":"grant"}]}}}"#.to_string(),
+            r#"tools.t.limits[0].window: counter "c" has window 3600s here but 60s at all_tools.limits[0]; a counter has one window"#,
+        ),
+        (r#"{"version":"1","default":"deny"} {}"#.to_string(), "policy: trailing characters after the policy document"),
+        (r#"{"version":"1","default":"deny""#.to_string(), "policy: EOF while parsing an object"),
+        ("".to_string(), "policy: EOF while parsing a value"),
+    ];
+    let mut mismatches = Vec::new();
+    for (document, expected) in &cases {
+        let actual = error_of(document);
+        if actual != *expected {
+            mismatches.push(format!(
+                "document: {document}\n  expected: {expected}\n  actual:   {actual}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn errors_carry_line_and_column() {
+    let err = load("{\n  \"version\": \"1\",\n  \"default\": \"maybe\"\n}").unwrap_err();
+    assert_eq!(err.path, "default");
+    assert_eq!(err.line, Some(3));
+    assert!(err.column.is_some());
+}
+
+#[test]
+fn a_counter_shared_with_the_same_window_is_one_counter() {
+    let policy = load(
+        r#"{"version":"1","default":"deny","tools":{
+            "a":{"limits":[{"counter":"shared","window":"minute","max":5,"scope":"grant"}]},
+            "b":{"limits":[{"counter":"shared","window":60,"max":3,"scope":"global"}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(policy.tool("a").unwrap().limits[0].counter, "shared");
+    assert_eq!(policy.tool("b").unwrap().limits[0].max, 3);
+}

@@ -1,0 +1,306 @@
+use super::*;
+use crate::testing::{EnvoySharedData, UnavailableStore};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn limit(counter: &str, window_seconds: u64, max: u64, scope: Scope) -> Limit {
+    Limit {
+        counter: counter.to_string(),
+        window_seconds,
+        max,
+        scope,
+        pointer: format!("/tools/t/limits/{counter}"),
+    }
+}
+
+const ALICE: CallerScope<'static> = CallerScope {
+    grant: "alice",
+    session: Some("s-1"),
+};
+const BOB: CallerScope<'static> = CallerScope {
+    grant: "bob",
+    session: Some("s-2"),
+};
+
+fn granted(result: &Acquire<'_>) -> bool {
+    matches!(result, Acquire::Granted(_))
+}
+
+#[test]
+fn counts_up_to_max_then_refuses_until_the_window_ends() {
+    let store = EnvoySharedData::default();
+    let minute = limit("c", 60, 3, Scope::Grant);
+    let now = 1_800_000_010; // 10 s into a minute window
+    for _ in 0..3 {
+        assert!(granted(&acquire(&store, &[&minute], ALICE, now)));
+    }
+    assert_eq!(
+        acquire(&store, &[&minute], ALICE, now + 5),
+        Acquire::Exhausted {
+            limit: &minute,
+            retry_after_seconds: 45
+        }
+    );
+    // The next window starts empty.
+    assert!(granted(&acquire(&store, &[&minute], ALICE, now + 50)));
+}
+
+#[test]
+fn windows_are_aligned_to_the_epoch() {
+    assert_eq!(window_start(1_800_000_059, 60), 1_800_000_000);
+    assert_eq!(window_start(1_800_000_060, 60), 1_800_000_060);
+    assert_eq!(window_start(100, 7), 98);
+    assert_eq!(seconds_until_reset(1_800_000_059, 60), 1);
+    assert_eq!(seconds_until_reset(1_800_000_000, 60), 60);
+    assert_eq!(seconds_until_reset(5, 1), 1);
+}
+
+#[test]
+fn scopes_count_separately() {
+    let store = EnvoySharedData::default();
+    let per_grant = limit("g", 60, 1, Scope::Grant);
+    let per_session = limit("s", 60, 1, Scope::Session);
+    let global = limit("x", 60, 2, Scope::Global);
+    let now = 1_800_000_000;
+
+    assert!(granted(&acquire(&store, &[&per_grant], ALICE, now)));
+    assert!(!granted(&acquire(&store, &[&per_grant], ALICE, now)));
+    assert!(granted(&acquire(&store, &[&per_grant], BOB, now)));
+    // Same grant, other session: the grant's count is shared.
+    let alice_elsewhere = CallerScope {
+        grant: "alice",
+        session: Some("s-9"),
+    };
+    assert!(!granted(&acquire(
+        &store,
+        &[&per_grant],
+        alice_elsewhere,
+        now
+    )));
+
+    assert!(granted(&acquire(&store, &[&per_session], ALICE, now)));
+    assert!(!granted(&acquire(&store, &[&per_session], ALICE, now)));
+    assert!(granted(&acquire(
+        &store,
+        &[&per_session],
+        alice_elsewhere,
+        now
+    )));
+    // Calls without a session share one "no session" count.
+    let no_session = CallerScope {
+        grant: "carol",
+        session: None,
+    };
+    assert!(granted(&acquire(&store, &[&per_session], no_session, now)));
+    assert!(!granted(&acquire(
+        &store,
+        &[&per_session],
+        CallerScope {
+            grant: "dave",
+            session: None
+        },
+        now
+    )));
+
+    assert!(granted(&acquire(&store, &[&global], ALICE, now)));
+    assert!(granted(&acquire(&store, &[&global], BOB, now)));
+    assert!(!granted(&acquire(&store, &[&global], no_session, now)));
+}
+
+#[test]
+fn takes_from_all_limits_or_from_none() {
+    let store = EnvoySharedData::default();
+    let roomy = limit("roomy", 60, 100, Scope::Grant);
+    let tight = limit("tight", 60, 1, Scope::Grant);
+    let now = 1_800_000_000;
+    assert!(granted(&acquire(&store, &[&roomy, &tight], ALICE, now)));
+    // `tight` is full: `roomy` must not be charged for the refused call.
+    for _ in 0..5 {
+        assert!(!granted(&acquire(&store, &[&roomy, &tight], ALICE, now)));
+    }
+    let key = counter_key(&roomy, ALICE);
+    let (bytes, _) = store.get(&key).unwrap().unwrap();
+    assert_eq!(Slot::decode(&bytes).unwrap().count, 1);
+}
+
+#[test]
+fn reports_the_full_limit_whose_window_ends_last() {
+    let store = EnvoySharedData::default();
+    let minute = limit("m", 60, 1, Scope::Grant);
+    let hour = limit("h", 3600, 1, Scope::Grant);
+    let now = 1_800_000_000; // a whole hour boundary
+    assert!(granted(&acquire(&store, &[&minute, &hour], ALICE, now)));
+    assert_eq!(
+        acquire(&store, &[&minute, &hour], ALICE, now + 1),
+        Acquire::Exhausted {
+            limit: &hour,
+            retry_after_seconds: 3599
+        }
+    );
+}
+
+#[test]
+fn a_counter_named_twice_for_one_call_counts_once_against_the_smaller_max() {
+    let store = EnvoySharedData::default();
+    let own = limit("shared", 60, 5, Scope::Grant);
+    let all = Limit {
+        max: 2,
+        pointer: "/all_tools/limits/0".to_string(),
+        ..own.clone()
+    };
+    let now = 1_800_000_000;
+    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now)));
+    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now)));
+    assert!(matches!(
+        acquire(&store, &[&own, &all], ALICE, now),
+        Acquire::Exhausted { limit, .. } if limit.pointer == "/all_tools/limits/0"
+    ));
+}
+
+#[test]
+fn keys_stay_bounded_one_per_counter_and_scope_value() {
+    let store = EnvoySharedData::default();
+    let per_grant = limit("g", 1, 1000, Scope::Grant);
+    // A thousand windows later there is still one key.
+    for second in 0..1000 {
+        assert!(granted(&acquire(
+            &store,
+            &[&per_grant],
+            ALICE,
+            1_800_000_000 + second
+        )));
+    }
+    assert_eq!(store.keys().len(), 1);
+}
+
+#[test]
+fn keys_cannot_collide_across_counters_and_scopes() {
+    let a = limit("a/g", 60, 1, Scope::Grant);
+    let b = limit("a", 60, 1, Scope::Grant);
+    let odd = CallerScope {
+        grant: "g/x",
+        session: None,
+    };
+    assert_ne!(
+        counter_key(
+            &a,
+            CallerScope {
+                grant: "x",
+                session: None
+            }
+        ),
+        counter_key(&b, odd)
+    );
+    let session = limit("c", 60, 1, Scope::Session);
+    let grant = limit("c", 60, 1, Scope::Grant);
+    let same = CallerScope {
+        grant: "v",
+        session: Some("v"),
+    };
+    assert_ne!(counter_key(&session, same), counter_key(&grant, same));
+}
+
+#[test]
+fn a_lost_race_is_retried_not_counted_twice() {
+    let store = EnvoySharedData::default();
+    let tight = limit("race", 60, 2, Scope::Global);
+    let now = 1_800_000_000;
+    // Another worker takes a unit between our read and our write, while the
+    // key does not exist yet: the create-if-absent CAS must notice.
+    let competitor = tight.clone();
+    store.before_next_swap(move |store| {
+        assert!(matches!(
+            acquire(store, &[&competitor], ALICE, now),
+            Acquire::Granted(_)
+        ));
+    });
+    assert!(granted(&acquire(&store, &[&tight], BOB, now)));
+    // Both units are taken: a third call is refused.
+    assert!(!granted(&acquire(&store, &[&tight], BOB, now)));
+    let (bytes, _) = store.get(&counter_key(&tight, BOB)).unwrap().unwrap();
+    assert_eq!(Slot::decode(&bytes).unwrap().count, 2);
+}
+
+#[test]
+fn a_race_for_the_last_unit_has_one_winner() {
+    let store = EnvoySharedData::default();
+    let tight = limit("last", 60, 1, Scope::Global);
+    let now = 1_800_000_000;
+    let competitor = tight.clone();
+    store.before_next_swap(move |store| {
+        assert!(matches!(
+            acquire(store, &[&competitor], ALICE, now),
+            Acquire::Granted(_)
+        ));
+    });
+    assert!(!granted(&acquire(&store, &[&tight], BOB, now)));
+}
+
+#[test]
+fn an_unavailable_store_fails_the_acquisition() {
+    let tight = limit("c", 60, 1, Scope::Global);
+    assert!(matches!(
+        acquire(&UnavailableStore, &[&tight], ALICE, 0),
+        Acquire::Failed(_)
+    ));
+}
+
+#[test]
+fn released_quota_can_be_taken_again_in_the_same_window() {
+    let store = EnvoySharedData::default();
+    let tight = limit("c", 60, 1, Scope::Grant);
+    let now = 1_800_000_000;
+    let Acquire::Granted(reservations) = acquire(&store, &[&tight], ALICE, now) else {
+        panic!("first call must pass");
+    };
+    assert!(!granted(&acquire(&store, &[&tight], ALICE, now)));
+    assert!(release(&store, &reservations).is_empty());
+    assert!(granted(&acquire(&store, &[&tight], ALICE, now)));
+    // Released in a later window: nothing to give back, nothing goes negative.
+    let Acquire::Granted(late) = acquire(&store, &[&tight], ALICE, now + 60) else {
+        panic!("new window must pass");
+    };
+    assert!(release(&store, &reservations).is_empty());
+    assert!(!granted(&acquire(&store, &[&tight], ALICE, now + 61)));
+    assert_eq!(late.len(), 1);
+}
+
+#[test]
+fn a_foreign_value_under_our_key_is_overwritten_not_fatal() {
+    let store = EnvoySharedData::default();
+    let tight = limit("c", 60, 1, Scope::Grant);
+    store
+        .set_raw(&counter_key(&tight, ALICE), b"junk", 0)
+        .unwrap();
+    assert!(granted(&acquire(&store, &[&tight], ALICE, 1_800_000_000)));
+}
+
+/// Real threads against one store: exactly `max` calls pass.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn concurrent_callers_never_exceed_max() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let store = Arc::new(EnvoySharedData::default());
+    let tight = Arc::new(limit("threads", 3600, 50, Scope::Global));
+    let passed = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, tight, passed) = (store.clone(), tight.clone(), passed.clone());
+            std::thread::spawn(move || {
+                for _ in 0..40 {
+                    if let Acquire::Granted(_) = acquire(&*store, &[&*tight], ALICE, 1_800_000_000)
+                    {
+                        passed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(passed.load(Ordering::SeqCst), 50);
+}

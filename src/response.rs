@@ -1,0 +1,152 @@
+//! Every answer the gate gives instead of forwarding: JSON-RPC error codes,
+//! HTTP statuses and bodies live here and nowhere else.
+
+use serde_json::{json, Value};
+
+use crate::decision::Decision;
+use crate::mcp::Invalid;
+
+/// JSON-RPC error codes the gate answers with.
+pub mod code {
+    /// Body is not JSON.
+    pub const PARSE_ERROR: i32 = -32700;
+    /// Not a valid JSON-RPC request (including batches and oversized bodies).
+    pub const INVALID_REQUEST: i32 = -32600;
+    /// `tools/call` params unusable.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// The gate could not decide and fails closed.
+    pub const INTERNAL_ERROR: i32 = -32603;
+    /// Denied by policy. Application codes sit outside -32768..=-32000,
+    /// which JSON-RPC and MCP reserve.
+    pub const POLICY_DENIED: i32 = -31001;
+    /// A rate limit is full.
+    pub const RATE_LIMITED: i32 = -31002;
+}
+
+/// HTTP statuses of the gate's answers.
+pub mod status {
+    /// Decisions are JSON-RPC answers: MCP clients show them as tool errors.
+    pub const DECIDED: u16 = 200;
+    /// The body could not be read as one JSON-RPC request.
+    pub const BAD_REQUEST: u16 = 400;
+    /// The body exceeds `max_body_bytes`.
+    pub const PAYLOAD_TOO_LARGE: u16 = 413;
+}
+
+/// The content type of every answer.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// An HTTP answer sent by the gate in place of the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The JSON-RPC error object of this reply, for tests and tools.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+fn error_reply(status: u16, id: &Value, code: i32, message: &str, data: Option<Value>) -> Reply {
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(data), Some(object)) = (data, error.as_object_mut()) {
+        object.insert("data".to_string(), data);
+    }
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": error });
+    Reply {
+        status,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// The answer to a `tools/call` the policy refused, or `None` if it is allowed.
+pub fn for_decision(id: &Value, tool: &str, decision: &Decision<'_>) -> Option<Reply> {
+    match decision {
+        Decision::Allow { .. } => None,
+        Decision::Deny { rule, reason } => Some(error_reply(
+            status::DECIDED,
+            id,
+            code::POLICY_DENIED,
+            &format!("Tool '{tool}' denied by policy: {reason}"),
+            Some(json!({ "tool": tool, "reason": reason, "rule": rule })),
+        )),
+        Decision::RateLimited {
+            limit,
+            retry_after_seconds,
+        } => Some(error_reply(
+            status::DECIDED,
+            id,
+            code::RATE_LIMITED,
+            &format!(
+                "Rate limit exceeded for tool '{tool}': counter '{}' allows {} per {}s; retry after {retry_after_seconds}s",
+                limit.counter, limit.max, limit.window_seconds
+            ),
+            Some(json!({
+                "tool": tool,
+                "rule": limit.pointer,
+                "counter": limit.counter,
+                "max": limit.max,
+                "window_seconds": limit.window_seconds,
+                "retry_after_seconds": retry_after_seconds,
+            })),
+        )),
+        Decision::Failed { .. } => Some(error_reply(
+            status::DECIDED,
+            id,
+            code::INTERNAL_ERROR,
+            "Policy gate could not decide; the call was not forwarded",
+            Some(json!({ "tool": tool })),
+        )),
+    }
+}
+
+/// The answer to a body the gate cannot read as one request.
+pub fn for_invalid(invalid: &Invalid) -> Reply {
+    match invalid {
+        Invalid::Malformed { detail } => error_reply(
+            status::BAD_REQUEST,
+            &Value::Null,
+            code::PARSE_ERROR,
+            "Parse error",
+            Some(json!({ "detail": detail })),
+        ),
+        Invalid::Batch => error_reply(
+            status::BAD_REQUEST,
+            &Value::Null,
+            code::INVALID_REQUEST,
+            "Invalid Request: JSON-RPC batches are not accepted; send one message per request",
+            None,
+        ),
+        Invalid::Request { id, detail } => error_reply(
+            status::BAD_REQUEST,
+            id,
+            code::INVALID_REQUEST,
+            "Invalid Request",
+            Some(json!({ "detail": detail })),
+        ),
+        Invalid::Params { id, detail } => error_reply(
+            status::BAD_REQUEST,
+            id,
+            code::INVALID_PARAMS,
+            "Invalid params",
+            Some(json!({ "detail": detail })),
+        ),
+    }
+}
+
+/// The answer to a body larger than the policy's `max_body_bytes`.
+pub fn body_too_large(max_body_bytes: u64) -> Reply {
+    error_reply(
+        status::PAYLOAD_TOO_LARGE,
+        &Value::Null,
+        code::INVALID_REQUEST,
+        &format!("Request body exceeds the gate's limit of {max_body_bytes} bytes"),
+        Some(json!({ "max_body_bytes": max_body_bytes })),
+    )
+}
+
+#[cfg(test)]
+mod tests;

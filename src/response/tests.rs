@@ -1,0 +1,113 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::policy::{Limit, Scope};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[test]
+fn codes_sit_outside_the_reserved_range() {
+    for code in [code::POLICY_DENIED, code::RATE_LIMITED] {
+        assert!(!(-32768..=-32000).contains(&code), "{code}");
+    }
+}
+
+#[test]
+fn denial_echoes_the_id_with_its_type() {
+    let decision = Decision::Deny {
+        rule: "/tools/x",
+        reason: "no".into(),
+    };
+    for id in [json!(5), json!("five")] {
+        let reply = for_decision(&id, "x", &decision).unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.json().unwrap(),
+            json!({"jsonrpc":"2.0","id":id,"error":{"code":-31001,"message":"Tool 'x' denied by policy: no","data":{"tool":"x","reason":"no","rule":"/tools/x"}}})
+        );
+    }
+}
+
+#[test]
+fn rate_limit_says_when_to_retry() {
+    let limit = Limit {
+        counter: "exec".to_string(),
+        window_seconds: 60,
+        max: 10,
+        scope: Scope::Grant,
+        pointer: "/tools/a/limits/0".to_string(),
+    };
+    let decision = Decision::RateLimited {
+        limit: &limit,
+        retry_after_seconds: 12,
+    };
+    let json = for_decision(&json!(1), "a", &decision)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(json["error"]["code"], -31002);
+    assert_eq!(json["error"]["data"]["retry_after_seconds"], 12);
+    assert_eq!(json["error"]["data"]["counter"], "exec");
+    assert_eq!(json["error"]["data"]["rule"], "/tools/a/limits/0");
+    assert_eq!(json["error"]["data"]["tool"], "a");
+}
+
+#[test]
+fn allowed_calls_get_no_reply() {
+    assert_eq!(
+        for_decision(
+            &json!(1),
+            "a",
+            &Decision::Allow {
+                reservations: vec![]
+            }
+        ),
+        None
+    );
+}
+
+#[test]
+fn invalid_bodies_get_400_with_the_right_code() {
+    let cases = [
+        (
+            Invalid::Malformed { detail: "x".into() },
+            -32700,
+            Value::Null,
+        ),
+        (Invalid::Batch, -32600, Value::Null),
+        (
+            Invalid::Request {
+                id: Value::Null,
+                detail: "x".into(),
+            },
+            -32600,
+            Value::Null,
+        ),
+        (
+            Invalid::Params {
+                id: json!(4),
+                detail: "x".into(),
+            },
+            -32602,
+            json!(4),
+        ),
+    ];
+    for (invalid, code, id) in cases {
+        let reply = for_invalid(&invalid);
+        assert_eq!(reply.status, 400);
+        let json = reply.json().unwrap();
+        assert_eq!(json["error"]["code"], code);
+        assert_eq!(json["id"], id);
+    }
+}
+
+#[test]
+fn oversized_bodies_get_413() {
+    let reply = body_too_large(1024);
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.json().unwrap()["error"]["data"]["max_body_bytes"],
+        1024
+    );
+}
