@@ -1,0 +1,453 @@
+//! Demo MCP server: a fake code-execution service behind Streamable HTTP at `/mcp`.
+//!
+//! Nothing here ever executes code. The server exists so the policy filter has a real
+//! MCP peer to sit in front of, and so end-to-end tests can see exactly what got
+//! through: a [`Recorder`] captures every HTTP request (before rmcp parses it) and
+//! every tool invocation.
+//!
+//! This file is a module without `main`: `examples/demo_server/main.rs` runs it as a
+//! binary and the e2e tests include it with
+//! `#[path = "../../examples/demo_server/server.rs"] mod server;`.
+#![allow(dead_code)]
+
+use std::{
+    borrow::Cow,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use rmcp::{
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ProtocolVersion,
+    },
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+    transport::streamable_http_server::{
+        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    },
+    ErrorData as McpError, RoleServer, ServerHandler,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Path the MCP endpoint is served at.
+pub const MCP_PATH: &str = "/mcp";
+
+/// Largest request body the recording layer buffers (rmcp's own limit is 4 MiB).
+const MAX_RECORDED_BODY: usize = 16 * 1024 * 1024;
+
+/// The newest protocol revision that still has `initialize` and `Mcp-Session-Id`
+/// sessions. 2026-07-28 removed both (SEP-2567); the policy filter keys rate limits
+/// on the session, so the demo server never negotiates past this.
+pub const MAX_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::LATEST_WITH_INITIALIZE;
+
+/// One HTTP request as it reached the server, before rmcp handled it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path only, without the query string.
+    pub path: String,
+    /// Header names are lowercase; repeated headers appear once per value.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The JSON-RPC `method` of the body, if the body is a JSON-RPC message.
+    pub fn jsonrpc_method(&self) -> Option<String> {
+        self.json()?.get("method")?.as_str().map(str::to_owned)
+    }
+
+    /// For a `tools/call` request, the tool name.
+    pub fn tool_name(&self) -> Option<String> {
+        let body = self.json()?;
+        if body.get("method")?.as_str()? != "tools/call" {
+            return None;
+        }
+        body.get("params")?.get("name")?.as_str().map(str::to_owned)
+    }
+}
+
+#[derive(Default)]
+struct RecorderState {
+    tool_calls: Vec<(String, Value)>,
+    http_requests: Vec<RecordedRequest>,
+}
+
+#[derive(Default)]
+struct RecorderInner {
+    state: Mutex<RecorderState>,
+    log_tool_calls: bool,
+}
+
+/// Shared log of what reached the demo server. Cheap to clone; clones share the log.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    inner: Arc<RecorderInner>,
+}
+
+impl Recorder {
+    /// A recorder that also prints one line per tool call to stdout.
+    pub fn logging_tool_calls() -> Self {
+        Self {
+            inner: Arc::new(RecorderInner {
+                state: Mutex::default(),
+                log_tool_calls: true,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, RecorderState> {
+        // A panic while holding the lock cannot leave the Vecs half-updated.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every tool invocation that reached a tool, in order: (tool name, arguments).
+    /// Arguments are the JSON object the client sent, or `null` when it sent none.
+    pub fn tool_calls(&self) -> Vec<(String, Value)> {
+        self.state().tool_calls.clone()
+    }
+
+    pub fn tool_call_count(&self, tool: &str) -> usize {
+        self.state()
+            .tool_calls
+            .iter()
+            .filter(|(name, _)| name == tool)
+            .count()
+    }
+
+    /// Every HTTP request that reached the server, in arrival order.
+    pub fn http_requests(&self) -> Vec<RecordedRequest> {
+        self.state().http_requests.clone()
+    }
+
+    pub fn clear(&self) {
+        let mut state = self.state();
+        state.tool_calls.clear();
+        state.http_requests.clear();
+    }
+
+    fn record_tool_call(&self, tool: &str, arguments: Value) {
+        if self.inner.log_tool_calls {
+            let keys: Vec<&str> = arguments
+                .as_object()
+                .map(|args| args.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            println!("tool call: {tool} args=[{}]", keys.join(", "));
+        }
+        self.state().tool_calls.push((tool.to_owned(), arguments));
+    }
+
+    fn record_http(&self, request: RecordedRequest) {
+        self.state().http_requests.push(request);
+    }
+}
+
+/// How the HTTP layer answers an intercepted `tools/call` (see [`ServeOptions`]).
+#[derive(Clone, Debug)]
+pub enum InterceptReply {
+    /// HTTP 200, `content-type: application/json`, body
+    /// `{"jsonrpc":"2.0","id":<request id>,"error":{"code":..,"message":..,"data":..}}` —
+    /// the shape the policy filter answers a denied call with.
+    JsonRpcError {
+        code: i32,
+        message: String,
+        data: Option<Value>,
+    },
+    /// This HTTP status with a small JSON body that is not JSON-RPC.
+    HttpStatus(u16),
+}
+
+/// Test hooks for [`serve_with_options`]. The defaults give the plain demo server.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// `tools/call` requests naming one of these tools are answered by the HTTP layer
+    /// (after recording the HTTP request) and never reach rmcp, as if a proxy in front
+    /// had answered them. They do not show up in [`Recorder::tool_calls`].
+    pub intercept_tools: Vec<(String, InterceptReply)>,
+}
+
+#[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
+struct AsyncExecuteCodeArgs {
+    /// The script to run (the demo server never runs it).
+    script: String,
+    /// Timeout in seconds.
+    #[serde(default)]
+    timeout: Option<i64>,
+    /// Free-form execution options.
+    #[serde(default)]
+    options: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
+struct CheckCodeExecStatusArgs {
+    /// The id `asyncExecuteCode` returned.
+    execution_uuid: String,
+}
+
+#[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
+struct DeleteWorkspaceArgs {
+    /// Name of the workspace to delete.
+    workspace: String,
+}
+
+/// The MCP handler; one instance per session, sharing the recorder and the id counter.
+#[derive(Clone)]
+struct DemoServer {
+    tool_router: ToolRouter<Self>,
+    recorder: Recorder,
+    executions: Arc<AtomicU64>,
+}
+
+fn json_result(value: &Value) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(value.to_string())])
+}
+
+#[tool_router]
+impl DemoServer {
+    fn new(recorder: Recorder, executions: Arc<AtomicU64>) -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            recorder,
+            executions,
+        }
+    }
+
+    #[tool(
+        name = "asyncExecuteCode",
+        description = "Queue a script for execution and return its execution id. \
+                       (Demo server: the script is never executed.)"
+    )]
+    fn async_execute_code(
+        &self,
+        Parameters(args): Parameters<AsyncExecuteCodeArgs>,
+    ) -> CallToolResult {
+        let _ = (args.script, args.timeout, args.options);
+        let n = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
+        let uuid = format!("00000000-0000-4000-8000-{n:012}");
+        json_result(&json!({ "execution_uuid": uuid, "status": "pending" }))
+    }
+
+    #[tool(
+        name = "checkCodeExecStatus",
+        description = "Report the status and output of a queued execution."
+    )]
+    fn check_code_exec_status(
+        &self,
+        Parameters(args): Parameters<CheckCodeExecStatusArgs>,
+    ) -> CallToolResult {
+        json_result(&json!({
+            "execution_uuid": args.execution_uuid,
+            "status": "completed",
+            "output": "(demo server: code is never executed)",
+        }))
+    }
+
+    #[tool(
+        name = "deleteWorkspace",
+        description = "Delete a workspace and everything in it. (Destructive; the demo \
+                       policy denies it.)"
+    )]
+    fn delete_workspace(
+        &self,
+        Parameters(args): Parameters<DeleteWorkspaceArgs>,
+    ) -> CallToolResult {
+        json_result(&json!({ "deleted": args.workspace }))
+    }
+}
+
+#[tool_handler(name = "mcp-policy-demo-server", version = "0.1.0")]
+impl ServerHandler for DemoServer {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.clone().map_or(Value::Null, Value::Object);
+        self.recorder.record_tool_call(&request.name, arguments);
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL_VERSION))
+    }
+}
+
+/// The rmcp server config: `Mcp-Session-Id` sessions, loopback hosts on any port.
+pub fn server_config() -> StreamableHttpServerConfig {
+    StreamableHttpServerConfig::default()
+        // Sessions for every protocol revision that has them (< 2026-07-28).
+        .with_legacy_session_mode(true)
+        // Entries without a port match any port, so Envoy's `Host: 127.0.0.1:<its
+        // listener port>` passes as well as direct connections.
+        .with_allowed_hosts(["localhost", "127.0.0.1", "::1"])
+}
+
+/// Records the request (method, path, headers, full body), then either answers it
+/// from [`ServeOptions::intercept_tools`] or hands it on unchanged.
+async fn record_layer(
+    State((recorder, options)): State<(Recorder, Arc<ServeOptions>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_RECORDED_BODY).await {
+        Ok(body) => body,
+        Err(err) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("demo server: {err}")).into_response()
+        }
+    };
+    let recorded = RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let intercepted = intercept(&options, &recorded);
+    recorder.record_http(recorded);
+    if let Some(response) = intercepted {
+        return response;
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+fn intercept(options: &ServeOptions, request: &RecordedRequest) -> Option<Response> {
+    if options.intercept_tools.is_empty() {
+        return None;
+    }
+    let tool = request.tool_name()?;
+    let (_, reply) = options.intercept_tools.iter().find(|(t, _)| *t == tool)?;
+    Some(match reply {
+        InterceptReply::JsonRpcError {
+            code,
+            message,
+            data,
+        } => {
+            let id = request
+                .json()
+                .and_then(|body| body.get("id").cloned())
+                .unwrap_or(Value::Null);
+            let mut error = json!({ "code": code, "message": message });
+            if let (Some(data), Some(obj)) = (data, error.as_object_mut()) {
+                obj.insert("data".to_owned(), data.clone());
+            }
+            let body = json!({ "jsonrpc": "2.0", "id": id, "error": error });
+            json_response(StatusCode::OK, &body)
+        }
+        InterceptReply::HttpStatus(status) => status_response(*status),
+    })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body.to_string()),
+    )
+        .into_response()
+}
+
+fn status_response(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(
+        code,
+        &json!({ "error": format!("demo upstream answers every request with HTTP {status}") }),
+    )
+}
+
+/// The full HTTP app: rmcp at [`MCP_PATH`], 404 elsewhere, all behind the recording layer.
+pub fn app(recorder: Recorder, options: ServeOptions) -> Router {
+    let executions = Arc::new(AtomicU64::new(0));
+    let handler_recorder = recorder.clone();
+    let mcp = StreamableHttpService::new(
+        move || {
+            Ok(DemoServer::new(
+                handler_recorder.clone(),
+                executions.clone(),
+            ))
+        },
+        Arc::new(LocalSessionManager::default()),
+        server_config(),
+    );
+    Router::new()
+        .nest_service(MCP_PATH, mcp)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "demo server: not found") })
+        // Added after the routes and the fallback, so it wraps every request.
+        .layer(middleware::from_fn_with_state(
+            (recorder, Arc::new(options)),
+            record_layer,
+        ))
+}
+
+/// Serve the demo MCP server until the task is aborted or the runtime dropped.
+pub async fn serve(listener: tokio::net::TcpListener, recorder: Recorder) -> std::io::Result<()> {
+    serve_with_options(listener, recorder, ServeOptions::default()).await
+}
+
+/// [`serve`] with test hooks.
+pub async fn serve_with_options(
+    listener: tokio::net::TcpListener,
+    recorder: Recorder,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(recorder, options)).await
+}
+
+/// A plain (non-MCP) upstream: answers every request, on any path, with HTTP `status`
+/// and a small JSON body, after recording the request. Used as an upstream that fails.
+pub async fn serve_status(
+    listener: tokio::net::TcpListener,
+    recorder: Recorder,
+    status: u16,
+) -> std::io::Result<()> {
+    if StatusCode::from_u16(status).is_err() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not an HTTP status code: {status}"),
+        ));
+    }
+    let app = Router::new()
+        .fallback(move || async move { status_response(status) })
+        .layer(middleware::from_fn_with_state(
+            (recorder, Arc::new(ServeOptions::default())),
+            record_layer,
+        ));
+    axum::serve(listener, app).await
+}

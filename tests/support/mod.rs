@@ -1,0 +1,8 @@
+//! Shared helpers for the native e2e tests (`mod support;`).
+#![allow(dead_code)]
+
+pub mod mcp_client;
+
+#[path = "../../examples/demo_server/server.rs"]
+pub mod demo_server;
+pub mod envoy;
