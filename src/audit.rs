@@ -49,6 +49,9 @@ pub const AUDIT_PREFIX: &str = "mcp-policy audit ";
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     #[test]
     fn audit_line_has_time_and_never_values() {
         let mut record = AuditRecord::new(

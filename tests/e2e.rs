@@ -512,3 +512,75 @@ async fn non_post_requests_and_other_methods_pass() {
         .iter()
         .any(|request| request.method == "DELETE"));
 }
+
+/// The configuration users copy: it validates, carries policy.json verbatim,
+/// and enforces it when run.
+#[tokio::test]
+async fn shipped_envoy_yaml_validates_and_enforces_policy_json() {
+    let shipped =
+        std::fs::read_to_string(support::envoy::repo_root().join("envoy/envoy.yaml")).unwrap();
+
+    let embedded: String = shipped
+        .split("value: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|line| line.starts_with("                    ") || line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let embedded: Value = serde_json::from_str(&embedded).unwrap();
+    let policy_json: Value = serde_json::from_str(CODE_EXEC_POLICY).unwrap();
+    assert_eq!(
+        embedded, policy_json,
+        "envoy/envoy.yaml must embed policy.json unchanged"
+    );
+
+    let validate = std::process::Command::new(support::envoy::envoy_binary())
+        .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])
+        .current_dir(support::envoy::repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_port = listener.local_addr().unwrap().port();
+    let upstream = Recorder::default();
+    let server = tokio::spawn(demo_server::serve(listener, upstream.clone()));
+    let wasm = support::envoy::wasm_module();
+    let envoy = Envoy::start_with_config(
+        |port, admin_port| {
+            shipped
+                .replace("port_value: 9901", &format!("port_value: {admin_port}"))
+                .replace("port_value: 10000", &format!("port_value: {port}"))
+                .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
+                .replace(
+                    "filename: target/wasm32-wasip1/release/mcp_policy.wasm",
+                    &format!("filename: {}", wasm.display()),
+                )
+        },
+        1,
+    )
+    .await;
+    let client = McpClient::connect(&envoy.mcp_url(), &[("x-agent-id", "alice")])
+        .await
+        .unwrap();
+    client
+        .call("asyncExecuteCode", json!({"script": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(
+            client
+                .call("deleteWorkspace", json!({"workspace": "w"}))
+                .await
+        )
+        .code,
+        -31001
+    );
+    assert_eq!(upstream.tool_calls().len(), 1);
+    server.abort();
+}

@@ -87,6 +87,7 @@ static_resources:
   listeners:
   - name: mcp
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    per_connection_buffer_limit_bytes: 2097152
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -186,7 +187,7 @@ impl Envoy {
         envoy
     }
 
-    /// Starts Envoy with `config` (ports chosen by the caller via `ports`).
+    /// Starts Envoy with the configuration `config(port, admin_port)` returns.
     pub async fn start_with_config(config: impl FnOnce(u16, u16) -> String, workers: u32) -> Envoy {
         let dir = scratch_dir();
         let (port, admin_port) = (free_port(), free_port());

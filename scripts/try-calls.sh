@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Talks MCP over curl through the gate: opens a session, then makes an allowed
+# call, a denied call, a call to an unlisted tool, and calls until the
+# asyncExecuteCode limit (10 a minute per grant) answers -31002.
+set -euo pipefail
+URL=${MCP_URL:-http://127.0.0.1:10000/mcp}
+AGENT=${AGENT:-alice}
+headers=(-H 'content-type: application/json' -H 'accept: application/json, text/event-stream'
+         -H "x-agent-id: $AGENT" -H 'mcp-protocol-version: 2025-11-25')
+
+session=$(curl -s -D - -o /dev/null "${headers[@]}" "$URL" \
+  -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
+  | awk -F': ' 'tolower($1)=="mcp-session-id" {print $2}' | tr -d '\r')
+[ -n "$session" ] || { echo "no session from $URL: is 'make run' running?"; exit 1; }
+curl -s -o /dev/null "${headers[@]}" -H "mcp-session-id: $session" "$URL" \
+  -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+
+call() { # id tool arguments-json
+  local body="{\"jsonrpc\":\"2.0\",\"id\":$1,\"method\":\"tools/call\",\"params\":{\"name\":\"$2\",\"arguments\":$3}}"
+  echo "\$ curl $URL -H 'x-agent-id: $AGENT' -H 'mcp-session-id: $session' ... -d '$body'"
+  curl -s "${headers[@]}" -H "mcp-session-id: $session" "$URL" -d "$body" | sed -n 's/^data: //p; t; /^{/p'
+  echo
+}
+
+echo "== allowed: asyncExecuteCode (limited to 10 a minute per grant)"
+call 1 asyncExecuteCode '{"script":"print(42)","timeout":30}'
+echo "== denied by rule: deleteWorkspace"
+call 2 deleteWorkspace '{"workspace":"prod"}'
+echo "== denied by default: runShell is not in the policy"
+call 3 runShell '{"cmd":"ls"}'
+echo "== rate limited: asyncExecuteCode until the limit answers"
+for id in $(seq 4 14); do
+  out=$(call "$id" asyncExecuteCode '{"script":"print(1)"}')
+  if grep -q -- '-31002' <<< "$out"; then echo "$out"; break; fi
+done
