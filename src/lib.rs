@@ -9,6 +9,7 @@
 //! proxy-wasm glue, compiled only into the module Envoy loads.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod arguments;
 pub mod audit;
 pub mod decision;
 pub mod gate;

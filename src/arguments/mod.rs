@@ -1,0 +1,511 @@
+//! Argument rules of a tool: `require` (every condition must hold) and
+//! `deny_if` (any condition that holds denies), each a map from an argument
+//! path (`args.options.timeout`) to an operator object (`{"lte": 300}`).
+//!
+//! Read by serde like the rest of the policy, so type errors name their JSON
+//! path; [`ArgumentRules::compile`] checks the rest (paths, regexes) once at
+//! configuration time, so a request only walks a path and compares values.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Number, Value};
+
+use crate::policy::document::Object;
+use crate::policy::{escape_pointer_token, ConfigError};
+
+/// Every argument path starts with this; the rest is a dot path into `params.arguments`.
+pub const ARGS_PREFIX: &str = "args.";
+
+/// The operator object as written. Several operators are ANDed.
+///
+/// Every field is read with [`present`], so `"eq": null` compares with null
+/// and `"lt": null` is a type error, where a plain `Option` would read both
+/// as "no operator".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorsDocument {
+    #[serde(default, deserialize_with = "present")]
+    pub eq: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub neq: Option<Value>,
+    #[serde(rename = "in", default, deserialize_with = "present")]
+    pub in_: Option<Array>,
+    #[serde(default, deserialize_with = "present")]
+    pub not_in: Option<Array>,
+    #[serde(default, deserialize_with = "present")]
+    pub lt: Option<JsonNumber>,
+    #[serde(default, deserialize_with = "present")]
+    pub lte: Option<JsonNumber>,
+    #[serde(default, deserialize_with = "present")]
+    pub gt: Option<JsonNumber>,
+    #[serde(default, deserialize_with = "present")]
+    pub gte: Option<JsonNumber>,
+    #[serde(default, deserialize_with = "present")]
+    pub contains: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub regex: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub exists: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_length: Option<NonNegativeInteger>,
+}
+
+/// A field that was written, whatever its value (null included).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A JSON number, any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonNumber(pub Number);
+
+impl<'de> Deserialize<'de> for JsonNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl Visitor<'_> for NumberVisitor {
+            type Value = JsonNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<JsonNumber, E> {
+                Ok(JsonNumber(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<JsonNumber, E> {
+                Ok(JsonNumber(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonNumber, E> {
+                Number::from_f64(v)
+                    .map(JsonNumber)
+                    .ok_or_else(|| E::custom(format!("not a finite number: {v}")))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+/// A JSON array of any values (`in`, `not_in`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array(pub Vec<Value>);
+
+impl<'de> Deserialize<'de> for Array {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArrayVisitor;
+        impl<'de> Visitor<'de> for ArrayVisitor {
+            type Value = Array;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Array, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = access.next_element()? {
+                    values.push(value);
+                }
+                Ok(Array(values))
+            }
+        }
+        deserializer.deserialize_seq(ArrayVisitor)
+    }
+}
+
+/// An integer of at least 0 (`max_length`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonNegativeInteger(pub u64);
+
+impl<'de> Deserialize<'de> for NonNegativeInteger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NonNegativeVisitor;
+        impl Visitor<'_> for NonNegativeVisitor {
+            type Value = NonNegativeInteger;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NonNegativeInteger, E> {
+                Ok(NonNegativeInteger(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NonNegativeInteger, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "must be a non-negative integer, got {v}"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_u64(NonNegativeVisitor)
+    }
+}
+
+/// `require` / `deny_if` as written: argument path → operators, in document
+/// order (the order decides which condition is reported), duplicates refused.
+#[derive(Debug, Default)]
+pub struct ConditionsDocument(pub Vec<(String, OperatorsDocument)>);
+
+impl<'de> Deserialize<'de> for ConditionsDocument {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ConditionsVisitor;
+        impl<'de> Visitor<'de> for ConditionsVisitor {
+            type Value = ConditionsDocument;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<ConditionsDocument, A::Error> {
+                let mut seen = HashSet::new();
+                let mut conditions = Vec::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    // A plain map keeps the last duplicate silently, hiding a condition.
+                    if !seen.insert(key.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate argument path {key:?}"
+                        )));
+                    }
+                    let Object(operators) = access.next_value()?;
+                    conditions.push((key, operators));
+                }
+                Ok(ConditionsDocument(conditions))
+            }
+        }
+        deserializer.deserialize_map(ConditionsVisitor)
+    }
+}
+
+/// The compiled argument rules of one tool.
+#[derive(Debug, Default)]
+pub struct ArgumentRules {
+    require: Vec<Condition>,
+    deny_if: Vec<Condition>,
+}
+
+/// One argument path and the operators applied to the value found there.
+#[derive(Debug)]
+struct Condition {
+    path: Vec<Segment>,
+    operators: Vec<Operator>,
+}
+
+/// One dot-separated step of an argument path.
+#[derive(Debug)]
+struct Segment {
+    key: String,
+    /// The key read as an array index, when it is a canonical decimal.
+    index: Option<usize>,
+}
+
+#[derive(Debug)]
+struct Operator {
+    test: Test,
+    /// JSON pointer of the operator in the policy, reported when it decides.
+    pointer: String,
+}
+
+#[derive(Debug)]
+enum Test {
+    Eq(Value),
+    Neq(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    Lt(Number),
+    Lte(Number),
+    Gt(Number),
+    Gte(Number),
+    Contains(Value),
+    Regex(regex::Regex),
+    Exists(bool),
+    MaxLength(u64),
+}
+
+impl ArgumentRules {
+    /// Compiles a tool's `require` and `deny_if`. `path` is the dotted path of
+    /// the tool rule for errors (`tools.asyncExecuteCode`), `pointer` its JSON
+    /// pointer (`/tools/asyncExecuteCode`).
+    pub fn compile(
+        require: Option<ConditionsDocument>,
+        deny_if: Option<ConditionsDocument>,
+        path: &str,
+        pointer: &str,
+    ) -> Result<ArgumentRules, ConfigError> {
+        Ok(ArgumentRules {
+            require: compile_conditions(
+                require,
+                &format!("{path}.require"),
+                &format!("{pointer}/require"),
+            )?,
+            deny_if: compile_conditions(
+                deny_if,
+                &format!("{path}.deny_if"),
+                &format!("{pointer}/deny_if"),
+            )?,
+        })
+    }
+
+    /// True when the tool has no argument conditions at all.
+    pub fn is_empty(&self) -> bool {
+        self.require.is_empty() && self.deny_if.is_empty()
+    }
+
+    /// `None`: every `require` condition holds and no `deny_if` condition
+    /// does. `Some(pointer)`: the call is denied; the pointer of the operator
+    /// that decided. `require` is checked first, then `deny_if`, each in
+    /// document order. `arguments` is `params.arguments` of the call; `None`
+    /// (absent) reads as an empty object.
+    pub fn violation(&self, arguments: Option<&Value>) -> Option<&str> {
+        for condition in &self.require {
+            let value = arguments.and_then(|arguments| condition.lookup(arguments));
+            if let Some(failed) = condition.operators.iter().find(|op| !op.test.holds(value)) {
+                return Some(&failed.pointer);
+            }
+        }
+        for condition in &self.deny_if {
+            let value = arguments.and_then(|arguments| condition.lookup(arguments));
+            if condition.operators.iter().all(|op| op.test.holds(value)) {
+                // compile refuses empty operator objects, so there is a first one.
+                return condition.operators.first().map(|op| op.pointer.as_str());
+            }
+        }
+        None
+    }
+}
+
+fn compile_conditions(
+    document: Option<ConditionsDocument>,
+    path: &str,
+    pointer: &str,
+) -> Result<Vec<Condition>, ConfigError> {
+    let Some(ConditionsDocument(conditions)) = document else {
+        return Ok(Vec::new());
+    };
+    conditions
+        .into_iter()
+        .map(|(key, operators)| {
+            let condition_path = format!("{path}.{key}");
+            let condition_pointer = format!("{pointer}/{}", escape_pointer_token(&key));
+            Ok(Condition {
+                path: compile_path(&key, &condition_path)?,
+                operators: compile_operators(operators, &condition_path, &condition_pointer)?,
+            })
+        })
+        .collect()
+}
+
+fn compile_path(key: &str, path: &str) -> Result<Vec<Segment>, ConfigError> {
+    let Some(rest) = key.strip_prefix(ARGS_PREFIX) else {
+        return Err(ConfigError::new(
+            path,
+            format!("argument paths start with {ARGS_PREFIX:?} (got {key:?})"),
+        ));
+    };
+    rest.split('.')
+        .map(|segment| {
+            if segment.is_empty() {
+                return Err(ConfigError::new(
+                    path,
+                    format!("empty segment in argument path {key:?}"),
+                ));
+            }
+            Ok(Segment {
+                key: segment.to_string(),
+                index: array_index(segment),
+            })
+        })
+        .collect()
+}
+
+/// `0`, `7`, `12` index arrays; `01`, `+1`, `-1` do not (as in JSON pointers).
+fn array_index(segment: &str) -> Option<usize> {
+    let canonical = segment.bytes().all(|b| b.is_ascii_digit())
+        && (segment == "0" || !segment.starts_with('0'));
+    if canonical {
+        segment.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn compile_operators(
+    document: OperatorsDocument,
+    path: &str,
+    pointer: &str,
+) -> Result<Vec<Operator>, ConfigError> {
+    let OperatorsDocument {
+        eq,
+        neq,
+        in_,
+        not_in,
+        lt,
+        lte,
+        gt,
+        gte,
+        contains,
+        regex,
+        exists,
+        max_length,
+    } = document;
+    let regex = match regex {
+        Some(pattern) => Some(compile_regex(&pattern, &format!("{path}.regex"))?),
+        None => None,
+    };
+    // The order here is the order operators are checked and reported in.
+    let tests = [
+        ("eq", eq.map(Test::Eq)),
+        ("neq", neq.map(Test::Neq)),
+        ("in", in_.map(|a| Test::In(a.0))),
+        ("not_in", not_in.map(|a| Test::NotIn(a.0))),
+        ("lt", lt.map(|n| Test::Lt(n.0))),
+        ("lte", lte.map(|n| Test::Lte(n.0))),
+        ("gt", gt.map(|n| Test::Gt(n.0))),
+        ("gte", gte.map(|n| Test::Gte(n.0))),
+        ("contains", contains.map(Test::Contains)),
+        ("regex", regex.map(Test::Regex)),
+        ("exists", exists.map(Test::Exists)),
+        ("max_length", max_length.map(|n| Test::MaxLength(n.0))),
+    ];
+    let operators: Vec<Operator> = tests
+        .into_iter()
+        .filter_map(|(name, test)| {
+            test.map(|test| Operator {
+                test,
+                pointer: format!("{pointer}/{name}"),
+            })
+        })
+        .collect();
+    if operators.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            "no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length)",
+        ));
+    }
+    Ok(operators)
+}
+
+fn compile_regex(pattern: &str, path: &str) -> Result<regex::Regex, ConfigError> {
+    regex::Regex::new(pattern).map_err(|err| {
+        // The regex crate draws a caret under the pattern over several lines;
+        // keep its last line, which says what is wrong, so the log line stays one line.
+        let text = err.to_string();
+        let reason = text
+            .lines()
+            .rev()
+            .find_map(|line| line.trim().strip_prefix("error: "))
+            .unwrap_or(text.trim());
+        ConfigError::new(path, format!("invalid regex {pattern:?}: {reason}"))
+    })
+}
+
+impl Condition {
+    /// The value at this condition's path, if there is one.
+    fn lookup<'v>(&self, arguments: &'v Value) -> Option<&'v Value> {
+        self.path
+            .iter()
+            .try_fold(arguments, |value, segment| match value {
+                Value::Object(map) => map.get(&segment.key),
+                Value::Array(items) => segment.index.and_then(|index| items.get(index)),
+                _ => None,
+            })
+    }
+}
+
+impl Test {
+    /// Whether the operator holds for `value` (`None`: nothing at the path).
+    /// Only `exists: false` holds for a missing value; a value of the wrong
+    /// type holds for nothing but `neq`, `not_in` and `exists: true`.
+    fn holds(&self, value: Option<&Value>) -> bool {
+        let Some(value) = value else {
+            return matches!(self, Test::Exists(false));
+        };
+        match self {
+            Test::Eq(operand) => json_eq(value, operand),
+            Test::Neq(operand) => !json_eq(value, operand),
+            Test::In(operands) => operands.iter().any(|operand| json_eq(value, operand)),
+            Test::NotIn(operands) => !operands.iter().any(|operand| json_eq(value, operand)),
+            Test::Lt(bound) => compare_with(value, bound) == Some(Ordering::Less),
+            Test::Lte(bound) => matches!(
+                compare_with(value, bound),
+                Some(Ordering::Less | Ordering::Equal)
+            ),
+            Test::Gt(bound) => compare_with(value, bound) == Some(Ordering::Greater),
+            Test::Gte(bound) => matches!(
+                compare_with(value, bound),
+                Some(Ordering::Greater | Ordering::Equal)
+            ),
+            Test::Contains(operand) => match (value, operand) {
+                (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+                (Value::Array(items), _) => items.iter().any(|item| json_eq(item, operand)),
+                _ => false,
+            },
+            Test::Regex(regex) => value.as_str().is_some_and(|text| regex.is_match(text)),
+            Test::Exists(exists) => *exists,
+            Test::MaxLength(max) => match value {
+                Value::String(text) => fits(text.chars().count(), *max),
+                Value::Array(items) => fits(items.len(), *max),
+                _ => false,
+            },
+        }
+    }
+}
+
+fn fits(length: usize, max: u64) -> bool {
+    u64::try_from(length).is_ok_and(|length| length <= max)
+}
+
+/// Compares a value with a numeric bound; `None` when the value is no number.
+fn compare_with(value: &Value, bound: &Number) -> Option<Ordering> {
+    match value {
+        Value::Number(number) => compare_numbers(number, bound),
+        _ => None,
+    }
+}
+
+/// JSON equality with numbers compared by value (`1` equals `1.0`).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => compare_numbers(a, b) == Some(Ordering::Equal),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(key, a)| b.get(key).is_some_and(|b| json_eq(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Exact comparison of two JSON numbers: integers as integers (no rounding
+/// above 2^53), floats as floats, and an integer against a float exactly.
+fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
+    match (integer(a), integer(b)) {
+        (Some(a), Some(b)) => Some(a.cmp(&b)),
+        (Some(a), None) => compare_integer_float(a, b.as_f64()?),
+        (None, Some(b)) => compare_integer_float(b, a.as_f64()?).map(Ordering::reverse),
+        (None, None) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+fn integer(number: &Number) -> Option<i128> {
+    number
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| number.as_u64().map(i128::from))
+}
+
+fn compare_integer_float(integer: i128, float: f64) -> Option<Ordering> {
+    // Rounding is monotonic, so an unequal rounded comparison is already the
+    // answer; equal means the float is a whole number near the integer,
+    // which converts exactly.
+    match (integer as f64).partial_cmp(&float)? {
+        Ordering::Equal => Some(integer.cmp(&(float as i128))),
+        other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests;
