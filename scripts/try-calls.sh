@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Talks MCP over curl through the gate: opens a session, then makes an allowed
-# call, a denied call, a call to an unlisted tool, and calls until the
+# call, a call denied by an argument rule, a denied call, a call to an unlisted tool, and calls until the
 # asyncExecuteCode limit (10 a minute per grant) answers -31002.
 set -euo pipefail
 URL=${MCP_URL:-http://127.0.0.1:10000/mcp}
@@ -24,12 +24,14 @@ call() { # id tool arguments-json
 
 echo "== allowed: asyncExecuteCode (limited to 10 a minute per grant)"
 call 1 asyncExecuteCode '{"script":"print(42)","timeout":30}'
+echo "== denied by an argument rule: the script starts a process"
+call 2 asyncExecuteCode '{"script":"import subprocess","timeout":30}'
 echo "== denied by rule: deleteWorkspace"
-call 2 deleteWorkspace '{"workspace":"prod"}'
+call 3 deleteWorkspace '{"workspace":"prod"}'
 echo "== denied by default: runShell is not in the policy"
-call 3 runShell '{"cmd":"ls"}'
+call 4 runShell '{"cmd":"ls"}'
 echo "== rate limited: asyncExecuteCode until the limit answers"
-for id in $(seq 4 14); do
-  out=$(call "$id" asyncExecuteCode '{"script":"print(1)"}')
+for id in $(seq 5 15); do
+  out=$(call "$id" asyncExecuteCode '{"script":"print(1)","timeout":30}')
   if grep -q -- '-31002' <<< "$out"; then echo "$out"; break; fi
 done

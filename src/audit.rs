@@ -19,6 +19,8 @@ pub struct AuditRecord {
     /// JSON pointer of the rule that decided, if one did.
     pub rule: Option<String>,
     pub argument_keys: Vec<String>,
+    /// `false` in monitor mode: the decision was logged, not applied.
+    pub enforced: bool,
 }
 
 impl AuditRecord {
@@ -32,6 +34,7 @@ impl AuditRecord {
             decision: outcome,
             rule: None,
             argument_keys: Vec::new(),
+            enforced: true,
         }
     }
 

@@ -1,11 +1,15 @@
 //! The decision for one `tools/call`, in the order the policy promises:
-//! tool rule `deny` → unlisted tool under `default: deny` → limits (all must
-//! have room; quota is taken from all or none) → allow.
+//! hidden tool → tool rule `deny` → unlisted tool under `default: deny` →
+//! argument rules (`require`, `deny_if`) → limits (all must have room; quota
+//! is taken from all or none) → allow.
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
+use serde_json::Value;
+
 use crate::host::SharedStore;
-use crate::policy::{Action, Limit, Policy, DEFAULT_POINTER};
+use crate::policy::{Action, Limit, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
 
 /// What the gate does with a tool call.
@@ -15,6 +19,8 @@ pub enum Decision<'p> {
     Allow { reservations: Vec<Reservation> },
     /// Refused by a rule; `rule` is the JSON pointer of the rule that decided.
     Deny { rule: &'p str, reason: Cow<'p, str> },
+    /// The tool is hidden from this caller: answered as an unknown tool.
+    Hidden { rule: &'p str },
     /// Refused because a limit is full.
     RateLimited {
         limit: &'p Limit,
@@ -31,6 +37,8 @@ pub enum Outcome {
     Allowed,
     Denied,
     RateLimited,
+    /// A call to a tool hidden from the caller.
+    Hidden,
     /// Refused before the policy was consulted: unreadable or oversized.
     Invalid,
     /// The gate could not decide.
@@ -38,10 +46,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Allowed,
         Outcome::Denied,
         Outcome::RateLimited,
+        Outcome::Hidden,
         Outcome::Invalid,
         Outcome::Failed,
     ];
@@ -51,6 +60,7 @@ impl Outcome {
             Outcome::Allowed => "allowed",
             Outcome::Denied => "denied",
             Outcome::RateLimited => "rate_limited",
+            Outcome::Hidden => "hidden",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
         }
@@ -62,6 +72,7 @@ impl Decision<'_> {
         match self {
             Decision::Allow { .. } => Outcome::Allowed,
             Decision::Deny { .. } => Outcome::Denied,
+            Decision::Hidden { .. } => Outcome::Hidden,
             Decision::RateLimited { .. } => Outcome::RateLimited,
             Decision::Failed { .. } => Outcome::Failed,
         }
@@ -70,7 +81,7 @@ impl Decision<'_> {
     /// JSON pointer of the rule that decided, if one did.
     pub fn rule(&self) -> Option<&str> {
         match self {
-            Decision::Deny { rule, .. } => Some(rule),
+            Decision::Deny { rule, .. } | Decision::Hidden { rule } => Some(rule),
             Decision::RateLimited { limit, .. } => Some(&limit.pointer),
             Decision::Allow { .. } | Decision::Failed { .. } => None,
         }
@@ -81,15 +92,23 @@ impl Decision<'_> {
 pub const DEFAULT_DENY_REASON: &str = "tool is not listed in the policy and the default is deny";
 /// Reason given when a rule denies without one of its own.
 pub const RULE_DENY_REASON: &str = "denied by policy";
+/// Reason given when an argument rule denies and the tool rule has no reason.
+pub const ARGUMENT_DENY_REASON: &str = "arguments not allowed by policy";
 
-/// Decides one call to `tool`, taking quota from `store` if it is allowed.
+/// Decides one call to `tool` by the policy as the caller's grant sees it,
+/// taking quota from `store` if it is allowed.
 pub fn decide<'p, S: SharedStore + ?Sized>(
-    policy: &'p Policy,
+    policy: &'p View,
     tool: &str,
+    arguments: Option<&RawValue>,
     caller: CallerScope<'_>,
     store: &S,
     now_seconds: u64,
 ) -> Decision<'p> {
+    // A hidden tool must look missing, so nothing else may answer first.
+    if let Some(rule) = policy.hidden(tool) {
+        return Decision::Hidden { rule };
+    }
     let rule = policy.tool(tool);
     match rule {
         Some(rule) if rule.action == Action::Deny => {
@@ -103,8 +122,30 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         }
         None if policy.default == Action::Deny => {
             return Decision::Deny {
-                rule: DEFAULT_POINTER,
+                rule: &policy.default_pointer,
                 reason: Cow::Borrowed(DEFAULT_DENY_REASON),
+            }
+        }
+        Some(rule) if !rule.arguments.is_empty() => {
+            // Arguments are read only for tools with argument rules.
+            let arguments: Option<Value> =
+                match arguments.map(|raw| serde_json::from_str(raw.get())) {
+                    None => None,
+                    Some(Ok(value)) => Some(value),
+                    Some(Err(err)) => {
+                        return Decision::Failed {
+                            detail: format!("arguments could not be read: {err}"),
+                        }
+                    }
+                };
+            if let Some(condition) = rule.arguments.violation(arguments.as_ref()) {
+                return Decision::Deny {
+                    rule: condition,
+                    reason: rule
+                        .reason
+                        .as_deref()
+                        .map_or(Cow::Borrowed(ARGUMENT_DENY_REASON), Cow::Borrowed),
+                };
             }
         }
         _ => {}

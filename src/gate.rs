@@ -6,7 +6,7 @@ use crate::audit::AuditRecord;
 use crate::decision::{self, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::{self, Message};
-use crate::policy::Policy;
+use crate::policy::{IdentityError, Mode, Policy};
 use crate::ratelimit::{CallerScope, Reservation};
 use crate::response::{self, Reply};
 
@@ -19,11 +19,37 @@ pub struct Inspection {
     pub reservations: Vec<Reservation>,
     /// `None` for messages the policy does not gate (they pass unrecorded).
     pub audit: Option<AuditRecord>,
+    /// The id of a `tools/list` request whose answer must be filtered for
+    /// this caller (it hides tools from them).
+    pub filter_listing: Option<serde_json::Value>,
 }
 
 impl Inspection {
     pub fn outcome(&self) -> Option<Outcome> {
         self.audit.as_ref().map(|record| record.decision)
+    }
+}
+
+impl Inspection {
+    fn pass() -> Self {
+        Inspection {
+            reply: None,
+            reservations: Vec::new(),
+            audit: None,
+            filter_listing: None,
+        }
+    }
+
+    /// In monitor mode nothing is blocked: the decision stays in the audit
+    /// record and the metrics, the reply is dropped.
+    fn enforced_by(mut self, mode: Mode) -> Self {
+        if mode == Mode::Monitor {
+            self.reply = None;
+            if let Some(audit) = &mut self.audit {
+                audit.enforced = false;
+            }
+        }
+        self
     }
 }
 
@@ -41,28 +67,38 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Err(invalid) => {
             return Inspection {
                 reply: Some(response::for_invalid(&invalid)),
-                reservations: Vec::new(),
                 audit: Some(AuditRecord::new(
                     now,
                     caller.grant,
                     caller.session,
                     Outcome::Invalid,
                 )),
+                ..Inspection::pass()
             }
+            .enforced_by(policy.mode)
         }
     };
+    let view = policy.view(caller.grant);
     let call = match message {
         Message::ToolCall(call) => call,
-        Message::Other { .. } => {
+        Message::Other { method, id } => {
+            let lists = method.as_deref() == Some(mcp::TOOLS_LIST);
             return Inspection {
-                reply: None,
-                reservations: Vec::new(),
-                audit: None,
-            }
+                filter_listing: id
+                    .filter(|_| lists && policy.mode == Mode::Enforce && view.filters_listing()),
+                ..Inspection::pass()
+            };
         }
     };
 
-    let decision = decision::decide(policy, &call.name, caller, store, now.as_secs());
+    let decision = decision::decide(
+        view,
+        &call.name,
+        call.arguments,
+        caller,
+        store,
+        now.as_secs(),
+    );
     let mut audit = AuditRecord::new(now, caller.grant, caller.session, decision.outcome());
     audit.method = Some(mcp::TOOLS_CALL.to_string());
     audit.tool = Some(call.name.to_string());
@@ -73,7 +109,7 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         .map(|key| key.to_string())
         .collect();
 
-    let reply = response::for_decision(&call.id, &call.name, &decision);
+    let reply = response::for_decision(&call.id, &call.name, &decision, policy.deny_as);
     let reservations = match decision {
         Decision::Allow { reservations } => reservations,
         _ => Vec::new(),
@@ -82,7 +118,9 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         reply,
         reservations,
         audit: Some(audit),
+        filter_listing: None,
     }
+    .enforced_by(policy.mode)
 }
 
 /// The answer to a body over the policy's limit, seen before it is complete.
@@ -93,15 +131,41 @@ pub fn body_too_large<C: Clock + ?Sized>(
 ) -> Inspection {
     Inspection {
         reply: Some(response::body_too_large(policy.max_body_bytes)),
-        reservations: Vec::new(),
         audit: Some(AuditRecord::new(
             clock.unix_time(),
             caller.grant,
             caller.session,
             Outcome::Invalid,
         )),
+        ..Inspection::pass()
     }
+    .enforced_by(policy.mode)
 }
+
+/// The answer to a request without an acceptable identity.
+pub fn unauthorized<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+    error: &IdentityError,
+) -> Inspection {
+    let mut audit = AuditRecord::new(
+        clock.unix_time(),
+        caller.grant,
+        caller.session,
+        Outcome::Denied,
+    );
+    audit.rule = Some(IDENTITY_POINTER.to_string());
+    Inspection {
+        reply: Some(response::unauthorized(error)),
+        audit: Some(audit),
+        ..Inspection::pass()
+    }
+    .enforced_by(policy.mode)
+}
+
+/// Rule reported when the identity refuses a request.
+pub const IDENTITY_POINTER: &str = "/identity";
 
 #[cfg(test)]
 mod tests;

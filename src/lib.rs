@@ -14,6 +14,7 @@ pub mod audit;
 pub mod decision;
 pub mod gate;
 pub mod host;
+pub mod listing;
 pub mod mcp;
 pub mod policy;
 pub mod ratelimit;

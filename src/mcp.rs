@@ -13,6 +13,8 @@ use serde_json::Value;
 
 /// The method the policy gates.
 pub const TOOLS_CALL: &str = "tools/call";
+/// The method whose results hide tools the caller must not see.
+pub const TOOLS_LIST: &str = "tools/list";
 
 /// A message read from a request body.
 #[derive(Debug)]
@@ -20,7 +22,10 @@ pub enum Message<'a> {
     /// A `tools/call` request: decided by the policy.
     ToolCall(ToolCall<'a>),
     /// Any other request, notification or response: forwarded unchanged.
-    Other { method: Option<Cow<'a, str>> },
+    Other {
+        method: Option<Cow<'a, str>>,
+        id: Option<Value>,
+    },
 }
 
 #[derive(Debug)]
@@ -94,6 +99,7 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
     if envelope.method.as_deref() != Some(TOOLS_CALL) {
         return Ok(Message::Other {
             method: envelope.method,
+            id: envelope.id,
         });
     }
 

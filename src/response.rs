@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use crate::decision::Decision;
 use crate::mcp::Invalid;
+use crate::policy::{DenyAs, IdentityError};
 
 /// JSON-RPC error codes the gate answers with.
 pub mod code {
@@ -21,6 +22,8 @@ pub mod code {
     pub const POLICY_DENIED: i32 = -31001;
     /// A rate limit is full.
     pub const RATE_LIMITED: i32 = -31002;
+    /// No acceptable identity (bearer token missing or unknown).
+    pub const UNAUTHORIZED: i32 = -31003;
 }
 
 /// HTTP statuses of the gate's answers.
@@ -31,7 +34,14 @@ pub mod status {
     pub const BAD_REQUEST: u16 = 400;
     /// The body exceeds `max_body_bytes`.
     pub const PAYLOAD_TOO_LARGE: u16 = 413;
+    /// No acceptable identity.
+    pub const UNAUTHORIZED: u16 = 401;
 }
+
+/// Text that starts a denial answered as a tool result (`deny_as: tool_result`).
+pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
+/// Text that starts a rate limit answered as a tool result.
+pub const RATE_LIMITED_PREFIX: &str = "[RATE LIMITED]";
 
 /// The content type of every answer.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -62,37 +72,80 @@ fn error_reply(status: u16, id: &Value, code: i32, message: &str, data: Option<V
     }
 }
 
+/// A refusal answered as a successful tool result with `isError: true`.
+fn tool_result_reply(id: &Value, text: String) -> Reply {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": { "content": [{ "type": "text", "text": text }], "isError": true },
+    });
+    Reply {
+        status: status::DECIDED,
+        body: body.to_string().into_bytes(),
+    }
+}
+
 /// The answer to a `tools/call` the policy refused, or `None` if it is allowed.
-pub fn for_decision(id: &Value, tool: &str, decision: &Decision<'_>) -> Option<Reply> {
+///
+/// `deny_as` applies to denials and rate limits. A hidden tool is always
+/// answered as the server answers an unknown tool (a JSON-RPC error), and a
+/// gate failure always as a JSON-RPC error: neither is the model's to reason about.
+pub fn for_decision(
+    id: &Value,
+    tool: &str,
+    decision: &Decision<'_>,
+    deny_as: DenyAs,
+) -> Option<Reply> {
     match decision {
         Decision::Allow { .. } => None,
-        Decision::Deny { rule, reason } => Some(error_reply(
+        Decision::Deny { rule, reason } => {
+            let message = format!("Tool '{tool}' denied by policy: {reason}");
+            Some(match deny_as {
+                DenyAs::Error => error_reply(
+                    status::DECIDED,
+                    id,
+                    code::POLICY_DENIED,
+                    &message,
+                    Some(json!({ "tool": tool, "reason": reason, "rule": rule })),
+                ),
+                DenyAs::ToolResult => tool_result_reply(id, format!("{DENIED_PREFIX} {message}")),
+            })
+        }
+        Decision::Hidden { .. } => Some(error_reply(
             status::DECIDED,
             id,
-            code::POLICY_DENIED,
-            &format!("Tool '{tool}' denied by policy: {reason}"),
-            Some(json!({ "tool": tool, "reason": reason, "rule": rule })),
+            code::INVALID_PARAMS,
+            &format!("Unknown tool: {tool}"),
+            None,
         )),
         Decision::RateLimited {
             limit,
             retry_after_seconds,
-        } => Some(error_reply(
-            status::DECIDED,
-            id,
-            code::RATE_LIMITED,
-            &format!(
+        } => {
+            let message = format!(
                 "Rate limit exceeded for tool '{tool}': counter '{}' allows {} per {}s; retry after {retry_after_seconds}s",
                 limit.counter, limit.max, limit.window_seconds
-            ),
-            Some(json!({
-                "tool": tool,
-                "rule": limit.pointer,
-                "counter": limit.counter,
-                "max": limit.max,
-                "window_seconds": limit.window_seconds,
-                "retry_after_seconds": retry_after_seconds,
-            })),
-        )),
+            );
+            Some(match deny_as {
+                DenyAs::Error => error_reply(
+                    status::DECIDED,
+                    id,
+                    code::RATE_LIMITED,
+                    &message,
+                    Some(json!({
+                        "tool": tool,
+                        "rule": limit.pointer,
+                        "counter": limit.counter,
+                        "max": limit.max,
+                        "window_seconds": limit.window_seconds,
+                        "retry_after_seconds": retry_after_seconds,
+                    })),
+                ),
+                DenyAs::ToolResult => {
+                    tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
+                }
+            })
+        }
         Decision::Failed { .. } => Some(error_reply(
             status::DECIDED,
             id,
@@ -101,6 +154,18 @@ pub fn for_decision(id: &Value, tool: &str, decision: &Decision<'_>) -> Option<R
             Some(json!({ "tool": tool })),
         )),
     }
+}
+
+/// The answer to a request without an acceptable identity. Sent before the
+/// body is read, so the id is unknown (null).
+pub fn unauthorized(error: &IdentityError) -> Reply {
+    error_reply(
+        status::UNAUTHORIZED,
+        &Value::Null,
+        code::UNAUTHORIZED,
+        error.message(),
+        None,
+    )
 }
 
 /// The answer to a body the gate cannot read as one request.

@@ -84,6 +84,7 @@ fn denying(tool: &str) -> ServeOptions {
                 data: Some(deny_error_data()),
             },
         )],
+        ..ServeOptions::default()
     }
 }
 
@@ -347,6 +348,7 @@ async fn http_error_status_in_front_of_the_server_is_a_transport_error() {
             "deleteWorkspace".to_owned(),
             InterceptReply::HttpStatus(503),
         )],
+        ..ServeOptions::default()
     })
     .await;
     let client = connect(&server).await;

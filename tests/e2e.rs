@@ -6,94 +6,13 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{json, Value};
 use support::demo_server::{self, Recorder};
-use support::envoy::{Envoy, EnvoyOptions};
-use support::mcp_client::{McpClient, RpcError};
-
-/// Envoy in front of a recording demo server.
-struct Stack {
-    envoy: Envoy,
-    upstream: Recorder,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Stack {
-    async fn start(policy: &str) -> Stack {
-        Stack::start_with_workers(policy, 1).await
-    }
-
-    async fn start_with_workers(policy: &str, workers: u32) -> Stack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream_port = listener.local_addr().unwrap().port();
-        let upstream = Recorder::default();
-        let server = tokio::spawn(demo_server::serve(listener, upstream.clone()));
-        let mut options = EnvoyOptions::new(policy, upstream_port);
-        options.workers = workers;
-        let envoy = Envoy::start(options).await;
-        Stack {
-            envoy,
-            upstream,
-            server,
-        }
-    }
-
-    async fn client(&self, grant: &str) -> McpClient {
-        McpClient::connect(&self.envoy.mcp_url(), &[("x-agent-id", grant)])
-            .await
-            .unwrap_or_else(|err| panic!("connect through Envoy: {err}\n{}", self.envoy.log()))
-    }
-
-    /// A raw POST through Envoy; returns status and parsed JSON body.
-    async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(self.envoy.mcp_url())
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Whether any request with exactly this body reached the upstream.
-    fn upstream_saw_body(&self, body: &[u8]) -> bool {
-        self.upstream
-            .http_requests()
-            .iter()
-            .any(|request| request.body == body)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
+use support::envoy::Envoy;
+use support::mcp_client::McpClient;
+use support::stack::{error_of, unix_now, Stack};
 
 const CODE_EXEC_POLICY: &str = include_str!("../policy.json");
-
-fn error_of(result: Result<Value, RpcError>) -> RpcError {
-    match result {
-        Err(err) => err,
-        Ok(ok) => panic!("expected a JSON-RPC error, got {ok}"),
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 #[tokio::test]
 async fn allowed_call_reaches_the_server() {
@@ -159,7 +78,10 @@ async fn explicit_deny_is_answered_by_the_gate() {
     assert_eq!(stack.upstream.tool_call_count("deleteWorkspace"), 0);
     // The session goes on.
     client
-        .call("checkCodeExecStatus", json!({"execution_uuid": "x"}))
+        .call(
+            "checkCodeExecStatus",
+            json!({"execution_uuid": "00000000-0000-4000-8000-000000000001"}),
+        )
         .await
         .unwrap();
     client.close().await;
@@ -451,7 +373,7 @@ async fn decisions_are_counted_in_envoy_stats() {
     let stack = Stack::start(CODE_EXEC_POLICY).await;
     let client = stack.client("alice").await;
     client
-        .call("asyncExecuteCode", json!({"script": "x"}))
+        .call("asyncExecuteCode", json!({"script": "x", "timeout": 60}))
         .await
         .unwrap();
     error_of(
@@ -569,7 +491,7 @@ async fn shipped_envoy_yaml_validates_and_enforces_policy_json() {
         .await
         .unwrap();
     client
-        .call("asyncExecuteCode", json!({"script": "x"}))
+        .call("asyncExecuteCode", json!({"script": "x", "timeout": 60}))
         .await
         .unwrap();
     assert_eq!(

@@ -192,6 +192,9 @@ pub struct ServeOptions {
     /// (after recording the HTTP request) and never reach rmcp, as if a proxy in front
     /// had answered them. They do not show up in [`Recorder::tool_calls`].
     pub intercept_tools: Vec<(String, InterceptReply)>,
+    /// Stateless, answering each request with `application/json` instead of an
+    /// event stream (rmcp's `json_response` mode; no `Mcp-Session-Id`).
+    pub json_responses: bool,
 }
 
 #[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
@@ -404,7 +407,13 @@ pub fn app(recorder: Recorder, options: ServeOptions) -> Router {
             ))
         },
         Arc::new(LocalSessionManager::default()),
-        server_config(),
+        if options.json_responses {
+            server_config()
+                .with_legacy_session_mode(false)
+                .with_json_response(true)
+        } else {
+            server_config()
+        },
     );
     Router::new()
         .nest_service(MCP_PATH, mcp)

@@ -28,9 +28,11 @@ impl RootContext for PolicyRoot {
         match Policy::from_json(&config) {
             Ok(policy) => {
                 log::info!(
-                    "mcp-policy: policy loaded: {} tools, default {:?}",
-                    policy.tool_names().count(),
-                    policy.default
+                    "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}",
+                    policy.base().tool_names().count(),
+                    policy.grant_names().count(),
+                    policy.base().default,
+                    policy.mode
                 );
                 self.policy = Some(Rc::new(policy));
                 if self.metrics.is_none() {

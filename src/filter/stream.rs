@@ -1,20 +1,25 @@
-//! One HTTP stream: hold the request until its body is complete, then forward
-//! it or answer in its place.
+//! One HTTP stream: find the caller, hold the request until its body is
+//! complete, then forward it or answer in its place; filter `tools/list`
+//! answers on the way back.
 
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use serde_json::Value;
 
 use super::host::{EnvoyClock, EnvoyMetrics, EnvoySharedData};
 use crate::gate::{self, Inspection};
 use crate::host::Metrics;
-use crate::policy::{Policy, ANONYMOUS_GRANT};
+use crate::listing::{self, SseFilter};
+use crate::policy::{Identity, Policy, ANONYMOUS_GRANT};
 use crate::ratelimit::CallerScope;
 use crate::response::CONTENT_TYPE;
 
 /// The MCP Streamable HTTP session header.
 const SESSION_HEADER: &str = "mcp-session-id";
+/// Where Envoy's jwt_authn filter puts verified payloads.
+const JWT_AUTHN_METADATA: &str = "envoy.filters.http.jwt_authn";
 
 pub struct PolicyStream {
     policy: Rc<Policy>,
@@ -25,6 +30,18 @@ pub struct PolicyStream {
     session: Option<String>,
     /// Body bytes Envoy has buffered so far.
     buffered: usize,
+    /// Set when the answer is a `tools/list` result to filter for this caller.
+    listing: Option<Listing>,
+}
+
+/// A `tools/list` answer being filtered.
+enum Listing {
+    /// Request seen; response not started.
+    Requested(Value),
+    /// A JSON body, filtered once complete.
+    Json(Value),
+    /// An event stream, filtered as it flows.
+    Stream(SseFilter),
 }
 
 impl PolicyStream {
@@ -36,6 +53,7 @@ impl PolicyStream {
             grant: ANONYMOUS_GRANT.to_string(),
             session: None,
             buffered: 0,
+            listing: None,
         }
     }
 
@@ -66,6 +84,54 @@ impl PolicyStream {
         }
     }
 
+    /// Sets `grant` from the policy's identity source. `false`: refused
+    /// (the answer has been sent).
+    fn identify(&mut self) -> bool {
+        let policy = Rc::clone(&self.policy);
+        match &policy.identity {
+            Identity::Anonymous => true,
+            Identity::Header(header) => {
+                let value = self.get_http_request_header(header);
+                self.grant = Identity::grant_from_value(value.as_deref()).to_string();
+                true
+            }
+            Identity::JwtClaim {
+                provider_metadata,
+                claim,
+            } => {
+                let value = self.get_property(vec![
+                    "metadata",
+                    "filter_metadata",
+                    JWT_AUTHN_METADATA,
+                    provider_metadata,
+                    claim,
+                ]);
+                let value = value.and_then(|bytes| String::from_utf8(bytes).ok());
+                self.grant = Identity::grant_from_value(value.as_deref()).to_string();
+                true
+            }
+            Identity::BearerTokens(tokens) => {
+                let authorization = self.get_http_request_header("authorization");
+                match Identity::grant_for_bearer(tokens, authorization.as_deref()) {
+                    Ok(grant) => {
+                        self.grant = grant.to_string();
+                        // The token is for this gate, not for the server.
+                        self.set_http_request_header("authorization", None);
+                        true
+                    }
+                    Err(error) => {
+                        // In monitor mode there is no reply: recorded, let through.
+                        let inspection =
+                            gate::unauthorized(&policy, &EnvoyClock, self.caller(), &error);
+                        let refused = inspection.reply.is_some();
+                        self.apply(inspection);
+                        !refused
+                    }
+                }
+            }
+        }
+    }
+
     /// Inspects the complete, buffered body (at most `size` bytes of it).
     fn decide_buffered_body(&mut self, size: usize) -> Action {
         self.inspecting = false;
@@ -77,6 +143,11 @@ impl PolicyStream {
             self.caller(),
             &body,
         );
+        if let Some(id) = inspection.filter_listing.clone() {
+            // Encoded answers could not be filtered: ask for identity.
+            self.set_http_request_header("accept-encoding", None);
+            self.listing = Some(Listing::Requested(id));
+        }
         self.apply(inspection)
     }
 
@@ -89,21 +160,18 @@ impl Context for PolicyStream {}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.session = self
+            .get_http_request_header(SESSION_HEADER)
+            .filter(|session| !session.is_empty());
+        // Every request, GET streams included, belongs to an identified caller.
+        if !self.identify() {
+            return Action::Pause;
+        }
         let is_post = self.get_http_request_header(":method").as_deref() == Some("POST");
         if !is_post || end_of_stream {
             // GET streams, DELETE, and bodiless requests carry no tool call.
             return Action::Continue;
         }
-        if let Some(header) = &self.policy.identity_header {
-            if let Some(grant) = self.get_http_request_header(header) {
-                if !grant.is_empty() {
-                    self.grant = grant;
-                }
-            }
-        }
-        self.session = self
-            .get_http_request_header(SESSION_HEADER)
-            .filter(|session| !session.is_empty());
         self.inspecting = true;
 
         let declared = self
@@ -111,6 +179,7 @@ impl HttpContext for PolicyStream {
             .and_then(|length| length.trim().parse::<u64>().ok());
         if declared.is_some_and(|length| self.over_limit(length)) {
             let inspection = gate::body_too_large(&self.policy, &EnvoyClock, self.caller());
+            self.inspecting = false;
             return self.apply(inspection);
         }
         // Hold the headers until the body is decided (needs
@@ -125,6 +194,7 @@ impl HttpContext for PolicyStream {
         self.buffered = body_size;
         if self.over_limit(body_size as u64) {
             let inspection = gate::body_too_large(&self.policy, &EnvoyClock, self.caller());
+            self.inspecting = false;
             return self.apply(inspection);
         }
         if !end_of_stream {
@@ -141,5 +211,65 @@ impl HttpContext for PolicyStream {
             return Action::Continue;
         }
         self.decide_buffered_body(self.buffered)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(Listing::Requested(id)) = self.listing.take() else {
+            return Action::Continue;
+        };
+        let content_type = self
+            .get_http_response_header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        self.listing = if content_type.starts_with("text/event-stream") {
+            Some(Listing::Stream(SseFilter::new(id)))
+        } else if content_type.starts_with("application/json") {
+            Some(Listing::Json(id))
+        } else {
+            None
+        };
+        if self.listing.is_some() {
+            // The body changes length.
+            self.set_http_response_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.listing {
+            None | Some(Listing::Requested(_)) => Action::Continue,
+            Some(Listing::Json(id)) => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let id = id.clone();
+                self.listing = None;
+                let body = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                let view = self.policy.view(&self.grant);
+                if let Some(filtered) =
+                    listing::filter_json_body(&body, &id, &|tool| view.lists(tool))
+                {
+                    self.set_http_response_body(0, body_size, &filtered);
+                }
+                Action::Continue
+            }
+            Some(Listing::Stream(_)) => {
+                let chunk = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                let policy = Rc::clone(&self.policy);
+                let view = policy.view(&self.grant);
+                let out = match &mut self.listing {
+                    Some(Listing::Stream(filter)) => {
+                        filter.push(&chunk, end_of_stream, &|tool| view.lists(tool))
+                    }
+                    _ => chunk,
+                };
+                self.set_http_response_body(0, body_size, &out);
+                Action::Continue
+            }
+        }
     }
 }

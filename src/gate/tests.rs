@@ -144,7 +144,8 @@ fn other_messages_pass_unaudited() {
         Inspection {
             reply: None,
             reservations: vec![],
-            audit: None
+            audit: None,
+            filter_listing: None,
         }
     );
 }

@@ -11,6 +11,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::arguments::ConditionsDocument;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
@@ -27,6 +29,65 @@ pub struct PolicyDocument {
     pub all_tools: Option<Object<AllToolsDocument>>,
     #[serde(default)]
     pub max_body_bytes: Option<PositiveInteger>,
+    #[serde(default)]
+    pub hide: Option<Vec<NonEmptyString>>,
+    #[serde(default)]
+    pub list: Option<ListMode>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub deny_as: Option<DenyAs>,
+    #[serde(default)]
+    pub grants: UniqueMap<Object<GrantDocument>>,
+}
+
+/// A policy fragment for one grant: each field it names replaces the
+/// top-level one for that grant; its `tools` replace top-level rules of the
+/// same name and add the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantDocument {
+    #[serde(default)]
+    pub default: Option<Action>,
+    #[serde(default)]
+    pub hide: Option<Vec<NonEmptyString>>,
+    #[serde(default)]
+    pub all_tools: Option<Object<AllToolsDocument>>,
+    #[serde(default)]
+    pub tools: UniqueMap<Object<ToolRuleDocument>>,
+}
+
+/// Which tools `tools/list` shows a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListMode {
+    /// Hidden tools are removed; denied ones stay visible (default).
+    #[default]
+    ShowDenied,
+    /// Tools the grant could never call (denied by rule or default) are removed too.
+    HideDenied,
+}
+
+/// Whether decisions are enforced or only observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Every decision is made, counted and logged, but nothing is blocked.
+    Monitor,
+}
+
+/// How a refused call is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyAs {
+    /// A JSON-RPC error (-31001, -31002).
+    #[default]
+    Error,
+    /// A successful tool result with `isError: true`, for clients that feed
+    /// tool errors back to the model.
+    ToolResult,
 }
 
 /// A struct that must be written as a JSON object. Serde's derived structs
@@ -75,11 +136,27 @@ pub enum Action {
     Deny,
 }
 
+/// Where the caller's grant comes from: exactly one of the fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityDocument {
     /// Request header whose value names the caller's grant.
-    pub header: HeaderName,
+    #[serde(default)]
+    pub header: Option<HeaderName>,
+    /// SHA-256 (hex) of a bearer token → grant label.
+    #[serde(default)]
+    pub bearer_tokens: Option<UniqueMap<NonEmptyString>>,
+    /// A claim of a JWT that Envoy's jwt_authn filter verified.
+    #[serde(default)]
+    pub jwt_claim: Option<Object<JwtClaimDocument>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtClaimDocument {
+    /// jwt_authn's `payload_in_metadata` name.
+    pub provider_metadata: NonEmptyString,
+    pub claim: NonEmptyString,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,8 +166,17 @@ pub struct ToolRuleDocument {
     pub action: Option<Action>,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Another name for `reason`, as PolicyLayer's published policies write it.
+    #[serde(default)]
+    pub on_deny: Option<String>,
     #[serde(default)]
     pub limits: Vec<Object<LimitDocument>>,
+    /// Argument conditions that must all hold.
+    #[serde(default)]
+    pub require: Option<ConditionsDocument>,
+    /// Argument conditions any of which denies the call.
+    #[serde(default)]
+    pub deny_if: Option<ConditionsDocument>,
 }
 
 #[derive(Debug, Default, Deserialize)]

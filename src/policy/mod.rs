@@ -4,12 +4,20 @@
 
 pub mod document;
 mod error;
+mod identity;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-pub use document::{Action, Scope};
-use document::{LimitDocument, Object, PolicyDocument};
+use crate::arguments::ArgumentRules;
+
+pub use document::{Action, DenyAs, ListMode, Mode, Scope};
+use document::{
+    AllToolsDocument, GrantDocument, LimitDocument, NonEmptyString, Object, PolicyDocument,
+    ToolRuleDocument, UniqueMap,
+};
 pub use error::{ConfigError, ROOT};
+pub use identity::{sha256_hex, Identity, IdentityError};
 
 /// Bodies above this are refused unless the policy sets `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -20,12 +28,35 @@ pub const ANONYMOUS_GRANT: &str = "anonymous";
 /// A validated policy, ready to decide requests.
 #[derive(Debug)]
 pub struct Policy {
-    pub default: Action,
-    /// Lowercase request header naming the grant; `None` makes every caller anonymous.
-    pub identity_header: Option<String>,
+    pub identity: Identity,
+    pub mode: Mode,
+    pub deny_as: DenyAs,
+    pub list: ListMode,
     pub max_body_bytes: u64,
-    tools: HashMap<String, ToolRule>,
+    /// The policy for callers without a grant entry of their own.
+    base: View,
+    grants: HashMap<String, View>,
+}
+
+/// The policy as one grant sees it: the top level with the grant's overrides
+/// applied.
+#[derive(Debug)]
+pub struct View {
+    pub default: Action,
+    /// JSON pointer of the `default` in force, e.g. `/default` or `/grants/ci/default`.
+    pub default_pointer: String,
+    tools: HashMap<String, Arc<ToolRule>>,
     all_tools_limits: Vec<Limit>,
+    hide: Hide,
+    list: ListMode,
+}
+
+/// Tools a grant must not see.
+#[derive(Debug, Default)]
+struct Hide {
+    all: bool,
+    names: HashSet<String>,
+    pointer: String,
 }
 
 /// The compiled rule for one tool named in the policy.
@@ -36,6 +67,8 @@ pub struct ToolRule {
     /// JSON pointer of the rule in the document, e.g. `/tools/deleteWorkspace`.
     pub pointer: String,
     pub limits: Vec<Limit>,
+    /// `require` and `deny_if`.
+    pub arguments: ArgumentRules,
 }
 
 /// One rate limit, as compiled.
@@ -48,9 +81,6 @@ pub struct Limit {
     /// JSON pointer of the limit, e.g. `/tools/asyncExecuteCode/limits/0`.
     pub pointer: String,
 }
-
-/// Pointer reported when the default decides.
-pub const DEFAULT_POINTER: &str = "/default";
 
 impl Policy {
     /// Reads and validates a policy document.
@@ -68,9 +98,26 @@ impl Policy {
         compile(document.0)
     }
 
-    /// The rule for a tool the policy names, by exact name.
+    /// The policy as `grant` sees it.
+    pub fn view(&self, grant: &str) -> &View {
+        self.grants.get(grant).unwrap_or(&self.base)
+    }
+
+    /// The view of callers without a grant entry.
+    pub fn base(&self) -> &View {
+        &self.base
+    }
+
+    /// Grant labels with an entry of their own.
+    pub fn grant_names(&self) -> impl Iterator<Item = &str> {
+        self.grants.keys().map(String::as_str)
+    }
+}
+
+impl View {
+    /// The rule for a tool, by exact name.
     pub fn tool(&self, name: &str) -> Option<&ToolRule> {
-        self.tools.get(name)
+        self.tools.get(name).map(Arc::as_ref)
     }
 
     /// Limits every tool call counts against, besides the tool's own.
@@ -78,52 +125,186 @@ impl Policy {
         &self.all_tools_limits
     }
 
-    /// Names of the tools the policy lists, in no particular order.
+    /// Names of the tools this view has rules for, in no particular order.
     pub fn tool_names(&self) -> impl Iterator<Item = &str> {
         self.tools.keys().map(String::as_str)
     }
+
+    /// If `tool` is hidden: the pointer of the `hide` that hides it.
+    pub fn hidden(&self, tool: &str) -> Option<&str> {
+        (self.hide.all || self.hide.names.contains(tool)).then_some(self.hide.pointer.as_str())
+    }
+
+    /// Whether the tool can never be called by this grant: hidden, denied by
+    /// its rule, or unlisted under `default: deny`. Limits and argument rules
+    /// do not count: those calls can pass.
+    pub fn never_callable(&self, tool: &str) -> bool {
+        self.hidden(tool).is_some()
+            || match self.tool(tool) {
+                Some(rule) => rule.action == Action::Deny,
+                None => self.default == Action::Deny,
+            }
+    }
+
+    /// Whether `tools/list` answers for this grant may need rewriting.
+    pub fn filters_listing(&self) -> bool {
+        self.hide.all
+            || !self.hide.names.is_empty()
+            || (self.list == ListMode::HideDenied
+                && (self.default == Action::Deny
+                    || self.tools.values().any(|rule| rule.action == Action::Deny)))
+    }
+
+    /// Whether `tools/list` shows this tool to this grant.
+    pub fn lists(&self, tool: &str) -> bool {
+        match self.list {
+            ListMode::ShowDenied => self.hidden(tool).is_none(),
+            ListMode::HideDenied => !self.never_callable(tool),
+        }
+    }
 }
+
+/// Pointer reported when the top-level default decides.
+pub const DEFAULT_POINTER: &str = "/default";
 
 fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
     let mut windows = CounterWindows::default();
+    let list = document.list.unwrap_or_default();
 
-    let all_tools_limits = match document.all_tools {
-        Some(all_tools) => compile_limits(
-            all_tools.0.limits,
-            "all_tools.limits",
-            "/all_tools/limits",
-            &mut windows,
-        )?,
-        None => Vec::new(),
+    let all_tools_limits =
+        compile_all_tools(document.all_tools.map(|all| all.0), "", "", &mut windows)?;
+    let tools = compile_tools(document.tools, "", "", &mut windows)?;
+    let hide = compile_hide(document.hide.as_deref().unwrap_or_default(), "/hide");
+    let base = View {
+        default: document.default,
+        default_pointer: DEFAULT_POINTER.to_string(),
+        tools,
+        all_tools_limits,
+        hide,
+        list,
     };
 
-    let mut tools = HashMap::with_capacity(document.tools.0.len());
-    for (name, Object(rule)) in document.tools.0 {
-        let pointer = format!("/tools/{}", escape_pointer_token(&name));
-        let limits = compile_limits(
-            rule.limits,
-            &format!("tools.{name}.limits"),
-            &format!("{pointer}/limits"),
-            &mut windows,
-        )?;
-        let compiled = ToolRule {
-            action: rule.action.unwrap_or(Action::Allow),
-            reason: rule.reason,
-            pointer,
-            limits,
-        };
-        tools.insert(name, compiled);
+    let mut grants = HashMap::with_capacity(document.grants.0.len());
+    for (label, Object(grant)) in document.grants.0 {
+        let view = compile_grant(&base, &label, grant, &mut windows)?;
+        grants.insert(label, view);
     }
 
+    let identity = Identity::compile(document.identity.map(|identity| identity.0))?;
+
     Ok(Policy {
-        default: document.default,
-        identity_header: document.identity.map(|identity| identity.0.header.0),
+        identity,
+        mode: document.mode.unwrap_or_default(),
+        deny_as: document.deny_as.unwrap_or_default(),
+        list,
         max_body_bytes: document
             .max_body_bytes
             .map_or(DEFAULT_MAX_BODY_BYTES, |max| max.0),
+        base,
+        grants,
+    })
+}
+
+fn compile_grant(
+    base: &View,
+    label: &str,
+    grant: GrantDocument,
+    windows: &mut CounterWindows,
+) -> Result<View, ConfigError> {
+    let path = format!("grants.{label}.");
+    let pointer = format!("/grants/{}", escape_pointer_token(label));
+    let mut tools = base.tools.clone();
+    tools.extend(compile_tools(grant.tools, &path, &pointer, windows)?);
+    let all_tools_limits = match grant.all_tools {
+        Some(Object(all_tools)) => compile_all_tools(Some(all_tools), &path, &pointer, windows)?,
+        None => base.all_tools_limits.clone(),
+    };
+    let hide = match &grant.hide {
+        Some(names) => compile_hide(names, &format!("{pointer}/hide")),
+        None => Hide {
+            all: base.hide.all,
+            names: base.hide.names.clone(),
+            pointer: base.hide.pointer.clone(),
+        },
+    };
+    let (default, default_pointer) = match grant.default {
+        Some(default) => (default, format!("{pointer}/default")),
+        None => (base.default, base.default_pointer.clone()),
+    };
+    Ok(View {
+        default,
+        default_pointer,
         tools,
         all_tools_limits,
+        hide,
+        list: base.list,
     })
+}
+
+/// `path` and `pointer` are the prefixes of the fragment the tools are in:
+/// empty at the top level, `grants.<label>.` and `/grants/<label>` in a grant.
+fn compile_tools(
+    tools: UniqueMap<Object<ToolRuleDocument>>,
+    path: &str,
+    pointer: &str,
+    windows: &mut CounterWindows,
+) -> Result<HashMap<String, Arc<ToolRule>>, ConfigError> {
+    let mut compiled = HashMap::with_capacity(tools.0.len());
+    for (name, Object(rule)) in tools.0 {
+        let rule_path = format!("{path}tools.{name}");
+        let rule_pointer = format!("{pointer}/tools/{}", escape_pointer_token(&name));
+        let reason = match (rule.reason, rule.on_deny) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("{rule_path}.on_deny"),
+                    "a rule has either `reason` or `on_deny` (the same thing), not both",
+                ))
+            }
+            (reason, on_deny) => reason.or(on_deny),
+        };
+        let limits = compile_limits(
+            rule.limits,
+            &format!("{rule_path}.limits"),
+            &format!("{rule_pointer}/limits"),
+            windows,
+        )?;
+        let arguments =
+            ArgumentRules::compile(rule.require, rule.deny_if, &rule_path, &rule_pointer)?;
+        let rule = ToolRule {
+            action: rule.action.unwrap_or(Action::Allow),
+            reason,
+            pointer: rule_pointer,
+            limits,
+            arguments,
+        };
+        compiled.insert(name, Arc::new(rule));
+    }
+    Ok(compiled)
+}
+
+fn compile_all_tools(
+    all_tools: Option<AllToolsDocument>,
+    path: &str,
+    pointer: &str,
+    windows: &mut CounterWindows,
+) -> Result<Vec<Limit>, ConfigError> {
+    match all_tools {
+        Some(all_tools) => compile_limits(
+            all_tools.limits,
+            &format!("{path}all_tools.limits"),
+            &format!("{pointer}/all_tools/limits"),
+            windows,
+        ),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn compile_hide(names: &[NonEmptyString], pointer: &str) -> Hide {
+    Hide {
+        all: names.iter().any(|name| name.0 == "*"),
+        names: names.iter().map(|name| name.0.clone()).collect(),
+        pointer: pointer.to_string(),
+    }
 }
 
 /// Counter names are one namespace; a counter keeps one window wherever it is

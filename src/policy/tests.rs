@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::identity::sha256_hex;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -20,8 +21,8 @@ fn reads_the_published_policy_layer_example() {
         r#"{"version":"1","default":"deny","tools":{"asyncExecuteCode":{"limits":[{"counter":"asyncexecutecode_rate","window":"minute","max":10,"scope":"grant"}]}}}"#,
     )
     .unwrap();
-    assert_eq!(policy.default, Action::Deny);
-    let rule = policy.tool("asyncExecuteCode").unwrap();
+    assert_eq!(policy.base().default, Action::Deny);
+    let rule = policy.base().tool("asyncExecuteCode").unwrap();
     assert_eq!(rule.action, Action::Allow);
     assert_eq!(rule.pointer, "/tools/asyncExecuteCode");
     assert_eq!(
@@ -35,7 +36,7 @@ fn reads_the_published_policy_layer_example() {
         }]
     );
     assert_eq!(policy.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
-    assert_eq!(policy.identity_header, None);
+    assert_eq!(policy.identity, Identity::Anonymous);
 }
 
 #[test]
@@ -56,20 +57,29 @@ fn empty_rule_allows_and_every_field_is_read() {
         }"#,
     )
     .unwrap();
-    assert_eq!(policy.identity_header.as_deref(), Some("x-agent-id"));
+    assert_eq!(policy.identity, Identity::Header("x-agent-id".to_string()));
     assert_eq!(policy.max_body_bytes, 4096);
     assert_eq!(
-        policy.tool("checkCodeExecStatus").unwrap().action,
+        policy.base().tool("checkCodeExecStatus").unwrap().action,
         Action::Allow
     );
-    let deny = policy.tool("deleteWorkspace").unwrap();
+    let deny = policy.base().tool("deleteWorkspace").unwrap();
     assert_eq!(deny.action, Action::Deny);
     assert_eq!(deny.reason.as_deref(), Some("destructive"));
-    assert_eq!(policy.all_tools_limits()[0].pointer, "/all_tools/limits/0");
-    assert_eq!(policy.all_tools_limits()[0].window_seconds, 3600);
+    assert_eq!(
+        policy.base().all_tools_limits()[0].pointer,
+        "/all_tools/limits/0"
+    );
+    assert_eq!(policy.base().all_tools_limits()[0].window_seconds, 3600);
     // Pointer tokens are escaped as RFC 6901 says.
-    assert_eq!(policy.tool("a/b~c").unwrap().pointer, "/tools/a~1b~0c");
-    assert_eq!(policy.tool("a/b~c").unwrap().limits[0].window_seconds, 1);
+    assert_eq!(
+        policy.base().tool("a/b~c").unwrap().pointer,
+        "/tools/a~1b~0c"
+    );
+    assert_eq!(
+        policy.base().tool("a/b~c").unwrap().limits[0].window_seconds,
+        1
+    );
 }
 
 #[test]
@@ -84,16 +94,16 @@ fn named_windows_have_their_lengths() {
             r#"{{"version":"1","default":"deny","all_tools":{{"limits":[{{"counter":"c","window":"{name}","max":1,"scope":"global"}}]}}}}"#
         ))
         .unwrap();
-        assert_eq!(policy.all_tools_limits()[0].window_seconds, seconds);
+        assert_eq!(policy.base().all_tools_limits()[0].window_seconds, seconds);
     }
 }
 
 #[test]
 fn the_repository_policy_is_valid() {
     let policy = Policy::from_json(include_bytes!("../../policy.json")).unwrap();
-    assert_eq!(policy.default, Action::Deny);
-    assert!(policy.tool("asyncExecuteCode").is_some());
-    assert!(policy.tool("checkCodeExecStatus").is_some());
+    assert_eq!(policy.base().default, Action::Deny);
+    assert!(policy.base().tool("asyncExecuteCode").is_some());
+    assert!(policy.base().tool("checkCodeExecStatus").is_some());
 }
 
 /// Bad documents and the exact message Envoy logs when it refuses them.
@@ -125,11 +135,11 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
         (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tools":{"x":{"on_deny":"no"}}}"#.to_string(), "tools.x.on_deny: unknown field `on_deny`, expected one of `action`, `reason`, `limits`"),
+        (r#"{"version":"1","default":"deny","tools":{"x":{"reason":"a","on_deny":"no"}}}"#.to_string(), "tools.x.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both"),
         (r#"{"version":"1","default":"deny","tools":{"x":[]}}"#.to_string(), "tools.x: invalid type: sequence, expected an object"),
         (r#"{"version":"1","default":"deny","tools":[]}"#.to_string(), "tools: invalid type: sequence, expected an object"),
         (r#"["1","deny"]"#.to_string(), "policy: invalid type: sequence, expected an object"),
@@ -137,7 +147,7 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","identity":["x-agent"]}"#.to_string(), "identity: invalid type: sequence, expected an object"),
         (r#"{"version":"1","default":"deny","identity":{"header":""}}"#.to_string(), "identity.header: header name must not be empty"),
         (r#"{"version":"1","default":"deny","identity":{"header":"x agent"}}"#.to_string(), r#"identity.header: invalid header name "x agent""#),
-        (r#"{"version":"1","default":"deny","identity":{"cookie":"a"}}"#.to_string(), "identity.cookie: unknown field `cookie`, expected `header`"),
+        (r#"{"version":"1","default":"deny","identity":{"cookie":"a"}}"#.to_string(), "identity.cookie: unknown field `cookie`, expected one of `header`, `bearer_tokens`, `jwt_claim`"),
         (r#"{"version":"1","default":"deny","max_body_bytes":0}"#.to_string(), "max_body_bytes: must be a positive integer, got 0"),
         (r#"{"version":"1","default":"deny","all_tools":{"limits":{}}}"#.to_string(), "all_tools.limits: invalid type: map, expected a sequence"),
         (
@@ -176,6 +186,155 @@ fn a_counter_shared_with_the_same_window_is_one_counter() {
             "b":{"limits":[{"counter":"shared","window":60,"max":3,"scope":"global"}]}}}"#,
     )
     .unwrap();
-    assert_eq!(policy.tool("a").unwrap().limits[0].counter, "shared");
-    assert_eq!(policy.tool("b").unwrap().limits[0].max, 3);
+    assert_eq!(policy.base().tool("a").unwrap().limits[0].counter, "shared");
+    assert_eq!(policy.base().tool("b").unwrap().limits[0].max, 3);
+}
+
+#[test]
+fn grants_override_what_they_name_and_inherit_the_rest() {
+    let policy = load(
+        r#"{
+            "version": "1", "default": "deny",
+            "hide": ["secret"],
+            "all_tools": {"limits": [{"counter": "all", "window": 60, "max": 100, "scope": "grant"}]},
+            "tools": {"a": {}, "b": {"action": "deny", "reason": "top"}},
+            "grants": {
+                "ops": {"default": "allow", "hide": [], "tools": {"b": {"reason": "ops may", "limits": [{"counter": "b_ops", "window": 60, "max": 1, "scope": "grant"}]}}},
+                "ci/bot": {"all_tools": {"limits": []}}
+            }
+        }"#,
+    )
+    .unwrap();
+    let base = policy.view("anyone-else");
+    assert_eq!(base.default, Action::Deny);
+    assert_eq!(base.default_pointer, "/default");
+    assert_eq!(base.hidden("secret"), Some("/hide"));
+    assert_eq!(base.tool("b").unwrap().action, Action::Deny);
+
+    let ops = policy.view("ops");
+    assert_eq!(ops.default, Action::Allow);
+    assert_eq!(ops.default_pointer, "/grants/ops/default");
+    assert_eq!(ops.hidden("secret"), None);
+    // The grant's rule replaces the top-level one whole: action back to allow.
+    let b = ops.tool("b").unwrap();
+    assert_eq!(
+        (b.action, b.reason.as_deref()),
+        (Action::Allow, Some("ops may"))
+    );
+    assert_eq!(b.pointer, "/grants/ops/tools/b");
+    assert_eq!(b.limits[0].pointer, "/grants/ops/tools/b/limits/0");
+    assert_eq!(ops.tool("a").unwrap().pointer, "/tools/a");
+    assert_eq!(ops.all_tools_limits().len(), 1);
+
+    let bot = policy.view("ci/bot");
+    assert!(bot.all_tools_limits().is_empty());
+    assert_eq!(bot.default, Action::Deny);
+    assert_eq!(bot.hidden("secret"), Some("/hide"));
+}
+
+#[test]
+fn hide_star_hides_everything_and_listing_follows_list_mode() {
+    let policy = load(r#"{"version":"1","default":"allow","hide":["*"]}"#).unwrap();
+    assert_eq!(policy.base().hidden("anything"), Some("/hide"));
+    assert!(!policy.base().lists("anything"));
+
+    let policy = load(
+        r#"{"version":"1","default":"deny","list":"hide_denied","tools":{"a":{},"b":{"action":"deny"},"c":{"limits":[{"counter":"c","window":1,"max":1,"scope":"global"}]}}}"#,
+    )
+    .unwrap();
+    let view = policy.base();
+    assert!(view.filters_listing());
+    assert!(view.lists("a") && view.lists("c"));
+    assert!(!view.lists("b") && !view.lists("unlisted"));
+
+    let plain =
+        load(r#"{"version":"1","default":"deny","tools":{"b":{"action":"deny"}}}"#).unwrap();
+    assert!(
+        !plain.base().filters_listing(),
+        "nothing to hide: answers pass untouched"
+    );
+    assert!(plain.base().lists("b"));
+}
+
+#[test]
+fn identity_sources_compile() {
+    let hash = sha256_hex(b"token");
+    let policy = load(&format!(
+        r#"{{"version":"1","default":"deny","identity":{{"bearer_tokens":{{"{}":"ci"}}}}}}"#,
+        hash.to_uppercase()
+    ))
+    .unwrap();
+    match &policy.identity {
+        Identity::BearerTokens(tokens) => {
+            assert_eq!(tokens.get(&hash).map(String::as_str), Some("ci"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let policy = load(
+        r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"jwt_payload","claim":"sub"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.identity,
+        Identity::JwtClaim {
+            provider_metadata: "jwt_payload".to_string(),
+            claim: "sub".to_string()
+        }
+    );
+}
+
+#[test]
+fn policy_wide_switches_have_defaults() {
+    let policy = load(r#"{"version":"1","default":"deny"}"#).unwrap();
+    assert_eq!(
+        (policy.mode, policy.deny_as, policy.list),
+        (Mode::Enforce, DenyAs::Error, ListMode::ShowDenied)
+    );
+    let policy = load(r#"{"version":"1","default":"deny","mode":"monitor","deny_as":"tool_result","list":"hide_denied"}"#).unwrap();
+    assert_eq!(
+        (policy.mode, policy.deny_as, policy.list),
+        (Mode::Monitor, DenyAs::ToolResult, ListMode::HideDenied)
+    );
+    // on_deny is another name for reason.
+    let policy = load(
+        r#"{"version":"1","default":"deny","tools":{"x":{"action":"deny","on_deny":"because"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.base().tool("x").unwrap().reason.as_deref(),
+        Some("because")
+    );
+}
+
+#[test]
+fn bad_depth_documents_are_refused_with_path_and_value() {
+    let cases = [
+        (r#"{"version":"1","default":"deny","identity":{}}"#, "identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`"),
+        (r#"{"version":"1","default":"deny","identity":{"header":"x","jwt_claim":{"provider_metadata":"p","claim":"sub"}}}"#, "identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`"),
+        (r#"{"version":"1","default":"deny","identity":{"bearer_tokens":{"abc":"ci"}}}"#, "identity.bearer_tokens.abc: keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)"),
+        (r#"{"version":"1","default":"deny","identity":{"bearer_tokens":{"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08":""}}}"#, "identity.bearer_tokens.9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08: must not be empty"),
+        (r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p"}}}"#, "identity.jwt_claim: missing field `claim`"),
+        (r#"{"version":"1","default":"deny","mode":"audit"}"#, "mode: unknown variant `audit`, expected `enforce` or `monitor`"),
+        (r#"{"version":"1","default":"deny","deny_as":"text"}"#, "deny_as: unknown variant `text`, expected `error` or `tool_result`"),
+        (r#"{"version":"1","default":"deny","list":"all"}"#, "list: unknown variant `all`, expected `show_denied` or `hide_denied`"),
+        (r#"{"version":"1","default":"deny","hide":"x"}"#, r#"hide: invalid type: string "x", expected a sequence"#),
+        (r#"{"version":"1","default":"deny","hide":[""]}"#, "hide[0]: must not be empty"),
+        (r#"{"version":"1","default":"deny","grants":{"ci":{"mode":"monitor"}}}"#, "grants.ci.mode: unknown field `mode`, expected one of `default`, `hide`, `all_tools`, `tools`"),
+        (r#"{"version":"1","default":"deny","grants":{"ci":{"tools":{"t":{"reason":"a","on_deny":"b"}}}}}"#, "grants.ci.tools.t.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both"),
+        (
+            r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":60,"max":1,"scope":"grant"}]}},"grants":{"ci":{"tools":{"t":{"limits":[{"counter":"c","window":3600,"max":1,"scope":"grant"}]}}}}}"#,
+            r#"grants.ci.tools.t.limits[0].window: counter "c" has window 3600s here but 60s at tools.t.limits[0]; a counter has one window"#,
+        ),
+        (r#"{"version":"1","default":"deny","grants":{"":{}}}"#, "grants: empty name"),
+    ];
+    let mut mismatches = Vec::new();
+    for (document, expected) in cases {
+        let actual = error_of(document);
+        if actual != expected {
+            mismatches.push(format!(
+                "document: {document}\n  expected: {expected}\n  actual:   {actual}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

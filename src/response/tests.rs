@@ -20,7 +20,7 @@ fn denial_echoes_the_id_with_its_type() {
         reason: "no".into(),
     };
     for id in [json!(5), json!("five")] {
-        let reply = for_decision(&id, "x", &decision).unwrap();
+        let reply = for_decision(&id, "x", &decision, DenyAs::Error).unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(
             reply.json().unwrap(),
@@ -42,7 +42,7 @@ fn rate_limit_says_when_to_retry() {
         limit: &limit,
         retry_after_seconds: 12,
     };
-    let json = for_decision(&json!(1), "a", &decision)
+    let json = for_decision(&json!(1), "a", &decision, DenyAs::Error)
         .unwrap()
         .json()
         .unwrap();
@@ -61,7 +61,8 @@ fn allowed_calls_get_no_reply() {
             "a",
             &Decision::Allow {
                 reservations: vec![]
-            }
+            },
+            DenyAs::Error
         ),
         None
     );
@@ -110,4 +111,39 @@ fn oversized_bodies_get_413() {
         reply.json().unwrap()["error"]["data"]["max_body_bytes"],
         1024
     );
+}
+
+#[test]
+fn deny_as_tool_result_answers_with_an_error_result() {
+    let decision = Decision::Deny {
+        rule: "/tools/x",
+        reason: "no".into(),
+    };
+    let json = for_decision(&json!(9), "x", &decision, DenyAs::ToolResult)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        json,
+        json!({"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"[POLICY DENIED] Tool 'x' denied by policy: no"}],"isError":true}})
+    );
+    // Hidden tools stay indistinguishable from missing ones.
+    let hidden = for_decision(
+        &json!(9),
+        "x",
+        &Decision::Hidden { rule: "/hide" },
+        DenyAs::ToolResult,
+    )
+    .unwrap();
+    assert_eq!(
+        hidden.json().unwrap(),
+        json!({"jsonrpc":"2.0","id":9,"error":{"code":-32602,"message":"Unknown tool: x"}})
+    );
+}
+
+#[test]
+fn unauthorized_is_401_with_31003() {
+    let reply = unauthorized(&IdentityError::UnknownToken);
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json().unwrap()["error"]["code"], -31003);
 }

@@ -6,3 +6,4 @@ pub mod mcp_client;
 #[path = "../../examples/demo_server/server.rs"]
 pub mod demo_server;
 pub mod envoy;
+pub mod stack;

@@ -1,0 +1,178 @@
+//! Who is calling: the grant a request belongs to, from a header, a bearer
+//! token the gate knows, or a claim of a JWT that Envoy already verified.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::document::{IdentityDocument, Object};
+use super::{ConfigError, ANONYMOUS_GRANT};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Every caller is `anonymous`.
+    Anonymous,
+    /// The value of this (lowercase) request header names the grant.
+    Header(String),
+    /// SHA-256 of the `Authorization: Bearer` token (lowercase hex) → grant.
+    /// Unknown or missing tokens are refused (HTTP 401).
+    BearerTokens(HashMap<String, String>),
+    /// A claim of the JWT payload Envoy's jwt_authn filter stored as dynamic
+    /// metadata under `provider_metadata` (its `payload_in_metadata`).
+    JwtClaim {
+        provider_metadata: String,
+        claim: String,
+    },
+}
+
+/// Why a request has no acceptable identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityError {
+    MissingToken,
+    UnknownToken,
+}
+
+impl IdentityError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            IdentityError::MissingToken => "Unauthorized: a bearer token is required",
+            IdentityError::UnknownToken => "Unauthorized: unknown bearer token",
+        }
+    }
+}
+
+impl Identity {
+    pub(super) fn compile(document: Option<IdentityDocument>) -> Result<Identity, ConfigError> {
+        let Some(document) = document else {
+            return Ok(Identity::Anonymous);
+        };
+        let given = [
+            document.header.is_some(),
+            document.bearer_tokens.is_some(),
+            document.jwt_claim.is_some(),
+        ];
+        if given.iter().filter(|given| **given).count() != 1 {
+            return Err(ConfigError::new(
+                "identity",
+                "give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
+            ));
+        }
+        if let Some(header) = document.header {
+            return Ok(Identity::Header(header.0));
+        }
+        if let Some(Object(jwt)) = document.jwt_claim {
+            return Ok(Identity::JwtClaim {
+                provider_metadata: jwt.provider_metadata.0,
+                claim: jwt.claim.0,
+            });
+        }
+        let mut tokens = HashMap::new();
+        for (hash, grant) in document
+            .bearer_tokens
+            .map(|tokens| tokens.0)
+            .unwrap_or_default()
+        {
+            let normalized = hash.to_ascii_lowercase();
+            if normalized.len() != 64 || !normalized.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(ConfigError::new(
+                    format!("identity.bearer_tokens.{hash}"),
+                    "keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
+                ));
+            }
+            if tokens.insert(normalized, grant.0).is_some() {
+                return Err(ConfigError::new(
+                    format!("identity.bearer_tokens.{hash}"),
+                    "the same token hash is listed twice",
+                ));
+            }
+        }
+        Ok(Identity::BearerTokens(tokens))
+    }
+
+    /// The grant for a bearer-token identity, from the `Authorization` header.
+    pub fn grant_for_bearer<'a>(
+        tokens: &'a HashMap<String, String>,
+        authorization: Option<&str>,
+    ) -> Result<&'a str, IdentityError> {
+        let token = authorization
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or(IdentityError::MissingToken)?;
+        tokens
+            .get(&sha256_hex(token.as_bytes()))
+            .map(String::as_str)
+            .ok_or(IdentityError::UnknownToken)
+    }
+
+    /// The grant named by a header or claim value (empty or absent: anonymous).
+    pub fn grant_from_value(value: Option<&str>) -> &str {
+        value
+            .filter(|value| !value.is_empty())
+            .unwrap_or(ANONYMOUS_GRANT)
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn sha256_matches_the_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_select_grants() {
+        let tokens = HashMap::from([(sha256_hex(b"s3cret"), "ci-runner".to_string())]);
+        assert_eq!(
+            Identity::grant_for_bearer(&tokens, Some("Bearer s3cret")),
+            Ok("ci-runner")
+        );
+        assert_eq!(
+            Identity::grant_for_bearer(&tokens, Some("bearer  s3cret ")),
+            Ok("ci-runner")
+        );
+        assert_eq!(
+            Identity::grant_for_bearer(&tokens, Some("Bearer nope")),
+            Err(IdentityError::UnknownToken)
+        );
+        for missing in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("Basic abc"),
+            Some("s3cret"),
+        ] {
+            assert!(
+                Identity::grant_for_bearer(&tokens, missing).is_err(),
+                "{missing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_values_are_anonymous() {
+        assert_eq!(Identity::grant_from_value(None), "anonymous");
+        assert_eq!(Identity::grant_from_value(Some("")), "anonymous");
+        assert_eq!(Identity::grant_from_value(Some("alice")), "alice");
+    }
+}
