@@ -109,6 +109,21 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
     if let Some(rule) = policy.hidden(tool) {
         return Decision::Hidden { rule };
     }
+    // A name that differs only in case from one the policy names must not
+    // escape that tool's rules (a server may match names loosely): refused.
+    if let Some(named) = policy.case_variant_of(tool) {
+        if let Some(rule) = policy.hidden(named) {
+            return Decision::Hidden { rule };
+        }
+        return Decision::Deny {
+            rule: policy
+                .tool(named)
+                .map_or("/tools", |rule| rule.pointer.as_str()),
+            reason: Cow::Owned(format!(
+                "tool name differs from {named:?} only in letter case"
+            )),
+        };
+    }
     let rule = policy.tool(tool);
     match rule {
         Some(rule) if rule.action == Action::Deny => {

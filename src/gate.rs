@@ -6,7 +6,7 @@ use crate::audit::AuditRecord;
 use crate::decision::{self, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::{self, Message};
-use crate::policy::{IdentityError, Mode, Policy};
+use crate::policy::{FailureMode, IdentityError, Mode, Policy};
 use crate::ratelimit::{CallerScope, Reservation};
 use crate::response::{self, Reply};
 
@@ -53,7 +53,16 @@ impl Inspection {
     }
 }
 
-/// Inspects a complete request body.
+/// The MCP 2026-07-28 request headers that mirror the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpHeaders<'a> {
+    /// `Mcp-Method`
+    pub method: Option<&'a str>,
+    /// `Mcp-Name`
+    pub name: Option<&'a str>,
+}
+
+/// Inspects a complete request body sent without `Mcp-Method`/`Mcp-Name`.
 pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     policy: &Policy,
     store: &S,
@@ -61,8 +70,20 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     caller: CallerScope<'_>,
     body: &[u8],
 ) -> Inspection {
+    inspect_request(policy, store, clock, caller, McpHeaders::default(), body)
+}
+
+/// Inspects a complete request: its body and the headers that mirror it.
+pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    clock: &C,
+    caller: CallerScope<'_>,
+    headers: McpHeaders<'_>,
+    body: &[u8],
+) -> Inspection {
     let now = clock.unix_time();
-    let message = match mcp::parse(body) {
+    let message = match mcp::parse_with_depth(body, policy.max_json_depth) {
         Ok(message) => message,
         Err(invalid) => {
             return Inspection {
@@ -78,10 +99,23 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             .enforced_by(policy.mode)
         }
     };
+    if let Err((id, detail)) = check_mirrored_headers(&message, headers) {
+        return Inspection {
+            reply: Some(response::header_mismatch(&id, &detail)),
+            audit: Some(AuditRecord::new(
+                now,
+                caller.grant,
+                caller.session,
+                Outcome::Invalid,
+            )),
+            ..Inspection::pass()
+        }
+        .enforced_by(policy.mode);
+    }
     let view = policy.view(caller.grant);
     let call = match message {
         Message::ToolCall(call) => call,
-        Message::Other { method, id } => {
+        Message::Other { method, id, .. } => {
             let lists = method.as_deref() == Some(mcp::TOOLS_LIST);
             return Inspection {
                 filter_listing: id
@@ -109,7 +143,13 @@ pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         .map(|key| key.to_string())
         .collect();
 
-    let reply = response::for_decision(&call.id, &call.name, &decision, policy.deny_as);
+    let fails_open =
+        matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open;
+    let reply = response::for_decision(&call.id, &call.name, &decision, policy.deny_as)
+        .filter(|_| !fails_open);
+    if fails_open {
+        audit.enforced = false;
+    }
     let reservations = match decision {
         Decision::Allow { reservations } => reservations,
         _ => Vec::new(),
@@ -142,6 +182,26 @@ pub fn body_too_large<C: Clock + ?Sized>(
     .enforced_by(policy.mode)
 }
 
+/// The answer to a request body in an encoding the gate does not read.
+pub fn unsupported_encoding<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+    encoding: &str,
+) -> Inspection {
+    Inspection {
+        reply: Some(response::unsupported_encoding(encoding)),
+        audit: Some(AuditRecord::new(
+            clock.unix_time(),
+            caller.grant,
+            caller.session,
+            Outcome::Invalid,
+        )),
+        ..Inspection::pass()
+    }
+    .enforced_by(policy.mode)
+}
+
 /// The answer to a request without an acceptable identity.
 pub fn unauthorized<C: Clock + ?Sized>(
     policy: &Policy,
@@ -162,6 +222,60 @@ pub fn unauthorized<C: Clock + ?Sized>(
         ..Inspection::pass()
     }
     .enforced_by(policy.mode)
+}
+
+/// Methods whose `Mcp-Name` mirrors `params.name`, and those where it mirrors `params.uri`.
+const NAMED_BY_NAME: [&str; 2] = [mcp::TOOLS_CALL, "prompts/get"];
+const NAMED_BY_URI: [&str; 3] = [
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// `Mcp-Method` must equal the body's `method`, and `Mcp-Name` the name or
+/// URI the method addresses, whenever the headers are sent. Err: the id to
+/// answer with and what disagrees.
+fn check_mirrored_headers(
+    message: &Message<'_>,
+    headers: McpHeaders<'_>,
+) -> Result<(), (serde_json::Value, String)> {
+    let (method, id, named): (Option<&str>, serde_json::Value, Option<String>) = match message {
+        Message::ToolCall(call) => (
+            Some(mcp::TOOLS_CALL),
+            call.id.clone(),
+            Some(call.name.to_string()),
+        ),
+        Message::Other { method, id, params } => {
+            let method = method.as_deref();
+            let field = match method {
+                Some(m) if NAMED_BY_NAME.contains(&m) => Some("name"),
+                Some(m) if NAMED_BY_URI.contains(&m) => Some("uri"),
+                _ => None,
+            };
+            let named = field.and_then(|field| {
+                let params: serde_json::Value = serde_json::from_str((*params)?.get()).ok()?;
+                params.get(field)?.as_str().map(str::to_string)
+            });
+            (method, id.clone().unwrap_or(serde_json::Value::Null), named)
+        }
+    };
+    if let Some(header) = headers.method {
+        if Some(header) != method {
+            return Err((
+                id,
+                format!("Mcp-Method {header:?} does not match the body's method {method:?}"),
+            ));
+        }
+    }
+    if let Some(header) = headers.name {
+        if Some(header) != named.as_deref() {
+            return Err((
+                id,
+                format!("Mcp-Name {header:?} does not match the body's {named:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rule reported when the identity refuses a request.

@@ -4,6 +4,7 @@
 //! server would.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -25,6 +26,7 @@ pub enum Message<'a> {
     Other {
         method: Option<Cow<'a, str>>,
         id: Option<Value>,
+        params: Option<&'a RawValue>,
     },
 }
 
@@ -53,8 +55,24 @@ pub enum Invalid {
     Params { id: Value, detail: String },
 }
 
-/// Parses one request body.
+/// Default for the deepest nesting of arrays and objects accepted.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// serde_json refuses nesting of 128 and more itself; a policy cannot raise the limit past it.
+pub const MAX_DEPTH_LIMIT: usize = 127;
+/// Longest tool name accepted (the MCP specification's recommendation).
+pub const MAX_TOOL_NAME_LENGTH: usize = 128;
+
+/// Parses one request body, nesting at most `DEFAULT_MAX_DEPTH` deep.
 pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
+    parse_with_depth(body, DEFAULT_MAX_DEPTH)
+}
+
+/// Parses one request body. Before anything is read for the decision the
+/// whole body is checked: valid UTF-8 and escapes, no member given twice in
+/// any object at any depth, nesting at most `max_depth`, and no member that
+/// differs from one the gate reads only in letter case. Anything the gate
+/// could read differently from the server behind it is refused here.
+pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, Invalid> {
     let first = body
         .iter()
         .copied()
@@ -83,6 +101,7 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
         }
     }
 
+    check_structure(body, max_depth)?;
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|err| {
         if err.is_data() {
             Invalid::Request {
@@ -100,6 +119,7 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
         return Ok(Message::Other {
             method: envelope.method,
             id: envelope.id,
+            params: envelope.params,
         });
     }
 
@@ -131,6 +151,14 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
             detail: "tools/call must have params".to_string(),
         });
     };
+    // Serde's derived structs also read arrays (`["deleteWorkspace"]` as the
+    // name); MCP params are objects, and nothing else is read as one.
+    if !params.get().trim_start().starts_with('{') {
+        return Err(Invalid::Params {
+            id,
+            detail: "params must be an object".to_string(),
+        });
+    }
     let params: CallParams<'_> = match serde_json::from_str(params.get()) {
         Ok(params) => params,
         Err(err) => {
@@ -152,12 +180,216 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
             }
         },
     };
+    if let Err(detail) = check_tool_name(&params.name) {
+        return Err(Invalid::Params { id, detail });
+    }
     Ok(Message::ToolCall(ToolCall {
         id,
         name: params.name,
         argument_keys,
         arguments: params.arguments,
     }))
+}
+
+/// Tool names the gate accepts: the MCP specification's recommended
+/// characters (`A-Z a-z 0-9 _ - .` and `/`), 1 to 128 of them. Anything else
+/// (control characters, NUL, look-alike letters from other scripts) could
+/// name a tool the policy does not see, so it is refused.
+pub fn check_tool_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
+    if name.is_empty() {
+        Err("tool name is empty".to_string())
+    } else if name.chars().count() > MAX_TOOL_NAME_LENGTH {
+        Err(format!(
+            "tool name is longer than {MAX_TOOL_NAME_LENGTH} characters"
+        ))
+    } else if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+        Err(format!(
+            "tool name {name:?} has {bad:?}; tool names use A-Z a-z 0-9 _ - . /"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Members of the message the gate reads, and of `params`: a member that
+/// differs from one of these only in letter case (`"Method"`, `"NAME"`, or
+/// `"argumentſ"`, which Unicode folds to `arguments`) would be ignored here
+/// but matched by case-insensitive decoders upstream (Go's encoding/json).
+const ENVELOPE_MEMBERS: [&str; 4] = ["jsonrpc", "id", "method", "params"];
+const PARAMS_MEMBERS: [&str; 2] = ["name", "arguments"];
+
+fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> {
+    members.iter().copied().find(|member| {
+        key != *member
+            && (key.to_lowercase() == *member || key.to_uppercase() == member.to_uppercase())
+    })
+}
+
+/// Walks the whole body once (see [`parse_with_depth`]).
+fn check_structure(body: &[u8], max_depth: usize) -> Result<(), Invalid> {
+    // serde_json's own recursion limit (128) stays as a backstop.
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let walk = Walk {
+        depth: 0,
+        max_depth,
+        place: Place::Top,
+    };
+    let result =
+        serde::de::DeserializeSeed::deserialize(walk, &mut reader).and_then(|()| reader.end());
+    result.map_err(|err| {
+        if err.is_data() {
+            Invalid::Request {
+                id: Value::Null,
+                detail: strip_position(&err),
+            }
+        } else {
+            Invalid::Malformed {
+                detail: err.to_string(),
+            }
+        }
+    })
+}
+
+fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+}
+
+/// Where the walk is: the message object, its `params`, or anywhere else.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Top,
+    Params,
+    Elsewhere,
+}
+
+struct Walk {
+    depth: usize,
+    max_depth: usize,
+    place: Place,
+}
+
+impl Walk {
+    fn nested(&self, place: Place) -> Walk {
+        Walk {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+            place,
+        }
+    }
+
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        if self.depth >= self.max_depth {
+            Err(E::custom(format!(
+                "nesting deeper than {} levels",
+                self.max_depth
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Walk {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.enter()?;
+        while seq
+            .next_element_seed(self.nested(Place::Elsewhere))?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.enter()?;
+        let mut keys = KeySet::default();
+        while let Some(BorrowedKey(key)) = map.next_key()? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format!("duplicate member {key:?}")));
+            }
+            let members: &[&'static str] = match self.place {
+                Place::Top => &ENVELOPE_MEMBERS,
+                Place::Params => &PARAMS_MEMBERS,
+                Place::Elsewhere => &[],
+            };
+            if let Some(member) = case_variant_of(&key, members) {
+                return Err(de::Error::custom(format!(
+                    "member {key:?} differs from {member:?} only in letter case"
+                )));
+            }
+            let place = if self.place == Place::Top && key == "params" {
+                Place::Params
+            } else {
+                Place::Elsewhere
+            };
+            map.next_value_seed(self.nested(place))?;
+            keys.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one object: a short list for the usual few, a hash set once
+/// there are many, so an object with 100k members costs linear time.
+#[derive(Default)]
+struct KeySet<'a> {
+    few: Vec<Cow<'a, str>>,
+    many: Option<HashSet<Cow<'a, str>>>,
+}
+
+impl<'a> KeySet<'a> {
+    const FEW: usize = 16;
+
+    fn contains(&self, key: &str) -> bool {
+        match &self.many {
+            Some(many) => many.contains(key),
+            None => self.few.iter().any(|known| known == key),
+        }
+    }
+
+    fn insert(&mut self, key: Cow<'a, str>) {
+        match &mut self.many {
+            Some(many) => {
+                many.insert(key);
+            }
+            None if self.few.len() < Self::FEW => self.few.push(key),
+            None => {
+                let mut many: HashSet<Cow<'a, str>> = self.few.drain(..).collect();
+                many.insert(key);
+                self.many = Some(many);
+            }
+        }
+    }
 }
 
 /// The members of a JSON-RPC message the gate reads. Serde refuses a member
@@ -188,7 +420,8 @@ struct CallParams<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-/// The keys of a JSON object, refusing duplicates; values are skipped.
+/// The keys of a JSON object, in order; values are skipped. (Duplicates
+/// were refused by the structure check.)
 struct ObjectKeys<'a>(Vec<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for ObjectKeys<'a> {
@@ -202,9 +435,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for ObjectKeys<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
                 let mut keys: Vec<Cow<'a, str>> = Vec::new();
                 while let Some(key) = access.next_key::<BorrowedKey<'a>>()? {
-                    if keys.contains(&key.0) {
-                        return Err(de::Error::custom(format!("duplicate key {:?}", key.0)));
-                    }
                     access.next_value::<IgnoredAny>()?;
                     keys.push(key.0);
                 }

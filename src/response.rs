@@ -24,6 +24,8 @@ pub mod code {
     pub const RATE_LIMITED: i32 = -31002;
     /// No acceptable identity (bearer token missing or unknown).
     pub const UNAUTHORIZED: i32 = -31003;
+    /// `Mcp-Method` / `Mcp-Name` headers disagree with the body (MCP 2026-07-28).
+    pub const HEADER_MISMATCH: i32 = -32020;
 }
 
 /// HTTP statuses of the gate's answers.
@@ -36,6 +38,8 @@ pub mod status {
     pub const PAYLOAD_TOO_LARGE: u16 = 413;
     /// No acceptable identity.
     pub const UNAUTHORIZED: u16 = 401;
+    /// A request body in a content encoding the gate does not read.
+    pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
 }
 
 /// Text that starts a denial answered as a tool result (`deny_as: tool_result`).
@@ -200,6 +204,30 @@ pub fn for_invalid(invalid: &Invalid) -> Reply {
             Some(json!({ "detail": detail })),
         ),
     }
+}
+
+/// The answer to a request whose `Mcp-Method` or `Mcp-Name` header does not
+/// match its body: intermediaries route on the headers, the server executes
+/// the body, so the two must agree.
+pub fn header_mismatch(id: &Value, detail: &str) -> Reply {
+    error_reply(
+        status::BAD_REQUEST,
+        id,
+        code::HEADER_MISMATCH,
+        &format!("Header mismatch: {detail}"),
+        None,
+    )
+}
+
+/// The answer to a request body with a `Content-Encoding` other than identity.
+pub fn unsupported_encoding(encoding: &str) -> Reply {
+    error_reply(
+        status::UNSUPPORTED_MEDIA_TYPE,
+        &Value::Null,
+        code::INVALID_REQUEST,
+        &format!("Content-Encoding {encoding:?} is not accepted; send the request body unencoded"),
+        None,
+    )
 }
 
 /// The answer to a body larger than the policy's `max_body_bytes`.

@@ -67,8 +67,9 @@ fn unlisted_tools_follow_the_default() {
             reason: Cow::Borrowed(DEFAULT_DENY_REASON)
         }
     );
-    // Exact names only: a tool that differs in case is not the listed tool.
-    assert!(matches!(
+    // A name that differs only in case from a listed tool is not that tool,
+    // and does not escape its rule either: it is refused, naming the rule.
+    assert_eq!(
         decide(
             deny.base(),
             "checkcodeexecstatus",
@@ -78,10 +79,12 @@ fn unlisted_tools_follow_the_default() {
             NOW
         ),
         Decision::Deny {
-            rule: "/default",
-            ..
+            rule: "/tools/checkCodeExecStatus",
+            reason: Cow::Owned(
+                "tool name differs from \"checkCodeExecStatus\" only in letter case".to_string()
+            )
         }
-    ));
+    );
     let allow = policy(r#"{"version":"1","default":"allow"}"#);
     assert_eq!(
         decide(allow.base(), "anything", None, caller("a"), &store, NOW),

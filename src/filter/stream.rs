@@ -9,11 +9,11 @@ use proxy_wasm::types::Action;
 use serde_json::Value;
 
 use super::host::{EnvoyClock, EnvoyMetrics, EnvoySharedData};
-use crate::gate::{self, Inspection};
+use crate::gate::{self, Inspection, McpHeaders};
 use crate::host::Metrics;
 use crate::listing::{self, SseFilter};
 use crate::policy::{Identity, Policy, ANONYMOUS_GRANT};
-use crate::ratelimit::CallerScope;
+use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::CONTENT_TYPE;
 
 /// The MCP Streamable HTTP session header.
@@ -32,6 +32,13 @@ pub struct PolicyStream {
     buffered: usize,
     /// Set when the answer is a `tools/list` result to filter for this caller.
     listing: Option<Listing>,
+    /// `Mcp-Method` and `Mcp-Name`, checked against the body.
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    /// Quota taken for the forwarded call, given back if it did not happen.
+    reservations: Vec<Reservation>,
+    /// Whether response headers arrived (the upstream, or Envoy for it, answered).
+    answered: bool,
 }
 
 /// A `tools/list` answer being filtered.
@@ -54,6 +61,10 @@ impl PolicyStream {
             session: None,
             buffered: 0,
             listing: None,
+            mcp_method: None,
+            mcp_name: None,
+            reservations: Vec::new(),
+            answered: false,
         }
     }
 
@@ -136,19 +147,39 @@ impl PolicyStream {
     fn decide_buffered_body(&mut self, size: usize) -> Action {
         self.inspecting = false;
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let inspection = gate::inspect_body(
+        let headers = McpHeaders {
+            method: self.mcp_method.as_deref(),
+            name: self.mcp_name.as_deref(),
+        };
+        let mut inspection = gate::inspect_request(
             &self.policy,
             &EnvoySharedData,
             &EnvoyClock,
             self.caller(),
+            headers,
             &body,
         );
+        self.reservations = std::mem::take(&mut inspection.reservations);
         if let Some(id) = inspection.filter_listing.clone() {
             // Encoded answers could not be filtered: ask for identity.
             self.set_http_request_header("accept-encoding", None);
             self.listing = Some(Listing::Requested(id));
         }
         self.apply(inspection)
+    }
+
+    /// Gives back the quota of a call that did not happen.
+    fn release_quota(&mut self, why: &str) {
+        if self.reservations.is_empty() {
+            return;
+        }
+        let failed = ratelimit::release(&EnvoySharedData, &self.reservations);
+        self.reservations.clear();
+        if failed.is_empty() {
+            log::info!("mcp-policy: quota given back ({why})");
+        } else {
+            log::warn!("mcp-policy: could not give back quota ({why}) for {failed:?}");
+        }
     }
 
     fn over_limit(&self, size: u64) -> bool {
@@ -173,6 +204,18 @@ impl HttpContext for PolicyStream {
             return Action::Continue;
         }
         self.inspecting = true;
+        self.mcp_method = self.get_http_request_header("mcp-method");
+        self.mcp_name = self.get_http_request_header("mcp-name");
+
+        // A body the gate cannot read must not reach a server that can.
+        if let Some(encoding) = self.get_http_request_header("content-encoding") {
+            if !encoding.trim().eq_ignore_ascii_case("identity") {
+                let inspection =
+                    gate::unsupported_encoding(&self.policy, &EnvoyClock, self.caller(), &encoding);
+                self.inspecting = false;
+                return self.apply(inspection);
+            }
+        }
 
         let declared = self
             .get_http_request_header("content-length")
@@ -214,6 +257,15 @@ impl HttpContext for PolicyStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.answered = true;
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|status| status.parse::<u16>().ok())
+            .unwrap_or(0);
+        if status >= 500 {
+            // The upstream failed or could not be reached: the call did not happen.
+            self.release_quota(&format!("upstream answered {status}"));
+        }
         let Some(Listing::Requested(id)) = self.listing.take() else {
             return Action::Continue;
         };
@@ -270,6 +322,13 @@ impl HttpContext for PolicyStream {
                 self.set_http_response_body(0, body_size, &out);
                 Action::Continue
             }
+        }
+    }
+
+    fn on_log(&mut self) {
+        if !self.answered {
+            // Reset before any response: the call may never have run.
+            self.release_quota("request reset before a response");
         }
     }
 }

@@ -143,14 +143,14 @@ fn tool_call_params_must_name_a_tool() {
     for params in [
         None,
         Some("[]"),
+        Some(r#"["a"]"#),
+        Some(r#"["a", {}]"#),
         Some("\"a\""),
         Some("{}"),
         Some(r#"{"name":5}"#),
         Some(r#"{"name":null}"#),
         Some(r#"{"name":"a","arguments":"x"}"#),
         Some(r#"{"name":"a","arguments":[1]}"#),
-        Some(r#"{"name":"a","name":"b"}"#),
-        Some(r#"{"name":"a","arguments":{"k":1,"k":2}}"#),
     ] {
         let body = match params {
             Some(params) => {
@@ -185,9 +185,9 @@ fn method_of_the_wrong_type_is_invalid() {
 #[test]
 fn unicode_and_escapes_in_names_and_keys() {
     let call = call(
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"résumé","arguments":{"ключ":1,"a\"b":2}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"resume","arguments":{"ключ":1,"a\"b":2}}}"#,
     );
-    assert_eq!(call.name, "résumé");
+    assert_eq!(call.name, "resume");
     assert_eq!(call.argument_keys, vec!["ключ", "a\"b"]);
 }
 
@@ -197,4 +197,135 @@ fn invalid_utf8_is_malformed() {
     body.extend_from_slice(&[0xff, 0xfe]);
     body.extend_from_slice(br#""}}"#);
     assert!(matches!(parse(&body), Err(Invalid::Malformed { .. })));
+}
+
+fn request_detail(body: &str) -> String {
+    match invalid(body) {
+        Invalid::Request { detail, .. } => detail,
+        other => panic!("expected an invalid request from {body}, got {other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_members_are_refused_at_any_depth() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"o":{"x":1,"x":2}}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"l":[{"k":1},{"k":1,"k":1}]}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"t":1,"t":1}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"a","cursor":"b"}}"#,
+        // The same key once escaped, once not: equal once decoded.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+    ] {
+        assert!(
+            request_detail(body).starts_with("duplicate member"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn members_that_differ_only_in_case_are_refused() {
+    for (body, detail) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"a"}}"#,
+            r#"member "Method" differs from "method" only in letter case"#,
+        ),
+        (
+            r#"{"JSONRPC":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#,
+            r#"member "JSONRPC" differs from "jsonrpc" only in letter case"#,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","ID":1,"method":"ping"}"#,
+            r#"member "ID" differs from "id" only in letter case"#,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{},"params":{"name":"a"}}"#,
+            r#"member "Params" differs from "params" only in letter case"#,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"safe","Name":"danger"}}"#,
+            r#"member "Name" differs from "name" only in letter case"#,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","ARGUMENTS":{}}}"#,
+            r#"member "ARGUMENTS" differs from "arguments" only in letter case"#,
+        ),
+        // Unicode folding: LATIN SMALL LETTER LONG S folds to "s".
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","argumentſ":{}}}"#,
+            r#"member "argumentſ" differs from "arguments" only in letter case"#,
+        ),
+    ] {
+        assert_eq!(request_detail(body), detail, "{body}");
+    }
+    // Deeper down, case is the server's business: argument names are data.
+    call(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"Name":1,"name":2}}}"#,
+    );
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_refused() {
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"x":{}1{}}}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    // The message, params and arguments are 3 levels; 61 arrays make 64.
+    call(&nested(61));
+    assert_eq!(request_detail(&nested(62)), "nesting deeper than 64 levels");
+    assert!(matches!(
+        parse_with_depth(nested(10).as_bytes(), 12),
+        Err(Invalid::Request { .. })
+    ));
+    // Far deeper than serde_json's own limit: still refused, never a crash.
+    assert!(parse(nested(100_000).as_bytes()).is_err());
+}
+
+#[test]
+fn broken_text_is_malformed() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\ud800"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"k":"\udc00x"}}}"#,
+    ] {
+        assert!(matches!(invalid(body), Invalid::Malformed { .. }), "{body}");
+    }
+}
+
+#[test]
+fn tool_names_outside_the_recommended_set_are_refused() {
+    let long = "a".repeat(129);
+    for name in [
+        "résumé",
+        "delete\\u0000Workspace",
+        "deleteWorkspace\\n",
+        "dеleteWorkspace",
+        "a b",
+        "",
+        long.as_str(),
+        "x;y",
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#
+        );
+        assert!(matches!(invalid(&body), Invalid::Params { .. }), "{name:?}");
+    }
+    for name in ["a", "A-Z_0.9", "github/create_issue", &"a".repeat(128)] {
+        assert_eq!(check_tool_name(name), Ok(()), "{name}");
+    }
+}
+
+#[test]
+fn an_object_with_many_members_is_checked_in_linear_time() {
+    let members: Vec<String> = (0..100_000).map(|i| format!(r#""k{i}":1"#)).collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{{}}}}}}}"#,
+        members.join(",")
+    );
+    assert_eq!(call(&body).argument_keys.len(), 100_000);
+    let duplicate = body.replacen(r#""k99999":1"#, r#""k5":1"#, 1);
+    assert!(request_detail(&duplicate).starts_with("duplicate member"));
 }

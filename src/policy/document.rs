@@ -39,6 +39,21 @@ pub struct PolicyDocument {
     pub deny_as: Option<DenyAs>,
     #[serde(default)]
     pub grants: UniqueMap<Object<GrantDocument>>,
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+    #[serde(default)]
+    pub max_json_depth: Option<PositiveInteger>,
+}
+
+/// What happens when the gate cannot decide (counter store failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Refuse the call with a JSON-RPC error; forward nothing (default).
+    #[default]
+    Closed,
+    /// Forward the call, count it as failed and log it.
+    Open,
 }
 
 /// A policy fragment for one grant: each field it names replaces the

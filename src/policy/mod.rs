@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::arguments::ArgumentRules;
+use crate::mcp;
 
-pub use document::{Action, DenyAs, ListMode, Mode, Scope};
+pub use document::{Action, DenyAs, FailureMode, ListMode, Mode, Scope};
 use document::{
     AllToolsDocument, GrantDocument, LimitDocument, NonEmptyString, Object, PolicyDocument,
     ToolRuleDocument, UniqueMap,
@@ -32,7 +33,10 @@ pub struct Policy {
     pub mode: Mode,
     pub deny_as: DenyAs,
     pub list: ListMode,
+    pub failure_mode: FailureMode,
     pub max_body_bytes: u64,
+    /// Deepest nesting of arrays and objects accepted in a request body.
+    pub max_json_depth: usize,
     /// The policy for callers without a grant entry of their own.
     base: View,
     grants: HashMap<String, View>,
@@ -49,6 +53,9 @@ pub struct View {
     all_tools_limits: Vec<Limit>,
     hide: Hide,
     list: ListMode,
+    /// Lowercased names of the tools this view names (rules and `hide`) →
+    /// the names as written, to catch calls that differ only in case.
+    folded: HashMap<String, String>,
 }
 
 /// Tools a grant must not see.
@@ -146,6 +153,16 @@ impl View {
             }
     }
 
+    /// The tool this view names that `tool` differs from only in letter case.
+    pub fn case_variant_of(&self, tool: &str) -> Option<&str> {
+        if self.tools.contains_key(tool) || self.hide.names.contains(tool) {
+            return None;
+        }
+        self.folded
+            .get(&tool.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
     /// Whether `tools/list` answers for this grant may need rewriting.
     pub fn filters_listing(&self) -> bool {
         self.hide.all
@@ -175,6 +192,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
         compile_all_tools(document.all_tools.map(|all| all.0), "", "", &mut windows)?;
     let tools = compile_tools(document.tools, "", "", &mut windows)?;
     let hide = compile_hide(document.hide.as_deref().unwrap_or_default(), "/hide");
+    let folded = fold_names(&tools, &hide);
     let base = View {
         default: document.default,
         default_pointer: DEFAULT_POINTER.to_string(),
@@ -182,6 +200,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
         all_tools_limits,
         hide,
         list,
+        folded,
     };
 
     let mut grants = HashMap::with_capacity(document.grants.0.len());
@@ -192,10 +211,27 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
 
     let identity = Identity::compile(document.identity.map(|identity| identity.0))?;
 
+    let max_json_depth = match document.max_json_depth {
+        None => mcp::DEFAULT_MAX_DEPTH,
+        Some(depth) if depth.0 as usize <= mcp::MAX_DEPTH_LIMIT => depth.0 as usize,
+        Some(depth) => {
+            return Err(ConfigError::new(
+                "max_json_depth",
+                format!(
+                    "at most {} (the JSON reader's own limit), got {}",
+                    mcp::MAX_DEPTH_LIMIT,
+                    depth.0
+                ),
+            ))
+        }
+    };
+
     Ok(Policy {
         identity,
         mode: document.mode.unwrap_or_default(),
         deny_as: document.deny_as.unwrap_or_default(),
+        failure_mode: document.failure_mode.unwrap_or_default(),
+        max_json_depth,
         list,
         max_body_bytes: document
             .max_body_bytes
@@ -231,6 +267,7 @@ fn compile_grant(
         Some(default) => (default, format!("{pointer}/default")),
         None => (base.default, base.default_pointer.clone()),
     };
+    let folded = fold_names(&tools, &hide);
     Ok(View {
         default,
         default_pointer,
@@ -238,6 +275,7 @@ fn compile_grant(
         all_tools_limits,
         hide,
         list: base.list,
+        folded,
     })
 }
 
@@ -297,6 +335,18 @@ fn compile_all_tools(
         ),
         None => Ok(Vec::new()),
     }
+}
+
+/// Lowercased names → names as written, for every tool a view names. Tool
+/// names are ASCII (others are refused before the policy is consulted), so
+/// ASCII folding is complete.
+fn fold_names(tools: &HashMap<String, Arc<ToolRule>>, hide: &Hide) -> HashMap<String, String> {
+    tools
+        .keys()
+        .chain(hide.names.iter())
+        .filter(|name| name.as_str() != "*")
+        .map(|name| (name.to_ascii_lowercase(), name.clone()))
+        .collect()
 }
 
 fn compile_hide(names: &[NonEmptyString], pointer: &str) -> Hide {

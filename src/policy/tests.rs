@@ -135,7 +135,7 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
         (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
@@ -337,4 +337,28 @@ fn bad_depth_documents_are_refused_with_path_and_value() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn hardening_fields_are_validated() {
+    let policy =
+        load(r#"{"version":"1","default":"deny","failure_mode":"open","max_json_depth":10}"#)
+            .unwrap();
+    assert_eq!(
+        (policy.failure_mode, policy.max_json_depth),
+        (FailureMode::Open, 10)
+    );
+    let policy = load(r#"{"version":"1","default":"deny"}"#).unwrap();
+    assert_eq!(
+        (policy.failure_mode, policy.max_json_depth),
+        (FailureMode::Closed, 64)
+    );
+    assert_eq!(
+        error_of(r#"{"version":"1","default":"deny","max_json_depth":500}"#),
+        "max_json_depth: at most 127 (the JSON reader's own limit), got 500"
+    );
+    assert_eq!(
+        error_of(r#"{"version":"1","default":"deny","failure_mode":"maybe"}"#),
+        "failure_mode: unknown variant `maybe`, expected `closed` or `open`"
+    );
 }

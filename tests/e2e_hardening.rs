@@ -1,0 +1,425 @@
+//! End to end, the adversarial input matrix (README "Security: the input
+//! matrix"): every row against a real Envoy over HTTP/1.1 and HTTP/2, with an
+//! upstream that records everything it receives, proving that nothing of a
+//! refused request reaches it. Also quota rollback when the call did not happen.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::demo_server::{self, Recorder};
+use support::envoy::{free_port, Envoy, EnvoyOptions};
+use support::stack::Stack;
+
+/// Default allow, so that anything the gate lets through reaches the
+/// upstream: a refusal can only come from the gate.
+const MATRIX_POLICY: &str = r#"{
+    "version": "1", "default": "allow", "max_body_bytes": 4096,
+    "hide": ["secretTool"],
+    "tools": {"deleteWorkspace": {"action": "deny", "reason": "destructive"}}
+}"#;
+
+struct Row {
+    name: &'static str,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+    /// Send the body in 1-byte chunks without content-length.
+    chunked: bool,
+    status: u16,
+    code: i64,
+}
+
+fn row(name: &'static str, body: impl Into<Vec<u8>>, status: u16, code: i64) -> Row {
+    Row {
+        name,
+        body: body.into(),
+        headers: Vec::new(),
+        chunked: false,
+        status,
+        code,
+    }
+}
+
+fn call(name: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
+    )
+}
+
+fn matrix() -> Vec<Row> {
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"asyncExecuteCode","arguments":{{"x":{}1{}}}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    let mut invalid_utf8 = call("asyncExecuteCode").into_bytes();
+    invalid_utf8.splice(60..60, [0xff, 0xfe]);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"asyncExecuteCode","arguments":{{"script":"{}"}}}}}}"#,
+        "x".repeat(5000)
+    );
+    vec![
+        row(
+            "duplicate key: params.name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","name":"deleteWorkspace"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "duplicate key: top-level method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"deleteWorkspace"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "duplicate key: deep in arguments",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","arguments":{"a":[{"b":{"c":1,"c":2}}]}}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "duplicate key: escaped spelling",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","n\u0061me":"deleteWorkspace"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "case variant: Name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","Name":"deleteWorkspace"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "case variant: Method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call","params":{"name":"deleteWorkspace"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "case variant: JSONRPC/ID/PARAMS",
+            r#"{"JSONRPC":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "case variant: Unicode fold (argumentſ)",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","argumentſ":{}}}"#,
+            400,
+            -32600,
+        ),
+        row("invalid UTF-8", invalid_utf8, 400, -32700),
+        row(
+            "lone surrogate escape",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","arguments":{"s":"\ud800"}}}"#,
+            400,
+            -32700,
+        ),
+        row(
+            "NUL in tool name",
+            call("deleteWorkspace\\u0000"),
+            400,
+            -32602,
+        ),
+        row("nesting deeper than 64", nested(62), 400, -32600),
+        row("body over max_body_bytes", big.clone(), 413, -32600),
+        Row {
+            chunked: true,
+            ..row(
+                "body over max_body_bytes, chunked in 1-byte pieces",
+                big,
+                413,
+                -32600,
+            )
+        },
+        Row {
+            chunked: true,
+            ..row(
+                "denied call in 1-byte pieces",
+                call("deleteWorkspace"),
+                200,
+                -31001,
+            )
+        },
+        Row {
+            headers: vec![("content-encoding", "gzip".to_string())],
+            ..row(
+                "Content-Encoding: gzip",
+                call("deleteWorkspace"),
+                415,
+                -32600,
+            )
+        },
+        Row {
+            headers: vec![("content-type", "text/plain".to_string())],
+            ..row(
+                "non-JSON content type is still inspected",
+                call("deleteWorkspace"),
+                200,
+                -31001,
+            )
+        },
+        row(
+            "id null",
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"asyncExecuteCode"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "id float",
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"asyncExecuteCode"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "id object",
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"asyncExecuteCode"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "id missing",
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"asyncExecuteCode"}}"#,
+            400,
+            -32600,
+        ),
+        row(
+            "params not an object",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["deleteWorkspace"]}"#,
+            400,
+            -32602,
+        ),
+        row(
+            "name not a string",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["deleteWorkspace"]}}"#,
+            400,
+            -32602,
+        ),
+        row(
+            "tool name with a Cyrillic look-alike",
+            call("dеleteWorkspace"),
+            400,
+            -32602,
+        ),
+        row(
+            "tool name longer than 128",
+            call(&"a".repeat(129)),
+            400,
+            -32602,
+        ),
+        row(
+            "tool name with a space",
+            call("delete Workspace"),
+            400,
+            -32602,
+        ),
+        row(
+            "tool name differing only in case",
+            call("DeleteWorkspace"),
+            200,
+            -31001,
+        ),
+        row(
+            "hidden tool name differing only in case",
+            call("SECRETTOOL"),
+            200,
+            -32602,
+        ),
+        row(
+            "batch",
+            format!("[{}]", call("deleteWorkspace")),
+            400,
+            -32600,
+        ),
+        Row {
+            headers: vec![("mcp-method", "tools/list".to_string())],
+            ..row(
+                "Mcp-Method disagrees with the body",
+                call("deleteWorkspace"),
+                400,
+                -32020,
+            )
+        },
+        Row {
+            headers: vec![
+                ("mcp-method", "tools/call".to_string()),
+                ("mcp-name", "asyncExecuteCode".to_string()),
+            ],
+            ..row(
+                "Mcp-Name disagrees with the body",
+                call("deleteWorkspace"),
+                400,
+                -32020,
+            )
+        },
+        Row {
+            headers: vec![("mcp-name", "x".to_string())],
+            ..row(
+                "Mcp-Name on a method that names nothing",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                400,
+                -32020,
+            )
+        },
+    ]
+}
+
+async fn send(client: &reqwest::Client, url: &str, row: &Row) -> (u16, Value) {
+    let mut request = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream");
+    if !row.headers.iter().any(|(name, _)| *name == "content-type") {
+        request = request.header("content-type", "application/json");
+    }
+    for (name, value) in &row.headers {
+        request = request.header(*name, value);
+    }
+    let request = if row.chunked {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+            row.body.chunks(1).map(|c| Ok(c.to_vec())).collect();
+        request.body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+    } else {
+        request.body(row.body.clone())
+    };
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{}: {err}", row.name));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn run_matrix(http2: bool) {
+    let stack = Stack::start(MATRIX_POLICY).await;
+    let client = if http2 {
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+    } else {
+        reqwest::Client::builder().http1_only().build().unwrap()
+    };
+    let url = stack.envoy.mcp_url();
+    let mut failures = Vec::new();
+    for row in matrix() {
+        stack.upstream.clear();
+        let (status, body) = send(&client, &url, &row).await;
+        let code = body["error"]["code"].as_i64().unwrap_or(0);
+        let reached = stack.upstream.http_requests().len();
+        if (status, code, reached) != (row.status, row.code, 0) {
+            failures.push(format!(
+                "{}: got HTTP {status} code {code}, {reached} request(s) upstream; want HTTP {} code {}, none upstream\n    body: {body}",
+                row.name, row.status, row.code
+            ));
+        }
+    }
+    // The control: a well-formed allowed call does reach the upstream, over
+    // the same client, with matching Mcp-* headers.
+    stack.upstream.clear();
+    let control = Row {
+        headers: vec![
+            ("mcp-method", "tools/call".to_string()),
+            ("mcp-name", "asyncExecuteCode".to_string()),
+        ],
+        ..row("control", call("asyncExecuteCode"), 0, 0)
+    };
+    send(&client, &url, &control).await;
+    assert_eq!(
+        stack.upstream.http_requests().len(),
+        1,
+        "the allowed control call must reach the upstream"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of the matrix failed ({}):\n{}",
+        failures.len(),
+        if http2 { "HTTP/2" } else { "HTTP/1.1" },
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_matrix_over_http1() {
+    run_matrix(false).await;
+}
+
+#[tokio::test]
+async fn the_matrix_over_http2() {
+    run_matrix(true).await;
+}
+
+/// Raw tools/call, as a client without a session would send it (the demo
+/// server answers such a call itself: a 4xx, but an answer).
+async fn post_call(url: &str, tool: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(call(tool))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const ONE_CALL: &str = r#"{"version":"1","default":"allow","tools":{"asyncExecuteCode":{"limits":[{"counter":"one","window":1000000000,"max":1,"scope":"global"}]}}}"#;
+
+#[tokio::test]
+async fn quota_is_given_back_when_the_upstream_answers_5xx() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_port = listener.local_addr().unwrap().port();
+    let recorder = Recorder::default();
+    let server = tokio::spawn(demo_server::serve_status(listener, recorder.clone(), 503));
+    let envoy = Envoy::start(EnvoyOptions::new(ONE_CALL, upstream_port)).await;
+    for attempt in 0..3 {
+        let (status, body) = post_call(&envoy.mcp_url(), "asyncExecuteCode").await;
+        assert_eq!(
+            status, 503,
+            "attempt {attempt}: the quota of a failed call must come back: {body}"
+        );
+    }
+    assert_eq!(recorder.http_requests().len(), 3);
+    assert!(
+        envoy
+            .log()
+            .contains("quota given back (upstream answered 503)"),
+        "{}",
+        envoy.log()
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn quota_is_given_back_when_the_upstream_is_down() {
+    // Nothing listens on the upstream port: Envoy answers 503 itself.
+    let envoy = Envoy::start(EnvoyOptions::new(ONE_CALL, free_port())).await;
+    for attempt in 0..3 {
+        let (status, body) = post_call(&envoy.mcp_url(), "asyncExecuteCode").await;
+        assert_eq!(status, 503, "attempt {attempt}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn calls_the_server_answered_count() {
+    let stack = Stack::start(ONE_CALL).await;
+    // Without a session the demo server refuses the call itself (4xx): it answered.
+    let (status, _) = post_call(&stack.envoy.mcp_url(), "asyncExecuteCode").await;
+    assert!((400..500).contains(&status), "{status}");
+    let (status, body) = post_call(&stack.envoy.mcp_url(), "asyncExecuteCode").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (200, json!(-31002))
+    );
+    assert_eq!(stack.upstream.http_requests().len(), 1);
+}
