@@ -25,7 +25,7 @@ toolchain:
 
 # The module Envoy loads.
 wasm: toolchain
-	cargo build --release --target wasm32-wasip1
+	cargo build --release --target wasm32-wasip1 --lib
 	@ls -l $(WASM)
 
 demo:
