@@ -117,7 +117,15 @@ impl PolicyStream {
                     provider_metadata,
                     claim,
                 ]);
-                let value = value.and_then(|bytes| String::from_utf8(bytes).ok());
+                let value = value.and_then(|bytes| {
+                    let text = Identity::claim_text(&bytes);
+                    if text.is_none() {
+                        log::warn!(
+                            "mcp-policy: JWT claim `{claim}` is not a string or an integer: the caller is anonymous"
+                        );
+                    }
+                    text
+                });
                 self.grant = Identity::grant_from_value(value.as_deref()).to_string();
                 true
             }
