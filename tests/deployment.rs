@@ -1,0 +1,1192 @@
+//! The deployment examples (deploy/, Dockerfile, docker-compose.yaml), checked
+//! without Docker or a cluster:
+//!
+//! - every YAML file parses, and every Kubernetes object names its apiVersion,
+//!   kind and metadata.name; references between objects resolve (volumes,
+//!   ConfigMaps, Services, routes, policies' targets, filter names);
+//! - every policy they carry loads with `Policy::from_json`, the code the
+//!   filter and `mcp-policy check` run (YAML policies as the JSON Istio and
+//!   Envoy Gateway hand the filter);
+//! - every Envoy configuration passes `envoy --mode validate` with the real
+//!   module, which also loads each policy: the repository's envoy/*.yaml, the
+//!   templates after the init container's own render script has run on them
+//!   (Kubernetes, docker compose), and the Wasm filter Istio and Envoy Gateway
+//!   would hand Envoy, rebuilt from the manifests;
+//! - the Dockerfile's final image is the module alone, at /plugin.wasm.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mcp_policy::policy::Policy;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use support::envoy::{envoy_binary, repo_root, wasm_module};
+
+const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
+const PLACEHOLDER: &str = "@POLICY_JSON@";
+const RENDER_SCRIPT: &str = "deploy/render-envoy-config.sh";
+
+// ---------------------------------------------------------------------------
+// Reading the files
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// Every document of a YAML file, as JSON values.
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let text = read(path);
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| {
+            Value::deserialize(document)
+                .unwrap_or_else(|err| panic!("{}: not valid YAML: {err}", path.display()))
+        })
+        .collect()
+}
+
+/// The YAML files under `dir`, recursively, sorted.
+fn yaml_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The Kubernetes manifests: deploy/**/*.yaml except the compose Envoy template.
+fn manifest_files() -> Vec<PathBuf> {
+    let root = repo_root();
+    let files: Vec<PathBuf> = yaml_files_under(&root.join("deploy"))
+        .into_iter()
+        .filter(|path| !path.starts_with(root.join("deploy/compose")))
+        .collect();
+    for expected in [
+        "deploy/sidecar",
+        "deploy/istio",
+        "deploy/envoy-gateway",
+        "deploy/ingress",
+    ] {
+        assert!(
+            files
+                .iter()
+                .any(|path| path.starts_with(root.join(expected))),
+            "no manifest under {expected}"
+        );
+    }
+    files
+}
+
+/// A manifest file's objects, each checked for apiVersion, kind and metadata.name.
+fn objects(path: &Path) -> Vec<Value> {
+    let documents = yaml_documents(path);
+    assert!(!documents.is_empty(), "{}: no documents", path.display());
+    for (index, object) in documents.iter().enumerate() {
+        let at = format!("{} document {}", path.display(), index + 1);
+        assert!(object.is_object(), "{at}: not a mapping: {object}");
+        for field in ["/apiVersion", "/kind", "/metadata/name"] {
+            let value = object.pointer(field).and_then(Value::as_str).unwrap_or("");
+            assert!(!value.is_empty(), "{at}: no {field}");
+        }
+    }
+    documents
+}
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or("")
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn find<'a>(objects: &'a [Value], wanted_kind: &str, wanted_name: &str) -> Option<&'a Value> {
+    objects
+        .iter()
+        .find(|object| kind(object) == wanted_kind && name(object) == wanted_name)
+}
+
+fn of_kind<'a>(objects: &'a [Value], wanted_kind: &'a str) -> impl Iterator<Item = &'a Value> {
+    objects
+        .iter()
+        .filter(move |object| kind(object) == wanted_kind)
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {value}"))
+}
+
+// ---------------------------------------------------------------------------
+// Policies and Envoy
+
+/// Loads a policy with the filter's own code; panics with its error.
+fn load_policy(json: &[u8], origin: &str) -> Policy {
+    Policy::from_json(json).unwrap_or_else(|err| panic!("{origin}: policy refused: {err}"))
+}
+
+/// The policies a bootstrap's mcp-policy filters carry (StringValue configurations).
+fn embedded_policies(bootstrap: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    walk(bootstrap, &mut |value| {
+        if value["@type"] == WASM_FILTER_TYPE {
+            let configuration = &value["config"]["configuration"];
+            assert_eq!(configuration["@type"], STRING_VALUE_TYPE, "{configuration}");
+            found.push(configuration["value"].as_str().unwrap().to_owned());
+        }
+    });
+    found
+}
+
+fn walk(value: &Value, visit: &mut impl FnMut(&Value)) {
+    visit(value);
+    match value {
+        Value::Object(map) => map.values().for_each(|child| walk(child, visit)),
+        Value::Array(items) => items.iter().for_each(|child| walk(child, visit)),
+        _ => {}
+    }
+}
+
+/// What every Envoy configuration of the filter must say: the stop-iteration
+/// setting, its own vm_id, fail closed, and a listener buffer above the
+/// policy's body limit (or Envoy answers 413 before the filter decides).
+fn check_filter_settings(bootstrap: &Value, origin: &str) {
+    let mut filters = 0;
+    walk(bootstrap, &mut |value| {
+        if value["@type"] == WASM_FILTER_TYPE {
+            filters += 1;
+            let config = &value["config"];
+            assert_eq!(
+                config["allow_on_headers_stop_iteration"], true,
+                "{origin}: {config}"
+            );
+            assert_ne!(config["fail_open"], true, "{origin}: fails open");
+            assert_eq!(
+                config["vm_config"]["runtime"], "envoy.wasm.runtime.v8",
+                "{origin}"
+            );
+        }
+    });
+    assert!(filters > 0, "{origin}: no mcp-policy filter");
+    for policy in embedded_policies(bootstrap) {
+        let policy = load_policy(policy.as_bytes(), origin);
+        for listener in bootstrap["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+        {
+            let limit = listener["per_connection_buffer_limit_bytes"]
+                .as_u64()
+                .unwrap_or(1 << 20);
+            assert!(
+                limit > policy.max_body_bytes,
+                "{origin}: listener buffer {limit} <= max_body_bytes {}",
+                policy.max_body_bytes
+            );
+        }
+    }
+}
+
+/// Points every `filename: ....wasm` at the module this machine built; the
+/// configuration must name one.
+fn with_local_module(config: &str) -> String {
+    let (out, replaced) = module_paths_made_local(config);
+    assert!(replaced > 0, "no wasm module path in:\n{config}");
+    out
+}
+
+/// Points every `filename: ....wasm` at the module this machine built;
+/// returns the configuration and how many it replaced.
+fn module_paths_made_local(config: &str) -> (String, usize) {
+    let module = wasm_module().display().to_string();
+    let mut replaced = 0;
+    let mut out = String::new();
+    for line in config.lines() {
+        let mut line = line.to_owned();
+        if let Some(at) = line.find("filename:") {
+            let value_start = at + "filename:".len();
+            let rest = &line[value_start..];
+            let trimmed = rest.trim_start();
+            let offset = value_start + (rest.len() - trimmed.len());
+            let (offset, path) = match trimmed.strip_prefix('"') {
+                Some(inner) => (offset + 1, &inner[..inner.find('"').unwrap_or(inner.len())]),
+                None => (
+                    offset,
+                    &trimmed[..trimmed.find([' ', '}', ',']).unwrap_or(trimmed.len())],
+                ),
+            };
+            if path.ends_with(".wasm") {
+                let end = offset + path.len();
+                line.replace_range(offset..end, &module);
+                replaced += 1;
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    (out, replaced)
+}
+
+/// A scratch directory for this test binary's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-policy-deployment-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Runs `envoy --mode validate` on each (name, configuration) from the
+/// repository root, all at once; panics listing every failure.
+fn envoy_validates(configs: Vec<(String, String)>) {
+    let envoy = envoy_binary();
+    let runs: Vec<_> = configs
+        .into_iter()
+        .map(|(name, config)| {
+            let file = scratch(&format!("{}.yaml", name.replace(['/', ' '], "_")));
+            std::fs::write(&file, &config).unwrap();
+            let envoy = envoy.clone();
+            std::thread::spawn(move || {
+                let output = Command::new(&envoy)
+                    .current_dir(repo_root())
+                    .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+                    .arg(&file)
+                    .output()
+                    .unwrap_or_else(|err| panic!("cannot run {}: {err}", envoy.display()));
+                (name, file, output)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for run in runs {
+        let (name, file, output) = run.join().unwrap();
+        if output.status.success() {
+            let _ = std::fs::remove_file(&file);
+        } else {
+            failures.push(format!(
+                "{name} ({}): {}\n{}{}",
+                file.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "envoy --mode validate refused:\n{}",
+        failures.join("\n")
+    );
+    // Empty once every file is removed: then it goes too.
+    if let Some(dir) = scratch("unused").parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Runs a render script (the text the container runs) with these files;
+/// returns the Envoy configuration it wrote.
+fn render(script: &str, template: &str, policy: &str, origin: &str) -> String {
+    let base = origin.replace(['/', ' '], "_");
+    let (script_file, template_file, policy_file, out) = (
+        scratch(&format!("{base}.render.sh")),
+        scratch(&format!("{base}.tmpl")),
+        scratch(&format!("{base}.policy.json")),
+        scratch(&format!("{base}.rendered.yaml")),
+    );
+    std::fs::write(&script_file, script).unwrap();
+    std::fs::write(&template_file, template).unwrap();
+    std::fs::write(&policy_file, policy).unwrap();
+    let output = Command::new("sh")
+        .arg(&script_file)
+        .env("TEMPLATE", &template_file)
+        .env("POLICY", &policy_file)
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{origin}: render script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = read(&out);
+    for file in [&script_file, &template_file, &policy_file, &out] {
+        let _ = std::fs::remove_file(file);
+    }
+    assert!(
+        !rendered.lines().any(|line| line.trim() == PLACEHOLDER),
+        "{origin}: placeholder left"
+    );
+    rendered
+}
+
+/// A bootstrap with one listener whose HTTP filters are `filter` then the
+/// router: how the Istio and Envoy Gateway filters are validated.
+fn bootstrap_with_filter(filter: Value, buffer_limit: u64) -> Value {
+    json!({
+        "static_resources": {
+            "listeners": [{
+                "name": "mcp",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 10000 } },
+                "per_connection_buffer_limit_bytes": buffer_limit,
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "mcp",
+                        "route_config": { "virtual_hosts": [{
+                            "name": "mcp", "domains": ["*"],
+                            "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "mcp_server" } }]
+                        }]},
+                        "http_filters": [filter, {
+                            "name": "envoy.filters.http.router",
+                            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                        }]
+                    }
+                }]}]
+            }],
+            "clusters": [{
+                "name": "mcp_server", "type": "STATIC",
+                "load_assignment": { "cluster_name": "mcp_server", "endpoints": [{ "lb_endpoints": [{
+                    "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 8081 } } }
+                }]}]}
+            }]
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The Kubernetes Pods that render their Envoy configuration
+
+/// One Envoy of a Deployment: its template, policy and render script, read
+/// from the ConfigMaps the init container's volumes mount, as the Pod would.
+struct RenderedEnvoy {
+    origin: String,
+    config: String,
+}
+
+/// The file a container sees at `path`: (ConfigMap name, key), through its
+/// volumeMounts and the Pod's volumes.
+fn config_map_file(pod: &Value, container: &Value, path: &str) -> (String, String) {
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        let mount_path = str_at(mount, "/mountPath");
+        let Some(key) = path.strip_prefix(&format!("{mount_path}/")) else {
+            continue;
+        };
+        let volume = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|volume| volume["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("no volume {}", mount["name"]));
+        let config_map = str_at(volume, "/configMap/name");
+        return (config_map.to_owned(), key.to_owned());
+    }
+    panic!("{path} is on no mounted volume of {}", container["name"]);
+}
+
+fn env(container: &Value, variable: &str) -> String {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["name"] == variable)
+        .map(|entry| str_at(entry, "/value").to_owned())
+        .unwrap_or_else(|| panic!("{} has no env {variable}", container["name"]))
+}
+
+fn config_map_value(
+    objects: &[Value],
+    (config_map, key): &(String, String),
+    origin: &str,
+) -> String {
+    let object = find(objects, "ConfigMap", config_map)
+        .unwrap_or_else(|| panic!("{origin}: no ConfigMap {config_map}"));
+    object["data"][key.as_str()]
+        .as_str()
+        .unwrap_or_else(|| panic!("{origin}: ConfigMap {config_map} has no key {key}"))
+        .to_owned()
+}
+
+/// Every Deployment's rendered Envoy configuration, its module path checked
+/// against an image volume of the Envoy container.
+fn rendered_kubernetes_envoys() -> Vec<RenderedEnvoy> {
+    let mut rendered = Vec::new();
+    for file in manifest_files() {
+        let objects = objects(&file);
+        let mut templates_used = BTreeSet::new();
+        for deployment in of_kind(&objects, "Deployment") {
+            let pod = &deployment["spec"]["template"]["spec"];
+            let Some(init) = pod["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|container| container["name"] == "render-envoy-config")
+            else {
+                continue;
+            };
+            let origin = format!("{} Deployment {}", file.display(), name(deployment));
+            let command: Vec<&str> = init["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            assert_eq!(command.first(), Some(&"/bin/sh"), "{origin}: {command:?}");
+            let script =
+                config_map_value(&objects, &config_map_file(pod, init, command[1]), &origin);
+            let template_at = config_map_file(pod, init, &env(init, "TEMPLATE"));
+            let template = config_map_value(&objects, &template_at, &origin);
+            let policy = config_map_value(
+                &objects,
+                &config_map_file(pod, init, &env(init, "POLICY")),
+                &origin,
+            );
+            templates_used.insert(template_at);
+            let config = render(&script, &template, &policy, &origin);
+
+            // Envoy reads what the init container wrote, and the module from an image volume.
+            let out = env(init, "OUT");
+            let envoy = pod["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|container| container["name"] == "envoy")
+                .unwrap_or_else(|| panic!("{origin}: no envoy container"));
+            let args: Vec<&str> = envoy["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let config_path = args
+                .iter()
+                .position(|arg| *arg == "-c")
+                .map(|i| args[i + 1]);
+            assert_eq!(
+                config_path,
+                Some(out.as_str()),
+                "{origin}: Envoy reads another file"
+            );
+            let bootstrap: Value = serde_norway::from_str(&config).unwrap();
+            let mut module_paths = Vec::new();
+            walk(&bootstrap, &mut |value| {
+                if let Some(path) = value
+                    .pointer("/vm_config/code/local/filename")
+                    .and_then(Value::as_str)
+                {
+                    module_paths.push(path.to_owned());
+                }
+            });
+            assert!(!module_paths.is_empty(), "{origin}: no module path");
+            for path in module_paths {
+                let mount = envoy["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|mount| path.starts_with(&format!("{}/", str_at(mount, "/mountPath"))))
+                    .unwrap_or_else(|| panic!("{origin}: {path} is on no volume of Envoy"));
+                let volume = pod["volumes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|volume| volume["name"] == mount["name"])
+                    .unwrap();
+                let image = str_at(volume, "/image/reference");
+                assert!(
+                    path.ends_with("/plugin.wasm"),
+                    "{origin}: {path}: the image holds /plugin.wasm"
+                );
+                assert!(!image.is_empty());
+            }
+            rendered.push(RenderedEnvoy { origin, config });
+        }
+        // Every Envoy template in the file is rendered by some Pod.
+        for config_map in of_kind(&objects, "ConfigMap") {
+            for (key, value) in config_map["data"].as_object().into_iter().flatten() {
+                if value
+                    .as_str()
+                    .is_some_and(|text| text.contains("static_resources:"))
+                {
+                    let used = (name(config_map).to_owned(), key.clone());
+                    assert!(
+                        templates_used.contains(&used),
+                        "{}: ConfigMap {} key {key} is rendered by no Deployment",
+                        file.display(),
+                        name(config_map)
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        rendered.len() >= 2,
+        "expected the sidecar and ingress Envoys"
+    );
+    rendered
+}
+
+/// docker-compose.yaml's Envoy, rendered the way its entrypoint does, with the
+/// host files its volumes mount.
+fn rendered_compose_envoy() -> RenderedEnvoy {
+    let root = repo_root();
+    let compose = &yaml_documents(&root.join("docker-compose.yaml"))[0];
+    let envoy = &compose["services"]["envoy"];
+    let host_file = |container_path: &str| -> PathBuf {
+        let volume = envoy["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|volume| volume.as_str().unwrap())
+            .find(|volume| volume.split(':').nth(1) == Some(container_path))
+            .unwrap_or_else(|| panic!("docker-compose.yaml: nothing mounted at {container_path}"));
+        root.join(volume.split(':').next().unwrap())
+    };
+    let environment =
+        |variable: &str| str_at(envoy, &format!("/environment/{variable}")).to_owned();
+    let entrypoint = envoy["entrypoint"][2].as_str().unwrap();
+    let script_path = entrypoint
+        .split_whitespace()
+        .find(|word| word.ends_with(".sh"))
+        .unwrap();
+    assert!(
+        entrypoint.contains(&format!("-c {}", environment("OUT"))),
+        "docker-compose.yaml: Envoy must start on the rendered file: {entrypoint}"
+    );
+    let script = host_file(script_path);
+    assert_eq!(script, root.join(RENDER_SCRIPT));
+    let config = render(
+        &read(&script),
+        &read(&host_file(&environment("TEMPLATE"))),
+        &read(&host_file(&environment("POLICY"))),
+        "docker-compose.yaml",
+    );
+    // The module Envoy loads is the one `make wasm` builds.
+    let bootstrap: Value = serde_norway::from_str(&config).unwrap();
+    let mut module = None;
+    walk(&bootstrap, &mut |value| {
+        if let Some(path) = value
+            .pointer("/vm_config/code/local/filename")
+            .and_then(Value::as_str)
+        {
+            module = Some(path.to_owned());
+        }
+    });
+    assert_eq!(
+        host_file(&module.unwrap()),
+        root.join("target/wasm32-wasip1/release/mcp_policy.wasm")
+    );
+    RenderedEnvoy {
+        origin: "docker-compose.yaml".to_owned(),
+        config,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Istio and Envoy Gateway: the filter they would hand Envoy
+
+fn istio_envoy_filter() -> (PathBuf, Value) {
+    let file = repo_root().join("deploy/istio/mcp-policy.yaml");
+    let objects = objects(&file);
+    let filter = of_kind(&objects, "EnvoyFilter")
+        .next()
+        .expect("an EnvoyFilter")
+        .clone();
+    assert_eq!(filter["apiVersion"], "networking.istio.io/v1alpha3");
+    (file, filter)
+}
+
+/// The EnvoyFilter's ECDS resource (name, typed_config), its buffer limit, and
+/// the HTTP filter that uses it, checked against each other.
+fn istio_filter() -> (String, Value, u64) {
+    let (file, filter) = istio_envoy_filter();
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    let patch = |apply_to: &str| {
+        patches
+            .iter()
+            .find(|patch| patch["applyTo"] == apply_to)
+            .unwrap_or_else(|| panic!("{}: no {apply_to} patch", file.display()))
+    };
+    let extension = patch("EXTENSION_CONFIG");
+    assert_eq!(
+        extension["patch"]["operation"], "ADD",
+        "istiod serves only ADDed ECDS resources"
+    );
+    let resource = &extension["patch"]["value"];
+    let resource_name = str_at(resource, "/name").to_owned();
+    let typed_config = resource["typed_config"].clone();
+    assert_eq!(typed_config["@type"], WASM_FILTER_TYPE);
+    let uri = str_at(&typed_config, "/config/vm_config/code/remote/http_uri/uri");
+    assert!(
+        uri.starts_with("oci://"),
+        "istio-agent pulls oci:// images: {uri}"
+    );
+
+    let http_filter = patch("HTTP_FILTER");
+    assert_eq!(http_filter["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(http_filter["patch"]["operation"], "ADD");
+    assert_eq!(http_filter["patch"]["filterClass"], "AUTHZ");
+    let value = &http_filter["patch"]["value"];
+    assert_eq!(
+        value["name"],
+        resource_name.as_str(),
+        "the HTTP filter names the ECDS resource"
+    );
+    assert_eq!(
+        value["config_discovery"]["type_urls"],
+        json!([WASM_FILTER_TYPE])
+    );
+    assert!(value["config_discovery"]["config_source"]["ads"].is_object());
+
+    let listener = patch("LISTENER");
+    assert_eq!(listener["patch"]["operation"], "MERGE");
+    let buffer = listener["patch"]["value"]["per_connection_buffer_limit_bytes"]
+        .as_u64()
+        .unwrap();
+    (resource_name, typed_config, buffer)
+}
+
+/// Kubernetes quantities as Envoy Gateway's bufferLimit takes them.
+fn quantity(text: &str) -> u64 {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let factor = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        other => panic!("unit {other}"),
+    };
+    number.parse::<u64>().unwrap() * factor
+}
+
+struct EnvoyGateway {
+    objects: Vec<Value>,
+    origin: String,
+}
+
+fn envoy_gateway() -> EnvoyGateway {
+    let file = repo_root().join("deploy/envoy-gateway/mcp-policy.yaml");
+    EnvoyGateway {
+        objects: objects(&file),
+        origin: file.display().to_string(),
+    }
+}
+
+/// The name a patch's jsonPath selects the Wasm filter by:
+/// `$..[?(@.config.name == '<name>')]`.
+fn json_path_plugin_name(json_path: &str) -> &str {
+    json_path
+        .strip_prefix("$..[?(@.config.name == '")
+        .and_then(|rest| rest.strip_suffix("')]"))
+        .unwrap_or_else(|| panic!("unexpected jsonPath {json_path}"))
+}
+
+/// The Wasm filter config Envoy Gateway generates for each `wasm` entry of the
+/// EnvoyExtensionPolicy (internal/xds/translator/wasm.go: name, root_id,
+/// vm_id per entry, configuration = the config as JSON, fail_open), its code a
+/// local file here, with the EnvoyPatchPolicy's patches applied as Envoy
+/// Gateway applies them (jsonPath selects the filter by name, `path` below it).
+fn envoy_gateway_filters(gateway: &EnvoyGateway) -> Vec<Value> {
+    let policy = of_kind(&gateway.objects, "EnvoyExtensionPolicy")
+        .next()
+        .expect("an EnvoyExtensionPolicy");
+    let patch_policy = of_kind(&gateway.objects, "EnvoyPatchPolicy")
+        .next()
+        .expect("an EnvoyPatchPolicy");
+    let patches = patch_policy["spec"]["jsonPatches"].as_array().unwrap();
+    assert!(!patches.is_empty());
+    let mut filters = Vec::new();
+    for (index, wasm) in policy["spec"]["wasm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let wasm_name = str_at(wasm, "/name");
+        assert_eq!(str_at(wasm, "/code/type"), "Image");
+        // registry/image:tag, with or without oci:// (Envoy Gateway adds it).
+        let url = str_at(wasm, "/code/image/url");
+        assert!(
+            !url.trim_start_matches("oci://").contains("://"),
+            "not an image reference: {url}"
+        );
+        let config_json = serde_json::to_string(&wasm["config"]).unwrap();
+        let mut filter = json!({
+            "@type": WASM_FILTER_TYPE,
+            "config": {
+                "name": wasm_name,
+                "root_id": wasm["rootID"],
+                "vm_config": {
+                    "vm_id": format!("envoyextensionpolicy/{}/{}/wasm/{index}", policy["metadata"]["namespace"].as_str().unwrap(), name(policy)),
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm_module() } }
+                },
+                "configuration": { "@type": STRING_VALUE_TYPE, "value": config_json },
+                "fail_open": wasm["failOpen"].as_bool().unwrap_or(false)
+            }
+        });
+        for patch in patches {
+            let operation = &patch["operation"];
+            if json_path_plugin_name(str_at(operation, "/jsonPath")) != wasm_name {
+                continue;
+            }
+            assert_eq!(operation["op"], "add", "{}", gateway.origin);
+            let mut target = &mut filter;
+            let path: Vec<&str> = str_at(operation, "/path").split('/').collect();
+            for segment in &path[..path.len() - 1] {
+                target = target
+                    .get_mut(*segment)
+                    .unwrap_or_else(|| panic!("no {segment} in the Wasm filter"));
+            }
+            target[path[path.len() - 1]] = operation["value"].clone();
+        }
+        filters.push(json!({ "name": format!("envoy.filters.http.wasm/{wasm_name}"), "typed_config": filter }));
+    }
+    assert!(!filters.is_empty());
+    filters
+}
+
+fn envoy_gateway_buffer_limit(gateway: &EnvoyGateway) -> u64 {
+    let policy = of_kind(&gateway.objects, "ClientTrafficPolicy")
+        .next()
+        .expect("a ClientTrafficPolicy");
+    quantity(str_at(policy, "/spec/connection/bufferLimit"))
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn every_yaml_file_parses_and_every_kubernetes_object_is_named() {
+    let mut count = 0;
+    for file in manifest_files() {
+        count += objects(&file).len();
+    }
+    assert!(count >= 20, "only {count} Kubernetes objects");
+
+    let root = repo_root();
+    for file in yaml_files_under(&root.join("deploy/compose")) {
+        let documents = yaml_documents(&file);
+        assert!(
+            documents[0]["static_resources"].is_object(),
+            "{}: not an Envoy configuration",
+            file.display()
+        );
+    }
+    let compose = yaml_documents(&root.join("docker-compose.yaml"));
+    let services = compose[0]["services"]
+        .as_object()
+        .expect("docker-compose.yaml: services");
+    assert!(services.contains_key("envoy") && services.contains_key("mcp-server"));
+    // The demo server is built by a stage the Dockerfile has.
+    let target = str_at(&compose[0], "/services/mcp-server/build/target");
+    assert!(
+        read(&root.join("Dockerfile"))
+            .lines()
+            .any(|line| line.trim_end().ends_with(&format!(" AS {target}"))),
+        "Dockerfile has no stage {target}"
+    );
+    assert!(str_at(&compose[0], "/services/envoy/image").starts_with("envoyproxy/envoy:v1.40"));
+}
+
+#[test]
+fn every_embedded_policy_loads() {
+    let mut loaded = Vec::new();
+    // ConfigMaps' policy.json.
+    for file in manifest_files() {
+        for config_map in of_kind(&objects(&file), "ConfigMap") {
+            if let Some(policy) = config_map["data"]["policy.json"].as_str() {
+                let origin = format!("{} ConfigMap {}", file.display(), name(config_map));
+                load_policy(policy.as_bytes(), &origin);
+                loaded.push(origin);
+            }
+        }
+    }
+    // Istio: the StringValue configuration in the EnvoyFilter's ECDS resource.
+    let (_, typed_config, _) = istio_filter();
+    assert_eq!(
+        typed_config["config"]["configuration"]["@type"],
+        STRING_VALUE_TYPE
+    );
+    load_policy(
+        str_at(&typed_config, "/config/configuration/value").as_bytes(),
+        "Istio EnvoyFilter",
+    );
+    loaded.push("Istio EnvoyFilter".to_owned());
+    // Envoy Gateway: the `config` object, as the JSON string the filter gets.
+    let gateway = envoy_gateway();
+    for policy in of_kind(&gateway.objects, "EnvoyExtensionPolicy") {
+        for wasm in policy["spec"]["wasm"].as_array().unwrap() {
+            let json = serde_json::to_vec(&wasm["config"]).unwrap();
+            load_policy(
+                &json,
+                &format!("{} EnvoyExtensionPolicy {}", gateway.origin, name(policy)),
+            );
+            loaded.push(name(policy).to_owned());
+        }
+    }
+    // The policies inside the repository's Envoy configurations.
+    let root = repo_root();
+    for file in yaml_files_under(&root.join("envoy")) {
+        for policy in embedded_policies(&yaml_documents(&file)[0]) {
+            load_policy(policy.as_bytes(), &file.display().to_string());
+            loaded.push(file.display().to_string());
+        }
+    }
+    load_policy(
+        read(&root.join("policy.json")).as_bytes(),
+        "policy.json (docker compose)",
+    );
+    assert!(loaded.len() >= 6, "too few policies found: {loaded:?}");
+}
+
+#[test]
+fn every_envoy_configuration_passes_envoy_validate() {
+    let root = repo_root();
+    let mut configs = Vec::new();
+    // The repository's own configurations, as they are (module path made
+    // absolute); the filter's settings checked where they load the filter.
+    for file in yaml_files_under(&root.join("envoy")) {
+        let (config, modules) = module_paths_made_local(&read(&file));
+        if modules > 0 {
+            check_filter_settings(&yaml_documents(&file)[0], &file.display().to_string());
+        }
+        configs.push((file.display().to_string(), config));
+    }
+    // Templates rendered by the script their container runs.
+    let mut rendered = rendered_kubernetes_envoys();
+    rendered.push(rendered_compose_envoy());
+    for envoy in rendered {
+        let bootstrap: Value = serde_norway::from_str(&envoy.config).unwrap();
+        check_filter_settings(&bootstrap, &envoy.origin);
+        configs.push((envoy.origin, with_local_module(&envoy.config)));
+    }
+    // Istio: the ECDS resource's Wasm config, its remote code replaced by a
+    // local file as istio-agent does, as the inbound listener's HTTP filter.
+    let (resource_name, mut typed_config, buffer) = istio_filter();
+    typed_config["config"]["vm_config"]["code"] = json!({ "local": { "filename": wasm_module() } });
+    let bootstrap = bootstrap_with_filter(
+        json!({ "name": resource_name, "typed_config": typed_config }),
+        buffer,
+    );
+    check_filter_settings(&bootstrap, "Istio EnvoyFilter");
+    configs.push((
+        "istio".to_owned(),
+        serde_json::to_string_pretty(&bootstrap).unwrap(),
+    ));
+    // Envoy Gateway: the filter it generates, with the EnvoyPatchPolicy applied.
+    let gateway = envoy_gateway();
+    let buffer = envoy_gateway_buffer_limit(&gateway);
+    for (index, filter) in envoy_gateway_filters(&gateway).into_iter().enumerate() {
+        let bootstrap = bootstrap_with_filter(filter, buffer);
+        check_filter_settings(
+            &bootstrap,
+            "Envoy Gateway EnvoyExtensionPolicy + EnvoyPatchPolicy",
+        );
+        configs.push((
+            format!("envoy-gateway-{index}"),
+            serde_json::to_string_pretty(&bootstrap).unwrap(),
+        ));
+    }
+    assert!(configs.len() >= 7, "{} configurations", configs.len());
+    envoy_validates(configs);
+}
+
+#[test]
+fn render_script_copies_in_configmaps_are_the_repository_script() {
+    let script = read(&repo_root().join(RENDER_SCRIPT));
+    let mut copies = 0;
+    for file in manifest_files() {
+        for config_map in of_kind(&objects(&file), "ConfigMap") {
+            if let Some(copy) = config_map["data"]["render-envoy-config.sh"].as_str() {
+                assert_eq!(
+                    copy,
+                    script,
+                    "{} ConfigMap {}: render-envoy-config.sh differs from {RENDER_SCRIPT}",
+                    file.display(),
+                    name(config_map)
+                );
+                copies += 1;
+            }
+        }
+    }
+    assert!(copies >= 2, "{copies} copies");
+}
+
+#[test]
+fn kubernetes_references_resolve() {
+    for file in manifest_files() {
+        let objects = objects(&file);
+        let origin = file.display().to_string();
+        let namespace = |object: &Value| {
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
+        for deployment in of_kind(&objects, "Deployment") {
+            let pod = &deployment["spec"]["template"]["spec"];
+            let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+            assert_eq!(
+                &deployment["spec"]["selector"]["matchLabels"], labels,
+                "{origin}: selector"
+            );
+            let volumes: Vec<&Value> = pod["volumes"].as_array().into_iter().flatten().collect();
+            let containers = pod["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(pod["initContainers"].as_array().into_iter().flatten());
+            for container in containers {
+                for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+                    assert!(
+                        volumes.iter().any(|volume| volume["name"] == mount["name"]),
+                        "{origin}: {} mounts unknown volume {}",
+                        container["name"],
+                        mount["name"]
+                    );
+                }
+            }
+            for volume in &volumes {
+                if let Some(config_map) = volume.pointer("/configMap/name").and_then(Value::as_str)
+                {
+                    let found = find(&objects, "ConfigMap", config_map)
+                        .unwrap_or_else(|| panic!("{origin}: no ConfigMap {config_map}"));
+                    assert_eq!(
+                        namespace(found),
+                        namespace(deployment),
+                        "{origin}: {config_map} namespace"
+                    );
+                }
+            }
+        }
+        for service in of_kind(&objects, "Service") {
+            let selector = &service["spec"]["selector"];
+            let pods: Vec<&Value> = of_kind(&objects, "Deployment")
+                .filter(|deployment| namespace(deployment) == namespace(service))
+                .map(|deployment| &deployment["spec"]["template"])
+                .filter(|template| {
+                    selector
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(key, value)| &template["metadata"]["labels"][key] == value)
+                })
+                .collect();
+            assert!(
+                !pods.is_empty(),
+                "{origin}: Service {} selects no Pod",
+                name(service)
+            );
+            for port in service["spec"]["ports"].as_array().unwrap() {
+                let target = str_at(port, "/targetPort");
+                let declared = pods.iter().any(|pod| {
+                    pod["spec"]["containers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|container| {
+                            container["ports"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|p| p["name"] == target)
+                        })
+                });
+                assert!(
+                    declared,
+                    "{origin}: Service {} targets undeclared port {target}",
+                    name(service)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn istio_filter_is_delivered_whole_by_its_envoy_filter() {
+    // istio_filter() checks the ECDS resource, the HTTP filter that names it,
+    // and the listener buffer; here the remaining settings.
+    let (resource_name, typed_config, buffer) = istio_filter();
+    assert!(
+        resource_name.contains('/'),
+        "namespace-qualified ECDS name: {resource_name}"
+    );
+    assert_eq!(
+        typed_config["config"]["allow_on_headers_stop_iteration"],
+        true
+    );
+    assert_eq!(typed_config["config"]["fail_open"], false);
+    assert!(!typed_config["config"]["vm_config"]["vm_id"]
+        .as_str()
+        .unwrap_or("")
+        .is_empty());
+    assert!(buffer > 1 << 20);
+    let (_, filter) = istio_envoy_filter();
+    assert!(
+        filter["spec"]["workloadSelector"]["labels"].is_object(),
+        "select the MCP server's Pods"
+    );
+}
+
+#[test]
+fn envoy_gateway_objects_refer_to_each_other() {
+    let gateway = envoy_gateway();
+    let objects = &gateway.objects;
+    let origin = &gateway.origin;
+    let in_namespace = |wanted_kind: &str, wanted_name: &str, namespace: &str| {
+        objects.iter().any(|object| {
+            kind(object) == wanted_kind
+                && name(object) == wanted_name
+                && object["metadata"]["namespace"].as_str().unwrap_or("") == namespace
+        })
+    };
+    let gateways: Vec<&Value> = of_kind(objects, "Gateway").collect();
+    assert_eq!(gateways.len(), 1);
+    let gateway_object = gateways[0];
+    let namespace = str_at(gateway_object, "/metadata/namespace");
+    assert!(find(
+        objects,
+        "GatewayClass",
+        str_at(gateway_object, "/spec/gatewayClassName")
+    )
+    .is_some());
+    let port = gateway_object["spec"]["listeners"][0]["port"]
+        .as_u64()
+        .unwrap();
+
+    for route in of_kind(objects, "HTTPRoute") {
+        for parent in route["spec"]["parentRefs"].as_array().unwrap() {
+            assert!(
+                in_namespace("Gateway", str_at(parent, "/name"), namespace),
+                "{origin}: parentRef"
+            );
+        }
+        for rule in route["spec"]["rules"].as_array().unwrap() {
+            for backend in rule["backendRefs"].as_array().unwrap() {
+                let service = find(objects, "Service", str_at(backend, "/name"))
+                    .unwrap_or_else(|| panic!("{origin}: no Service {}", backend["name"]));
+                assert!(
+                    service["spec"]["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p["port"] == backend["port"]),
+                    "{origin}: Service {} has no port {}",
+                    backend["name"],
+                    backend["port"]
+                );
+            }
+        }
+    }
+    for policy_kind in ["EnvoyExtensionPolicy", "ClientTrafficPolicy"] {
+        for policy in of_kind(objects, policy_kind) {
+            for target in policy["spec"]["targetRefs"].as_array().unwrap() {
+                assert!(
+                    in_namespace(str_at(target, "/kind"), str_at(target, "/name"), namespace),
+                    "{origin}: {policy_kind} {} targets a missing {}",
+                    name(policy),
+                    target["name"]
+                );
+            }
+        }
+    }
+    let wasm_names: Vec<&str> = of_kind(objects, "EnvoyExtensionPolicy")
+        .flat_map(|policy| policy["spec"]["wasm"].as_array().unwrap())
+        .map(|wasm| str_at(wasm, "/name"))
+        .collect();
+    for patch_policy in of_kind(objects, "EnvoyPatchPolicy") {
+        let target = &patch_policy["spec"]["targetRef"];
+        assert_eq!(target["kind"], "Gateway");
+        assert!(in_namespace("Gateway", str_at(target, "/name"), namespace));
+        for patch in patch_policy["spec"]["jsonPatches"].as_array().unwrap() {
+            let selected = json_path_plugin_name(str_at(patch, "/operation/jsonPath"));
+            assert!(
+                wasm_names.contains(&selected),
+                "{origin}: jsonPath selects {selected}, not a wasm name"
+            );
+            assert_eq!(
+                str_at(patch, "/operation/path"),
+                "config/allow_on_headers_stop_iteration"
+            );
+            assert_eq!(patch["operation"]["value"], true);
+            // xDS name scheme v2: Listener tcp-<port>, RouteConfiguration http-<port>.
+            let expected = match str_at(patch, "/type") {
+                "type.googleapis.com/envoy.config.listener.v3.Listener" => format!("tcp-{port}"),
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration" => {
+                    format!("http-{port}")
+                }
+                other => panic!("{origin}: patch of {other}"),
+            };
+            assert_eq!(str_at(patch, "/name"), expected);
+        }
+    }
+    // The EnvoyPatchPolicy needs it enabled in Envoy Gateway's configuration.
+    let config = objects_of_file("deploy/envoy-gateway/envoy-gateway-config.yaml");
+    let text = str_at(&config[0], "/data/envoy-gateway.yaml");
+    let settings: Value = serde_norway::from_str(text).unwrap();
+    assert_eq!(settings["extensionApis"]["enableEnvoyPatchPolicy"], true);
+}
+
+fn objects_of_file(relative: &str) -> Vec<Value> {
+    objects(&repo_root().join(relative))
+}
+
+#[test]
+fn dockerfile_final_image_is_the_module_alone() {
+    let root = repo_root();
+    let dockerfile = read(&root.join("Dockerfile"));
+    // Instructions, comments and continuations aside.
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let last_from = instructions
+        .iter()
+        .rposition(|line| line.to_ascii_uppercase().starts_with("FROM "))
+        .expect("a FROM");
+    assert_eq!(
+        instructions[last_from], "FROM scratch",
+        "the final stage must be FROM scratch"
+    );
+    let final_stage = &instructions[last_from + 1..];
+    // One instruction, one layer: Istio and Envoy Gateway read the module from a single-layer image.
+    assert_eq!(final_stage.len(), 1, "final stage: {final_stage:?}");
+    let copy: Vec<&str> = final_stage[0].split_whitespace().collect();
+    assert_eq!(copy.first(), Some(&"COPY"));
+    assert_eq!(copy.last(), Some(&"/plugin.wasm"), "{}", final_stage[0]);
+    // The module it copies is the one the build stage makes, as `make wasm` does.
+    assert!(dockerfile.contains("rustup target add wasm32-wasip1"));
+    assert!(dockerfile.contains("cargo build --release --target wasm32-wasip1 --lib"));
+
+    let ignore = read(&root.join(".dockerignore"));
+    for entry in ["target/", ".venv/"] {
+        assert!(
+            ignore.lines().any(|line| line.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
+    }
+}
