@@ -13,7 +13,7 @@ ENVOY_BIN := $(or $(shell command -v envoy 2>/dev/null),$(CURDIR)/.venv/bin/envo
 # The test runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN_VERSION := $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 
-.PHONY: help wasm demo envoy run test lint test-native test-wasm wasm-bindgen-runner toolchain clean
+.PHONY: help wasm demo envoy run test lint test-native test-wasm wasm-bindgen-runner toolchain clean soak fuzz
 
 help:
 	@echo "make run   - build the filter and the demo MCP server, start both behind Envoy"
@@ -66,3 +66,11 @@ test-wasm: toolchain wasm-bindgen-runner
 clean:
 	cargo clean
 	rm -rf .venv
+
+# Minutes of mixed traffic through Envoy --concurrency 4, then sweeps of
+# distinct grants measuring memory per tracked caller. Not part of make test.
+SOAK_SECONDS ?= 180
+SOAK_GRANTS ?= 100000
+soak: wasm envoy
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
+		cargo run --release --example soak -- $(SOAK_SECONDS) $(SOAK_GRANTS)

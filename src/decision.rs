@@ -174,7 +174,13 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         };
     }
     let limits: Vec<&Limit> = own_limits.iter().chain(all_tools).collect();
-    match ratelimit::acquire(store, &limits, caller, now_seconds) {
+    match ratelimit::acquire(
+        store,
+        &limits,
+        caller,
+        now_seconds,
+        policy.slots_per_counter,
+    ) {
         Acquire::Granted(reservations) => Decision::Allow { reservations },
         Acquire::Exhausted {
             limit,

@@ -11,6 +11,8 @@
 
 pub mod arguments;
 pub mod audit;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod decision;
 pub mod gate;
 pub mod host;

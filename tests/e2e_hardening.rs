@@ -423,3 +423,57 @@ async fn calls_the_server_answered_count() {
     );
     assert_eq!(stack.upstream.http_requests().len(), 1);
 }
+
+/// Where Envoy's `allow_on_headers_stop_iteration` cannot be set (Istio's
+/// WasmPlugin), `hold_request_headers: false` holds the body only: the
+/// decision is the same and nothing of a refused call's body reaches the server.
+#[tokio::test]
+async fn without_header_holding_decisions_still_apply() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_port = listener.local_addr().unwrap().port();
+    let recorder = Recorder::default();
+    let serve = demo_server::ServeOptions {
+        json_responses: true,
+        ..Default::default()
+    };
+    let server = tokio::spawn(demo_server::serve_with_options(
+        listener,
+        recorder.clone(),
+        serve,
+    ));
+    let policy = r#"{"version":"1","default":"deny","hold_request_headers":false,"tools":{"checkCodeExecStatus":{}}}"#;
+    let envoy = Envoy::start_with_config(
+        |port, admin_port| {
+            support::envoy::config_yaml(port, admin_port, upstream_port, policy).replace(
+                "allow_on_headers_stop_iteration: true",
+                "allow_on_headers_stop_iteration: false",
+            )
+        },
+        1,
+    )
+    .await;
+    let (status, body) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post_call(&envoy.mcp_url(), "deleteWorkspace"),
+    )
+    .await
+    .expect("the denied call hung");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (200, json!(-31001))
+    );
+    assert!(recorder.tool_calls().is_empty());
+    assert!(!recorder
+        .http_requests()
+        .iter()
+        .any(|r| r.body == call("deleteWorkspace").into_bytes()));
+    let (status, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post_call(&envoy.mcp_url(), "checkCodeExecStatus"),
+    )
+    .await
+    .expect("the allowed call hung");
+    assert!(status < 500, "{status}");
+    assert_eq!(recorder.tool_call_count("checkCodeExecStatus"), 1);
+    server.abort();
+}

@@ -27,30 +27,52 @@ pub const ARGS_PREFIX: &str = "args.";
 /// as "no operator".
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+// Schema: each field has its operand's schema, not Option's nullable one
+// (`present` reads null as a value); an empty object is refused at load.
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(
+        description = "Operators applied to the argument's value; several must all hold.",
+        extend("minProperties" = 1)
+    )
+)]
 pub struct OperatorsDocument {
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub eq: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub neq: Option<Value>,
     #[serde(rename = "in", default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Array"))]
     pub in_: Option<Array>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Array"))]
     pub not_in: Option<Array>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "JsonNumber"))]
     pub lt: Option<JsonNumber>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "JsonNumber"))]
     pub lte: Option<JsonNumber>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "JsonNumber"))]
     pub gt: Option<JsonNumber>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "JsonNumber"))]
     pub gte: Option<JsonNumber>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub contains: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String"))]
     pub regex: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "bool"))]
     pub exists: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "NonNegativeInteger"))]
     pub max_length: Option<NonNegativeInteger>,
 }
 
@@ -504,6 +526,160 @@ fn compare_integer_float(integer: i128, float: f64) -> Option<Ordering> {
     match (integer as f64).partial_cmp(&float)? {
         Ordering::Equal => Some(integer.cmp(&(float as i128))),
         other => Some(other),
+    }
+}
+
+/// One operator of a compiled argument rule, for `mcp-policy explain`.
+/// Native only, like the rest of what that command reads: the module does
+/// not carry it.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSummary<'a> {
+    /// `"require"` or `"deny_if"`.
+    pub list: &'static str,
+    /// The argument path as written, e.g. `args.options.timeout`.
+    pub argument: String,
+    /// The operator's name, e.g. `lte`.
+    pub operator: &'static str,
+    /// The operand as written (a regex as its pattern).
+    pub operand: Value,
+    /// JSON pointer of the operator, e.g. `/tools/x/require/args.timeout/lte`.
+    pub pointer: &'a str,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ArgumentRules {
+    /// Every operator, in the order they are checked: `require` first, then
+    /// `deny_if`, each in document order. Read-only; decisions use [`Self::violation`].
+    pub fn operators(&self) -> impl Iterator<Item = OperatorSummary<'_>> {
+        [("require", &self.require), ("deny_if", &self.deny_if)]
+            .into_iter()
+            .flat_map(|(list, conditions)| {
+                conditions.iter().flat_map(move |condition| {
+                    let argument = condition.argument_path();
+                    condition
+                        .operators
+                        .iter()
+                        .map(move |operator| OperatorSummary {
+                            list,
+                            argument: argument.clone(),
+                            operator: operator.test.name(),
+                            operand: operator.test.operand(),
+                            pointer: &operator.pointer,
+                        })
+                })
+            })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Condition {
+    /// The path as the policy writes it: `args.` and the segments joined by dots.
+    fn argument_path(&self) -> String {
+        let segments: Vec<&str> = self
+            .path
+            .iter()
+            .map(|segment| segment.key.as_str())
+            .collect();
+        format!("{ARGS_PREFIX}{}", segments.join("."))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Test {
+    /// The operator's name in the policy.
+    fn name(&self) -> &'static str {
+        match self {
+            Test::Eq(_) => "eq",
+            Test::Neq(_) => "neq",
+            Test::In(_) => "in",
+            Test::NotIn(_) => "not_in",
+            Test::Lt(_) => "lt",
+            Test::Lte(_) => "lte",
+            Test::Gt(_) => "gt",
+            Test::Gte(_) => "gte",
+            Test::Contains(_) => "contains",
+            Test::Regex(_) => "regex",
+            Test::Exists(_) => "exists",
+            Test::MaxLength(_) => "max_length",
+        }
+    }
+
+    /// The operand as the policy wrote it.
+    fn operand(&self) -> Value {
+        match self {
+            Test::Eq(value) | Test::Neq(value) | Test::Contains(value) => value.clone(),
+            Test::In(values) | Test::NotIn(values) => Value::Array(values.clone()),
+            Test::Lt(bound) | Test::Lte(bound) | Test::Gt(bound) | Test::Gte(bound) => {
+                Value::Number(bound.clone())
+            }
+            Test::Regex(regex) => Value::String(regex.as_str().to_string()),
+            Test::Exists(exists) => Value::Bool(*exists),
+            Test::MaxLength(max) => Value::from(*max),
+        }
+    }
+}
+
+/// JSON Schema of the argument types whose `Deserialize` is written by hand
+/// (`mcp-policy schema`). Native only, like the rest of the schema.
+#[cfg(not(target_arch = "wasm32"))]
+mod json_schema {
+    use std::borrow::Cow;
+
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+    use super::{Array, ConditionsDocument, JsonNumber, NonNegativeInteger, OperatorsDocument};
+
+    impl JsonSchema for JsonNumber {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "JsonNumber".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "number" })
+        }
+    }
+
+    impl JsonSchema for Array {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "Array".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "array" })
+        }
+    }
+
+    impl JsonSchema for NonNegativeInteger {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "NonNegativeInteger".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "integer", "minimum": 0 })
+        }
+    }
+
+    /// Argument path → operators. The pattern is what `compile_path` accepts:
+    /// `args.` then non-empty dot-separated segments.
+    impl JsonSchema for ConditionsDocument {
+        fn schema_name() -> Cow<'static, str> {
+            "Conditions".into()
+        }
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "Argument path (`args.` and a dot path into the call's arguments) → operators.",
+                "type": "object",
+                "additionalProperties": generator.subschema_for::<OperatorsDocument>(),
+                "propertyNames": { "pattern": "^args(\\.[^.]+)+$" }
+            })
+        }
     }
 }
 

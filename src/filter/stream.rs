@@ -233,6 +233,12 @@ impl HttpContext for PolicyStream {
             self.inspecting = false;
             return self.apply(inspection);
         }
+        if !self.policy.hold_request_headers {
+            // Envoy without allow_on_headers_stop_iteration turns a pause here
+            // into "stop everything" and never delivers the body: let the
+            // headers go and hold the body instead.
+            return Action::Continue;
+        }
         // Hold the headers until the body is decided (needs
         // allow_on_headers_stop_iteration in Envoy 1.40).
         Action::Pause

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::arguments::ConditionsDocument;
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
@@ -42,10 +43,22 @@ pub struct PolicyDocument {
     #[serde(default)]
     pub failure_mode: Option<FailureMode>,
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::mcp::MAX_DEPTH_LIMIT))
+    )]
     pub max_json_depth: Option<PositiveInteger>,
+    /// Slots in each counter's table: callers counted at once per counter.
+    #[serde(default)]
+    pub max_callers_per_counter: Option<PositiveInteger>,
+    /// Whether the filter holds request headers until the body is decided
+    /// (needs Envoy's `allow_on_headers_stop_iteration: true`).
+    #[serde(default)]
+    pub hold_request_headers: Option<bool>,
 }
 
 /// What happens when the gate cannot decide (counter store failed).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
@@ -59,6 +72,7 @@ pub enum FailureMode {
 /// A policy fragment for one grant: each field it names replaces the
 /// top-level one for that grant; its `tools` replace top-level rules of the
 /// same name and add the rest.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantDocument {
@@ -73,6 +87,7 @@ pub struct GrantDocument {
 }
 
 /// Which tools `tools/list` shows a caller.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListMode {
@@ -84,6 +99,7 @@ pub enum ListMode {
 }
 
 /// Whether decisions are enforced or only observed.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -94,6 +110,7 @@ pub enum Mode {
 }
 
 /// How a refused call is answered.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyAs {
@@ -144,6 +161,7 @@ impl<'de> Deserialize<'de> for Version {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -152,20 +170,35 @@ pub enum Action {
 }
 
 /// Where the caller's grant comes from: exactly one of the fields.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+// Exactly one source, present and not null (null reads as absent).
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("oneOf" = [
+        { "required": ["header"], "properties": { "header": { "not": { "type": "null" } } } },
+        { "required": ["bearer_tokens"], "properties": { "bearer_tokens": { "not": { "type": "null" } } } },
+        { "required": ["jwt_claim"], "properties": { "jwt_claim": { "not": { "type": "null" } } } }
+    ]))
+)]
 pub struct IdentityDocument {
     /// Request header whose value names the caller's grant.
     #[serde(default)]
     pub header: Option<HeaderName>,
     /// SHA-256 (hex) of a bearer token → grant label.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(extend("propertyNames" = { "pattern": "^[0-9a-fA-F]{64}$" }))
+    )]
     pub bearer_tokens: Option<UniqueMap<NonEmptyString>>,
     /// A claim of a JWT that Envoy's jwt_authn filter verified.
     #[serde(default)]
     pub jwt_claim: Option<Object<JwtClaimDocument>>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtClaimDocument {
@@ -174,8 +207,17 @@ pub struct JwtClaimDocument {
     pub claim: NonEmptyString,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+// `reason` and `on_deny` are one field under two names: not both (null reads as absent).
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("not" = {
+        "required": ["reason", "on_deny"],
+        "properties": { "reason": { "type": "string" }, "on_deny": { "type": "string" } }
+    }))
+)]
 pub struct ToolRuleDocument {
     #[serde(default)]
     pub action: Option<Action>,
@@ -194,6 +236,7 @@ pub struct ToolRuleDocument {
     pub deny_if: Option<ConditionsDocument>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllToolsDocument {
@@ -201,6 +244,7 @@ pub struct AllToolsDocument {
     pub limits: Vec<Object<LimitDocument>>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitDocument {
@@ -210,6 +254,7 @@ pub struct LimitDocument {
     pub scope: Scope,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -362,5 +407,119 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
             }
         }
         deserializer.deserialize_map(UniqueVisitor(std::marker::PhantomData))
+    }
+}
+
+/// JSON Schema of the types above whose `Deserialize` is written by hand, so
+/// the schema says what their visitors accept (`mcp-policy schema`). Native
+/// only: the module Envoy loads has no use for a schema.
+#[cfg(not(target_arch = "wasm32"))]
+mod json_schema {
+    use std::borrow::Cow;
+
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+    use super::{HeaderName, NonEmptyString, Object, PositiveInteger, UniqueMap, Version, Window};
+
+    /// The wrapper only refuses arrays, which the object schema of `T` already does.
+    impl<T: JsonSchema> JsonSchema for Object<T> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            T::schema_name()
+        }
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            generator.subschema_for::<T>()
+        }
+    }
+
+    impl JsonSchema for Version {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "Version".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "The policy format version; only \"1\" exists.",
+                "const": "1"
+            })
+        }
+    }
+
+    impl JsonSchema for Window {
+        fn schema_name() -> Cow<'static, str> {
+            "Window".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "Fixed window length, aligned to the Unix epoch: a name or a positive number of seconds.",
+                "oneOf": [
+                    { "enum": ["second", "minute", "hour", "day"] },
+                    { "type": "integer", "minimum": 1 }
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for PositiveInteger {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "PositiveInteger".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "integer", "minimum": 1 })
+        }
+    }
+
+    impl JsonSchema for NonEmptyString {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "NonEmptyString".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "string", "minLength": 1 })
+        }
+    }
+
+    impl JsonSchema for HeaderName {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            "HeaderName".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            // RFC 9110 token characters, as the visitor checks them.
+            json_schema!({
+                "description": "An HTTP header name (read case-insensitively).",
+                "type": "string",
+                "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+            })
+        }
+    }
+
+    /// Duplicate names are refused too, but a schema sees the parsed object,
+    /// where a duplicate is already gone.
+    impl<V: JsonSchema> JsonSchema for UniqueMap<V> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            format!("UniqueMap_{}", V::schema_name()).into()
+        }
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "type": "object",
+                "additionalProperties": generator.subschema_for::<V>(),
+                "propertyNames": { "minLength": 1 }
+            })
+        }
     }
 }

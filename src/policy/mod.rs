@@ -23,6 +23,9 @@ pub use identity::{sha256_hex, Identity, IdentityError};
 /// Bodies above this are refused unless the policy sets `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
+/// Slots in each counter's table unless the policy sets `max_callers_per_counter`.
+pub const DEFAULT_MAX_CALLERS_PER_COUNTER: u64 = 65_536;
+
 /// The grant of a caller whose request names none.
 pub const ANONYMOUS_GRANT: &str = "anonymous";
 
@@ -37,6 +40,9 @@ pub struct Policy {
     pub max_body_bytes: u64,
     /// Deepest nesting of arrays and objects accepted in a request body.
     pub max_json_depth: usize,
+    /// Hold request headers until the body is decided (default). `false`
+    /// for Envoys where `allow_on_headers_stop_iteration` cannot be set.
+    pub hold_request_headers: bool,
     /// The policy for callers without a grant entry of their own.
     base: View,
     grants: HashMap<String, View>,
@@ -53,6 +59,8 @@ pub struct View {
     all_tools_limits: Vec<Limit>,
     hide: Hide,
     list: ListMode,
+    /// Slots in each counter's table (`max_callers_per_counter`).
+    pub slots_per_counter: u64,
     /// Lowercased names of the tools this view names (rules and `hide`) →
     /// the names as written, to catch calls that differ only in case.
     folded: HashMap<String, String>,
@@ -142,6 +150,21 @@ impl View {
         (self.hide.all || self.hide.names.contains(tool)).then_some(self.hide.pointer.as_str())
     }
 
+    /// The names this view's `hide` lists, as written (`"*"` included), in no
+    /// particular order. Read-only, for `mcp-policy explain` (native only, so
+    /// the module does not carry it).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn hidden_names(&self) -> impl Iterator<Item = &str> {
+        self.hide.names.iter().map(String::as_str)
+    }
+
+    /// JSON pointer of the `hide` in force, e.g. `/hide` or `/grants/ci/hide`.
+    /// Native only, as `hidden_names`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn hide_pointer(&self) -> &str {
+        &self.hide.pointer
+    }
+
     /// Whether the tool can never be called by this grant: hidden, denied by
     /// its rule, or unlisted under `default: deny`. Limits and argument rules
     /// do not count: those calls can pass.
@@ -193,7 +216,11 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
     let tools = compile_tools(document.tools, "", "", &mut windows)?;
     let hide = compile_hide(document.hide.as_deref().unwrap_or_default(), "/hide");
     let folded = fold_names(&tools, &hide);
+    let slots_per_counter = document
+        .max_callers_per_counter
+        .map_or(DEFAULT_MAX_CALLERS_PER_COUNTER, |max| max.0);
     let base = View {
+        slots_per_counter,
         default: document.default,
         default_pointer: DEFAULT_POINTER.to_string(),
         tools,
@@ -232,6 +259,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
         deny_as: document.deny_as.unwrap_or_default(),
         failure_mode: document.failure_mode.unwrap_or_default(),
         max_json_depth,
+        hold_request_headers: document.hold_request_headers.unwrap_or(true),
         list,
         max_body_bytes: document
             .max_body_bytes
@@ -269,6 +297,7 @@ fn compile_grant(
     };
     let folded = fold_names(&tools, &hide);
     Ok(View {
+        slots_per_counter: base.slots_per_counter,
         default,
         default_pointer,
         tools,

@@ -1,18 +1,32 @@
-//! Fixed-window counters in a [`SharedStore`], exact under concurrency.
+//! Fixed-window counters in a [`SharedStore`], exact under concurrency and
+//! bounded in memory.
 //!
-//! One key per counter and scope value; the key holds the start of its
-//! current window and the count in it, so keys do not multiply with time.
+//! Each counter has a table of at most `slots` keys (the policy's
+//! `max_callers_per_counter`). A caller (a grant or session value, or
+//! everyone for `global`) owns one slot per window: the slot holds the
+//! owner, the start of the window and the count in it. A caller's slot is
+//! one of [`PROBES`] slots its name hashes to, tried in order; a
+//! slot whose window has passed is free for anyone, so keys are reused rather
+//! than multiplied by callers or by time. When every probed slot is held by
+//! other callers in the current window, the table is full for that caller
+//! and the call fails (closed, unless the policy's `failure_mode` is open).
+//!
 //! Every update is a compare-and-swap retried a bounded number of times: two
 //! workers can never both take the last unit of quota.
+
+use std::hash::{Hash, Hasher};
 
 use crate::host::{Cas, SharedStore, StoreError};
 use crate::policy::{Limit, Scope};
 
-/// CAS attempts per key before the gate gives up (and fails closed).
+/// CAS attempts per slot before the gate gives up (and fails closed).
 pub const MAX_CAS_ATTEMPTS: usize = 64;
 
-/// Key prefix in Envoy's shared data; `v1` names the value layout below.
-const KEY_PREFIX: &str = "mcp-policy/v1/";
+/// Slots probed for a caller before its counter is declared full.
+pub const PROBES: u64 = 32;
+
+/// Key prefix in Envoy's shared data; `v2` names the slot layout below.
+const KEY_PREFIX: &str = "mcp-policy/v2/";
 
 /// Who is counted: the values scopes count by.
 #[derive(Debug, Clone, Copy)]
@@ -22,56 +36,64 @@ pub struct CallerScope<'a> {
     pub session: Option<&'a str>,
 }
 
-/// The stored key for a limit and caller. Lengths make it unambiguous
-/// whatever characters counter names and header values hold.
-pub fn counter_key(limit: &Limit, caller: CallerScope<'_>) -> String {
-    let (scope, value) = match (limit.scope, caller.session) {
+/// The caller a limit counts, within the limit's scope.
+fn owner<'a>(limit: &Limit, caller: CallerScope<'a>) -> (char, &'a str) {
+    match (limit.scope, caller.session) {
         (Scope::Grant, _) => ('g', caller.grant),
         (Scope::Session, Some(session)) => ('s', session),
         (Scope::Session, None) => ('n', ""),
         (Scope::Global, _) => ('*', ""),
-    };
+    }
+}
+
+/// The key of slot `index` of a counter's table for one scope. Lengths make
+/// it unambiguous whatever characters counter names hold.
+fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
     format!(
-        "{KEY_PREFIX}{}/{}/{scope}/{value}",
+        "{KEY_PREFIX}{}/{}/{scope}/{index}",
         limit.counter.len(),
         limit.counter
     )
 }
 
-/// A counter's state: the start of the window it counts and the count in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `probe`-th slot a caller may use. Each probe hashes afresh (random
+/// probing): runs of taken slots do not cluster the way they do with linear
+/// probing, so a table stays usable up to a high load. The hash must be the
+/// same in every worker's VM: `DefaultHasher::new()` has fixed keys.
+fn probe_slot(owner: &str, probe: u64, slots: u64) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    owner.hash(&mut hasher);
+    probe.hash(&mut hasher);
+    hasher.finish() % slots.max(1)
+}
+
+/// A slot's state: whose it is, the window it counts, and the count.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Slot {
     window_start: u64,
     count: u64,
+    owner: Vec<u8>,
 }
 
 impl Slot {
-    const ENCODED_LEN: usize = 16;
+    const HEADER_LEN: usize = 16;
 
-    fn encode(self) -> [u8; Self::ENCODED_LEN] {
-        let mut bytes = [0u8; Self::ENCODED_LEN];
-        bytes[..8].copy_from_slice(&self.window_start.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.count.to_le_bytes());
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(Self::HEADER_LEN + self.owner.len());
+        bytes.extend_from_slice(&self.window_start.to_le_bytes());
+        bytes.extend_from_slice(&self.count.to_le_bytes());
+        bytes.extend_from_slice(&self.owner);
         bytes
     }
 
     fn decode(bytes: &[u8]) -> Option<Slot> {
         let window_start = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
         let count = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
-        (bytes.len() == Self::ENCODED_LEN).then_some(Slot {
+        Some(Slot {
             window_start,
             count,
+            owner: bytes.get(Self::HEADER_LEN..)?.to_vec(),
         })
-    }
-
-    /// The count in the window starting at `window_start` (0 if the stored
-    /// one is older).
-    fn count_in(self, window_start: u64) -> u64 {
-        if self.window_start == window_start {
-            self.count
-        } else {
-            0
-        }
     }
 }
 
@@ -90,6 +112,7 @@ pub fn seconds_until_reset(now: u64, window_seconds: u64) -> u64 {
 pub struct Reservation {
     pub key: String,
     pub window_start: u64,
+    owner: Vec<u8>,
 }
 
 /// The result of trying to take one unit from every limit of a call.
@@ -103,37 +126,54 @@ pub enum Acquire<'p> {
         limit: &'p Limit,
         retry_after_seconds: u64,
     },
-    /// The store could not be updated; nothing is known to be taken.
+    /// The store could not be updated, or a counter's table has no slot left
+    /// for this caller; nothing is known to be taken.
     Failed(String),
 }
 
-/// Takes one unit from each limit, all or none.
+/// One limit as it applies to this caller.
+struct Counted<'p, 'c> {
+    limit: &'p Limit,
+    scope: char,
+    owner: &'c str,
+}
+
+/// Takes one unit from each limit, all or none. `slots` is the size of
+/// each counter's table.
 ///
-/// Limits that share a key (the same counter named twice for one call) take
-/// one unit, checked against the smallest `max`.
+/// Limits that count the same caller on the same counter (the same counter
+/// named twice for one call) take one unit, checked against the smallest `max`.
 pub fn acquire<'p, S: SharedStore + ?Sized>(
     store: &S,
     limits: &[&'p Limit],
     caller: CallerScope<'_>,
     now: u64,
+    slots: u64,
 ) -> Acquire<'p> {
-    let mut keyed: Vec<(String, &'p Limit)> = Vec::with_capacity(limits.len());
+    let mut counted: Vec<Counted<'p, '_>> = Vec::with_capacity(limits.len());
     for limit in limits {
-        let key = counter_key(limit, caller);
-        match keyed.iter_mut().find(|(existing, _)| *existing == key) {
-            Some(entry) if limit.max < entry.1.max => entry.1 = limit,
+        let (scope, owner) = owner(limit, caller);
+        match counted
+            .iter_mut()
+            .find(|c| c.limit.counter == limit.counter && c.scope == scope)
+        {
+            Some(entry) if limit.max < entry.limit.max => entry.limit = limit,
             Some(_) => {}
-            None => keyed.push((key, limit)),
+            None => counted.push(Counted {
+                limit,
+                scope,
+                owner,
+            }),
         }
     }
 
-    let mut taken: Vec<Reservation> = Vec::with_capacity(keyed.len());
-    for (index, (key, limit)) in keyed.iter().enumerate() {
-        match take_one(store, key, limit, now) {
+    let mut taken: Vec<Reservation> = Vec::with_capacity(counted.len());
+    for (index, entry) in counted.iter().enumerate() {
+        match take_one(store, entry, now, slots) {
             Ok(Some(reservation)) => taken.push(reservation),
             Ok(None) => {
                 release(store, &taken);
-                return exhausted(store, &keyed[index..], now);
+                return exhausted(store, &counted[index..], now, slots);
             }
             Err(err) => {
                 release(store, &taken);
@@ -148,20 +188,20 @@ pub fn acquire<'p, S: SharedStore + ?Sized>(
 /// last: a retry before then would be refused again.
 fn exhausted<'p, S: SharedStore + ?Sized>(
     store: &S,
-    keyed: &[(String, &'p Limit)],
+    counted: &[Counted<'p, '_>],
     now: u64,
+    slots: u64,
 ) -> Acquire<'p> {
     let mut worst: Option<(&'p Limit, u64)> = None;
-    for (position, (key, limit)) in keyed.iter().enumerate() {
-        let window_start = window_start(now, limit.window_seconds);
+    for (position, entry) in counted.iter().enumerate() {
         // The first limit was seen full; the rest are read once more.
         let full = position == 0
-            || matches!(store.get(key), Ok(Some((bytes, _)))
-                if Slot::decode(&bytes).is_some_and(|slot| slot.count_in(window_start) >= limit.max));
+            || current_count(store, entry, now, slots)
+                .is_some_and(|count| count >= entry.limit.max);
         if full {
-            let retry = seconds_until_reset(now, limit.window_seconds);
+            let retry = seconds_until_reset(now, entry.limit.window_seconds);
             if worst.is_none_or(|(_, longest)| retry > longest) {
-                worst = Some((limit, retry));
+                worst = Some((entry.limit, retry));
             }
         }
     }
@@ -174,37 +214,95 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
     }
 }
 
-/// Takes one unit from `key` if `limit` has room: `Ok(None)` when full.
-fn take_one<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    limit: &Limit,
-    now: u64,
-) -> Result<Option<Reservation>, String> {
-    let window_start = window_start(now, limit.window_seconds);
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let (current, cas) = read(store, key)?;
-        let count = current.map_or(0, |slot| slot.count_in(window_start));
-        if count >= limit.max {
-            return Ok(None);
+/// The slots a caller may use, in probe order (a slot may repeat).
+fn probe_sequence<'a>(entry: &Counted<'_, 'a>, slots: u64) -> impl Iterator<Item = u64> + 'a {
+    let single = entry.scope == '*' || entry.scope == 'n';
+    // One caller for the whole counter: one slot.
+    let probes = if single { 1 } else { PROBES };
+    let owner = entry.owner;
+    (0..probes).map(move |probe| {
+        if single {
+            0
+        } else {
+            probe_slot(owner, probe, slots)
         }
-        let next = Slot {
-            window_start,
-            count: count + 1,
-        };
-        match store.compare_and_swap(key, &next.encode(), cas) {
-            Ok(()) => {
-                return Ok(Some(Reservation {
-                    key: key.to_string(),
-                    window_start,
-                }))
+    })
+}
+
+/// The caller's count in the current window, reading only.
+fn current_count<S: SharedStore + ?Sized>(
+    store: &S,
+    entry: &Counted<'_, '_>,
+    now: u64,
+    slots: u64,
+) -> Option<u64> {
+    let window = window_start(now, entry.limit.window_seconds);
+    for index in probe_sequence(entry, slots) {
+        let key = slot_key(entry.limit, entry.scope, index);
+        match read(store, &key).ok()? {
+            (Some(slot), _)
+                if slot.owner == entry.owner.as_bytes() && slot.window_start == window =>
+            {
+                return Some(slot.count)
             }
-            Err(StoreError::CasMismatch) => continue,
-            Err(StoreError::Unavailable(err)) => return Err(err),
+            (Some(slot), _) if slot.window_start == window => continue,
+            _ => return Some(0),
         }
     }
+    None
+}
+
+/// Takes one unit for the caller if its limit has room: `Ok(None)` when full.
+fn take_one<S: SharedStore + ?Sized>(
+    store: &S,
+    entry: &Counted<'_, '_>,
+    now: u64,
+    slots: u64,
+) -> Result<Option<Reservation>, String> {
+    let window = window_start(now, entry.limit.window_seconds);
+    let owner = entry.owner.as_bytes();
+    'probes: for index in probe_sequence(entry, slots) {
+        let key = slot_key(entry.limit, entry.scope, index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (current, cas) = read(store, &key)?;
+            let count = match &current {
+                // Ours in this window: count on.
+                Some(slot) if slot.owner == owner && slot.window_start == window => slot.count,
+                // Someone else's in this window: try the next slot.
+                Some(slot) if slot.window_start == window => continue 'probes,
+                // Empty, or left from an older window: ours from 0. (Within a
+                // window a caller's slot always precedes any free one, so the
+                // caller has none further on.)
+                _ => 0,
+            };
+            if count >= entry.limit.max {
+                return Ok(None);
+            }
+            let next = Slot {
+                window_start: window,
+                count: count + 1,
+                owner: owner.to_vec(),
+            };
+            match store.compare_and_swap(&key, &next.encode(), cas) {
+                Ok(()) => {
+                    return Ok(Some(Reservation {
+                        key,
+                        window_start: window,
+                        owner: owner.to_vec(),
+                    }))
+                }
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Unavailable(err)) => return Err(err),
+            }
+        }
+        return Err(format!(
+            "counter {:?} still contended after {MAX_CAS_ATTEMPTS} attempts",
+            entry.limit.counter
+        ));
+    }
     Err(format!(
-        "counter {key:?} still contended after {MAX_CAS_ATTEMPTS} attempts"
+        "counter {:?} has no free slot for this caller in this window: its {PROBES} candidate slots of {slots} are held by other callers (raise max_callers_per_counter)",
+        entry.limit.counter
     ))
 }
 
@@ -215,7 +313,7 @@ fn read<S: SharedStore + ?Sized>(
     match store.get(key) {
         Ok(Some((bytes, cas))) => match Slot::decode(&bytes) {
             Some(slot) => Ok((Some(slot), Some(cas))),
-            // Not ours or from another layout: start over rather than fail forever.
+            // Not ours or from another layout: treat as free rather than fail forever.
             None => Ok((None, Some(cas))),
         },
         Ok(None) => Ok((None, None)),
@@ -225,17 +323,24 @@ fn read<S: SharedStore + ?Sized>(
 }
 
 /// Gives back units taken for a call that did not happen. A unit whose
-/// window has already ended is not given back: that window's count no longer
-/// matters. Returns the keys that could not be updated.
+/// window has already ended, or whose slot has passed to another caller, is
+/// not given back: that count no longer matters. Returns the keys that could
+/// not be updated.
 pub fn release<S: SharedStore + ?Sized>(store: &S, reservations: &[Reservation]) -> Vec<String> {
     let mut failed = Vec::new();
     'keys: for reservation in reservations {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let Ok((Some(slot), cas)) = read(store, &reservation.key) else {
+            let Ok((current, cas)) = read(store, &reservation.key) else {
                 failed.push(reservation.key.clone());
                 continue 'keys;
             };
-            if slot.window_start != reservation.window_start || slot.count == 0 {
+            let Some(slot) = current else {
+                continue 'keys;
+            };
+            if slot.window_start != reservation.window_start
+                || slot.owner != reservation.owner
+                || slot.count == 0
+            {
                 continue 'keys;
             }
             let next = Slot {

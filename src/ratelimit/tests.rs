@@ -4,6 +4,29 @@ use crate::testing::{EnvoySharedData, UnavailableStore};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+const SLOTS: u64 = 1024;
+
+/// The count the caller holds on `limit` now (test helper).
+fn count_of(store: &EnvoySharedData, limit: &Limit, caller: CallerScope<'_>, now: u64) -> u64 {
+    count_in_table(store, limit, caller, now, SLOTS)
+}
+
+fn count_in_table(
+    store: &EnvoySharedData,
+    limit: &Limit,
+    caller: CallerScope<'_>,
+    now: u64,
+    slots: u64,
+) -> u64 {
+    let (scope, owner) = owner(limit, caller);
+    let counted = Counted {
+        limit,
+        scope,
+        owner,
+    };
+    current_count(store, &counted, now, slots).unwrap()
+}
+
 fn limit(counter: &str, window_seconds: u64, max: u64, scope: Scope) -> Limit {
     Limit {
         counter: counter.to_string(),
@@ -33,17 +56,23 @@ fn counts_up_to_max_then_refuses_until_the_window_ends() {
     let minute = limit("c", 60, 3, Scope::Grant);
     let now = 1_800_000_010; // 10 s into a minute window
     for _ in 0..3 {
-        assert!(granted(&acquire(&store, &[&minute], ALICE, now)));
+        assert!(granted(&acquire(&store, &[&minute], ALICE, now, SLOTS)));
     }
     assert_eq!(
-        acquire(&store, &[&minute], ALICE, now + 5),
+        acquire(&store, &[&minute], ALICE, now + 5, SLOTS),
         Acquire::Exhausted {
             limit: &minute,
             retry_after_seconds: 45
         }
     );
     // The next window starts empty.
-    assert!(granted(&acquire(&store, &[&minute], ALICE, now + 50)));
+    assert!(granted(&acquire(
+        &store,
+        &[&minute],
+        ALICE,
+        now + 50,
+        SLOTS
+    )));
 }
 
 #[test]
@@ -64,9 +93,9 @@ fn scopes_count_separately() {
     let global = limit("x", 60, 2, Scope::Global);
     let now = 1_800_000_000;
 
-    assert!(granted(&acquire(&store, &[&per_grant], ALICE, now)));
-    assert!(!granted(&acquire(&store, &[&per_grant], ALICE, now)));
-    assert!(granted(&acquire(&store, &[&per_grant], BOB, now)));
+    assert!(granted(&acquire(&store, &[&per_grant], ALICE, now, SLOTS)));
+    assert!(!granted(&acquire(&store, &[&per_grant], ALICE, now, SLOTS)));
+    assert!(granted(&acquire(&store, &[&per_grant], BOB, now, SLOTS)));
     // Same grant, other session: the grant's count is shared.
     let alice_elsewhere = CallerScope {
         grant: "alice",
@@ -76,23 +105,43 @@ fn scopes_count_separately() {
         &store,
         &[&per_grant],
         alice_elsewhere,
-        now
+        now,
+        SLOTS
     )));
 
-    assert!(granted(&acquire(&store, &[&per_session], ALICE, now)));
-    assert!(!granted(&acquire(&store, &[&per_session], ALICE, now)));
+    assert!(granted(&acquire(
+        &store,
+        &[&per_session],
+        ALICE,
+        now,
+        SLOTS
+    )));
+    assert!(!granted(&acquire(
+        &store,
+        &[&per_session],
+        ALICE,
+        now,
+        SLOTS
+    )));
     assert!(granted(&acquire(
         &store,
         &[&per_session],
         alice_elsewhere,
-        now
+        now,
+        SLOTS
     )));
     // Calls without a session share one "no session" count.
     let no_session = CallerScope {
         grant: "carol",
         session: None,
     };
-    assert!(granted(&acquire(&store, &[&per_session], no_session, now)));
+    assert!(granted(&acquire(
+        &store,
+        &[&per_session],
+        no_session,
+        now,
+        SLOTS
+    )));
     assert!(!granted(&acquire(
         &store,
         &[&per_session],
@@ -100,12 +149,19 @@ fn scopes_count_separately() {
             grant: "dave",
             session: None
         },
-        now
+        now,
+        SLOTS
     )));
 
-    assert!(granted(&acquire(&store, &[&global], ALICE, now)));
-    assert!(granted(&acquire(&store, &[&global], BOB, now)));
-    assert!(!granted(&acquire(&store, &[&global], no_session, now)));
+    assert!(granted(&acquire(&store, &[&global], ALICE, now, SLOTS)));
+    assert!(granted(&acquire(&store, &[&global], BOB, now, SLOTS)));
+    assert!(!granted(&acquire(
+        &store,
+        &[&global],
+        no_session,
+        now,
+        SLOTS
+    )));
 }
 
 #[test]
@@ -114,14 +170,24 @@ fn takes_from_all_limits_or_from_none() {
     let roomy = limit("roomy", 60, 100, Scope::Grant);
     let tight = limit("tight", 60, 1, Scope::Grant);
     let now = 1_800_000_000;
-    assert!(granted(&acquire(&store, &[&roomy, &tight], ALICE, now)));
+    assert!(granted(&acquire(
+        &store,
+        &[&roomy, &tight],
+        ALICE,
+        now,
+        SLOTS
+    )));
     // `tight` is full: `roomy` must not be charged for the refused call.
     for _ in 0..5 {
-        assert!(!granted(&acquire(&store, &[&roomy, &tight], ALICE, now)));
+        assert!(!granted(&acquire(
+            &store,
+            &[&roomy, &tight],
+            ALICE,
+            now,
+            SLOTS
+        )));
     }
-    let key = counter_key(&roomy, ALICE);
-    let (bytes, _) = store.get(&key).unwrap().unwrap();
-    assert_eq!(Slot::decode(&bytes).unwrap().count, 1);
+    assert_eq!(count_of(&store, &roomy, ALICE, now), 1);
 }
 
 #[test]
@@ -130,9 +196,15 @@ fn reports_the_full_limit_whose_window_ends_last() {
     let minute = limit("m", 60, 1, Scope::Grant);
     let hour = limit("h", 3600, 1, Scope::Grant);
     let now = 1_800_000_000; // a whole hour boundary
-    assert!(granted(&acquire(&store, &[&minute, &hour], ALICE, now)));
+    assert!(granted(&acquire(
+        &store,
+        &[&minute, &hour],
+        ALICE,
+        now,
+        SLOTS
+    )));
     assert_eq!(
-        acquire(&store, &[&minute, &hour], ALICE, now + 1),
+        acquire(&store, &[&minute, &hour], ALICE, now + 1, SLOTS),
         Acquire::Exhausted {
             limit: &hour,
             retry_after_seconds: 3599
@@ -150,16 +222,16 @@ fn a_counter_named_twice_for_one_call_counts_once_against_the_smaller_max() {
         ..own.clone()
     };
     let now = 1_800_000_000;
-    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now)));
-    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now)));
+    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now, SLOTS)));
+    assert!(granted(&acquire(&store, &[&own, &all], ALICE, now, SLOTS)));
     assert!(matches!(
-        acquire(&store, &[&own, &all], ALICE, now),
+        acquire(&store, &[&own, &all], ALICE, now, SLOTS),
         Acquire::Exhausted { limit, .. } if limit.pointer == "/all_tools/limits/0"
     ));
 }
 
 #[test]
-fn keys_stay_bounded_one_per_counter_and_scope_value() {
+fn one_caller_keeps_one_key_across_windows() {
     let store = EnvoySharedData::default();
     let per_grant = limit("g", 1, 1000, Scope::Grant);
     // A thousand windows later there is still one key.
@@ -168,7 +240,8 @@ fn keys_stay_bounded_one_per_counter_and_scope_value() {
             &store,
             &[&per_grant],
             ALICE,
-            1_800_000_000 + second
+            1_800_000_000 + second,
+            SLOTS
         )));
     }
     assert_eq!(store.keys().len(), 1);
@@ -178,27 +251,18 @@ fn keys_stay_bounded_one_per_counter_and_scope_value() {
 fn keys_cannot_collide_across_counters_and_scopes() {
     let a = limit("a/g", 60, 1, Scope::Grant);
     let b = limit("a", 60, 1, Scope::Grant);
-    let odd = CallerScope {
-        grant: "g/x",
-        session: None,
-    };
-    assert_ne!(
-        counter_key(
-            &a,
-            CallerScope {
-                grant: "x",
-                session: None
-            }
-        ),
-        counter_key(&b, odd)
-    );
+    assert_ne!(slot_key(&a, 'g', 0), slot_key(&b, 'g', 0));
+    assert_ne!(slot_key(&a, 's', 0), slot_key(&a, 'g', 0));
+    // A grant and a session with the same value count separately.
+    let store = EnvoySharedData::default();
     let session = limit("c", 60, 1, Scope::Session);
     let grant = limit("c", 60, 1, Scope::Grant);
     let same = CallerScope {
         grant: "v",
         session: Some("v"),
     };
-    assert_ne!(counter_key(&session, same), counter_key(&grant, same));
+    assert!(granted(&acquire(&store, &[&session], same, 0, SLOTS)));
+    assert!(granted(&acquire(&store, &[&grant], same, 0, SLOTS)));
 }
 
 #[test]
@@ -211,15 +275,14 @@ fn a_lost_race_is_retried_not_counted_twice() {
     let competitor = tight.clone();
     store.before_next_swap(move |store| {
         assert!(matches!(
-            acquire(store, &[&competitor], ALICE, now),
+            acquire(store, &[&competitor], ALICE, now, SLOTS),
             Acquire::Granted(_)
         ));
     });
-    assert!(granted(&acquire(&store, &[&tight], BOB, now)));
+    assert!(granted(&acquire(&store, &[&tight], BOB, now, SLOTS)));
     // Both units are taken: a third call is refused.
-    assert!(!granted(&acquire(&store, &[&tight], BOB, now)));
-    let (bytes, _) = store.get(&counter_key(&tight, BOB)).unwrap().unwrap();
-    assert_eq!(Slot::decode(&bytes).unwrap().count, 2);
+    assert!(!granted(&acquire(&store, &[&tight], BOB, now, SLOTS)));
+    assert_eq!(count_of(&store, &tight, BOB, now), 2);
 }
 
 #[test]
@@ -230,18 +293,18 @@ fn a_race_for_the_last_unit_has_one_winner() {
     let competitor = tight.clone();
     store.before_next_swap(move |store| {
         assert!(matches!(
-            acquire(store, &[&competitor], ALICE, now),
+            acquire(store, &[&competitor], ALICE, now, SLOTS),
             Acquire::Granted(_)
         ));
     });
-    assert!(!granted(&acquire(&store, &[&tight], BOB, now)));
+    assert!(!granted(&acquire(&store, &[&tight], BOB, now, SLOTS)));
 }
 
 #[test]
 fn an_unavailable_store_fails_the_acquisition() {
     let tight = limit("c", 60, 1, Scope::Global);
     assert!(matches!(
-        acquire(&UnavailableStore, &[&tight], ALICE, 0),
+        acquire(&UnavailableStore, &[&tight], ALICE, 0, SLOTS),
         Acquire::Failed(_)
     ));
 }
@@ -251,18 +314,24 @@ fn released_quota_can_be_taken_again_in_the_same_window() {
     let store = EnvoySharedData::default();
     let tight = limit("c", 60, 1, Scope::Grant);
     let now = 1_800_000_000;
-    let Acquire::Granted(reservations) = acquire(&store, &[&tight], ALICE, now) else {
+    let Acquire::Granted(reservations) = acquire(&store, &[&tight], ALICE, now, SLOTS) else {
         panic!("first call must pass");
     };
-    assert!(!granted(&acquire(&store, &[&tight], ALICE, now)));
+    assert!(!granted(&acquire(&store, &[&tight], ALICE, now, SLOTS)));
     assert!(release(&store, &reservations).is_empty());
-    assert!(granted(&acquire(&store, &[&tight], ALICE, now)));
+    assert!(granted(&acquire(&store, &[&tight], ALICE, now, SLOTS)));
     // Released in a later window: nothing to give back, nothing goes negative.
-    let Acquire::Granted(late) = acquire(&store, &[&tight], ALICE, now + 60) else {
+    let Acquire::Granted(late) = acquire(&store, &[&tight], ALICE, now + 60, SLOTS) else {
         panic!("new window must pass");
     };
     assert!(release(&store, &reservations).is_empty());
-    assert!(!granted(&acquire(&store, &[&tight], ALICE, now + 61)));
+    assert!(!granted(&acquire(
+        &store,
+        &[&tight],
+        ALICE,
+        now + 61,
+        SLOTS
+    )));
     assert_eq!(late.len(), 1);
 }
 
@@ -270,10 +339,18 @@ fn released_quota_can_be_taken_again_in_the_same_window() {
 fn a_foreign_value_under_our_key_is_overwritten_not_fatal() {
     let store = EnvoySharedData::default();
     let tight = limit("c", 60, 1, Scope::Grant);
+    let (scope, owner) = owner(&tight, ALICE);
+    let home = probe_slot(owner, 0, SLOTS);
     store
-        .set_raw(&counter_key(&tight, ALICE), b"junk", 0)
+        .set_raw(&slot_key(&tight, scope, home), b"junk", 0)
         .unwrap();
-    assert!(granted(&acquire(&store, &[&tight], ALICE, 1_800_000_000)));
+    assert!(granted(&acquire(
+        &store,
+        &[&tight],
+        ALICE,
+        1_800_000_000,
+        SLOTS
+    )));
 }
 
 /// Real threads against one store: exactly `max` calls pass.
@@ -291,7 +368,8 @@ fn concurrent_callers_never_exceed_max() {
             let (store, tight, passed) = (store.clone(), tight.clone(), passed.clone());
             std::thread::spawn(move || {
                 for _ in 0..40 {
-                    if let Acquire::Granted(_) = acquire(&*store, &[&*tight], ALICE, 1_800_000_000)
+                    if let Acquire::Granted(_) =
+                        acquire(&*store, &[&*tight], ALICE, 1_800_000_000, SLOTS)
                     {
                         passed.fetch_add(1, Ordering::SeqCst);
                     }
@@ -303,4 +381,127 @@ fn concurrent_callers_never_exceed_max() {
         thread.join().unwrap();
     }
     assert_eq!(passed.load(Ordering::SeqCst), 50);
+}
+
+#[test]
+fn keys_are_bounded_by_the_table_and_reused_after_their_window() {
+    let store = EnvoySharedData::default();
+    let per_grant = limit("g", 60, 5, Scope::Grant);
+    let now = 1_800_000_000;
+    let slots = 256;
+    let grants: Vec<String> = (0..200).map(|i| format!("grant-{i}")).collect();
+    for grant in &grants {
+        let caller = CallerScope {
+            grant,
+            session: None,
+        };
+        assert!(
+            matches!(
+                acquire(&store, &[&per_grant], caller, now, slots),
+                Acquire::Granted(_)
+            ),
+            "{grant}"
+        );
+    }
+    assert!(store.keys().len() <= 200);
+    // Each grant still has its own count: 4 more each, then full.
+    for grant in &grants {
+        let caller = CallerScope {
+            grant,
+            session: None,
+        };
+        for _ in 0..4 {
+            assert!(matches!(
+                acquire(&store, &[&per_grant], caller, now, slots),
+                Acquire::Granted(_)
+            ));
+        }
+        assert!(matches!(
+            acquire(&store, &[&per_grant], caller, now, slots),
+            Acquire::Exhausted { .. }
+        ));
+    }
+    // A new window: another 200 callers reuse the same keys.
+    let before = store.keys().len();
+    for i in 0..200 {
+        let grant = format!("later-{i}");
+        let caller = CallerScope {
+            grant: &grant,
+            session: None,
+        };
+        let result = acquire(&store, &[&per_grant], caller, now + 60, slots);
+        assert!(matches!(result, Acquire::Granted(_)), "{grant}: {result:?}");
+    }
+    assert!(store.keys().len() <= slots as usize);
+    assert!(store.keys().len() >= before);
+}
+
+#[test]
+fn a_full_table_fails_the_call_with_a_clear_reason() {
+    let store = EnvoySharedData::default();
+    let per_grant = limit("tiny", 60, 5, Scope::Grant);
+    let now = 1_800_000_000;
+    for i in 0..4 {
+        let grant = format!("g{i}");
+        let caller = CallerScope {
+            grant: &grant,
+            session: None,
+        };
+        assert!(matches!(
+            acquire(&store, &[&per_grant], caller, now, 4),
+            Acquire::Granted(_)
+        ));
+    }
+    let fifth = CallerScope {
+        grant: "g4",
+        session: None,
+    };
+    match acquire(&store, &[&per_grant], fifth, now, 4) {
+        Acquire::Failed(reason) => assert!(reason.contains("max_callers_per_counter"), "{reason}"),
+        other => panic!("expected a full table, got {other:?}"),
+    }
+    // The next window frees every slot.
+    assert!(matches!(
+        acquire(&store, &[&per_grant], fifth, now + 60, 4),
+        Acquire::Granted(_)
+    ));
+    assert_eq!(store.keys().len(), 4);
+}
+
+#[test]
+fn a_caller_finds_its_slot_past_others_and_keeps_counting_there() {
+    let store = EnvoySharedData::default();
+    let per_grant = limit("probe", 60, 2, Scope::Grant);
+    // With 2 slots and 32 probes each caller tries both; three callers: the third is out.
+    let (a, b) = (
+        CallerScope {
+            grant: "a",
+            session: None,
+        },
+        CallerScope {
+            grant: "b",
+            session: None,
+        },
+    );
+    assert!(granted(&acquire(&store, &[&per_grant], a, 0, 2)));
+    assert!(granted(&acquire(&store, &[&per_grant], b, 0, 2)));
+    assert!(granted(&acquire(&store, &[&per_grant], a, 0, 2)));
+    assert!(granted(&acquire(&store, &[&per_grant], b, 0, 2)));
+    assert!(matches!(
+        acquire(&store, &[&per_grant], a, 0, 2),
+        Acquire::Exhausted { .. }
+    ));
+    assert!(matches!(
+        acquire(&store, &[&per_grant], b, 0, 2),
+        Acquire::Exhausted { .. }
+    ));
+    assert_eq!(count_in_table(&store, &per_grant, a, 0, 2), 2);
+    let c = CallerScope {
+        grant: "c",
+        session: None,
+    };
+    assert!(matches!(
+        acquire(&store, &[&per_grant], c, 0, 2),
+        Acquire::Failed(_)
+    ));
 }

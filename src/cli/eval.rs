@@ -1,0 +1,92 @@
+//! `mcp-policy eval`: one request body through the filter's request path
+//! ([`gate::inspect_body`]) with fresh in-memory counters and the real clock.
+
+use std::fmt::Write as _;
+
+use super::store::{MemorySharedData, SystemClock};
+use crate::decision::Outcome;
+use crate::gate::{self, Inspection};
+use crate::policy::{Mode, Policy};
+use crate::ratelimit::CallerScope;
+use crate::response::CONTENT_TYPE;
+
+/// Decides `body` `calls` times in a row against the same counters (they
+/// start empty) and describes the last decision; earlier ones are listed
+/// by outcome.
+pub fn eval(policy: &Policy, body: &[u8], caller: CallerScope<'_>, calls: u32) -> String {
+    let store = MemorySharedData::default();
+    // Writing to a String cannot fail: the `fmt::Result` is dropped.
+    let mut out = String::new();
+    let mut last = None;
+    for call in 1..=calls.max(1) {
+        let inspection = gate::inspect_body(policy, &store, &SystemClock, caller, body);
+        if calls > 1 {
+            let outcome = inspection
+                .outcome()
+                .map_or("not decided", |outcome| outcome.as_str());
+            let _ = writeln!(out, "call {call:<5} {outcome}");
+        }
+        last = Some(inspection);
+    }
+    if let Some(inspection) = last {
+        if calls > 1 {
+            out.push('\n');
+        }
+        out.push_str(&describe(policy, &inspection));
+    }
+    out
+}
+
+/// The decision, the rule, the audit line and the answer, one per line.
+fn describe(policy: &Policy, inspection: &Inspection) -> String {
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    match &inspection.audit {
+        Some(audit) => {
+            lines.push(("decision", audit.decision.as_str().to_string()));
+            lines.push((
+                "rule",
+                audit.rule.clone().unwrap_or_else(|| "(none)".to_string()),
+            ));
+            lines.push(("audit", audit.to_log_line()));
+        }
+        None => {
+            lines.push(("decision", "(none: only tools/call is decided)".to_string()));
+            lines.push((
+                "audit",
+                "(none: the filter logs no line for it)".to_string(),
+            ));
+        }
+    }
+    for reservation in &inspection.reservations {
+        lines.push(("counted", reservation.key.clone()));
+    }
+    match &inspection.reply {
+        Some(reply) => {
+            lines.push((
+                "answer",
+                format!("HTTP {}, content-type: {CONTENT_TYPE}", reply.status),
+            ));
+            lines.push(("body", String::from_utf8_lossy(&reply.body).into_owned()));
+        }
+        None => {
+            let mut answer = "forwarded unchanged".to_string();
+            let refused = inspection
+                .outcome()
+                .is_some_and(|outcome| outcome != Outcome::Allowed);
+            if refused && policy.mode == Mode::Monitor {
+                answer.push_str(" (mode monitor: the decision is logged, not enforced)");
+            } else if refused {
+                answer.push_str(" (failure_mode open: the gate could not decide)");
+            }
+            if inspection.filter_listing.is_some() {
+                answer
+                    .push_str("; the tools/list answer is rewritten to hide tools from this grant");
+            }
+            lines.push(("answer", answer));
+        }
+    }
+    lines
+        .iter()
+        .map(|(label, value)| format!("{label:<10}{value}\n"))
+        .collect()
+}

@@ -1,0 +1,313 @@
+//! `mcp-policy explain`: what a policy does for one grant, tool by tool.
+
+use std::fmt::Write as _;
+
+use crate::decision::{ARGUMENT_DENY_REASON, DEFAULT_DENY_REASON, RULE_DENY_REASON};
+use crate::policy::{
+    escape_pointer_token, Action, DenyAs, FailureMode, Identity, Limit, ListMode, Mode, Policy,
+    Scope, ToolRule, View,
+};
+
+/// What a denied caller reads for a hidden tool.
+const HIDDEN_REASON: &str = "(answered as an unknown tool)";
+
+/// Stands for a tool the view does not name: no tool has an empty name.
+const UNNAMED: &str = "";
+
+/// The explanation of `policy` for `grant` (`None`: callers without a grant
+/// entry of their own). `name` names the policy in the heading.
+pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
+    let mut grants: Vec<&str> = policy.grant_names().collect();
+    grants.sort_unstable();
+    let view = grant.map_or(policy.base(), |grant| policy.view(grant));
+    // Writing to a String cannot fail: the `fmt::Result`s below are dropped.
+    let mut out = String::new();
+
+    let seen_by = match grant {
+        None => "callers without a grant entry of their own".to_string(),
+        Some(grant) if grants.contains(&grant) => format!(
+            "grant {grant:?}: its entry /grants/{} over the top-level policy",
+            escape_pointer_token(grant)
+        ),
+        Some(grant) => format!("grant {grant:?}, which has no entry: the top-level policy"),
+    };
+    let _ = writeln!(out, "{name} as seen by {seen_by}\n");
+
+    let hide = {
+        let mut names: Vec<&str> = view.hidden_names().collect();
+        names.sort_unstable();
+        if names.is_empty() {
+            "(nothing)".to_string()
+        } else {
+            format!("{}  {}", names.join(", "), view.hide_pointer())
+        }
+    };
+    let settings = [
+        ("identity", describe_identity(&policy.identity)),
+        (
+            "default",
+            format!("{}  {}", action_name(view.default), view.default_pointer),
+        ),
+        ("hide", hide),
+        ("all_tools", describe_all_tools(view.all_tools_limits())),
+        ("list", list_name(policy.list).to_string()),
+        ("mode", mode_name(policy.mode).to_string()),
+        ("deny_as", deny_as_name(policy.deny_as).to_string()),
+        (
+            "failure_mode",
+            failure_mode_name(policy.failure_mode).to_string(),
+        ),
+        ("max_body_bytes", policy.max_body_bytes.to_string()),
+        ("max_json_depth", policy.max_json_depth.to_string()),
+        (
+            "grants",
+            if grants.is_empty() {
+                "(none)".to_string()
+            } else {
+                grants.join(", ")
+            },
+        ),
+    ];
+    for (setting, value) in settings {
+        let _ = writeln!(out, "{setting:<16}{value}");
+    }
+    out.push('\n');
+    out.push_str(&tool_table(view, policy.mode));
+    out
+}
+
+/// Limits every call counts against, one per line, with their pointers.
+fn describe_all_tools(limits: &[Limit]) -> String {
+    if limits.is_empty() {
+        return "(no limits)".to_string();
+    }
+    let width = limits
+        .iter()
+        .map(|limit| describe_limit(limit).len())
+        .max()
+        .unwrap_or(0);
+    let lines: Vec<String> = limits
+        .iter()
+        .map(|limit| format!("{:<width$}  {}", describe_limit(limit), limit.pointer))
+        .collect();
+    // Continuation lines line up with the settings' value column.
+    lines.join(&format!("\n{:16}", ""))
+}
+
+/// One row per tool the view names, and one for every other tool.
+/// `mode` decides whether `tools/list` answers are rewritten at all.
+fn tool_table(view: &View, mode: Mode) -> String {
+    let mut names: Vec<&str> = view
+        .tool_names()
+        .chain(view.hidden_names().filter(|name| *name != "*"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+
+    let header = [
+        "TOOL".to_string(),
+        "ACTION".to_string(),
+        "LISTED".to_string(),
+        "RULE".to_string(),
+        "REASON".to_string(),
+    ];
+    let mut rows: Vec<[String; 5]> = vec![header];
+    let mut details: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for name in &names {
+        let (row, detail) = tool_row(view, mode, name);
+        rows.push(row);
+        details.push(detail);
+    }
+    rows.push(other_tools_row(view, mode));
+    details.push(Vec::new());
+    let case_note = if names.is_empty() {
+        ""
+    } else {
+        "\nA name that differs from one above only in letter case is refused (hidden if that tool is).\n"
+    };
+
+    let widths: Vec<usize> = (0..4)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let detail_width = details
+        .iter()
+        .flatten()
+        .map(|(text, _)| text.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (row, detail) in rows.iter().zip(&details) {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            match widths.get(column) {
+                Some(width) => {
+                    let _ = write!(line, "{cell:<width$}  ");
+                }
+                None => line.push_str(cell),
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        for (text, pointer) in detail {
+            let _ = writeln!(out, "{text:<detail_width$}  {pointer}");
+        }
+    }
+    out.push_str(case_note);
+    out
+}
+
+/// A tool's row and its detail lines (limits and argument conditions, each
+/// with its pointer).
+fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, String)>) {
+    let listed = listed(view, mode, name);
+    if let Some(pointer) = view.hidden(name) {
+        let row = [
+            name.to_string(),
+            "hidden".to_string(),
+            listed,
+            pointer.to_string(),
+            HIDDEN_REASON.to_string(),
+        ];
+        return (row, Vec::new());
+    }
+    let Some(rule) = view.tool(name) else {
+        // Names come from the rules or from `hide` (answered above), so this
+        // is not reached; were it, the default would decide.
+        let mut row = other_tools_row(view, mode);
+        row[0] = name.to_string();
+        return (row, Vec::new());
+    };
+    let row = [
+        name.to_string(),
+        action_name(rule.action).to_string(),
+        listed,
+        rule.pointer.clone(),
+        denial_reason(rule),
+    ];
+    let mut detail: Vec<(String, String)> = Vec::new();
+    if rule.action == Action::Allow {
+        for limit in &rule.limits {
+            detail.push((
+                format!("  limit    {}", describe_limit(limit)),
+                limit.pointer.clone(),
+            ));
+        }
+        for operator in rule.arguments.operators() {
+            detail.push((
+                format!(
+                    "  {:<8} {} {} {}",
+                    operator.list, operator.argument, operator.operator, operator.operand
+                ),
+                operator.pointer.to_string(),
+            ));
+        }
+    }
+    (row, detail)
+}
+
+/// The row for tools the view does not name.
+fn other_tools_row(view: &View, mode: Mode) -> [String; 5] {
+    let (action, pointer, reason) = match view.hidden(UNNAMED) {
+        Some(pointer) => ("hidden", pointer, HIDDEN_REASON),
+        None => match view.default {
+            Action::Allow => ("allow", view.default_pointer.as_str(), "-"),
+            Action::Deny => ("deny", view.default_pointer.as_str(), DEFAULT_DENY_REASON),
+        },
+    };
+    [
+        "(any other tool)".to_string(),
+        action.to_string(),
+        listed(view, mode, UNNAMED),
+        pointer.to_string(),
+        reason.to_string(),
+    ]
+}
+
+/// Whether `tools/list` answers show the tool: monitor mode rewrites none.
+fn listed(view: &View, mode: Mode, name: &str) -> String {
+    let shown = mode == Mode::Monitor || !view.filters_listing() || view.lists(name);
+    if shown { "yes" } else { "no" }.to_string()
+}
+
+/// What a caller reads when the rule denies a call; `-` if it never does.
+fn denial_reason(rule: &ToolRule) -> String {
+    let default = match rule.action {
+        Action::Deny => RULE_DENY_REASON,
+        Action::Allow if !rule.arguments.is_empty() => ARGUMENT_DENY_REASON,
+        Action::Allow => return rule.reason.clone().unwrap_or_else(|| "-".to_string()),
+    };
+    rule.reason.clone().unwrap_or_else(|| default.to_string())
+}
+
+/// `asyncexecutecode_rate: 10 per minute, per grant`
+fn describe_limit(limit: &Limit) -> String {
+    let window = match limit.window_seconds {
+        1 => "second".to_string(),
+        60 => "minute".to_string(),
+        3_600 => "hour".to_string(),
+        86_400 => "day".to_string(),
+        seconds => format!("{seconds} s"),
+    };
+    let scope = match limit.scope {
+        Scope::Grant => "per grant",
+        Scope::Session => "per session",
+        Scope::Global => "global",
+    };
+    format!("{}: {} per {window}, {scope}", limit.counter, limit.max)
+}
+
+fn describe_identity(identity: &Identity) -> String {
+    match identity {
+        Identity::Anonymous => "(none: every caller is anonymous)".to_string(),
+        Identity::Header(header) => format!("header {header}"),
+        Identity::BearerTokens(tokens) => {
+            let mut grants: Vec<&str> = tokens.values().map(String::as_str).collect();
+            grants.sort_unstable();
+            grants.dedup();
+            let plural = if tokens.len() == 1 { "" } else { "es" };
+            format!(
+                "bearer tokens: {} token hash{plural} for grants {}",
+                tokens.len(),
+                grants.join(", ")
+            )
+        }
+        Identity::JwtClaim {
+            provider_metadata,
+            claim,
+        } => format!("JWT claim {claim:?} of jwt_authn metadata {provider_metadata:?}"),
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    }
+}
+
+fn list_name(list: ListMode) -> &'static str {
+    match list {
+        ListMode::ShowDenied => "show_denied",
+        ListMode::HideDenied => "hide_denied",
+    }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Monitor => "monitor (decisions are logged, nothing is blocked or hidden)",
+    }
+}
+
+fn deny_as_name(deny_as: DenyAs) -> &'static str {
+    match deny_as {
+        DenyAs::Error => "error",
+        DenyAs::ToolResult => "tool_result",
+    }
+}
+
+fn failure_mode_name(failure_mode: FailureMode) -> &'static str {
+    match failure_mode {
+        FailureMode::Closed => "closed",
+        FailureMode::Open => "open",
+    }
+}

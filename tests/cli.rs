@@ -1,0 +1,574 @@
+//! The `mcp-policy` command, run as a user runs it: the built binary, its
+//! exit status, and what it writes to standard output and standard error.
+// The command and the schema are native only.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the command in `dir` with `args`, feeding `stdin`.
+fn mcp_policy_in(dir: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-policy"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        status: output.status.code().unwrap(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Runs the command at the repository root.
+fn mcp_policy(args: &[&str]) -> Run {
+    mcp_policy_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, "")
+}
+
+/// A fresh directory holding `files`, for documents the repository does not
+/// ship; removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(test: &str, files: &[(&str, &str)]) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("mcp-policy-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    Scratch(dir)
+}
+
+// ---- check ----
+
+#[test]
+fn check_accepts_the_repository_policy() {
+    let run = mcp_policy(&["check", "policy.json", "examples/policies/grants.json"]);
+    assert_eq!(
+        (run.status, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            0,
+            "policy.json: OK (default deny, 3 tool rules, 0 grants)\n\
+             examples/policies/grants.json: OK (default deny, 2 tool rules, 2 grants)\n",
+            ""
+        )
+    );
+}
+
+const MANY_ERRORS: &str = r#"{
+  "version": "1",
+  "default": "block",
+  "tools": {
+    "a": {"limits": [{"counter": "c", "window": "fortnight", "max": 1, "scope": "grant"}]},
+    "b": {"deny_if": {"args.s": {"regex": "("}}},
+    "c": {"reason": "x", "on_deny": "y"},
+    "d": {"require": {"script": {"eq": 1}}}
+  },
+  "identity": {"header": "x-agent-id", "jwt_claim": {"provider_metadata": "p", "claim": "sub"}},
+  "grants": {"ci": {"default": "maybe", "tools": {"e": {"action": "nope"}}}},
+  "max_json_depth": 500
+}
+"#;
+
+#[test]
+fn check_reports_every_error_it_can_with_path_and_position() {
+    let dir = scratch(
+        "many",
+        &[
+            ("bad.json", MANY_ERRORS),
+            ("good.json", r#"{"version":"1","default":"allow"}"#),
+        ],
+    );
+    let run = mcp_policy_in(&dir, &["check", "bad.json", "good.json"], "");
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        run.stdout,
+        "good.json: OK (default allow, 0 tool rules, 0 grants)\n"
+    );
+    let expected = [
+        // The filter's own first error, where the reader stopped.
+        "bad.json:3:20: default: unknown variant `block`, expected `allow` or `deny`",
+        // Each rule and field checked on its own; positions from the reader...
+        r#"bad.json:5:59: tools.a.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
+        // ...or, for checks made after reading, the value the path names.
+        r#"bad.json:6:43: tools.b.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
+        "bad.json:7:37: tools.c.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both",
+        r#"bad.json:8:33: tools.d.require.script: argument paths start with "args." (got "script")"#,
+        "bad.json:10:15: identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
+        "bad.json:11:38: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
+        "bad.json:11:72: grants.ci.tools.e.action: unknown variant `nope`, expected `allow` or `deny`",
+        "bad.json:12:21: max_json_depth: at most 127 (the JSON reader's own limit), got 500",
+    ];
+    assert_eq!(run.stderr.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn check_locates_errors_found_after_reading() {
+    let conflict = "{\"version\": \"1\", \"default\": \"deny\",\n \"all_tools\": {\"limits\": [{\"counter\": \"c\", \"window\": 60, \"max\": 1, \"scope\": \"grant\"}]},\n \"tools\": {\"t\": {\"limits\": [{\"counter\": \"c\", \"window\": 3600, \"max\": 1, \"scope\": \"grant\"}]}}}\n";
+    let dir = scratch(
+        "located",
+        &[
+            ("conflict.json", conflict),
+            (
+                "unclosed.json",
+                "{\"version\": \"1\",\n  \"default\": \"deny\"\n",
+            ),
+            (
+                "trailing.json",
+                "{\"version\": \"1\", \"default\": \"deny\"}\n{}\n",
+            ),
+            ("empty.json", ""),
+        ],
+    );
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "check",
+            "conflict.json",
+            "unclosed.json",
+            "trailing.json",
+            "empty.json",
+        ],
+        "",
+    );
+    assert_eq!((run.status, run.stdout.as_str()), (1, ""));
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            r#"conflict.json:3:56: tools.t.limits[0].window: counter "c" has window 3600s here but 60s at all_tools.limits[0]; a counter has one window"#,
+            "unclosed.json:3:0: policy: EOF while parsing an object",
+            "trailing.json:2:1: policy: trailing characters after the policy document",
+            "empty.json:1:0: policy: EOF while parsing a value",
+        ]
+    );
+}
+
+#[test]
+fn check_reads_standard_input_and_reports_unreadable_files() {
+    let dir = scratch("stdin", &[]);
+    let run = mcp_policy_in(
+        &dir,
+        &["check", "-"],
+        r#"{"version":"1","default":"deny","mode":"audit"}"#,
+    );
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        run.stderr,
+        "<stdin>:1:46: mode: unknown variant `audit`, expected `enforce` or `monitor`\n"
+    );
+
+    let run = mcp_policy_in(&dir, &["check", "missing.json"], "");
+    assert_eq!((run.status, run.stdout.as_str()), (1, ""));
+    assert!(
+        run.stderr
+            .starts_with("mcp-policy: cannot read missing.json: "),
+        "{}",
+        run.stderr
+    );
+}
+
+// ---- usage ----
+
+#[test]
+fn usage_errors_exit_2_and_help_and_version_exit_0() {
+    for args in [
+        &["check"][..],
+        &["eval", "policy.json"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let run = mcp_policy(args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}");
+        assert!(
+            run.stderr.contains("Usage: mcp-policy"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/allowed.json",
+        "--calls",
+        "0",
+    ]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+
+    let version = mcp_policy(&["--version"]);
+    assert_eq!(
+        (version.status, version.stdout),
+        (0, format!("mcp-policy {}\n", env!("CARGO_PKG_VERSION")))
+    );
+    for command in ["check", "explain", "eval", "schema"] {
+        let help = mcp_policy(&[command, "--help"]);
+        assert_eq!(help.status, 0, "{command}");
+        assert!(
+            help.stdout
+                .contains(&format!("Usage: mcp-policy {command}")),
+            "{command}: {}",
+            help.stdout
+        );
+    }
+    let help = mcp_policy(&["check", "--help"]).stdout;
+    assert!(
+        help.contains("The filter stops at its first error"),
+        "{help}"
+    );
+}
+
+// ---- explain ----
+
+#[test]
+fn explain_shows_the_repository_policy() {
+    let run = mcp_policy(&["explain", "policy.json"]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    let expected = r#"policy.json as seen by callers without a grant entry of their own
+
+identity        header x-agent-id
+default         deny  /default
+hide            (nothing)
+all_tools       (no limits)
+list            show_denied
+mode            enforce
+deny_as         error
+failure_mode    closed
+max_body_bytes  1048576
+max_json_depth  64
+grants          (none)
+
+TOOL                 ACTION  LISTED  RULE                        REASON
+asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     scripts may not start processes, and timeout must be given and at most 300 s
+  limit    asyncexecutecode_rate: 10 per minute, per grant                                             /tools/asyncExecuteCode/limits/0
+  require  args.timeout lte 300                                                                        /tools/asyncExecuteCode/require/args.timeout/lte
+  deny_if  args.script regex "subprocess|os\\.system|os\\.popen|pty\\.spawn"                           /tools/asyncExecuteCode/deny_if/args.script/regex
+checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus  poll with an execution_uuid returned by asyncExecuteCode
+  limit    checkcodeexecstatus_rate: 120 per minute, per grant                                         /tools/checkCodeExecStatus/limits/0
+  require  args.execution_uuid regex "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  /tools/checkCodeExecStatus/require/args.execution_uuid/regex
+deleteWorkspace      deny    yes     /tools/deleteWorkspace      destroys a workspace; ask an operator
+(any other tool)     deny    yes     /default                    tool is not listed in the policy and the default is deny
+
+A name that differs from one above only in letter case is refused (hidden if that tool is).
+"#;
+    assert_eq!(run.stdout, expected);
+}
+
+#[test]
+fn explain_shows_a_grant_with_its_overrides() {
+    let run = mcp_policy(&[
+        "explain",
+        "examples/policies/grants.json",
+        "--grant",
+        "intern",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    let expected = r#"examples/policies/grants.json as seen by grant "intern": its entry /grants/intern over the top-level policy
+
+identity        header x-agent-id
+default         deny  /default
+hide            deleteWorkspace  /hide
+all_tools       all_calls: 1000 per hour, per grant  /all_tools/limits/0
+list            hide_denied
+mode            enforce
+deny_as         error
+failure_mode    closed
+max_body_bytes  1048576
+max_json_depth  64
+grants          ci-runner, intern
+
+TOOL                 ACTION  LISTED  RULE                                   REASON
+asyncExecuteCode     deny    no      /grants/intern/tools/asyncExecuteCode  interns run code through a reviewer
+checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus             -
+  limit    checkcodeexecstatus_rate: 120 per minute, per session  /tools/checkCodeExecStatus/limits/0
+deleteWorkspace      hidden  no      /hide                                  (answered as an unknown tool)
+(any other tool)     deny    no      /default                               tool is not listed in the policy and the default is deny
+
+A name that differs from one above only in letter case is refused (hidden if that tool is).
+"#;
+    assert_eq!(run.stdout, expected);
+
+    let ci = mcp_policy(&[
+        "explain",
+        "examples/policies/grants.json",
+        "--grant",
+        "ci-runner",
+    ])
+    .stdout;
+    assert!(
+        ci.contains("default         allow  /grants/ci-runner/default\n"),
+        "{ci}"
+    );
+    assert!(ci.contains("\ndeleteWorkspace      allow   yes     /grants/ci-runner/tools/deleteWorkspace  CI deletes only its own scratch workspaces\n"), "{ci}");
+    assert!(
+        ci.contains("  require  args.workspace regex \"^ci-scratch-[0-9]+$\""),
+        "{ci}"
+    );
+
+    let stranger = mcp_policy(&[
+        "explain",
+        "examples/policies/grants.json",
+        "--grant",
+        "stranger",
+    ])
+    .stdout;
+    assert!(
+        stranger.starts_with(
+            "examples/policies/grants.json as seen by grant \"stranger\", which has no entry: the top-level policy\n"
+        ),
+        "{stranger}"
+    );
+}
+
+#[test]
+fn explain_refuses_an_invalid_policy_as_check_does() {
+    let dir = scratch(
+        "explain-invalid",
+        &[(
+            "bad.json",
+            r#"{"version":"1","default":"deny","list":"all"}"#,
+        )],
+    );
+    let run = mcp_policy_in(&dir, &["explain", "bad.json"], "");
+    assert_eq!(
+        (run.status, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            1,
+            "",
+            "bad.json:1:44: list: unknown variant `all`, expected `show_denied` or `hide_denied`\n"
+        )
+    );
+}
+
+// ---- eval ----
+
+/// `label    value` lines of eval's output.
+fn field<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            (name == label).then(|| value.trim_start())
+        })
+        .collect()
+}
+
+fn audit_record(stdout: &str) -> Value {
+    let line = field(stdout, "audit")[0];
+    serde_json::from_str(line.strip_prefix("mcp-policy audit ").unwrap()).unwrap()
+}
+
+#[test]
+fn eval_forwards_an_allowed_call_and_counts_it() {
+    // asyncExecuteCode has a limit: counters start empty, so the call passes and takes one unit.
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/allowed.json",
+        "--grant",
+        "alice",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(field(&run.stdout, "decision"), ["allowed"]);
+    assert_eq!(field(&run.stdout, "rule"), ["(none)"]);
+    assert_eq!(field(&run.stdout, "answer"), ["forwarded unchanged"]);
+    assert!(field(&run.stdout, "body").is_empty());
+    let counted = field(&run.stdout, "counted");
+    assert!(
+        counted.len() == 1 && counted[0].contains("asyncexecutecode_rate"),
+        "{}",
+        run.stdout
+    );
+    let audit = audit_record(&run.stdout);
+    assert_eq!(audit["grant"], "alice");
+    assert_eq!(audit["tool"], "asyncExecuteCode");
+    assert_eq!(audit["decision"], "allowed");
+    assert_eq!(
+        audit["argument_keys"],
+        serde_json::json!(["script", "timeout"])
+    );
+}
+
+#[test]
+fn eval_prints_the_exact_denial() {
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/denied.json",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(field(&run.stdout, "decision"), ["denied"]);
+    assert_eq!(field(&run.stdout, "rule"), ["/tools/deleteWorkspace"]);
+    assert_eq!(
+        field(&run.stdout, "answer"),
+        ["HTTP 200, content-type: application/json"]
+    );
+    assert_eq!(
+        field(&run.stdout, "body"),
+        [
+            r#"{"error":{"code":-31001,"data":{"reason":"destroys a workspace; ask an operator","rule":"/tools/deleteWorkspace","tool":"deleteWorkspace"},"message":"Tool 'deleteWorkspace' denied by policy: destroys a workspace; ask an operator"},"id":2,"jsonrpc":"2.0"}"#
+        ]
+    );
+    assert_eq!(audit_record(&run.stdout)["grant"], "anonymous");
+
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/argument-denied.json",
+    ]);
+    assert_eq!(
+        field(&run.stdout, "rule"),
+        ["/tools/asyncExecuteCode/deny_if/args.script/regex"]
+    );
+    let body: Value = serde_json::from_str(field(&run.stdout, "body")[0]).unwrap();
+    assert_eq!(body["error"]["code"], -31001);
+    assert_eq!(body["id"], 3);
+}
+
+#[test]
+fn eval_answers_an_invalid_request_as_the_filter_does() {
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/batch.json",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(field(&run.stdout, "decision"), ["invalid"]);
+    assert_eq!(
+        field(&run.stdout, "answer"),
+        ["HTTP 400, content-type: application/json"]
+    );
+    assert_eq!(
+        field(&run.stdout, "body"),
+        [
+            r#"{"error":{"code":-32600,"message":"Invalid Request: JSON-RPC batches are not accepted; send one message per request"},"id":null,"jsonrpc":"2.0"}"#
+        ]
+    );
+
+    // Not a tools/call: passed through, nothing decided or logged.
+    let dir = scratch("eval-other", &[]);
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            &format!("{}/policy.json", env!("CARGO_MANIFEST_DIR")),
+            "--request",
+            "-",
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+    );
+    assert_eq!(
+        run.stdout,
+        "decision  (none: only tools/call is decided)\n\
+         audit     (none: the filter logs no line for it)\n\
+         answer    forwarded unchanged\n"
+    );
+}
+
+#[test]
+fn eval_calls_repeated_until_the_limit_answers() {
+    // A window of 10^9 s: no window boundary falls between the calls.
+    let policy = r#"{"version":"1","default":"deny","tools":{"poll":{"limits":[{"counter":"polls","window":1000000000,"max":2,"scope":"session"}]}}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":"p","method":"tools/call","params":{"name":"poll"}}"#;
+    let dir = scratch(
+        "eval-limit",
+        &[("policy.json", policy), ("call.json", call)],
+    );
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            "policy.json",
+            "--request",
+            "call.json",
+            "--calls",
+            "3",
+            "--session",
+            "s-1",
+        ],
+        "",
+    );
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert!(
+        run.stdout
+            .starts_with("call 1     allowed\ncall 2     allowed\ncall 3     rate_limited\n\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(field(&run.stdout, "rule"), ["/tools/poll/limits/0"]);
+    assert_eq!(audit_record(&run.stdout)["session"], "s-1");
+    let body: Value = serde_json::from_str(field(&run.stdout, "body")[0]).unwrap();
+    assert_eq!(body["error"]["code"], -31002);
+    assert_eq!(body["error"]["data"]["max"], 2);
+    assert_eq!(body["error"]["data"]["counter"], "polls");
+}
+
+#[test]
+fn eval_refuses_an_invalid_policy_and_a_missing_request() {
+    let dir = scratch(
+        "eval-invalid",
+        &[(
+            "bad.json",
+            r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#,
+        )],
+    );
+    let run = mcp_policy_in(&dir, &["eval", "bad.json", "--request", "nothing.json"], "");
+    assert_eq!(
+        (run.status, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            1,
+            "",
+            "bad.json:1:62: tools.x.action: unknown variant `block`, expected `allow` or `deny`\n"
+        )
+    );
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/nothing.json",
+    ]);
+    assert_eq!((run.status, run.stdout.as_str()), (1, ""));
+    assert!(
+        run.stderr
+            .starts_with("mcp-policy: cannot read examples/requests/nothing.json: "),
+        "{}",
+        run.stderr
+    );
+}
