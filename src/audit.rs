@@ -21,6 +21,11 @@ pub struct AuditRecord {
     pub argument_keys: Vec<String>,
     /// `false` in monitor mode: the decision was logged, not applied.
     pub enforced: bool,
+    /// The HTTP status the caller got (from the upstream, or from the gate),
+    /// known at the end of the stream.
+    pub status: Option<u16>,
+    /// Milliseconds from the request headers to the end of the stream.
+    pub duration_ms: Option<u64>,
 }
 
 impl AuditRecord {
@@ -35,6 +40,8 @@ impl AuditRecord {
             rule: None,
             argument_keys: Vec::new(),
             enforced: true,
+            status: None,
+            duration_ms: None,
         }
     }
 

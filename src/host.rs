@@ -34,9 +34,10 @@ pub trait Clock {
     fn unix_time(&self) -> std::time::Duration;
 }
 
-/// Outcome counters the host exports (Envoy stats).
+/// Outcome counters the host exports (Envoy stats): one per outcome, and one
+/// per outcome and tool for the tools the policy names.
 pub trait Metrics {
-    fn record(&self, outcome: crate::decision::Outcome);
+    fn record(&self, outcome: crate::decision::Outcome, tool: Option<&str>);
 }
 
 /// Envoy's shared data has no "create if absent": a set on a missing key

@@ -506,3 +506,113 @@ async fn shipped_envoy_yaml_validates_and_enforces_policy_json() {
     assert_eq!(upstream.tool_calls().len(), 1);
     server.abort();
 }
+
+/// Envoy's own channels: per-tool counters with the tool as a Prometheus
+/// label, the decision in Envoy's access log (filter state), and the audit
+/// line with the status the caller got and the duration.
+#[tokio::test]
+async fn decisions_show_in_prometheus_access_log_and_audit() {
+    let policy = r#"{"version":"1","default":"deny","hide":["deleteWorkspace"],
+        "tools":{"asyncExecuteCode":{"limits":[{"counter":"c","window":1000000000,"max":1,"scope":"grant"}]}}}"#;
+    let stack = Stack::start(policy).await;
+    let client = stack.client("alice").await;
+    client
+        .call("asyncExecuteCode", json!({"script": "x"}))
+        .await
+        .unwrap();
+    error_of(
+        client
+            .call("asyncExecuteCode", json!({"script": "x"}))
+            .await,
+    );
+    error_of(
+        client
+            .call("deleteWorkspace", json!({"workspace": "w"}))
+            .await,
+    );
+    error_of(client.call("runShell", json!({})).await);
+
+    let envoy = &stack.envoy;
+    let series =
+        |decision: &str, tool: &str| format!("mcp_policy_tool_{decision}{{mcp_tool=\"{tool}\"}}");
+    assert_eq!(
+        envoy
+            .prometheus_series(&series("allowed", "asyncExecuteCode"))
+            .await,
+        1
+    );
+    assert_eq!(
+        envoy
+            .prometheus_series(&series("rate_limited", "asyncExecuteCode"))
+            .await,
+        1
+    );
+    assert_eq!(
+        envoy
+            .prometheus_series(&series("hidden", "deleteWorkspace"))
+            .await,
+        1
+    );
+    // Unnamed tools are counted in the totals only: their names are the caller's to choose.
+    assert_eq!(envoy.prometheus_counter("mcp_policy_denied").await, 1);
+    assert!(!envoy.admin("/stats/prometheus").await.contains("runShell"));
+
+    let decided: Vec<(String, String, String, String)> = envoy
+        .access_log(4)
+        .into_iter()
+        .filter(|entry| !entry["decision"].is_null())
+        .map(|entry| {
+            let field = |name: &str| {
+                entry[name]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| entry[name].to_string())
+            };
+            (
+                field("tool"),
+                field("decision"),
+                field("rule"),
+                field("status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            (
+                "asyncExecuteCode".into(),
+                "allowed".into(),
+                "null".into(),
+                "200".into()
+            ),
+            (
+                "asyncExecuteCode".into(),
+                "rate_limited".into(),
+                "/tools/asyncExecuteCode/limits/0".into(),
+                "200".into()
+            ),
+            (
+                "deleteWorkspace".into(),
+                "hidden".into(),
+                "/hide".into(),
+                "200".into()
+            ),
+            (
+                "runShell".into(),
+                "denied".into(),
+                "/default".into(),
+                "200".into()
+            ),
+        ],
+        "access log:\n{}",
+        envoy.log()
+    );
+    let audit = envoy.audit_records();
+    assert_eq!(audit.len(), 4);
+    assert!(
+        audit
+            .iter()
+            .all(|r| r["status"] == 200 && r["duration_ms"].is_u64()),
+        "{audit:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The core's host traits over proxy-wasm host calls.
 
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -55,40 +56,74 @@ impl Clock for EnvoyClock {
 
 /// Decision counters as Envoy stats, visible at `/stats/prometheus`.
 pub struct EnvoyMetrics {
-    ids: [Option<u32>; Outcome::ALL.len()],
+    totals: OutcomeCounters,
+    /// Per tool, for the tools the policy names (bounded by the policy).
+    per_tool: HashMap<String, OutcomeCounters>,
 }
 
-/// Stat name of an outcome's counter.
+type OutcomeCounters = [Option<u32>; Outcome::ALL.len()];
+
+/// Stat name of an outcome's counter: `mcp_policy_allowed`.
 pub fn metric_name(outcome: Outcome) -> String {
     format!("mcp_policy_{}", outcome.as_str())
 }
 
-impl EnvoyMetrics {
-    /// Defines the counters (idempotent in Envoy: every worker gets the same stat).
-    pub fn define() -> Self {
-        let ids = Outcome::ALL.map(|outcome| {
-            let name = metric_name(outcome);
-            match hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => Some(id),
-                Err(status) => {
-                    log::warn!("mcp-policy: cannot define metric {name}: {status:?}");
-                    None
-                }
+/// Stat name of a tool's outcome counter: `mcp_policy_tool.<tool>.allowed`.
+/// Envoy's `stats_tags` (see envoy/envoy.yaml) turn the tool into a label:
+/// `mcp_policy_tool_allowed{mcp_tool="<tool>"}`.
+pub fn tool_metric_name(tool: &str, outcome: Outcome) -> String {
+    format!("mcp_policy_tool.{tool}.{}", outcome.as_str())
+}
+
+fn define_counters(name: impl Fn(Outcome) -> String) -> OutcomeCounters {
+    Outcome::ALL.map(|outcome| {
+        let name = name(outcome);
+        match hostcalls::define_metric(MetricType::Counter, &name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                log::warn!("mcp-policy: cannot define metric {name}: {status:?}");
+                None
             }
-        });
-        EnvoyMetrics { ids }
+        }
+    })
+}
+
+fn increment(counters: &OutcomeCounters, outcome: Outcome) {
+    let index = Outcome::ALL
+        .iter()
+        .position(|candidate| *candidate == outcome);
+    if let Some(Some(id)) = index.and_then(|index| counters.get(index)) {
+        if let Err(status) = hostcalls::increment_metric(*id, 1) {
+            log::warn!("mcp-policy: cannot increment metric: {status:?}");
+        }
+    }
+}
+
+impl EnvoyMetrics {
+    /// Defines the counters (idempotent in Envoy: every worker gets the same
+    /// stat). `tools`: every tool the policy names, in any grant.
+    pub fn define<'a>(tools: impl Iterator<Item = &'a str>) -> Self {
+        let mut per_tool = HashMap::new();
+        for tool in tools {
+            if !per_tool.contains_key(tool) {
+                per_tool.insert(
+                    tool.to_string(),
+                    define_counters(|outcome| tool_metric_name(tool, outcome)),
+                );
+            }
+        }
+        EnvoyMetrics {
+            totals: define_counters(metric_name),
+            per_tool,
+        }
     }
 }
 
 impl Metrics for EnvoyMetrics {
-    fn record(&self, outcome: Outcome) {
-        let index = Outcome::ALL
-            .iter()
-            .position(|candidate| *candidate == outcome);
-        if let Some(Some(id)) = index.and_then(|index| self.ids.get(index)) {
-            if let Err(status) = hostcalls::increment_metric(*id, 1) {
-                log::warn!("mcp-policy: cannot increment metric: {status:?}");
-            }
+    fn record(&self, outcome: Outcome, tool: Option<&str>) {
+        increment(&self.totals, outcome);
+        if let Some(counters) = tool.and_then(|tool| self.per_tool.get(tool)) {
+            increment(counters, outcome);
         }
     }
 }

@@ -34,10 +34,11 @@ impl RootContext for PolicyRoot {
                     policy.base().default,
                     policy.mode
                 );
+                let tools = policy.named_tools();
+                self.metrics = Some(Rc::new(EnvoyMetrics::define(
+                    tools.iter().map(String::as_str),
+                )));
                 self.policy = Some(Rc::new(policy));
-                if self.metrics.is_none() {
-                    self.metrics = Some(Rc::new(EnvoyMetrics::define()));
-                }
                 true
             }
             Err(err) => {

@@ -3,14 +3,17 @@
 //! answers on the way back.
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use serde_json::Value;
 
 use super::host::{EnvoyClock, EnvoyMetrics, EnvoySharedData};
+use crate::audit::AuditRecord;
 use crate::gate::{self, Inspection, McpHeaders};
-use crate::host::Metrics;
+use crate::host::{Clock, Metrics};
 use crate::listing::{self, SseFilter};
 use crate::policy::{Identity, Policy, ANONYMOUS_GRANT};
 use crate::ratelimit::{self, CallerScope, Reservation};
@@ -39,6 +42,11 @@ pub struct PolicyStream {
     reservations: Vec<Reservation>,
     /// Whether response headers arrived (the upstream, or Envoy for it, answered).
     answered: bool,
+    /// The decision's audit record, written at the end of the stream with the
+    /// outcome the caller saw.
+    audit: Option<AuditRecord>,
+    /// When the request headers arrived.
+    started: Duration,
 }
 
 /// A `tools/list` answer being filtered.
@@ -65,6 +73,8 @@ impl PolicyStream {
             mcp_name: None,
             reservations: Vec::new(),
             answered: false,
+            audit: None,
+            started: Duration::ZERO,
         }
     }
 
@@ -77,9 +87,10 @@ impl PolicyStream {
 
     /// Logs, counts and applies an inspection; returns the filter action.
     fn apply(&mut self, inspection: Inspection) -> Action {
-        if let Some(audit) = &inspection.audit {
-            log::info!("{}", audit.to_log_line());
-            self.metrics.record(audit.decision);
+        if let Some(audit) = inspection.audit {
+            self.metrics.record(audit.decision, audit.tool.as_deref());
+            self.export_decision(&audit);
+            self.audit = Some(audit);
         }
         match inspection.reply {
             Some(reply) => {
@@ -92,6 +103,24 @@ impl PolicyStream {
                 Action::Pause
             }
             None => Action::Continue,
+        }
+    }
+
+    /// The decision as filter state, for Envoy's access log and CEL:
+    /// `%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%` and so on.
+    fn export_decision(&self, audit: &AuditRecord) {
+        let fields = [
+            ("mcp_policy.grant", Some(audit.grant.as_str())),
+            ("mcp_policy.tool", audit.tool.as_deref()),
+            ("mcp_policy.decision", Some(audit.decision.as_str())),
+            ("mcp_policy.rule", audit.rule.as_deref()),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
+                    log::debug!("mcp-policy: cannot set {name}: {status:?}");
+                }
+            }
         }
     }
 
@@ -199,6 +228,7 @@ impl Context for PolicyStream {}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.started = EnvoyClock.unix_time();
         self.session = self
             .get_http_request_header(SESSION_HEADER)
             .filter(|session| !session.is_empty());
@@ -343,6 +373,16 @@ impl HttpContext for PolicyStream {
         if !self.answered {
             // Reset before any response: the call may never have run.
             self.release_quota("request reset before a response");
+        }
+        if let Some(mut audit) = self.audit.take() {
+            audit.status = self
+                .get_property(vec!["response", "code"])
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                .map(u64::from_le_bytes)
+                .and_then(|code| u16::try_from(code).ok());
+            let elapsed = EnvoyClock.unix_time().saturating_sub(self.started);
+            audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
+            log::info!("{}", audit.to_log_line());
         }
     }
 }

@@ -123,6 +123,19 @@ impl Policy {
         &self.base
     }
 
+    /// Every tool the policy names, in any grant (rules and `hide`), once each.
+    pub fn named_tools(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .flat_map(|view| view.tools.keys().chain(view.hide.names.iter()))
+            .filter(|name| name.as_str() != "*")
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Grant labels with an entry of their own.
     pub fn grant_names(&self) -> impl Iterator<Item = &str> {
         self.grants.keys().map(String::as_str)

@@ -83,6 +83,10 @@ pub fn config_yaml(port: u16, admin_port: u16, upstream_port: u16, policy: &str)
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+stats_config:
+  stats_tags:
+  - tag_name: mcp_tool
+    regex: "mcp_policy_tool\\.((.+?)\\.)(allowed|denied|rate_limited|hidden|invalid|failed)$"
 static_resources:
   listeners:
   - name: mcp
@@ -95,6 +99,20 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: mcp
           codec_type: AUTO
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format:
+                  access_log: "mcp"
+                  method: "%REQ(:METHOD)%"
+                  status: "%RESPONSE_CODE%"
+                  duration_ms: "%DURATION%"
+                  grant: "%FILTER_STATE(wasm.mcp_policy.grant:PLAIN)%"
+                  tool: "%FILTER_STATE(wasm.mcp_policy.tool:PLAIN)%"
+                  decision: "%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%"
+                  rule: "%FILTER_STATE(wasm.mcp_policy.rule:PLAIN)%"
           route_config:
             virtual_hosts:
             - name: mcp
@@ -156,6 +174,8 @@ fn spawn(dir: &Path, config: &str, workers: u32) -> Child {
         .arg(&config_path)
         .args(["--concurrency", &workers.to_string()])
         .args(["--disable-hot-restart", "--log-level", "info"])
+        // Access log lines reach the log file within 50 ms (default: 10 s).
+        .args(["--file-flush-interval-msec", "50"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap_or_else(|err| panic!("{err}")))
         .stderr(log)
@@ -274,13 +294,58 @@ impl Envoy {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
 
-    /// The audit records the filter logged, parsed.
+    /// The audit records the filter logged, parsed. They are written when a
+    /// stream ends, which can be just after the client has its answer: wait
+    /// until the count has been stable for 150 ms.
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
-        self.log()
+        let read = || -> Vec<serde_json::Value> {
+            self.log()
+                .lines()
+                .filter_map(|line| line.split_once(mcp_policy::audit::AUDIT_PREFIX))
+                .filter_map(|(_, json)| serde_json::from_str(json).ok())
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut records = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let again = read();
+            if again.len() == records.len() || Instant::now() > deadline {
+                return again;
+            }
+            records = again;
+        }
+    }
+
+    /// Envoy's access log entries (JSON lines the harness's config writes to
+    /// stdout), once at least `expected` have been flushed (or 5 s passed).
+    pub fn access_log(&self, expected: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let entries: Vec<serde_json::Value> = self
+                .log()
+                .lines()
+                .filter(|line| line.starts_with('{'))
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|entry| entry["access_log"] == "mcp")
+                .collect();
+            if entries.len() >= expected || Instant::now() > deadline {
+                return entries;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A labelled series from `/stats/prometheus`, e.g.
+    /// `mcp_policy_tool_allowed{mcp_tool="x"}`; 0 if absent.
+    pub async fn prometheus_series(&self, series: &str) -> u64 {
+        let scrape = self.admin("/stats/prometheus").await;
+        scrape
             .lines()
-            .filter_map(|line| line.split_once(mcp_policy::audit::AUDIT_PREFIX))
-            .filter_map(|(_, json)| serde_json::from_str(json).ok())
-            .collect()
+            .filter_map(|line| line.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .and_then(|(_, value)| value.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// GET on the admin interface.
