@@ -207,6 +207,30 @@ fn check_filter_settings(bootstrap: &Value, origin: &str) {
     }
 }
 
+/// An LDS resource file made a bootstrap: its listeners, with the admin and
+/// clusters of `bootstrap.yaml` beside it.
+fn lds_file_as_bootstrap(file: &Path, document: &Value) -> Value {
+    let sibling = file.with_file_name("bootstrap.yaml");
+    let bootstrap = &yaml_documents(&sibling)[0];
+    let listeners: Vec<Value> = document["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|resource| {
+            let mut listener = resource.clone();
+            listener.as_object_mut().unwrap().remove("@type");
+            listener
+        })
+        .collect();
+    json!({
+        "admin": bootstrap["admin"],
+        "static_resources": {
+            "listeners": listeners,
+            "clusters": bootstrap["static_resources"]["clusters"],
+        }
+    })
+}
+
 /// Points every `filename: ....wasm` at the module this machine built; the
 /// configuration must name one.
 fn with_local_module(config: &str) -> String {
@@ -869,9 +893,19 @@ fn every_envoy_configuration_passes_envoy_validate() {
     // The repository's own configurations, as they are (module path made
     // absolute); the filter's settings checked where they load the filter.
     for file in yaml_files_under(&root.join("envoy")) {
+        let document = &yaml_documents(&file)[0];
+        if document.get("resources").is_some() {
+            // An LDS file (envoy/hot-reload/listener.yaml): validated as the
+            // listeners of its directory's bootstrap.
+            let bootstrap = lds_file_as_bootstrap(&file, document);
+            check_filter_settings(&bootstrap, &file.display().to_string());
+            let config = serde_norway::to_string(&bootstrap).unwrap();
+            configs.push((file.display().to_string(), with_local_module(&config)));
+            continue;
+        }
         let (config, modules) = module_paths_made_local(&read(&file));
         if modules > 0 {
-            check_filter_settings(&yaml_documents(&file)[0], &file.display().to_string());
+            check_filter_settings(document, &file.display().to_string());
         }
         configs.push((file.display().to_string(), config));
     }
