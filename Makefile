@@ -13,7 +13,7 @@ ENVOY_BIN := $(or $(shell command -v envoy 2>/dev/null),$(CURDIR)/.venv/bin/envo
 # The test runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN_VERSION := $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 
-.PHONY: help wasm demo envoy run test lint test-native test-wasm wasm-bindgen-runner toolchain clean soak fuzz
+.PHONY: help wasm demo envoy run test lint test-native test-wasm wasm-bindgen-runner toolchain clean soak fuzz fuzz-ci cargo-fuzz
 
 help:
 	@echo "make run   - build the filter and the demo MCP server, start both behind Envoy"
@@ -41,7 +41,7 @@ envoy: $(ENVOY_BIN)
 run: wasm demo envoy
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
 
-test: lint test-native test-wasm
+test: lint test-native test-wasm fuzz-ci
 
 lint: toolchain
 	cargo fmt --check
@@ -74,3 +74,27 @@ SOAK_GRANTS ?= 100000
 soak: wasm envoy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		cargo run --release --example soak -- $(SOAK_SECONDS) $(SOAK_GRANTS)
+
+# Fuzzing (cargo-fuzz, libFuzzer) of the body parser, the whole decide path
+# (random policy x random request) and the event-stream filter. Seeds are in
+# fuzz/corpus/; what the fuzzer finds beyond them goes to target/fuzz-corpus/.
+# Stable Rust: no sanitizer (the code is safe Rust; panics and overflow checks
+# are what the fuzzer finds).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := parse_body decide event_stream
+fuzz: cargo-fuzz
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$target; \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		(cd fuzz && cargo fuzz run --sanitizer none $$target ../target/fuzz-corpus/$$target corpus/$$target \
+			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units)|panicked|SUMMARY|deadly|crash-') \
+			|| exit 1; \
+		ls fuzz/artifacts/$$target/crash-* fuzz/artifacts/$$target/timeout-* >/dev/null 2>&1 && { echo "fuzz: $$target found a failure in fuzz/artifacts/$$target"; exit 1; }; \
+	done; true
+
+# make test fuzzes each target briefly: bounded time in CI.
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=15
+
+cargo-fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet cargo-fuzz

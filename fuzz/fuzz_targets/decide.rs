@@ -1,0 +1,91 @@
+//! A random policy and a random request (split at the first NUL byte): the
+//! whole request path never panics, every reply is a JSON-RPC message, and a
+//! call the gate forwards is never one it could not read.
+#![no_main]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use mcp_policy::gate;
+use mcp_policy::host::{host_cas, Cas, Clock, SharedStore, StoreError};
+use mcp_policy::policy::Policy;
+use mcp_policy::ratelimit::CallerScope;
+
+/// Envoy's shared-data semantics (see src/testing.rs), single-threaded.
+#[derive(Default)]
+struct Store(RefCell<(HashMap<String, (Vec<u8>, Cas)>, Cas)>);
+
+impl SharedStore for Store {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
+        Ok(self.0.borrow().0.get(key).cloned())
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<Cas>,
+    ) -> Result<(), StoreError> {
+        let cas = host_cas(expected);
+        let mut state = self.0.borrow_mut();
+        let (map, next) = &mut *state;
+        *next = next.wrapping_add(1).max(1);
+        let version = *next;
+        match map.get_mut(key) {
+            Some(entry) if cas != 0 && cas != entry.1 => Err(StoreError::CasMismatch),
+            Some(entry) => {
+                *entry = (value.to_vec(), version);
+                Ok(())
+            }
+            None => {
+                map.insert(key.to_string(), (value.to_vec(), version));
+                Ok(())
+            }
+        }
+    }
+}
+
+struct At(u64);
+impl Clock for At {
+    fn unix_time(&self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (policy, request) = match data.iter().position(|byte| *byte == 0) {
+        Some(split) => (&data[..split], &data[split + 1..]),
+        None => (data, &b""[..]),
+    };
+    let Ok(policy) = Policy::from_json(policy) else {
+        return;
+    };
+    let store = Store::default();
+    let clock = At(1_800_000_000);
+    for grant in ["anonymous", "alice", "ci-runner"] {
+        let caller = CallerScope {
+            grant,
+            session: Some("s"),
+        };
+        // Twice: the second call meets the counters the first one left.
+        for _ in 0..2 {
+            let inspection = gate::inspect_body(&policy, &store, &clock, caller, request);
+            if let Some(reply) = &inspection.reply {
+                let json: serde_json::Value =
+                    serde_json::from_slice(&reply.body).expect("replies are JSON");
+                assert_eq!(json["jsonrpc"], "2.0");
+                assert!(json.get("error").is_some() || json.get("result").is_some());
+            } else if inspection.audit.is_some() {
+                // Forwarded and audited: a tools/call the gate read.
+                assert!(
+                    matches!(
+                        mcp_policy::mcp::parse(request),
+                        Ok(mcp_policy::mcp::Message::ToolCall(_))
+                    ) || policy.mode == mcp_policy::policy::Mode::Monitor
+                        || policy.failure_mode == mcp_policy::policy::FailureMode::Open
+                );
+            }
+        }
+    }
+});
