@@ -28,7 +28,8 @@ fn policy_b() -> &'static str {
 
 /// The shipped listener.yaml with our ports, module and policy.
 fn listener(port: u16, upstream_port: u16, policy: &str) -> String {
-    let shipped = std::fs::read_to_string(repo_root().join("envoy/hot-reload/listener.yaml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(repo_root().join("envoy/hot-reload/listener.yaml")).unwrap();
     let (head, rest) = shipped.split_once("value: |\n").unwrap();
     let indent = "                  ";
     let tail: String = rest
@@ -36,7 +37,10 @@ fn listener(port: u16, upstream_port: u16, policy: &str) -> String {
         .skip_while(|line| line.starts_with(indent) || line.is_empty())
         .map(|line| format!("{line}\n"))
         .collect();
-    let policy: String = policy.lines().map(|line| format!("{indent}{}\n", line.trim())).collect();
+    let policy: String = policy
+        .lines()
+        .map(|line| format!("{indent}{}\n", line.trim()))
+        .collect();
     format!("{head}value: |\n{policy}{tail}")
         .replace("port_value: 10000", &format!("port_value: {port}"))
         .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
@@ -54,7 +58,9 @@ fn install(dir: &Path, content: &str) {
 }
 
 async fn lds_stat(envoy: &Envoy, name: &str) -> u64 {
-    let stats = envoy.admin(&format!("/stats?filter=^listener_manager\\.lds\\.{name}$")).await;
+    let stats = envoy
+        .admin(&format!("/stats?filter=^listener_manager\\.lds\\.{name}$"))
+        .await;
     stats
         .lines()
         .find_map(|line| line.split_once(": "))
@@ -65,14 +71,21 @@ async fn lds_stat(envoy: &Envoy, name: &str) -> u64 {
 async fn wait_for_stat(envoy: &Envoy, name: &str, above: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while lds_stat(envoy, name).await <= above {
-        assert!(Instant::now() < deadline, "listener_manager.lds.{name} stayed at {above}:\n{}", envoy.log());
+        assert!(
+            Instant::now() < deadline,
+            "listener_manager.lds.{name} stayed at {above}:\n{}",
+            envoy.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn call(envoy: &Envoy, tool: &str) -> (u16, Value) {
     // A new connection each time: a reloaded listener takes new connections.
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let response = client
         .post(envoy.mcp_url())
         .header("content-type", "application/json")
@@ -90,12 +103,20 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     let listener_socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_port = listener_socket.local_addr().unwrap().port();
     let upstream = Recorder::default();
-    let serve = ServeOptions { json_responses: true, ..ServeOptions::default() };
-    let server = tokio::spawn(demo_server::serve_with_options(listener_socket, upstream.clone(), serve));
+    let serve = ServeOptions {
+        json_responses: true,
+        ..ServeOptions::default()
+    };
+    let server = tokio::spawn(demo_server::serve_with_options(
+        listener_socket,
+        upstream.clone(),
+        serve,
+    ));
 
     let dir = std::env::temp_dir().join(format!("mcp-policy-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let bootstrap = std::fs::read_to_string(repo_root().join("envoy/hot-reload/bootstrap.yaml")).unwrap();
+    let bootstrap =
+        std::fs::read_to_string(repo_root().join("envoy/hot-reload/bootstrap.yaml")).unwrap();
     let dir_for_config = dir.clone();
     let envoy = Envoy::start_with_config(
         move |port, admin_port| {
@@ -103,8 +124,14 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
             bootstrap
                 .replace("port_value: 9901", &format!("port_value: {admin_port}"))
                 .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
-                .replace("path: envoy/hot-reload/listener.yaml", &format!("path: {}", dir_for_config.join("listener.yaml").display()))
-                .replace("path: envoy/hot-reload }", &format!("path: {} }}", dir_for_config.display()))
+                .replace(
+                    "path: envoy/hot-reload/listener.yaml",
+                    &format!("path: {}", dir_for_config.join("listener.yaml").display()),
+                )
+                .replace(
+                    "path: envoy/hot-reload }",
+                    &format!("path: {} }}", dir_for_config.display()),
+                )
         },
         2,
     )
@@ -114,7 +141,10 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     // Policy A: deleteWorkspace denied; one of the two executions used.
     let (_, denied) = call(&envoy, "deleteWorkspace").await;
     assert_eq!(denied["error"]["data"]["reason"], "policy A", "{denied}");
-    assert_eq!(call(&envoy, "asyncExecuteCode").await.1["result"]["isError"], false);
+    assert_eq!(
+        call(&envoy, "asyncExecuteCode").await.1["result"]["isError"],
+        false
+    );
 
     // Policy B: applied to new requests, no restart.
     let successes = lds_stat(&envoy, "update_success").await;
@@ -131,8 +161,14 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     }
     assert_eq!(upstream.tool_call_count("deleteWorkspace"), 1);
     // The counter kept its count across the reload: one more, then full.
-    assert_eq!(call(&envoy, "asyncExecuteCode").await.1["result"]["isError"], false);
-    assert_eq!(call(&envoy, "asyncExecuteCode").await.1["error"]["code"], -31002);
+    assert_eq!(
+        call(&envoy, "asyncExecuteCode").await.1["result"]["isError"],
+        false
+    );
+    assert_eq!(
+        call(&envoy, "asyncExecuteCode").await.1["error"]["code"],
+        -31002
+    );
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 2);
 
     // An invalid policy is refused; B keeps serving.
