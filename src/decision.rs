@@ -9,14 +9,18 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, Limit, View};
+use crate::policy::{Action, CounterStore, Limit, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
 
 /// What the gate does with a tool call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<'p> {
-    /// Forward it; `reservations` is the quota it took.
-    Allow { reservations: Vec<Reservation> },
+    /// Forward it; `reservations` is the local quota it took. `global`: limits
+    /// the rate-limit service must still allow (empty: none).
+    Allow {
+        reservations: Vec<Reservation>,
+        global: Vec<&'p Limit>,
+    },
     /// Refused by a rule; `rule` is the JSON pointer of the rule that decided.
     Deny { rule: &'p str, reason: Cow<'p, str> },
     /// The tool is hidden from this caller: answered as an unknown tool.
@@ -171,17 +175,19 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
     if own_limits.is_empty() && all_tools.is_empty() {
         return Decision::Allow {
             reservations: Vec::new(),
+            global: Vec::new(),
         };
     }
-    let limits: Vec<&Limit> = own_limits.iter().chain(all_tools).collect();
-    match ratelimit::acquire(
-        store,
-        &limits,
-        caller,
-        now_seconds,
-        policy.slots_per_counter,
-    ) {
-        Acquire::Granted(reservations) => Decision::Allow { reservations },
+    // Local limits first; the fleet-wide service is asked only if they pass.
+    let (global, local): (Vec<&Limit>, Vec<&Limit>) = own_limits
+        .iter()
+        .chain(all_tools)
+        .partition(|limit| limit.store == CounterStore::Global);
+    match ratelimit::acquire(store, &local, caller, now_seconds, policy.slots_per_counter) {
+        Acquire::Granted(reservations) => Decision::Allow {
+            reservations,
+            global,
+        },
         Acquire::Exhausted {
             limit,
             retry_after_seconds,

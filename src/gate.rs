@@ -7,7 +7,7 @@ use crate::decision::{self, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::{self, Message};
 use crate::policy::{FailureMode, IdentityError, Mode, Policy};
-use crate::ratelimit::{CallerScope, Reservation};
+use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::{self, Reply};
 
 /// What the filter does with one request.
@@ -22,6 +22,8 @@ pub struct Inspection {
     /// The id of a `tools/list` request whose answer must be filtered for
     /// this caller (it hides tools from them).
     pub filter_listing: Option<serde_json::Value>,
+    /// Global limits to ask the rate-limit service about before forwarding.
+    pub global_check: Option<GlobalCheck>,
 }
 
 impl Inspection {
@@ -37,6 +39,7 @@ impl Inspection {
             reservations: Vec::new(),
             audit: None,
             filter_listing: None,
+            global_check: None,
         }
     }
 
@@ -150,17 +153,97 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     if fails_open {
         audit.enforced = false;
     }
-    let reservations = match decision {
-        Decision::Allow { reservations } => reservations,
-        _ => Vec::new(),
+    let (reservations, global) = match decision {
+        Decision::Allow {
+            reservations,
+            global,
+        } => (reservations, global),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let global_check = match (&policy.rate_limit_service, global.is_empty()) {
+        (Some(service), false) => Some(GlobalCheck {
+            request: ratelimit::service::request(service, &global, caller),
+            limits: global.into_iter().cloned().collect(),
+            id: call.id.clone(),
+            tool: call.name.to_string(),
+        }),
+        _ => None,
     };
     Inspection {
         reply,
         reservations,
         audit: Some(audit),
         filter_listing: None,
+        global_check,
     }
     .enforced_by(policy.mode)
+}
+
+/// Global limits still to be asked of the rate-limit service before the call
+/// may be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalCheck {
+    /// The encoded `ShouldRateLimit` request.
+    pub request: Vec<u8>,
+    pub limits: Vec<crate::policy::Limit>,
+    id: serde_json::Value,
+    tool: String,
+}
+
+/// The decision once the rate-limit service has answered (`Ok`: the
+/// response message; `Err`: the call failed or timed out). Updates the audit
+/// record; the reply is `None` when the call goes ahead. The caller gives
+/// back the local quota when a reply is sent.
+pub fn complete_global_check(
+    policy: &Policy,
+    check: &GlobalCheck,
+    answer: Result<&[u8], String>,
+    now_seconds: u64,
+    audit: &mut AuditRecord,
+) -> Option<Reply> {
+    let limits: Vec<&crate::policy::Limit> = check.limits.iter().collect();
+    let verdict = match answer {
+        Ok(bytes) => ratelimit::service::verdict(bytes, &limits, now_seconds),
+        Err(err) => ratelimit::service::Verdict::Failed(err),
+    };
+    let failure_mode = policy
+        .rate_limit_service
+        .as_ref()
+        .map_or(FailureMode::Closed, |service| service.failure_mode);
+    let reply = match verdict {
+        ratelimit::service::Verdict::Allowed => None,
+        ratelimit::service::Verdict::OverLimit {
+            index,
+            retry_after_seconds,
+        } => {
+            let limit = limits.get(index).copied()?;
+            let decision = Decision::RateLimited {
+                limit,
+                retry_after_seconds,
+            };
+            audit.decision = Outcome::RateLimited;
+            audit.rule = Some(limit.pointer.clone());
+            response::for_decision(&check.id, &check.tool, &decision, policy.deny_as)
+        }
+        ratelimit::service::Verdict::Failed(detail) => {
+            log::warn!(
+                "mcp-policy: rate-limit service failed ({detail}); failure_mode {failure_mode:?}"
+            );
+            audit.decision = Outcome::Failed;
+            if failure_mode == FailureMode::Open {
+                audit.enforced = false;
+                None
+            } else {
+                let decision = Decision::Failed { detail };
+                response::for_decision(&check.id, &check.tool, &decision, policy.deny_as)
+            }
+        }
+    };
+    if policy.mode == Mode::Monitor {
+        audit.enforced = false;
+        return None;
+    }
+    reply
 }
 
 /// The answer to a body over the policy's limit, seen before it is complete.

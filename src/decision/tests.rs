@@ -89,7 +89,8 @@ fn unlisted_tools_follow_the_default() {
     assert_eq!(
         decide(allow.base(), "anything", None, caller("a"), &store, NOW),
         Decision::Allow {
-            reservations: vec![]
+            reservations: vec![],
+            global: vec![]
         }
     );
 }
@@ -132,7 +133,7 @@ fn limits_of_the_tool_and_of_all_tools_both_apply() {
             NOW,
         )
     };
-    assert!(matches!(exec("a"), Decision::Allow { reservations } if reservations.len() == 2));
+    assert!(matches!(exec("a"), Decision::Allow { reservations, .. } if reservations.len() == 2));
     assert!(matches!(exec("a"), Decision::Allow { .. }));
     match exec("a") {
         Decision::RateLimited {

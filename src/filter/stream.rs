@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, BufferType};
 use serde_json::Value;
 
 use super::host::{EnvoyClock, EnvoyMetrics, EnvoySharedData};
 use crate::audit::AuditRecord;
-use crate::gate::{self, Inspection, McpHeaders};
+use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
 use crate::host::{Clock, Metrics};
 use crate::listing::{self, SseFilter};
 use crate::policy::{Identity, Policy, ANONYMOUS_GRANT};
@@ -47,6 +47,9 @@ pub struct PolicyStream {
     audit: Option<AuditRecord>,
     /// When the request headers arrived.
     started: Duration,
+    /// A call held while the rate-limit service decides its global limits:
+    /// the gRPC token, what was asked, and the decision's audit record so far.
+    pending_global: Option<(u32, GlobalCheck, AuditRecord)>,
 }
 
 /// A `tools/list` answer being filtered.
@@ -75,6 +78,7 @@ impl PolicyStream {
             answered: false,
             audit: None,
             started: Duration::ZERO,
+            pending_global: None,
         }
     }
 
@@ -197,12 +201,72 @@ impl PolicyStream {
             &body,
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
+        if let Some(check) = inspection.global_check.take() {
+            if let Some(audit) = inspection.audit.take() {
+                return self.ask_rate_limit_service(check, audit);
+            }
+        }
         if let Some(id) = inspection.filter_listing.clone() {
             // Encoded answers could not be filtered: ask for identity.
             self.set_http_request_header("accept-encoding", None);
             self.listing = Some(Listing::Requested(id));
         }
         self.apply(inspection)
+    }
+
+    /// Holds the call and asks the rate-limit service about its global
+    /// limits; the answer arrives in `on_grpc_call_response`.
+    fn ask_rate_limit_service(&mut self, check: GlobalCheck, audit: AuditRecord) -> Action {
+        let Some(service) = self.policy.rate_limit_service.clone() else {
+            return self.finish_global_check(
+                &check,
+                audit,
+                Err("no rate_limit_service".to_string()),
+            );
+        };
+        let dispatched = hostcalls::dispatch_grpc_call(
+            &service.cluster,
+            ratelimit::service::SERVICE,
+            ratelimit::service::METHOD,
+            Vec::new(),
+            Some(&check.request),
+            Duration::from_millis(service.timeout_ms),
+        );
+        match dispatched {
+            Ok(token) => {
+                self.pending_global = Some((token, check, audit));
+                Action::Pause
+            }
+            Err(status) => self.finish_global_check(
+                &check,
+                audit,
+                Err(format!(
+                    "cannot call cluster {:?}: {status:?}",
+                    service.cluster
+                )),
+            ),
+        }
+    }
+
+    /// Applies the rate-limit service's answer (or failure) to a held call.
+    fn finish_global_check(
+        &mut self,
+        check: &GlobalCheck,
+        mut audit: AuditRecord,
+        answer: Result<&[u8], String>,
+    ) -> Action {
+        let now = EnvoyClock.unix_time().as_secs();
+        let reply = gate::complete_global_check(&self.policy, check, answer, now, &mut audit);
+        if reply.is_some() {
+            self.release_quota("the rate-limit service refused or failed");
+        }
+        self.apply(Inspection {
+            reply,
+            reservations: Vec::new(),
+            audit: Some(audit),
+            filter_listing: None,
+            global_check: None,
+        })
     }
 
     /// Gives back the quota of a call that did not happen.
@@ -224,7 +288,33 @@ impl PolicyStream {
     }
 }
 
-impl Context for PolicyStream {}
+impl Context for PolicyStream {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some((token, check, audit)) = self.pending_global.take() else {
+            return;
+        };
+        if token != token_id {
+            self.pending_global = Some((token, check, audit));
+            return;
+        }
+        let body = if status_code == 0 {
+            hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, response_size)
+                .map_err(|status| format!("cannot read the answer: {status:?}"))
+                .map(Option::unwrap_or_default)
+        } else {
+            Err(format!("gRPC status {status_code}"))
+        };
+        let action = match &body {
+            Ok(bytes) => self.finish_global_check(&check, audit, Ok(bytes)),
+            Err(err) => self.finish_global_check(&check, audit, Err(err.clone())),
+        };
+        if action == Action::Continue {
+            if let Err(status) = hostcalls::resume_http_request() {
+                log::warn!("mcp-policy: cannot resume the request: {status:?}");
+            }
+        }
+    }
+}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -146,6 +146,7 @@ fn other_messages_pass_unaudited() {
             reservations: vec![],
             audit: None,
             filter_listing: None,
+            global_check: None,
         }
     );
 }

@@ -55,6 +55,9 @@ pub struct PolicyDocument {
     /// (needs Envoy's `allow_on_headers_stop_iteration: true`).
     #[serde(default)]
     pub hold_request_headers: Option<bool>,
+    /// The rate-limit service for limits with `store: global`.
+    #[serde(default)]
+    pub rate_limit_service: Option<Object<RateLimitServiceDocument>>,
 }
 
 /// What happens when the gate cannot decide (counter store failed).
@@ -252,6 +255,41 @@ pub struct LimitDocument {
     pub window: Window,
     pub max: PositiveInteger,
     pub scope: Scope,
+    /// Where the count lives: this Envoy's shared data, or the fleet-wide
+    /// rate-limit service.
+    #[serde(default)]
+    pub store: Option<CounterStore>,
+}
+
+/// Where a limit's count lives.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CounterStore {
+    /// Envoy's shared data: exact across the workers of one Envoy (default).
+    #[default]
+    Local,
+    /// The rate-limit service in `rate_limit_service`: one count across every
+    /// Envoy that uses it.
+    Global,
+}
+
+/// The Envoy rate-limit service (envoy.service.ratelimit.v3) global limits use.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitServiceDocument {
+    /// The Envoy cluster (gRPC, HTTP/2) of the service.
+    pub cluster: NonEmptyString,
+    /// Rate-limit domain of the requests, default `mcp-policy`.
+    #[serde(default)]
+    pub domain: Option<NonEmptyString>,
+    /// How long a decision may wait for the service, default 50 ms.
+    #[serde(default)]
+    pub timeout_ms: Option<PositiveInteger>,
+    /// What happens when the service fails or times out, default closed.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

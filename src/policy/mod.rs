@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::arguments::ArgumentRules;
 use crate::mcp;
 
-pub use document::{Action, DenyAs, FailureMode, ListMode, Mode, Scope};
+pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, Scope};
 use document::{
     AllToolsDocument, GrantDocument, LimitDocument, NonEmptyString, Object, PolicyDocument,
     ToolRuleDocument, UniqueMap,
@@ -25,6 +25,11 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Slots in each counter's table unless the policy sets `max_callers_per_counter`.
 pub const DEFAULT_MAX_CALLERS_PER_COUNTER: u64 = 65_536;
+
+/// Rate-limit domain of global limits unless `rate_limit_service.domain` says otherwise.
+pub const DEFAULT_RATE_LIMIT_DOMAIN: &str = "mcp-policy";
+/// How long a decision waits for the rate-limit service unless `timeout_ms` says otherwise.
+pub const DEFAULT_RATE_LIMIT_TIMEOUT_MS: u64 = 50;
 
 /// The grant of a caller whose request names none.
 pub const ANONYMOUS_GRANT: &str = "anonymous";
@@ -43,6 +48,8 @@ pub struct Policy {
     /// Hold request headers until the body is decided (default). `false`
     /// for Envoys where `allow_on_headers_stop_iteration` cannot be set.
     pub hold_request_headers: bool,
+    /// Where limits with `store: global` are counted.
+    pub rate_limit_service: Option<RateLimitService>,
     /// The policy for callers without a grant entry of their own.
     base: View,
     grants: HashMap<String, View>,
@@ -95,7 +102,20 @@ pub struct Limit {
     pub scope: Scope,
     /// JSON pointer of the limit, e.g. `/tools/asyncExecuteCode/limits/0`.
     pub pointer: String,
+    pub store: CounterStore,
 }
+
+/// The fleet-wide rate-limit service (`rate_limit_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitService {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+}
+
+/// Windows the rate-limit protocol can express (its `unit`s).
+pub const SERVICE_WINDOWS: [u64; 4] = [1, 60, 3_600, 86_400];
 
 impl Policy {
     /// Reads and validates a policy document.
@@ -266,7 +286,32 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
         }
     };
 
+    let rate_limit_service = match (document.rate_limit_service, &windows.first_global) {
+        (Some(Object(service)), Some(_)) => Some(RateLimitService {
+            cluster: service.cluster.0,
+            domain: service
+                .domain
+                .map_or_else(|| DEFAULT_RATE_LIMIT_DOMAIN.to_string(), |domain| domain.0),
+            timeout_ms: service.timeout_ms.map_or(DEFAULT_RATE_LIMIT_TIMEOUT_MS, |t| t.0),
+            failure_mode: service.failure_mode.unwrap_or_default(),
+        }),
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "rate_limit_service",
+                "no limit has store: global; remove rate_limit_service or mark limits global",
+            ))
+        }
+        (None, Some(first)) => {
+            return Err(ConfigError::new(
+                format!("{first}.store"),
+                "store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)",
+            ))
+        }
+        (None, None) => None,
+    };
+
     Ok(Policy {
+        rate_limit_service,
         identity,
         mode: document.mode.unwrap_or_default(),
         deny_as: document.deny_as.unwrap_or_default(),
@@ -399,24 +444,51 @@ fn compile_hide(names: &[NonEmptyString], pointer: &str) -> Hide {
     }
 }
 
-/// Counter names are one namespace; a counter keeps one window wherever it is
-/// named, because its stored value holds a single window.
+/// Counter names are one namespace; a counter keeps one window and one store
+/// wherever it is named, because its stored value holds a single window.
 #[derive(Default)]
-struct CounterWindows(HashMap<String, (u64, String)>);
+struct CounterWindows {
+    seen: HashMap<String, (u64, CounterStore, String)>,
+    /// Path of the first limit with `store: global`.
+    first_global: Option<String>,
+}
 
 impl CounterWindows {
-    fn check(&mut self, counter: &str, window: u64, path: &str) -> Result<(), ConfigError> {
-        match self.0.get(counter) {
-            Some((first_window, first_path)) if *first_window != window => Err(ConfigError::new(
+    fn check(
+        &mut self,
+        counter: &str,
+        window: u64,
+        store: CounterStore,
+        path: &str,
+    ) -> Result<(), ConfigError> {
+        if store == CounterStore::Global {
+            if !SERVICE_WINDOWS.contains(&window) {
+                return Err(ConfigError::new(
+                    format!("{path}.window"),
+                    format!(
+                        "store: global takes the windows the rate-limit protocol has: second, minute, hour or day (got {window}s)"
+                    ),
+                ));
+            }
+            self.first_global.get_or_insert_with(|| path.to_string());
+        }
+        match self.seen.get(counter) {
+            Some((first_window, _, first_path)) if *first_window != window => Err(ConfigError::new(
                 format!("{path}.window"),
                 format!(
                     "counter {counter:?} has window {window}s here but {first_window}s at {first_path}; a counter has one window"
                 ),
             )),
+            Some((_, first_store, first_path)) if *first_store != store => Err(ConfigError::new(
+                format!("{path}.store"),
+                format!(
+                    "counter {counter:?} is counted in another store at {first_path}; a counter has one store"
+                ),
+            )),
             Some(_) => Ok(()),
             None => {
-                self.0
-                    .insert(counter.to_string(), (window, path.to_string()));
+                self.seen
+                    .insert(counter.to_string(), (window, store, path.to_string()));
                 Ok(())
             }
         }
@@ -434,13 +506,15 @@ fn compile_limits(
         .enumerate()
         .map(|(index, Object(limit))| {
             let limit_path = format!("{path}[{index}]");
-            windows.check(&limit.counter.0, limit.window.0, &limit_path)?;
+            let store = limit.store.unwrap_or_default();
+            windows.check(&limit.counter.0, limit.window.0, store, &limit_path)?;
             Ok(Limit {
                 counter: limit.counter.0,
                 window_seconds: limit.window.0,
                 max: limit.max.0,
                 scope: limit.scope,
                 pointer: format!("{pointer}/{index}"),
+                store,
             })
         })
         .collect()

@@ -33,6 +33,7 @@ fn reads_the_published_policy_layer_example() {
             max: 10,
             scope: Scope::Grant,
             pointer: "/tools/asyncExecuteCode/limits/0".to_string(),
+            store: CounterStore::Local,
         }]
     );
     assert_eq!(policy.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -129,13 +130,13 @@ fn bad_documents_are_refused_with_path_and_value() {
         (limit(r#"scope="tenant""#), "tools.asyncExecuteCode.limits[0].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`"),
         (limit(r#"counter="""#), "tools.asyncExecuteCode.limits[0].counter: must not be empty"),
         (limit("counter=7"), "tools.asyncExecuteCode.limits[0].counter: invalid type: integer `7`, expected a string"),
-        (limit("burst=2"), "tools.asyncExecuteCode.limits[0].burst: unknown field `burst`, expected one of `counter`, `window`, `max`, `scope`"),
+        (limit("burst=2"), "tools.asyncExecuteCode.limits[0].burst: unknown field `burst`, expected one of `counter`, `window`, `max`, `scope`, `store`"),
         (r#"{"default":"deny"}"#.to_string(), "policy: missing field `version`"),
         (r#"{"version":"2","default":"deny"}"#.to_string(), r#"version: unsupported version "2" (this filter reads version "1")"#),
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
         (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
@@ -360,5 +361,53 @@ fn hardening_fields_are_validated() {
     assert_eq!(
         error_of(r#"{"version":"1","default":"deny","failure_mode":"maybe"}"#),
         "failure_mode: unknown variant `maybe`, expected `closed` or `open`"
+    );
+}
+
+#[test]
+fn global_limits_need_the_service_and_the_protocol_s_windows() {
+    let global = |window: &str, extra: &str| {
+        format!(
+            r#"{{"version":"1","default":"deny"{extra},"tools":{{"t":{{"limits":[{{"counter":"c","window":{window},"max":20,"scope":"grant","store":"global"}}]}}}}}}"#
+        )
+    };
+    let service = r#","rate_limit_service":{"cluster":"ratelimit"}"#;
+    let policy = load(&global("\"minute\"", service)).unwrap();
+    assert_eq!(
+        policy.rate_limit_service,
+        Some(RateLimitService {
+            cluster: "ratelimit".to_string(),
+            domain: "mcp-policy".to_string(),
+            timeout_ms: 50,
+            failure_mode: FailureMode::Closed,
+        })
+    );
+    assert_eq!(
+        policy.base().tool("t").unwrap().limits[0].store,
+        CounterStore::Global
+    );
+    assert_eq!(
+        error_of(&global("\"minute\"", "")),
+        "tools.t.limits[0].store: store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)"
+    );
+    assert_eq!(
+        error_of(&global("90", service)),
+        "tools.t.limits[0].window: store: global takes the windows the rate-limit protocol has: second, minute, hour or day (got 90s)"
+    );
+    assert_eq!(
+        error_of(&format!(r#"{{"version":"1","default":"deny"{service}}}"#)),
+        "rate_limit_service: no limit has store: global; remove rate_limit_service or mark limits global"
+    );
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r","failure_mode":"maybe"},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]}}}"#
+        ),
+        "rate_limit_service.failure_mode: unknown variant `maybe`, expected `closed` or `open`"
+    );
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r"},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]},"u":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant"}]}}}"#
+        ),
+        r#"tools.u.limits[0].store: counter "c" is counted in another store at tools.t.limits[0]; a counter has one store"#
     );
 }

@@ -14,6 +14,8 @@
 //! Every update is a compare-and-swap retried a bounded number of times: two
 //! workers can never both take the last unit of quota.
 
+pub mod service;
+
 use std::hash::{Hash, Hasher};
 
 use crate::host::{Cas, SharedStore, StoreError};

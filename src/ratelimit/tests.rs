@@ -34,6 +34,7 @@ fn limit(counter: &str, window_seconds: u64, max: u64, scope: Scope) -> Limit {
         max,
         scope,
         pointer: format!("/tools/t/limits/{counter}"),
+        store: crate::policy::CounterStore::Local,
     }
 }
 

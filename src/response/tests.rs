@@ -37,6 +37,7 @@ fn rate_limit_says_when_to_retry() {
         max: 10,
         scope: Scope::Grant,
         pointer: "/tools/a/limits/0".to_string(),
+        store: crate::policy::CounterStore::Local,
     };
     let decision = Decision::RateLimited {
         limit: &limit,
@@ -60,7 +61,8 @@ fn allowed_calls_get_no_reply() {
             &json!(1),
             "a",
             &Decision::Allow {
-                reservations: vec![]
+                reservations: vec![],
+                global: vec![]
             },
             DenyAs::Error
         ),
