@@ -67,6 +67,38 @@ clean:
 	cargo clean
 	rm -rf .venv
 
+# Benchmarks, not part of `make test` (about 15 minutes plus builds; BENCHMARKS.md explains
+# the setup and holds the last table). `make bench` installs wrk if missing,
+# runs the criterion benches of the core, then the filter in a real Envoy
+# against a buffer-only Envoy and Envoy's native MCP filter + RBAC, and writes
+# bench/results/latest.md. Knobs: BENCH_ROUNDS, BENCH_DURATION (seconds per cell
+# and round), BENCH_ONLY (cells, e.g. 2/1k,5), BENCH_PORT_BASE, BENCH_KEEP=1.
+.PHONY: bench bench-tools bench-core bench-check
+
+BENCH_CARGO := cargo
+BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+bench: wasm envoy bench-tools
+	python3 bench/gen.py --check
+	$(BENCH_CARGO) build --release --example demo_server
+	$(BENCH_CARGO) bench --bench core --no-run
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) python3 bench/run.py
+
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
+		$(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq wrk; }
+	@command -v taskset >/dev/null 2>&1 || { echo "installing taskset (util-linux)"; \
+		$(BENCH_SUDO) apt-get install -y -qq util-linux; }
+
+# The criterion benches alone.
+bench-core:
+	$(BENCH_CARGO) bench --bench core
+
+# Start every configuration and check its answers, measure nothing (a minute).
+bench-check: wasm envoy bench-tools
+	$(BENCH_CARGO) build --release --example demo_server
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) python3 bench/run.py --check-only
+
 # Minutes of mixed traffic through Envoy --concurrency 4, then sweeps of
 # distinct grants measuring memory per tracked caller. Not part of make test.
 SOAK_SECONDS ?= 180
