@@ -130,3 +130,26 @@ fuzz-ci:
 
 cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet cargo-fuzz
+
+# The rate-limit service for global limits (ratelimit-service/: its own crate
+# and Cargo workspace; its README says what it is). limitador's Redis storage
+# builds only with limitador's default features, which add RocksDB: a C++
+# build (minutes) that needs libclang for bindgen. Both targets install
+# libclang-dev if missing; ratelimit-test also redis-server (Debian packages).
+RATELIMIT_MANIFEST := ratelimit-service/Cargo.toml
+RATELIMIT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: ratelimit-service ratelimit-test ratelimit-libclang ratelimit-redis
+
+ratelimit-service: ratelimit-libclang
+	cargo build --release --manifest-path $(RATELIMIT_MANIFEST)
+
+ratelimit-test: ratelimit-libclang ratelimit-redis
+	cargo test --manifest-path $(RATELIMIT_MANIFEST)
+
+ratelimit-libclang:
+	@[ -n "$$LIBCLANG_PATH" ] || dpkg -s libclang-dev >/dev/null 2>&1 || { echo "installing libclang-dev (Debian package)"; \
+		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq libclang-dev; }
+
+ratelimit-redis:
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \
+		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server; }
