@@ -43,6 +43,17 @@ impl Inspection {
         }
     }
 
+    /// A request answered by the gate before any tool rule (unreadable,
+    /// oversized, encoded, mismatched headers, no identity), as enforced.
+    fn refusal(policy: &Policy, reply: Reply, audit: AuditRecord) -> Self {
+        Inspection {
+            reply: Some(reply),
+            audit: Some(audit),
+            ..Inspection::pass()
+        }
+        .enforced_by(policy.mode)
+    }
+
     /// In monitor mode nothing is blocked: the decision stays in the audit
     /// record and the metrics, the reply is dropped.
     fn enforced_by(mut self, mode: Mode) -> Self {
@@ -89,31 +100,13 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     let message = match mcp::parse_with_depth(body, policy.max_json_depth) {
         Ok(message) => message,
         Err(invalid) => {
-            return Inspection {
-                reply: Some(response::for_invalid(&invalid)),
-                audit: Some(AuditRecord::new(
-                    now,
-                    caller.grant,
-                    caller.session,
-                    Outcome::Invalid,
-                )),
-                ..Inspection::pass()
-            }
-            .enforced_by(policy.mode)
+            let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+            return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
         }
     };
     if let Err((id, detail)) = check_mirrored_headers(&message, headers) {
-        return Inspection {
-            reply: Some(response::header_mismatch(&id, &detail)),
-            audit: Some(AuditRecord::new(
-                now,
-                caller.grant,
-                caller.session,
-                Outcome::Invalid,
-            )),
-            ..Inspection::pass()
-        }
-        .enforced_by(policy.mode);
+        let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+        return Inspection::refusal(policy, response::header_mismatch(&id, &detail), audit);
     }
     let view = policy.view(caller.grant);
     let call = match message {
@@ -252,17 +245,17 @@ pub fn body_too_large<C: Clock + ?Sized>(
     clock: &C,
     caller: CallerScope<'_>,
 ) -> Inspection {
-    Inspection {
-        reply: Some(response::body_too_large(policy.max_body_bytes)),
-        audit: Some(AuditRecord::new(
-            clock.unix_time(),
-            caller.grant,
-            caller.session,
-            Outcome::Invalid,
-        )),
-        ..Inspection::pass()
-    }
-    .enforced_by(policy.mode)
+    let audit = AuditRecord::new(
+        clock.unix_time(),
+        caller.grant,
+        caller.session,
+        Outcome::Invalid,
+    );
+    Inspection::refusal(
+        policy,
+        response::body_too_large(policy.max_body_bytes),
+        audit,
+    )
 }
 
 /// The answer to a request body in an encoding the gate does not read.
@@ -272,17 +265,13 @@ pub fn unsupported_encoding<C: Clock + ?Sized>(
     caller: CallerScope<'_>,
     encoding: &str,
 ) -> Inspection {
-    Inspection {
-        reply: Some(response::unsupported_encoding(encoding)),
-        audit: Some(AuditRecord::new(
-            clock.unix_time(),
-            caller.grant,
-            caller.session,
-            Outcome::Invalid,
-        )),
-        ..Inspection::pass()
-    }
-    .enforced_by(policy.mode)
+    let audit = AuditRecord::new(
+        clock.unix_time(),
+        caller.grant,
+        caller.session,
+        Outcome::Invalid,
+    );
+    Inspection::refusal(policy, response::unsupported_encoding(encoding), audit)
 }
 
 /// The answer to a request without an acceptable identity.
@@ -299,12 +288,7 @@ pub fn unauthorized<C: Clock + ?Sized>(
         Outcome::Denied,
     );
     audit.rule = Some(IDENTITY_POINTER.to_string());
-    Inspection {
-        reply: Some(response::unauthorized(error)),
-        audit: Some(audit),
-        ..Inspection::pass()
-    }
-    .enforced_by(policy.mode)
+    Inspection::refusal(policy, response::unauthorized(error), audit)
 }
 
 /// Methods whose `Mcp-Name` mirrors `params.name`, and those where it mirrors `params.uri`.
