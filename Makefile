@@ -41,16 +41,20 @@ envoy: $(ENVOY_BIN)
 run: wasm demo envoy
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
 
-test: lint test-native test-wasm fuzz-ci
+test: lint test-native test-wasm ratelimit-test fuzz-ci
 
 lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
+	cargo fmt --check --manifest-path $(RATELIMIT_MANIFEST)
+	cargo clippy --release --all-targets --manifest-path $(RATELIMIT_MANIFEST) -- -D warnings
 
-# Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests.
-test-native: wasm envoy
-	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) cargo test
+# Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
+# (the fleet test also runs redis-server and the rate-limit service).
+test-native: wasm envoy ratelimit-service ratelimit-redis
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) cargo test
 
 wasm-bindgen-runner:
 	@if [ "$$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -132,23 +136,18 @@ cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet cargo-fuzz
 
 # The rate-limit service for global limits (ratelimit-service/: its own crate
-# and Cargo workspace; its README says what it is). limitador's Redis storage
-# builds only with limitador's default features, which add RocksDB: a C++
-# build (minutes) that needs libclang for bindgen. Both targets install
-# libclang-dev if missing; ratelimit-test also redis-server (Debian packages).
+# and Cargo workspace; its README says what it is). Its tests start
+# redis-server (Debian package), installed here if missing.
 RATELIMIT_MANIFEST := ratelimit-service/Cargo.toml
+RATELIMIT_BIN := ratelimit-service/target/release/mcp-ratelimit-service
 RATELIMIT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-.PHONY: ratelimit-service ratelimit-test ratelimit-libclang ratelimit-redis
+.PHONY: ratelimit-service ratelimit-test ratelimit-redis
 
-ratelimit-service: ratelimit-libclang
+ratelimit-service:
 	cargo build --release --manifest-path $(RATELIMIT_MANIFEST)
 
-ratelimit-test: ratelimit-libclang ratelimit-redis
-	cargo test --manifest-path $(RATELIMIT_MANIFEST)
-
-ratelimit-libclang:
-	@[ -n "$$LIBCLANG_PATH" ] || dpkg -s libclang-dev >/dev/null 2>&1 || { echo "installing libclang-dev (Debian package)"; \
-		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq libclang-dev; }
+ratelimit-test: ratelimit-redis
+	cargo test --release --manifest-path $(RATELIMIT_MANIFEST)
 
 ratelimit-redis:
 	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \

@@ -5,13 +5,18 @@
 //! module adds: registering each limit the first time a request names it,
 //! a bound on how many limits it registers, and the choice of limitador call.
 //!
-//! * Redis, `reserve` admission (the default): limitador's `reserve`, one Lua
-//!   script that checks every counter (value + outstanding reservations +
-//!   hits) and, if all have room, holds the hits against each, atomically in
-//!   Redis; then `commit_reservation` adds the hits to the counters and, in a
-//!   second round trip, releases the hold. Never admits past `max`, whatever
-//!   the number of service processes; between the two steps of a commit the
-//!   hits count twice, so a concurrent call may be refused while a unit is free.
+//! * Redis, `hold` admission (the default): limitador's `reserve`, one Lua
+//!   script that checks every counter (value + live reservations + hits) and,
+//!   if all have room, holds the hits against each, atomically in Redis. The
+//!   hold is never committed: it is kept until the counter's window ends
+//!   (limitador clamps a reservation to its counter's window), so the live
+//!   holds *are* the count. Exactly `max` per window, whatever the number of
+//!   service processes and however the calls overlap; one round trip. The
+//!   script reads every live hold of the counter, so a check costs O(max).
+//! * Redis, `reserve` admission: `reserve`, then `commit_reservation`, which
+//!   adds the hits to the counter and, in a second round trip, releases the
+//!   hold. Never admits past `max`; between the two steps the hits count
+//!   twice, so a concurrent call may be refused while a unit is free.
 //! * Redis, `check-and-update` admission: limitador's
 //!   `check_rate_limited_and_update`, what Kuadrant's Limitador server runs for
 //!   `ShouldRateLimit`: a read of every counter, then increments. One round trip
@@ -29,22 +34,31 @@ use std::time::Duration;
 
 use limitador::counter::Counter;
 use limitador::errors::LimitadorError;
+use limitador::reservation::ReservationLimits;
 use limitador::storage::redis::AsyncRedisStorage;
-use limitador::{AsyncRateLimiter, RateLimiter};
+use limitador::storage::AsyncStorage;
+use limitador::{AsyncRateLimiter, AsyncRateLimiterBuilder, RateLimiter};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
 use crate::request::Plan;
 
-/// How long a reservation holds its hits if this process dies between
-/// `reserve` and `commit_reservation` (never longer than the counter's window).
+/// How long a `reserve` admission's reservation holds its hits if this
+/// process dies between `reserve` and `commit_reservation` (never longer than
+/// the counter's window).
 const RESERVATION_TTL: Duration = Duration::from_secs(10);
+
+/// A `hold` admission's reservation lasts as long as its counter's window:
+/// limitador clamps every reservation to the window's remaining time, so this
+/// is only the ceiling, the longest window the protocol has (a day).
+const HOLD_FOR_THE_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// Counters of this process's in-memory storage (limitador's cache size).
 const IN_MEMORY_COUNTERS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
+    Hold,
     Reserve,
     CheckAndUpdate,
 }
@@ -122,7 +136,15 @@ impl Engine {
             loop {
                 match connect(client.clone(), timeout).await {
                     Ok(storage) => {
-                        let _ = target.set(AsyncRateLimiter::new_with_storage(Box::new(storage)));
+                        let limiter = AsyncRateLimiterBuilder::new(
+                            AsyncStorage::with_counter_storage(Box::new(storage)),
+                        )
+                        .reservation_limits(ReservationLimits {
+                            max_fraction: 1.0,
+                            max_ttl: HOLD_FOR_THE_WINDOW,
+                        })
+                        .build();
+                        let _ = target.set(limiter);
                         eprintln!("mcp-ratelimit-service: redis connection established");
                         return;
                     }
@@ -181,6 +203,15 @@ impl Engine {
                     limiter.add_limit(limit);
                 })?;
                 match admission {
+                    Admission::Hold => {
+                        let held = limiter
+                            .reserve(&ns, &ctx, plan.hits, Some(HOLD_FOR_THE_WINDOW))
+                            .await?;
+                        Ok(Outcome {
+                            limited: held.limited,
+                            counters: held.counters,
+                        })
+                    }
                     Admission::Reserve => {
                         let reserved = limiter
                             .reserve(&ns, &ctx, plan.hits, Some(RESERVATION_TTL))

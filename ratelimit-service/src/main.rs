@@ -19,7 +19,7 @@ use crate::service::Service;
 
 const USAGE: &str = "\
 usage: mcp-ratelimit-service [--listen ADDR] [--redis URL | --in-memory]
-                             [--admission reserve|check-and-update]
+                             [--admission hold|reserve|check-and-update]
                              [--redis-timeout-ms N] [--max-limits N]
 
 Envoy rate-limit service (envoy.service.ratelimit.v3) for mcp-policy's global
@@ -31,7 +31,10 @@ limitador namespace.
   --redis URL            Redis holding the counters, shared by every service process
                          (default redis://127.0.0.1:6379)
   --in-memory            counters in this process only (for trying it without Redis)
-  --admission MODE       reserve (default): limitador's reserve + commit, never past max
+  --admission MODE       hold (default): limitador's reserve, held for the counter's window;
+                         exactly max per window, a check costs O(max) in Redis
+                         reserve: limitador's reserve + commit, never past max, may refuse
+                         early under concurrency
                          check-and-update: limitador's check_rate_limited_and_update,
                          one Redis round trip fewer, may go past max under concurrency
   --redis-timeout-ms N   connect and response timeout for Redis (default 1000)
@@ -51,7 +54,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut redis = Some("redis://127.0.0.1:6379".to_string());
     let mut in_memory = false;
     let mut redis_given = false;
-    let mut admission = Admission::Reserve;
+    let mut admission = Admission::Hold;
     let mut redis_timeout_ms: u64 = 1000;
     let mut max_limits: usize = 10_000;
     while let Some(arg) = args.next() {
@@ -65,6 +68,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--in-memory" => in_memory = true,
             "--admission" => {
                 admission = match value("--admission")?.as_str() {
+                    "hold" => Admission::Hold,
                     "reserve" => Admission::Reserve,
                     "check-and-update" => Admission::CheckAndUpdate,
                     other => return Err(format!("unknown --admission {other:?}")),
@@ -149,6 +153,7 @@ async fn run(args: Args) -> Result<(), String> {
             let client =
                 redis::Client::open(url.as_str()).map_err(|e| format!("--redis {url:?}: {e}"))?;
             let admission = match args.admission {
+                Admission::Hold => "hold",
                 Admission::Reserve => "reserve",
                 Admission::CheckAndUpdate => "check-and-update",
             };
@@ -216,7 +221,7 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert_eq!(args.listen.to_string(), "127.0.0.1:8089");
         assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:6379"));
-        assert_eq!(args.admission, Admission::Reserve);
+        assert_eq!(args.admission, Admission::Hold);
     }
 
     #[test]
