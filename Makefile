@@ -41,6 +41,11 @@ envoy: $(ENVOY_BIN)
 run: wasm demo envoy
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
 
+# Two replicas sharing global limits through ratelimit-service and Redis.
+.PHONY: run-fleet
+run-fleet: wasm demo envoy ratelimit-service ratelimit-redis
+	ENVOY_BIN=$(ENVOY_BIN) scripts/run-fleet.sh
+
 test: lint test-native test-wasm ratelimit-test fuzz-ci
 
 lint: toolchain
