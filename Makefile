@@ -77,21 +77,24 @@ clean:
 	rm -rf .venv
 
 # Benchmarks, not part of `make test` (about 15 minutes plus builds; BENCHMARKS.md explains
-# the setup and holds the last table). `make bench` installs wrk if missing,
-# runs the criterion benches of the core, then the filter in a real Envoy
-# against a buffer-only Envoy and Envoy's native MCP filter + RBAC, and writes
-# bench/results/latest.md. Knobs: BENCH_ROUNDS, BENCH_DURATION (seconds per cell
-# and round), BENCH_ONLY (cells, e.g. 2/1k,5), BENCH_PORT_BASE, BENCH_KEEP=1.
+# the setup and holds the last table). `make bench` installs wrk and
+# redis-server if missing, runs the criterion benches of the core, then the
+# filter in a real Envoy against a buffer-only Envoy and Envoy's native MCP
+# filter + RBAC, and with a global limit through the rate-limit service, and
+# writes bench/results/latest.md. Knobs: BENCH_ROUNDS, BENCH_DURATION (seconds
+# per cell and round), BENCH_ONLY (cells, e.g. 2/1k,2G,5), BENCH_PORT_BASE,
+# BENCH_KEEP=1, BENCH_SKIP_{CRITERION,STARTUP,DEMO,GLOBAL}=1, BENCH_OUT (report path).
 .PHONY: bench bench-tools bench-core bench-check
 
 BENCH_CARGO := cargo
 BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
-bench: wasm envoy bench-tools
+bench: wasm envoy bench-tools ratelimit-service ratelimit-redis
 	python3 bench/gen.py --check
 	$(BENCH_CARGO) build --release --example demo_server
 	$(BENCH_CARGO) bench --bench core --no-run
-	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) python3 bench/run.py
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) python3 bench/run.py
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
@@ -104,9 +107,10 @@ bench-core:
 	$(BENCH_CARGO) bench --bench core
 
 # Start every configuration and check its answers, measure nothing (a minute).
-bench-check: wasm envoy bench-tools
+bench-check: wasm envoy bench-tools ratelimit-service ratelimit-redis
 	$(BENCH_CARGO) build --release --example demo_server
-	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) python3 bench/run.py --check-only
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) python3 bench/run.py --check-only
 
 # Minutes of mixed traffic through Envoy --concurrency 4, then sweeps of
 # distinct grants measuring memory per tracked caller. Not part of make test.

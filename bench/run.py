@@ -6,7 +6,8 @@ What runs where (2 cores):
   core 0: the Envoy under test, one worker (--concurrency 1)
   core 1: wrk (one thread) and the upstream: a second, tiny Envoy answering
           every request with a canned JSON-RPC result (direct_response), or
-          the demo MCP server for the demo variant
+          the demo MCP server for the demo variant; and, for the global
+          limits, redis-server and two rate-limit services (one per admission)
 
 The Envoy under test has one listener per configuration, all in one process,
 so the configurations can be alternated round by round (A B C A B C ...)
@@ -14,6 +15,9 @@ without restarts; each number reported is the median over the rounds.
 
   (1)  buffer filter only: the floor (Envoy reading the whole body, proxying)
   (2)  mcp-policy, an allowed tools/call that takes a unit of a per-grant limit
+  (2G) the same call, its limit global (store: global): counted by
+       mcp-ratelimit-service --admission hold on Redis, one gRPC call per request
+  (2R) the same with --admission reserve
   (3)  mcp-policy, a denied call (answered by the filter)
   (4)  mcp-policy, a rate-limited call (limit of 1 already used up)
   (5)  Envoy's native MCP filter + RBAC denying one tool by params.name: allowed call
@@ -214,6 +218,49 @@ def cluster(name, port):
     }
 
 
+def grpc_cluster(name, port):
+    """A cluster for a gRPC service: HTTP/2 to the upstream (as tests/e2e_fleet.rs)."""
+    c = cluster(name, port)
+    c["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+    return c
+
+
+# The admissions of mcp-ratelimit-service measured, by cell: (2G) hold, (2R) reserve.
+ADMISSIONS = {"2G": "hold", "2R": "reserve"}
+
+
+def global_policy(policy_text, admission):
+    """bench/policy-bench.json with the allowed tool's per-grant limit made
+    global, counted by the service of `admission` (cluster ratelimit_<admission>).
+
+    Window `second`, max 10^9: never reached, so every call is allowed and
+    takes a unit, as in (2). The window is short on purpose: `hold` keeps one
+    Redis hash field per allowed call until its window ends and every check
+    reads the live ones, so with an hour window the held set would grow for
+    the whole run (millions of fields) and each cell would be slower than the
+    one before; a one-second window keeps at most a second of calls held, the
+    steady state of a busy counter. Each admission has its own domain (the
+    limitador namespace), so the two services never share Redis keys.
+    timeout_ms 1000 (default 50) so that a slow answer is measured as a slow
+    answer, not turned into a fast -32603; failures are counted anyway."""
+    policy = json.loads(policy_text)
+    policy["rate_limit_service"] = {
+        "cluster": f"ratelimit_{admission}",
+        "domain": f"mcp-bench-{admission}",
+        "timeout_ms": 1000,
+        "failure_mode": "closed",
+    }
+    policy["tools"][ALLOWED]["limits"] = [
+        {"counter": "bench_global", "window": "second", "max": 1000000000, "scope": "grant", "store": "global"}
+    ]
+    return json.dumps(policy, indent=1)
+
+
 def bootstrap(admin_port, listeners, clusters=()):
     return {
         "admin": {"address": socket_address(admin_port)},
@@ -228,6 +275,8 @@ class Ports:
         self.policy = base + 2  # (2) (3) (4)
         self.native = base + 5  # (5) (5d)
         self.native_probe = base + 6  # (5) with an access log: checks only
+        self.global_hold = base + 7  # (2G)
+        self.global_reserve = base + 8  # (2R)
         self.floor_demo = base + 11
         self.policy_demo = base + 12
         self.native_demo = base + 15
@@ -236,6 +285,9 @@ class Ports:
         self.demo = base + 30
         self.startup = base + 40
         self.startup_admin = base + 41
+        self.redis = base + 50
+        self.ratelimit_hold = base + 51
+        self.ratelimit_reserve = base + 52
 
     def all(self):
         return sorted(v for v in vars(self).values())
@@ -527,10 +579,20 @@ class Bench:
         self.demo = None
         if not self.args.skip_demo:
             self.demo = start([self.args.demo, "--port", str(ports.demo)], self.path("demo.out"), cpu=1)
+        self.global_procs = {}
+        global_listeners, global_clusters = [], []
+        if not self.args.skip_global:
+            self.start_global()
+            for config, admission in ADMISSIONS.items():
+                port = ports.global_hold if admission == "hold" else ports.global_reserve
+                service_port = ports.ratelimit_hold if admission == "hold" else ports.ratelimit_reserve
+                filter_ = wasm_filter(self.args.wasm, global_policy(self.policy_text, admission))
+                global_listeners.append(listener(f"policy_global_{admission}", port, [filter_], cluster="upstream"))
+                global_clusters.append(grpc_cluster(f"ratelimit_{admission}", service_port))
         policy = wasm_filter(self.args.wasm, self.policy_text)
         proxy = bootstrap(
             ports.proxy_admin,
-            [
+            global_listeners + [
                 listener("floor", ports.floor, [BUFFER], cluster="upstream"),
                 listener("policy", ports.policy, [policy], cluster="upstream"),
                 listener("native", ports.native, [NATIVE_MCP, RBAC], cluster="upstream"),
@@ -540,7 +602,7 @@ class Bench:
                 listener("policy_demo", ports.policy_demo, [policy], cluster="demo"),
                 listener("native_demo", ports.native_demo, [NATIVE_MCP, RBAC], cluster="demo"),
             ],
-            [cluster("upstream", ports.upstream), cluster("demo", ports.demo)],
+            [cluster("upstream", ports.upstream), cluster("demo", ports.demo)] + global_clusters,
         )
         # Envoy's default log level (info): the filter's audit lines are written,
         # as in a deployment.
@@ -550,6 +612,49 @@ class Bench:
         if self.demo is not None:
             wait_until(lambda: socket.create_connection(("127.0.0.1", ports.demo), 1).close() or True,
                        self.demo, "demo MCP server")
+
+    def start_global(self):
+        """redis-server and one mcp-ratelimit-service per admission, on core 1
+        (the load generator's and the upstream's core): core 0 stays the
+        Envoy under test's alone, so its CPU per request is comparable with
+        (2); what the service and Redis spend is measured per process."""
+        ports, args = self.ports, self.args
+        redis = start([args.redis_server, "--port", str(ports.redis), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no"], self.path("redis.out"), cpu=1)
+        wait_until(lambda: socket.create_connection(("127.0.0.1", ports.redis), 1).close() or True,
+                   redis, "redis-server")
+        self.global_procs["redis"] = redis
+        for admission in ADMISSIONS.values():
+            port = ports.ratelimit_hold if admission == "hold" else ports.ratelimit_reserve
+            log = self.path(f"ratelimit-{admission}.out")
+            proc = start([args.ratelimit_service, "--listen", f"127.0.0.1:{port}",
+                          "--redis", f"redis://127.0.0.1:{ports.redis}", "--admission", admission], log, cpu=1)
+
+            def connected(log=log):
+                with open(log, errors="replace") as f:
+                    return "redis connection established" in f.read()
+
+            wait_until(connected, proc, f"mcp-ratelimit-service --admission {admission}")
+            self.global_procs[admission] = proc
+
+    def counters(self):
+        """The Envoy under test's counters that say whether the global path
+        ran: requests to each rate-limit service cluster, and the filter's
+        decisions (summed over the listeners: cells run one at a time)."""
+        status, text, _ = request(self.ports.proxy_admin, "GET",
+                                  "/stats?filter=(ratelimit_.*upstream_rq_total|mcp_policy_[a-z_]+)$")
+        if status != 200:
+            raise SystemExit(f"bench: cannot read the Envoy under test's stats: {status} {text[:200]}")
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            m = re.search(r"cluster\.ratelimit_(\w+)\.upstream_rq_total$", name)
+            if m:
+                out[f"grpc_{m.group(1)}"] = int(value)
+            m = re.search(r"(?:^|\.)mcp_policy_(allowed|denied|rate_limited|hidden|invalid|failed)$", name)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(value)
+        return out
 
     def check(self, label, port, tool, size, want_status, want_text, session=None):
         _, body = self.bodies[(size, tool)]
@@ -569,6 +674,23 @@ class Bench:
             ok &= self.check(f"(1) floor, {size}", p.floor, ALLOWED, size, 200, '"result"')
             ok &= self.check(f"(2) allowed, {size}", p.policy, ALLOWED, size, 200, '"result"')
             ok &= self.check(f"(3) denied, {size}", p.policy, DENIED, size, 200, "-31001")
+        if not self.args.skip_global:
+            before = self.counters()
+            for size in ("1k", "64k"):
+                for config, admission in ADMISSIONS.items():
+                    port = p.global_hold if admission == "hold" else p.global_reserve
+                    ok &= self.check(f"({config}) allowed, global limit, --admission {admission}, {size}",
+                                     port, ALLOWED, size, 200, '"result"')
+            after = self.counters()
+            # Each of those calls went through its own service: 2 gRPC calls each.
+            for admission in ADMISSIONS.values():
+                calls = after.get(f"grpc_{admission}", 0) - before.get(f"grpc_{admission}", 0)
+                good = calls == 2
+                print(f"   {'ok ' if good else 'BAD'} cluster ratelimit_{admission}: {calls} ShouldRateLimit "
+                      "calls for the 2 checks above", flush=True)
+                self.results["checks"].append({"check": f"ratelimit_{admission} calls", "status": calls,
+                                               "answer": "", "ok": good})
+                ok &= good
         # The first call takes the only unit of the limit; from then on: -31002.
         ok &= self.check("(4) first call takes the limit's only unit", p.policy, LIMITED, "1k", 200, '"result"')
         for size in ("1k", "64k"):
@@ -636,6 +758,13 @@ class Bench:
             cells += [
                 ("1", size, p.floor, ALLOWED, None),
                 ("2", size, p.policy, ALLOWED, None),
+            ]
+            if not self.args.skip_global:
+                cells += [
+                    ("2G", size, p.global_hold, ALLOWED, "global"),
+                    ("2R", size, p.global_reserve, ALLOWED, "global"),
+                ]
+            cells += [
                 ("3", size, p.policy, DENIED, None),
                 ("4", size, p.policy, LIMITED, None),
                 ("5", size, p.native, ALLOWED, None),
@@ -658,7 +787,7 @@ class Bench:
             cells = [c for c in cells if f"{c[0]}/{c[1]}" in wanted or c[0] in wanted]
         return cells
 
-    def wrk(self, port, body_path, session=None):
+    def wrk(self, port, body_path, session=None, admission=None):
         env = dict(os.environ, BENCH_BODY=body_path or "", BENCH_METHOD="POST" if body_path else "GET")
         if session:
             env["BENCH_SESSION"] = session
@@ -666,6 +795,10 @@ class Bench:
         cmd = pinned([self.args.wrk, "-t1", f"-c{self.args.connections}", f"-d{self.args.duration}s",
                       "--timeout", "5s", "-s", os.path.join(BENCH, "wrk.lua"), f"http://127.0.0.1:{port}/mcp"], 1)
         procs = {"proxy": self.proxy, "upstream": self.demo if session else self.upstream}
+        if admission:
+            # The service answering this cell and Redis (both on core 1).
+            procs["service"] = self.global_procs[admission]
+            procs["redis"] = self.global_procs["redis"]
         cpu_before = {k: proc_cpu_seconds(v.pid) for k, v in procs.items()}
         cores_before = core_busy_seconds()
         children_before = children_cpu_seconds()
@@ -694,7 +827,12 @@ class Bench:
         result["core1_softirq"] = softirq.get(1)
         # Every other process that ran on the core meanwhile (other work on the machine).
         result["core0_other"] = max(0.0, cores.get(0, 0.0) - cpu["proxy"])
-        result["core1_other"] = max(0.0, cores.get(1, 0.0) - cpu["upstream"] - wrk_cpu)
+        result["core1_other"] = max(0.0, cores.get(1, 0.0) - cpu["upstream"] - wrk_cpu
+                                    - cpu.get("service", 0.0) - cpu.get("redis", 0.0))
+        if admission:
+            for k in ("service", "redis"):
+                result[f"{k}_cpu"] = cpu[k]
+                result[f"{k}_cpu_us_per_req"] = cpu[k] * elapsed * 1e6 / max(1, result["requests"])
         return result
 
     def set_wasm_log_level(self, level):
@@ -714,13 +852,30 @@ class Bench:
                 body_size = size.split("-")[0]
                 path = None if mode == "get" else self.bodies[(body_size, tool)][0]
                 session = self.session if size.endswith("-demo") else None
+                admission = ADMISSIONS.get(config) if mode == "global" else None
                 if mode == "quiet":
                     self.set_wasm_log_level("warning")
+                before = self.counters() if admission else None
                 try:
-                    result = self.wrk(port, path, session)
+                    result = self.wrk(port, path, session, admission)
                 finally:
                     if mode == "quiet":
                         self.set_wasm_log_level("info")
+                if admission:
+                    # Every request must have been decided by the service and
+                    # allowed: a call refused (-32603 on a service error or
+                    # timeout, -31002) is answered by the filter, fast, with
+                    # HTTP 200, and would flatter the cell.
+                    after = self.counters()
+                    result["grpc_calls"] = after.get(f"grpc_{admission}", 0) - before.get(f"grpc_{admission}", 0)
+                    for k in ("allowed", "failed", "rate_limited"):
+                        result[k] = after.get(k, 0) - before.get(k, 0)
+                    if (result["failed"] or result["rate_limited"] or result["grpc_calls"] < result["requests"]
+                            or result["allowed"] < result["requests"]):
+                        self.results["warnings"].append(
+                            f"round {round_ + 1} {key}: {result['grpc_calls']} calls to the service and "
+                            f"{result['allowed']} allowed for {result['requests']} requests, "
+                            f"{result['failed']} failed, {result['rate_limited']} rate limited")
                 errors = sum(result[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
                 expected_status_errors = config == "5d"
                 if errors or (result["err_status"] and not expected_status_errors):
@@ -729,7 +884,10 @@ class Bench:
                 print(f"   round {round_ + 1}/{rounds} {key:<12} {result['rps']:7.0f} req/s  "
                       f"p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  "
                       f"Envoy {result['cpu_us_per_req']:5.0f} µs CPU/req at {result['proxy_cpu'] * 100:3.0f}% "
-                      f"of core 0, others {result['core0_other'] * 100:3.0f}%", flush=True)
+                      f"of core 0, others {result['core0_other'] * 100:3.0f}%"
+                      + (f"; service {result['service_cpu_us_per_req']:4.0f} µs, Redis "
+                         f"{result['redis_cpu_us_per_req']:4.0f} µs CPU/req, {result['failed']} failed"
+                         if admission else ""), flush=True)
                 time.sleep(0.5)
 
     def proxy_stats(self):
@@ -787,6 +945,8 @@ def fmt_ns(ns):
 CONFIG_NAMES = {
     "1": "(1) buffer filter only (floor)",
     "2": "(2) mcp-policy, allowed (per-grant limit)",
+    "2G": "(2G) mcp-policy, allowed, global limit (service --admission hold, Redis)",
+    "2R": "(2R) mcp-policy, allowed, global limit (service --admission reserve, Redis)",
     "2q": "(2) mcp-policy, allowed, audit lines not written (wasm log level warning)",
     "3": "(3) mcp-policy, denied",
     "4": "(4) mcp-policy, rate limited",
@@ -813,6 +973,13 @@ def summarize(results):
             "rounds": len(runs),
             "rps_rounds": [round(r["rps"]) for r in runs],
         }
+        if runs and "grpc_calls" in runs[0]:
+            summary[key].update({
+                "service_cpu_us": median([r["service_cpu_us_per_req"] for r in runs]),
+                "redis_cpu_us": median([r["redis_cpu_us_per_req"] for r in runs]),
+                "grpc_per_req": median([r["grpc_calls"] / max(1, r["requests"]) for r in runs]),
+                "failed": sum(r["failed"] + r["rate_limited"] for r in runs),
+            })
         # Requests per second one dedicated core would serve at that cost.
         summary[key]["capacity"] = 1e6 / summary[key]["cpu_us"] if summary[key]["cpu_us"] else None
     return summary
@@ -850,7 +1017,9 @@ def report(bench, machine, wasm_size, command):
            "CPU per request much less" if busy else "")
         + (f"; what is measured runs at `nice {NICE}`" if NICE else ""))
     out("- Pinning: Envoy under test `taskset -c 0 --concurrency 1`; wrk and the upstream (a second Envoy, "
-        "`direct_response` after a buffer filter; or the demo MCP server) `taskset -c 1`")
+        "`direct_response` after a buffer filter; or the demo MCP server) `taskset -c 1`"
+        + ("; for (2G) and (2R), redis-server and the two mcp-ratelimit-service processes `taskset -c 1` too "
+           "(the load generator's core)" if not args.skip_global else ""))
     out("")
 
     out("## Through Envoy")
@@ -858,7 +1027,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "3", "4", "5", "5d", "2q", "1g", "2g"]
+    order = ["1", "2", "2G", "2R", "3", "4", "5", "5d", "2q", "1g", "2g"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"
@@ -877,9 +1046,40 @@ def report(bench, machine, wasm_size, command):
         "Envoy was the bottleneck; lower means it waited (for the load generator or the upstream on core 1, "
         "or for the CPU other processes took). *Other processes*: CPU used on that core by processes other than "
         "the Envoy under test (core 0) or wrk and the upstream (core 1): other work on the machine. Kernel "
-        "softirq time (loopback TCP) is in none of these columns. (5d) answers HTTP 403 "
+        "softirq time (loopback TCP) is in none of these columns; on core 1 the rate-limit service and Redis "
+        "count as the run's own for (2G) and (2R). (5d) answers HTTP 403 "
         "(`RBAC: access denied`), not a JSON-RPC error.")
     out("")
+
+    global_keys = [f"{c}/{b}" for b in ("1k", "64k") for c in ADMISSIONS if f"{c}/{b}" in summary]
+    if global_keys:
+        out("## Global limits: the local path (2) against the rate-limit service")
+        out("")
+        out("(2) takes a unit of a per-grant limit in Envoy's shared data; (2G) and (2R) make the same call "
+            "with that limit `store: global` (window `second`, max 10⁹: never reached), so every request also "
+            "waits for one `ShouldRateLimit` gRPC call to `mcp-ratelimit-service` on loopback (HTTP/2), which "
+            "counts in `redis-server` (`--admission hold`: one Lua script; `reserve`: reserve, then commit, two "
+            "round trips). Service and Redis run on core 1 with wrk and the upstream. Ratios are against (2) of "
+            "the same rounds; *vs (2)* of latency above 1× is slower.")
+        out("")
+        out("| configuration | body | req/s | vs (2) | p50 ms | vs (2) | p99 ms | vs (2) | "
+            "Envoy CPU µs / request (in (2)) | service CPU µs / request | Redis CPU µs / request | "
+            "gRPC calls / request | refused or failed |")
+        out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for key in global_keys:
+            config, body = key.split("/")
+            s, local = summary[key], summary.get(f"2/{body}")
+
+            def vs(field):
+                v = ratio(summary, key, f"2/{body}", field)
+                return f"{v:.2f}×" if v is not None else "–"
+
+            cpu = f"{s['cpu_us']:.0f}" + (f" ({local['cpu_us']:.0f})" if local else "")
+            out(f"| {CONFIG_NAMES[config]} | {BODY_NAMES[body]} | {fmt_rps(s['rps'])} | {vs('rps')} | "
+                f"{fmt_ms(s['p50_us'])} | {vs('p50_us')} | {fmt_ms(s['p99_us'])} | {vs('p99_us')} | {cpu} | "
+                f"{s['service_cpu_us']:.0f} | {s['redis_cpu_us']:.0f} | {s['grpc_per_req']:.2f} | "
+                f"{s['failed']:,} |")
+        out("")
 
     out("## Ratios and targets")
     out("")
@@ -1055,6 +1255,9 @@ def main():
                                               os.path.join(ROOT, "target/wasm32-wasip1/release/mcp_policy.wasm")))
     parser.add_argument("--demo", default=env("BENCH_DEMO", os.path.join(ROOT, "target/release/examples/demo_server")))
     parser.add_argument("--wrk", default=env("BENCH_WRK", shutil.which("wrk") or "wrk"))
+    parser.add_argument("--ratelimit-service", default=env("MCP_RATELIMIT_SERVICE", os.path.join(
+        ROOT, "ratelimit-service/target/release/mcp-ratelimit-service")))
+    parser.add_argument("--redis-server", default=env("BENCH_REDIS", shutil.which("redis-server") or "redis-server"))
     parser.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "5")))
     parser.add_argument("--duration", type=int, default=int(env("BENCH_DURATION", "7")))
     parser.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", "16")))
@@ -1064,22 +1267,28 @@ def main():
     parser.add_argument("--skip-criterion", action="store_true", default=env("BENCH_SKIP_CRITERION") == "1")
     parser.add_argument("--skip-startup", action="store_true", default=env("BENCH_SKIP_STARTUP") == "1")
     parser.add_argument("--skip-demo", action="store_true", default=env("BENCH_SKIP_DEMO") == "1")
+    parser.add_argument("--skip-global", action="store_true", default=env("BENCH_SKIP_GLOBAL") == "1",
+                        help="no (2G)/(2R): no redis-server, no rate-limit service")
     parser.add_argument("--check-only", action="store_true", help="start everything, check, measure nothing")
     parser.add_argument("--keep", action="store_true", default=env("BENCH_KEEP") == "1",
                         help="keep the temporary directory (configs, logs)")
-    parser.add_argument("--out", default=os.path.join(BENCH, "results", "latest.md"))
+    parser.add_argument("--out", default=env("BENCH_OUT", os.path.join(BENCH, "results", "latest.md")))
     args = parser.parse_args()
     args.envoy = shutil.which(args.envoy) or args.envoy
     args.wasm = os.path.abspath(args.wasm)
     for what, path in (("Envoy", args.envoy), ("module", args.wasm), ("wrk", args.wrk)) + (
-            () if args.skip_demo else (("demo server", args.demo),)):
+            () if args.skip_demo else (("demo server", args.demo),)) + (
+            () if args.skip_global else (("rate-limit service", args.ratelimit_service),
+                                         ("redis-server", args.redis_server))):
         if not os.path.exists(path):
             raise SystemExit(f"bench: {what} not found at {path} (make bench builds and installs it)")
     if shutil.which("taskset") is None:
         raise SystemExit("bench: taskset not found (util-linux)")
 
     command = "make bench" + "".join(
-        f" {k}={os.environ[k]}" for k in ("BENCH_ROUNDS", "BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY")
+        f" {k}={os.environ[k]}" for k in ("BENCH_ROUNDS", "BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY",
+                                          "BENCH_SKIP_CRITERION", "BENCH_SKIP_STARTUP", "BENCH_SKIP_DEMO",
+                                          "BENCH_SKIP_GLOBAL", "BENCH_OUT")
         if k in os.environ)
     bench = Bench(args)
     print(f"bench: temporary files in {bench.tmp}", flush=True)
