@@ -1285,11 +1285,13 @@ def main():
     if shutil.which("taskset") is None:
         raise SystemExit("bench: taskset not found (util-linux)")
 
-    command = "make bench" + "".join(
-        f" {k}={os.environ[k]}" for k in ("BENCH_ROUNDS", "BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY",
+    knobs = "".join(
+        f"{k}={os.environ[k]} " for k in ("BENCH_ROUNDS", "BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY",
                                           "BENCH_SKIP_CRITERION", "BENCH_SKIP_STARTUP", "BENCH_SKIP_DEMO",
                                           "BENCH_SKIP_GLOBAL", "BENCH_OUT")
         if k in os.environ)
+    # make sets MAKELEVEL for its recipes; without it, the script was run directly.
+    command = knobs + ("make bench" if "MAKELEVEL" in os.environ else "python3 bench/run.py")
     bench = Bench(args)
     print(f"bench: temporary files in {bench.tmp}", flush=True)
 
