@@ -119,9 +119,8 @@ fn check_reports_every_error_it_can_with_path_and_position() {
         "good.json: OK (default allow, 0 tool rules, 0 grants)\n"
     );
     let expected = [
-        // The filter's own first error, where the reader stopped.
+        // Every error, in source order; positions from the reader...
         "bad.json:3:20: default: unknown variant `block`, expected `allow` or `deny`",
-        // Each rule and field checked on its own; positions from the reader...
         r#"bad.json:5:59: tools.a.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
         // ...or, for checks made after reading, the value the path names.
         r#"bad.json:6:43: tools.b.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
@@ -133,6 +132,53 @@ fn check_reports_every_error_it_can_with_path_and_position() {
         "bad.json:12:21: max_json_depth: at most 127 (the JSON reader's own limit), got 500",
     ];
     assert_eq!(run.stderr.lines().collect::<Vec<_>>(), expected);
+}
+
+/// Several errors in one tool rule, every bad limit, a conflict between two
+/// parts and a bad grant: all reported at once, each at its line and column.
+const ERRORS_IN_ONE_RULE: &str = r#"{
+  "version": "1",
+  "default": "deny",
+  "all_tools": {"limits": [{"counter": "all", "window": "minute", "max": 100, "scope": "grant"}]},
+  "tools": {
+    "exec": {
+      "deny_if": {"args.script": {"regex": "("}, "args.cmd": {"regex": "[a-"}},
+      "require": {"args.timeout": {"lte": "300"}, "timeout": {"exists": true}},
+      "limits": [
+        {"counter": "exec", "window": "fortnight", "max": 10, "scope": "grant"},
+        {"counter": "exec_hour", "window": "hour", "max": 0, "scope": "grant"},
+        {"counter": "exec_day", "window": "day", "max": 5, "scope": "tenant"}
+      ]
+    }
+  },
+  "grants": {
+    "ci": {"default": "maybe"},
+    "intern": {"tools": {"exec": {"limits": [{"counter": "all", "window": "day", "max": 1, "scope": "grant"}]}}}
+  }
+}
+"#;
+
+#[test]
+fn check_reports_every_error_of_a_rule_with_its_line_and_column() {
+    let dir = scratch("one-rule", &[("policy.json", ERRORS_IN_ONE_RULE)]);
+    let run = mcp_policy_in(&dir, &["check", "policy.json"], "");
+    assert_eq!((run.status, run.stdout.as_str()), (1, ""));
+    // Checks made after reading point at the value's first byte (the regex's
+    // opening quote); the reader's errors at the end of what it read.
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            r#"policy.json:7:44: tools.exec.deny_if.args.script.regex: invalid regex "(": unclosed group"#,
+            r#"policy.json:7:72: tools.exec.deny_if.args.cmd.regex: invalid regex "[a-": unclosed character class"#,
+            r#"policy.json:8:47: tools.exec.require.args.timeout.lte: invalid type: string "300", expected a number"#,
+            r#"policy.json:8:62: tools.exec.require.timeout: argument paths start with "args." (got "timeout")"#,
+            r#"policy.json:10:49: tools.exec.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
+            "policy.json:11:59: tools.exec.limits[1].max: must be a positive integer, got 0",
+            "policy.json:12:76: tools.exec.limits[2].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`",
+            "policy.json:17:29: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
+            r#"policy.json:18:75: grants.intern.tools.exec.limits[0].window: counter "all" has window 86400s here but 60s at all_tools.limits[0]; a counter has one window"#,
+        ]
+    );
 }
 
 #[test]
@@ -245,10 +291,7 @@ fn usage_errors_exit_2_and_help_and_version_exit_0() {
         );
     }
     let help = mcp_policy(&["check", "--help"]).stdout;
-    assert!(
-        help.contains("The filter stops at its first error"),
-        "{help}"
-    );
+    assert!(help.contains("Every error is reported at once"), "{help}");
 }
 
 // ---- explain ----

@@ -299,14 +299,15 @@ async fn a_body_split_into_pieces_is_decided_as_a_whole() {
 
 #[tokio::test]
 async fn invalid_policy_is_refused_by_envoy_with_the_path() {
-    let policy = r#"{"version":"1","default":"deny","tools":{"asyncExecuteCode":{"limits":[{"counter":"c","window":"fortnight","max":10,"scope":"grant"}]}}}"#;
+    // Two errors: the log line gives the first, then the other.
+    let policy = r#"{"version":"1","default":"deny","tools":{"asyncExecuteCode":{"limits":[{"counter":"c","window":"fortnight","max":10,"scope":"grant"}]},"checkCodeExecStatus":{"require":{"args.execution_uuid":{"regex":"("}}}}}"#;
     let (status, log) = Envoy::start_expecting_refusal(policy);
     assert!(
         !status.success(),
         "Envoy accepted an invalid policy:\n{log}"
     );
     assert!(
-        log.contains(r#"mcp-policy: invalid policy: tools.asyncExecuteCode.limits[0].window: unknown window "fortnight""#),
+        log.contains(r#"mcp-policy: invalid policy: tools.asyncExecuteCode.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds) (and 1 more: tools.checkCodeExecStatus.require.args.execution_uuid.regex: invalid regex "(": unclosed group)"#),
         "the refusal does not say why:\n{log}"
     );
 }

@@ -14,8 +14,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Number, Value};
 
-use crate::policy::document::Object;
-use crate::policy::{escape_pointer_token, ConfigError};
+use crate::policy::document::{Checked, Object};
+use crate::policy::{escape_pointer_token, ConfigError, ConfigErrors, Errors};
 
 /// Every argument path starts with this; the rest is a dot path into `params.arguments`.
 pub const ARGS_PREFIX: &str = "args.";
@@ -165,8 +165,10 @@ impl<'de> Deserialize<'de> for NonNegativeInteger {
 
 /// `require` / `deny_if` as written: argument path → operators, in document
 /// order (the order decides which condition is reported), duplicates refused.
+/// Each condition's operators are read on their own, so an error in one
+/// does not hide the others'.
 #[derive(Debug, Default)]
-pub struct ConditionsDocument(pub Vec<(String, OperatorsDocument)>);
+pub struct ConditionsDocument(pub Vec<(String, Checked<Object<OperatorsDocument>>)>);
 
 impl<'de> Deserialize<'de> for ConditionsDocument {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -189,7 +191,7 @@ impl<'de> Deserialize<'de> for ConditionsDocument {
                             "duplicate argument path {key:?}"
                         )));
                     }
-                    let Object(operators) = access.next_value()?;
+                    let operators = access.next_value()?;
                     conditions.push((key, operators));
                 }
                 Ok(ConditionsDocument(conditions))
@@ -245,27 +247,44 @@ enum Test {
 }
 
 impl ArgumentRules {
-    /// Compiles a tool's `require` and `deny_if`. `path` is the dotted path of
-    /// the tool rule for errors (`tools.asyncExecuteCode`), `pointer` its JSON
-    /// pointer (`/tools/asyncExecuteCode`).
+    /// Compiles a tool's `require` and `deny_if`: the rules, or every error
+    /// found in them. `path` is the dotted path of the tool rule for errors
+    /// (`tools.asyncExecuteCode`), `pointer` its JSON pointer
+    /// (`/tools/asyncExecuteCode`).
     pub fn compile(
         require: Option<ConditionsDocument>,
         deny_if: Option<ConditionsDocument>,
         path: &str,
         pointer: &str,
-    ) -> Result<ArgumentRules, ConfigError> {
-        Ok(ArgumentRules {
+    ) -> Result<ArgumentRules, ConfigErrors> {
+        let mut errors = Errors::default();
+        let rules = Self::compile_into(require, deny_if, path, pointer, &mut errors);
+        errors.finish(rules)
+    }
+
+    /// As [`ArgumentRules::compile`], adding the errors to those of the
+    /// policy being compiled; the conditions with errors are left out.
+    pub(crate) fn compile_into(
+        require: Option<ConditionsDocument>,
+        deny_if: Option<ConditionsDocument>,
+        path: &str,
+        pointer: &str,
+        errors: &mut Errors,
+    ) -> ArgumentRules {
+        ArgumentRules {
             require: compile_conditions(
                 require,
                 &format!("{path}.require"),
                 &format!("{pointer}/require"),
-            )?,
+                errors,
+            ),
             deny_if: compile_conditions(
                 deny_if,
                 &format!("{path}.deny_if"),
                 &format!("{pointer}/deny_if"),
-            )?,
-        })
+                errors,
+            ),
+        }
     }
 
     /// True when the tool has no argument conditions at all.
@@ -300,21 +319,26 @@ fn compile_conditions(
     document: Option<ConditionsDocument>,
     path: &str,
     pointer: &str,
-) -> Result<Vec<Condition>, ConfigError> {
+    errors: &mut Errors,
+) -> Vec<Condition> {
     let Some(ConditionsDocument(conditions)) = document else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    conditions
-        .into_iter()
-        .map(|(key, operators)| {
-            let condition_path = format!("{path}.{key}");
-            let condition_pointer = format!("{pointer}/{}", escape_pointer_token(&key));
-            Ok(Condition {
-                path: compile_path(&key, &condition_path)?,
-                operators: compile_operators(operators, &condition_path, &condition_pointer)?,
-            })
-        })
-        .collect()
+    let mut compiled = Vec::with_capacity(conditions.len());
+    for (key, operators) in conditions {
+        let condition_path = format!("{path}.{key}");
+        let condition_pointer = format!("{pointer}/{}", escape_pointer_token(&key));
+        let segments = compile_path(&key, &condition_path).map_err(|error| errors.push(error));
+        let operators = errors
+            .read(operators, &condition_path)
+            .map(|Object(operators)| {
+                compile_operators(operators, &condition_path, &condition_pointer, errors)
+            });
+        if let (Ok(path), Some(Some(operators))) = (segments, operators) {
+            compiled.push(Condition { path, operators });
+        }
+    }
+    compiled
 }
 
 fn compile_path(key: &str, path: &str) -> Result<Vec<Segment>, ConfigError> {
@@ -351,11 +375,14 @@ fn array_index(segment: &str) -> Option<usize> {
     }
 }
 
+/// The operators of one condition; `None` (and the error in `errors`) if one
+/// is wrong or there are none.
 fn compile_operators(
     document: OperatorsDocument,
     path: &str,
     pointer: &str,
-) -> Result<Vec<Operator>, ConfigError> {
+    errors: &mut Errors,
+) -> Option<Vec<Operator>> {
     let OperatorsDocument {
         eq,
         neq,
@@ -371,7 +398,13 @@ fn compile_operators(
         max_length,
     } = document;
     let regex = match regex {
-        Some(pattern) => Some(compile_regex(&pattern, &format!("{path}.regex"))?),
+        Some(pattern) => match compile_regex(&pattern, &format!("{path}.regex")) {
+            Ok(regex) => Some(regex),
+            Err(error) => {
+                errors.push(error);
+                return None;
+            }
+        },
         None => None,
     };
     // The order here is the order operators are checked and reported in.
@@ -399,12 +432,13 @@ fn compile_operators(
         })
         .collect();
     if operators.is_empty() {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             path,
             "no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length)",
         ));
+        return None;
     }
-    Ok(operators)
+    Some(operators)
 }
 
 fn compile_regex(pattern: &str, path: &str) -> Result<regex::Regex, ConfigError> {

@@ -25,7 +25,7 @@ struct ToolsDocument {
 
 /// Reads `{"tools": {tool: rule}}` through serde_path_to_error, as the policy
 /// reader does, and compiles the rule, so errors carry their full path.
-fn compile_tool(tool: &str, rule: &str) -> Result<ArgumentRules, ConfigError> {
+fn compile_tool(tool: &str, rule: &str) -> Result<ArgumentRules, ConfigErrors> {
     let json = format!(r#"{{"tools": {{"{tool}": {rule}}}}}"#);
     let mut reader = serde_json::Deserializer::from_str(&json);
     let document: ToolsDocument =
@@ -37,6 +37,8 @@ fn compile_tool(tool: &str, rule: &str) -> Result<ArgumentRules, ConfigError> {
         &format!("tools.{name}"),
         &format!("/tools/{}", escape_pointer_token(&name)),
     )
+    // Positions of errors in conditions read on their own, as `Policy::from_json` gives them.
+    .map_err(|errors| errors.locate(json.as_bytes()))
 }
 
 fn compile(rule: &str) -> ArgumentRules {
@@ -719,6 +721,7 @@ fn regex_errors_in_the_real_tool_name_say_where() {
     )
     .err()
     .unwrap();
+    let err = err.first();
     assert_eq!(err.path, "tools.asyncExecuteCode.deny_if.args.script.regex");
     assert_eq!(
         err.to_string(),
@@ -729,7 +732,7 @@ fn regex_errors_in_the_real_tool_name_say_where() {
     let err = compile_tool("x", r#"{"require": {"args.a": {"lt": "1"}}}"#)
         .err()
         .unwrap();
-    assert!(err.line.is_some() && err.column.is_some());
+    assert!(err.first().line.is_some() && err.first().column.is_some());
 }
 
 #[test]

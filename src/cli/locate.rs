@@ -13,6 +13,10 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+#[cfg(test)]
+use crate::policy::index_of_line_column;
+use crate::policy::line_column_of_index;
+
 /// A line and column in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
@@ -29,47 +33,26 @@ impl fmt::Display for Position {
 /// serde_json's position for a byte index: the line it is on and how many
 /// bytes of that line come before it.
 pub fn position_of_index(text: &str, index: usize) -> Position {
-    let bytes = text.as_bytes();
-    let index = index.min(bytes.len());
-    let before = &bytes[..index];
-    let start_of_line = before
-        .iter()
-        .rposition(|byte| *byte == b'\n')
-        .map_or(0, |newline| newline + 1);
-    Position {
-        line: 1 + before[..start_of_line]
-            .iter()
-            .filter(|byte| **byte == b'\n')
-            .count(),
-        column: index - start_of_line,
-    }
+    let (line, column) = line_column_of_index(text.as_bytes(), index);
+    Position { line, column }
 }
 
 /// The byte index serde_json meant by a position (the inverse of
 /// [`position_of_index`]), if the text has that line.
-pub fn index_of_position(text: &str, position: Position) -> Option<usize> {
-    let start_of_line = if position.line <= 1 {
-        0
-    } else {
-        text.bytes()
-            .enumerate()
-            .filter(|(_, byte)| *byte == b'\n')
-            .nth(position.line - 2)
-            .map(|(newline, _)| newline + 1)?
-    };
-    let index = start_of_line + position.column;
-    (index <= text.len()).then_some(index)
+#[cfg(test)]
+fn index_of_position(text: &str, position: Position) -> Option<usize> {
+    index_of_line_column(text.as_bytes(), position.line, position.column)
 }
 
 /// Where `raw` starts in `text`, when `raw` was read from `text`.
-pub fn offset_in(text: &str, raw: &RawValue) -> Option<usize> {
+fn offset_in(text: &str, raw: &RawValue) -> Option<usize> {
     let start = text.as_ptr() as usize;
     let found = raw.get().as_ptr() as usize;
     (found >= start && found <= start + text.len()).then(|| found - start)
 }
 
 /// An object's members in document order, duplicates kept, values unparsed.
-pub struct Members<'a>(pub Vec<(String, &'a RawValue)>);
+struct Members<'a>(pub Vec<(String, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -118,7 +101,7 @@ impl<'de> Deserialize<'de> for Elements<'de> {
 }
 
 /// The members of `raw` if it is an object.
-pub fn members(raw: &RawValue) -> Option<Vec<(String, &RawValue)>> {
+fn members(raw: &RawValue) -> Option<Vec<(String, &RawValue)>> {
     raw.get()
         .starts_with('{')
         .then(|| serde_json::from_str::<Members<'_>>(raw.get()).ok())

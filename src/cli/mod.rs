@@ -49,15 +49,17 @@ pub enum Command {
 ///
 /// Prints `FILE: OK (...)` on standard output for each valid document, and
 /// `FILE:LINE:COLUMN: PATH: MESSAGE` on standard error for each error found
-/// (`FILE: PATH: MESSAGE` when no position can be told). PATH is the JSON
-/// path the filter names (`tools.x.limits[0].window`); columns count bytes.
+/// (`FILE: PATH: MESSAGE` when no position can be told), in source order.
+/// PATH is the JSON path the filter names (`tools.x.limits[0].window`);
+/// columns count bytes.
 ///
-/// The filter stops at its first error; check reports that one, and also
-/// checks every top-level field, tool rule, grant field and grant tool rule
-/// on its own with the same code, so it reports the first error of each of
-/// them. An error that involves two of them (a counter given two windows, a
-/// name given twice) is reported only when it is the filter's first; a
-/// document that is not well-formed JSON has one error, the first.
+/// Every error is reported at once: the filter reads each part of the
+/// document on its own (every field of the document, of a tool rule and of a
+/// grant; every tool rule, grant, limit and argument condition) and checks
+/// on past an error. A part stops at its first error. An error in the
+/// document itself is reported alone, as the reader cannot go on past it:
+/// JSON that is not well-formed, a document that is not an object, an
+/// unknown or missing top-level field, a name given twice in tools or grants.
 #[derive(Debug, Args)]
 #[command(after_help = "Exit status: 0 every document is valid, 1 otherwise, 2 usage error.")]
 pub struct CheckArgs {

@@ -1,6 +1,8 @@
 //! The policy document as written (policy.json): serde types that refuse
 //! unknown fields, wrong types and out-of-range values while reading, so that
-//! every error carries the JSON path where it was found.
+//! every error carries the JSON path where it was found. Parts of the
+//! document are read on their own ([`Checked`]), so that an error in one
+//! does not stop the others from being read and checked.
 //!
 //! Nothing here decides anything; [`super::compile`] turns a document into
 //! the [`super::Policy`] the filter enforces.
@@ -10,6 +12,9 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ShapeError;
 
 use crate::arguments::ConditionsDocument;
 
@@ -19,45 +24,45 @@ use crate::arguments::ConditionsDocument;
 pub struct PolicyDocument {
     /// Editors' schema reference; ignored by the filter.
     #[serde(rename = "$schema", default)]
-    pub schema: Option<String>,
-    pub version: Version,
-    pub default: Action,
+    pub schema: Option<Checked<String>>,
+    pub version: Checked<Version>,
+    pub default: Checked<Action>,
     #[serde(default)]
-    pub identity: Option<Object<IdentityDocument>>,
+    pub identity: Option<Checked<Object<IdentityDocument>>>,
     #[serde(default)]
-    pub tools: UniqueMap<Object<ToolRuleDocument>>,
+    pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
     #[serde(default)]
-    pub all_tools: Option<Object<AllToolsDocument>>,
+    pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
-    pub max_body_bytes: Option<PositiveInteger>,
+    pub max_body_bytes: Option<Checked<PositiveInteger>>,
     #[serde(default)]
-    pub hide: Option<Vec<NonEmptyString>>,
+    pub hide: Option<Checked<Vec<NonEmptyString>>>,
     #[serde(default)]
-    pub list: Option<ListMode>,
+    pub list: Option<Checked<ListMode>>,
     #[serde(default)]
-    pub mode: Option<Mode>,
+    pub mode: Option<Checked<Mode>>,
     #[serde(default)]
-    pub deny_as: Option<DenyAs>,
+    pub deny_as: Option<Checked<DenyAs>>,
     #[serde(default)]
-    pub grants: UniqueMap<Object<GrantDocument>>,
+    pub grants: UniqueMap<Checked<Object<GrantDocument>>>,
     #[serde(default)]
-    pub failure_mode: Option<FailureMode>,
+    pub failure_mode: Option<Checked<FailureMode>>,
     #[serde(default)]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(range(max = crate::mcp::MAX_DEPTH_LIMIT))
     )]
-    pub max_json_depth: Option<PositiveInteger>,
+    pub max_json_depth: Option<Checked<PositiveInteger>>,
     /// Slots in each counter's table: callers counted at once per counter.
     #[serde(default)]
-    pub max_callers_per_counter: Option<PositiveInteger>,
+    pub max_callers_per_counter: Option<Checked<PositiveInteger>>,
     /// Whether the filter holds request headers until the body is decided
     /// (needs Envoy's `allow_on_headers_stop_iteration: true`).
     #[serde(default)]
-    pub hold_request_headers: Option<bool>,
+    pub hold_request_headers: Option<Checked<bool>>,
     /// The rate-limit service for limits with `store: global`.
     #[serde(default)]
-    pub rate_limit_service: Option<Object<RateLimitServiceDocument>>,
+    pub rate_limit_service: Option<Checked<Object<RateLimitServiceDocument>>>,
 }
 
 /// What happens when the gate cannot decide (counter store failed).
@@ -80,13 +85,13 @@ pub enum FailureMode {
 #[serde(deny_unknown_fields)]
 pub struct GrantDocument {
     #[serde(default)]
-    pub default: Option<Action>,
+    pub default: Option<Checked<Action>>,
     #[serde(default)]
-    pub hide: Option<Vec<NonEmptyString>>,
+    pub hide: Option<Checked<Vec<NonEmptyString>>>,
     #[serde(default)]
-    pub all_tools: Option<Object<AllToolsDocument>>,
+    pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
-    pub tools: UniqueMap<Object<ToolRuleDocument>>,
+    pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
 }
 
 /// Which tools `tools/list` shows a caller.
@@ -144,6 +149,39 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
             }
         }
         deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A part of the document read on its own: its own value, or the first
+/// error found in it, kept for [`super::compile`] to report under the part's
+/// path while reading goes on with the next part. Every field of the
+/// document, of a tool rule and of a grant, every tool rule, grant, limit and
+/// argument condition is such a part, so one error does not hide the others.
+///
+/// Reading captures the part's text (serde_json's `RawValue`, a slice of the
+/// source), then reads it as `T`; an error points at a byte of that slice,
+/// hence of the source.
+#[derive(Debug)]
+pub struct Checked<T>(Result<T, ShapeError>);
+
+impl<T> Checked<T> {
+    pub(crate) fn into_result(self) -> Result<T, ShapeError> {
+        self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Invalid JSON is an error of the whole document: the reader cannot
+        // tell where the part ends.
+        let part: &'de RawValue = Deserialize::deserialize(deserializer)?;
+        // The reader `Policy::from_json` uses (bytes), so that the module
+        // carries one reader type (measured: a second one adds 8 KB).
+        let mut reader = serde_json::Deserializer::from_slice(part.get().as_bytes());
+        Ok(Checked(
+            serde_path_to_error::deserialize(&mut reader)
+                .map_err(|err| ShapeError::in_part(&err, part.get())),
+        ))
     }
 }
 
@@ -223,14 +261,14 @@ pub struct JwtClaimDocument {
 )]
 pub struct ToolRuleDocument {
     #[serde(default)]
-    pub action: Option<Action>,
+    pub action: Option<Checked<Action>>,
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Checked<String>>,
     /// Another name for `reason`, as PolicyLayer's published policies write it.
     #[serde(default)]
-    pub on_deny: Option<String>,
+    pub on_deny: Option<Checked<String>>,
     #[serde(default)]
-    pub limits: Vec<Object<LimitDocument>>,
+    pub limits: Vec<Checked<Object<LimitDocument>>>,
     /// Argument conditions that must all hold.
     #[serde(default)]
     pub require: Option<ConditionsDocument>,
@@ -244,7 +282,7 @@ pub struct ToolRuleDocument {
 #[serde(deny_unknown_fields)]
 pub struct AllToolsDocument {
     #[serde(default)]
-    pub limits: Vec<Object<LimitDocument>>,
+    pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -457,7 +495,22 @@ mod json_schema {
 
     use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 
-    use super::{HeaderName, NonEmptyString, Object, PositiveInteger, UniqueMap, Version, Window};
+    use super::{
+        Checked, HeaderName, NonEmptyString, Object, PositiveInteger, UniqueMap, Version, Window,
+    };
+
+    /// A part read on its own accepts what `T` does.
+    impl<T: JsonSchema> JsonSchema for Checked<T> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            T::schema_name()
+        }
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            generator.subschema_for::<T>()
+        }
+    }
 
     /// The wrapper only refuses arrays, which the object schema of `T` already does.
     impl<T: JsonSchema> JsonSchema for Object<T> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::document::{IdentityDocument, Object};
-use super::{ConfigError, ANONYMOUS_GRANT};
+use super::{ConfigError, Errors, ANONYMOUS_GRANT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -42,9 +42,11 @@ impl IdentityError {
 }
 
 impl Identity {
-    pub(super) fn compile(document: Option<IdentityDocument>) -> Result<Identity, ConfigError> {
+    /// The identity a policy names; its errors go to `errors` (and the
+    /// policy is refused).
+    pub(super) fn compile(document: Option<IdentityDocument>, errors: &mut Errors) -> Identity {
         let Some(document) = document else {
-            return Ok(Identity::Anonymous);
+            return Identity::Anonymous;
         };
         let given = [
             document.header.is_some(),
@@ -52,19 +54,20 @@ impl Identity {
             document.jwt_claim.is_some(),
         ];
         if given.iter().filter(|given| **given).count() != 1 {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "identity",
                 "give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
             ));
+            return Identity::Anonymous;
         }
         if let Some(header) = document.header {
-            return Ok(Identity::Header(header.0));
+            return Identity::Header(header.0);
         }
         if let Some(Object(jwt)) = document.jwt_claim {
-            return Ok(Identity::JwtClaim {
+            return Identity::JwtClaim {
                 provider_metadata: jwt.provider_metadata.0,
                 claim: jwt.claim.0,
-            });
+            };
         }
         let mut tokens = HashMap::new();
         for (hash, grant) in document
@@ -74,19 +77,18 @@ impl Identity {
         {
             let normalized = hash.to_ascii_lowercase();
             if normalized.len() != 64 || !normalized.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     format!("identity.bearer_tokens.{hash}"),
                     "keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
                 ));
-            }
-            if tokens.insert(normalized, grant.0).is_some() {
-                return Err(ConfigError::new(
+            } else if tokens.insert(normalized, grant.0).is_some() {
+                errors.push(ConfigError::new(
                     format!("identity.bearer_tokens.{hash}"),
                     "the same token hash is listed twice",
                 ));
             }
         }
-        Ok(Identity::BearerTokens(tokens))
+        Identity::BearerTokens(tokens)
     }
 
     /// The grant for a bearer-token identity, from the `Authorization` header.

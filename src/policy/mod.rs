@@ -14,10 +14,11 @@ use crate::mcp;
 
 pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, Scope};
 use document::{
-    AllToolsDocument, GrantDocument, LimitDocument, NonEmptyString, Object, PolicyDocument,
-    ToolRuleDocument, UniqueMap,
+    AllToolsDocument, Checked, GrantDocument, LimitDocument, NonEmptyString, Object,
+    PolicyDocument, ToolRuleDocument, UniqueMap,
 };
-pub use error::{ConfigError, ROOT};
+pub(crate) use error::Errors;
+pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
 pub use identity::{sha256_hex, Identity, IdentityError};
 
 /// Bodies above this are refused unless the policy sets `max_body_bytes`.
@@ -118,8 +119,19 @@ pub struct RateLimitService {
 pub const SERVICE_WINDOWS: [u64; 4] = [1, 60, 3_600, 86_400];
 
 impl Policy {
-    /// Reads and validates a policy document.
-    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigError> {
+    /// Reads and validates a policy document: the policy, or every error
+    /// found in it.
+    ///
+    /// Each part of the document (every field of the document, of a tool
+    /// rule and of a grant; every tool rule, grant, limit and argument
+    /// condition) is read on its own, and the checks made after reading
+    /// (regexes, argument paths, counters' windows and stores, ...) go on
+    /// past an error, so all of them are reported together. A part stops
+    /// at its first error; what cannot be read part by part stops the whole
+    /// document with one error: JSON that is not well-formed, a document
+    /// that is not an object, an unknown or missing top-level field, a name
+    /// given twice in `tools` or `grants`.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
         let mut reader = serde_json::Deserializer::from_slice(bytes);
         let document: Object<PolicyDocument> =
             serde_path_to_error::deserialize(&mut reader).map_err(ConfigError::from_reader)?;
@@ -130,7 +142,7 @@ impl Policy {
             error.column = Some(err.column());
             error
         })?;
-        compile(document.0)
+        compile(document.0).map_err(|errors| errors.locate(bytes))
     }
 
     /// The policy as `grant` sees it.
@@ -240,21 +252,53 @@ impl View {
 /// Pointer reported when the top-level default decides.
 pub const DEFAULT_POINTER: &str = "/default";
 
-fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
+fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
+    let mut errors = Errors::default();
     let mut windows = CounterWindows::default();
-    let list = document.list.unwrap_or_default();
+    let PolicyDocument {
+        schema,
+        version,
+        default,
+        identity,
+        tools,
+        all_tools,
+        max_body_bytes,
+        hide,
+        list,
+        mode,
+        deny_as,
+        grants,
+        failure_mode,
+        max_json_depth,
+        max_callers_per_counter,
+        hold_request_headers,
+        rate_limit_service,
+    } = document;
+    // Read for its errors only: `$schema` must be a string, `version` "1".
+    errors.read_optional(schema, "$schema");
+    errors.read(version, "version");
+    // Stands in for a `default` that cannot be read; the policy is refused then.
+    let default = errors.read(default, "default").unwrap_or(Action::Deny);
+    let list = errors.read_optional(list, "list").unwrap_or_default();
 
-    let all_tools_limits =
-        compile_all_tools(document.all_tools.map(|all| all.0), "", "", &mut windows)?;
-    let tools = compile_tools(document.tools, "", "", &mut windows)?;
-    let hide = compile_hide(document.hide.as_deref().unwrap_or_default(), "/hide");
+    let all_tools = errors.read_optional(all_tools, "all_tools");
+    let all_tools_limits = compile_all_tools(
+        all_tools.map(|all| all.0),
+        "",
+        "",
+        &mut windows,
+        &mut errors,
+    );
+    let tools = compile_tools(tools, "", "", &mut windows, &mut errors);
+    let hide = errors.read_optional(hide, "hide").unwrap_or_default();
+    let hide = compile_hide(&hide, "/hide");
     let folded = fold_names(&tools, &hide);
-    let slots_per_counter = document
-        .max_callers_per_counter
+    let slots_per_counter = errors
+        .read_optional(max_callers_per_counter, "max_callers_per_counter")
         .map_or(DEFAULT_MAX_CALLERS_PER_COUNTER, |max| max.0);
     let base = View {
         slots_per_counter,
-        default: document.default,
+        default,
         default_pointer: DEFAULT_POINTER.to_string(),
         tools,
         all_tools_limits,
@@ -263,68 +307,92 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigError> {
         folded,
     };
 
-    let mut grants = HashMap::with_capacity(document.grants.0.len());
-    for (label, Object(grant)) in document.grants.0 {
-        let view = compile_grant(&base, &label, grant, &mut windows)?;
-        grants.insert(label, view);
+    let mut compiled_grants = HashMap::with_capacity(grants.0.len());
+    for (label, grant) in grants.0 {
+        let Some(Object(grant)) = errors.read(grant, &format!("grants.{label}")) else {
+            continue;
+        };
+        let view = compile_grant(&base, &label, grant, &mut windows, &mut errors);
+        compiled_grants.insert(label, view);
     }
 
-    let identity = Identity::compile(document.identity.map(|identity| identity.0))?;
+    let identity = errors
+        .read_optional(identity, "identity")
+        .map(|identity| identity.0);
+    let identity = Identity::compile(identity, &mut errors);
 
-    let max_json_depth = match document.max_json_depth {
+    let max_json_depth = match errors.read_optional(max_json_depth, "max_json_depth") {
         None => mcp::DEFAULT_MAX_DEPTH,
         Some(depth) if depth.0 as usize <= mcp::MAX_DEPTH_LIMIT => depth.0 as usize,
         Some(depth) => {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "max_json_depth",
                 format!(
                     "at most {} (the JSON reader's own limit), got {}",
                     mcp::MAX_DEPTH_LIMIT,
                     depth.0
                 ),
-            ))
+            ));
+            mcp::DEFAULT_MAX_DEPTH
         }
     };
 
-    let rate_limit_service = match (document.rate_limit_service, &windows.first_global) {
+    // Whether a limit is global can only be told of the limits that were
+    // read: "no limit is global" is not said when some could not be.
+    let everything_read = !errors.any_unread();
+    let service_given = rate_limit_service.is_some();
+    let service = errors.read_optional(rate_limit_service, "rate_limit_service");
+    let rate_limit_service = match (service, &windows.first_global) {
         (Some(Object(service)), Some(_)) => Some(RateLimitService {
             cluster: service.cluster.0,
             domain: service
                 .domain
                 .map_or_else(|| DEFAULT_RATE_LIMIT_DOMAIN.to_string(), |domain| domain.0),
-            timeout_ms: service.timeout_ms.map_or(DEFAULT_RATE_LIMIT_TIMEOUT_MS, |t| t.0),
+            timeout_ms: service
+                .timeout_ms
+                .map_or(DEFAULT_RATE_LIMIT_TIMEOUT_MS, |t| t.0),
             failure_mode: service.failure_mode.unwrap_or_default(),
         }),
-        (Some(_), None) => {
-            return Err(ConfigError::new(
-                "rate_limit_service",
-                "no limit has store: global; remove rate_limit_service or mark limits global",
-            ))
+        (_, None) => {
+            if service_given && everything_read {
+                errors.push(ConfigError::new(
+                    "rate_limit_service",
+                    "no limit has store: global; remove rate_limit_service or mark limits global",
+                ));
+            }
+            None
         }
         (None, Some(first)) => {
-            return Err(ConfigError::new(
-                format!("{first}.store"),
-                "store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)",
-            ))
+            if !service_given {
+                errors.push(ConfigError::new(
+                    format!("{first}.store"),
+                    "store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)",
+                ));
+            }
+            None
         }
-        (None, None) => None,
     };
 
-    Ok(Policy {
+    let policy = Policy {
         rate_limit_service,
         identity,
-        mode: document.mode.unwrap_or_default(),
-        deny_as: document.deny_as.unwrap_or_default(),
-        failure_mode: document.failure_mode.unwrap_or_default(),
+        mode: errors.read_optional(mode, "mode").unwrap_or_default(),
+        deny_as: errors.read_optional(deny_as, "deny_as").unwrap_or_default(),
+        failure_mode: errors
+            .read_optional(failure_mode, "failure_mode")
+            .unwrap_or_default(),
         max_json_depth,
-        hold_request_headers: document.hold_request_headers.unwrap_or(true),
+        hold_request_headers: errors
+            .read_optional(hold_request_headers, "hold_request_headers")
+            .unwrap_or(true),
         list,
-        max_body_bytes: document
-            .max_body_bytes
+        max_body_bytes: errors
+            .read_optional(max_body_bytes, "max_body_bytes")
             .map_or(DEFAULT_MAX_BODY_BYTES, |max| max.0),
         base,
-        grants,
-    })
+        grants: compiled_grants,
+    };
+    errors.finish(policy)
 }
 
 fn compile_grant(
@@ -332,29 +400,34 @@ fn compile_grant(
     label: &str,
     grant: GrantDocument,
     windows: &mut CounterWindows,
-) -> Result<View, ConfigError> {
+    errors: &mut Errors,
+) -> View {
     let path = format!("grants.{label}.");
     let pointer = format!("/grants/{}", escape_pointer_token(label));
     let mut tools = base.tools.clone();
-    tools.extend(compile_tools(grant.tools, &path, &pointer, windows)?);
-    let all_tools_limits = match grant.all_tools {
-        Some(Object(all_tools)) => compile_all_tools(Some(all_tools), &path, &pointer, windows)?,
+    tools.extend(compile_tools(grant.tools, &path, &pointer, windows, errors));
+    let all_tools_limits = match errors.read_optional(grant.all_tools, &format!("{path}all_tools"))
+    {
+        Some(Object(all_tools)) => {
+            compile_all_tools(Some(all_tools), &path, &pointer, windows, errors)
+        }
         None => base.all_tools_limits.clone(),
     };
-    let hide = match &grant.hide {
-        Some(names) => compile_hide(names, &format!("{pointer}/hide")),
+    let hide = match errors.read_optional(grant.hide, &format!("{path}hide")) {
+        Some(names) => compile_hide(&names, &format!("{pointer}/hide")),
         None => Hide {
             all: base.hide.all,
             names: base.hide.names.clone(),
             pointer: base.hide.pointer.clone(),
         },
     };
-    let (default, default_pointer) = match grant.default {
-        Some(default) => (default, format!("{pointer}/default")),
-        None => (base.default, base.default_pointer.clone()),
-    };
+    let (default, default_pointer) =
+        match errors.read_optional(grant.default, &format!("{path}default")) {
+            Some(default) => (default, format!("{pointer}/default")),
+            None => (base.default, base.default_pointer.clone()),
+        };
     let folded = fold_names(&tools, &hide);
-    Ok(View {
+    View {
         slots_per_counter: base.slots_per_counter,
         default,
         default_pointer,
@@ -363,27 +436,37 @@ fn compile_grant(
         hide,
         list: base.list,
         folded,
-    })
+    }
 }
 
 /// `path` and `pointer` are the prefixes of the fragment the tools are in:
 /// empty at the top level, `grants.<label>.` and `/grants/<label>` in a grant.
+/// Rules with errors are left out (their errors kept).
 fn compile_tools(
-    tools: UniqueMap<Object<ToolRuleDocument>>,
+    tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
     path: &str,
     pointer: &str,
     windows: &mut CounterWindows,
-) -> Result<HashMap<String, Arc<ToolRule>>, ConfigError> {
+    errors: &mut Errors,
+) -> HashMap<String, Arc<ToolRule>> {
     let mut compiled = HashMap::with_capacity(tools.0.len());
-    for (name, Object(rule)) in tools.0 {
+    for (name, rule) in tools.0 {
         let rule_path = format!("{path}tools.{name}");
         let rule_pointer = format!("{pointer}/tools/{}", escape_pointer_token(&name));
-        let reason = match (rule.reason, rule.on_deny) {
+        let Some(Object(rule)) = errors.read(rule, &rule_path) else {
+            continue;
+        };
+        let before = errors.len();
+        let action = errors.read_optional(rule.action, &format!("{rule_path}.action"));
+        let reason = errors.read_optional(rule.reason, &format!("{rule_path}.reason"));
+        let on_deny = errors.read_optional(rule.on_deny, &format!("{rule_path}.on_deny"));
+        let reason = match (reason, on_deny) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     format!("{rule_path}.on_deny"),
                     "a rule has either `reason` or `on_deny` (the same thing), not both",
-                ))
+                ));
+                None
             }
             (reason, on_deny) => reason.or(on_deny),
         };
@@ -392,11 +475,20 @@ fn compile_tools(
             &format!("{rule_path}.limits"),
             &format!("{rule_pointer}/limits"),
             windows,
-        )?;
-        let arguments =
-            ArgumentRules::compile(rule.require, rule.deny_if, &rule_path, &rule_pointer)?;
+            errors,
+        );
+        let arguments = ArgumentRules::compile_into(
+            rule.require,
+            rule.deny_if,
+            &rule_path,
+            &rule_pointer,
+            errors,
+        );
+        if errors.len() > before {
+            continue;
+        }
         let rule = ToolRule {
-            action: rule.action.unwrap_or(Action::Allow),
+            action: action.unwrap_or(Action::Allow),
             reason,
             pointer: rule_pointer,
             limits,
@@ -404,7 +496,7 @@ fn compile_tools(
         };
         compiled.insert(name, Arc::new(rule));
     }
-    Ok(compiled)
+    compiled
 }
 
 fn compile_all_tools(
@@ -412,15 +504,17 @@ fn compile_all_tools(
     path: &str,
     pointer: &str,
     windows: &mut CounterWindows,
-) -> Result<Vec<Limit>, ConfigError> {
+    errors: &mut Errors,
+) -> Vec<Limit> {
     match all_tools {
         Some(all_tools) => compile_limits(
             all_tools.limits,
             &format!("{path}all_tools.limits"),
             &format!("{pointer}/all_tools/limits"),
             windows,
+            errors,
         ),
-        None => Ok(Vec::new()),
+        None => Vec::new(),
     }
 }
 
@@ -454,70 +548,84 @@ struct CounterWindows {
 }
 
 impl CounterWindows {
+    /// Whether this limit agrees with the others naming its counter; if not,
+    /// the error is kept in `errors`.
     fn check(
         &mut self,
         counter: &str,
         window: u64,
         store: CounterStore,
         path: &str,
-    ) -> Result<(), ConfigError> {
+        errors: &mut Errors,
+    ) -> bool {
         if store == CounterStore::Global {
+            self.first_global.get_or_insert_with(|| path.to_string());
             if !SERVICE_WINDOWS.contains(&window) {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     format!("{path}.window"),
                     format!(
                         "store: global takes the windows the rate-limit protocol has: second, minute, hour or day (got {window}s)"
                     ),
                 ));
+                return false;
             }
-            self.first_global.get_or_insert_with(|| path.to_string());
         }
         match self.seen.get(counter) {
-            Some((first_window, _, first_path)) if *first_window != window => Err(ConfigError::new(
-                format!("{path}.window"),
-                format!(
-                    "counter {counter:?} has window {window}s here but {first_window}s at {first_path}; a counter has one window"
-                ),
-            )),
-            Some((_, first_store, first_path)) if *first_store != store => Err(ConfigError::new(
-                format!("{path}.store"),
-                format!(
-                    "counter {counter:?} is counted in another store at {first_path}; a counter has one store"
-                ),
-            )),
-            Some(_) => Ok(()),
+            Some((first_window, _, first_path)) if *first_window != window => {
+                errors.push(ConfigError::new(
+                    format!("{path}.window"),
+                    format!(
+                        "counter {counter:?} has window {window}s here but {first_window}s at {first_path}; a counter has one window"
+                    ),
+                ));
+                false
+            }
+            Some((_, first_store, first_path)) if *first_store != store => {
+                errors.push(ConfigError::new(
+                    format!("{path}.store"),
+                    format!(
+                        "counter {counter:?} is counted in another store at {first_path}; a counter has one store"
+                    ),
+                ));
+                false
+            }
+            Some(_) => true,
             None => {
                 self.seen
                     .insert(counter.to_string(), (window, store, path.to_string()));
-                Ok(())
+                true
             }
         }
     }
 }
 
+/// The limits that could be read and agree with the others; every error kept.
 fn compile_limits(
-    limits: Vec<Object<LimitDocument>>,
+    limits: Vec<Checked<Object<LimitDocument>>>,
     path: &str,
     pointer: &str,
     windows: &mut CounterWindows,
-) -> Result<Vec<Limit>, ConfigError> {
-    limits
-        .into_iter()
-        .enumerate()
-        .map(|(index, Object(limit))| {
-            let limit_path = format!("{path}[{index}]");
-            let store = limit.store.unwrap_or_default();
-            windows.check(&limit.counter.0, limit.window.0, store, &limit_path)?;
-            Ok(Limit {
+    errors: &mut Errors,
+) -> Vec<Limit> {
+    let mut compiled = Vec::with_capacity(limits.len());
+    for (index, limit) in limits.into_iter().enumerate() {
+        let limit_path = format!("{path}[{index}]");
+        let Some(Object(limit)) = errors.read(limit, &limit_path) else {
+            continue;
+        };
+        let store = limit.store.unwrap_or_default();
+        if windows.check(&limit.counter.0, limit.window.0, store, &limit_path, errors) {
+            compiled.push(Limit {
                 counter: limit.counter.0,
                 window_seconds: limit.window.0,
                 max: limit.max.0,
                 scope: limit.scope,
                 pointer: format!("{pointer}/{index}"),
                 store,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    compiled
 }
 
 /// Escapes one reference token of a JSON pointer (RFC 6901).

@@ -4,7 +4,7 @@ use crate::policy::identity::sha256_hex;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-fn load(json: &str) -> Result<Policy, ConfigError> {
+fn load(json: &str) -> Result<Policy, ConfigErrors> {
     Policy::from_json(json.as_bytes())
 }
 
@@ -173,7 +173,8 @@ fn bad_documents_are_refused_with_path_and_value() {
 
 #[test]
 fn errors_carry_line_and_column() {
-    let err = load("{\n  \"version\": \"1\",\n  \"default\": \"maybe\"\n}").unwrap_err();
+    let errors = load("{\n  \"version\": \"1\",\n  \"default\": \"maybe\"\n}").unwrap_err();
+    let err = errors.first();
     assert_eq!(err.path, "default");
     assert_eq!(err.line, Some(3));
     assert!(err.column.is_some());
@@ -409,5 +410,130 @@ fn global_limits_need_the_service_and_the_protocol_s_windows() {
             r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r"},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]},"u":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant"}]}}}"#
         ),
         r#"tools.u.limits[0].store: counter "c" is counted in another store at tools.t.limits[0]; a counter has one store"#
+    );
+}
+
+/// Independent errors found after reading are all reported, each with its
+/// path: `Display` (Envoy's log line) gives the first, then the others.
+#[test]
+fn every_independent_error_is_reported_with_its_path() {
+    let document = r#"{"version":"1","default":"deny",
+  "tools":{
+    "a":{"deny_if":{"args.s":{"regex":"("},"args.t":{"regex":"a{5"}}},
+    "b":{"limits":[{"counter":"c","window":60,"max":1,"scope":"grant"}]},
+    "c":{"limits":[{"counter":"c","window":3600,"max":1,"scope":"grant"}],"require":{"script":{"eq":1}}}
+  },
+  "identity":{"bearer_tokens":{"abc":"ci","def":"cd"}}}"#;
+    let errors = load(document).unwrap_err();
+    let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let expected = [
+        r#"tools.a.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
+        r#"tools.a.deny_if.args.t.regex: invalid regex "a{5": unclosed counted repetition"#,
+        r#"tools.c.limits[0].window: counter "c" has window 3600s here but 60s at tools.b.limits[0]; a counter has one window"#,
+        r#"tools.c.require.script: argument paths start with "args." (got "script")"#,
+        "identity.bearer_tokens.abc: keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
+        "identity.bearer_tokens.def: keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
+    ];
+    assert_eq!(found, expected);
+    assert_eq!(errors.len(), 6);
+    assert_eq!(errors.first().path, "tools.a.deny_if.args.s.regex");
+    // Checks made after reading have no source position (check finds it by path).
+    assert!(errors.iter().all(|error| error.line.is_none()));
+    assert_eq!(
+        errors.to_string(),
+        format!("{} (and 5 more: {})", expected[0], expected[1..].join("; "))
+    );
+}
+
+/// What the reader finds wrong (types, values, unknown fields) is reported
+/// part by part: every field of the document, of a tool rule and of a grant,
+/// every tool rule, grant, limit and argument condition is read on its own.
+/// Each error keeps the line and column where the reader stopped.
+#[test]
+fn errors_the_reader_finds_are_reported_part_by_part() {
+    let document = r#"{"version":"1","default":"block","mode":"audit",
+"tools":{
+"a":{"limits":[{"counter":"c","window":60,"max":0,"scope":"grant"},{"counter":"d","window":"fortnight","max":1,"scope":"grant"}]},
+"b":{"action":"nope","require":{"args.x":{"lt":"1"},"args.y":{"between":[1,2]}}},
+"e":{"burst":1}},
+"grants":{"ci":{"hide":[""],"tools":{"d":{"limits":[{"counter":"e","window":60,"scope":"grant"}]}}},"x":[]},
+"identity":{"header":"x agent"}}"#;
+    let errors = load(document).unwrap_err();
+    let found: Vec<(String, Option<usize>, Option<usize>)> = errors
+        .iter()
+        .map(|error| (error.to_string(), error.line, error.column))
+        .collect();
+    let at = |text: &str, line: usize, column: usize| (text.to_string(), Some(line), Some(column));
+    assert_eq!(
+        found,
+        [
+            // serde_json's positions: the line, and the bytes of it read up
+            // to the error (the end of the bad value, the key, the object).
+            at("default: unknown variant `block`, expected `allow` or `deny`", 1, 32),
+            at("tools.a.limits[0].max: must be a positive integer, got 0", 3, 49),
+            at(r#"tools.a.limits[1].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#, 3, 102),
+            at("tools.b.action: unknown variant `nope`, expected `allow` or `deny`", 4, 20),
+            at(r#"tools.b.require.args.x.lt: invalid type: string "1", expected a number"#, 4, 50),
+            at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`", 4, 71),
+            at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`", 5, 12),
+            at("grants.ci.tools.d.limits[0]: missing field `max`", 6, 95),
+            at("grants.ci.hide[0]: must not be empty", 6, 27),
+            at("grants.x: invalid type: sequence, expected an object", 6, 104),
+            at(r#"identity.header: invalid header name "x agent""#, 7, 31),
+            at("mode: unknown variant `audit`, expected `enforce` or `monitor`", 1, 47),
+        ]
+    );
+}
+
+/// What cannot be read part by part stops the document with one error.
+#[test]
+fn an_error_in_the_document_itself_is_reported_alone() {
+    for (document, expected) in [
+        (
+            r#"{"version":"1","default":"block","tool":{},"mode":"audit"}"#,
+            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`",
+        ),
+        (
+            r#"{"mode":"audit","default":"block"}"#,
+            "policy: missing field `version`",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"x":{"action":"no"},"x":{}}}"#,
+            r#"tools: duplicate name "x""#,
+        ),
+        (
+            r#"{"version":"1","default":"block","mode":}"#,
+            "mode: expected value",
+        ),
+    ] {
+        let errors = load(document).unwrap_err();
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [expected],
+            "{document}"
+        );
+    }
+}
+
+/// A limit that cannot be read might have been global: its error is not
+/// joined by "no limit has store: global".
+#[test]
+fn an_unreadable_limit_does_not_make_the_rate_limit_service_an_error() {
+    let errors = load(
+        r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r"},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":0,"scope":"grant","store":"global"}]}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "tools.t.limits[0].max: must be a positive integer, got 0"
+    );
+    // An unreadable service: its error only, not "store: global needs a rate_limit_service".
+    let errors = load(
+        r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":""},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "rate_limit_service.cluster: must not be empty"
     );
 }
