@@ -10,8 +10,8 @@
 //! - every Envoy configuration passes `envoy --mode validate` with the real
 //!   module, which also loads each policy: the repository's envoy/*.yaml, the
 //!   templates after the init container's own render script has run on them
-//!   (Kubernetes, docker compose), and the Wasm filter Istio and Envoy Gateway
-//!   would hand Envoy, rebuilt from the manifests;
+//!   (Kubernetes, docker compose), and the Wasm filter Istio (EnvoyFilter and
+//!   WasmPlugin) and Envoy Gateway would hand Envoy, rebuilt from the manifests;
 //! - the Dockerfile's final image is the module alone, at /plugin.wasm.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -169,19 +169,29 @@ fn walk(value: &Value, visit: &mut impl FnMut(&Value)) {
 }
 
 /// What every Envoy configuration of the filter must say: the stop-iteration
-/// setting, its own vm_id, fail closed, and a listener buffer above the
-/// policy's body limit (or Envoy answers 413 before the filter decides).
+/// setting (or a policy that holds the body only), fail closed, the V8
+/// runtime, and a listener buffer above the policy's body limit (or Envoy
+/// answers 413 before the filter decides).
 fn check_filter_settings(bootstrap: &Value, origin: &str) {
     let mut filters = 0;
     walk(bootstrap, &mut |value| {
         if value["@type"] == WASM_FILTER_TYPE {
             filters += 1;
             let config = &value["config"];
-            assert_eq!(
-                config["allow_on_headers_stop_iteration"], true,
-                "{origin}: {config}"
-            );
+            if config["allow_on_headers_stop_iteration"] != true {
+                // Envoy 1.40 never hands the body to a filter that pauses on
+                // the headers without the flag: every POST would hang.
+                let policy = load_policy(str_at(config, "/configuration/value").as_bytes(), origin);
+                assert!(
+                    !policy.hold_request_headers,
+                    "{origin}: no allow_on_headers_stop_iteration, and the policy holds request headers"
+                );
+            }
             assert_ne!(config["fail_open"], true, "{origin}: fails open");
+            assert_ne!(
+                config["failure_policy"], "FAIL_OPEN",
+                "{origin}: fails open"
+            );
             assert_eq!(
                 config["vm_config"]["runtime"], "envoy.wasm.runtime.v8",
                 "{origin}"
@@ -687,6 +697,76 @@ fn istio_filter() -> (String, Value, u64) {
     (resource_name, typed_config, buffer)
 }
 
+const ISTIO_WASM_PLUGIN: &str = "deploy/istio/wasmplugin.yaml";
+
+/// Envoy's listener buffer when none is set (`per_connection_buffer_limit_bytes`).
+const ENVOY_DEFAULT_BUFFER: u64 = 1 << 20;
+
+/// The WasmPlugin, found among the manifests every test reads.
+fn istio_wasm_plugin() -> Value {
+    let file = repo_root().join(ISTIO_WASM_PLUGIN);
+    assert!(
+        manifest_files().contains(&file),
+        "{ISTIO_WASM_PLUGIN} is not among the manifests"
+    );
+    let objects = objects(&file);
+    let plugin = of_kind(&objects, "WasmPlugin")
+        .next()
+        .expect("a WasmPlugin")
+        .clone();
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    plugin
+}
+
+/// The policy as the filter gets it from the WasmPlugin: istiod writes the
+/// `pluginConfig` Struct as JSON into a StringValue configuration.
+fn istio_wasm_plugin_policy(plugin: &Value) -> String {
+    let config = &plugin["spec"]["pluginConfig"];
+    assert!(config.is_object(), "{ISTIO_WASM_PLUGIN}: no pluginConfig");
+    serde_json::to_string(config).unwrap()
+}
+
+/// The Wasm filter istiod builds for the WasmPlugin (pilot/pkg/model/
+/// extensions.go: name `<namespace>.<name>`, root_id the pluginName, the V8
+/// runtime, no vm_id, the pluginConfig as a StringValue of JSON, the fail
+/// strategy as failure_policy, the pull policy and resource version as VM
+/// environment variables), its `oci://` code made a local file as
+/// istio-agent does. No allow_on_headers_stop_iteration: istiod has no field
+/// for it. Returns the ECDS resource name and the filter.
+fn istio_wasm_plugin_filter(plugin: &Value) -> (String, Value) {
+    let spec = &plugin["spec"];
+    let url = str_at(spec, "/url");
+    assert!(
+        url.starts_with("oci://"),
+        "istio-agent pulls oci:// images: {url}"
+    );
+    let name = format!("{}.{}", str_at(plugin, "/metadata/namespace"), name(plugin));
+    let failure_policy = match spec["failStrategy"].as_str().unwrap_or("FAIL_CLOSE") {
+        "FAIL_CLOSE" => "FAIL_CLOSED",
+        "FAIL_OPEN" => "FAIL_OPEN",
+        other => panic!("{ISTIO_WASM_PLUGIN}: failStrategy {other}"),
+    };
+    let mut environment = json!({ "ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION": "1" });
+    if let Some(policy) = spec["imagePullPolicy"].as_str() {
+        environment["ISTIO_META_WASM_IMAGE_PULL_POLICY"] = json!(policy);
+    }
+    let filter = json!({
+        "@type": WASM_FILTER_TYPE,
+        "config": {
+            "name": name,
+            "root_id": str_at(spec, "/pluginName"),
+            "vm_config": {
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": { "local": { "filename": wasm_module() } },
+                "environment_variables": { "key_values": environment }
+            },
+            "configuration": { "@type": STRING_VALUE_TYPE, "value": istio_wasm_plugin_policy(plugin) },
+            "failure_policy": failure_policy
+        }
+    });
+    (format!("extensions.istio.io/wasmplugin/{name}"), filter)
+}
+
 /// Kubernetes quantities as Envoy Gateway's bufferLimit takes them.
 fn quantity(text: &str) -> u64 {
     let (number, unit) = text.split_at(
@@ -859,6 +939,17 @@ fn every_embedded_policy_loads() {
         "Istio EnvoyFilter",
     );
     loaded.push("Istio EnvoyFilter".to_owned());
+    // Istio: the WasmPlugin's pluginConfig, as the JSON istiod hands the filter.
+    let plugin = istio_wasm_plugin();
+    let policy = load_policy(
+        istio_wasm_plugin_policy(&plugin).as_bytes(),
+        "Istio WasmPlugin",
+    );
+    assert!(
+        !policy.hold_request_headers,
+        "a WasmPlugin cannot set allow_on_headers_stop_iteration: hold_request_headers must be false"
+    );
+    loaded.push("Istio WasmPlugin".to_owned());
     // Envoy Gateway: the `config` object, as the JSON string the filter gets.
     let gateway = envoy_gateway();
     for policy in of_kind(&gateway.objects, "EnvoyExtensionPolicy") {
@@ -883,7 +974,7 @@ fn every_embedded_policy_loads() {
         read(&root.join("policy.json")).as_bytes(),
         "policy.json (docker compose)",
     );
-    assert!(loaded.len() >= 6, "too few policies found: {loaded:?}");
+    assert!(loaded.len() >= 7, "too few policies found: {loaded:?}");
 }
 
 #[test]
@@ -930,6 +1021,18 @@ fn every_envoy_configuration_passes_envoy_validate() {
         "istio".to_owned(),
         serde_json::to_string_pretty(&bootstrap).unwrap(),
     ));
+    // Istio WasmPlugin: the filter istiod and istio-agent would hand Envoy,
+    // on a listener with Envoy's default buffer (a WasmPlugin cannot set one).
+    let (resource_name, typed_config) = istio_wasm_plugin_filter(&istio_wasm_plugin());
+    let bootstrap = bootstrap_with_filter(
+        json!({ "name": resource_name, "typed_config": typed_config }),
+        ENVOY_DEFAULT_BUFFER,
+    );
+    check_filter_settings(&bootstrap, "Istio WasmPlugin");
+    configs.push((
+        "istio-wasmplugin".to_owned(),
+        serde_json::to_string_pretty(&bootstrap).unwrap(),
+    ));
     // Envoy Gateway: the filter it generates, with the EnvoyPatchPolicy applied.
     let gateway = envoy_gateway();
     let buffer = envoy_gateway_buffer_limit(&gateway);
@@ -944,7 +1047,7 @@ fn every_envoy_configuration_passes_envoy_validate() {
             serde_json::to_string_pretty(&bootstrap).unwrap(),
         ));
     }
-    assert!(configs.len() >= 7, "{} configurations", configs.len());
+    assert!(configs.len() >= 8, "{} configurations", configs.len());
     envoy_validates(configs);
 }
 
@@ -1083,6 +1186,42 @@ fn istio_filter_is_delivered_whole_by_its_envoy_filter() {
         filter["spec"]["workloadSelector"]["labels"].is_object(),
         "select the MCP server's Pods"
     );
+}
+
+#[test]
+fn istio_wasm_plugin_gates_inbound_calls_after_istio_s_own_filters() {
+    let plugin = istio_wasm_plugin();
+    let spec = &plugin["spec"];
+    assert!(
+        spec["selector"]["matchLabels"].is_object(),
+        "select the MCP server's Pods"
+    );
+    assert_eq!(spec["type"], "HTTP");
+    // After authentication and authorization (AUTHZ would run before authorization).
+    assert_eq!(spec["phase"], "STATS");
+    // Inbound only: not the requests the MCP server makes itself.
+    assert_eq!(spec["match"], json!([{ "mode": "SERVER" }]));
+    assert_ne!(spec["failStrategy"], "FAIL_OPEN");
+    // The same workload as the EnvoyFilter it replaces.
+    let (_, envoy_filter) = istio_envoy_filter();
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        envoy_filter["spec"]["workloadSelector"]["labels"]
+    );
+    assert_eq!(
+        plugin["metadata"]["namespace"],
+        envoy_filter["metadata"]["namespace"]
+    );
+    let (_, filter) = istio_wasm_plugin_filter(&plugin);
+    assert!(filter["config"]
+        .get("allow_on_headers_stop_iteration")
+        .is_none());
+    let policy = load_policy(
+        str_at(&filter, "/config/configuration/value").as_bytes(),
+        "Istio WasmPlugin",
+    );
+    assert!(!policy.hold_request_headers);
+    assert!(policy.max_body_bytes < ENVOY_DEFAULT_BUFFER);
 }
 
 #[test]
