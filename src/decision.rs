@@ -99,12 +99,30 @@ pub const RULE_DENY_REASON: &str = "denied by policy";
 /// Reason given when an argument rule denies and the tool rule has no reason.
 pub const ARGUMENT_DENY_REASON: &str = "arguments not allowed by policy";
 
+/// Where a call's `arguments` come from, read only when a rule needs them:
+/// a parsed call reads them from its body on demand.
+pub trait ArgumentSource {
+    fn raw_arguments(&self) -> Result<Option<&RawValue>, String>;
+}
+
+impl ArgumentSource for Option<&RawValue> {
+    fn raw_arguments(&self) -> Result<Option<&RawValue>, String> {
+        Ok(*self)
+    }
+}
+
+impl ArgumentSource for &crate::mcp::ToolCall<'_> {
+    fn raw_arguments(&self) -> Result<Option<&RawValue>, String> {
+        self.arguments()
+    }
+}
+
 /// Decides one call to `tool` by the policy as the caller's grant sees it,
 /// taking quota from `store` if it is allowed.
 pub fn decide<'p, S: SharedStore + ?Sized>(
     policy: &'p View,
     tool: &str,
-    arguments: Option<&RawValue>,
+    arguments: impl ArgumentSource,
     caller: CallerScope<'_>,
     store: &S,
     now_seconds: u64,
@@ -147,16 +165,23 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         }
         Some(rule) if !rule.arguments.is_empty() => {
             // Arguments are read only for tools with argument rules.
-            let arguments: Option<Value> =
-                match arguments.map(|raw| serde_json::from_str(raw.get())) {
-                    None => None,
-                    Some(Ok(value)) => Some(value),
-                    Some(Err(err)) => {
-                        return Decision::Failed {
-                            detail: format!("arguments could not be read: {err}"),
-                        }
+            let raw = match arguments.raw_arguments() {
+                Ok(raw) => raw,
+                Err(err) => {
+                    return Decision::Failed {
+                        detail: format!("arguments could not be read: {err}"),
                     }
-                };
+                }
+            };
+            let arguments: Option<Value> = match raw.map(|raw| serde_json::from_str(raw.get())) {
+                None => None,
+                Some(Ok(value)) => Some(value),
+                Some(Err(err)) => {
+                    return Decision::Failed {
+                        detail: format!("arguments could not be read: {err}"),
+                    }
+                }
+            };
             if let Some(condition) = rule.arguments.violation(arguments.as_ref()) {
                 return Decision::Deny {
                     rule: condition,

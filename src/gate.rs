@@ -121,14 +121,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         }
     };
 
-    let decision = decision::decide(
-        view,
-        &call.name,
-        call.arguments,
-        caller,
-        store,
-        now.as_secs(),
-    );
+    let decision = decision::decide(view, &call.name, &call, caller, store, now.as_secs());
     let mut audit = AuditRecord::new(now, caller.grant, caller.session, decision.outcome());
     audit.method = Some(mcp::TOOLS_CALL.to_string());
     audit.tool = Some(call.name.to_string());
@@ -312,17 +305,14 @@ fn check_mirrored_headers(
             call.id.clone(),
             Some(call.name.to_string()),
         ),
-        Message::Other { method, id, params } => {
+        Message::Other { method, id, named } => {
             let method = method.as_deref();
-            let field = match method {
-                Some(m) if NAMED_BY_NAME.contains(&m) => Some("name"),
-                Some(m) if NAMED_BY_URI.contains(&m) => Some("uri"),
+            let named = match method {
+                Some(m) if NAMED_BY_NAME.contains(&m) => named.name.as_deref(),
+                Some(m) if NAMED_BY_URI.contains(&m) => named.uri.as_deref(),
                 _ => None,
-            };
-            let named = field.and_then(|field| {
-                let params: serde_json::Value = serde_json::from_str((*params)?.get()).ok()?;
-                params.get(field)?.as_str().map(str::to_string)
-            });
+            }
+            .map(str::to_string);
             (method, id.clone().unwrap_or(serde_json::Value::Null), named)
         }
     };

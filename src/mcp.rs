@@ -26,8 +26,17 @@ pub enum Message<'a> {
     Other {
         method: Option<Cow<'a, str>>,
         id: Option<Value>,
-        params: Option<&'a RawValue>,
+        /// `params.name` and `params.uri` when they are strings: what the
+        /// `Mcp-Name` header must mirror.
+        named: Named<'a>,
     },
+}
+
+/// The string members of `params` that name what a method addresses.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Named<'a> {
+    pub name: Option<Cow<'a, str>>,
+    pub uri: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug)]
@@ -37,8 +46,28 @@ pub struct ToolCall<'a> {
     pub name: Cow<'a, str>,
     /// Top-level argument names, in order (values are never logged).
     pub argument_keys: Vec<Cow<'a, str>>,
-    /// The raw `arguments` object, if present.
-    pub arguments: Option<&'a RawValue>,
+    /// The whole body, from which `arguments` is read when a rule needs it.
+    body: &'a [u8],
+    has_arguments: bool,
+}
+
+impl<'a> ToolCall<'a> {
+    /// The raw `arguments` object, if present. Read on demand with a second
+    /// pass over the (already validated) body: only argument rules need it,
+    /// and most calls have none.
+    pub fn arguments(&self) -> Result<Option<&'a RawValue>, String> {
+        if !self.has_arguments {
+            return Ok(None);
+        }
+        let envelope: RawEnvelope<'a> =
+            serde_json::from_slice(self.body).map_err(|err| err.to_string())?;
+        let Some(params) = envelope.params else {
+            return Ok(None);
+        };
+        let params: RawParams<'a> =
+            serde_json::from_str(params.get()).map_err(|err| err.to_string())?;
+        Ok(params.arguments)
+    }
 }
 
 /// Why a body is refused before any policy is consulted.
@@ -101,29 +130,27 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
         }
     }
 
-    check_structure(body, max_depth)?;
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|err| {
-        if err.is_data() {
-            Invalid::Request {
-                id: Value::Null,
-                detail: err.to_string(),
-            }
-        } else {
-            Invalid::Malformed {
-                detail: err.to_string(),
-            }
-        }
-    })?;
+    let envelope = read_envelope(body, max_depth)?;
+    let id = match envelope.id {
+        Some(Seen::Compound(_)) => Some(compound_id(body)?),
+        Some(seen) => Some(seen.into_id()),
+        None => None,
+    };
+    let jsonrpc = text_member(envelope.jsonrpc, "jsonrpc")?;
+    let method = text_member(envelope.method, "method")?;
 
-    if envelope.method.as_deref() != Some(TOOLS_CALL) {
-        return Ok(Message::Other {
-            method: envelope.method,
-            id: envelope.id,
-            params: envelope.params,
-        });
+    if method.as_deref() != Some(TOOLS_CALL) {
+        let named = match envelope.params {
+            Some(Seen::Params(params)) => Named {
+                name: params.name.and_then(Seen::into_text),
+                uri: params.uri.and_then(Seen::into_text),
+            },
+            _ => Named::default(),
+        };
+        return Ok(Message::Other { method, id, named });
     }
 
-    let id = match envelope.id {
+    let id = match id {
         Some(id @ Value::String(_)) => id,
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => Value::Number(number),
         Some(other) => {
@@ -139,56 +166,92 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
             })
         }
     };
-    if envelope.jsonrpc.as_deref() != Some("2.0") {
+    if jsonrpc.as_deref() != Some("2.0") {
         return Err(Invalid::Request {
             id,
             detail: "jsonrpc must be \"2.0\"".to_string(),
         });
     }
-    let Some(params) = envelope.params else {
-        return Err(Invalid::Params {
-            id,
-            detail: "tools/call must have params".to_string(),
-        });
-    };
-    // Serde's derived structs also read arrays (`["deleteWorkspace"]` as the
-    // name); MCP params are objects, and nothing else is read as one.
-    if !params.get().trim_start().starts_with('{') {
-        return Err(Invalid::Params {
-            id,
-            detail: "params must be an object".to_string(),
-        });
-    }
-    let params: CallParams<'_> = match serde_json::from_str(params.get()) {
-        Ok(params) => params,
-        Err(err) => {
+    let params = match envelope.params {
+        None | Some(Seen::Null) => {
             return Err(Invalid::Params {
                 id,
-                detail: err.to_string(),
+                detail: "tools/call must have params".to_string(),
+            })
+        }
+        Some(Seen::Params(params)) => params,
+        // An array is not read as the name (`["deleteWorkspace"]`): MCP
+        // params are objects, and nothing else is read as one.
+        Some(_) => {
+            return Err(Invalid::Params {
+                id,
+                detail: "params must be an object".to_string(),
             })
         }
     };
-    let argument_keys = match params.arguments {
-        None => Vec::new(),
-        Some(raw) => match serde_json::from_str::<ObjectKeys<'_>>(raw.get()) {
-            Ok(keys) => keys.0,
-            Err(err) => {
-                return Err(Invalid::Params {
-                    id,
-                    detail: format!("arguments: {err}"),
-                })
-            }
-        },
+    let name = match params.name {
+        Some(Seen::Text(name)) => name,
+        None => {
+            return Err(Invalid::Params {
+                id,
+                detail: "missing field `name`".to_string(),
+            })
+        }
+        Some(other) => {
+            return Err(Invalid::Params {
+                id,
+                detail: format!("name must be a string, got {}", other.kind()),
+            })
+        }
     };
-    if let Err(detail) = check_tool_name(&params.name) {
+    let (argument_keys, has_arguments) = match params.arguments {
+        None | Some(Seen::Null) => (Vec::new(), false),
+        Some(Seen::Keys(keys)) => (keys, true),
+        Some(other) => {
+            return Err(Invalid::Params {
+                id,
+                detail: format!("arguments must be an object, got {}", other.kind()),
+            })
+        }
+    };
+    if let Err(detail) = check_tool_name(&name) {
         return Err(Invalid::Params { id, detail });
     }
     Ok(Message::ToolCall(ToolCall {
         id,
-        name: params.name,
+        name,
         argument_keys,
-        arguments: params.arguments,
+        body,
+        has_arguments,
     }))
+}
+
+/// A member read as text: absent and `null` are `None`, a string is
+/// `Some`, anything else makes the message invalid.
+fn text_member<'a>(seen: Option<Seen<'a>>, member: &str) -> Result<Option<Cow<'a, str>>, Invalid> {
+    match seen {
+        None | Some(Seen::Null) => Ok(None),
+        Some(Seen::Text(text)) => Ok(Some(text)),
+        Some(other) => Err(Invalid::Request {
+            id: Value::Null,
+            detail: format!("{member} must be a string, got {}", other.kind()),
+        }),
+    }
+}
+
+/// An `id` that is an array or an object (not JSON-RPC, but echoed as sent):
+/// read again as a value. Rare, so the single pass does not build it.
+fn compound_id(body: &[u8]) -> Result<Value, Invalid> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: Value,
+    }
+    serde_json::from_slice::<IdOnly>(body)
+        .map(|only| only.id)
+        .map_err(|err| Invalid::Malformed {
+            detail: err.to_string(),
+        })
 }
 
 /// Tool names the gate accepts: the MCP specification's recommended
@@ -234,8 +297,9 @@ fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> 
     })
 }
 
-/// Walks the whole body once (see [`parse_with_depth`]).
-fn check_structure(body: &[u8], max_depth: usize) -> Result<(), Invalid> {
+/// Reads the whole body in one pass (see [`parse_with_depth`]): checks the
+/// structure everywhere and keeps what the gate reads on the way.
+fn read_envelope(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
     // serde_json's own recursion limit (128) stays as a backstop.
     let mut reader = serde_json::Deserializer::from_slice(body);
     let walk = Walk {
@@ -243,20 +307,23 @@ fn check_structure(body: &[u8], max_depth: usize) -> Result<(), Invalid> {
         max_depth,
         place: Place::Top,
     };
-    let result =
-        serde::de::DeserializeSeed::deserialize(walk, &mut reader).and_then(|()| reader.end());
-    result.map_err(|err| {
-        if err.is_data() {
-            Invalid::Request {
-                id: Value::Null,
-                detail: strip_position(&err),
-            }
-        } else {
-            Invalid::Malformed {
-                detail: err.to_string(),
-            }
-        }
-    })
+    let result = serde::de::DeserializeSeed::deserialize(walk, &mut reader)
+        .and_then(|seen| reader.end().map(|()| seen));
+    match result {
+        Ok(Seen::Envelope(envelope)) => Ok(*envelope),
+        // The first byte was `{`: a complete value is an object.
+        Ok(_) => Err(Invalid::Request {
+            id: Value::Null,
+            detail: "a JSON-RPC message must be an object".to_string(),
+        }),
+        Err(err) if err.is_data() => Err(Invalid::Request {
+            id: Value::Null,
+            detail: strip_position(&err),
+        }),
+        Err(err) => Err(Invalid::Malformed {
+            detail: err.to_string(),
+        }),
+    }
 }
 
 fn strip_position(err: &serde_json::Error) -> String {
@@ -265,12 +332,86 @@ fn strip_position(err: &serde_json::Error) -> String {
     text.strip_suffix(&suffix).unwrap_or(&text).to_string()
 }
 
-/// Where the walk is: the message object, its `params`, or anywhere else.
+/// Where the walk is, which says what it keeps of the value there.
 #[derive(Clone, Copy, PartialEq)]
 enum Place {
+    /// The message object.
     Top,
+    /// `params` of the message.
     Params,
+    /// `params.arguments`: its member names are kept.
+    Arguments,
+    /// `jsonrpc`, `method`, `params.name`, `params.uri`: a string is kept.
+    Text,
+    /// `id`: a scalar is kept.
+    Id,
+    /// Anything else: checked, nothing kept.
     Elsewhere,
+}
+
+/// What the walk kept of one value.
+#[derive(Debug)]
+enum Seen<'a> {
+    Nothing,
+    Null,
+    Text(Cow<'a, str>),
+    /// A scalar `id`: a number or a boolean.
+    Scalar(Value),
+    /// An array or an object where only a scalar is kept.
+    Compound(&'static str),
+    /// A string, number or boolean where none is kept.
+    Other(&'static str),
+    Envelope(Box<Envelope<'a>>),
+    Params(Box<ParamsSeen<'a>>),
+    Keys(Vec<Cow<'a, str>>),
+}
+
+impl<'a> Seen<'a> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Seen::Null => "null",
+            Seen::Text(_) => "a string",
+            Seen::Scalar(Value::Bool(_)) => "a boolean",
+            Seen::Scalar(_) => "a number",
+            Seen::Other(kind) => kind,
+            Seen::Compound(kind) => kind,
+            Seen::Envelope(_) | Seen::Params(_) | Seen::Keys(_) => "an object",
+            Seen::Nothing => "a value",
+        }
+    }
+
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Seen::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// A scalar id as the value to echo.
+    fn into_id(self) -> Value {
+        match self {
+            Seen::Text(text) => Value::String(text.into_owned()),
+            Seen::Scalar(value) => value,
+            _ => Value::Null,
+        }
+    }
+}
+
+/// The members of the message the gate reads.
+#[derive(Debug, Default)]
+struct Envelope<'a> {
+    jsonrpc: Option<Seen<'a>>,
+    id: Option<Seen<'a>>,
+    method: Option<Seen<'a>>,
+    params: Option<Seen<'a>>,
+}
+
+/// The members of `params` the gate reads.
+#[derive(Debug, Default)]
+struct ParamsSeen<'a> {
+    name: Option<Seen<'a>>,
+    uri: Option<Seen<'a>>,
+    arguments: Option<Seen<'a>>,
 }
 
 struct Walk {
@@ -298,72 +439,128 @@ impl Walk {
             Ok(())
         }
     }
+
+    /// A number or boolean: kept as the id, otherwise only its kind.
+    fn scalar<'a>(&self, value: impl FnOnce() -> Value, kind: &'static str) -> Seen<'a> {
+        match self.place {
+            Place::Id => Seen::Scalar(value()),
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Other(kind),
+        }
+    }
+
+    /// What a member's value is kept as, by where the member is.
+    fn member_place(&self, key: &str) -> Place {
+        match (self.place, key) {
+            (Place::Top, "params") => Place::Params,
+            (Place::Top, "jsonrpc" | "method") => Place::Text,
+            (Place::Top, "id") => Place::Id,
+            (Place::Params, "name" | "uri") => Place::Text,
+            (Place::Params, "arguments") => Place::Arguments,
+            _ => Place::Elsewhere,
+        }
+    }
 }
 
 impl<'de> de::DeserializeSeed<'de> for Walk {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    type Value = Seen<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Seen<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Walk {
-    type Value = ();
+    type Value = Seen<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Seen<'de>, E> {
+        Ok(self.scalar(|| Value::Bool(v), "a boolean"))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seen<'de>, E> {
+        Ok(self.scalar(|| Value::from(v), "a number"))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seen<'de>, E> {
+        Ok(self.scalar(|| Value::from(v), "a number"))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seen<'de>, E> {
+        Ok(self.scalar(|| Value::from(v), "a number"))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Seen<'de>, E> {
+        Ok(match self.place {
+            Place::Text | Place::Id => Seen::Text(Cow::Borrowed(v)),
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Other("a string"),
+        })
     }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Seen<'de>, E> {
+        // A string with escapes, decoded into serde_json's scratch buffer.
+        Ok(match self.place {
+            Place::Text | Place::Id => Seen::Text(Cow::Owned(v.to_string())),
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Other("a string"),
+        })
     }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_unit<E: de::Error>(self) -> Result<Seen<'de>, E> {
+        Ok(if self.place == Place::Elsewhere {
+            Seen::Nothing
+        } else {
+            Seen::Null
+        })
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Seen<'de>, A::Error> {
         self.enter()?;
         while seq
             .next_element_seed(self.nested(Place::Elsewhere))?
             .is_some()
         {}
-        Ok(())
+        Ok(match self.place {
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Compound("an array"),
+        })
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seen<'de>, A::Error> {
         self.enter()?;
+        let members: &[&'static str] = match self.place {
+            Place::Top => &ENVELOPE_MEMBERS,
+            Place::Params => &PARAMS_MEMBERS,
+            _ => &[],
+        };
         let mut keys = KeySet::default();
+        let mut envelope = Envelope::default();
+        let mut params = ParamsSeen::default();
+        let mut argument_keys = Vec::new();
         while let Some(BorrowedKey(key)) = map.next_key()? {
             if keys.contains(&key) {
                 return Err(de::Error::custom(format!("duplicate member {key:?}")));
             }
-            let members: &[&'static str] = match self.place {
-                Place::Top => &ENVELOPE_MEMBERS,
-                Place::Params => &PARAMS_MEMBERS,
-                Place::Elsewhere => &[],
-            };
             if let Some(member) = case_variant_of(&key, members) {
                 return Err(de::Error::custom(format!(
                     "member {key:?} differs from {member:?} only in letter case"
                 )));
             }
-            let place = if self.place == Place::Top && key == "params" {
-                Place::Params
-            } else {
-                Place::Elsewhere
-            };
-            map.next_value_seed(self.nested(place))?;
+            let place = self.member_place(&key);
+            let seen = map.next_value_seed(self.nested(place))?;
+            match (self.place, key.as_ref()) {
+                (Place::Top, "jsonrpc") => envelope.jsonrpc = Some(seen),
+                (Place::Top, "id") => envelope.id = Some(seen),
+                (Place::Top, "method") => envelope.method = Some(seen),
+                (Place::Top, "params") => envelope.params = Some(seen),
+                (Place::Params, "name") => params.name = Some(seen),
+                (Place::Params, "uri") => params.uri = Some(seen),
+                (Place::Params, "arguments") => params.arguments = Some(seen),
+                (Place::Arguments, _) => argument_keys.push(key.clone()),
+                _ => {}
+            }
             keys.insert(key);
         }
-        Ok(())
+        Ok(match self.place {
+            Place::Top => Seen::Envelope(Box::new(envelope)),
+            Place::Params => Seen::Params(Box::new(params)),
+            Place::Arguments => Seen::Keys(argument_keys),
+            Place::Text | Place::Id => Seen::Compound("an object"),
+            Place::Elsewhere => Seen::Nothing,
+        })
     }
 }
 
@@ -400,57 +597,17 @@ impl<'a> KeySet<'a> {
     }
 }
 
-/// The members of a JSON-RPC message the gate reads. Serde refuses a member
-/// that appears twice, so `{"method":"ping","method":"tools/call"}` cannot be
-/// read one way here and another way upstream.
+/// `params.arguments` as raw JSON, read on demand (see [`ToolCall::arguments`]).
 #[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
-    /// `Some(Value::Null)` for `"id": null`, `None` when absent.
-    #[serde(default, deserialize_with = "present")]
-    id: Option<Value>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
+struct RawEnvelope<'a> {
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
 }
 
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(deserializer).map(Some)
-}
-
 #[derive(Deserialize)]
-struct CallParams<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
+struct RawParams<'a> {
     #[serde(borrow, default)]
     arguments: Option<&'a RawValue>,
-}
-
-/// The keys of a JSON object, in order; values are skipped. (Duplicates
-/// were refused by the structure check.)
-struct ObjectKeys<'a>(Vec<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for ObjectKeys<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeysVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for KeysVisitor<'a> {
-            type Value = ObjectKeys<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut keys: Vec<Cow<'a, str>> = Vec::new();
-                while let Some(key) = access.next_key::<BorrowedKey<'a>>()? {
-                    access.next_value::<IgnoredAny>()?;
-                    keys.push(key.0);
-                }
-                Ok(ObjectKeys(keys))
-            }
-        }
-        deserializer.deserialize_map(KeysVisitor(std::marker::PhantomData))
-    }
 }
 
 /// A key borrowed from the body when it has no escapes.

@@ -209,7 +209,7 @@ fn argument_rules_deny_before_limits_take_quota() {
         let decision = decide(
             policy.base(),
             "asyncExecuteCode",
-            Some(&raw),
+            Some(&*raw),
             caller("a"),
             &store,
             NOW,

@@ -27,7 +27,7 @@ fn reads_a_tool_call() {
     assert_eq!(call.name, "asyncExecuteCode");
     assert_eq!(call.argument_keys, vec!["script", "timeout"]);
     assert_eq!(
-        call.arguments.unwrap().get(),
+        call.arguments().unwrap().unwrap().get(),
         r#"{"script":"print(1)","timeout":30}"#
     );
 }
@@ -328,4 +328,46 @@ fn an_object_with_many_members_is_checked_in_linear_time() {
     assert_eq!(call(&body).argument_keys.len(), 100_000);
     let duplicate = body.replacen(r#""k99999":1"#, r#""k5":1"#, 1);
     assert!(request_detail(&duplicate).starts_with("duplicate member"));
+}
+
+#[test]
+fn other_messages_keep_what_mcp_name_mirrors() {
+    let Ok(Message::Other { method, id, named }) = parse(
+        br#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:\/\/a","name":5}}"#,
+    ) else {
+        panic!("expected another message");
+    };
+    assert_eq!(method.as_deref(), Some("resources/read"));
+    assert_eq!(id, Some(json!(4)));
+    assert_eq!(named.uri.as_deref(), Some("file://a"));
+    assert_eq!(
+        named.name, None,
+        "a name that is not a string names nothing"
+    );
+}
+
+#[test]
+fn an_object_id_is_echoed_as_sent() {
+    let Ok(Message::Other { id, .. }) =
+        parse(br#"{"jsonrpc":"2.0","id":{"a":[1]},"method":"ping"}"#)
+    else {
+        panic!("expected another message");
+    };
+    assert_eq!(id, Some(json!({"a": [1]})));
+}
+
+#[test]
+fn arguments_are_read_only_when_asked_and_as_sent() {
+    let body = r#"{"params":{"arguments":{"k":[1,{"x":"\u00e9"}]},"name":"t"},"id":"i","method":"tools/call","jsonrpc":"2.0"}"#;
+    let call = call(body);
+    assert_eq!(call.argument_keys, vec!["k"]);
+    assert_eq!(
+        call.arguments().unwrap().unwrap().get(),
+        r#"{"k":[1,{"x":"\u00e9"}]}"#
+    );
+    let without = self::call(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":null}}"#,
+    );
+    assert!(without.arguments().unwrap().is_none());
+    assert!(without.argument_keys.is_empty());
 }
