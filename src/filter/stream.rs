@@ -52,6 +52,19 @@ pub struct PolicyStream {
     pending_global: Option<(u32, GlobalCheck, AuditRecord)>,
 }
 
+/// The request's headers, read from Envoy once. Envoy keeps header names in
+/// lower case; the lookup ignores case anyway, as Envoy's own does.
+struct RequestHeaders(Vec<(String, String)>);
+
+impl RequestHeaders {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// A `tools/list` answer being filtered.
 enum Listing {
     /// Request seen; response not started.
@@ -130,13 +143,13 @@ impl PolicyStream {
 
     /// Sets `grant` from the policy's identity source. `false`: refused
     /// (the answer has been sent).
-    fn identify(&mut self) -> bool {
+    fn identify(&mut self, headers: &RequestHeaders) -> bool {
         let policy = Rc::clone(&self.policy);
         match &policy.identity {
             Identity::Anonymous => true,
             Identity::Header(header) => {
-                let value = self.get_http_request_header(header);
-                self.grant = Identity::grant_from_value(value.as_deref()).to_string();
+                let value = headers.get(header);
+                self.grant = Identity::grant_from_value(value).to_string();
                 true
             }
             Identity::JwtClaim {
@@ -163,8 +176,8 @@ impl PolicyStream {
                 true
             }
             Identity::BearerTokens(tokens) => {
-                let authorization = self.get_http_request_header("authorization");
-                match Identity::grant_for_bearer(tokens, authorization.as_deref()) {
+                let authorization = headers.get("authorization");
+                match Identity::grant_for_bearer(tokens, authorization) {
                     Ok(grant) => {
                         self.grant = grant.to_string();
                         // The token is for this gate, not for the server.
@@ -319,34 +332,38 @@ impl Context for PolicyStream {
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.started = EnvoyClock.unix_time();
-        self.session = self
-            .get_http_request_header(SESSION_HEADER)
-            .filter(|session| !session.is_empty());
+        // One host call for every header this stream needs (each single
+        // header read is a call out of the VM and usually one back in).
+        let headers = RequestHeaders(self.get_http_request_headers());
+        self.session = headers
+            .get(SESSION_HEADER)
+            .filter(|session| !session.is_empty())
+            .map(str::to_string);
         // Every request, GET streams included, belongs to an identified caller.
-        if !self.identify() {
+        if !self.identify(&headers) {
             return Action::Pause;
         }
-        let is_post = self.get_http_request_header(":method").as_deref() == Some("POST");
+        let is_post = headers.get(":method") == Some("POST");
         if !is_post || end_of_stream {
             // GET streams, DELETE, and bodiless requests carry no tool call.
             return Action::Continue;
         }
         self.inspecting = true;
-        self.mcp_method = self.get_http_request_header("mcp-method");
-        self.mcp_name = self.get_http_request_header("mcp-name");
+        self.mcp_method = headers.get("mcp-method").map(str::to_string);
+        self.mcp_name = headers.get("mcp-name").map(str::to_string);
 
         // A body the gate cannot read must not reach a server that can.
-        if let Some(encoding) = self.get_http_request_header("content-encoding") {
+        if let Some(encoding) = headers.get("content-encoding") {
             if !encoding.trim().eq_ignore_ascii_case("identity") {
                 let inspection =
-                    gate::unsupported_encoding(&self.policy, &EnvoyClock, self.caller(), &encoding);
+                    gate::unsupported_encoding(&self.policy, &EnvoyClock, self.caller(), encoding);
                 self.inspecting = false;
                 return self.apply(inspection);
             }
         }
 
-        let declared = self
-            .get_http_request_header("content-length")
+        let declared = headers
+            .get("content-length")
             .and_then(|length| length.trim().parse::<u64>().ok());
         if declared.is_some_and(|length| self.over_limit(length)) {
             let inspection = gate::body_too_large(&self.policy, &EnvoyClock, self.caller());
@@ -392,13 +409,16 @@ impl HttpContext for PolicyStream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.answered = true;
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|status| status.parse::<u16>().ok())
-            .unwrap_or(0);
-        if status >= 500 {
-            // The upstream failed or could not be reached: the call did not happen.
-            self.release_quota(&format!("upstream answered {status}"));
+        if !self.reservations.is_empty() {
+            // Read only when there is quota to give back: a host call.
+            let status = self
+                .get_http_response_header(":status")
+                .and_then(|status| status.parse::<u16>().ok())
+                .unwrap_or(0);
+            if status >= 500 {
+                // The upstream failed or could not be reached: the call did not happen.
+                self.release_quota(&format!("upstream answered {status}"));
+            }
         }
         let Some(Listing::Requested(id)) = self.listing.take() else {
             return Action::Continue;
