@@ -9,16 +9,15 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::hint::black_box;
     use std::time::Duration;
 
     use criterion::{BenchmarkId, Criterion, Throughput};
     use mcp_policy::decision::Outcome;
     use mcp_policy::gate;
-    use mcp_policy::host::{host_cas, Cas, Clock, SharedStore, StoreError};
+    use mcp_policy::host::Clock;
     use mcp_policy::mcp::{self, Message};
+    use mcp_policy::memory::MemorySharedData as MemoryStore;
     use mcp_policy::policy::Policy;
     use mcp_policy::ratelimit::CallerScope;
 
@@ -33,50 +32,6 @@ mod native {
     const ALLOWED: &str = "asyncExecuteCode";
     const DENIED: &str = "deleteWorkspace";
     const LIMITED: &str = "checkCodeExecStatus";
-
-    /// Envoy's shared data as proxy-wasm-cpp-host implements it (the same
-    /// semantics as `src/testing.rs`, which is test-only): versions from a
-    /// global counter starting at 1; a set on an existing key with a non-zero
-    /// CAS that differs fails; a set on a missing key succeeds. Values are
-    /// copied in and out, as across the host boundary.
-    #[derive(Default)]
-    struct MemoryStore {
-        state: RefCell<Entries>,
-    }
-
-    /// Entries by key (value, version), and the last version handed out.
-    type Entries = (HashMap<String, (Vec<u8>, Cas)>, Cas);
-
-    impl SharedStore for MemoryStore {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
-            Ok(self.state.borrow().0.get(key).cloned())
-        }
-
-        fn compare_and_swap(
-            &self,
-            key: &str,
-            value: &[u8],
-            expected: Option<Cas>,
-        ) -> Result<(), StoreError> {
-            let cas = host_cas(expected);
-            let mut state = self.state.borrow_mut();
-            let (map, next) = &mut *state;
-            *next = next.wrapping_add(1).max(1);
-            let version = *next;
-            match map.get_mut(key) {
-                Some(entry) => {
-                    if cas != 0 && cas != entry.1 {
-                        return Err(StoreError::CasMismatch);
-                    }
-                    *entry = (value.to_vec(), version);
-                }
-                None => {
-                    map.insert(key.to_string(), (value.to_vec(), version));
-                }
-            }
-            Ok(())
-        }
-    }
 
     struct FixedClock;
 

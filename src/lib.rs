@@ -5,7 +5,8 @@
 //! wasm: [`mcp`] reads a request body, [`policy`] holds the validated policy,
 //! [`decision`] decides a tool call, [`ratelimit`] counts calls in a
 //! [`host::SharedStore`], [`response`] renders the answer, [`audit`] the log
-//! line, and [`gate`] ties them together for one request. `filter` is the thin
+//! line, and [`gate`] ties them together for one request. [`memory`] is Envoy's
+//! shared data in memory, for tests, the CLI, benchmarks and fuzzers. `filter` is the thin
 //! proxy-wasm glue, compiled only into the module Envoy loads.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -18,6 +19,7 @@ pub mod gate;
 pub mod host;
 pub mod listing;
 pub mod mcp;
+pub mod memory;
 pub mod policy;
 pub mod ratelimit;
 pub mod response;

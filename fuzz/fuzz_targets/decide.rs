@@ -3,48 +3,14 @@
 //! call the gate forwards is never one it could not read.
 #![no_main]
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use mcp_policy::gate;
-use mcp_policy::host::{host_cas, Cas, Clock, SharedStore, StoreError};
+use mcp_policy::host::Clock;
+use mcp_policy::memory::MemorySharedData as Store;
 use mcp_policy::policy::Policy;
 use mcp_policy::ratelimit::CallerScope;
-
-/// Envoy's shared-data semantics (see src/testing.rs), single-threaded.
-#[derive(Default)]
-struct Store(RefCell<(HashMap<String, (Vec<u8>, Cas)>, Cas)>);
-
-impl SharedStore for Store {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
-        Ok(self.0.borrow().0.get(key).cloned())
-    }
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<Cas>,
-    ) -> Result<(), StoreError> {
-        let cas = host_cas(expected);
-        let mut state = self.0.borrow_mut();
-        let (map, next) = &mut *state;
-        *next = next.wrapping_add(1).max(1);
-        let version = *next;
-        match map.get_mut(key) {
-            Some(entry) if cas != 0 && cas != entry.1 => Err(StoreError::CasMismatch),
-            Some(entry) => {
-                *entry = (value.to_vec(), version);
-                Ok(())
-            }
-            None => {
-                map.insert(key.to_string(), (value.to_vec(), version));
-                Ok(())
-            }
-        }
-    }
-}
 
 struct At(u64);
 impl Clock for At {
