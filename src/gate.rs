@@ -267,6 +267,22 @@ pub fn unsupported_encoding<C: Clock + ?Sized>(
     Inspection::refusal(policy, response::unsupported_encoding(encoding), audit)
 }
 
+/// The answer to a request with a header the gate reads that is not text.
+pub fn unreadable_header<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+    name: &str,
+) -> Inspection {
+    let audit = AuditRecord::new(
+        clock.unix_time(),
+        caller.grant,
+        caller.session,
+        Outcome::Invalid,
+    );
+    Inspection::refusal(policy, response::unreadable_header(name), audit)
+}
+
 /// The answer to a request without an acceptable identity.
 pub fn unauthorized<C: Clock + ?Sized>(
     policy: &Policy,

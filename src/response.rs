@@ -230,6 +230,18 @@ pub fn unsupported_encoding(encoding: &str) -> Reply {
     )
 }
 
+/// The answer to a request whose header the gate reads (identity, session,
+/// `Mcp-*`, …) is not UTF-8 text: the gate cannot decide on what it cannot read.
+pub fn unreadable_header(name: &str) -> Reply {
+    error_reply(
+        status::BAD_REQUEST,
+        &Value::Null,
+        code::INVALID_REQUEST,
+        &format!("Invalid Request: header {name} is not UTF-8 text"),
+        None,
+    )
+}
+
 /// The answer to a body larger than the policy's `max_body_bytes`.
 pub fn body_too_large(max_body_bytes: u64) -> Reply {
     error_reply(

@@ -477,3 +477,89 @@ async fn without_header_holding_decisions_still_apply() {
     assert_eq!(recorder.tool_call_count("checkCodeExecStatus"), 1);
     server.abort();
 }
+
+/// One HTTP/1.1 request with the given raw header lines, its status and body.
+async fn raw_post(port: u16, header_lines: &[u8], body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: gate\r\nconnection: close\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(header_lines);
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body.as_bytes());
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_string());
+    (status, body)
+}
+
+/// HTTP allows bytes above 0x7f in header values. The gate refuses a request
+/// whose identity (or other header it reads) is not text, forwards one whose
+/// other headers are not, and never panics on either: the same worker (one)
+/// answers the next request.
+#[tokio::test]
+async fn header_values_that_are_not_utf8() {
+    const POLICY: &str = r#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
+        "tools":{"deleteWorkspace":{"action":"deny"}}}"#;
+    let stack = Stack::start(POLICY).await;
+    let port = stack.envoy.port;
+
+    let (status, body) =
+        raw_post(port, b"x-agent-id: \xff\xfe\r\n", &call("asyncExecuteCode")).await;
+    assert_eq!(status, 400, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"]["code"], -32600, "{body}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-agent-id"),
+        "{body}"
+    );
+    let (status, body) = raw_post(port, b"mcp-name: caf\xe9\r\n", &call("asyncExecuteCode")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(stack.upstream.http_requests().len(), 0);
+
+    // A header the gate does not read passes as it is; the call is decided.
+    let (status, body) = raw_post(
+        port,
+        b"x-agent-id: alice\r\nx-trace: \xff\r\n",
+        &call("deleteWorkspace"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -31001
+    );
+    let (status, _) = raw_post(
+        port,
+        b"x-agent-id: alice\r\nx-trace: \xff\r\n",
+        &call("asyncExecuteCode"),
+    )
+    .await;
+    assert!(
+        status > 0 && status != 503,
+        "forwarded and answered: {status}"
+    );
+    assert_eq!(stack.upstream.http_requests().len(), 1);
+    assert!(
+        !stack.envoy.log().contains("panicked"),
+        "{}",
+        stack.envoy.log()
+    );
+}

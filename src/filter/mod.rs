@@ -2,6 +2,7 @@
 //! request (method, caller headers, body), hands it to [`crate::gate`], and
 //! applies the result. Compiled only for the module Envoy loads.
 
+mod calls;
 mod host;
 mod root;
 mod stream;

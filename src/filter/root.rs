@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{BufferType, ContextType};
 
 use super::host::EnvoyMetrics;
 use super::stream::PolicyStream;
@@ -19,12 +19,13 @@ impl Context for PolicyRoot {}
 
 impl RootContext for PolicyRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(config) = self.get_plugin_configuration() else {
+        let config = super::calls::buffer(BufferType::PluginConfiguration, usize::MAX);
+        if config.is_empty() {
             log::error!(
                 "mcp-policy: invalid policy: no plugin configuration (the policy document)"
             );
             return false;
-        };
+        }
         match Policy::from_json(&config) {
             Ok(policy) => {
                 log::info!(

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
+use super::calls::{self, RequestHeaders};
 use super::host::{EnvoyClock, EnvoyMetrics, EnvoySharedData};
 use crate::audit::AuditRecord;
 use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
@@ -50,19 +51,6 @@ pub struct PolicyStream {
     /// A call held while the rate-limit service decides its global limits:
     /// the gRPC token, what was asked, and the decision's audit record so far.
     pending_global: Option<(u32, GlobalCheck, AuditRecord)>,
-}
-
-/// The request's headers, read from Envoy once. Envoy keeps header names in
-/// lower case; the lookup ignores case anyway, as Envoy's own does.
-struct RequestHeaders(Vec<(String, String)>);
-
-impl RequestHeaders {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
 }
 
 /// A `tools/list` answer being filtered.
@@ -112,10 +100,12 @@ impl PolicyStream {
         match inspection.reply {
             Some(reply) => {
                 self.inspecting = false;
-                self.send_http_response(
+                // If Envoy refuses the answer the request stays held: nothing
+                // of it is forwarded.
+                calls::send_response(
                     u32::from(reply.status),
                     vec![("content-type", CONTENT_TYPE)],
-                    Some(&reply.body),
+                    &reply.body,
                 );
                 Action::Pause
             }
@@ -156,7 +146,7 @@ impl PolicyStream {
                 provider_metadata,
                 claim,
             } => {
-                let value = self.get_property(vec![
+                let value = calls::property(vec![
                     "metadata",
                     "filter_metadata",
                     JWT_AUTHN_METADATA,
@@ -181,7 +171,7 @@ impl PolicyStream {
                     Ok(grant) => {
                         self.grant = grant.to_string();
                         // The token is for this gate, not for the server.
-                        self.set_http_request_header("authorization", None);
+                        calls::remove_header(MapType::HttpRequestHeaders, "authorization");
                         true
                     }
                     Err(error) => {
@@ -200,7 +190,8 @@ impl PolicyStream {
     /// Inspects the complete, buffered body (at most `size` bytes of it).
     fn decide_buffered_body(&mut self, size: usize) -> Action {
         self.inspecting = false;
-        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        // An unreadable body reads as empty: refused as malformed, never forwarded unread.
+        let body = calls::buffer(BufferType::HttpRequestBody, size);
         let headers = McpHeaders {
             method: self.mcp_method.as_deref(),
             name: self.mcp_name.as_deref(),
@@ -221,7 +212,7 @@ impl PolicyStream {
         }
         if let Some(id) = inspection.filter_listing.clone() {
             // Encoded answers could not be filtered: ask for identity.
-            self.set_http_request_header("accept-encoding", None);
+            calls::remove_header(MapType::HttpRequestHeaders, "accept-encoding");
             self.listing = Some(Listing::Requested(id));
         }
         self.apply(inspection)
@@ -296,6 +287,24 @@ impl PolicyStream {
         }
     }
 
+    /// The request headers the gate reads.
+    fn headers_read(&self) -> Vec<&str> {
+        let mut names = vec![
+            SESSION_HEADER,
+            ":method",
+            "mcp-method",
+            "mcp-name",
+            "content-encoding",
+            "content-length",
+        ];
+        match &self.policy.identity {
+            Identity::Header(header) => names.push(header),
+            Identity::BearerTokens(_) => names.push("authorization"),
+            Identity::Anonymous | Identity::JwtClaim { .. } => {}
+        }
+        names
+    }
+
     fn over_limit(&self, size: u64) -> bool {
         size > self.policy.max_body_bytes
     }
@@ -334,7 +343,14 @@ impl HttpContext for PolicyStream {
         self.started = EnvoyClock.unix_time();
         // One host call for every header this stream needs (each single
         // header read is a call out of the VM and usually one back in).
-        let headers = RequestHeaders(self.get_http_request_headers());
+        let headers = RequestHeaders::read();
+        // A header the gate reads must be text, or the gate cannot decide on it.
+        if let Some(name) = headers.first_unreadable(&self.headers_read()) {
+            let inspection =
+                gate::unreadable_header(&self.policy, &EnvoyClock, self.caller(), name);
+            self.inspecting = false;
+            return self.apply(inspection);
+        }
         self.session = headers
             .get(SESSION_HEADER)
             .filter(|session| !session.is_empty())
@@ -411,8 +427,7 @@ impl HttpContext for PolicyStream {
         self.answered = true;
         if !self.reservations.is_empty() {
             // Read only when there is quota to give back: a host call.
-            let status = self
-                .get_http_response_header(":status")
+            let status = calls::response_header(":status")
                 .and_then(|status| status.parse::<u16>().ok())
                 .unwrap_or(0);
             if status >= 500 {
@@ -423,8 +438,7 @@ impl HttpContext for PolicyStream {
         let Some(Listing::Requested(id)) = self.listing.take() else {
             return Action::Continue;
         };
-        let content_type = self
-            .get_http_response_header("content-type")
+        let content_type = calls::response_header("content-type")
             .unwrap_or_default()
             .to_ascii_lowercase();
         self.listing = if content_type.starts_with("text/event-stream") {
@@ -436,7 +450,7 @@ impl HttpContext for PolicyStream {
         };
         if self.listing.is_some() {
             // The body changes length.
-            self.set_http_response_header("content-length", None);
+            calls::remove_header(MapType::HttpResponseHeaders, "content-length");
         }
         Action::Continue
     }
@@ -450,21 +464,17 @@ impl HttpContext for PolicyStream {
                 }
                 let id = id.clone();
                 self.listing = None;
-                let body = self
-                    .get_http_response_body(0, body_size)
-                    .unwrap_or_default();
+                let body = calls::buffer(BufferType::HttpResponseBody, body_size);
                 let view = self.policy.view(&self.grant);
                 if let Some(filtered) =
                     listing::filter_json_body(&body, &id, &|tool| view.lists(tool))
                 {
-                    self.set_http_response_body(0, body_size, &filtered);
+                    calls::replace_buffer(BufferType::HttpResponseBody, body_size, &filtered);
                 }
                 Action::Continue
             }
             Some(Listing::Stream(_)) => {
-                let chunk = self
-                    .get_http_response_body(0, body_size)
-                    .unwrap_or_default();
+                let chunk = calls::buffer(BufferType::HttpResponseBody, body_size);
                 let policy = Rc::clone(&self.policy);
                 let view = policy.view(&self.grant);
                 let out = match &mut self.listing {
@@ -473,7 +483,7 @@ impl HttpContext for PolicyStream {
                     }
                     _ => chunk,
                 };
-                self.set_http_response_body(0, body_size, &out);
+                calls::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
                 Action::Continue
             }
         }
@@ -485,8 +495,7 @@ impl HttpContext for PolicyStream {
             self.release_quota("request reset before a response");
         }
         if let Some(mut audit) = self.audit.take() {
-            audit.status = self
-                .get_property(vec!["response", "code"])
+            audit.status = calls::property(vec!["response", "code"])
                 .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
                 .map(u64::from_le_bytes)
                 .and_then(|code| u16::try_from(code).ok());
