@@ -34,8 +34,11 @@ impl RequestHeaders {
     }
 
     /// The first of `names` that is present but not UTF-8.
-    pub fn first_unreadable<'n>(&self, names: &[&'n str]) -> Option<&'n str> {
-        names.iter().copied().find(|name| {
+    pub fn first_unreadable<'n>(
+        &self,
+        mut names: impl Iterator<Item = &'n str>,
+    ) -> Option<&'n str> {
+        names.find(|name| {
             self.raw(name)
                 .is_some_and(|value| std::str::from_utf8(value).is_err())
         })

@@ -288,21 +288,22 @@ impl PolicyStream {
     }
 
     /// The request headers the gate reads.
-    fn headers_read(&self) -> Vec<&str> {
-        let mut names = vec![
+    fn headers_read(&self) -> impl Iterator<Item = &str> {
+        let identity = match &self.policy.identity {
+            Identity::Header(header) => Some(header.as_str()),
+            Identity::BearerTokens(_) => Some("authorization"),
+            Identity::Anonymous | Identity::JwtClaim { .. } => None,
+        };
+        [
             SESSION_HEADER,
             ":method",
             "mcp-method",
             "mcp-name",
             "content-encoding",
             "content-length",
-        ];
-        match &self.policy.identity {
-            Identity::Header(header) => names.push(header),
-            Identity::BearerTokens(_) => names.push("authorization"),
-            Identity::Anonymous | Identity::JwtClaim { .. } => {}
-        }
-        names
+        ]
+        .into_iter()
+        .chain(identity)
     }
 
     fn over_limit(&self, size: u64) -> bool {
@@ -345,7 +346,7 @@ impl HttpContext for PolicyStream {
         // header read is a call out of the VM and usually one back in).
         let headers = RequestHeaders::read();
         // A header the gate reads must be text, or the gate cannot decide on it.
-        if let Some(name) = headers.first_unreadable(&self.headers_read()) {
+        if let Some(name) = headers.first_unreadable(self.headers_read()) {
             let inspection =
                 gate::unreadable_header(&self.policy, &EnvoyClock, self.caller(), name);
             self.inspecting = false;
