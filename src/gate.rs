@@ -232,11 +232,12 @@ pub fn complete_global_check(
     reply
 }
 
-/// The answer to a body over the policy's limit, seen before it is complete.
-pub fn body_too_large<C: Clock + ?Sized>(
+/// A request refused before its body is read as a call (`Outcome::Invalid`).
+fn refused_as_invalid<C: Clock + ?Sized>(
     policy: &Policy,
     clock: &C,
     caller: CallerScope<'_>,
+    reply: Reply,
 ) -> Inspection {
     let audit = AuditRecord::new(
         clock.unix_time(),
@@ -244,11 +245,17 @@ pub fn body_too_large<C: Clock + ?Sized>(
         caller.session,
         Outcome::Invalid,
     );
-    Inspection::refusal(
-        policy,
-        response::body_too_large(policy.max_body_bytes),
-        audit,
-    )
+    Inspection::refusal(policy, reply, audit)
+}
+
+/// The answer to a body over the policy's limit, seen before it is complete.
+pub fn body_too_large<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+) -> Inspection {
+    let reply = response::body_too_large(policy.max_body_bytes);
+    refused_as_invalid(policy, clock, caller, reply)
 }
 
 /// The answer to a request body in an encoding the gate does not read.
@@ -258,13 +265,8 @@ pub fn unsupported_encoding<C: Clock + ?Sized>(
     caller: CallerScope<'_>,
     encoding: &str,
 ) -> Inspection {
-    let audit = AuditRecord::new(
-        clock.unix_time(),
-        caller.grant,
-        caller.session,
-        Outcome::Invalid,
-    );
-    Inspection::refusal(policy, response::unsupported_encoding(encoding), audit)
+    let reply = response::unsupported_encoding(encoding);
+    refused_as_invalid(policy, clock, caller, reply)
 }
 
 /// The answer to a request with a header the gate reads that is not text.
@@ -274,13 +276,8 @@ pub fn unreadable_header<C: Clock + ?Sized>(
     caller: CallerScope<'_>,
     name: &str,
 ) -> Inspection {
-    let audit = AuditRecord::new(
-        clock.unix_time(),
-        caller.grant,
-        caller.session,
-        Outcome::Invalid,
-    );
-    Inspection::refusal(policy, response::unreadable_header(name), audit)
+    let reply = response::unreadable_header(name);
+    refused_as_invalid(policy, clock, caller, reply)
 }
 
 /// The answer to a request without an acceptable identity.
