@@ -15,8 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::demo_server::{self, Recorder, ServeOptions};
+use support::demo_server::ServeOptions;
 use support::envoy::{config_yaml, free_port, Envoy};
+use support::stack::recording_upstream;
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -135,18 +136,11 @@ async fn a_global_limit_holds_across_two_replicas() {
     let service_port = free_port();
     let _service = start_service(service_port, redis_port);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_port = listener.local_addr().unwrap().port();
-    let upstream = Recorder::default();
-    let serve = ServeOptions {
+    let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
         json_responses: true,
         ..ServeOptions::default()
-    };
-    let server = tokio::spawn(demo_server::serve_with_options(
-        listener,
-        upstream.clone(),
-        serve,
-    ));
+    })
+    .await;
     let replica = |_: ()| {
         Envoy::start_with_config(
             move |port, admin| replica_config(port, admin, upstream_port, service_port, "closed"),
@@ -228,17 +222,11 @@ async fn failure_mode_open_forwards_when_the_service_cannot_count() {
     let service_port = free_port();
     let _service = start_service(service_port, redis_port);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_port = listener.local_addr().unwrap().port();
-    let upstream = Recorder::default();
-    let server = tokio::spawn(demo_server::serve_with_options(
-        listener,
-        upstream.clone(),
-        ServeOptions {
-            json_responses: true,
-            ..ServeOptions::default()
-        },
-    ));
+    let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
+        json_responses: true,
+        ..ServeOptions::default()
+    })
+    .await;
     let envoy = Envoy::start_with_config(
         move |port, admin| replica_config(port, admin, upstream_port, service_port, "open"),
         1,

@@ -8,6 +8,22 @@ use super::demo_server::{self, Recorder, ServeOptions};
 use super::envoy::{Envoy, EnvoyOptions};
 use super::mcp_client::{McpClient, RpcError};
 
+/// A recording demo MCP server on a free port: its port, what it records,
+/// and its task (abort it when done).
+pub async fn recording_upstream(
+    serve: ServeOptions,
+) -> (u16, Recorder, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = Recorder::default();
+    let server = tokio::spawn(demo_server::serve_with_options(
+        listener,
+        upstream.clone(),
+        serve,
+    ));
+    (port, upstream, server)
+}
+
 /// Envoy in front of a recording demo server.
 pub struct Stack {
     pub envoy: Envoy,
@@ -34,14 +50,7 @@ impl Stack {
     }
 
     pub async fn start_with(policy: &str, workers: u32, serve: ServeOptions) -> Stack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream_port = listener.local_addr().unwrap().port();
-        let upstream = Recorder::default();
-        let server = tokio::spawn(demo_server::serve_with_options(
-            listener,
-            upstream.clone(),
-            serve,
-        ));
+        let (upstream_port, upstream, server) = recording_upstream(serve).await;
         let mut options = EnvoyOptions::new(policy, upstream_port);
         options.workers = workers;
         let envoy = Envoy::start(options).await;
