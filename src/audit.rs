@@ -32,8 +32,8 @@ impl AuditRecord {
     pub fn new(now: Duration, grant: &str, session: Option<&str>, outcome: Outcome) -> Self {
         AuditRecord {
             time: humantime::format_rfc3339_millis(UNIX_EPOCH + now).to_string(),
-            grant: grant.to_string(),
-            session: session.map(str::to_string),
+            grant: bounded(grant),
+            session: session.map(bounded),
             method: None,
             tool: None,
             decision: outcome,
@@ -49,6 +49,19 @@ impl AuditRecord {
     pub fn to_log_line(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
         format!("{AUDIT_PREFIX}{json}")
+    }
+}
+
+/// Longest grant or session value written as it is; longer ones (a header
+/// may hold up to Envoy's header limit) are written as their SHA-256.
+pub const MAX_AUDIT_VALUE_LEN: usize = 256;
+
+/// A caller's value for the audit line: as it is if short, else `sha256:<hex>`.
+pub fn bounded(value: &str) -> String {
+    if value.len() <= MAX_AUDIT_VALUE_LEN {
+        value.to_string()
+    } else {
+        format!("sha256:{}", crate::policy::sha256_hex(value.as_bytes()))
     }
 }
 

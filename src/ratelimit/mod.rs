@@ -4,7 +4,9 @@
 //! Each counter has a table of at most `slots` keys (the policy's
 //! `max_callers_per_counter`). A caller (a grant or session value, or
 //! everyone for `global`) owns one slot per window: the slot holds the
-//! owner, the start of the window and the count in it. A caller's slot is
+//! owner (a 16-byte digest of the grant or session value, so a slot's size
+//! does not depend on how long the caller's name is), the start of the window
+//! and the count in it. A caller's slot is
 //! one of [`PROBES`] slots its name hashes to, tried in order; a
 //! slot whose window has passed is free for anyone, so keys are reused rather
 //! than multiplied by callers or by time. When every probed slot is held by
@@ -27,8 +29,22 @@ pub const MAX_CAS_ATTEMPTS: usize = 64;
 /// Slots probed for a caller before its counter is declared full.
 pub const PROBES: u64 = 32;
 
-/// Key prefix in Envoy's shared data; `v2` names the slot layout below.
-const KEY_PREFIX: &str = "mcp-policy/v2/";
+/// Key prefix in Envoy's shared data; `v3` names the slot layout below
+/// (owner digests; `v2` kept the owner's whole name).
+const KEY_PREFIX: &str = "mcp-policy/v3/";
+
+/// Bytes of an owner digest: 128 bits of SHA-256, so two callers never
+/// share a slot by accident.
+pub const OWNER_DIGEST_LEN: usize = 16;
+
+/// The fixed-size digest a slot keeps of its owner's name.
+pub fn owner_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(owner.as_bytes());
+    let mut digest = [0u8; OWNER_DIGEST_LEN];
+    digest.copy_from_slice(&hash[..OWNER_DIGEST_LEN]);
+    digest
+}
 
 /// Who is counted: the values scopes count by.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +78,7 @@ fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
 /// probing): runs of taken slots do not cluster the way they do with linear
 /// probing, so a table stays usable up to a high load. The hash must be the
 /// same in every worker's VM: `DefaultHasher::new()` has fixed keys.
-fn probe_slot(owner: &str, probe: u64, slots: u64) -> u64 {
+fn probe_slot(owner: &[u8; OWNER_DIGEST_LEN], probe: u64, slots: u64) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     owner.hash(&mut hasher);
     probe.hash(&mut hasher);
@@ -134,10 +150,10 @@ pub enum Acquire<'p> {
 }
 
 /// One limit as it applies to this caller.
-struct Counted<'p, 'c> {
+struct Counted<'p> {
     limit: &'p Limit,
     scope: char,
-    owner: &'c str,
+    owner: [u8; OWNER_DIGEST_LEN],
 }
 
 /// Takes one unit from each limit, all or none. `slots` is the size of
@@ -152,7 +168,7 @@ pub fn acquire<'p, S: SharedStore + ?Sized>(
     now: u64,
     slots: u64,
 ) -> Acquire<'p> {
-    let mut counted: Vec<Counted<'p, '_>> = Vec::with_capacity(limits.len());
+    let mut counted: Vec<Counted<'p>> = Vec::with_capacity(limits.len());
     for limit in limits {
         let (scope, owner) = owner(limit, caller);
         match counted
@@ -164,7 +180,7 @@ pub fn acquire<'p, S: SharedStore + ?Sized>(
             None => counted.push(Counted {
                 limit,
                 scope,
-                owner,
+                owner: owner_digest(owner),
             }),
         }
     }
@@ -190,7 +206,7 @@ pub fn acquire<'p, S: SharedStore + ?Sized>(
 /// last: a retry before then would be refused again.
 fn exhausted<'p, S: SharedStore + ?Sized>(
     store: &S,
-    counted: &[Counted<'p, '_>],
+    counted: &[Counted<'p>],
     now: u64,
     slots: u64,
 ) -> Acquire<'p> {
@@ -217,7 +233,7 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
 }
 
 /// The slots a caller may use, in probe order (a slot may repeat).
-fn probe_sequence<'a>(entry: &Counted<'_, 'a>, slots: u64) -> impl Iterator<Item = u64> + 'a {
+fn probe_sequence(entry: &Counted<'_>, slots: u64) -> impl Iterator<Item = u64> {
     let single = entry.scope == '*' || entry.scope == 'n';
     // One caller for the whole counter: one slot.
     let probes = if single { 1 } else { PROBES };
@@ -226,7 +242,7 @@ fn probe_sequence<'a>(entry: &Counted<'_, 'a>, slots: u64) -> impl Iterator<Item
         if single {
             0
         } else {
-            probe_slot(owner, probe, slots)
+            probe_slot(&owner, probe, slots)
         }
     })
 }
@@ -234,7 +250,7 @@ fn probe_sequence<'a>(entry: &Counted<'_, 'a>, slots: u64) -> impl Iterator<Item
 /// The caller's count in the current window, reading only.
 fn current_count<S: SharedStore + ?Sized>(
     store: &S,
-    entry: &Counted<'_, '_>,
+    entry: &Counted<'_>,
     now: u64,
     slots: u64,
 ) -> Option<u64> {
@@ -242,9 +258,7 @@ fn current_count<S: SharedStore + ?Sized>(
     for index in probe_sequence(entry, slots) {
         let key = slot_key(entry.limit, entry.scope, index);
         match read(store, &key).ok()? {
-            (Some(slot), _)
-                if slot.owner == entry.owner.as_bytes() && slot.window_start == window =>
-            {
+            (Some(slot), _) if slot.owner == entry.owner && slot.window_start == window => {
                 return Some(slot.count)
             }
             (Some(slot), _) if slot.window_start == window => continue,
@@ -257,12 +271,12 @@ fn current_count<S: SharedStore + ?Sized>(
 /// Takes one unit for the caller if its limit has room: `Ok(None)` when full.
 fn take_one<S: SharedStore + ?Sized>(
     store: &S,
-    entry: &Counted<'_, '_>,
+    entry: &Counted<'_>,
     now: u64,
     slots: u64,
 ) -> Result<Option<Reservation>, String> {
     let window = window_start(now, entry.limit.window_seconds);
-    let owner = entry.owner.as_bytes();
+    let owner = &entry.owner[..];
     'probes: for index in probe_sequence(entry, slots) {
         let key = slot_key(entry.limit, entry.scope, index);
         for _ in 0..MAX_CAS_ATTEMPTS {

@@ -22,7 +22,7 @@ fn count_in_table(
     let counted = Counted {
         limit,
         scope,
-        owner,
+        owner: owner_digest(owner),
     };
     current_count(store, &counted, now, slots).unwrap()
 }
@@ -341,7 +341,7 @@ fn a_foreign_value_under_our_key_is_overwritten_not_fatal() {
     let store = EnvoySharedData::default();
     let tight = limit("c", 60, 1, Scope::Grant);
     let (scope, owner) = owner(&tight, ALICE);
-    let home = probe_slot(owner, 0, SLOTS);
+    let home = probe_slot(&owner_digest(owner), 0, SLOTS);
     store
         .set_raw(&slot_key(&tight, scope, home), b"junk", 0)
         .unwrap();
