@@ -23,8 +23,15 @@ pub enum Decision<'p> {
     },
     /// Refused by a rule; `rule` is the JSON pointer of the rule that decided.
     Deny { rule: &'p str, reason: Cow<'p, str> },
-    /// The tool is hidden from this caller: answered as an unknown tool.
-    Hidden { rule: &'p str },
+    /// The tool is hidden from this caller: answered exactly as a tool the
+    /// policy does not list. `unlisted`: the pointer of the `default: deny`
+    /// that refuses unlisted tools for this caller (the answer is then that
+    /// denial, byte for byte); `None` under `default: allow`, where an
+    /// unlisted tool would reach the server (answered as an unknown tool).
+    Hidden {
+        rule: &'p str,
+        unlisted: Option<&'p str>,
+    },
     /// Refused because a limit is full.
     RateLimited {
         limit: &'p Limit,
@@ -85,7 +92,7 @@ impl Decision<'_> {
     /// JSON pointer of the rule that decided, if one did.
     pub fn rule(&self) -> Option<&str> {
         match self {
-            Decision::Deny { rule, .. } | Decision::Hidden { rule } => Some(rule),
+            Decision::Deny { rule, .. } | Decision::Hidden { rule, .. } => Some(rule),
             Decision::RateLimited { limit, .. } => Some(&limit.pointer),
             Decision::Allow { .. } | Decision::Failed { .. } => None,
         }
@@ -128,14 +135,15 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
     now_seconds: u64,
 ) -> Decision<'p> {
     // A hidden tool must look missing, so nothing else may answer first.
+    let unlisted = (policy.default == Action::Deny).then_some(policy.default_pointer.as_str());
     if let Some(rule) = policy.hidden(tool) {
-        return Decision::Hidden { rule };
+        return Decision::Hidden { rule, unlisted };
     }
     // A name that differs only in case from one the policy names must not
     // escape that tool's rules (a server may match names loosely): refused.
     if let Some(named) = policy.case_variant_of(tool) {
         if let Some(rule) = policy.hidden(named) {
-            return Decision::Hidden { rule };
+            return Decision::Hidden { rule, unlisted };
         }
         return Decision::Deny {
             rule: policy

@@ -115,7 +115,18 @@ pub fn for_decision(
                 DenyAs::ToolResult => tool_result_reply(id, format!("{DENIED_PREFIX} {message}")),
             })
         }
-        Decision::Hidden { .. } => Some(error_reply(
+        Decision::Hidden {
+            unlisted: Some(rule),
+            ..
+        } => {
+            // Exactly the answer a tool the policy does not list gets.
+            let unlisted = Decision::Deny {
+                rule,
+                reason: std::borrow::Cow::Borrowed(crate::decision::DEFAULT_DENY_REASON),
+            };
+            for_decision(id, tool, &unlisted, deny_as)
+        }
+        Decision::Hidden { unlisted: None, .. } => Some(error_reply(
             status::DECIDED,
             id,
             code::INVALID_PARAMS,
@@ -240,6 +251,19 @@ pub fn unreadable_header(name: &str) -> Reply {
         &format!("Invalid Request: header {name} is not UTF-8 text"),
         None,
     )
+}
+
+/// The JSON-RPC error sent in place of an answer the gate must rewrite for
+/// the caller (it may list hidden entries) but cannot read.
+pub fn unreadable_answer(id: &Value) -> Vec<u8> {
+    error_reply(
+        status::DECIDED,
+        id,
+        code::INTERNAL_ERROR,
+        "Policy gate could not read an answer it must filter for this caller; the answer was withheld",
+        None,
+    )
+    .body
 }
 
 /// The answer to a body larger than the policy's `max_body_bytes`.

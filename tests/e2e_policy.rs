@@ -157,15 +157,16 @@ async fn grants_override_the_fields_they_name() {
     let data = err.data.unwrap();
     assert_eq!(data["rule"], "/grants/intern/tools/checkCodeExecStatus");
     assert_eq!(data["reason"], "interns wait for results");
-    // Fields the grant does not name come from the top level.
+    // Fields the grant does not name come from the top level: hidden, and
+    // under default deny answered exactly as an unlisted tool is.
+    let hidden = error_of(
+        intern
+            .call("deleteWorkspace", json!({"workspace": "w"}))
+            .await,
+    );
     assert_eq!(
-        error_of(
-            intern
-                .call("deleteWorkspace", json!({"workspace": "w"}))
-                .await
-        )
-        .code,
-        -32602
+        (hidden.code, hidden.data.unwrap()["rule"].clone()),
+        (-31001, json!("/default"))
     );
 
     assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 1);
@@ -495,6 +496,6 @@ async fn argument_rules_gate_the_code_execution_tools() {
     );
     assert_eq!(
         err.data.unwrap()["reason"],
-        "scripts may not start processes, and timeout must be given and at most 300 s"
+        "timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)"
     );
 }

@@ -129,11 +129,32 @@ fn deny_as_tool_result_answers_with_an_error_result() {
         json,
         json!({"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"[POLICY DENIED] Tool 'x' denied by policy: no"}],"isError":true}})
     );
-    // Hidden tools stay indistinguishable from missing ones.
+    // Hidden tools stay indistinguishable from missing ones: under default
+    // deny, the unlisted tool's denial, byte for byte, in either answer form.
+    for deny_as in [DenyAs::Error, DenyAs::ToolResult] {
+        let unlisted = Decision::Deny {
+            rule: "/default",
+            reason: crate::decision::DEFAULT_DENY_REASON.into(),
+        };
+        let hidden = Decision::Hidden {
+            rule: "/hide",
+            unlisted: Some("/default"),
+        };
+        assert_eq!(
+            for_decision(&json!(9), "x", &hidden, deny_as),
+            for_decision(&json!(9), "x", &unlisted, deny_as),
+            "{deny_as:?}"
+        );
+    }
+    // Under default allow an unlisted tool reaches the server, whose own
+    // answer the gate cannot know: an unknown-tool error.
     let hidden = for_decision(
         &json!(9),
         "x",
-        &Decision::Hidden { rule: "/hide" },
+        &Decision::Hidden {
+            rule: "/hide",
+            unlisted: None,
+        },
         DenyAs::ToolResult,
     )
     .unwrap();
