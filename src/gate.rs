@@ -11,7 +11,7 @@ use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::{self, Reply};
 
 /// What the filter does with one request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Inspection {
     /// `Some`: answer with this and forward nothing. `None`: forward.
     pub reply: Option<Reply>,
@@ -19,8 +19,9 @@ pub struct Inspection {
     pub reservations: Vec<Reservation>,
     /// `None` for messages the policy does not gate (they pass unrecorded).
     pub audit: Option<AuditRecord>,
-    /// The id of a `tools/list` request whose answer must be filtered for
-    /// this caller (it hides tools from them).
+    /// Set for a listing request (`tools/list`) whose answer must be
+    /// rewritten for this caller (it hides tools from them): the request's
+    /// id (null for none), for an error in place of an unreadable answer.
     pub filter_listing: Option<serde_json::Value>,
     /// Global limits to ask the rate-limit service about before forwarding.
     pub global_check: Option<GlobalCheck>,
@@ -34,13 +35,7 @@ impl Inspection {
 
 impl Inspection {
     fn pass() -> Self {
-        Inspection {
-            reply: None,
-            reservations: Vec::new(),
-            audit: None,
-            filter_listing: None,
-            global_check: None,
-        }
+        Inspection::default()
     }
 
     /// A request answered by the gate before any tool rule (unreadable,
@@ -113,9 +108,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Message::ToolCall(call) => call,
         Message::Other { method, id, .. } => {
             let lists = method.as_deref() == Some(mcp::TOOLS_LIST);
+            let filters = lists && policy.mode == Mode::Enforce && view.filters_listing();
             return Inspection {
-                filter_listing: id
-                    .filter(|_| lists && policy.mode == Mode::Enforce && view.filters_listing()),
+                filter_listing: filters.then(|| id.unwrap_or(serde_json::Value::Null)),
                 ..Inspection::pass()
             };
         }

@@ -34,12 +34,6 @@ pub trait Clock {
     fn unix_time(&self) -> std::time::Duration;
 }
 
-/// Outcome counters the host exports (Envoy stats): one per outcome, and one
-/// per outcome and tool for the tools the policy names.
-pub trait Metrics {
-    fn record(&self, outcome: crate::decision::Outcome, tool: Option<&str>);
-}
-
 /// Envoy's shared data has no "create if absent": a set on a missing key
 /// always succeeds, and CAS 0 means "don't check". A CAS that no live value
 /// carries gives create-if-absent instead: on a missing key the set creates

@@ -15,14 +15,17 @@ pub mod audit;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod decision;
+pub mod exchange;
 pub mod gate;
 pub mod host;
 pub mod listing;
 pub mod mcp;
 pub mod memory;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod response;
+pub mod target;
 
 #[cfg(test)]
 pub mod testing;

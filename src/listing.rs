@@ -1,147 +1,276 @@
-//! Hiding tools from `tools/list` answers, in a JSON body or in an event
-//! stream (Streamable HTTP). In a stream only the event that answers the
-//! `tools/list` request is rewritten; every other event passes unchanged, in
-//! order, as soon as it is complete.
+//! Hiding entries from listings (`tools/list` answers) on their way back to
+//! the caller, in a JSON body or in an event stream (Streamable HTTP, and the
+//! GET streams that replay answers on resumption).
+//!
+//! An answer is recognised by its *shape*, not by matching its id to a
+//! request: a JSON-RPC message (or each message of a batch) whose `result`
+//! holds a listing member (`tools`) is a listing, whatever its id and
+//! however the server wrote that id. So a server that normalises ids
+//! (`1.0` → `1`), a replay on a GET stream and an answer on the deprecated
+//! HTTP+SSE transport's GET stream are all filtered the same way.
+//!
+//! Fail closed: a message the filter must read but cannot parse is replaced
+//! by a JSON-RPC error, never passed on.
 
 use serde_json::Value;
 
-/// Removes the tools `keep` rejects from `message` if it is the answer to
-/// the `tools/list` request `id`. Returns whether it was that answer.
-pub fn filter_message(message: &mut Value, id: &Value, keep: &dyn Fn(&str) -> bool) -> bool {
-    if message.get("id") != Some(id) {
-        return false;
+use crate::target::Kind;
+
+/// Whether the caller may see the entry of `kind` named `name`.
+pub type Shows<'a> = &'a dyn Fn(Kind, &str) -> bool;
+
+/// Removes the entries `shows` rejects from every listing in `message`: a
+/// JSON-RPC message or a batch of them. Returns whether there was a listing.
+/// An entry without a readable name is removed (it cannot be shown safely),
+/// and a listing member that is not an array is emptied.
+pub fn filter_message(message: &mut Value, shows: Shows<'_>) -> bool {
+    match message {
+        Value::Array(messages) => {
+            // Every message of the batch, not only up to the first listing.
+            let mut found = false;
+            for message in messages {
+                found |= filter_one(message, shows);
+            }
+            found
+        }
+        message => filter_one(message, shows),
     }
-    let Some(tools) = message
-        .get_mut("result")
-        .and_then(|result| result.get_mut("tools"))
-        .and_then(Value::as_array_mut)
-    else {
+}
+
+fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
+    let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) else {
         return false;
     };
-    tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(keep));
-    true
+    let mut found = false;
+    for kind in Kind::ALL {
+        let (member, key) = kind.listing_members();
+        let Some(entries) = result.get_mut(member) else {
+            continue;
+        };
+        found = true;
+        match entries.as_array_mut() {
+            Some(entries) => entries.retain(|entry| {
+                entry
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| shows(kind, name))
+            }),
+            None => *entries = Value::Array(Vec::new()),
+        }
+    }
+    found
 }
 
-/// Filters a JSON response body. `None`: not the answer, leave it unchanged.
-pub fn filter_json_body(body: &[u8], id: &Value, keep: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
-    let mut message: Value = serde_json::from_slice(body).ok()?;
-    filter_message(&mut message, id, keep).then(|| message.to_string().into_bytes())
+/// What became of a body or an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filtered {
+    /// Not a listing (or empty): pass it as it is.
+    Unchanged,
+    /// A listing, rewritten for the caller.
+    Rewritten(Vec<u8>),
+    /// Not readable as JSON: it must not pass.
+    Unreadable,
 }
 
-/// Rewrites one event stream as it flows.
+/// Filters a JSON response body.
+pub fn filter_json_body(body: &[u8], shows: Shows<'_>) -> Filtered {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Filtered::Unchanged;
+    }
+    let Ok(mut message) = serde_json::from_slice::<Value>(body) else {
+        return Filtered::Unreadable;
+    };
+    if filter_message(&mut message, shows) {
+        Filtered::Rewritten(message.to_string().into_bytes())
+    } else {
+        Filtered::Unchanged
+    }
+}
+
+/// Rewrites one event stream as it flows. Events are parsed as the
+/// EventSource specification says (lines end in CRLF, LF or CR; an event ends
+/// at a blank line; `field: value` with one optional space), so that the
+/// filter sees exactly the events a client sees. Events of a type other than
+/// `message` pass unchanged; a `message` event whose data is not JSON is
+/// replaced by an error event.
 #[derive(Debug)]
 pub struct SseFilter {
-    id: Value,
-    /// The start of an event whose end has not arrived yet.
+    /// Bytes received and not yet forwarded: the start of an event.
     pending: Vec<u8>,
-    /// The answer was found: everything after it passes untouched.
-    done: bool,
+    /// Where the scan for line ends resumes in `pending`.
+    scanned: usize,
+    /// Start of the current line in `pending`.
+    line_start: usize,
+    /// The JSON-RPC error that replaces an unreadable message.
+    unreadable: Vec<u8>,
 }
 
 impl SseFilter {
-    pub fn new(id: Value) -> Self {
+    /// `unreadable`: the JSON-RPC error message sent in place of a message
+    /// event that cannot be read.
+    pub fn new(unreadable: Vec<u8>) -> Self {
         SseFilter {
-            id,
             pending: Vec::new(),
-            done: false,
+            scanned: 0,
+            line_start: 0,
+            unreadable,
         }
     }
 
     /// Takes the next piece of the stream; returns the bytes to forward now.
-    pub fn push(
-        &mut self,
-        chunk: &[u8],
-        end_of_stream: bool,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Vec<u8> {
+    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, shows: Shows<'_>) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
-        if self.done {
-            return std::mem::take(&mut self.pending);
-        }
         let mut out = Vec::with_capacity(self.pending.len());
-        let mut start = 0;
-        while let Some((end, next)) = event_end(&self.pending[start..]) {
-            let event = &self.pending[start..start + end];
-            let separator = &self.pending[start + end..start + next];
-            if self.done {
-                out.extend_from_slice(event);
-            } else {
-                match self.rewrite(event, keep) {
-                    Some(rewritten) => {
-                        out.extend_from_slice(&rewritten);
-                        self.done = true;
-                    }
-                    None => out.extend_from_slice(event),
-                }
+        let mut event_start = 0;
+        let mut index = self.scanned;
+        while index < self.pending.len() {
+            let byte = self.pending[index];
+            if byte != b'\n' && byte != b'\r' {
+                index += 1;
+                continue;
             }
-            out.extend_from_slice(separator);
-            start += next;
+            let line_end = index;
+            let terminator = if byte == b'\r' {
+                match self.pending.get(index + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    // A CR at the end: an LF may follow in the next chunk.
+                    None if end_of_stream => 1,
+                    None => break,
+                }
+            } else {
+                1
+            };
+            index += terminator;
+            let blank = line_end == self.line_start;
+            self.line_start = index;
+            if blank {
+                self.dispatch(&self.pending[event_start..index], shows, &mut out);
+                event_start = index;
+            }
         }
-        self.pending.drain(..start);
-        if end_of_stream || self.done {
-            // Nothing more will complete the rest, or nothing more needs reading.
-            out.append(&mut self.pending);
+        self.pending.drain(..event_start);
+        self.scanned = index - event_start;
+        self.line_start -= event_start;
+        if end_of_stream && !self.pending.is_empty() {
+            // An event cut off by the end of the stream: clients discard it,
+            // but a lenient one might not, so it is filtered like the others.
+            let rest = std::mem::take(&mut self.pending);
+            self.dispatch(&rest, shows, &mut out);
+            self.scanned = 0;
+            self.line_start = 0;
         }
         out
     }
 
-    /// The event with its data replaced, if it carries the answer.
-    fn rewrite(&self, event: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(event).ok()?;
-        let lines: Vec<&str> = text
-            .split(['\n'])
-            .map(|line| line.trim_end_matches('\r'))
-            .collect();
-        let data: Vec<&str> = lines
-            .iter()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .map(|value| value.strip_prefix(' ').unwrap_or(value))
-            .collect();
-        if data.is_empty() {
-            return None;
-        }
-        let mut message: Value = serde_json::from_str(&data.join("\n")).ok()?;
-        if !filter_message(&mut message, &self.id, keep) {
-            return None;
-        }
-        let mut rewritten = Vec::with_capacity(event.len());
-        let mut wrote_data = false;
-        for line in lines {
-            if line.starts_with("data:") {
-                if !wrote_data {
-                    rewritten.extend_from_slice(b"data: ");
-                    rewritten.extend_from_slice(message.to_string().as_bytes());
-                    rewritten.push(b'\n');
-                    wrote_data = true;
+    /// Appends `event` (its bytes up to and including the blank line that
+    /// ends it), rewritten if it is a listing, to `out`.
+    fn dispatch(&self, event: &[u8], shows: Shows<'_>, out: &mut Vec<u8>) {
+        let fields = parse_event(event);
+        let is_message = fields.event_type.as_deref().is_none_or(|t| t == "message");
+        // Events without data, or with empty data (servers prime resumption
+        // with one), carry no message.
+        let data = fields
+            .data
+            .filter(|data| is_message && !data.iter().all(u8::is_ascii_whitespace));
+        let Some(data) = data else {
+            out.extend_from_slice(event);
+            return;
+        };
+        let replacement = match serde_json::from_slice::<Value>(&data) {
+            Ok(mut message) => {
+                if !filter_message(&mut message, shows) {
+                    out.extend_from_slice(event);
+                    return;
                 }
-            } else {
-                rewritten.extend_from_slice(line.as_bytes());
-                rewritten.push(b'\n');
+                message.to_string().into_bytes()
             }
+            Err(_) => self.unreadable.clone(),
+        };
+        for line in fields.other_lines {
+            out.extend_from_slice(line);
+            out.push(b'\n');
         }
-        // The separator that follows supplies the last line ending.
-        rewritten.pop();
-        Some(rewritten)
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&replacement);
+        out.extend_from_slice(b"\n\n");
     }
 }
 
-/// Where the first complete event in `bytes` ends: (end of its text, start
-/// of the next event). Events end at a blank line, in any of SSE's line
-/// endings.
-fn event_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut index = 0;
-    while index < bytes.len() {
-        let rest = &bytes[index..];
-        for separator in [&b"\r\n\r\n"[..], b"\n\n", b"\r\r"] {
-            if rest.starts_with(separator) {
-                // The event keeps its own last line ending out; the separator
-                // (one line ending + the blank line) follows it.
-                return Some((index, index + separator.len()));
+/// The fields of one event that matter here.
+struct EventFields<'a> {
+    /// The `event` field's value, if given.
+    event_type: Option<String>,
+    /// The data lines joined with LF, if any data line was given.
+    data: Option<Vec<u8>>,
+    /// Every non-empty line that is not a data line (id, event, retry,
+    /// comments), to keep them in a rewritten event.
+    other_lines: Vec<&'a [u8]>,
+}
+
+fn parse_event(event: &[u8]) -> EventFields<'_> {
+    let mut fields = EventFields {
+        event_type: None,
+        data: None,
+        other_lines: Vec::new(),
+    };
+    for line in lines(event) {
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = match line.iter().position(|byte| *byte == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => match &mut fields.data {
+                Some(data) => {
+                    data.push(b'\n');
+                    data.extend_from_slice(value);
+                }
+                None => fields.data = Some(value.to_vec()),
+            },
+            b"event" => {
+                fields.event_type = Some(String::from_utf8_lossy(value).into_owned());
+                fields.other_lines.push(line);
+            }
+            _ => fields.other_lines.push(line),
+        }
+    }
+    fields
+}
+
+/// The lines of `bytes`, split at CRLF, LF or CR.
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest
+            .iter()
+            .position(|byte| *byte == b'\n' || *byte == b'\r')
+        {
+            Some(end) => {
+                let line = &rest[..end];
+                let skip = if rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[end + skip..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = &[];
+                Some(line)
             }
         }
-        index += 1;
-    }
-    None
+    })
 }
 
 #[cfg(test)]

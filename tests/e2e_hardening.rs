@@ -393,7 +393,7 @@ async fn quota_is_given_back_when_the_upstream_answers_5xx() {
     assert!(
         envoy
             .log()
-            .contains("quota given back (upstream answered 503)"),
+            .contains("quota given back (the server answered 503)"),
         "{}",
         envoy.log()
     );

@@ -1,14 +1,83 @@
-//! An event stream cut into random pieces: the filtered output does not
-//! depend on where the cuts fall, and a stream without the answer passes
-//! byte for byte.
+//! An event stream cut into random pieces, checked against an independent
+//! reading of the event-stream format (below, written from the
+//! specification, not from the filter):
+//! - the output does not depend on where the cuts fall;
+//! - no message the reader finds in the output lists the hidden tool;
+//! - a stream with no listing and only readable messages passes byte for byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mcp_policy::listing::SseFilter;
-use serde_json::json;
+use mcp_policy::target::Kind;
+use serde_json::Value;
 
-fn keep(name: &str) -> bool {
+fn shows(_kind: Kind, name: &str) -> bool {
     name != "hidden"
+}
+
+/// The data of every message event, as an EventSource client reads it.
+fn messages(stream: &[u8]) -> Vec<Vec<u8>> {
+    // Every line ending (CRLF, then lone CR) as LF.
+    let mut text = Vec::with_capacity(stream.len());
+    let mut bytes = stream.iter().peekable();
+    while let Some(&byte) = bytes.next() {
+        if byte == b'\r' {
+            bytes.next_if_eq(&&b'\n');
+            text.push(b'\n');
+        } else {
+            text.push(byte);
+        }
+    }
+    let mut out = Vec::new();
+    let (mut data, mut kind): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    for line in text.split(|byte| *byte == b'\n') {
+        if line.is_empty() {
+            if let Some(data) = data.take() {
+                if kind.as_deref().is_none_or(|kind| kind == b"message") {
+                    out.push(data);
+                }
+            }
+            kind = None;
+            continue;
+        }
+        let (field, value) = match line.iter().position(|byte| *byte == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => match &mut data {
+                Some(data) => {
+                    data.push(b'\n');
+                    data.extend_from_slice(value);
+                }
+                None => data = Some(value.to_vec()),
+            },
+            b"event" => kind = Some(value.to_vec()),
+            _ => {}
+        }
+    }
+    // An event cut off by the end counts too (a lenient client).
+    if let Some(data) = data {
+        if kind.as_deref().is_none_or(|kind| kind == b"message") {
+            out.push(data);
+        }
+    }
+    out
+}
+
+fn lists_hidden(message: &Value) -> bool {
+    let one = |message: &Value| {
+        message["result"]["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|tool| tool["name"] == "hidden"))
+    };
+    match message {
+        Value::Array(batch) => batch.iter().any(one),
+        message => one(message),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -17,21 +86,26 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let size = usize::from(size.max(1));
-    let whole = SseFilter::new(json!(1)).push(stream, true, &keep);
-    let mut filter = SseFilter::new(json!(1));
+    let whole = SseFilter::new(b"{\"error\":1}".to_vec()).push(stream, true, &shows);
+    let mut filter = SseFilter::new(b"{\"error\":1}".to_vec());
     let mut pieces = Vec::new();
     let chunks: Vec<&[u8]> = stream.chunks(size).collect();
     for (index, chunk) in chunks.iter().enumerate() {
-        pieces.extend(filter.push(chunk, index + 1 == chunks.len(), &keep));
+        pieces.extend(filter.push(chunk, index + 1 == chunks.len(), &shows));
     }
     if stream.is_empty() {
-        pieces.extend(filter.push(b"", true, &keep));
+        pieces.extend(filter.push(b"", true, &shows));
     }
     assert_eq!(pieces, whole, "output depends on how the stream was split");
-    if !String::from_utf8_lossy(stream).contains("\"id\"") {
-        assert_eq!(
-            whole, stream,
-            "a stream without an answer must pass unchanged"
-        );
+    for message in messages(&whole) {
+        if let Ok(message) = serde_json::from_slice::<Value>(&message) {
+            assert!(!lists_hidden(&message), "a hidden tool passed");
+        }
+    }
+    let plain = messages(stream).iter().all(|data| {
+        data.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(data).is_ok()
+    });
+    if plain && !stream.windows(5).any(|window| window == b"tools") {
+        assert_eq!(whole, stream, "a stream without a listing must pass unchanged");
     }
 });

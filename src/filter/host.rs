@@ -1,13 +1,73 @@
-//! The core's host traits over proxy-wasm host calls.
+//! Host calls, without the SDK's panics where it can be avoided: values are
+//! read as bytes (the SDK's string accessors `unwrap` UTF-8 decoding), and a
+//! failed call is logged, not unwrapped. The exchange only asks for what
+//! Envoy permits at that point of the stream (SECURITY.md lists each call).
 
-use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use proxy_wasm::types::{BufferType, MapType, Status};
 
-use crate::decision::Outcome;
-use crate::host::{host_cas, Cas, Clock, Metrics, SharedStore, StoreError};
+use crate::exchange::{Headers, Host, Level, ServiceCall};
+use crate::host::{host_cas, Cas, SharedStore, StoreError};
+use crate::response::CONTENT_TYPE;
+
+/// The stream's view of Envoy.
+pub struct EnvoyHost;
+
+impl Host for EnvoyHost {
+    fn now(&self) -> Duration {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default()
+    }
+
+    fn store(&self) -> &dyn SharedStore {
+        &EnvoySharedData
+    }
+
+    fn request_headers(&mut self) -> Headers {
+        // One host call for every header (each single read crosses the VM).
+        Headers(warn(hostcalls::get_map_bytes(MapType::HttpRequestHeaders)).unwrap_or_default())
+    }
+
+    fn request_body(&mut self, size: usize) -> Vec<u8> {
+        buffer(BufferType::HttpRequestBody, size)
+    }
+
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        warn(hostcalls::get_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            name,
+        ))
+        .flatten()
+    }
+
+    fn response_body(&mut self, size: usize) -> Vec<u8> {
+        buffer(BufferType::HttpResponseBody, size)
+    }
+
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        warn(hostcalls::get_property(path.to_vec())).flatten()
+    }
+
+    fn dispatch_grpc(&mut self, call: &ServiceCall) -> Result<u32, String> {
+        hostcalls::dispatch_grpc_call(
+            &call.cluster,
+            call.service,
+            call.method,
+            Vec::new(),
+            Some(&call.message),
+            call.timeout,
+        )
+        .map_err(|status| format!("{status:?}"))
+    }
+
+    fn service_answer(&mut self, size: usize) -> Vec<u8> {
+        buffer(BufferType::GrpcReceiveBuffer, size)
+    }
+}
 
 /// Envoy's shared data: one map per `vm_id`, shared by every worker.
 pub struct EnvoySharedData;
@@ -17,9 +77,7 @@ impl SharedStore for EnvoySharedData {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
             Ok((None, _)) => Ok(None),
-            Ok((Some(_), None)) => Err(StoreError::Unavailable(format!(
-                "shared data {key:?} has no version"
-            ))),
+            Ok((Some(_), None)) => Err(StoreError::Unavailable(format!("{key:?} has no version"))),
             Err(status) => Err(StoreError::Unavailable(format!(
                 "get_shared_data: {status:?}"
             ))),
@@ -42,88 +100,60 @@ impl SharedStore for EnvoySharedData {
     }
 }
 
-/// Envoy's wall clock.
-pub struct EnvoyClock;
+/// A call's value, or `None` with the failure logged.
+fn warn<T>(result: Result<T, Status>) -> Option<T> {
+    result
+        .map_err(|status| log::warn!("mcp-policy: host call failed: {status:?}"))
+        .ok()
+}
 
-impl Clock for EnvoyClock {
-    fn unix_time(&self) -> Duration {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-            .unwrap_or_default()
+/// Up to `size` bytes of a buffer; empty when it cannot be read.
+pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
+    warn(hostcalls::get_buffer(kind, 0, size))
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn remove_header(map: MapType, name: &str) {
+    warn(hostcalls::set_map_value(map, name, None));
+}
+
+pub fn replace_response(size: usize, body: &[u8]) {
+    warn(hostcalls::set_buffer(
+        BufferType::HttpResponseBody,
+        0,
+        size,
+        body,
+    ));
+}
+
+pub fn reply(status: u16, body: &[u8]) {
+    let headers = vec![("content-type", CONTENT_TYPE)];
+    warn(hostcalls::send_http_response(
+        u32::from(status),
+        headers,
+        Some(body),
+    ));
+}
+
+pub fn resume_request() {
+    warn(hostcalls::resume_http_request());
+}
+
+pub fn filter_state(name: &str, value: &str) {
+    warn(hostcalls::set_property(vec![name], Some(value.as_bytes())));
+}
+
+pub fn count(metric: Option<u32>) {
+    if let Some(id) = metric {
+        warn(hostcalls::increment_metric(id, 1));
     }
 }
 
-/// Decision counters as Envoy stats, visible at `/stats/prometheus`.
-pub struct EnvoyMetrics {
-    totals: OutcomeCounters,
-    /// Per tool, for the tools the policy names (bounded by the policy).
-    per_tool: HashMap<String, OutcomeCounters>,
-}
-
-type OutcomeCounters = [Option<u32>; Outcome::ALL.len()];
-
-/// Stat name of an outcome's counter: `mcp_policy_allowed`.
-pub fn metric_name(outcome: Outcome) -> String {
-    format!("mcp_policy_{}", outcome.as_str())
-}
-
-/// Stat name of a tool's outcome counter: `mcp_policy_tool.<tool>.allowed`.
-/// Envoy's `stats_tags` (see envoy/envoy.yaml) turn the tool into a label:
-/// `mcp_policy_tool_allowed{mcp_tool="<tool>"}`.
-pub fn tool_metric_name(tool: &str, outcome: Outcome) -> String {
-    format!("mcp_policy_tool.{tool}.{}", outcome.as_str())
-}
-
-fn define_counters(name: impl Fn(Outcome) -> String) -> OutcomeCounters {
-    Outcome::ALL.map(|outcome| {
-        let name = name(outcome);
-        match hostcalls::define_metric(MetricType::Counter, &name) {
-            Ok(id) => Some(id),
-            Err(status) => {
-                log::warn!("mcp-policy: cannot define metric {name}: {status:?}");
-                None
-            }
-        }
-    })
-}
-
-fn increment(counters: &OutcomeCounters, outcome: Outcome) {
-    let index = Outcome::ALL
-        .iter()
-        .position(|candidate| *candidate == outcome);
-    if let Some(Some(id)) = index.and_then(|index| counters.get(index)) {
-        if let Err(status) = hostcalls::increment_metric(*id, 1) {
-            log::warn!("mcp-policy: cannot increment metric: {status:?}");
-        }
-    }
-}
-
-impl EnvoyMetrics {
-    /// Defines the counters (idempotent in Envoy: every worker gets the same
-    /// stat). `tools`: every tool the policy names, in any grant.
-    pub fn define<'a>(tools: impl Iterator<Item = &'a str>) -> Self {
-        let mut per_tool = HashMap::new();
-        for tool in tools {
-            if !per_tool.contains_key(tool) {
-                per_tool.insert(
-                    tool.to_string(),
-                    define_counters(|outcome| tool_metric_name(tool, outcome)),
-                );
-            }
-        }
-        EnvoyMetrics {
-            totals: define_counters(metric_name),
-            per_tool,
-        }
-    }
-}
-
-impl Metrics for EnvoyMetrics {
-    fn record(&self, outcome: Outcome, tool: Option<&str>) {
-        increment(&self.totals, outcome);
-        if let Some(counters) = tool.and_then(|tool| self.per_tool.get(tool)) {
-            increment(counters, outcome);
-        }
+pub fn log(level: Level, line: &str) {
+    match level {
+        Level::Debug => log::debug!("{line}"),
+        Level::Info => log::info!("{line}"),
+        Level::Warn => log::warn!("{line}"),
     }
 }

@@ -1,8 +1,8 @@
-//! The proxy-wasm glue: the only code that talks to Envoy. It gathers the
-//! request (method, caller headers, body), hands it to [`crate::gate`], and
-//! applies the result. Compiled only for the module Envoy loads.
+//! The proxy-wasm glue, the only code that talks to Envoy: it maps Envoy's
+//! callbacks to [`crate::exchange::Event`]s and the exchange's
+//! [`crate::exchange::Effect`]s to host calls. It decides nothing.
+//! Compiled only for the module Envoy loads.
 
-mod calls;
 mod host;
 mod root;
 mod stream;

@@ -1,45 +1,39 @@
-//! The root context: reads and compiles the policy once per configuration.
+//! The root context: one plugin configuration (the policy) per VM.
 
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::{BufferType, ContextType, MetricType};
 
-use super::host::EnvoyMetrics;
-use super::stream::PolicyStream;
-use crate::policy::Policy;
+use super::host;
+use super::stream::Stream;
+use crate::exchange::{Exchange, Plugin};
 
 #[derive(Default)]
 pub struct PolicyRoot {
-    policy: Option<Rc<Policy>>,
-    metrics: Option<Rc<EnvoyMetrics>>,
+    plugin: Option<Rc<Plugin>>,
+    /// Envoy's ids of the plugin's counters, by catalog index.
+    metrics: Rc<Vec<Option<u32>>>,
 }
 
 impl Context for PolicyRoot {}
 
 impl RootContext for PolicyRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = super::calls::buffer(BufferType::PluginConfiguration, usize::MAX);
-        if config.is_empty() {
-            log::error!(
-                "mcp-policy: invalid policy: no plugin configuration (the policy document)"
-            );
-            return false;
-        }
-        match Policy::from_json(&config) {
-            Ok(policy) => {
-                log::info!(
-                    "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}",
-                    policy.base().tool_names().count(),
-                    policy.grant_names().count(),
-                    policy.base().default,
-                    policy.mode
-                );
-                let tools = policy.named_tools();
-                self.metrics = Some(Rc::new(EnvoyMetrics::define(
-                    tools.iter().map(String::as_str),
-                )));
-                self.policy = Some(Rc::new(policy));
+        let config = host::buffer(BufferType::PluginConfiguration, usize::MAX);
+        match Plugin::configure(&config) {
+            Ok(plugin) => {
+                log::info!("{}", plugin.loaded_line());
+                let ids = plugin.metrics.names().iter().map(|name| {
+                    hostcalls::define_metric(MetricType::Counter, name)
+                        .map_err(|status| {
+                            log::warn!("mcp-policy: cannot define {name}: {status:?}")
+                        })
+                        .ok()
+                });
+                self.metrics = Rc::new(ids.collect());
+                self.plugin = Some(Rc::new(plugin));
                 true
             }
             Err(err) => {
@@ -51,9 +45,8 @@ impl RootContext for PolicyRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        let metrics = self.metrics.clone()?;
-        Some(Box::new(PolicyStream::new(policy, metrics)))
+        let exchange = Exchange::new(Rc::clone(self.plugin.as_ref()?));
+        Some(Box::new(Stream::new(exchange, Rc::clone(&self.metrics))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,141 +1,224 @@
-use serde_json::json;
-
 use super::*;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-fn keep(name: &str) -> bool {
+fn shows(_kind: Kind, name: &str) -> bool {
     name != "deleteWorkspace"
 }
 
-fn list_answer(id: u64) -> String {
-    json!({"jsonrpc":"2.0","id":id,"result":{"tools":[
-        {"name":"asyncExecuteCode","inputSchema":{"type":"object"}},
-        {"name":"deleteWorkspace","inputSchema":{"type":"object"}},
-        {"name":"checkCodeExecStatus","inputSchema":{"type":"object"}}]}})
-    .to_string()
+const TOOLS: &str = r#"[{"name":"asyncExecuteCode","inputSchema":{"type":"object"}},{"name":"deleteWorkspace","inputSchema":{"type":"object"}},{"name":"checkCodeExecStatus","inputSchema":{"type":"object"}}]"#;
+/// TOOLS as the filter writes it for a caller who must not see deleteWorkspace.
+const SHOWN: &str = r#"[{"inputSchema":{"type":"object"},"name":"asyncExecuteCode"},{"inputSchema":{"type":"object"},"name":"checkCodeExecStatus"}]"#;
+
+fn answer(id: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{TOOLS}}}}}"#)
 }
 
-fn names(message: &Value) -> Vec<&str> {
-    message["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect()
+fn filtered(id: &str) -> String {
+    format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{{"tools":{SHOWN}}}}}"#)
+}
+
+fn rewritten(body: &str) -> String {
+    match filter_json_body(body.as_bytes(), &shows) {
+        Filtered::Rewritten(bytes) => String::from_utf8(bytes).unwrap(),
+        other => panic!("expected a rewrite of {body}, got {other:?}"),
+    }
 }
 
 #[test]
-fn json_answer_loses_hidden_tools() {
-    let body = filter_json_body(list_answer(4).as_bytes(), &json!(4), &keep).unwrap();
-    let message: Value = serde_json::from_slice(&body).unwrap();
+fn a_listing_is_filtered_whatever_its_id() {
+    // Servers normalise ids (-0, 1.0 and 2e0 come back as 0, 1 and 2), and a
+    // replay has no request to match: the shape decides.
+    for id in ["4", "\"4\"", "1.0", "2e0", "-0", "null", "{\"a\":1}"] {
+        let expected = filtered(&serde_json::from_str::<Value>(id).unwrap().to_string());
+        assert_eq!(rewritten(&answer(id)), expected, "id {id}");
+    }
+    let no_id = format!(r#"{{"jsonrpc":"2.0","result":{{"tools":{TOOLS}}}}}"#);
     assert_eq!(
-        names(&message),
-        vec!["asyncExecuteCode", "checkCodeExecStatus"]
-    );
-    // Another id, or not JSON: left alone.
-    assert_eq!(
-        filter_json_body(list_answer(4).as_bytes(), &json!(5), &keep),
-        None
-    );
-    assert_eq!(filter_json_body(b"oops", &json!(4), &keep), None);
-    assert_eq!(
-        filter_json_body(list_answer(4).as_bytes(), &json!("4"), &keep),
-        None
+        rewritten(&no_id),
+        format!(r#"{{"jsonrpc":"2.0","result":{{"tools":{SHOWN}}}}}"#)
     );
 }
 
 #[test]
-fn stream_rewrites_only_the_answer_and_keeps_order() {
-    let stream = format!(
-        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\nid: 2\ndata: {}\n\n: comment\n\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\n\n",
-        list_answer(7)
+fn every_listing_of_a_batch_is_filtered() {
+    let batch = format!(
+        r#"[{},{{"jsonrpc":"2.0","id":9,"result":{{}}}}]"#,
+        answer("1")
     );
-    let mut filter = SseFilter::new(json!(7));
-    let out = filter.push(stream.as_bytes(), false, &keep);
-    let out = String::from_utf8(out).unwrap();
-    let events: Vec<&str> = out.split("\n\n").collect();
     assert_eq!(
-        events[0],
-        "id: 1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}"
-    );
-    assert!(events[1].starts_with("id: 2\ndata: "), "{}", events[1]);
-    let answer: Value =
-        serde_json::from_str(events[1].strip_prefix("id: 2\ndata: ").unwrap()).unwrap();
-    assert_eq!(
-        names(&answer),
-        vec!["asyncExecuteCode", "checkCodeExecStatus"]
-    );
-    assert_eq!(events[2], ": comment");
-    assert_eq!(
-        events[3],
-        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}"
+        rewritten(&batch),
+        format!(
+            r#"[{},{{"id":9,"jsonrpc":"2.0","result":{{}}}}]"#,
+            filtered("1")
+        )
     );
 }
 
 #[test]
-fn the_decision_does_not_depend_on_how_the_stream_is_split() {
-    let stream = format!(
-        "data: {{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":99}}\r\n\r\nevent: message\r\ndata: {}\r\n\r\ndata: {{\"after\":true}}\r\n\r\n",
-        list_answer(3)
+fn entries_that_cannot_be_read_are_removed() {
+    let body = r#"{"result":{"tools":[{"name":"ok"},{"name":7},{"title":"no name"},"x",{"name":"deleteWorkspace"}]}}"#;
+    assert_eq!(rewritten(body), r#"{"result":{"tools":[{"name":"ok"}]}}"#);
+    let not_a_list = r#"{"result":{"tools":{"name":"deleteWorkspace"}}}"#;
+    assert_eq!(rewritten(not_a_list), r#"{"result":{"tools":[]}}"#);
+}
+
+#[test]
+fn other_answers_pass_and_unreadable_ones_do_not() {
+    let call = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"tools"}]}}"#;
+    assert_eq!(filter_json_body(call, &shows), Filtered::Unchanged);
+    assert_eq!(
+        filter_json_body(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1}}"#, &shows),
+        Filtered::Unchanged
     );
-    let whole = SseFilter::new(json!(3)).push(stream.as_bytes(), true, &keep);
-    for piece in [1, 2, 5, 17, 64] {
-        let mut filter = SseFilter::new(json!(3));
-        let mut out = Vec::new();
-        let bytes = stream.as_bytes();
-        for (index, chunk) in bytes.chunks(piece).enumerate() {
-            let last = (index + 1) * piece >= bytes.len();
-            out.extend(filter.push(chunk, last, &keep));
-        }
+    assert_eq!(filter_json_body(b"", &shows), Filtered::Unchanged);
+    assert_eq!(filter_json_body(b" \r\n", &shows), Filtered::Unchanged);
+    for unreadable in [
+        &b"oops"[..],
+        br#"{"result":{"tools":[]}} trailing"#,
+        // A lone surrogate: JavaScript's JSON.parse reads it, serde_json does not.
+        br#"{"result":{"tools":[{"name":"deleteWorkspace","d":"\ud800"}]}}"#,
+        &[0xff, b'{'][..],
+    ] {
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(whole.clone()).unwrap(),
-            "pieces of {piece}"
+            filter_json_body(unreadable, &shows),
+            Filtered::Unreadable,
+            "{}",
+            String::from_utf8_lossy(unreadable)
         );
     }
-    assert!(!String::from_utf8(whole)
-        .unwrap()
-        .contains("deleteWorkspace"));
+}
+
+const ERROR: &[u8] = br#"{"error":"unreadable"}"#;
+
+fn filter_stream(stream: &str, pieces: usize) -> String {
+    let mut filter = SseFilter::new(ERROR.to_vec());
+    let bytes = stream.as_bytes();
+    let mut out = Vec::new();
+    let chunks: Vec<&[u8]> = bytes.chunks(pieces.max(1)).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        out.extend(filter.push(chunk, index + 1 == chunks.len(), &shows));
+    }
+    String::from_utf8(out).unwrap()
 }
 
 #[test]
-fn events_before_the_answer_are_forwarded_as_soon_as_complete() {
-    let mut filter = SseFilter::new(json!(1));
-    // A complete notification and the first half of the answer.
-    let answer = format!("data: {}\n\n", list_answer(1));
-    let (head, tail) = answer.split_at(20);
+fn a_stream_keeps_other_events_byte_for_byte_and_rewrites_listings() {
+    let stream = format!(
+        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n\
+         id: 2\ndata: {}\n\n\
+         : comment\n\n\
+         data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\r\n\r\n",
+        answer("7")
+    );
+    let expected = format!(
+        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n\
+         id: 2\ndata: {}\n\n\
+         : comment\n\n\
+         data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\r\n\r\n",
+        filtered("7")
+    );
+    // Whatever the pieces the stream arrives in, the output is the same,
+    // and it is the expected one.
+    for pieces in [1, 2, 3, 5, 17, 64, 4096] {
+        assert_eq!(
+            filter_stream(&stream, pieces),
+            expected,
+            "pieces of {pieces}"
+        );
+    }
+}
+
+#[test]
+fn every_line_ending_the_event_stream_format_allows_is_understood() {
+    // LF, CRLF, CR, and mixes of them; a blank line ends an event.
+    for (separator, end) in [
+        ("\n", "\n\n"),
+        ("\r\n", "\r\n\r\n"),
+        ("\r", "\r\r"),
+        ("\n", "\n\r\n"),
+        ("\r\n", "\r\n\n"),
+        ("\r", "\r\n\r"),
+    ] {
+        let stream = format!("id: 5{separator}data: {}{end}data: {{}}{end}", answer("5"));
+        let expected = format!("id: 5\ndata: {}\n\ndata: {{}}{end}", filtered("5"));
+        for pieces in [1, 3, 4096] {
+            assert_eq!(
+                filter_stream(&stream, pieces),
+                expected,
+                "{separator:?} {end:?} in pieces of {pieces}"
+            );
+        }
+    }
+}
+
+#[test]
+fn data_lines_are_joined_and_fields_read_as_clients_read_them() {
+    let listing = answer("2");
+    let (a, b) = listing.split_at(listing.find(',').unwrap() + 1);
+    // No space after the colon, and a second data line: clients join with LF.
+    let stream = format!("data:{a}\ndata: {b}\n\n");
+    assert_eq!(
+        filter_stream(&stream, 7),
+        format!("data: {}\n\n", filtered("2"))
+    );
+}
+
+#[test]
+fn events_of_other_types_and_without_data_pass() {
+    // The deprecated HTTP+SSE transport's endpoint event, and the empty
+    // event servers send to prime resumption.
+    let stream = "event: endpoint\ndata: /messages?session=1\n\nid: 0\ndata:\n\nid: 1\ndata: \n\nretry: 10\n\n";
+    assert_eq!(filter_stream(stream, 1), stream);
+    let other_type = format!("event: custom\ndata: {}\n\n", answer("1"));
+    assert_eq!(filter_stream(&other_type, 3), other_type);
+}
+
+#[test]
+fn a_message_that_cannot_be_read_is_replaced_by_the_error() {
+    let stream = "id: 3\ndata: {\"result\":{\"tools\":[{\"name\":\"deleteWorkspace\",\"x\":\"\\ud800\"}]}}\n\ndata: {}\n\n";
+    assert_eq!(
+        filter_stream(stream, 5),
+        "id: 3\ndata: {\"error\":\"unreadable\"}\n\ndata: {}\n\n"
+    );
+}
+
+#[test]
+fn events_are_forwarded_as_soon_as_they_are_complete() {
+    let mut filter = SseFilter::new(ERROR.to_vec());
+    let event = format!("data: {}\n\n", answer("1"));
+    let (head, tail) = event.split_at(20);
     let first = filter.push(
         format!("data: {{\"n\":1}}\n\n{head}").as_bytes(),
         false,
-        &keep,
+        &shows,
     );
     assert_eq!(first, b"data: {\"n\":1}\n\n");
-    let second = filter.push(tail.as_bytes(), false, &keep);
-    assert!(String::from_utf8(second).unwrap().starts_with("data: {"));
-    // After the answer everything flows through untouched, even partial events.
+    let second = filter.push(tail.as_bytes(), false, &shows);
     assert_eq!(
-        filter.push(b"data: {\"later", false, &keep),
-        b"data: {\"later"
+        String::from_utf8(second).unwrap(),
+        format!("data: {}\n\n", filtered("1"))
     );
+    // A CR at the end of a chunk: the event is complete only if no LF follows
+    // (CRLF) or once the next line is blank.
+    assert_eq!(filter.push(b"data: {}\r", false, &shows), b"");
+    assert_eq!(filter.push(b"\n\r\n", false, &shows), b"data: {}\r\n\r\n");
 }
 
 #[test]
-fn multi_line_data_is_joined_before_parsing() {
-    let mut filter = SseFilter::new(json!(2));
-    let answer = list_answer(2);
-    // Split where a line break is JSON whitespace: SSE joins data lines with "\n".
-    let (a, b) = answer.split_at(answer.find(',').unwrap() + 1);
-    let out = filter.push(format!("data: {a}\ndata: {b}\n\n").as_bytes(), true, &keep);
-    let out = String::from_utf8(out).unwrap();
-    assert!(!out.contains("deleteWorkspace"), "{out}");
-    assert_eq!(out.matches("data:").count(), 1);
-}
-
-#[test]
-fn a_stream_that_ends_mid_event_flushes_what_it_has() {
-    let mut filter = SseFilter::new(json!(1));
-    assert_eq!(filter.push(b"data: {\"partial\"", false, &keep), b"");
-    assert_eq!(filter.push(b":1}", true, &keep), b"data: {\"partial\":1}");
+fn a_stream_that_ends_mid_event_is_filtered_too() {
+    let mut filter = SseFilter::new(ERROR.to_vec());
+    let listing = answer("1");
+    assert_eq!(
+        filter.push(format!("data: {listing}").as_bytes(), false, &shows),
+        b""
+    );
+    assert_eq!(
+        String::from_utf8(filter.push(b"", true, &shows)).unwrap(),
+        format!("data: {}\n\n", filtered("1"))
+    );
+    let mut filter = SseFilter::new(ERROR.to_vec());
+    assert_eq!(filter.push(b"data: {\"partial\"", false, &shows), b"");
+    assert_eq!(filter.push(b":1}", true, &shows), b"data: {\"partial\":1}");
 }

@@ -1,0 +1,973 @@
+//! One HTTP stream through the gate, host-free: a state machine that takes
+//! the stream's events (request headers, body, trailers, the rate-limit
+//! service's answer, the response's headers and body, the end of the stream)
+//! and returns effects (continue or pause, answer in place of the server,
+//! remove a header, rewrite a response chunk, set filter state, bump a
+//! counter, write a log line). Reads go through [`Host`]; nothing here
+//! imports proxy-wasm. The glue in `src/filter/` maps Envoy's callbacks to
+//! [`Event`]s and [`Effect`]s to host calls, and decides nothing.
+//!
+//! The exchange knows what Envoy permits at each point and never asks for
+//! anything else (the proxy-wasm SDK panics on a refused host call, and a
+//! panic poisons the VM for every later request on that worker):
+//! - request headers change only until they have gone upstream;
+//! - a local reply is possible only until the response has started;
+//! - response headers change only in the response-headers callback, and a
+//!   response chunk only in its own callback.
+//!
+//! [`sim`] is a simulated Envoy that applies effects with those rules, so
+//! every lifecycle path is a native unit test.
+
+pub mod sim;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::audit::AuditRecord;
+use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
+use crate::host::{Clock, SharedStore};
+use crate::listing::{self, Filtered, SseFilter};
+use crate::metrics::Catalog;
+use crate::policy::{Identity, Mode, Policy, ANONYMOUS_GRANT};
+use crate::ratelimit::{self, CallerScope, Reservation};
+use crate::response::{self, Reply};
+use crate::target::Kind;
+
+/// A validated policy and the counters it exports: what one plugin
+/// configuration gives every stream.
+#[derive(Debug)]
+pub struct Plugin {
+    pub policy: Policy,
+    pub metrics: Catalog,
+}
+
+impl Plugin {
+    /// Reads the plugin configuration (the policy document).
+    pub fn configure(config: &[u8]) -> Result<Plugin, String> {
+        if config.is_empty() {
+            return Err("no plugin configuration (the policy document)".to_string());
+        }
+        let policy = Policy::from_json(config).map_err(|err| err.to_string())?;
+        let metrics = Catalog::for_policy(&policy);
+        Ok(Plugin { policy, metrics })
+    }
+
+    /// The line logged when the policy is loaded.
+    pub fn loaded_line(&self) -> String {
+        let policy = &self.policy;
+        format!(
+            "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}",
+            policy.base().tool_names().count(),
+            policy.grant_names().count(),
+            policy.base().default,
+            policy.mode
+        )
+    }
+}
+
+/// What the exchange reads from its host.
+pub trait Host {
+    /// Wall-clock time since the Unix epoch.
+    fn now(&self) -> Duration;
+    /// The store counters live in (Envoy's shared data).
+    fn store(&self) -> &dyn SharedStore;
+    /// Every request header, read at once.
+    fn request_headers(&mut self) -> Headers;
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&mut self, size: usize) -> Vec<u8>;
+    /// A response header's value.
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// The first `size` bytes of the buffered response body (or chunk).
+    fn response_body(&mut self, size: usize) -> Vec<u8>;
+    /// A stream property (`["response", "code"]`, metadata, ...).
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Starts a gRPC call; the answer comes back as [`Event::ServiceAnswer`]
+    /// with the returned token.
+    fn dispatch_grpc(&mut self, call: &ServiceCall) -> Result<u32, String>;
+    /// The first `size` bytes of a gRPC answer.
+    fn service_answer(&mut self, size: usize) -> Vec<u8>;
+}
+
+/// A gRPC call to a service cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCall {
+    pub cluster: String,
+    pub service: &'static str,
+    pub method: &'static str,
+    pub message: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What happened on the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    RequestHeaders {
+        end_of_stream: bool,
+    },
+    /// `size`: the body bytes Envoy holds (everything since the last
+    /// `Continue`, because the exchange pauses until the body is complete).
+    RequestBody {
+        size: usize,
+        end_of_stream: bool,
+    },
+    RequestTrailers,
+    ResponseHeaders {
+        end_of_stream: bool,
+    },
+    ResponseBody {
+        size: usize,
+        end_of_stream: bool,
+    },
+    ResponseTrailers,
+    /// A gRPC call answered: `status` 0 is OK.
+    ServiceAnswer {
+        token: u32,
+        status: u32,
+        size: usize,
+    },
+    /// The stream is over, however it ended (completed, reset by either
+    /// side, timed out); Envoy's access-log time.
+    StreamEnd,
+}
+
+/// Whether Envoy goes on with the stream or holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// Log levels the exchange writes at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+}
+
+/// A change the host makes for the exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    RemoveRequestHeader(&'static str),
+    RemoveResponseHeader(&'static str),
+    /// Replace the current response chunk (the `size` bytes Envoy holds).
+    ReplaceResponseBody {
+        size: usize,
+        body: Vec<u8>,
+    },
+    /// Answer in place of the server (`content-type: application/json`).
+    Reply {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Let a held request go on (after the rate-limit service allowed it).
+    ResumeRequest,
+    /// Filter state for Envoy's access log and CEL (`wasm.<name>`).
+    FilterState {
+        name: &'static str,
+        value: String,
+    },
+    /// Bump counter `index` of the plugin's [`Catalog`].
+    Count(usize),
+    Log {
+        level: Level,
+        line: String,
+    },
+}
+
+/// The answer to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub effects: Vec<Effect>,
+}
+
+/// Request headers as Envoy gives them: names in lower case, values as
+/// bytes (a value need not be UTF-8; only those the gate reads must be).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    /// The first value of `name`, if it is text.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    pub fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+    }
+
+    fn first_unreadable<'n>(&self, mut names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
+        names.find(|name| {
+            self.raw(name)
+                .is_some_and(|value| std::str::from_utf8(value).is_err())
+        })
+    }
+}
+
+/// The MCP Streamable HTTP session header.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// Where Envoy's jwt_authn filter puts verified payloads.
+pub const JWT_AUTHN_METADATA: &str = "envoy.filters.http.jwt_authn";
+
+/// Request headers by which a caller steers Envoy's router: retries make
+/// one allowed call run several times, and a short timeout turns a call that
+/// ran into an error. The exchange removes them from every request (Envoy
+/// honours them from callers it treats as internal, and the gate must not
+/// depend on how the listener is configured).
+pub const ROUTER_HEADERS: [&str; 11] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-stream-duration-ms",
+];
+
+/// Envoy response flags (`response.flags`, the legacy bit set) that mean
+/// the request never reached the server: no healthy upstream (UH), the
+/// connection could not be made (UF), the upstream's circuit breaker was
+/// full (UO), no route (NR), no cluster (NC), DNS failed (DF).
+pub const NOT_REACHED_FLAGS: u64 = 0x2 | 0x20 | 0x80 | 0x100 | (1 << 24) | (1 << 26);
+/// Flags that mean the request may have reached the server: upstream
+/// request timeout (UT), upstream reset (UR), connection terminated (UC),
+/// retries exhausted (URX), max stream duration (UMSDR), protocol error (UPE).
+pub const REACHED_FLAGS: u64 = 0x4 | 0x10 | 0x40 | (1 << 15) | (1 << 19) | (1 << 23);
+
+/// A held call waiting for the rate-limit service.
+#[derive(Debug)]
+struct Pending {
+    token: u32,
+    check: GlobalCheck,
+    audit: AuditRecord,
+}
+
+/// Rewriting answers on the way back, for a caller that must not see
+/// everything the server lists.
+#[derive(Debug)]
+enum Listing {
+    /// Nothing to rewrite.
+    Off,
+    /// The answer may carry a listing; the response has not started.
+    /// `id`: the request's id, for an error in place of an unreadable answer.
+    Expected { id: Value },
+    /// A JSON answer, rewritten once complete.
+    Json { id: Value },
+    /// An event stream, rewritten event by event.
+    Stream(SseFilter),
+    /// An encoded answer the filter cannot read: replaced by an error.
+    Blocked { id: Value, stream: bool, sent: bool },
+}
+
+/// One HTTP stream.
+#[derive(Debug)]
+pub struct Exchange {
+    plugin: Rc<Plugin>,
+    grant: String,
+    session: Option<String>,
+    /// When the request headers arrived.
+    started: Duration,
+    /// Whether the request body is being held until it is complete.
+    inspecting: bool,
+    /// Body bytes Envoy holds (request, then response).
+    request_buffered: usize,
+    response_buffered: usize,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    /// The request headers went upstream: Envoy refuses changes to them now.
+    request_headers_sent: bool,
+    /// The request (headers and body) was let go towards the server.
+    forwarded: bool,
+    /// The gate answered in place of the server.
+    replied: bool,
+    /// The response started downstream: no local reply is possible now.
+    response_started: bool,
+    /// Local quota taken for the call.
+    reservations: Vec<Reservation>,
+    pending: Option<Pending>,
+    listing: Listing,
+    /// The decision's record, written when the stream ends.
+    audit: Option<AuditRecord>,
+}
+
+impl Exchange {
+    pub fn new(plugin: Rc<Plugin>) -> Exchange {
+        Exchange {
+            plugin,
+            grant: ANONYMOUS_GRANT.to_string(),
+            session: None,
+            started: Duration::ZERO,
+            inspecting: false,
+            request_buffered: 0,
+            response_buffered: 0,
+            mcp_method: None,
+            mcp_name: None,
+            request_headers_sent: false,
+            forwarded: false,
+            replied: false,
+            response_started: false,
+            reservations: Vec::new(),
+            pending: None,
+            listing: Listing::Off,
+            audit: None,
+        }
+    }
+
+    /// Takes one event; returns what Envoy should do.
+    pub fn on(&mut self, event: Event, host: &mut dyn Host) -> Step {
+        let mut effects = Vec::new();
+        let action = match event {
+            Event::RequestHeaders { end_of_stream } => {
+                self.request_headers(end_of_stream, host, &mut effects)
+            }
+            Event::RequestBody {
+                size,
+                end_of_stream,
+            } => self.request_body(size, end_of_stream, host, &mut effects),
+            Event::RequestTrailers => {
+                if self.inspecting {
+                    self.decide(self.request_buffered, host, &mut effects)
+                } else {
+                    self.held_or_continue()
+                }
+            }
+            Event::ServiceAnswer {
+                token,
+                status,
+                size,
+            } => {
+                self.service_answer(token, status, size, host, &mut effects);
+                Action::Continue
+            }
+            Event::ResponseHeaders { end_of_stream } => {
+                self.response_headers(end_of_stream, host, &mut effects)
+            }
+            Event::ResponseBody {
+                size,
+                end_of_stream,
+            } => self.response_body(size, end_of_stream, host, &mut effects),
+            Event::ResponseTrailers => {
+                self.response_trailers(host, &mut effects);
+                Action::Continue
+            }
+            Event::StreamEnd => {
+                self.stream_end(host, &mut effects);
+                Action::Continue
+            }
+        };
+        Step { action, effects }
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.plugin.policy
+    }
+
+    fn caller(&self) -> CallerScope<'_> {
+        CallerScope {
+            grant: &self.grant,
+            session: self.session.as_deref(),
+        }
+    }
+
+    /// Whether answers to this caller must be rewritten (it may not see
+    /// everything the server lists).
+    fn filters_listings(&self) -> bool {
+        let policy = self.policy();
+        policy.mode == Mode::Enforce && policy.view(&self.grant).filters_listing()
+    }
+
+    /// A request callback after the request was decided: held while the
+    /// gate answers or waits, otherwise on its way.
+    fn held_or_continue(&self) -> Action {
+        if self.replied || self.pending.is_some() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn request_headers(
+        &mut self,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        self.started = host.now();
+        let plugin = Rc::clone(&self.plugin);
+        let policy = &plugin.policy;
+        let headers = host.request_headers();
+        for name in ROUTER_HEADERS {
+            if headers.raw(name).is_some() {
+                effects.push(Effect::RemoveRequestHeader(name));
+            }
+        }
+        // A header the gate reads must be text, or the gate cannot decide on it.
+        if let Some(name) = headers.first_unreadable(headers_read(&policy.identity)) {
+            let inspection = gate::unreadable_header(policy, &At(host.now()), self.caller(), name);
+            return self.apply(inspection, effects);
+        }
+        self.session = headers
+            .get(SESSION_HEADER)
+            .filter(|session| !session.is_empty())
+            .map(str::to_string);
+        // Every request, GET streams included, belongs to an identified caller.
+        if let Err(action) = self.identify(&headers, host, effects) {
+            return action;
+        }
+        if end_of_stream {
+            // No body, so no call to decide: a GET stream (where the server
+            // replays answers on resumption), DELETE, ... Its answers are
+            // rewritten all the same.
+            if self.filters_listings() {
+                effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+                self.listing = Listing::Expected { id: Value::Null };
+            }
+            return self.forward();
+        }
+        // Every request with a body is inspected, whatever its method and
+        // however it is spelled: a server may route methods loosely.
+        self.inspecting = true;
+        self.mcp_method = headers.get("mcp-method").map(str::to_string);
+        self.mcp_name = headers.get("mcp-name").map(str::to_string);
+        // A body the gate cannot read must not reach a server that can.
+        if let Some(encoding) = headers.get("content-encoding") {
+            if !encoding.trim().eq_ignore_ascii_case("identity") {
+                let inspection =
+                    gate::unsupported_encoding(policy, &At(host.now()), self.caller(), encoding);
+                return self.apply(inspection, effects);
+            }
+        }
+        let declared = headers
+            .get("content-length")
+            .and_then(|length| length.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > policy.max_body_bytes) {
+            let inspection = gate::body_too_large(policy, &At(host.now()), self.caller());
+            return self.apply(inspection, effects);
+        }
+        if policy.hold_request_headers {
+            // Hold the headers until the body is decided (needs Envoy's
+            // allow_on_headers_stop_iteration).
+            return Action::Pause;
+        }
+        // The headers go upstream now, before the body is known: an answer
+        // that may need rewriting must come back unencoded.
+        if self.filters_listings() {
+            effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+        }
+        self.request_headers_sent = true;
+        Action::Continue
+    }
+
+    /// Sets the caller's grant from the policy's identity source. `Err`: the
+    /// request is refused (the answer is in `effects`).
+    fn identify(
+        &mut self,
+        headers: &Headers,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), Action> {
+        let plugin = Rc::clone(&self.plugin);
+        let policy = &plugin.policy;
+        match &policy.identity {
+            Identity::Anonymous => {}
+            Identity::Header(header) => {
+                self.grant = Identity::grant_from_value(headers.get(header)).to_string();
+            }
+            Identity::JwtClaim {
+                provider_metadata,
+                claim,
+            } => {
+                let path = [
+                    "metadata",
+                    "filter_metadata",
+                    JWT_AUTHN_METADATA,
+                    provider_metadata,
+                    claim,
+                ];
+                let value = host.property(&path).and_then(|bytes| {
+                    let text = Identity::claim_text(&bytes);
+                    if text.is_none() {
+                        effects.push(Effect::Log {
+                            level: Level::Warn,
+                            line: format!("mcp-policy: JWT claim `{claim}` is not a string or an integer: the caller is anonymous"),
+                        });
+                    }
+                    text
+                });
+                self.grant = Identity::grant_from_value(value.as_deref()).to_string();
+            }
+            Identity::BearerTokens(tokens) => {
+                match Identity::grant_for_bearer(tokens, headers.get("authorization")) {
+                    Ok(grant) => {
+                        self.grant = grant.to_string();
+                        // The token is for this gate, not for the server.
+                        effects.push(Effect::RemoveRequestHeader("authorization"));
+                    }
+                    Err(error) => {
+                        let mut inspection =
+                            gate::unauthorized(policy, &At(host.now()), self.caller(), &error);
+                        if let Some(audit) = inspection.audit.take() {
+                            self.record(audit, effects);
+                        }
+                        // In monitor mode there is no reply: recorded, let through.
+                        if let Some(reply) = inspection.reply {
+                            return Err(self.reply(reply, effects));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn request_body(
+        &mut self,
+        size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        if !self.inspecting {
+            return self.held_or_continue();
+        }
+        self.request_buffered = size;
+        if size as u64 > self.policy().max_body_bytes {
+            let plugin = Rc::clone(&self.plugin);
+            let inspection = gate::body_too_large(&plugin.policy, &At(host.now()), self.caller());
+            return self.apply(inspection, effects);
+        }
+        if !end_of_stream {
+            // Buffer until the whole body is here.
+            return Action::Pause;
+        }
+        self.decide(size, host, effects)
+    }
+
+    /// Decides the complete, buffered body (`size` bytes of it).
+    fn decide(&mut self, size: usize, host: &mut dyn Host, effects: &mut Vec<Effect>) -> Action {
+        self.inspecting = false;
+        // An unreadable body reads as empty: refused as malformed, never forwarded unread.
+        let body = host.request_body(size);
+        let plugin = Rc::clone(&self.plugin);
+        let policy = &plugin.policy;
+        let headers = McpHeaders {
+            method: self.mcp_method.as_deref(),
+            name: self.mcp_name.as_deref(),
+        };
+        let mut inspection = gate::inspect_request(
+            policy,
+            host.store(),
+            &At(host.now()),
+            self.caller(),
+            headers,
+            &body,
+        );
+        self.reservations = std::mem::take(&mut inspection.reservations);
+        if let Some(id) = inspection.filter_listing.take() {
+            if !self.request_headers_sent {
+                // Encoded answers could not be read: ask for identity.
+                effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+            }
+            self.listing = Listing::Expected { id };
+        }
+        if let Some(check) = inspection.global_check.take() {
+            if let Some(audit) = inspection.audit.take() {
+                return self.ask_rate_limit_service(check, audit, host, effects);
+            }
+        }
+        self.apply(inspection, effects)
+    }
+
+    /// Holds the call and asks the rate-limit service about its global limits.
+    fn ask_rate_limit_service(
+        &mut self,
+        check: GlobalCheck,
+        audit: AuditRecord,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        let Some(service) = self.policy().rate_limit_service.clone() else {
+            let answer = Err("no rate_limit_service".to_string());
+            return self.finish_global_check(&check, audit, answer, host, effects);
+        };
+        let call = ServiceCall {
+            cluster: service.cluster.clone(),
+            service: ratelimit::service::SERVICE,
+            method: ratelimit::service::METHOD,
+            message: check.request.clone(),
+            timeout: Duration::from_millis(service.timeout_ms),
+        };
+        match host.dispatch_grpc(&call) {
+            Ok(token) => {
+                self.pending = Some(Pending {
+                    token,
+                    check,
+                    audit,
+                });
+                Action::Pause
+            }
+            Err(err) => {
+                let answer = Err(format!("cannot call cluster {:?}: {err}", service.cluster));
+                self.finish_global_check(&check, audit, answer, host, effects)
+            }
+        }
+    }
+
+    fn service_answer(
+        &mut self,
+        token: u32,
+        status: u32,
+        size: usize,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(pending) = self.pending.take_if(|pending| pending.token == token) else {
+            return;
+        };
+        let answer = if status == 0 {
+            Ok(host.service_answer(size))
+        } else {
+            Err(format!("gRPC status {status}"))
+        };
+        let answer = answer.as_deref().map_err(Clone::clone);
+        let action = self.finish_global_check(&pending.check, pending.audit, answer, host, effects);
+        if action == Action::Continue {
+            effects.push(Effect::ResumeRequest);
+        }
+    }
+
+    /// Applies the rate-limit service's answer (or failure) to a held call.
+    fn finish_global_check(
+        &mut self,
+        check: &GlobalCheck,
+        mut audit: AuditRecord,
+        answer: Result<&[u8], String>,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        let now = host.now().as_secs();
+        let reply = gate::complete_global_check(self.policy(), check, answer, now, &mut audit);
+        if reply.is_some() {
+            self.release_quota("the rate-limit service refused or failed", host, effects);
+        }
+        let inspection = Inspection {
+            reply,
+            audit: Some(audit),
+            ..Inspection::default()
+        };
+        self.apply(inspection, effects)
+    }
+
+    /// Records a decision: counters, filter state, and the audit record
+    /// written when the stream ends.
+    fn record(&mut self, audit: AuditRecord, effects: &mut Vec<Effect>) {
+        let target = audit.tool.as_deref().map(|tool| (Kind::Tool, tool));
+        for index in self.plugin.metrics.counters(audit.decision, target) {
+            effects.push(Effect::Count(index));
+        }
+        filter_state(&audit, effects);
+        self.audit = Some(audit);
+    }
+
+    /// Records an inspection and carries it out: answer in place of the
+    /// server, or let the request go on.
+    fn apply(&mut self, inspection: Inspection, effects: &mut Vec<Effect>) -> Action {
+        if let Some(audit) = inspection.audit {
+            self.record(audit, effects);
+        }
+        match inspection.reply {
+            Some(reply) => self.reply(reply, effects),
+            None => self.forward(),
+        }
+    }
+
+    /// The request goes on towards the server.
+    fn forward(&mut self) -> Action {
+        self.inspecting = false;
+        self.forwarded = true;
+        self.request_headers_sent = true;
+        Action::Continue
+    }
+
+    /// Answers in place of the server and holds the request for good.
+    fn reply(&mut self, reply: Reply, effects: &mut Vec<Effect>) -> Action {
+        self.inspecting = false;
+        self.listing = Listing::Off;
+        if self.response_started {
+            // The server answered already (it may, once the headers went
+            // upstream): Envoy cannot send another answer. The body stays
+            // held, so the call never reaches the server whole.
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!(
+                    "mcp-policy: refused a request after the server had started answering; its body was not forwarded (HTTP {})",
+                    reply.status
+                ),
+            });
+            return Action::Pause;
+        }
+        self.replied = true;
+        effects.push(Effect::Reply {
+            status: reply.status,
+            body: reply.body,
+        });
+        Action::Pause
+    }
+
+    fn response_headers(
+        &mut self,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        if self.replied {
+            // The gate's own answer on its way out.
+            return Action::Continue;
+        }
+        self.response_started = true;
+        let Listing::Expected { id } = std::mem::replace(&mut self.listing, Listing::Off) else {
+            return Action::Continue;
+        };
+        if end_of_stream {
+            return Action::Continue;
+        }
+        let text = |value: Option<Vec<u8>>| {
+            value
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let content_type = text(host.response_header("content-type"));
+        let encoding = text(host.response_header("content-encoding"));
+        let stream = content_type.starts_with("text/event-stream");
+        // The body may change length.
+        effects.push(Effect::RemoveResponseHeader("content-length"));
+        self.listing = if !encoding.is_empty() && encoding != "identity" {
+            // Asked for identity, got an encoding: the filter cannot read
+            // it, so the caller gets an error instead.
+            effects.push(Effect::RemoveResponseHeader("content-encoding"));
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!("mcp-policy: an answer that may list hidden entries came {encoding}-encoded; replaced by an error"),
+            });
+            Listing::Blocked {
+                id,
+                stream,
+                sent: false,
+            }
+        } else if stream {
+            Listing::Stream(SseFilter::new(response::unreadable_answer(&id)))
+        } else {
+            Listing::Json { id }
+        };
+        Action::Continue
+    }
+
+    fn response_body(
+        &mut self,
+        size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        self.response_buffered = size;
+        if matches!(self.listing, Listing::Json { .. }) {
+            if !end_of_stream {
+                // Buffer until the whole answer is here.
+                return Action::Pause;
+            }
+            self.finish_json(size, host, effects);
+            return Action::Continue;
+        }
+        let view = self.plugin.policy.view(&self.grant);
+        let shows = |kind: Kind, name: &str| match kind {
+            Kind::Tool => view.lists(name),
+        };
+        match &mut self.listing {
+            Listing::Off | Listing::Expected { .. } | Listing::Json { .. } => {}
+            Listing::Stream(filter) => {
+                let chunk = host.response_body(size);
+                let out = filter.push(&chunk, end_of_stream, &shows);
+                if out != chunk {
+                    effects.push(Effect::ReplaceResponseBody { size, body: out });
+                }
+            }
+            Listing::Blocked { id, stream, sent } => {
+                let body = match (*stream, *sent, end_of_stream) {
+                    (true, false, _) => {
+                        *sent = true;
+                        let mut event = b"data: ".to_vec();
+                        event.extend_from_slice(&response::unreadable_answer(id));
+                        event.extend_from_slice(b"\n\n");
+                        event
+                    }
+                    (false, false, true) => {
+                        *sent = true;
+                        response::unreadable_answer(id)
+                    }
+                    _ => Vec::new(),
+                };
+                effects.push(Effect::ReplaceResponseBody { size, body });
+            }
+        }
+        Action::Continue
+    }
+
+    fn response_trailers(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        // A JSON answer followed by trailers never sees end_of_stream in the
+        // body callback: finish it here.
+        if matches!(self.listing, Listing::Json { .. }) {
+            self.finish_json(self.response_buffered, host, effects);
+        }
+    }
+
+    /// Rewrites a complete JSON answer.
+    fn finish_json(&mut self, size: usize, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let Listing::Json { id } = std::mem::replace(&mut self.listing, Listing::Off) else {
+            return;
+        };
+        let body = host.response_body(size);
+        let view = self.plugin.policy.view(&self.grant);
+        let shows = |kind: Kind, name: &str| match kind {
+            Kind::Tool => view.lists(name),
+        };
+        match listing::filter_json_body(&body, &shows) {
+            Filtered::Unchanged => {}
+            Filtered::Rewritten(body) => effects.push(Effect::ReplaceResponseBody { size, body }),
+            Filtered::Unreadable => {
+                effects.push(Effect::Log {
+                    level: Level::Warn,
+                    line: "mcp-policy: an answer that may list hidden entries is not JSON; replaced by an error".to_string(),
+                });
+                effects.push(Effect::ReplaceResponseBody {
+                    size,
+                    body: response::unreadable_answer(&id),
+                });
+            }
+        }
+    }
+
+    fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        if let Some(pending) = self.pending.take() {
+            // The caller left while the rate-limit service decided: the call
+            // was never forwarded.
+            self.audit = Some(pending.audit);
+        }
+        if !self.reservations.is_empty() {
+            if !self.forwarded {
+                self.release_quota("the call was not forwarded", host, effects);
+            } else if let Some(why) = self.did_not_run(host) {
+                self.release_quota(&why, host, effects);
+            }
+        }
+        if let Some(mut audit) = self.audit.take() {
+            audit.status =
+                int_property(host, &["response", "code"]).and_then(|code| u16::try_from(code).ok());
+            let elapsed = host.now().saturating_sub(self.started);
+            audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
+            effects.push(Effect::Log {
+                level: Level::Info,
+                line: audit.to_log_line(),
+            });
+        }
+    }
+
+    /// Why a forwarded call provably did not run, if it did not: Envoy could
+    /// not reach the server, or the server itself answered 429 or 503 (it
+    /// did not take the call). Anything else counts: any other answer, a
+    /// timeout, a reset by either side, a client that went away.
+    fn did_not_run(&self, host: &mut dyn Host) -> Option<String> {
+        let code = int_property(host, &["response", "code"]).unwrap_or(0);
+        let details = host.property(&["response", "code_details"]);
+        if details.as_deref() == Some(b"via_upstream") {
+            return matches!(code, 429 | 503).then(|| format!("the server answered {code}"));
+        }
+        let flags = int_property(host, &["response", "flags"]).unwrap_or(0);
+        (flags & REACHED_FLAGS == 0 && flags & NOT_REACHED_FLAGS != 0)
+            .then(|| format!("Envoy could not reach the server (response flags {flags:#x})"))
+    }
+
+    /// Gives back the quota of a call that did not happen.
+    fn release_quota(&mut self, why: &str, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        if self.reservations.is_empty() {
+            return;
+        }
+        let failed = ratelimit::release(host.store(), &self.reservations);
+        self.reservations.clear();
+        let (level, line) = if failed.is_empty() {
+            (Level::Info, format!("mcp-policy: quota given back ({why})"))
+        } else {
+            (
+                Level::Warn,
+                format!("mcp-policy: could not give back quota ({why}) for {failed:?}"),
+            )
+        };
+        effects.push(Effect::Log { level, line });
+    }
+}
+
+/// The request headers the gate reads (each must be text if present).
+fn headers_read(identity: &Identity) -> impl Iterator<Item = &str> {
+    let identity = match identity {
+        Identity::Header(header) => Some(header.as_str()),
+        Identity::BearerTokens(_) => Some("authorization"),
+        Identity::Anonymous | Identity::JwtClaim { .. } => None,
+    };
+    [
+        SESSION_HEADER,
+        "mcp-method",
+        "mcp-name",
+        "content-encoding",
+        "content-length",
+    ]
+    .into_iter()
+    .chain(identity)
+}
+
+/// The decision as filter state, for Envoy's access log and CEL:
+/// `%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%`.
+fn filter_state(audit: &AuditRecord, effects: &mut Vec<Effect>) {
+    let fields = [
+        ("mcp_policy.grant", Some(audit.grant.as_str())),
+        ("mcp_policy.tool", audit.tool.as_deref()),
+        ("mcp_policy.decision", Some(audit.decision.as_str())),
+        ("mcp_policy.rule", audit.rule.as_deref()),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            effects.push(Effect::FilterState {
+                name,
+                value: value.to_string(),
+            });
+        }
+    }
+}
+
+/// An integer property (Envoy passes them as 8 little-endian bytes).
+fn int_property(host: &mut dyn Host, path: &[&str]) -> Option<u64> {
+    host.property(path)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+        .map(u64::from_le_bytes)
+}
+
+/// The host's clock at one instant, for the core's functions that take a [`Clock`].
+struct At(Duration);
+
+impl Clock for At {
+    fn unix_time(&self) -> Duration {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,748 @@
+//! Every lifecycle path of a stream, through the simulated Envoy: what
+//! reaches the server, what the caller gets, what the counters keep.
+
+use serde_json::{json, Value};
+
+use super::sim::{flags, End, SimEnvoy, SimStream};
+use super::*;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// A code-execution server's policy: `run` once a day per grant,
+/// `secretTool` hidden, everything else denied.
+const POLICY: &str = r#"{
+  "version": "1",
+  "default": "deny",
+  "identity": { "header": "x-agent-id" },
+  "hide": ["secretTool"],
+  "tools": {
+    "run": { "limits": [{ "counter": "run", "window": "day", "max": 1, "scope": "grant" }] },
+    "read": {}
+  }
+}"#;
+
+fn policy_with(extra: &str) -> String {
+    POLICY.replacen('{', &format!("{{ {extra},"), 1)
+}
+
+fn call(id: u64, tool: &str) -> Vec<u8> {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"script":"print(1)"}}})
+        .to_string()
+        .into_bytes()
+}
+
+fn list(id: &str) -> Vec<u8> {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#).into_bytes()
+}
+
+const POST: [(&str, &[u8]); 4] = [
+    (":method", b"POST"),
+    (":path", b"/mcp"),
+    ("x-agent-id", b"alice"),
+    ("content-type", b"application/json"),
+];
+
+fn headers_with<'a>(extra: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+    let mut headers: Vec<(&str, &[u8])> = POST.to_vec();
+    headers.extend_from_slice(extra);
+    headers
+}
+
+/// A call sent in full, in one piece.
+fn post<'e>(envoy: &'e SimEnvoy, body: &[u8]) -> SimStream<'e> {
+    let mut stream = envoy.stream();
+    stream.send(&POST, &[body]);
+    stream
+}
+
+const TOOLS: &str = r#"[{"name":"run"},{"name":"secretTool"},{"name":"read"}]"#;
+
+fn listing(id: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{TOOLS}}}}}"#)
+}
+
+fn names(message: &Value) -> Vec<&str> {
+    message["result"]["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|tool| tool["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn code_of(stream: &SimStream<'_>) -> Value {
+    stream.downstream().json()["error"]["code"].clone()
+}
+
+// ---- The request path ----
+
+#[test]
+fn an_allowed_call_reaches_the_server_whole_and_is_audited_when_the_stream_ends() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &call(1, "read"));
+    assert!(stream.upstream().complete);
+    assert_eq!(stream.upstream().body, call(1, "read"));
+    assert_eq!(stream.filter_state("mcp_policy.decision"), Some("allowed"));
+    assert!(
+        envoy.audit_lines().is_empty(),
+        "written when the stream ends"
+    );
+    stream.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+    stream.end(End::Completed);
+    assert_eq!(envoy.counter("mcp_policy_allowed"), 1);
+    assert_eq!(envoy.counter("mcp_policy_tool.read.allowed"), 1);
+    let audit = envoy.audit_lines();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["decision"], "allowed");
+    assert_eq!(audit[0]["status"], 200);
+}
+
+#[test]
+fn a_refused_call_never_reaches_the_server() {
+    let envoy = SimEnvoy::new(POLICY);
+    let stream = post(&envoy, &call(2, "deleteWorkspace"));
+    assert!(!stream.upstream().started());
+    assert!(stream.downstream().from_gate);
+    assert_eq!(stream.downstream().status, Some(200));
+    assert_eq!(code_of(&stream), -31001);
+    assert_eq!(envoy.counter("mcp_policy_denied"), 1);
+}
+
+#[test]
+fn a_body_in_pieces_is_held_until_complete() {
+    let envoy = SimEnvoy::new(POLICY);
+    let body = call(3, "read");
+    let mut stream = envoy.stream();
+    assert_eq!(stream.request_headers(&POST, false), Action::Pause);
+    for piece in body.chunks(7) {
+        assert!(
+            !stream.upstream().started(),
+            "nothing goes before the decision"
+        );
+        stream.request_body(piece, false);
+    }
+    assert_eq!(stream.request_body(b"", true), Action::Continue);
+    assert_eq!(stream.upstream().body, body);
+}
+
+#[test]
+fn a_body_followed_by_trailers_is_decided_at_the_trailers() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.request_body(&call(4, "deleteWorkspace"), false);
+    assert_eq!(stream.request_trailers(), Action::Pause);
+    assert!(!stream.upstream().started());
+    assert_eq!(code_of(&stream), -31001);
+
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.request_body(&call(5, "read"), false);
+    assert_eq!(stream.request_trailers(), Action::Continue);
+    assert!(stream.upstream().complete);
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_before_it_is_complete() {
+    let envoy = SimEnvoy::new(&policy_with(r#""max_body_bytes": 64"#));
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.request_body(&[b' '; 50], false);
+    stream.request_body(&[b' '; 50], false);
+    assert_eq!(stream.downstream().status, Some(413));
+    assert!(!stream.upstream().started());
+}
+
+#[test]
+fn every_request_with_a_body_is_inspected_whatever_its_method() {
+    // Some servers route methods case-insensitively: `post` is a POST to them.
+    for method in ["post", "Post", "PUT", "PATCH", "GET", "DELETE", "BREW"] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = envoy.stream();
+        let mut headers = POST.to_vec();
+        headers[0] = (":method", method.as_bytes());
+        stream.send(&headers, &[&call(6, "deleteWorkspace")]);
+        assert!(!stream.upstream().started(), "{method}");
+        assert_eq!(code_of(&stream), -31001, "{method}");
+    }
+}
+
+#[test]
+fn a_hidden_tool_is_answered_exactly_as_an_unlisted_one() {
+    for extra in [r#""deny_as": "error""#, r#""deny_as": "tool_result""#] {
+        let envoy = SimEnvoy::new(&policy_with(extra));
+        let hidden = post(&envoy, &call(7, "secretTool"));
+        let unlisted = post(&envoy, &call(7, "neverHeardOf"));
+        let body = |stream: &SimStream<'_>| {
+            String::from_utf8(stream.downstream().body.clone())
+                .unwrap()
+                .replace("secretTool", "NAME")
+                .replace("neverHeardOf", "NAME")
+        };
+        assert_eq!(body(&hidden), body(&unlisted), "{extra}");
+        assert_eq!(hidden.downstream().status, unlisted.downstream().status);
+        assert_eq!(hidden.downstream().headers, unlisted.downstream().headers);
+        // The operator still sees which it was.
+        assert_eq!(hidden.filter_state("mcp_policy.decision"), Some("hidden"));
+        assert_eq!(unlisted.filter_state("mcp_policy.decision"), Some("denied"));
+    }
+}
+
+// ---- Router headers ----
+
+#[test]
+fn callers_cannot_steer_the_router_into_retries_or_timeouts() {
+    let envoy = SimEnvoy::new(POLICY);
+    let steering: Vec<(&str, &[u8])> = ROUTER_HEADERS
+        .iter()
+        .map(|name| (*name, &b"5"[..]))
+        .collect();
+    let mut stream = envoy.stream();
+    stream.send(&headers_with(&steering), &[&call(8, "run")]);
+    let upstream = stream.upstream().headers.clone().unwrap();
+    for name in ROUTER_HEADERS {
+        assert_eq!(upstream.raw(name), None, "{name} reached the router");
+    }
+    assert_eq!(upstream.get("x-agent-id"), Some("alice"));
+    // GET streams too.
+    let mut stream = envoy.stream();
+    let mut get = headers_with(&steering);
+    get[0] = (":method", b"GET");
+    stream.send(&get, &[]);
+    let upstream = stream.upstream().headers.clone().unwrap();
+    assert!(ROUTER_HEADERS
+        .iter()
+        .all(|name| upstream.raw(name).is_none()));
+}
+
+// ---- Quota: taken for a forwarded call, kept unless it provably did not run ----
+
+/// `run` may be called once a day: whether a second call passes says
+/// whether the first one's quota came back.
+fn second_call_allowed(envoy: &SimEnvoy) -> bool {
+    let stream = post(envoy, &call(99, "run"));
+    stream.upstream().complete
+}
+
+#[test]
+fn quota_is_kept_when_the_client_hangs_up_after_the_call_was_forwarded() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &call(1, "run"));
+    assert!(stream.upstream().complete);
+    stream.end(End::ClientGone);
+    assert!(!second_call_allowed(&envoy));
+    // Even mid-answer.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &call(1, "run"));
+    stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+    stream.end(End::ClientGone);
+    assert!(!second_call_allowed(&envoy));
+}
+
+#[test]
+fn quota_is_kept_when_the_call_may_have_run() {
+    type Outcome = fn(&mut SimStream<'_>);
+    let cases: [(&str, Outcome); 5] = [
+        ("the server answered 500", |s| {
+            s.server_answers(500, &[], &[b"boom"])
+        }),
+        ("the server answered 502", |s| {
+            s.server_answers(502, &[], &[])
+        }),
+        ("Envoy timed out", |s| {
+            s.envoy_answers(
+                504,
+                "upstream_response_timeout",
+                flags::UPSTREAM_REQUEST_TIMEOUT,
+            )
+        }),
+        ("the server reset before answering", |s| {
+            s.envoy_answers(
+                503,
+                "upstream_reset_before_response_started{remote_reset}",
+                flags::UPSTREAM_REMOTE_RESET,
+            )
+        }),
+        ("the connection was cut after the request went", |s| {
+            s.envoy_answers(
+                503,
+                "upstream_reset_before_response_started{connection_termination}",
+                flags::UPSTREAM_CONNECTION_TERMINATION,
+            )
+        }),
+    ];
+    for (what, outcome) in cases {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = post(&envoy, &call(1, "run"));
+        outcome(&mut stream);
+        stream.end(End::Completed);
+        assert!(!second_call_allowed(&envoy), "{what}: quota came back");
+    }
+}
+
+#[test]
+fn quota_comes_back_when_the_call_provably_did_not_run() {
+    type Outcome = fn(&mut SimStream<'_>);
+    let cases: [(&str, Outcome); 4] = [
+        ("Envoy could not connect", |s| {
+            s.envoy_answers(
+                503,
+                "upstream_reset_before_response_started{remote_connection_failure}",
+                flags::UPSTREAM_CONNECTION_FAILURE,
+            )
+        }),
+        ("no healthy upstream", |s| {
+            s.envoy_answers(503, "no_healthy_upstream", flags::NO_HEALTHY_UPSTREAM)
+        }),
+        ("the server answered 503", |s| {
+            s.server_answers(503, &[], &[b"busy"])
+        }),
+        ("the server answered 429", |s| {
+            s.server_answers(429, &[], &[])
+        }),
+    ];
+    for (what, outcome) in cases {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = post(&envoy, &call(1, "run"));
+        outcome(&mut stream);
+        stream.end(End::Completed);
+        assert!(second_call_allowed(&envoy), "{what}: quota kept");
+        assert!(
+            envoy
+                .logs()
+                .iter()
+                .any(|(_, line)| line.contains("quota given back")),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_failure_after_the_server_was_reached_keeps_the_quota() {
+    // With retries (configured on the route), a later attempt may fail to
+    // connect after an earlier one reached the server.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &call(1, "run"));
+    stream.envoy_answers(
+        503,
+        "upstream_reset_before_response_started{remote_connection_failure}",
+        flags::UPSTREAM_CONNECTION_FAILURE | flags::UPSTREAM_REMOTE_RESET,
+    );
+    stream.end(End::Completed);
+    assert!(!second_call_allowed(&envoy));
+}
+
+// ---- Global limits: the held call ----
+
+const SERVICE: &str = r#""rate_limit_service": { "cluster": "ratelimit", "timeout_ms": 50 }"#;
+
+fn global_policy(failure_mode: &str) -> String {
+    format!(
+        r#"{{
+  "version": "1", "default": "deny", "identity": {{ "header": "x-agent-id" }},
+  {},
+  "tools": {{ "run": {{ "limits": [
+    {{ "counter": "local", "window": "day", "max": 1, "scope": "grant" }},
+    {{ "counter": "fleet", "window": "minute", "max": 10, "scope": "grant", "store": "global" }}
+  ] }} }}
+}}"#,
+        SERVICE.replace('}', &format!(r#", "failure_mode": "{failure_mode}" }}"#))
+    )
+}
+
+/// RateLimitResponse { overall_code: OK }.
+const SERVICE_OK: &[u8] = &[0x08, 0x01];
+/// RateLimitResponse { overall_code: OVER_LIMIT, statuses: [{ code: OVER_LIMIT }] }.
+const SERVICE_OVER: &[u8] = &[0x08, 0x02, 0x12, 0x02, 0x08, 0x02];
+
+#[test]
+fn a_call_with_global_limits_is_held_until_the_service_allows_it() {
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    assert!(
+        !stream.upstream().started(),
+        "held while the service decides"
+    );
+    let (token, request) = stream.calls()[0].clone();
+    assert_eq!(request.cluster, "ratelimit");
+    stream.service_answers(token, 0, SERVICE_OK);
+    assert!(stream.upstream().complete);
+    assert_eq!(stream.upstream().body, call(1, "run"));
+}
+
+#[test]
+fn over_the_global_limit_the_local_quota_comes_back() {
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    let token = stream.calls()[0].0;
+    stream.service_answers(token, 0, SERVICE_OVER);
+    assert!(!stream.upstream().started());
+    assert_eq!(code_of(&stream), -31002);
+    stream.end(End::Completed);
+    // The local limit (1 a day) has room again.
+    let mut second = post(&envoy, &call(2, "run"));
+    assert_eq!(second.calls().len(), 1, "the local limit let it through");
+    let token = second.calls()[0].0;
+    second.service_answers(token, 0, SERVICE_OK);
+    assert!(second.upstream().complete);
+}
+
+#[test]
+fn a_caller_who_leaves_while_the_service_decides_gets_the_local_quota_back() {
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    stream.end(End::ClientGone);
+    assert!(!stream.upstream().started());
+    let second = post(&envoy, &call(2, "run"));
+    assert_eq!(second.calls().len(), 1, "local quota was given back");
+}
+
+#[test]
+fn the_service_failing_follows_the_failure_mode() {
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    let token = stream.calls()[0].0;
+    stream.service_answers(token, 14, b"");
+    assert!(!stream.upstream().started());
+    assert_eq!(code_of(&stream), -32603);
+
+    let envoy = SimEnvoy::new(&global_policy("open"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    let token = stream.calls()[0].0;
+    stream.service_answers(token, 4, b"");
+    assert!(stream.upstream().complete);
+    stream.end(End::Completed);
+    assert_eq!(envoy.counter("mcp_policy_failed"), 1);
+
+    // A cluster Envoy refuses to call: decided at once, nothing held.
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = envoy.stream();
+    stream.fail_dispatch();
+    stream.send(&POST, &[&call(1, "run")]);
+    assert!(!stream.upstream().started());
+    assert_eq!(code_of(&stream), -32603);
+}
+
+#[test]
+fn an_answer_for_another_call_is_ignored() {
+    let envoy = SimEnvoy::new(&global_policy("closed"));
+    let mut stream = post(&envoy, &call(1, "run"));
+    let token = stream.calls()[0].0;
+    stream.service_answers(token + 100, 0, SERVICE_OK);
+    assert!(!stream.upstream().started());
+    stream.service_answers(token, 0, SERVICE_OK);
+    assert!(stream.upstream().complete);
+}
+
+// ---- Listings ----
+
+fn listed(stream: &SimStream<'_>) -> Vec<String> {
+    let body = String::from_utf8(stream.downstream().body.clone()).unwrap();
+    let json = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .next()
+        .unwrap_or(&body)
+        .to_string();
+    let message: Value = serde_json::from_str(&json).unwrap();
+    names(&message).into_iter().map(str::to_string).collect()
+}
+
+#[test]
+fn listings_are_filtered_whatever_id_the_server_answers_with() {
+    // Servers normalise ids: -0, 1.0 and 2e0 come back as 0, 1 and 2.
+    for (sent, answered) in [("-0", "0"), ("1.0", "1"), ("2e0", "2"), ("\"x\"", "\"x\"")] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = post(&envoy, &list(sent));
+        stream.server_answers(
+            200,
+            &[("content-type", b"application/json")],
+            &[listing(answered).as_bytes()],
+        );
+        assert_eq!(listed(&stream), ["run", "read"], "id {sent}");
+        assert_eq!(stream.downstream().header("content-length"), None);
+    }
+}
+
+#[test]
+fn an_event_stream_listing_is_filtered_in_any_pieces() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &list("3"));
+    stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+    let events = format!("id: 1\ndata: {}\n\n", listing("3"));
+    for piece in events.as_bytes().chunks(9) {
+        stream.response_body(piece, false);
+    }
+    stream.response_body(b"", true);
+    assert_eq!(listed(&stream), ["run", "read"]);
+}
+
+#[test]
+fn listings_replayed_on_a_get_stream_are_filtered() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = envoy.stream();
+    let mut get = headers_with(&[("last-event-id", b"41"), ("accept-encoding", b"gzip")]);
+    get[0] = (":method", b"GET");
+    stream.send(&get, &[]);
+    let upstream = stream.upstream().headers.clone().unwrap();
+    assert_eq!(upstream.raw("accept-encoding"), None, "asked for identity");
+    stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+    stream.response_body(
+        format!("id: 42\ndata: {}\n\n", listing("7")).as_bytes(),
+        false,
+    );
+    assert_eq!(listed(&stream), ["run", "read"]);
+}
+
+#[test]
+fn with_headers_not_held_listings_are_filtered_without_asking_envoy_the_impossible() {
+    // The Istio WasmPlugin mode: the headers go upstream before the body is
+    // read, so accept-encoding must go before that (the old glue removed it
+    // afterwards, Envoy refused, and the SDK's panic took the VM down).
+    let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
+    let mut stream = envoy.stream();
+    let headers = headers_with(&[("accept-encoding", b"gzip, br")]);
+    assert_eq!(stream.request_headers(&headers, false), Action::Continue);
+    let upstream = stream.upstream().headers.clone().unwrap();
+    assert_eq!(upstream.raw("accept-encoding"), None);
+    stream.request_body(&list("1"), true);
+    stream.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[listing("1").as_bytes()],
+    );
+    assert_eq!(listed(&stream), ["run", "read"]);
+}
+
+#[test]
+fn with_headers_held_only_listing_requests_lose_accept_encoding() {
+    let envoy = SimEnvoy::new(POLICY);
+    let headers = headers_with(&[("accept-encoding", b"gzip")]);
+    let mut stream = envoy.stream();
+    stream.send(&headers, &[&list("1")]);
+    assert_eq!(
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("accept-encoding"),
+        None
+    );
+    let mut stream = envoy.stream();
+    stream.send(&headers, &[&call(2, "read")]);
+    assert_eq!(
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("accept-encoding"),
+        Some(&b"gzip"[..])
+    );
+}
+
+#[test]
+fn an_encoded_listing_is_replaced_by_an_error() {
+    for content_type in ["application/json", "text/event-stream"] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = post(&envoy, &list("4"));
+        stream.server_answers(
+            200,
+            &[
+                ("content-type", content_type.as_bytes()),
+                ("content-encoding", b"gzip"),
+            ],
+            &[b"\x1f\x8b\x08 compressed secretTool", b" more"],
+        );
+        let body = String::from_utf8(stream.downstream().body.clone()).unwrap();
+        assert!(!body.contains("secretTool"), "{content_type}: {body}");
+        assert!(body.contains("-32603"), "{content_type}: {body}");
+        assert_eq!(stream.downstream().header("content-encoding"), None);
+    }
+}
+
+#[test]
+fn an_unreadable_listing_is_replaced_by_an_error() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &list("5"));
+    // Not JSON to this reader (a lone surrogate), but JSON to JavaScript's.
+    let answer =
+        r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secretTool","x":"\ud800"}]}}"#;
+    stream.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[answer.as_bytes()],
+    );
+    let reply = stream.downstream().json();
+    assert_eq!(reply["error"]["code"], -32603);
+    assert_eq!(reply["id"], 5);
+}
+
+#[test]
+fn a_json_listing_followed_by_trailers_is_filtered_at_the_trailers() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &list("6"));
+    stream.response_headers(200, &[("content-type", b"application/json")], false);
+    stream.response_body(listing("6").as_bytes(), false);
+    stream.response_trailers();
+    assert_eq!(listed(&stream), ["run", "read"]);
+}
+
+#[test]
+fn listings_pass_untouched_for_callers_who_see_everything() {
+    let envoy = SimEnvoy::new(r#"{"version": "1", "default": "allow"}"#);
+    let mut stream = post(&envoy, &list("1"));
+    let answer = listing("1");
+    stream.server_answers(
+        200,
+        &[
+            ("content-type", b"application/json"),
+            ("content-length", b"99"),
+        ],
+        &[answer.as_bytes()],
+    );
+    assert_eq!(stream.downstream().body, answer.as_bytes());
+    assert_eq!(
+        stream.downstream().header("content-length"),
+        Some(&b"99"[..])
+    );
+}
+
+// ---- Headers not held: the server may answer first ----
+
+#[test]
+fn a_refusal_after_the_server_started_answering_never_asks_for_a_second_answer() {
+    let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    assert!(stream.upstream().started());
+    // The server answers before the body is complete (allowed once the
+    // headers went upstream).
+    stream.response_headers(400, &[], false);
+    stream.request_body(&call(1, "deleteWorkspace"), true);
+    assert!(
+        stream.upstream().body.is_empty(),
+        "the refused body never went"
+    );
+    assert!(!stream.downstream().from_gate);
+}
+
+#[test]
+fn with_headers_not_held_a_refused_body_never_reaches_the_server() {
+    let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
+    let mut stream = envoy.stream();
+    stream.send(&POST, &[&call(1, "deleteWorkspace")]);
+    assert!(stream.upstream().started());
+    assert!(stream.upstream().body.is_empty());
+    assert!(!stream.upstream().complete);
+    assert_eq!(code_of(&stream), -31001);
+}
+
+// ---- Callers ----
+
+#[test]
+fn a_caller_costs_the_same_memory_whatever_the_length_of_its_name() {
+    let policy = r#"{"version": "1", "default": "allow",
+      "tools": {"run": {"limits": [{"counter": "s", "window": "day", "max": 5, "scope": "session"}]}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    let long = "s".repeat(50_000);
+    for session in ["short", long.as_str()] {
+        let mut stream = envoy.stream();
+        stream.send(
+            &headers_with(&[("mcp-session-id", session.as_bytes())]),
+            &[&call(1, "run")],
+        );
+        assert!(stream.upstream().complete);
+        stream.end(End::Completed);
+    }
+    let sizes: Vec<usize> = envoy
+        .store
+        .keys()
+        .iter()
+        .map(|key| envoy.store.get(key).unwrap().unwrap().0.len())
+        .collect();
+    assert_eq!(
+        sizes,
+        [32, 32],
+        "slot values: window, count, 16-byte owner digest"
+    );
+    let audit = envoy.audit_lines();
+    assert_eq!(audit[0]["session"], "short");
+    let written = audit[1]["session"].as_str().unwrap();
+    assert!(
+        written.starts_with("sha256:") && written.len() == 71,
+        "{written}"
+    );
+}
+
+#[test]
+fn unreadable_caller_headers_are_refused_before_anything_else() {
+    let envoy = SimEnvoy::new(POLICY);
+    for header in [
+        "x-agent-id",
+        "mcp-session-id",
+        "mcp-method",
+        "mcp-name",
+        "content-length",
+        "content-encoding",
+    ] {
+        let mut stream = envoy.stream();
+        let mut headers: Vec<(&str, &[u8])> = POST
+            .iter()
+            .filter(|(name, _)| *name != header)
+            .copied()
+            .collect();
+        headers.push((header, b"\xff\xfe"));
+        stream.send(&headers, &[&call(1, "read")]);
+        assert!(!stream.upstream().started(), "{header}");
+        assert_eq!(stream.downstream().status, Some(400), "{header}");
+    }
+}
+
+#[test]
+fn a_bearer_token_is_for_the_gate_not_the_server() {
+    let token_hash = crate::policy::sha256_hex(b"s3cret");
+    let policy = format!(
+        r#"{{"version": "1", "default": "allow", "identity": {{"bearer_tokens": {{"{token_hash}": "alice"}}}}}}"#
+    );
+    let envoy = SimEnvoy::new(&policy);
+    let mut stream = envoy.stream();
+    stream.send(
+        &headers_with(&[("authorization", b"Bearer s3cret")]),
+        &[&call(1, "read")],
+    );
+    assert_eq!(
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("authorization"),
+        None
+    );
+    assert_eq!(stream.filter_state("mcp_policy.grant"), Some("alice"));
+    let mut stream = envoy.stream();
+    stream.send(
+        &headers_with(&[("authorization", b"Bearer wrong")]),
+        &[&call(1, "read")],
+    );
+    assert_eq!(stream.downstream().status, Some(401));
+    assert!(!stream.upstream().started());
+}
+
+#[test]
+fn monitor_mode_forwards_everything_and_records_the_decision() {
+    let envoy = SimEnvoy::new(&policy_with(r#""mode": "monitor""#));
+    let mut stream = post(&envoy, &call(1, "deleteWorkspace"));
+    assert!(stream.upstream().complete);
+    stream.server_answers(200, &[], &[b"{}"]);
+    stream.end(End::Completed);
+    let audit = envoy.audit_lines();
+    assert_eq!(audit[0]["decision"], "denied");
+    assert_eq!(audit[0]["enforced"], false);
+}
