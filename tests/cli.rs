@@ -315,7 +315,7 @@ max_json_depth  64
 grants          (none)
 
 TOOL                 ACTION  LISTED  RULE                        REASON
-asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     scripts may not start processes, and timeout must be given and at most 300 s
+asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)
   limit    asyncexecutecode_rate: 10 per minute, per grant                                             /tools/asyncExecuteCode/limits/0
   require  args.timeout lte 300                                                                        /tools/asyncExecuteCode/require/args.timeout/lte
   deny_if  args.script regex "subprocess|os\\.system|os\\.popen|pty\\.spawn"                           /tools/asyncExecuteCode/deny_if/args.script/regex

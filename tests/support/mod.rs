@@ -6,4 +6,5 @@ pub mod mcp_client;
 #[path = "../../examples/demo_server/server.rs"]
 pub mod demo_server;
 pub mod envoy;
+pub mod scripted;
 pub mod stack;
