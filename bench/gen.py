@@ -170,7 +170,7 @@ def policy_bench_arguments():
     policy = policy_bench()
     policy["tools"]["asyncExecuteCode"].update(
         {
-            "reason": "scripts may not start processes, and timeout must be given and at most 300 s",
+            "reason": "timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)",
             "deny_if": {"args.script": {"regex": "subprocess|os\\.system|os\\.popen|pty\\.spawn"}},
             "require": {"args.timeout": {"lte": 300}},
         }
