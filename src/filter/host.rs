@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
-use crate::exchange::{Headers, Host, Level, ServiceCall};
+use crate::exchange::{Effect, Headers, Host, Level, ServiceCall};
 use crate::host::{host_cas, Cas, SharedStore, StoreError};
 use crate::response::CONTENT_TYPE;
 
@@ -114,46 +114,61 @@ pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-pub fn remove_header(map: MapType, name: &str) {
-    warn(hostcalls::set_map_value(map, name, None));
-}
-
-pub fn replace_response(size: usize, body: &[u8]) {
-    warn(hostcalls::set_buffer(
-        BufferType::HttpResponseBody,
-        0,
-        size,
-        body,
-    ));
-}
-
-pub fn reply(status: u16, body: &[u8]) {
-    let headers = vec![("content-type", CONTENT_TYPE)];
-    warn(hostcalls::send_http_response(
-        u32::from(status),
-        headers,
-        Some(body),
-    ));
-}
-
-pub fn resume_request() {
-    warn(hostcalls::resume_http_request());
-}
-
-pub fn filter_state(name: &str, value: &str) {
-    warn(hostcalls::set_property(vec![name], Some(value.as_bytes())));
-}
-
-pub fn count(metric: Option<u32>) {
-    if let Some(id) = metric {
-        warn(hostcalls::increment_metric(id, 1));
-    }
-}
-
-pub fn log(level: Level, line: &str) {
-    match level {
-        Level::Debug => log::debug!("{line}"),
-        Level::Info => log::info!("{line}"),
-        Level::Warn => log::warn!("{line}"),
+/// Carries out one effect of the exchange.
+pub fn apply(effect: Effect, metrics: &[Option<u32>]) {
+    match effect {
+        Effect::RemoveRequestHeader(name) => {
+            warn(hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                name,
+                None,
+            ));
+        }
+        Effect::RemoveResponseHeader(name) => {
+            warn(hostcalls::set_map_value(
+                MapType::HttpResponseHeaders,
+                name,
+                None,
+            ));
+        }
+        Effect::ReplaceResponseBody { size, body } => {
+            warn(hostcalls::set_buffer(
+                BufferType::HttpResponseBody,
+                0,
+                size,
+                &body,
+            ));
+        }
+        Effect::Reply { status, body } => {
+            let headers = vec![("content-type", CONTENT_TYPE)];
+            warn(hostcalls::send_http_response(
+                u32::from(status),
+                headers,
+                Some(&body),
+            ));
+        }
+        Effect::ResumeRequest => {
+            warn(hostcalls::resume_http_request());
+        }
+        Effect::FilterState { name, value } => {
+            warn(hostcalls::set_property(vec![name], Some(value.as_bytes())));
+        }
+        Effect::Count(index) => {
+            if let Some(Some(id)) = metrics.get(index) {
+                warn(hostcalls::increment_metric(*id, 1));
+            }
+        }
+        Effect::Log {
+            level: Level::Debug,
+            line,
+        } => log::debug!("{line}"),
+        Effect::Log {
+            level: Level::Info,
+            line,
+        } => log::info!("{line}"),
+        Effect::Log {
+            level: Level::Warn,
+            line,
+        } => log::warn!("{line}"),
     }
 }

@@ -4,10 +4,10 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::Action;
 
 use super::host::{self, EnvoyHost};
-use crate::exchange::{self, Effect, Event, Exchange};
+use crate::exchange::{self, Event, Exchange};
 
 pub struct Stream {
     exchange: Exchange,
@@ -22,20 +22,7 @@ impl Stream {
     fn run(&mut self, event: Event) -> Action {
         let step = self.exchange.on(event, &mut EnvoyHost);
         for effect in step.effects {
-            match effect {
-                Effect::RemoveRequestHeader(name) => {
-                    host::remove_header(MapType::HttpRequestHeaders, name)
-                }
-                Effect::RemoveResponseHeader(name) => {
-                    host::remove_header(MapType::HttpResponseHeaders, name)
-                }
-                Effect::ReplaceResponseBody { size, body } => host::replace_response(size, &body),
-                Effect::Reply { status, body } => host::reply(status, &body),
-                Effect::ResumeRequest => host::resume_request(),
-                Effect::FilterState { name, value } => host::filter_state(name, &value),
-                Effect::Count(index) => host::count(self.metrics.get(index).copied().flatten()),
-                Effect::Log { level, line } => host::log(level, &line),
-            }
+            host::apply(effect, &self.metrics);
         }
         match step.action {
             exchange::Action::Continue => Action::Continue,
