@@ -321,6 +321,9 @@ impl RedisStore {
             .bounded(async move {
                 let stop = isize::try_from(limit - 1).unwrap_or(isize::MAX);
                 let ids: Vec<String> = connection.zrevrange(&key, 0, stop).await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut pipe = redis::pipe();
                 for id in &ids {
                     pipe.hgetall(format!("{prefix}a:{id}"));
