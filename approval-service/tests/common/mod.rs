@@ -135,14 +135,27 @@ impl Service {
     /// Started with tokens for alice and bob and `extra` flags; waits until ready.
     pub fn start(backend: &Backend<'_>, extra: &[&str]) -> Service {
         let mut args: Vec<String> = vec![
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--filter-listen".into(),
-            "127.0.0.1:0".into(),
             "--approver-token".into(),
             token_flag(ALICE),
             "--approver-token".into(),
             token_flag(BOB),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Service::spawn(backend, &args)
+    }
+
+    /// In memory, with no approver tokens (header sign-in only).
+    pub fn start_without_tokens(extra: &[&str]) -> Service {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Service::spawn(&Backend::Memory, &args)
+    }
+
+    fn spawn(backend: &Backend<'_>, extra: &[String]) -> Service {
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--filter-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         match backend {
             Backend::Memory => args.push("--memory".into()),
@@ -155,7 +168,7 @@ impl Service {
                 ]);
             }
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().cloned());
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-approval-service"))
             .args(&args)
             .stdout(Stdio::null())
