@@ -79,7 +79,7 @@ button{font:inherit;padding:.6rem 1rem;border-radius:6px;border:1px solid #777;c
 button.approve{background:#1f7a36;color:#fff;border-color:#1f7a36}\
 button.deny{background:#b3261e;color:#fff;border-color:#b3261e}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{text-align:left;padding:.35rem .4rem;border-bottom:1px solid #ddd;vertical-align:top}\
-@media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:1px solid #ccc;padding:.4rem 0}td{border:0;padding:.1rem 0}}\
+@media (max-width:40rem){table,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:1px solid #ccc;padding:.4rem 0}td{border:0;padding:.1rem 0}td[data-label]:not(:empty)::before{content:attr(data-label) \": \";font-weight:600}}\
 ";
 
 /// What every page needs to know about the request.
@@ -330,7 +330,7 @@ pub fn history(frame: &Frame<'_>, entries: &[HistoryEntry], now: u64) -> String 
             let _ = write!(
                 body,
                 "<tr class=\"entry\"><td>{} ({})</td><td><span class=\"status {event}\">{event}</span></td>\
-                 <td><a href=\"{base}/approvals/{id}\">{target}</a> by {grant}</td><td>{approver}</td><td>{reason}</td></tr>",
+                 <td><a href=\"{base}/approvals/{id}\">{target}</a> by {grant}</td><td data-label=\"by\">{approver}</td><td data-label=\"reason\">{reason}</td></tr>",
                 rfc3339(entry.at_ms),
                 relative(entry.at_ms, now),
                 event = escape(&entry.event),
