@@ -544,8 +544,8 @@ mod tests {
     #[test]
     fn strings_use_minimal_escapes() {
         assert_eq!(
-            canon(r#""a\/b\u0041\u00e9\n\u0001\"\\ \ud83d\ude00""#),
-            "\"a/bAé\\n\\u0001\\\"\\\\ 😀\""
+            canon(r#""a\/b\u0041\u00e9\n\u0001\u001F\"\\ \ud83d\ude00""#),
+            "\"a/bAé\\n\\u0001\\u001f\\\"\\\\ 😀\""
         );
         assert!(canonicalize(r#""\ud83d""#).is_err(), "lone high surrogate");
         assert!(canonicalize(r#""\ude00""#).is_err(), "lone low surrogate");
