@@ -34,19 +34,36 @@ pub struct Settings {
     pub list_limit: usize,
 }
 
-pub struct Shared {
+/// What both listeners use.
+pub struct Core {
     pub store: Store,
-    pub auth: Auth,
     pub metrics: Metrics,
     pub settings: Settings,
 }
 
+/// The approvers' listener's state: the core and the approvers' sign-in,
+/// which needs the signing secret (from Redis, possibly later than the
+/// filter's listener starts).
+pub struct Shared {
+    pub core: Arc<Core>,
+    pub auth: Auth,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 type App = Arc<Shared>;
+type FilterApp = Arc<Core>;
 
 // ---------------------------------------------------------------------------
 // The filter's listener
 
-pub fn filter_router(app: App) -> Router {
+pub fn filter_router(app: FilterApp) -> Router {
     Router::new()
         .route("/v1/check", post(check))
         .route("/metrics", get(metrics))
@@ -59,14 +76,14 @@ fn error_json(status: StatusCode, error: &str, message: &str) -> Response {
     (status, Json(json!({ "error": error, "message": message }))).into_response()
 }
 
-async fn check(State(app): State<App>, body: Body) -> Response {
+async fn check(State(app): State<FilterApp>, body: Body) -> Response {
     let started = Instant::now();
     let (response, result, created) = answer_check(&app, body).await;
     app.metrics.check(result, created, started.elapsed());
     response
 }
 
-async fn answer_check(app: &Shared, body: Body) -> (Response, &'static str, bool) {
+async fn answer_check(app: &Core, body: Body) -> (Response, &'static str, bool) {
     let limit = app.settings.max_check_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return (
@@ -175,7 +192,7 @@ pub fn approval_url(settings: &Settings, id: &str) -> String {
     format!("{}/approvals/{id}", settings.public_url)
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+async fn metrics(State(app): State<FilterApp>) -> Response {
     let pending = app.store.pending_count().await.ok();
     let text = app.metrics.render(pending, app.store.errors());
     (
@@ -192,8 +209,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<App>) -> Response {
-    match app.store.ping().await {
+async fn readyz(State(app): State<FilterApp>) -> Response {
+    ready(&app.store).await
+}
+
+async fn page_readyz(State(app): State<App>) -> Response {
+    ready(&app.store).await
+}
+
+async fn ready(store: &Store) -> Response {
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -220,7 +245,7 @@ pub fn approver_router(app: App) -> Router {
         .route("/api/v1/approvals/{id}/{verdict}", post(api_decide))
         .route("/api/v1/history", get(api_history))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(page_readyz))
         .with_state(app.clone());
     if app.settings.base_path.is_empty() {
         routes

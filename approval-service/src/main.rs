@@ -1,5 +1,6 @@
 //! `mcp-approval-service`: see README.md.
 
+use std::future::IntoFuture;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use axum::http::HeaderName;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use mcp_approval_service::app::{approver_router, filter_router, Settings, Shared};
+use mcp_approval_service::app::{approver_router, filter_router, Core, Settings, Shared};
 use mcp_approval_service::auth::{random_secret, token_hash, ApproverToken, Auth, Cidr};
 use mcp_approval_service::metrics::Metrics;
 use mcp_approval_service::store::{Limits, Store, GRACE_MS};
@@ -254,44 +255,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         .unwrap_or_else(|| format!("http://{page_addr}"));
     let (origin, base_path, secure) = split_public_url(&public_url)?;
 
-    // The signing secret: a file, or shared through Redis (waits for Redis).
-    let fresh = random_secret()?;
-    let secret = match &cli.secret_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|err| format!("{}: {err}", path.display()))?
-            .trim()
-            .to_owned(),
-        None => {
-            let mut warned = false;
-            loop {
-                match store.shared_secret(&fresh).await {
-                    Ok(secret) => break secret,
-                    Err(err) => {
-                        if !warned {
-                            eprintln!("mcp-approval-service: waiting for redis: {err}");
-                            warned = true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        }
-    };
-    if secret.len() < 16 {
-        return Err("the secret must be at least 16 characters".into());
-    }
-    let auth = Auth::new(header, tokens, origin, secure, secret.as_bytes());
     let storage = if cli.memory {
         "memory".to_owned()
     } else {
         format!("redis {} prefix {}", cli.redis, cli.redis_prefix)
     };
-    let shared = Arc::new(Shared {
+    let core = Arc::new(Core {
         store,
-        auth,
         metrics: Metrics::default(),
         settings: Settings {
-            public_url: format!("{}{}", split_public_url(&public_url)?.0, base_path),
+            public_url: format!("{origin}{base_path}"),
             base_path,
             max_ttl_seconds: cli.max_ttl_seconds.max(1),
             max_check_bytes: cli.max_check_bytes,
@@ -299,9 +272,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             list_limit: 200,
         },
     });
-    if shared.store.is_redis() {
+    if core.store.is_redis() {
         // Connection state changes, once each.
-        let watched = shared.clone();
+        let watched = core.clone();
         tokio::spawn(async move {
             let mut up: Option<bool> = None;
             loop {
@@ -321,22 +294,59 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         });
     }
+    // The filter's listener serves at once: while Redis is down its checks
+    // get 503 (the filter's failure_mode), and its health answers.
     eprintln!(
         "mcp-approval-service: filter protocol listening on {filter_addr}, storage {storage}"
     );
+    let filter = tokio::spawn(
+        axum::serve(filter_listener, filter_router(core.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .into_future(),
+    );
+
+    // The signing secret: a file, or shared through Redis (waits for Redis).
+    let secret = match &cli.secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|err| format!("{}: {err}", path.display()))?
+            .trim()
+            .to_owned(),
+        None => {
+            let fresh = random_secret()?;
+            let mut warned = false;
+            loop {
+                match core.store.shared_secret(&fresh).await {
+                    Ok(secret) => break secret,
+                    Err(err) => {
+                        if !warned {
+                            eprintln!("mcp-approval-service: waiting for redis for the signing secret: {err}");
+                            warned = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    };
+    if secret.len() < 16 {
+        return Err("the secret must be at least 16 characters".into());
+    }
+    let shared = Arc::new(Shared {
+        core: core.clone(),
+        auth: Auth::new(header, tokens, origin, secure, secret.as_bytes()),
+    });
     eprintln!(
         "mcp-approval-service: approvers' page listening on {page_addr}, public URL {}",
-        shared.settings.public_url
+        core.settings.public_url
     );
-    let filter = axum::serve(filter_listener, filter_router(shared.clone()))
-        .with_graceful_shutdown(shutdown_signal());
     let page = axum::serve(
         page_listener,
-        approver_router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        approver_router(shared).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal());
-    let (filter, page) = tokio::join!(filter, page);
-    filter.map_err(|err| err.to_string())?;
-    page.map_err(|err| err.to_string())?;
-    Ok(())
+    page.await.map_err(|err| err.to_string())?;
+    match filter.await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(err) => Err(err.to_string()),
+    }
 }

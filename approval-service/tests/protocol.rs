@@ -394,3 +394,35 @@ async fn metrics_and_health() {
         assert_eq!(response.text().await.unwrap(), body);
     }
 }
+
+#[tokio::test]
+async fn the_filter_port_answers_while_redis_is_not_up_yet() {
+    let mut redis = Redis::start();
+    redis.stop();
+    let mut service = Service::start(&Backend::RedisNotYetUp(&redis), &[]);
+    let health = common::http()
+        .get(service.filter_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = common::http()
+        .get(service.filter_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let call = call("agent-8", json!({ "code": "x" }));
+    let started = Instant::now();
+    let (status, _) = service.check(&call).await;
+    assert_eq!(status, 503, "failure_mode's case, answered at once");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // The page waits for the signing secret in Redis, then serves.
+    redis.restart();
+    service.wait_for_page();
+    let (status, answer) = service.check(&call).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("pending")));
+    let (status, _) = service.api(BOB, "GET", "/api/v1/approvals", None).await;
+    assert_eq!(status, 200);
+}

@@ -110,6 +110,8 @@ fn ping(port: u16) -> bool {
 pub enum Backend<'a> {
     Memory,
     Redis(&'a Redis),
+    /// Redis, started only after the service.
+    RedisNotYetUp(&'a Redis),
 }
 
 /// The service binary on free ports.
@@ -159,7 +161,7 @@ impl Service {
         ];
         match backend {
             Backend::Memory => args.push("--memory".into()),
-            Backend::Redis(redis) => {
+            Backend::Redis(redis) | Backend::RedisNotYetUp(redis) => {
                 args.extend([
                     "--redis".into(),
                     redis.url(),
@@ -193,23 +195,30 @@ impl Service {
             lines,
             seen: RefCell::new(Vec::new()),
         };
-        let address = |line: String, marker: &str| -> SocketAddr {
-            line.split(marker)
-                .nth(1)
-                .and_then(|rest| rest.split([',', ' ']).next())
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        service.filter = address(
-            service.wait_for_line("filter protocol listening on "),
-            "listening on ",
-        );
-        service.page = address(
-            service.wait_for_line("approvers' page listening on "),
-            "listening on ",
-        );
+        let line = service.wait_for_line("filter protocol listening on ");
+        service.filter = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        if !matches!(backend, Backend::RedisNotYetUp(_)) {
+            service.wait_for_page();
+        }
         service
+    }
+
+    /// Waits for the approvers' page to listen (it waits for the signing secret).
+    pub fn wait_for_page(&mut self) {
+        let line = self.wait_for_line("approvers' page listening on ");
+        self.page = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .unwrap()
+            .parse()
+            .unwrap();
     }
 
     /// Waits for a stderr line containing `needle` (printed at any time since start).
