@@ -17,6 +17,7 @@ WASM_BINDGEN_VERSION := $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock |
 
 help:
 	@echo "make run   - build the filter and the demo MCP server, start both behind Envoy"
+	@echo "make approval-test - the approval service's tests (redis-server, Chromium)"
 	@echo "make test  - lint, native unit + real-Envoy end-to-end tests, core tests in wasm"
 
 toolchain:
@@ -46,7 +47,7 @@ run: wasm demo envoy
 run-fleet: wasm demo envoy ratelimit-service ratelimit-redis
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-fleet.sh
 
-test: lint test-native test-wasm ratelimit-test fuzz-ci
+test: lint test-native test-wasm ratelimit-test approval-test fuzz-ci
 
 lint: toolchain
 	cargo fmt --check
@@ -54,6 +55,8 @@ lint: toolchain
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
 	cargo fmt --check --manifest-path $(RATELIMIT_MANIFEST)
 	cargo clippy --release --all-targets --manifest-path $(RATELIMIT_MANIFEST) -- -D warnings
+	cargo fmt --check --manifest-path $(APPROVAL_MANIFEST)
+	cargo clippy --release --all-targets --manifest-path $(APPROVAL_MANIFEST) -- -D warnings
 
 # Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
 # (the fleet test also runs redis-server and the rate-limit service).
@@ -161,3 +164,26 @@ ratelimit-test: ratelimit-redis
 ratelimit-redis:
 	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \
 		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server; }
+
+# The approval service for `approve` rules (approval-service/: its own crate
+# and Cargo workspace; its README has the filter protocol). Its tests start
+# redis-server, and Chromium through chromedriver (Debian packages redis-server,
+# chromium, chromium-driver), installed here if missing.
+APPROVAL_MANIFEST := approval-service/Cargo.toml
+APPROVAL_BIN := approval-service/target/release/mcp-approval-service
+APPROVAL_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: approval-service approval-test approval-deps
+
+approval-service:
+	cargo build --release --manifest-path $(APPROVAL_MANIFEST)
+
+approval-test: approval-deps
+	cargo test --release --manifest-path $(APPROVAL_MANIFEST)
+
+approval-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
+		$(APPROVAL_SUDO) apt-get update -qq && $(APPROVAL_SUDO) apt-get install -y -qq $$missing; fi

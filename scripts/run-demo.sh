@@ -14,6 +14,13 @@ pids+=($!)
 "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart > .run/envoy.log 2>&1 &
 pids+=($!)
 
+# The approval service, in memory, when it is built (make approval-service).
+approval_lines=""
+if [ -x approval-service/target/release/mcp-approval-service ]; then
+  approval_lines=$(scripts/start-approval-service.sh)
+  pids+=("$(cat .run/approval.pid)")
+fi
+
 for _ in $(seq 1 100); do
   if curl -sf http://127.0.0.1:9901/ready > /dev/null 2>&1; then break; fi
   if ! kill -0 "${pids[1]}" 2>/dev/null; then echo "Envoy exited; see .run/envoy.log"; tail -20 .run/envoy.log; exit 1; fi
@@ -27,6 +34,10 @@ mcp-policy is running:
   demo MCP server        http://127.0.0.1:8081/mcp    (never executes code)
   Envoy admin / stats    http://127.0.0.1:9901/stats/prometheus
   logs                   .run/envoy.log (audit lines: grep 'mcp-policy audit'), .run/demo_server.log
+
+MSG
+if [ -n "$approval_lines" ]; then echo "$approval_lines"; fi
+cat <<'MSG'
 
 Try it from another terminal (an MCP session over curl: allowed, denied, rate-limited):
   scripts/try-calls.sh

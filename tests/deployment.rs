@@ -12,7 +12,9 @@
 //!   templates after the init container's own render script has run on them
 //!   (Kubernetes, docker compose), and the Wasm filter Istio (EnvoyFilter and
 //!   WasmPlugin) and Envoy Gateway would hand Envoy, rebuilt from the manifests;
-//! - the Dockerfile's final image is the module alone, at /plugin.wasm.
+//! - the Dockerfile's final image is the module alone, at /plugin.wasm;
+//! - the approval service's manifest keeps its page behind the sign-in proxy
+//!   and points every replica at the Redis it defines.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -85,6 +87,7 @@ fn manifest_files() -> Vec<PathBuf> {
         "deploy/istio",
         "deploy/envoy-gateway",
         "deploy/ingress",
+        "deploy/approval",
     ] {
         assert!(
             files
@@ -1362,4 +1365,109 @@ fn dockerfile_final_image_is_the_module_alone() {
             ".dockerignore lacks {entry}"
         );
     }
+}
+
+/// A container's `--flag=value` arguments.
+fn flag_values(container: &Value) -> Vec<(String, String)> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|arg| arg.as_str().unwrap().split_once('='))
+        .map(|(flag, value)| (flag.to_owned(), value.to_owned()))
+        .collect()
+}
+
+fn flag<'a>(flags: &'a [(String, String)], name: &str) -> &'a str {
+    flags
+        .iter()
+        .find(|(flag, _)| flag == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn approval_service_page_is_behind_the_sign_in_proxy_and_replicas_share_redis() {
+    let objects = objects_of_file("deploy/approval/approval-service.yaml");
+    let deployment = find(&objects, "Deployment", "approval-service").expect("the service");
+    assert!(
+        deployment["spec"]["replicas"].as_u64().unwrap() >= 2,
+        "replicas share state"
+    );
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    let container = |name: &str| {
+        containers
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+    };
+    let service = flag_values(container("approval-service"));
+    let proxy = flag_values(container("oauth2-proxy"));
+
+    // The page listens on loopback only, the header is trusted from loopback
+    // only, and oauth2-proxy in the same Pod is its one way in.
+    let page = flag(&service, "--listen");
+    assert!(page.starts_with("127.0.0.1:"), "page on {page}");
+    assert_eq!(flag(&service, "--trusted-proxy"), "127.0.0.1/32");
+    assert_eq!(
+        flag(&proxy, "--upstream").trim_end_matches('/'),
+        format!("http://{page}")
+    );
+    assert_eq!(flag(&proxy, "--pass-user-headers"), "true");
+    assert!(flag(&service, "--public-url").starts_with("https://"));
+    assert!(
+        !service.iter().any(|(flag, _)| flag == "--memory"),
+        "replicas need Redis"
+    );
+
+    // Every replica uses the Redis Service defined here.
+    let redis_url = flag(&service, "--redis");
+    let host_port = redis_url.strip_prefix("redis://").unwrap();
+    let (host, port) = host_port.split_once(':').unwrap();
+    let redis_service =
+        find(&objects, "Service", host.split('.').next().unwrap()).expect("the Redis Service");
+    assert_eq!(
+        host,
+        format!(
+            "{}.{}.svc.cluster.local",
+            name(redis_service),
+            redis_service["metadata"]["namespace"].as_str().unwrap()
+        )
+    );
+    assert!(redis_service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["port"].as_u64().unwrap().to_string() == port));
+
+    // The filter's Service reaches the --filter-listen port; the public one
+    // reaches oauth2-proxy, never the page directly.
+    let filter_port = flag(&service, "--filter-listen")
+        .rsplit(':')
+        .next()
+        .unwrap();
+    let declared = |container: &Value, port_name: &str| -> String {
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == port_name)
+            .map(|p| p["containerPort"].to_string())
+            .unwrap_or_default()
+    };
+    let filter_service = find(&objects, "Service", "approval-service-filter").unwrap();
+    let target = str_at(&filter_service["spec"]["ports"][0], "/targetPort");
+    assert_eq!(declared(container("approval-service"), target), filter_port);
+    let public = find(&objects, "Service", "approval-service").unwrap();
+    for port in public["spec"]["ports"].as_array().unwrap() {
+        let target = str_at(port, "/targetPort");
+        assert!(
+            !declared(container("oauth2-proxy"), target).is_empty(),
+            "the public Service targets {target}, not oauth2-proxy"
+        );
+    }
+    let probe = &container("approval-service")["readinessProbe"]["httpGet"];
+    assert_eq!(probe["path"], "/readyz");
 }
