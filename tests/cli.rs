@@ -123,7 +123,7 @@ fn check_reports_every_error_it_can_with_path_and_position() {
         "bad.json:3:20: default: unknown variant `block`, expected `allow` or `deny`",
         r#"bad.json:5:59: tools.a.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
         // ...or, for checks made after reading, the value the path names.
-        r#"bad.json:6:43: tools.b.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
+        r#"bad.json:6:43: tools.b.deny_if.args.s.regex: invalid regex "(": found open group without closing ')'"#,
         "bad.json:7:37: tools.c.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both",
         r#"bad.json:8:33: tools.d.require.script: argument paths start with "args." (got "script")"#,
         "bad.json:10:15: identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
@@ -168,8 +168,8 @@ fn check_reports_every_error_of_a_rule_with_its_line_and_column() {
     assert_eq!(
         run.stderr.lines().collect::<Vec<_>>(),
         [
-            r#"policy.json:7:44: tools.exec.deny_if.args.script.regex: invalid regex "(": unclosed group"#,
-            r#"policy.json:7:72: tools.exec.deny_if.args.cmd.regex: invalid regex "[a-": unclosed character class"#,
+            r#"policy.json:7:44: tools.exec.deny_if.args.script.regex: invalid regex "(": found open group without closing ')'"#,
+            r#"policy.json:7:72: tools.exec.deny_if.args.cmd.regex: invalid regex "[a-": non-empty character class has no closing bracket after dash"#,
             r#"policy.json:8:47: tools.exec.require.args.timeout.lte: invalid type: string "300", expected a number"#,
             r#"policy.json:8:62: tools.exec.require.timeout: argument paths start with "args." (got "timeout")"#,
             r#"policy.json:10:49: tools.exec.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,

@@ -307,7 +307,7 @@ async fn invalid_policy_is_refused_by_envoy_with_the_path() {
         "Envoy accepted an invalid policy:\n{log}"
     );
     assert!(
-        log.contains(r#"mcp-policy: invalid policy: tools.asyncExecuteCode.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds) (and 1 more: tools.checkCodeExecStatus.require.args.execution_uuid.regex: invalid regex "(": unclosed group)"#),
+        log.contains(r#"mcp-policy: invalid policy: tools.asyncExecuteCode.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds) (and 1 more: tools.checkCodeExecStatus.require.args.execution_uuid.regex: invalid regex "(": found open group without closing ')')"#),
         "the refusal does not say why:\n{log}"
     );
 }

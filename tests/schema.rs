@@ -153,7 +153,7 @@ fn the_schema_accepts_valid_corner_cases() {
         r#"{"version":"1","default":"deny","tools":{"a/b~c":{"reason":"r","on_deny":null,"limits":[{"counter":"x","window":3600,"max":1,"scope":"session"}]}}}"#,
         r#"{"version":"1","default":"deny","hide":["*"],"tools":{"x":{"action":"deny","on_deny":"because"}}}"#,
         // `eq: null` compares with null; operands of any JSON type where allowed.
-        r#"{"version":"1","default":"deny","tools":{"x":{"require":{"args.a":{"eq":null},"args.b.0.c":{"in":[1,"a",null],"exists":true,"max_length":0}},"deny_if":{"args.s":{"regex":"(?i)rm -rf","contains":"x"},"args.n":{"gte":-1.5,"lt":1e3}}}}}"#,
+        r#"{"version":"1","default":"deny","tools":{"x":{"require":{"args.a":{"eq":null},"args.b.0.c":{"in":[1,"a",null],"exists":true,"max_length":0}},"deny_if":{"args.s":{"regex":"[Rr][Mm] -rf","contains":"x"},"args.n":{"gte":-1.5,"lt":1e3}}}}}"#,
         r#"{"version":"1","default":"deny","grants":{"ci/bot":{"default":"allow","hide":[],"all_tools":{"limits":[]},"tools":{"t":{}}}}}"#,
     ];
     for document in documents {

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::{Number, Value};
 
 use crate::policy::document::{Checked, Object};
+
+mod pattern;
 use crate::policy::{escape_pointer_token, ConfigError, ConfigErrors, Errors};
 
 /// Every argument path starts with this; the rest is a dot path into `params.arguments`.
@@ -65,6 +67,9 @@ pub struct OperatorsDocument {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub contains: Option<Value>,
+    /// A regular expression the string value must match (search, not
+    /// anchored), in the `regex-lite` syntax: linear time; `\p{..}`,
+    /// `\d` `\s` `\w` (and negations), word boundaries and `(?i)` are refused.
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String"))]
     pub regex: Option<String>,
@@ -241,7 +246,7 @@ enum Test {
     Gt(Number),
     Gte(Number),
     Contains(Value),
-    Regex(regex::Regex),
+    Regex(regex_lite::Regex),
     Exists(bool),
     MaxLength(u64),
 }
@@ -441,18 +446,9 @@ fn compile_operators(
     Some(operators)
 }
 
-fn compile_regex(pattern: &str, path: &str) -> Result<regex::Regex, ConfigError> {
-    regex::Regex::new(pattern).map_err(|err| {
-        // The regex crate draws a caret under the pattern over several lines;
-        // keep its last line, which says what is wrong, so the log line stays one line.
-        let text = err.to_string();
-        let reason = text
-            .lines()
-            .rev()
-            .find_map(|line| line.trim().strip_prefix("error: "))
-            .unwrap_or(text.trim());
-        ConfigError::new(path, format!("invalid regex {pattern:?}: {reason}"))
-    })
+fn compile_regex(pattern: &str, path: &str) -> Result<regex_lite::Regex, ConfigError> {
+    pattern::compile(pattern)
+        .map_err(|reason| ConfigError::new(path, format!("invalid regex {pattern:?}: {reason}")))
 }
 
 impl Condition {

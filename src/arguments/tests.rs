@@ -333,11 +333,86 @@ fn regex_searches_strings_unanchored() {
         r#"{"regex": "5"}"#,
         &[(Some(json!("5")), true), (Some(json!(5)), false)],
     );
-    // Unicode classes are available.
+    // Matching is code point by code point: `.` is one character, not one byte.
     check(
-        r#"{"regex": "^\\w+$"}"#,
-        &[(Some(json!("héllo")), true), (Some(json!("a b")), false)],
+        r#"{"regex": "^h.llo$"}"#,
+        &[
+            (Some(json!("héllo")), true),
+            (Some(json!("h😀llo")), true),
+            (Some(json!("hllo")), false),
+        ],
     );
+    check(
+        r#"{"regex": "café"}"#,
+        &[(Some(json!("un café")), true), (Some(json!("cafe")), false)],
+    );
+    // The ASCII spellings the refusals suggest.
+    check(
+        r#"{"regex": "^[0-9A-Za-z_]+$"}"#,
+        &[(Some(json!("ok_1")), true), (Some(json!("héllo")), false)],
+    );
+    check(
+        r#"{"regex": "^[[:digit:]]+$"}"#,
+        &[(Some(json!("123")), true), (Some(json!("١٢٣")), false)],
+    );
+    check(
+        r#"{"regex": "[Ss]ubprocess"}"#,
+        &[
+            (Some(json!("import Subprocess")), true),
+            (Some(json!("SUBPROCESS")), false),
+        ],
+    );
+}
+
+/// Patterns whose meaning depends on Unicode tables the module leaves out
+/// are refused, so none silently matches less (or more) than it says.
+#[test]
+fn unicode_dependent_regexes_are_refused_with_their_path() {
+    let refused = [
+        (r"^\d+$", r"\d is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [0-9] for the ASCII meaning"),
+        (r"\D", r"\D is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [^0-9] for the ASCII meaning"),
+        (r"\w+", r"\w is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [0-9A-Za-z_] for the ASCII meaning"),
+        (r"\W", r"\W is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [^0-9A-Za-z_] for the ASCII meaning"),
+        (r"a\sb", r"\s is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [\t\n\v\f\r ] for the ASCII meaning"),
+        (r"\S", r"\S is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [^\t\n\v\f\r ] for the ASCII meaning"),
+        (r"[\d.]", r"\d is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [0-9] for the ASCII meaning"),
+        (r"(?P<n>\d)", r"\d is not supported: the module's regex engine reads it as ASCII only, not Unicode; write [0-9] for the ASCII meaning"),
+        (r"\brm\b", r"\b is not supported: word boundaries in the module's regex engine know ASCII word characters only, not Unicode's; match the neighbours instead, e.g. (^|[^0-9A-Za-z_])rm([^0-9A-Za-z_]|$)"),
+        (r"\B", r"\B is not supported: word boundaries in the module's regex engine know ASCII word characters only, not Unicode's; match the neighbours instead, e.g. (^|[^0-9A-Za-z_])rm([^0-9A-Za-z_]|$)"),
+        (r"\<rm", r"\< is not supported: word boundaries in the module's regex engine know ASCII word characters only, not Unicode's; match the neighbours instead, e.g. (^|[^0-9A-Za-z_])rm([^0-9A-Za-z_]|$)"),
+        (r"rm\b{end}", r"\b is not supported: word boundaries in the module's regex engine know ASCII word characters only, not Unicode's; match the neighbours instead, e.g. (^|[^0-9A-Za-z_])rm([^0-9A-Za-z_]|$)"),
+        (r"\p{Greek}", r"Unicode classes (\p{..}, \P{..}) are not supported"),
+        (r"\PL", r"Unicode classes (\p{..}, \P{..}) are not supported"),
+        ("(?i)subprocess", "case-insensitive matching (?i) is not supported: the module's regex engine folds ASCII case only, not Unicode's (ſ for s, \u{212A} (Kelvin) for k); write the cases out, e.g. [Ss]ubprocess"),
+        ("a(?mi:b)", "case-insensitive matching (?i) is not supported: the module's regex engine folds ASCII case only, not Unicode's (ſ for s, \u{212A} (Kelvin) for k); write the cases out, e.g. [Ss]ubprocess"),
+        ("(?s-m)(?xi)a", "case-insensitive matching (?i) is not supported: the module's regex engine folds ASCII case only, not Unicode's (ſ for s, \u{212A} (Kelvin) for k); write the cases out, e.g. [Ss]ubprocess"),
+    ];
+    for (pattern, reason) in refused {
+        let rule = json!({"deny_if": {"args.script": {"regex": pattern}}}).to_string();
+        assert_eq!(
+            error_of(&rule),
+            format!("tools.x.deny_if.args.script.regex: invalid regex {pattern:?}: {reason}"),
+            "{pattern}"
+        );
+    }
+    // Look-alikes that mean the same in any engine are accepted: an escaped
+    // backslash before a letter, flags that are not `i` or that turn it
+    // off, `(?P<..>` and `(?<..>` group names, hex escapes, ASCII classes.
+    for (pattern, matching, other) in [
+        (r"^a\\d$", r"a\d", "a1"),
+        (r"(?m)^x$", "y\nx", "xx"),
+        (r"(?-i)Ab", "Ab", "ab"),
+        (r"(?s:a.b)", "a\nb", "ab"),
+        (r"(?P<id>[0-9]+)-(?<rest>x)", "12-x", "12-y"),
+        (r"\x{64}\u0065", "de", "d"),
+        (r"[[:space:]]", "a b", "ab"),
+        (r"\Aab\z", "ab", "abc"),
+    ] {
+        let rules = compile(&json!({"deny_if": {"args.s": {"regex": pattern}}}).to_string());
+        let denied = |s: &str| rules.violation(Some(&json!({ "s": s }))).is_some();
+        assert!(denied(matching), "{pattern} should match {matching:?}");
+        assert!(!denied(other), "{pattern} should not match {other:?}");
+    }
 }
 
 #[test]
@@ -695,11 +770,11 @@ fn bad_documents_are_refused_with_their_path() {
         (require(r#""args.a": {"not_in": {"a": 1}}"#), "tools.x.require.args.a.not_in: invalid type: map, expected an array"),
         (require(r#""args.a": {"in": null}"#), "tools.x.require.args.a.in: invalid type: null, expected an array"),
         (deny_if(r#""args.script": {"regex": 1}"#), "tools.x.deny_if.args.script.regex: invalid type: integer `1`, expected a string"),
-        (deny_if(r#""args.script": {"regex": "("}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(": unclosed group"#),
-        (deny_if(r#""args.script": {"regex": "a{5"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "a{5": unclosed counted repetition"#),
-        (deny_if(r#""args.script": {"regex": "(?<=a)b"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?<=a)b": look-around, including look-ahead and look-behind, is not supported"#),
+        (deny_if(r#""args.script": {"regex": "("}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(": found open group without closing ')'"#),
+        (deny_if(r#""args.script": {"regex": "a{5"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "a{5": found incomplete and unclosed counted repetition operator"#),
+        (deny_if(r#""args.script": {"regex": "(?<=a)b"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?<=a)b": look-around is not supported"#),
         (deny_if(r#""args.script": {"regex": "(?P<a>x)(?P<a>y)"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?P<a>x)(?P<a>y)": duplicate capture group name"#),
-        (deny_if(r#""args.script": {"regex": "(?:a{1000}){1000}"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?:a{1000}){1000}": Compiled regex exceeds size limit of 10485760 bytes."#),
+        (deny_if(r#""args.script": {"regex": "(?:a{1000}){1000}"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?:a{1000}){1000}": compiled regex exceeded size limit"#),
         (require(r#""args.a": {"exists": "yes"}"#), r#"tools.x.require.args.a.exists: invalid type: string "yes", expected a boolean"#),
         (require(r#""args.a": {"exists": null}"#), "tools.x.require.args.a.exists: invalid type: null, expected a boolean"),
         (require(r#""args.a": {"max_length": -1}"#), "tools.x.require.args.a.max_length: must be a non-negative integer, got -1"),
@@ -725,7 +800,7 @@ fn regex_errors_in_the_real_tool_name_say_where() {
     assert_eq!(err.path, "tools.asyncExecuteCode.deny_if.args.script.regex");
     assert_eq!(
         err.to_string(),
-        r#"tools.asyncExecuteCode.deny_if.args.script.regex: invalid regex "(": unclosed group"#
+        r#"tools.asyncExecuteCode.deny_if.args.script.regex: invalid regex "(": found open group without closing ')'"#
     );
     // Compile-time checks have no source position; the reader's do.
     assert_eq!((err.line, err.column), (None, None));

@@ -86,7 +86,7 @@ mod tests {
             [
                 "3:20: default: unknown variant `block`, expected `allow` or `deny`",
                 r#"5:59: tools.a.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
-                r#"6:43: tools.b.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
+                r#"6:43: tools.b.deny_if.args.s.regex: invalid regex "(": found open group without closing ')'"#,
                 "7:37: tools.c.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both",
                 "9:38: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
                 "9:72: grants.ci.tools.d.action: unknown variant `nope`, expected `allow` or `deny`",

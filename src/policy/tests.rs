@@ -427,8 +427,8 @@ fn every_independent_error_is_reported_with_its_path() {
     let errors = load(document).unwrap_err();
     let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let expected = [
-        r#"tools.a.deny_if.args.s.regex: invalid regex "(": unclosed group"#,
-        r#"tools.a.deny_if.args.t.regex: invalid regex "a{5": unclosed counted repetition"#,
+        r#"tools.a.deny_if.args.s.regex: invalid regex "(": found open group without closing ')'"#,
+        r#"tools.a.deny_if.args.t.regex: invalid regex "a{5": found incomplete and unclosed counted repetition operator"#,
         r#"tools.c.limits[0].window: counter "c" has window 3600s here but 60s at tools.b.limits[0]; a counter has one window"#,
         r#"tools.c.require.script: argument paths start with "args." (got "script")"#,
         "identity.bearer_tokens.abc: keys are SHA-256 hashes of tokens: 64 hex digits (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
