@@ -26,13 +26,14 @@ toolchain:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
 	rustup component add clippy rustfmt
 
-# The module Envoy loads: cargo's build, then Binaryen's wasm-opt -Oz (about
-# 14% smaller and no slower per request; BENCHMARKS.md, "Module size and
+# The module Envoy loads: cargo's build, then Binaryen's wasm-opt -Os (13%
+# smaller, no slower per request or to compile at start-up; -Oz is 1% smaller
+# but V8 takes ~10% longer to compile it: BENCHMARKS.md, "Module size and
 # start-up"). `make wasm WASM_OPT=0` leaves cargo's module as built.
 WASM_OPT ?= 1
 # The features rustc's wasm32-wasip1 target enables (its target_features
 # section, which `strip` removes); binaryen 108 otherwise assumes none.
-WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-extended-const --enable-multivalue \
+WASM_OPT_FLAGS := -Os --enable-bulk-memory --enable-extended-const --enable-multivalue \
 	--enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types \
 	--enable-sign-ext
 
