@@ -131,6 +131,16 @@ bench-tools:
 bench-core:
 	$(BENCH_CARGO) bench --bench core
 
+# The start-up cell alone (a minute): Envoy started with the module and the
+# 500-tool policy, one worker and two, against a buffer-only Envoy; the rest
+# is one 1-second cell of (1), which the report needs. Writes
+# bench/results/startup.md. BENCH_STARTUP_ROUNDS launches of each (default 7).
+.PHONY: bench-startup
+bench-startup: wasm envoy bench-tools
+	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) BENCH_ONLY=1/1k BENCH_ROUNDS=1 \
+		BENCH_DURATION=1 BENCH_SKIP_CRITERION=1 BENCH_SKIP_DEMO=1 BENCH_SKIP_GLOBAL=1 \
+		BENCH_OUT=$${BENCH_OUT:-bench/results/startup.md} python3 bench/run.py
+
 # Start every configuration and check its answers, measure nothing (a minute).
 bench-check: wasm envoy bench-tools ratelimit-service ratelimit-redis
 	$(BENCH_CARGO) build --release --example demo_server
