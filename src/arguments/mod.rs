@@ -246,7 +246,7 @@ enum Test {
     Gt(Number),
     Gte(Number),
     Contains(Value),
-    Regex(regex_lite::Regex),
+    Regex(pattern::Pattern),
     Exists(bool),
     MaxLength(u64),
 }
@@ -446,7 +446,7 @@ fn compile_operators(
     Some(operators)
 }
 
-fn compile_regex(pattern: &str, path: &str) -> Result<regex_lite::Regex, ConfigError> {
+fn compile_regex(pattern: &str, path: &str) -> Result<pattern::Pattern, ConfigError> {
     pattern::compile(pattern)
         .map_err(|reason| ConfigError::new(path, format!("invalid regex {pattern:?}: {reason}")))
 }
