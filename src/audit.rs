@@ -14,7 +14,14 @@ pub struct AuditRecord {
     pub grant: String,
     pub session: Option<String>,
     pub method: Option<String>,
+    /// What was decided: `tool`, `prompt`, `resource`, `task`.
+    pub kind: Option<crate::target::Kind>,
+    /// Its name (a resource's normalised URI).
+    pub target: Option<String>,
+    /// The tool's name, for tools (as `target`; kept for readers of older lines).
     pub tool: Option<String>,
+    /// For a meta-tool: the tool it runs.
+    pub invokes: Option<String>,
     pub decision: Outcome,
     /// JSON pointer of the rule that decided, if one did.
     pub rule: Option<String>,
@@ -35,13 +42,34 @@ impl AuditRecord {
             grant: bounded(grant),
             session: session.map(bounded),
             method: None,
+            kind: None,
+            target: None,
             tool: None,
+            invokes: None,
             decision: outcome,
             rule: None,
             argument_keys: Vec::new(),
             enforced: true,
             status: None,
             duration_ms: None,
+        }
+    }
+
+    /// Names what was decided (and the method that uses it, unless set).
+    pub fn set_target(&mut self, kind: crate::target::Kind, name: &str) {
+        use crate::target::Kind;
+        self.kind = Some(kind);
+        self.target = Some(name.to_string());
+        if kind == Kind::Tool {
+            self.tool = Some(name.to_string());
+        }
+        if self.method.is_none() {
+            self.method = match kind {
+                Kind::Tool => Some(crate::mcp::methods::TOOLS_CALL.to_string()),
+                Kind::Prompt => Some(crate::mcp::methods::PROMPTS_GET.to_string()),
+                Kind::Resource => Some(crate::mcp::methods::RESOURCES_READ.to_string()),
+                Kind::Task => None,
+            };
         }
     }
 

@@ -1,5 +1,5 @@
-//! The decision for one `tools/call`, in the order the policy promises:
-//! hidden tool → tool rule `deny` → unlisted tool under `default: deny` →
+//! The decision for one use of a tool, prompt or resource, in the order the
+//! policy promises: hidden → rule `deny` → unnamed under a deny default →
 //! argument rules (`require`, `deny_if`) → limits (all must have room; quota
 //! is taken from all or none) → allow.
 
@@ -9,8 +9,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, CounterStore, Limit, View};
+use crate::policy::{Action, CounterStore, Limit, Rule, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
+use crate::target::Kind;
 
 /// What the gate does with a tool call.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,6 +107,16 @@ pub const RULE_DENY_REASON: &str = "denied by policy";
 /// Reason given when an argument rule denies and the tool rule has no reason.
 pub const ARGUMENT_DENY_REASON: &str = "arguments not allowed by policy";
 
+/// Reason given when a default denies something of `kind` the policy does not name.
+pub fn default_deny_reason(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tool => DEFAULT_DENY_REASON,
+        Kind::Prompt => "prompt is not listed in the policy and the default is deny",
+        Kind::Resource => "resource is not listed in the policy and the default is deny",
+        Kind::Task => "task is not the caller's",
+    }
+}
+
 /// Where a call's `arguments` come from, read only when a rule needs them:
 /// a parsed call reads them from its body on demand.
 pub trait ArgumentSource {
@@ -124,6 +135,19 @@ impl ArgumentSource for &crate::mcp::ToolCall<'_> {
     }
 }
 
+/// Whether a decision takes quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Limits apply: one unit from each, all or none.
+    Take,
+    /// Rules and argument rules, no limits (a multi-round-trip retry the
+    /// gate already counted).
+    RulesOnly,
+    /// Whether the target itself may be used: hidden, `deny`, defaults; no
+    /// argument rules, no limits (completions, subscriptions).
+    TargetOnly,
+}
+
 /// Decides one call to `tool` by the policy as the caller's grant sees it,
 /// taking quota from `store` if it is allowed.
 pub fn decide<'p, S: SharedStore + ?Sized>(
@@ -134,102 +158,245 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
     store: &S,
     now_seconds: u64,
 ) -> Decision<'p> {
-    // A hidden tool must look missing, so nothing else may answer first.
-    let unlisted = (policy.default == Action::Deny).then_some(policy.default_pointer.as_str());
-    if let Some(rule) = policy.hidden(tool) {
-        return Decision::Hidden { rule, unlisted };
+    let request = Request {
+        kind: Kind::Tool,
+        name: tool,
+        counting: Counting::Take,
+    };
+    decide_target(policy, request, arguments, caller, store, now_seconds).decision
+}
+
+/// What is being decided.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub kind: Kind,
+    /// A name, or a normalised URI for resources.
+    pub name: &'a str,
+    pub counting: Counting,
+}
+
+/// A decision, and the inner tool when a meta-tool's call names one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decided<'p> {
+    pub decision: Decision<'p>,
+    /// The tool a meta-tool runs (its rule's `invokes`), if it could be read.
+    pub invoked: Option<String>,
+    /// The decision was the inner tool's (answers name it).
+    pub by_invoked: bool,
+}
+
+/// Decides one use of a tool, prompt or resource, in the documented order:
+/// hidden → case variant of a named one → rule `deny` → unnamed under a
+/// deny default → argument rules → (for a meta-tool: the same for the tool
+/// it runs) → limits (all must have room; quota is taken from all or none)
+/// → allow.
+pub fn decide_target<'p, S: SharedStore + ?Sized>(
+    policy: &'p View,
+    request: Request<'_>,
+    arguments: impl ArgumentSource,
+    caller: CallerScope<'_>,
+    store: &S,
+    now_seconds: u64,
+) -> Decided<'p> {
+    let decided = |decision| Decided {
+        decision,
+        invoked: None,
+        by_invoked: false,
+    };
+    let raw = match arguments.raw_arguments() {
+        Ok(raw) => raw,
+        Err(err) => {
+            return decided(Decision::Failed {
+                detail: format!("arguments could not be read: {err}"),
+            })
+        }
+    };
+    let mut parsed: Option<Option<Value>> = None;
+    let raw = if request.counting == Counting::TargetOnly {
+        None
+    } else {
+        raw
+    };
+    let checked = if request.counting == Counting::TargetOnly {
+        check_target(policy, request.kind, request.name)
+    } else {
+        check_rules(policy, request.kind, request.name, raw, &mut parsed)
+    };
+    let rule = match checked {
+        Ok(rule) => rule,
+        Err(decision) => return decided(decision),
+    };
+    let mut limits: Vec<&'p Limit> = rule.map_or(Vec::new(), |rule| rule.limits.iter().collect());
+    let mut outcome = decided(Decision::Allow {
+        reservations: Vec::new(),
+        global: Vec::new(),
+    });
+    // A meta-tool: the tool it runs is decided as if it were called directly.
+    let invokes = rule
+        .and_then(|rule| rule.invokes.as_ref())
+        .filter(|_| request.counting != Counting::TargetOnly);
+    if let Some(invokes) = invokes {
+        let arguments = parsed.get_or_insert_with(|| parse(raw)).clone();
+        let inner_name = arguments
+            .as_ref()
+            .and_then(|arguments| lookup(arguments, &invokes.name))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(inner_name) = inner_name else {
+            return decided(Decision::Deny {
+                rule: rule.map_or("/tools", |rule| rule.pointer.as_str()),
+                reason: Cow::Borrowed("the meta-tool's arguments do not name the tool to run"),
+            });
+        };
+        let inner_arguments = match (&arguments, &invokes.arguments) {
+            (Some(arguments), Some(path)) => lookup(arguments, path).cloned(),
+            _ => None,
+        };
+        let inner_raw = inner_arguments
+            .as_ref()
+            .and_then(|value| serde_json::value::to_raw_value(value).ok());
+        let mut inner_parsed = None;
+        outcome.invoked = Some(inner_name.clone());
+        match check_rules(
+            policy,
+            Kind::Tool,
+            &inner_name,
+            inner_raw.as_deref(),
+            &mut inner_parsed,
+        ) {
+            Ok(inner) => limits.extend(inner.map_or(&[][..], |rule| &rule.limits[..])),
+            Err(decision) => {
+                outcome.decision = decision;
+                outcome.by_invoked = true;
+                return outcome;
+            }
+        }
+    }
+    if request.kind == Kind::Tool {
+        limits.extend(policy.all_tools_limits());
+    }
+    if request.counting != Counting::Take || limits.is_empty() {
+        return outcome;
+    }
+    // Local limits first; the fleet-wide service is asked only if they pass.
+    let (global, local): (Vec<&Limit>, Vec<&Limit>) = limits
+        .into_iter()
+        .partition(|limit| limit.store == CounterStore::Global);
+    outcome.decision =
+        match ratelimit::acquire(store, &local, caller, now_seconds, policy.slots_per_counter) {
+            Acquire::Granted(reservations) => Decision::Allow {
+                reservations,
+                global,
+            },
+            Acquire::Exhausted {
+                limit,
+                retry_after_seconds,
+            } => Decision::RateLimited {
+                limit,
+                retry_after_seconds,
+            },
+            Acquire::Failed(detail) => Decision::Failed { detail },
+        };
+    outcome
+}
+
+/// Whether the target itself may be used (hidden, case variant, `deny`,
+/// default): the rule that applies (if any), or the decision that refuses it.
+fn check_target<'p>(
+    policy: &'p View,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<&'p Rule>, Decision<'p>> {
+    let (default, default_pointer) = policy.default_for(kind);
+    let unlisted = (default == Action::Deny).then_some(default_pointer);
+    // A hidden name must look missing, so nothing else may answer first.
+    if let Some(rule) = policy.hidden_as(kind, name) {
+        return Err(Decision::Hidden { rule, unlisted });
     }
     // A name that differs only in case from one the policy names must not
-    // escape that tool's rules (a server may match names loosely): refused.
-    if let Some(named) = policy.case_variant_of(tool) {
-        if let Some(rule) = policy.hidden(named) {
-            return Decision::Hidden { rule, unlisted };
+    // escape that name's rules (a server may match names loosely): refused.
+    if let Some(named) = policy.case_variant(kind, name) {
+        if let Some(rule) = policy.hidden_as(kind, named) {
+            return Err(Decision::Hidden { rule, unlisted });
         }
-        return Decision::Deny {
+        return Err(Decision::Deny {
             rule: policy
-                .tool(named)
-                .map_or("/tools", |rule| rule.pointer.as_str()),
+                .rule(kind, named)
+                .map_or(default_pointer, |rule| rule.pointer.as_str()),
             reason: Cow::Owned(format!(
-                "tool name differs from {named:?} only in letter case"
+                "{} name differs from {named:?} only in letter case",
+                kind.as_str()
             )),
-        };
+        });
     }
-    let rule = policy.tool(tool);
+    let rule = policy.rule(kind, name);
     match rule {
-        Some(rule) if rule.action == Action::Deny => {
-            return Decision::Deny {
-                rule: &rule.pointer,
-                reason: rule
-                    .reason
-                    .as_deref()
-                    .map_or(Cow::Borrowed(RULE_DENY_REASON), Cow::Borrowed),
-            }
-        }
-        None if policy.default == Action::Deny => {
-            return Decision::Deny {
-                rule: &policy.default_pointer,
-                reason: Cow::Borrowed(DEFAULT_DENY_REASON),
-            }
-        }
+        Some(rule) if rule.action == Action::Deny => Err(Decision::Deny {
+            rule: &rule.pointer,
+            reason: rule
+                .reason
+                .as_deref()
+                .map_or(Cow::Borrowed(RULE_DENY_REASON), Cow::Borrowed),
+        }),
+        None if default == Action::Deny => Err(Decision::Deny {
+            rule: default_pointer,
+            reason: Cow::Borrowed(default_deny_reason(kind)),
+        }),
+        rule => Ok(rule),
+    }
+}
+
+/// Everything but limits, for one name: the rule that applies (if any), or
+/// the decision that refuses it. `parsed` caches the parsed arguments.
+fn check_rules<'p>(
+    policy: &'p View,
+    kind: Kind,
+    name: &str,
+    raw: Option<&RawValue>,
+    parsed: &mut Option<Option<Value>>,
+) -> Result<Option<&'p Rule>, Decision<'p>> {
+    match check_target(policy, kind, name)? {
         Some(rule) if !rule.arguments.is_empty() => {
-            // Arguments are read only for tools with argument rules.
-            let raw = match arguments.raw_arguments() {
-                Ok(raw) => raw,
-                Err(err) => {
-                    return Decision::Failed {
-                        detail: format!("arguments could not be read: {err}"),
+            // Arguments are read only for rules with argument conditions.
+            let arguments = match parsed {
+                Some(arguments) => arguments.clone(),
+                None => match raw.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+                    None => None,
+                    Some(Ok(value)) => Some(value),
+                    Some(Err(err)) => {
+                        return Err(Decision::Failed {
+                            detail: format!("arguments could not be read: {err}"),
+                        })
                     }
-                }
+                },
             };
-            let arguments: Option<Value> = match raw.map(|raw| serde_json::from_str(raw.get())) {
-                None => None,
-                Some(Ok(value)) => Some(value),
-                Some(Err(err)) => {
-                    return Decision::Failed {
-                        detail: format!("arguments could not be read: {err}"),
-                    }
-                }
-            };
-            if let Some(condition) = rule.arguments.violation(arguments.as_ref()) {
-                return Decision::Deny {
+            *parsed = Some(arguments.clone());
+            match rule.arguments.violation(arguments.as_ref()) {
+                Some(condition) => Err(Decision::Deny {
                     rule: condition,
                     reason: rule
                         .reason
                         .as_deref()
                         .map_or(Cow::Borrowed(ARGUMENT_DENY_REASON), Cow::Borrowed),
-                };
+                }),
+                None => Ok(Some(rule)),
             }
         }
-        _ => {}
+        rule => Ok(rule),
     }
+}
 
-    let own_limits = rule.map_or(&[][..], |rule| &rule.limits[..]);
-    let all_tools = policy.all_tools_limits();
-    if own_limits.is_empty() && all_tools.is_empty() {
-        return Decision::Allow {
-            reservations: Vec::new(),
-            global: Vec::new(),
-        };
-    }
-    // Local limits first; the fleet-wide service is asked only if they pass.
-    let (global, local): (Vec<&Limit>, Vec<&Limit>) = own_limits
-        .iter()
-        .chain(all_tools)
-        .partition(|limit| limit.store == CounterStore::Global);
-    match ratelimit::acquire(store, &local, caller, now_seconds, policy.slots_per_counter) {
-        Acquire::Granted(reservations) => Decision::Allow {
-            reservations,
-            global,
-        },
-        Acquire::Exhausted {
-            limit,
-            retry_after_seconds,
-        } => Decision::RateLimited {
-            limit,
-            retry_after_seconds,
-        },
-        Acquire::Failed(detail) => Decision::Failed { detail },
-    }
+fn parse(raw: Option<&RawValue>) -> Option<Value> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+/// The value at a dot path (segments) inside `value`.
+fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, segment| match value {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

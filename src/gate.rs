@@ -2,13 +2,18 @@
 //! action the filter takes (forward or answer), the outcome and the audit
 //! record. The proxy-wasm glue only gathers inputs and applies the result.
 
+use serde_json::Value;
+
 use crate::audit::AuditRecord;
-use crate::decision::{self, Decision, Outcome};
+use crate::decision::{self, ArgumentSource, Counting, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
-use crate::mcp::{self, Message};
-use crate::policy::{FailureMode, IdentityError, Mode, Policy};
+use crate::mcp::methods::{self, Handling};
+use crate::mcp::{self, Invalid, Message, Params};
+use crate::policy::{FailureMode, IdentityError, Mode, Policy, View};
 use crate::ratelimit::{self, CallerScope, Reservation};
-use crate::response::{self, Reply};
+use crate::response::{self, Answering, Reply};
+use crate::target::{Kind, Target};
+use crate::uri;
 
 /// What the filter does with one request.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -62,16 +67,28 @@ impl Inspection {
     }
 }
 
-/// The MCP 2026-07-28 request headers that mirror the body.
+/// The MCP request headers the gate checks against the body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct McpHeaders<'a> {
     /// `Mcp-Method`
     pub method: Option<&'a str>,
-    /// `Mcp-Name`
+    /// `Mcp-Name` (possibly `=?base64?…?=`-encoded)
     pub name: Option<&'a str>,
+    /// `MCP-Protocol-Version`
+    pub protocol_version: Option<&'a str>,
 }
 
-/// Inspects a complete request body sent without `Mcp-Method`/`Mcp-Name`.
+/// The first protocol revision without sessions, where `Mcp-Method` and
+/// `Mcp-Name` are required.
+pub const CURRENT_REVISION: &str = "2026-07-28";
+
+/// Whether a protocol version is 2026-07-28 or later (versions are dates, so
+/// they order as text).
+pub fn is_current(version: &str) -> bool {
+    version >= CURRENT_REVISION
+}
+
+/// Inspects a complete request body sent without `Mcp-*` headers.
 pub fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     policy: &Policy,
     store: &S,
@@ -99,65 +116,328 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
         }
     };
-    if let Err((id, detail)) = check_mirrored_headers(&message, headers) {
-        let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
-        return Inspection::refusal(policy, response::header_mismatch(&id, &detail), audit);
-    }
-    let view = policy.view(caller.grant);
-    let call = match message {
-        Message::ToolCall(call) => call,
-        Message::Other { method, id, .. } => {
-            let lists = method.as_deref() == Some(mcp::TOOLS_LIST);
-            let filters = lists && policy.mode == Mode::Enforce && view.filters_listing();
-            return Inspection {
-                filter_listing: filters.then(|| id.unwrap_or(serde_json::Value::Null)),
-                ..Inspection::pass()
-            };
+    let revision = match check_mirrored_headers(&message, headers, body) {
+        Ok(revision) => revision,
+        Err((id, detail)) => {
+            let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+            return Inspection::refusal(policy, response::header_mismatch(&id, &detail), audit);
         }
     };
-
-    let decision = decision::decide(view, &call.name, &call, caller, store, now.as_secs());
-    let mut audit = AuditRecord::new(now, caller.grant, caller.session, decision.outcome());
-    audit.method = Some(mcp::TOOLS_CALL.to_string());
-    audit.tool = Some(call.name.to_string());
-    audit.rule = decision.rule().map(str::to_string);
-    audit.argument_keys = call
-        .argument_keys
-        .iter()
-        .map(|key| key.to_string())
-        .collect();
-
-    let fails_open =
-        matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open;
-    let reply = response::for_decision(&call.id, &call.name, &decision, policy.deny_as)
-        .filter(|_| !fails_open);
-    if fails_open {
-        audit.enforced = false;
+    let context = Context {
+        policy,
+        view: policy.view(caller.grant),
+        caller,
+        now,
+        current: revision == Revision::Current,
+    };
+    let (method, id, body) = match message {
+        Message::ToolCall(call) => {
+            if let Some(pointer) = context.view.methods().denies(mcp::TOOLS_CALL) {
+                return context.method_denied(mcp::TOOLS_CALL, Some(call.id.clone()), pointer);
+            }
+            let target = Target::tool(call.name.as_ref());
+            let keys = call
+                .argument_keys
+                .iter()
+                .map(|key| key.to_string())
+                .collect();
+            return context.decide(store, &call.id, &target, &call, Counting::Take, keys);
+        }
+        Message::Other {
+            method: Some(method),
+            id,
+            body,
+            ..
+        } => (method, id, body),
+        // Responses to the server's requests and method-less messages pass.
+        Message::Other { method: None, .. } => return Inspection::pass(),
+    };
+    if let Some(pointer) = context.view.methods().denies(&method) {
+        return context.method_denied(&method, id, pointer);
     }
-    let (reservations, global) = match decision {
-        Decision::Allow {
+    let handling = methods::handling(&method);
+    if handling == Handling::Pass {
+        return Inspection::pass();
+    }
+    let params = match Params::read(body) {
+        Ok(params) => params,
+        Err(detail) => {
+            let invalid = Invalid::Params {
+                id: id.unwrap_or(Value::Null),
+                detail,
+            };
+            let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+            return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
+        }
+    };
+    match handling {
+        Handling::Pass => Inspection::pass(),
+        Handling::List => {
+            let filters = policy.mode == Mode::Enforce && context.view.filters_listing();
+            Inspection {
+                filter_listing: filters.then(|| id.unwrap_or(Value::Null)),
+                ..Inspection::pass()
+            }
+        }
+        Handling::Use(kind) => {
+            let id = match request_id(id, &method) {
+                Ok(id) => id,
+                Err(refusal) => return context.invalid(refusal),
+            };
+            let named = match kind {
+                Kind::Resource => params.uri.clone(),
+                _ => params.name.clone(),
+            };
+            let Some(named) = named else {
+                let member = if kind == Kind::Resource {
+                    "uri"
+                } else {
+                    "name"
+                };
+                return context.invalid(Invalid::Params {
+                    id,
+                    detail: format!("{method} needs a string `params.{member}`"),
+                });
+            };
+            let name = match context.target_name(kind, &named, &id) {
+                Ok(name) => name,
+                Err(invalid) => return context.invalid(invalid),
+            };
+            let raw = params
+                .arguments
+                .as_ref()
+                .and_then(|arguments| serde_json::value::to_raw_value(arguments).ok());
+            let keys = match &params.arguments {
+                Some(Value::Object(arguments)) => arguments.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            let target = Target::new(kind, name);
+            let mut inspection =
+                context.decide(store, &id, &target, raw.as_deref(), Counting::Take, keys);
+            if let Some(audit) = &mut inspection.audit {
+                audit.method = Some(method.to_string());
+            }
+            inspection
+        }
+        Handling::Complete => {
+            let id = id.unwrap_or(Value::Null);
+            let target = match params.reference {
+                Some((kind, Some(named))) if kind == "ref/prompt" => (Kind::Prompt, named),
+                Some((kind, Some(named))) if kind == "ref/resource" => (Kind::Resource, named),
+                // A reference the gate does not know cannot be checked: refused.
+                other => {
+                    return context.invalid(Invalid::Params {
+                        id,
+                        detail: format!(
+                            "completion/complete needs `ref` of type ref/prompt (with name) or ref/resource (with uri), got {other:?}"
+                        ),
+                    })
+                }
+            };
+            context.check_all(store, &method, &id, &[target])
+        }
+        Handling::Subscribe => {
+            let id = id.unwrap_or(Value::Null);
+            let Some(uri) = params.uri else {
+                return context.invalid(Invalid::Params {
+                    id,
+                    detail: "resources/subscribe needs a string `params.uri`".to_string(),
+                });
+            };
+            context.check_all(store, &method, &id, &[(Kind::Resource, uri)])
+        }
+        Handling::Listen => {
+            let id = id.unwrap_or(Value::Null);
+            let mut targets = Vec::new();
+            for uri in params.resource_subscriptions {
+                let Some(uri) = uri else {
+                    return context.invalid(Invalid::Params {
+                        id,
+                        detail: "every resourceSubscriptions entry must name a URI".to_string(),
+                    });
+                };
+                targets.push((Kind::Resource, uri));
+            }
+            context.check_all(store, &method, &id, &targets)
+        }
+        Handling::Task | Handling::TaskList => Inspection::pass(),
+    }
+}
+
+/// Which protocol revision a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revision {
+    /// 2025-11-25 and earlier: sessions, `initialize`.
+    Legacy,
+    /// 2026-07-28 and later: no sessions, `Mcp-Method`/`Mcp-Name` required.
+    Current,
+}
+
+/// What every decision of one request shares.
+struct Context<'p, 'c> {
+    policy: &'p Policy,
+    view: &'p View,
+    caller: CallerScope<'c>,
+    now: std::time::Duration,
+    current: bool,
+}
+
+impl Context<'_, '_> {
+    fn answering(&self) -> Answering {
+        Answering {
+            deny_as: self.policy.deny_as,
+            current: self.current,
+        }
+    }
+
+    fn audit(&self, outcome: Outcome) -> AuditRecord {
+        AuditRecord::new(self.now, self.caller.grant, self.caller.session, outcome)
+    }
+
+    fn invalid(&self, invalid: Invalid) -> Inspection {
+        Inspection::refusal(
+            self.policy,
+            response::for_invalid(&invalid),
+            self.audit(Outcome::Invalid),
+        )
+    }
+
+    fn method_denied(&self, method: &str, id: Option<Value>, pointer: &str) -> Inspection {
+        let mut audit = self.audit(Outcome::Denied);
+        audit.method = Some(method.to_string());
+        audit.rule = Some(pointer.to_string());
+        Inspection::refusal(
+            self.policy,
+            response::method_denied(id.as_ref(), method, pointer),
+            audit,
+        )
+    }
+
+    /// The name rules see: a resource's URI normalised (a URI that cannot be
+    /// is refused), other names as they are.
+    fn target_name(&self, kind: Kind, named: &str, id: &Value) -> Result<String, Invalid> {
+        if kind != Kind::Resource {
+            return Ok(named.to_string());
+        }
+        uri::normalize(named).map_err(|error| Invalid::Params {
+            id: id.clone(),
+            detail: format!("resource URI {named:?} has {error}"),
+        })
+    }
+
+    /// Decides one use of a target and renders the answer.
+    fn decide<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        id: &Value,
+        target: &Target<'_>,
+        arguments: impl ArgumentSource,
+        counting: Counting,
+        argument_keys: Vec<String>,
+    ) -> Inspection {
+        let request = decision::Request {
+            kind: target.kind,
+            name: &target.name,
+            counting,
+        };
+        let decided = decision::decide_target(
+            self.view,
+            request,
+            arguments,
+            self.caller,
+            store,
+            self.now.as_secs(),
+        );
+        let decision = decided.decision;
+        let mut audit = self.audit(decision.outcome());
+        audit.set_target(target.kind, &target.name);
+        audit.rule = decision.rule().map(str::to_string);
+        audit.argument_keys = argument_keys;
+        audit.invokes = decided.invoked.clone();
+        let shown = match (&decided.invoked, decided.by_invoked) {
+            (Some(inner), true) => Target::tool(inner.as_str()),
+            _ => target.clone(),
+        };
+        let fails_open = matches!(decision, Decision::Failed { .. })
+            && self.policy.failure_mode == FailureMode::Open;
+        let reply =
+            response::for_decision(id, &shown, &decision, self.answering()).filter(|_| !fails_open);
+        if fails_open {
+            audit.enforced = false;
+        }
+        let (reservations, global) = match decision {
+            Decision::Allow {
+                reservations,
+                global,
+            } => (reservations, global),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let global_check = match (&self.policy.rate_limit_service, global.is_empty()) {
+            (Some(service), false) => Some(GlobalCheck {
+                request: ratelimit::service::request(service, &global, self.caller),
+                limits: global.into_iter().cloned().collect(),
+                id: id.clone(),
+                target: shown.into_owned(),
+                answering: self.answering(),
+            }),
+            _ => None,
+        };
+        Inspection {
+            reply,
             reservations,
-            global,
-        } => (reservations, global),
-        _ => (Vec::new(), Vec::new()),
-    };
-    let global_check = match (&policy.rate_limit_service, global.is_empty()) {
-        (Some(service), false) => Some(GlobalCheck {
-            request: ratelimit::service::request(service, &global, caller),
-            limits: global.into_iter().cloned().collect(),
-            id: call.id.clone(),
-            tool: call.name.to_string(),
-        }),
-        _ => None,
-    };
-    Inspection {
-        reply,
-        reservations,
-        audit: Some(audit),
-        filter_listing: None,
-        global_check,
+            audit: Some(audit),
+            filter_listing: None,
+            global_check,
+        }
+        .enforced_by(self.policy.mode)
     }
-    .enforced_by(policy.mode)
+
+    /// Checks targets by their rules alone (nothing counted): the first one
+    /// refused refuses the request, as a use of it would be refused.
+    fn check_all<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        method: &str,
+        id: &Value,
+        targets: &[(Kind, String)],
+    ) -> Inspection {
+        let mut last = None;
+        for (kind, named) in targets {
+            let name = match self.target_name(*kind, named, id) {
+                Ok(name) => name,
+                Err(invalid) => return self.invalid(invalid),
+            };
+            let target = Target::new(*kind, name);
+            let mut inspection =
+                self.decide(store, id, &target, None, Counting::TargetOnly, Vec::new());
+            if let Some(audit) = &mut inspection.audit {
+                audit.method = Some(method.to_string());
+            }
+            if inspection.outcome() != Some(Outcome::Allowed) {
+                return inspection;
+            }
+            last = Some(inspection);
+        }
+        last.unwrap_or_else(Inspection::pass)
+    }
+}
+
+/// A request's id as MCP requires it: a string or an integer.
+fn request_id(id: Option<Value>, method: &str) -> Result<Value, Invalid> {
+    match id {
+        Some(id @ Value::String(_)) => Ok(id),
+        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
+            Ok(Value::Number(number))
+        }
+        Some(other) => Err(Invalid::Request {
+            id: Value::Null,
+            detail: format!("{method} id must be a string or an integer, got {other}"),
+        }),
+        None => Err(Invalid::Request {
+            id: Value::Null,
+            detail: format!("{method} must have an id"),
+        }),
+    }
 }
 
 /// Global limits still to be asked of the rate-limit service before the call
@@ -168,7 +448,8 @@ pub struct GlobalCheck {
     pub request: Vec<u8>,
     pub limits: Vec<crate::policy::Limit>,
     id: serde_json::Value,
-    tool: String,
+    target: Target<'static>,
+    answering: Answering,
 }
 
 /// The decision once the rate-limit service has answered (`Ok`: the
@@ -204,7 +485,7 @@ pub fn complete_global_check(
             };
             audit.decision = Outcome::RateLimited;
             audit.rule = Some(limit.pointer.clone());
-            response::for_decision(&check.id, &check.tool, &decision, policy.deny_as)
+            response::for_decision(&check.id, &check.target, &decision, check.answering)
         }
         ratelimit::service::Verdict::Failed(detail) => {
             log::warn!(
@@ -216,7 +497,7 @@ pub fn complete_global_check(
                 None
             } else {
                 let decision = Decision::Failed { detail };
-                response::for_decision(&check.id, &check.tool, &decision, policy.deny_as)
+                response::for_decision(&check.id, &check.target, &decision, check.answering)
             }
         }
     };
@@ -292,38 +573,84 @@ pub fn unauthorized<C: Clock + ?Sized>(
     Inspection::refusal(policy, response::unauthorized(error), audit)
 }
 
-/// Methods whose `Mcp-Name` mirrors `params.name`, and those where it mirrors `params.uri`.
-const NAMED_BY_NAME: [&str; 2] = [mcp::TOOLS_CALL, "prompts/get"];
-const NAMED_BY_URI: [&str; 3] = [
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-];
-
-/// `Mcp-Method` must equal the body's `method`, and `Mcp-Name` the name or
-/// URI the method addresses, whenever the headers are sent. Err: the id to
-/// answer with and what disagrees.
+/// `Mcp-Method` must equal the body's `method`, and `Mcp-Name` the name, URI
+/// or task id the method addresses, whenever the headers are sent; at MCP
+/// 2026-07-28 (by `MCP-Protocol-Version`, or the body's `_meta` when the
+/// header is missing) they are required, and the header and `_meta` versions
+/// must agree. Ok: the revision the request speaks. Err: the id to answer
+/// with and what is wrong (answered 400, `-32020`, as the specification asks).
 fn check_mirrored_headers(
     message: &Message<'_>,
     headers: McpHeaders<'_>,
-) -> Result<(), (serde_json::Value, String)> {
-    let (method, id, named): (Option<&str>, serde_json::Value, Option<String>) = match message {
+    body: &[u8],
+) -> Result<Revision, (Value, String)> {
+    let (method, id, named): (Option<&str>, Value, Option<String>) = match message {
         Message::ToolCall(call) => (
             Some(mcp::TOOLS_CALL),
             call.id.clone(),
             Some(call.name.to_string()),
         ),
-        Message::Other { method, id, named } => {
+        Message::Other {
+            method, id, named, ..
+        } => {
             let method = method.as_deref();
             let named = match method {
-                Some(m) if NAMED_BY_NAME.contains(&m) => named.name.as_deref(),
-                Some(m) if NAMED_BY_URI.contains(&m) => named.uri.as_deref(),
+                Some(m) if methods::NAMED_BY_NAME.contains(&m) => {
+                    named.name.as_deref().map(str::to_string)
+                }
+                Some(m) if methods::NAMED_BY_URI.contains(&m) => {
+                    named.uri.as_deref().map(str::to_string)
+                }
+                Some(m) if methods::NAMED_BY_TASK_ID.contains(&m) => {
+                    Params::read(body).ok().and_then(|params| params.task_id)
+                }
                 _ => None,
-            }
-            .map(str::to_string);
-            (method, id.clone().unwrap_or(serde_json::Value::Null), named)
+            };
+            (method, id.clone().unwrap_or(Value::Null), named)
         }
     };
+    // The version in `_meta`, read only when the body may carry one.
+    const META_KEY: &[u8] = b"io.modelcontextprotocol/protocolVersion";
+    let meta_version = if body
+        .windows(META_KEY.len())
+        .any(|window| window == META_KEY)
+    {
+        Params::read(body)
+            .ok()
+            .and_then(|params| params.protocol_version)
+    } else {
+        None
+    };
+    let revision = match (headers.protocol_version, meta_version.as_deref()) {
+        (Some(header), Some(meta)) if header != meta => {
+            return Err((
+                id,
+                format!("MCP-Protocol-Version header {header:?} does not match the body's _meta protocolVersion {meta:?}"),
+            ))
+        }
+        (None, Some(meta)) if is_current(meta) => {
+            return Err((
+                id,
+                format!("protocol version {meta} requires the MCP-Protocol-Version header"),
+            ))
+        }
+        (Some(version), _) if is_current(version) => Revision::Current,
+        _ => Revision::Legacy,
+    };
+    if revision == Revision::Current && method.is_some() {
+        if headers.method.is_none() {
+            return Err((id, "missing required Mcp-Method header".to_string()));
+        }
+        if named.is_some() && headers.name.is_none() {
+            return Err((
+                id,
+                format!(
+                    "missing required Mcp-Name header for {}",
+                    method.unwrap_or_default()
+                ),
+            ));
+        }
+    }
     if let Some(header) = headers.method {
         if Some(header) != method {
             return Err((
@@ -333,14 +660,66 @@ fn check_mirrored_headers(
         }
     }
     if let Some(header) = headers.name {
-        if Some(header) != named.as_deref() {
+        let decoded = decode_header_value(header);
+        if decoded.as_deref() != named.as_deref() {
             return Err((
                 id,
                 format!("Mcp-Name {header:?} does not match the body's {named:?}"),
             ));
         }
     }
-    Ok(())
+    Ok(revision)
+}
+
+/// A header value as MCP 2026-07-28 sends values that are not plain visible
+/// ASCII: `=?base64?<standard Base64 of UTF-8>?=`. `None` when the encoding
+/// is broken (which then matches nothing).
+pub fn decode_header_value(value: &str) -> Option<String> {
+    let Some(encoded) = value
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    else {
+        return Some(value.to_string());
+    };
+    String::from_utf8(base64_decode(encoded)?).ok()
+}
+
+/// Standard Base64 with padding, strictly (what rmcp sends and accepts).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |byte: u8| -> Option<u32> {
+        Some(match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (index, chunk) in bytes.chunks(4).enumerate() {
+        let last = index + 1 == bytes.len() / 4;
+        let padding = chunk.iter().rev().take_while(|byte| **byte == b'=').count();
+        if padding > 2 || (padding > 0 && !last) {
+            return None;
+        }
+        let mut word = 0u32;
+        for (position, byte) in chunk.iter().enumerate() {
+            let digit = if position >= 4 - padding {
+                0
+            } else {
+                value(*byte)?
+            };
+            word = (word << 6) | digit;
+        }
+        let decoded = [(word >> 16) as u8, (word >> 8) as u8, word as u8];
+        out.extend_from_slice(&decoded[..3 - padding]);
+    }
+    Some(out)
 }
 
 /// Rule reported when the identity refuses a request.

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod response;
 pub mod target;
+pub mod uri;
 
 #[cfg(test)]
 pub mod testing;

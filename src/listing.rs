@@ -43,19 +43,27 @@ fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
     };
     let mut found = false;
     for kind in Kind::ALL {
-        let (member, key) = kind.listing_members();
-        let Some(entries) = result.get_mut(member) else {
-            continue;
-        };
-        found = true;
-        match entries.as_array_mut() {
-            Some(entries) => entries.retain(|entry| {
-                entry
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .is_some_and(|name| shows(kind, name))
-            }),
-            None => *entries = Value::Array(Vec::new()),
+        for (member, key) in kind.listing_members() {
+            let Some(entries) = result.get_mut(*member) else {
+                continue;
+            };
+            found = true;
+            match entries.as_array_mut() {
+                Some(entries) => entries.retain(|entry| {
+                    entry
+                        .get(*key)
+                        .and_then(Value::as_str)
+                        .is_some_and(|name| shows(kind, name))
+                }),
+                None => *entries = Value::Array(Vec::new()),
+            }
+        }
+    }
+    if found {
+        // A listing filtered for one caller must not be served to another
+        // from a shared cache (MCP 2026-07-28 results carry `cacheScope`).
+        if let Some(scope) = result.get_mut("cacheScope") {
+            *scope = Value::String("private".to_string());
         }
     }
     found

@@ -12,25 +12,116 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// The method the policy gates.
-pub const TOOLS_CALL: &str = "tools/call";
-/// The method whose results hide tools the caller must not see.
-pub const TOOLS_LIST: &str = "tools/list";
+pub mod methods;
+
+pub use methods::{TOOLS_CALL, TOOLS_LIST};
 
 /// A message read from a request body.
 #[derive(Debug)]
 pub enum Message<'a> {
     /// A `tools/call` request: decided by the policy.
     ToolCall(ToolCall<'a>),
-    /// Any other request, notification or response: forwarded unchanged.
+    /// Any other request, notification or response.
     Other {
         method: Option<Cow<'a, str>>,
         id: Option<Value>,
         /// `params.name` and `params.uri` when they are strings: what the
         /// `Mcp-Name` header must mirror.
         named: Named<'a>,
+        /// The whole (validated) body, for the members only some methods need
+        /// ([`Params::read`]).
+        body: &'a [u8],
     },
 }
+
+/// The `params` members the gate reads for methods other than `tools/call`,
+/// read on demand from a body the single pass has already validated (no
+/// duplicate or case-variant members), so serde reads it as the server would.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Params {
+    pub name: Option<String>,
+    pub uri: Option<String>,
+    /// `params.arguments` (prompts: a map of strings).
+    pub arguments: Option<Value>,
+    /// `completion/complete`'s `ref`: its `type` and the name or URI it names.
+    pub reference: Option<(String, Option<String>)>,
+    pub task_id: Option<String>,
+    /// `params.requestState` of a multi-round-trip retry (2026-07-28).
+    pub request_state: Option<String>,
+    /// `params.task` was given: the call asks to run as a task (2025-11-25).
+    pub wants_task: bool,
+    /// `params.notifications.resourceSubscriptions` (2026-07-28 `subscriptions/listen`):
+    /// each entry's URI (a string, or an object's `uri`); `None` for an entry
+    /// that names none.
+    pub resource_subscriptions: Vec<Option<String>>,
+    /// `params.notifications.taskIds`.
+    pub task_ids: Vec<Option<String>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
+    pub protocol_version: Option<String>,
+    /// `params._meta["io.modelcontextprotocol/clientCapabilities"]`.
+    pub client_capabilities: Option<Value>,
+}
+
+impl Params {
+    /// Reads `params` of a validated body.
+    pub fn read(body: &[u8]) -> Result<Params, String> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            #[serde(default)]
+            params: Option<Value>,
+        }
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|err| err.to_string())?;
+        let Some(Value::Object(params)) = envelope.params else {
+            return Ok(Params::default());
+        };
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+        let names = |value: Option<&Value>, key: &str| -> Vec<Option<String>> {
+            value
+                .and_then(Value::as_array)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|entry| match entry {
+                            Value::String(text) => Some(text.clone()),
+                            Value::Object(object) => text(object.get(key)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let reference = params
+            .get("ref")
+            .and_then(Value::as_object)
+            .map(|reference| {
+                let kind = text(reference.get("type")).unwrap_or_default();
+                let named = text(reference.get("name")).or_else(|| text(reference.get("uri")));
+                (kind, named)
+            });
+        let notifications = params.get("notifications");
+        let meta = params.get("_meta");
+        Ok(Params {
+            name: text(params.get("name")),
+            uri: text(params.get("uri")),
+            arguments: params.get("arguments").cloned(),
+            reference,
+            task_id: text(params.get("taskId")),
+            request_state: text(params.get("requestState")),
+            wants_task: params.get("task").is_some_and(|task| !task.is_null()),
+            resource_subscriptions: names(
+                notifications.and_then(|n| n.get("resourceSubscriptions")),
+                "uri",
+            ),
+            task_ids: names(notifications.and_then(|n| n.get("taskIds")), "taskId"),
+            protocol_version: text(meta.and_then(|m| m.get(META_PROTOCOL_VERSION))),
+            client_capabilities: meta.and_then(|m| m.get(META_CLIENT_CAPABILITIES)).cloned(),
+        })
+    }
+}
+
+/// `_meta` keys of MCP 2026-07-28 requests.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// The string members of `params` that name what a method addresses.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -147,7 +238,12 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
             },
             _ => Named::default(),
         };
-        return Ok(Message::Other { method, id, named });
+        return Ok(Message::Other {
+            method,
+            id,
+            named,
+            body,
+        });
     }
 
     let id = match id {
@@ -280,7 +376,16 @@ pub fn check_tool_name(name: &str) -> Result<(), String> {
 /// `"argumentſ"`, which Unicode folds to `arguments`) would be ignored here
 /// but matched by case-insensitive decoders upstream (Go's encoding/json).
 const ENVELOPE_MEMBERS: [&str; 4] = ["jsonrpc", "id", "method", "params"];
-const PARAMS_MEMBERS: [&str; 2] = ["name", "arguments"];
+const PARAMS_MEMBERS: [&str; 8] = [
+    "name",
+    "arguments",
+    "uri",
+    "ref",
+    "taskId",
+    "requestState",
+    "notifications",
+    "task",
+];
 
 fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> {
     if key.is_ascii() {

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::decision::Decision;
 use crate::mcp::Invalid;
 use crate::policy::{DenyAs, IdentityError};
+use crate::target::{Kind, Target};
 
 /// JSON-RPC error codes the gate answers with.
 pub mod code {
@@ -26,6 +27,8 @@ pub mod code {
     pub const UNAUTHORIZED: i32 = -31003;
     /// `Mcp-Method` / `Mcp-Name` headers disagree with the body (MCP 2026-07-28).
     pub const HEADER_MISMATCH: i32 = -32020;
+    /// A resource the server does not have (MCP 2025-11-25; -32602 from 2026-07-28).
+    pub const RESOURCE_NOT_FOUND: i32 = -32002;
 }
 
 /// HTTP statuses of the gate's answers.
@@ -40,6 +43,8 @@ pub mod status {
     pub const UNAUTHORIZED: u16 = 401;
     /// A request body in a content encoding the gate does not read.
     pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
+    /// A notification of a method the policy denies.
+    pub const FORBIDDEN: u16 = 403;
 }
 
 /// Text that starts a denial answered as a tool result (`deny_as: tool_result`).
@@ -89,86 +94,159 @@ fn tool_result_reply(id: &Value, text: String) -> Reply {
     }
 }
 
-/// The answer to a `tools/call` the policy refused, or `None` if it is allowed.
+/// How refusals are worded for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Answering {
+    pub deny_as: DenyAs,
+    /// The request speaks MCP 2026-07-28 or later.
+    pub current: bool,
+}
+
+/// The member of `data` that names the target (`tool`, `prompt`, `resource`).
+fn data_key(target: &Target<'_>) -> &'static str {
+    target.kind.as_str()
+}
+
+/// The answer to a use of a tool, prompt or resource the policy refused, or
+/// `None` if it is allowed.
 ///
-/// `deny_as` applies to denials and rate limits. A hidden tool is always
-/// answered as the server answers an unknown tool (a JSON-RPC error), and a
-/// gate failure always as a JSON-RPC error: neither is the model's to reason about.
+/// `deny_as: tool_result` applies to tools' denials and rate limits. A
+/// hidden target is answered as one the policy does not list, and a gate
+/// failure always as a JSON-RPC error: neither is the model's to reason about.
 pub fn for_decision(
     id: &Value,
-    tool: &str,
+    target: &Target<'_>,
     decision: &Decision<'_>,
-    deny_as: DenyAs,
+    answering: Answering,
 ) -> Option<Reply> {
+    let name = target.name.as_ref();
+    let title = target.kind.title();
+    let key = data_key(target);
+    let as_tool_result = answering.deny_as == DenyAs::ToolResult && target.kind == Kind::Tool;
     match decision {
         Decision::Allow { .. } => None,
         Decision::Deny { rule, reason } => {
-            let message = format!("Tool '{tool}' denied by policy: {reason}");
-            Some(match deny_as {
-                DenyAs::Error => error_reply(
+            let message = format!("{title} '{name}' denied by policy: {reason}");
+            Some(if as_tool_result {
+                tool_result_reply(id, format!("{DENIED_PREFIX} {message}"))
+            } else {
+                error_reply(
                     status::DECIDED,
                     id,
                     code::POLICY_DENIED,
                     &message,
-                    Some(json!({ "tool": tool, "reason": reason, "rule": rule })),
-                ),
-                DenyAs::ToolResult => tool_result_reply(id, format!("{DENIED_PREFIX} {message}")),
+                    Some(json!({ key: name, "reason": reason, "rule": rule })),
+                )
             })
         }
         Decision::Hidden {
             unlisted: Some(rule),
             ..
         } => {
-            // Exactly the answer a tool the policy does not list gets.
+            // Exactly the answer something the policy does not list gets.
             let unlisted = Decision::Deny {
                 rule,
-                reason: std::borrow::Cow::Borrowed(crate::decision::DEFAULT_DENY_REASON),
+                reason: std::borrow::Cow::Borrowed(crate::decision::default_deny_reason(
+                    target.kind,
+                )),
             };
-            for_decision(id, tool, &unlisted, deny_as)
+            for_decision(id, target, &unlisted, answering)
         }
-        Decision::Hidden { unlisted: None, .. } => Some(error_reply(
-            status::DECIDED,
-            id,
-            code::INVALID_PARAMS,
-            &format!("Unknown tool: {tool}"),
-            None,
-        )),
+        Decision::Hidden { unlisted: None, .. } => Some(unknown(id, target, answering)),
         Decision::RateLimited {
             limit,
             retry_after_seconds,
         } => {
             let message = format!(
-                "Rate limit exceeded for tool '{tool}': counter '{}' allows {} per {}s; retry after {retry_after_seconds}s",
-                limit.counter, limit.max, limit.window_seconds
+                "Rate limit exceeded for {} '{name}': counter '{}' allows {} per {}s; retry after {retry_after_seconds}s",
+                target.kind.as_str(),
+                limit.counter,
+                limit.max,
+                limit.window_seconds
             );
-            Some(match deny_as {
-                DenyAs::Error => error_reply(
+            Some(if as_tool_result {
+                tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
+            } else {
+                error_reply(
                     status::DECIDED,
                     id,
                     code::RATE_LIMITED,
                     &message,
                     Some(json!({
-                        "tool": tool,
+                        key: name,
                         "rule": limit.pointer,
                         "counter": limit.counter,
                         "max": limit.max,
                         "window_seconds": limit.window_seconds,
                         "retry_after_seconds": retry_after_seconds,
                     })),
-                ),
-                DenyAs::ToolResult => {
-                    tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
-                }
+                )
             })
         }
         Decision::Failed { .. } => Some(error_reply(
             status::DECIDED,
             id,
             code::INTERNAL_ERROR,
-            "Policy gate could not decide; the call was not forwarded",
-            Some(json!({ "tool": tool })),
+            "Policy gate could not decide; the request was not forwarded",
+            Some(json!({ key: name })),
         )),
     }
+}
+
+/// What a server answers for something it does not have, as the MCP
+/// specification shows it: an unknown tool or prompt is `-32602`; a resource
+/// is `-32002` "Resource not found" at 2025-11-25 and `-32602` from
+/// 2026-07-28 on (which forbids -32002).
+fn unknown(id: &Value, target: &Target<'_>, answering: Answering) -> Reply {
+    let name = target.name.as_ref();
+    match target.kind {
+        Kind::Resource if !answering.current => error_reply(
+            status::DECIDED,
+            id,
+            code::RESOURCE_NOT_FOUND,
+            "Resource not found",
+            Some(json!({ "uri": name })),
+        ),
+        Kind::Resource => error_reply(
+            status::DECIDED,
+            id,
+            code::INVALID_PARAMS,
+            "Resource not found",
+            Some(json!({ "uri": name })),
+        ),
+        Kind::Task => error_reply(
+            status::DECIDED,
+            id,
+            code::INVALID_PARAMS,
+            "Failed to retrieve task: Task not found",
+            None,
+        ),
+        Kind::Tool | Kind::Prompt => error_reply(
+            status::DECIDED,
+            id,
+            code::INVALID_PARAMS,
+            &format!("Unknown {}: {name}", target.kind.as_str()),
+            None,
+        ),
+    }
+}
+
+/// The answer to a request whose method the policy denies as a whole
+/// (`methods`). A notification (no id) cannot be answered with a JSON-RPC
+/// response: it is refused with HTTP 403 and an error without id.
+pub fn method_denied(id: Option<&Value>, method: &str, rule: &str) -> Reply {
+    let status = if id.is_some() {
+        status::DECIDED
+    } else {
+        status::FORBIDDEN
+    };
+    error_reply(
+        status,
+        id.unwrap_or(&Value::Null),
+        code::POLICY_DENIED,
+        &format!("Method '{method}' denied by policy"),
+        Some(json!({ "method": method, "reason": "method denied by policy", "rule": rule })),
+    )
 }
 
 /// The answer to a request without an acceptable identity. Sent before the

@@ -12,22 +12,56 @@ use serde::Serialize;
 pub enum Kind {
     /// A tool, named by `params.name` of `tools/call`.
     Tool,
+    /// A prompt, named by `params.name` of `prompts/get`.
+    Prompt,
+    /// A resource, named by its (normalised) URI: `params.uri` of `resources/read`.
+    Resource,
+    /// A task, named by its id (`params.taskId`).
+    Task,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::Tool];
+    pub const ALL: [Kind; 4] = [Kind::Tool, Kind::Prompt, Kind::Resource, Kind::Task];
+    /// The kinds the policy has rules for, by name or URI.
+    pub const RULED: [Kind; 3] = [Kind::Tool, Kind::Prompt, Kind::Resource];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+            Kind::Task => "task",
         }
     }
 
-    /// The member of a listing's `result` that holds this kind's entries,
-    /// and the member of an entry that names it.
-    pub fn listing_members(self) -> (&'static str, &'static str) {
+    /// With a capital, for messages (`Tool 'x' denied by policy`).
+    pub fn title(self) -> &'static str {
         match self {
-            Kind::Tool => ("tools", "name"),
+            Kind::Tool => "Tool",
+            Kind::Prompt => "Prompt",
+            Kind::Resource => "Resource",
+            Kind::Task => "Task",
+        }
+    }
+
+    /// Where a listing answer holds this kind's entries: the member of
+    /// `result` and the member of an entry that names it.
+    pub fn listing_members(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Kind::Tool => &[("tools", "name")],
+            Kind::Prompt => &[("prompts", "name")],
+            Kind::Resource => &[("resources", "uri"), ("resourceTemplates", "uriTemplate")],
+            Kind::Task => &[("tasks", "taskId")],
+        }
+    }
+
+    /// The `hide` prefix naming this kind (`prompt:summarize`).
+    pub fn from_prefix(prefix: &str) -> Option<Kind> {
+        match prefix {
+            "tool" => Some(Kind::Tool),
+            "prompt" => Some(Kind::Prompt),
+            "resource" => Some(Kind::Resource),
+            _ => None,
         }
     }
 }
@@ -43,6 +77,13 @@ impl<'a> Target<'a> {
     pub fn tool(name: impl Into<Cow<'a, str>>) -> Self {
         Target {
             kind: Kind::Tool,
+            name: name.into(),
+        }
+    }
+
+    pub fn new(kind: Kind, name: impl Into<Cow<'a, str>>) -> Self {
+        Target {
+            kind,
             name: name.into(),
         }
     }

@@ -285,6 +285,8 @@ pub struct Exchange {
     response_buffered: usize,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    /// `MCP-Protocol-Version`.
+    protocol_version: Option<String>,
     /// The request headers went upstream: Envoy refuses changes to them now.
     request_headers_sent: bool,
     /// The request (headers and body) was let go towards the server.
@@ -313,6 +315,7 @@ impl Exchange {
             response_buffered: 0,
             mcp_method: None,
             mcp_name: None,
+            protocol_version: None,
             request_headers_sent: false,
             forwarded: false,
             replied: false,
@@ -440,6 +443,7 @@ impl Exchange {
         self.inspecting = true;
         self.mcp_method = headers.get("mcp-method").map(str::to_string);
         self.mcp_name = headers.get("mcp-name").map(str::to_string);
+        self.protocol_version = headers.get("mcp-protocol-version").map(str::to_string);
         // A body the gate cannot read must not reach a server that can.
         if let Some(encoding) = headers.get("content-encoding") {
             if !encoding.trim().eq_ignore_ascii_case("identity") {
@@ -564,6 +568,7 @@ impl Exchange {
         let headers = McpHeaders {
             method: self.mcp_method.as_deref(),
             name: self.mcp_name.as_deref(),
+            protocol_version: self.protocol_version.as_deref(),
         };
         let mut inspection = gate::inspect_request(
             policy,
@@ -790,9 +795,7 @@ impl Exchange {
             return Action::Continue;
         }
         let view = self.plugin.policy.view(&self.grant);
-        let shows = |kind: Kind, name: &str| match kind {
-            Kind::Tool => view.lists(name),
-        };
+        let shows = |kind: Kind, name: &str| view.shows(kind, name);
         match &mut self.listing {
             Listing::Off | Listing::Expected { .. } | Listing::Json { .. } => {}
             Listing::Stream(filter) => {
@@ -838,9 +841,7 @@ impl Exchange {
         };
         let body = host.response_body(size);
         let view = self.plugin.policy.view(&self.grant);
-        let shows = |kind: Kind, name: &str| match kind {
-            Kind::Tool => view.lists(name),
-        };
+        let shows = |kind: Kind, name: &str| view.shows(kind, name);
         match listing::filter_json_body(&body, &shows) {
             Filtered::Unchanged => {}
             Filtered::Rewritten(body) => effects.push(Effect::ReplaceResponseBody { size, body }),
@@ -927,6 +928,7 @@ fn headers_read(identity: &Identity) -> impl Iterator<Item = &str> {
         SESSION_HEADER,
         "mcp-method",
         "mcp-name",
+        "mcp-protocol-version",
         "content-encoding",
         "content-length",
     ]

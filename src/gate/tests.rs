@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::decision::Outcome;
+use crate::target::Kind;
 use crate::testing::{EnvoySharedData, FixedClock};
 
 #[cfg(target_arch = "wasm32")]
@@ -173,7 +174,11 @@ fn mirrored_headers_must_match_the_body() {
     let policy = Policy::from_json(br#"{"version":"1","default":"allow"}"#).unwrap();
     let body = tools_call(7, "asyncExecuteCode");
     let inspect = |method: Option<&str>, name: Option<&str>, body: &[u8]| {
-        let headers = McpHeaders { method, name };
+        let headers = McpHeaders {
+            method,
+            name,
+            protocol_version: None,
+        };
         inspect_request(&policy, &store, &clock, ALICE, headers, body).reply
     };
     assert_eq!(
@@ -269,4 +274,336 @@ fn a_name_differing_only_in_case_never_escapes_its_rule() {
         json!({"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: SecretTool"}})
     );
     assert_eq!(reply("unrelated"), None);
+}
+
+// ---- The whole MCP surface ----
+
+/// A filesystem-style server: only /srv/public may be read, one prompt is
+/// hidden and one is limited, some methods are denied.
+const FILES: &str = r#"{
+  "version": "1", "default": "deny",
+  "hide": ["prompt:secret_prompt", "resource:file:///srv/private/*"],
+  "prompts": {
+    "summarize": { "require": { "args.text": { "max_length": 20 } } },
+    "review_*": {}
+  },
+  "resources": {
+    "file:///srv/public/*": {},
+    "file:///srv/public/docs/*": { "limits": [{ "counter": "docs", "window": "minute", "max": 1, "scope": "grant" }] }
+  },
+  "methods": { "logging/setLevel": "deny", "other": "deny" }
+}"#;
+
+fn request(id: u64, method: &str, params: serde_json::Value) -> Vec<u8> {
+    json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})
+        .to_string()
+        .into_bytes()
+}
+
+fn inspect(policy: &Policy, store: &EnvoySharedData, body: &[u8]) -> Inspection {
+    inspect_body(
+        policy,
+        store,
+        &FixedClock::at_seconds(1_800_000_000),
+        ALICE,
+        body,
+    )
+}
+
+fn reply_of(inspection: &Inspection) -> (u16, serde_json::Value) {
+    let reply = inspection.reply.as_ref().expect("a reply");
+    (reply.status, reply.json().unwrap())
+}
+
+#[test]
+fn resources_are_read_only_where_the_policy_says_whatever_the_spelling() {
+    let policy = Policy::from_json(FILES.as_bytes()).unwrap();
+    let store = EnvoySharedData::default();
+    let read = |uri: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(1, "resources/read", json!({ "uri": uri })),
+        )
+    };
+    let allowed = read("file:///srv/public/readme.md");
+    assert_eq!(allowed.reply, None);
+    let audit = allowed.audit.unwrap();
+    assert_eq!(
+        (audit.kind, audit.target.as_deref()),
+        (Some(Kind::Resource), Some("file:///srv/public/readme.md"))
+    );
+    assert_eq!(audit.method.as_deref(), Some("resources/read"));
+    for outside in [
+        "file:///srv/.env",
+        "file:///srv/public/../.env",
+        "file:///srv/public/%2e%2e/.env",
+        "FILE:///srv/public/./../.env",
+        "file:///srv//public/..//.env",
+    ] {
+        let (status, json) = reply_of(&read(outside));
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (200, json!(-31001)),
+            "{outside}"
+        );
+        assert_eq!(
+            json["error"]["data"]["resource"], "file:///srv/.env",
+            "{outside}"
+        );
+        assert_eq!(json["error"]["data"]["rule"], "/default", "{outside}");
+    }
+    for ambiguous in [
+        "file:///srv/public/..%2f.env",
+        "file:///srv/public/..\\.env",
+        "file:///srv/public/%00",
+        "file:///../etc/passwd",
+        "file:///srv/public/%252e%252e/.env",
+    ] {
+        let (status, json) = reply_of(&read(ambiguous));
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (400, json!(-32602)),
+            "{ambiguous}"
+        );
+    }
+    // The most specific pattern decides: docs/ has a limit, the rest not.
+    assert_eq!(read("file:///srv/public/docs/a.md").reply, None);
+    let (_, json) = reply_of(&read("file:///srv/public/docs/b.md"));
+    assert_eq!(json["error"]["code"], -31002);
+    assert_eq!(read("file:///srv/public/other.md").reply, None);
+    // A hidden resource is answered as an unlisted one.
+    let (_, hidden) = reply_of(&read("file:///srv/private/key"));
+    assert_eq!(hidden["error"]["code"], -31001);
+    assert_eq!(hidden["error"]["data"]["rule"], "/default");
+}
+
+#[test]
+fn prompts_are_decided_with_their_arguments() {
+    let policy = Policy::from_json(FILES.as_bytes()).unwrap();
+    let store = EnvoySharedData::default();
+    let get = |name: &str, text: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(
+                2,
+                "prompts/get",
+                json!({ "name": name, "arguments": { "text": text } }),
+            ),
+        )
+    };
+    assert_eq!(get("summarize", "short").reply, None);
+    let (_, json) = reply_of(&get("summarize", "far too long for this prompt's rule"));
+    assert_eq!(
+        json["error"]["data"]["rule"],
+        "/prompts/summarize/require/args.text/max_length"
+    );
+    assert_eq!(get("review_code", "x").reply, None);
+    let (_, hidden) = reply_of(&get("secret_prompt", "x"));
+    let (_, unlisted) = reply_of(&get("unlisted_prompt", "x"));
+    assert_eq!(hidden["error"]["code"], unlisted["error"]["code"]);
+    assert_eq!(
+        hidden["error"]["data"]["rule"],
+        unlisted["error"]["data"]["rule"]
+    );
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("secret_prompt", "N"),
+        unlisted["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("unlisted_prompt", "N")
+    );
+    // A name differing only in case from a named prompt does not escape it.
+    let (_, json) = reply_of(&get("SUMMARIZE", "short"));
+    assert_eq!(json["error"]["data"]["rule"], "/prompts/summarize");
+}
+
+#[test]
+fn completions_subscriptions_and_listens_follow_what_they_name() {
+    let policy = Policy::from_json(FILES.as_bytes()).unwrap();
+    let store = EnvoySharedData::default();
+    let complete = |reference: serde_json::Value| {
+        inspect(
+            &policy,
+            &store,
+            &request(
+                3,
+                "completion/complete",
+                json!({ "ref": reference, "argument": { "name": "text", "value": "a" } }),
+            ),
+        )
+    };
+    assert_eq!(
+        complete(json!({"type": "ref/prompt", "name": "summarize"})).reply,
+        None
+    );
+    let (_, json) = reply_of(&complete(
+        json!({"type": "ref/prompt", "name": "secret_prompt"}),
+    ));
+    assert_eq!(json["error"]["code"], -31001);
+    let (_, json) = reply_of(&complete(
+        json!({"type": "ref/resource", "uri": "file:///srv/private/{path}"}),
+    ));
+    assert_eq!(json["error"]["code"], -31001);
+    assert_eq!(
+        complete(json!({"type": "ref/resource", "uri": "file:///srv/public/{path}"})).reply,
+        None
+    );
+    let (status, json) = reply_of(&complete(json!({"type": "ref/unknown"})));
+    assert_eq!(
+        (status, json["error"]["code"].clone()),
+        (400, json!(-32602))
+    );
+
+    let subscribe = |uri: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(4, "resources/subscribe", json!({ "uri": uri })),
+        )
+    };
+    assert_eq!(subscribe("file:///srv/public/readme.md").reply, None);
+    assert_eq!(
+        reply_of(&subscribe("file:///srv/public/../.env")).1["error"]["code"],
+        -31001
+    );
+
+    let listen = |uris: serde_json::Value| {
+        inspect(
+            &policy,
+            &store,
+            &request(
+                5,
+                "subscriptions/listen",
+                json!({ "notifications": { "resourceSubscriptions": uris } }),
+            ),
+        )
+    };
+    assert_eq!(
+        listen(json!(["file:///srv/public/a", "file:///srv/public/b"])).reply,
+        None
+    );
+    let (_, json) = reply_of(&listen(
+        json!(["file:///srv/public/a", {"uri": "file:///srv/.env"}]),
+    ));
+    assert_eq!(json["error"]["data"]["resource"], "file:///srv/.env");
+    // Nothing is counted for completions, subscriptions or listens.
+    assert!(store.keys().is_empty());
+}
+
+#[test]
+fn methods_are_allowed_or_denied_as_a_whole() {
+    let policy = Policy::from_json(FILES.as_bytes()).unwrap();
+    let store = EnvoySharedData::default();
+    let (status, json) = reply_of(&inspect(
+        &policy,
+        &store,
+        &request(6, "logging/setLevel", json!({"level": "debug"})),
+    ));
+    assert_eq!(
+        (status, json["error"]["code"].clone()),
+        (200, json!(-31001))
+    );
+    assert_eq!(json["error"]["data"]["rule"], "/methods/logging~1setLevel");
+    // Methods the gate does not know follow `other`.
+    let (_, json) = reply_of(&inspect(
+        &policy,
+        &store,
+        &request(7, "skills/list", json!({})),
+    ));
+    assert_eq!(json["error"]["data"]["rule"], "/methods/other");
+    // A notification cannot be answered with a response: HTTP 403.
+    let notification = br#"{"jsonrpc":"2.0","method":"notifications/made_up"}"#;
+    let (status, json) = reply_of(&inspect(&policy, &store, notification));
+    assert_eq!((status, json["id"].clone()), (403, json!(null)));
+    // Known methods pass unless named.
+    for body in [
+        &request(8, "ping", json!({}))[..],
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &request(9, "initialize", json!({"protocolVersion": "2025-11-25"}))[..],
+    ] {
+        assert_eq!(inspect(&policy, &store, body).reply, None);
+    }
+    // Without `methods`, everything the rules allow passes.
+    let open = Policy::from_json(br#"{"version":"1","default":"allow"}"#).unwrap();
+    assert_eq!(
+        inspect(&open, &store, &request(10, "skills/list", json!({}))).reply,
+        None
+    );
+}
+
+#[test]
+fn requests_at_2026_07_28_must_carry_their_mirror_headers() {
+    let policy =
+        Policy::from_json(br#"{"version":"1","default":"allow","hide":["resource:file:///x"]}"#)
+            .unwrap();
+    let store = EnvoySharedData::default();
+    let clock = FixedClock::at_seconds(1_800_000_000);
+    let run = |headers: McpHeaders<'_>, body: &[u8]| {
+        inspect_request(&policy, &store, &clock, ALICE, headers, body)
+    };
+    let current = |method, name| McpHeaders {
+        method,
+        name,
+        protocol_version: Some("2026-07-28"),
+    };
+    let get = request(1, "prompts/get", json!({"name": "héllo"}));
+    let (status, json) = reply_of(&run(current(None, Some("=?base64?aMOpbGxv?=")), &get));
+    assert_eq!(
+        (status, json["error"]["code"].clone()),
+        (400, json!(-32020))
+    );
+    let (_, json) = reply_of(&run(current(Some("prompts/get"), None), &get));
+    assert_eq!(json["error"]["code"], -32020);
+    // Values outside visible ASCII travel Base64-encoded, and are compared decoded.
+    let encoded = "=?base64?aMOpbGxv?=";
+    assert_eq!(
+        run(current(Some("prompts/get"), Some(encoded)), &get).reply,
+        None
+    );
+    let (_, json) = reply_of(&run(
+        current(Some("prompts/get"), Some("=?base64?aGVsbG8=?=")),
+        &get,
+    ));
+    assert_eq!(json["error"]["code"], -32020);
+    let ascii = request(1, "tools/call", json!({"name": "hello"}));
+    assert_eq!(
+        run(
+            current(Some("tools/call"), Some("=?base64?aGVsbG8=?=")),
+            &ascii
+        )
+        .reply,
+        None
+    );
+    assert_eq!(
+        reply_of(&run(
+            current(Some("tools/call"), Some("=?base64?!!?=")),
+            &ascii
+        ))
+        .0,
+        400
+    );
+    // Before 2026-07-28 the headers are optional (but must match when sent).
+    let legacy = McpHeaders::default();
+    assert_eq!(run(legacy, &ascii).reply, None);
+    // `_meta` says 2026-07-28 but no header says so: refused.
+    let meta = request(
+        2,
+        "tools/list",
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    );
+    assert_eq!(reply_of(&run(legacy, &meta)).1["error"]["code"], -32020);
+    // A hidden resource at 2026-07-28 under default allow: -32602, not -32002.
+    let read = request(3, "resources/read", json!({"uri": "file:///x"}));
+    let (_, json) = reply_of(&run(
+        current(Some("resources/read"), Some("file:///x")),
+        &read,
+    ));
+    assert_eq!(json["error"]["code"], -32602);
+    let (_, json) = reply_of(&run(legacy, &read));
+    assert_eq!(json["error"]["code"], -32002);
 }

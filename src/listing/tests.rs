@@ -222,3 +222,31 @@ fn a_stream_that_ends_mid_event_is_filtered_too() {
     assert_eq!(filter.push(b"data: {\"partial\"", false, &shows), b"");
     assert_eq!(filter.push(b":1}", true, &shows), b"data: {\"partial\":1}");
 }
+
+#[test]
+fn every_kind_of_listing_is_filtered_and_marked_private() {
+    let shows = |kind: Kind, name: &str| match kind {
+        Kind::Prompt => name != "secret_prompt",
+        Kind::Resource => !name.contains(".env") && !name.contains("private"),
+        _ => true,
+    };
+    let prompts = r#"{"result":{"prompts":[{"name":"summarize"},{"name":"secret_prompt"}],"ttlMs":300000,"cacheScope":"public"}}"#;
+    assert_eq!(
+        match filter_json_body(prompts.as_bytes(), &shows) {
+            Filtered::Rewritten(bytes) => String::from_utf8(bytes).unwrap(),
+            other => panic!("{other:?}"),
+        },
+        r#"{"result":{"cacheScope":"private","prompts":[{"name":"summarize"}],"ttlMs":300000}}"#
+    );
+    let resources =
+        r#"{"result":{"resources":[{"uri":"file:///srv/public/a"},{"uri":"file:///srv/.env"}]}}"#;
+    assert!(matches!(
+        filter_json_body(resources.as_bytes(), &shows),
+        Filtered::Rewritten(bytes) if !String::from_utf8_lossy(&bytes).contains(".env")
+    ));
+    let templates = r#"{"result":{"resourceTemplates":[{"uriTemplate":"file:///srv/public/{path}"},{"uriTemplate":"file:///srv/private/{path}"}]}}"#;
+    assert!(matches!(
+        filter_json_body(templates.as_bytes(), &shows),
+        Filtered::Rewritten(bytes) if !String::from_utf8_lossy(&bytes).contains("private")
+    ));
+}

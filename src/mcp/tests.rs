@@ -332,7 +332,9 @@ fn an_object_with_many_members_is_checked_in_linear_time() {
 
 #[test]
 fn other_messages_keep_what_mcp_name_mirrors() {
-    let Ok(Message::Other { method, id, named }) = parse(
+    let Ok(Message::Other {
+        method, id, named, ..
+    }) = parse(
         br#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:\/\/a","name":5}}"#,
     ) else {
         panic!("expected another message");

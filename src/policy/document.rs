@@ -31,6 +31,21 @@ pub struct PolicyDocument {
     pub identity: Option<Checked<Object<IdentityDocument>>>,
     #[serde(default)]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
+    /// Prompt name (or pattern) → rule.
+    #[serde(default)]
+    pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
+    /// Resource URI (or pattern) → rule; URIs are normalised before matching.
+    #[serde(default)]
+    pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
+    /// What happens to prompts the policy does not name (default: `default`).
+    #[serde(default)]
+    pub default_prompts: Option<Checked<Action>>,
+    /// What happens to resources the policy does not name (default: `default`).
+    #[serde(default)]
+    pub default_resources: Option<Checked<Action>>,
+    /// JSON-RPC method → allow or deny; `other` for methods the gate does not know.
+    #[serde(default)]
+    pub methods: Option<Checked<UniqueMap<Action>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
@@ -87,11 +102,21 @@ pub struct GrantDocument {
     #[serde(default)]
     pub default: Option<Checked<Action>>,
     #[serde(default)]
+    pub default_prompts: Option<Checked<Action>>,
+    #[serde(default)]
+    pub default_resources: Option<Checked<Action>>,
+    #[serde(default)]
     pub hide: Option<Checked<Vec<NonEmptyString>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
+    #[serde(default)]
+    pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
+    #[serde(default)]
+    pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
+    #[serde(default)]
+    pub methods: Option<Checked<UniqueMap<Action>>>,
 }
 
 /// Which tools `tools/list` shows a caller.
@@ -275,6 +300,70 @@ pub struct ToolRuleDocument {
     /// Argument conditions any of which denies the call.
     #[serde(default)]
     pub deny_if: Option<ConditionsDocument>,
+    /// A meta-tool: the inner tool it runs, named by its arguments, is
+    /// decided as if it were called directly.
+    #[serde(default)]
+    pub invokes: Option<Checked<Object<InvokesDocument>>>,
+}
+
+/// Where a meta-tool's arguments name the tool it runs and that tool's arguments.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokesDocument {
+    /// Argument path of the inner tool's name, e.g. `args.name`.
+    pub name: NonEmptyString,
+    /// Argument path of the inner tool's arguments, e.g. `args.arguments`.
+    #[serde(default)]
+    pub arguments: Option<NonEmptyString>,
+}
+
+/// A prompt's rule: as a tool's; `require`/`deny_if` read the prompt's arguments.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("not" = {
+        "required": ["reason", "on_deny"],
+        "properties": { "reason": { "type": "string" }, "on_deny": { "type": "string" } }
+    }))
+)]
+pub struct PromptRuleDocument {
+    #[serde(default)]
+    pub action: Option<Checked<Action>>,
+    #[serde(default)]
+    pub reason: Option<Checked<String>>,
+    #[serde(default)]
+    pub on_deny: Option<Checked<String>>,
+    #[serde(default)]
+    pub limits: Vec<Checked<Object<LimitDocument>>>,
+    #[serde(default)]
+    pub require: Option<ConditionsDocument>,
+    #[serde(default)]
+    pub deny_if: Option<ConditionsDocument>,
+}
+
+/// A resource's rule: allow or deny, a reason, limits.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("not" = {
+        "required": ["reason", "on_deny"],
+        "properties": { "reason": { "type": "string" }, "on_deny": { "type": "string" } }
+    }))
+)]
+pub struct ResourceRuleDocument {
+    #[serde(default)]
+    pub action: Option<Checked<Action>>,
+    #[serde(default)]
+    pub reason: Option<Checked<String>>,
+    #[serde(default)]
+    pub on_deny: Option<Checked<String>>,
+    #[serde(default)]
+    pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

@@ -59,7 +59,10 @@ fn owner<'a>(limit: &Limit, caller: CallerScope<'a>) -> (char, &'a str) {
     match (limit.scope, caller.session) {
         (Scope::Grant, _) => ('g', caller.grant),
         (Scope::Session, Some(session)) => ('s', session),
-        (Scope::Session, None) => ('n', ""),
+        // No session (MCP 2026-07-28 has none): counted under the caller's
+        // grant, apart from its grant-scoped counts. Stricter than one count
+        // per session, never unlimited.
+        (Scope::Session, None) => ('n', caller.grant),
         (Scope::Global, _) => ('*', ""),
     }
 }
@@ -234,7 +237,7 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
 
 /// The slots a caller may use, in probe order (a slot may repeat).
 fn probe_sequence(entry: &Counted<'_>, slots: u64) -> impl Iterator<Item = u64> {
-    let single = entry.scope == '*' || entry.scope == 'n';
+    let single = entry.scope == '*';
     // One caller for the whole counter: one slot.
     let probes = if single { 1 } else { PROBES };
     let owner = entry.owner;

@@ -97,7 +97,7 @@ fn scope_value(limit: &Limit, caller: CallerScope<'_>) -> String {
     match (limit.scope, caller.session) {
         (Scope::Grant, _) => format!("grant:{}", caller.grant),
         (Scope::Session, Some(session)) => format!("session:{session}"),
-        (Scope::Session, None) => "session:-".to_string(),
+        (Scope::Session, None) => format!("nosession:{}", caller.grant),
         (Scope::Global, _) => "global".to_string(),
     }
 }

@@ -131,7 +131,8 @@ fn scopes_count_separately() {
         now,
         SLOTS
     )));
-    // Calls without a session share one "no session" count.
+    // Calls without a session (MCP 2026-07-28 has none) count under their
+    // grant: carol's second call is refused, dave's first is not.
     let no_session = CallerScope {
         grant: "carol",
         session: None,
@@ -146,10 +147,26 @@ fn scopes_count_separately() {
     assert!(!granted(&acquire(
         &store,
         &[&per_session],
+        no_session,
+        now,
+        SLOTS
+    )));
+    assert!(granted(&acquire(
+        &store,
+        &[&per_session],
         CallerScope {
             grant: "dave",
             session: None
         },
+        now,
+        SLOTS
+    )));
+    // Apart from the grant's own grant-scoped count on the same counter.
+    let per_grant = limit("s", 60, 1, Scope::Grant);
+    assert!(granted(&acquire(
+        &store,
+        &[&per_grant],
+        no_session,
         now,
         SLOTS
     )));

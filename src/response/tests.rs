@@ -2,6 +2,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::policy::{Limit, Scope};
+use crate::target::Target;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -20,7 +21,16 @@ fn denial_echoes_the_id_with_its_type() {
         reason: "no".into(),
     };
     for id in [json!(5), json!("five")] {
-        let reply = for_decision(&id, "x", &decision, DenyAs::Error).unwrap();
+        let reply = for_decision(
+            &id,
+            &Target::tool("x"),
+            &decision,
+            Answering {
+                deny_as: DenyAs::Error,
+                current: false,
+            },
+        )
+        .unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(
             reply.json().unwrap(),
@@ -43,10 +53,18 @@ fn rate_limit_says_when_to_retry() {
         limit: &limit,
         retry_after_seconds: 12,
     };
-    let json = for_decision(&json!(1), "a", &decision, DenyAs::Error)
-        .unwrap()
-        .json()
-        .unwrap();
+    let json = for_decision(
+        &json!(1),
+        &Target::tool("a"),
+        &decision,
+        Answering {
+            deny_as: DenyAs::Error,
+            current: false,
+        },
+    )
+    .unwrap()
+    .json()
+    .unwrap();
     assert_eq!(json["error"]["code"], -31002);
     assert_eq!(json["error"]["data"]["retry_after_seconds"], 12);
     assert_eq!(json["error"]["data"]["counter"], "exec");
@@ -59,12 +77,12 @@ fn allowed_calls_get_no_reply() {
     assert_eq!(
         for_decision(
             &json!(1),
-            "a",
+            &Target::tool("a"),
             &Decision::Allow {
                 reservations: vec![],
                 global: vec![]
             },
-            DenyAs::Error
+            Answering::default()
         ),
         None
     );
@@ -121,10 +139,18 @@ fn deny_as_tool_result_answers_with_an_error_result() {
         rule: "/tools/x",
         reason: "no".into(),
     };
-    let json = for_decision(&json!(9), "x", &decision, DenyAs::ToolResult)
-        .unwrap()
-        .json()
-        .unwrap();
+    let json = for_decision(
+        &json!(9),
+        &Target::tool("x"),
+        &decision,
+        Answering {
+            deny_as: DenyAs::ToolResult,
+            current: false,
+        },
+    )
+    .unwrap()
+    .json()
+    .unwrap();
     assert_eq!(
         json,
         json!({"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"[POLICY DENIED] Tool 'x' denied by policy: no"}],"isError":true}})
@@ -141,8 +167,24 @@ fn deny_as_tool_result_answers_with_an_error_result() {
             unlisted: Some("/default"),
         };
         assert_eq!(
-            for_decision(&json!(9), "x", &hidden, deny_as),
-            for_decision(&json!(9), "x", &unlisted, deny_as),
+            for_decision(
+                &json!(9),
+                &Target::tool("x"),
+                &hidden,
+                Answering {
+                    deny_as,
+                    current: false
+                }
+            ),
+            for_decision(
+                &json!(9),
+                &Target::tool("x"),
+                &unlisted,
+                Answering {
+                    deny_as,
+                    current: false
+                }
+            ),
             "{deny_as:?}"
         );
     }
@@ -150,12 +192,15 @@ fn deny_as_tool_result_answers_with_an_error_result() {
     // answer the gate cannot know: an unknown-tool error.
     let hidden = for_decision(
         &json!(9),
-        "x",
+        &Target::tool("x"),
         &Decision::Hidden {
             rule: "/hide",
             unlisted: None,
         },
-        DenyAs::ToolResult,
+        Answering {
+            deny_as: DenyAs::ToolResult,
+            current: false,
+        },
     )
     .unwrap();
     assert_eq!(

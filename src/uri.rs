@@ -1,0 +1,248 @@
+//! Resource URIs and paths, normalised before any rule sees them, so that
+//! two spellings of one resource are one resource to the policy:
+//! `file:///srv/public/../.env`, `file:///srv/public/%2e%2e/.env` and
+//! `FILE:///srv//.env` are all `file:///srv/.env`.
+//!
+//! Normalisation (RFC 3986 §6.2.2): scheme and host lowercased; escapes of
+//! unreserved characters decoded and other escapes written in upper case;
+//! dot segments removed (§5.2.4); for `file:`, runs of `/` collapsed.
+//! Refused rather than normalised, because servers disagree on what they
+//! mean: an encoded `/` or `\`, any `\`, NUL or other control character, a
+//! double-encoded escape (`%252e`), a malformed escape, and a `..` that would
+//! climb above the root.
+
+use std::fmt;
+
+/// Why a URI or path is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriError {
+    /// `%2F` or `%5C` in a path: a separator some servers decode and some do not.
+    EncodedSeparator,
+    /// A raw `\`: a separator on some systems.
+    Backslash,
+    /// NUL or another control character.
+    Control,
+    /// `%25` followed by an escape: decoded twice, it is something else.
+    DoubleEncoded,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// A `..` above the root.
+    AboveRoot,
+}
+
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UriError::EncodedSeparator => "an encoded / or \\ in the path",
+            UriError::Backslash => "a \\ (a path separator on some systems)",
+            UriError::Control => "a NUL or control character",
+            UriError::DoubleEncoded => "a double-encoded escape (%25 followed by an escape)",
+            UriError::BadEscape => "a % not followed by two hex digits",
+            UriError::AboveRoot => "a .. segment that climbs above the root",
+        })
+    }
+}
+
+/// The normal form of a URI (see the module documentation).
+pub fn normalize(uri: &str) -> Result<String, UriError> {
+    check_characters(uri)?;
+    let (scheme, rest) = match split_scheme(uri) {
+        Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
+        None => (None, uri),
+    };
+    let (before_fragment, fragment) = split_at_first(rest, '#');
+    let (hierarchy, query) = split_at_first(before_fragment, '?');
+    let (authority, path) = match hierarchy.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find('/').unwrap_or(after.len());
+            (Some(&after[..end]), &after[end..])
+        }
+        None => (None, hierarchy),
+    };
+    let mut out = String::with_capacity(uri.len());
+    if let Some(scheme) = &scheme {
+        out.push_str(scheme);
+        out.push(':');
+    }
+    if let Some(authority) = authority {
+        out.push_str("//");
+        out.push_str(&normalize_authority(&decode_unreserved(authority, false)?));
+    }
+    let collapse = scheme.as_deref() == Some("file");
+    out.push_str(&normalize_path(path, collapse)?);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(&decode_unreserved(query, false)?);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(&decode_unreserved(fragment, false)?);
+    }
+    Ok(out)
+}
+
+/// The normal form of a path (an argument naming a file): escapes of
+/// unreserved characters decoded, dot segments removed, runs of `/`
+/// collapsed. A value with a URI scheme is normalised as a URI.
+pub fn normalize_path_value(value: &str) -> Result<String, UriError> {
+    if split_scheme(value).is_some() {
+        return normalize(value);
+    }
+    check_characters(value)?;
+    normalize_path(value, true)
+}
+
+/// Whether `value` names `base` or something inside it, once both are
+/// normalised (segment boundaries respected: `/srv/public2` is not under
+/// `/srv/public`). A value that cannot be normalised is under nothing.
+pub fn is_under(value: &str, base: &str) -> bool {
+    let (Ok(value), Ok(base)) = (normalize_path_value(value), normalize_path_value(base)) else {
+        return false;
+    };
+    if base == "/" {
+        return value.starts_with('/');
+    }
+    let base = base.trim_end_matches('/');
+    !base.is_empty()
+        && (value == base
+            || value
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+fn check_characters(text: &str) -> Result<(), UriError> {
+    for c in text.chars() {
+        if c == '\\' {
+            return Err(UriError::Backslash);
+        }
+        if c.is_control() {
+            return Err(UriError::Control);
+        }
+    }
+    Ok(())
+}
+
+/// `scheme:rest` when the text starts with a valid scheme.
+fn split_scheme(text: &str) -> Option<(&str, &str)> {
+    let colon = text.find(':')?;
+    let scheme = &text[..colon];
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| (scheme, &text[colon + 1..]))
+}
+
+fn split_at_first(text: &str, separator: char) -> (&str, Option<&str>) {
+    match text.find(separator) {
+        Some(index) => (&text[..index], Some(&text[index + 1..])),
+        None => (text, None),
+    }
+}
+
+/// Host in lower case; user information and port as they are.
+fn normalize_authority(authority: &str) -> String {
+    let (userinfo, host_port) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..=at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let mut out = String::with_capacity(authority.len());
+    if let Some(userinfo) = userinfo {
+        out.push_str(userinfo);
+    }
+    out.push_str(&host_port.to_ascii_lowercase());
+    out
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes escapes of unreserved characters; writes the others in upper
+/// case. `path`: refuse escapes of separators and NUL.
+fn decode_unreserved(text: &str, path: bool) -> Result<String, UriError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte != b'%' {
+            out.push(byte);
+            index += 1;
+            continue;
+        }
+        let (Some(high), Some(low)) = (
+            bytes.get(index + 1).copied().and_then(hex_value),
+            bytes.get(index + 2).copied().and_then(hex_value),
+        ) else {
+            return Err(UriError::BadEscape);
+        };
+        let decoded = high * 16 + low;
+        match decoded {
+            b'/' | b'\\' if path => return Err(UriError::EncodedSeparator),
+            b'\\' => return Err(UriError::Backslash),
+            0..=0x1f | 0x7f => return Err(UriError::Control),
+            b'%' => {
+                let next_is_escape = bytes.get(index + 3).copied().and_then(hex_value).is_some()
+                    && bytes.get(index + 4).copied().and_then(hex_value).is_some();
+                if next_is_escape {
+                    return Err(UriError::DoubleEncoded);
+                }
+                out.extend_from_slice(b"%25");
+            }
+            byte if is_unreserved(byte) => out.push(byte),
+            byte => out.extend_from_slice(format!("%{byte:02X}").as_bytes()),
+        }
+        index += 3;
+    }
+    // Only ASCII escapes were decoded, so the text stays UTF-8.
+    String::from_utf8(out).map_err(|_| UriError::BadEscape)
+}
+
+/// Removes dot segments (RFC 3986 §5.2.4), refusing a climb above the root;
+/// `collapse`: runs of `/` become one.
+fn normalize_path(path: &str, collapse: bool) -> Result<String, UriError> {
+    let decoded = decode_unreserved(path, true)?;
+    let absolute = decoded.starts_with('/');
+    let trailing = decoded.ends_with('/')
+        || decoded.ends_with("/.")
+        || decoded.ends_with("/..")
+        || decoded == "."
+        || decoded == "..";
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = decoded.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    for (position, segment) in parts.into_iter().enumerate() {
+        match segment {
+            "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(UriError::AboveRoot);
+                }
+            }
+            "" if collapse || position == 0 || position == last => {}
+            segment => segments.push(segment),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    if absolute {
+        out.push('/');
+    }
+    out.push_str(&segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
