@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::audit::AuditRecord;
+use crate::bindings::{self, Table};
 use crate::decision::{self, ArgumentSource, Counting, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::methods::{self, Handling};
@@ -30,6 +31,9 @@ pub struct Inspection {
     pub filter_listing: Option<serde_json::Value>,
     /// Global limits to ask the rate-limit service about before forwarding.
     pub global_check: Option<GlobalCheck>,
+    /// A forwarded use of this target whose answer may hand out a task or a
+    /// `requestState` the gate must bind to the caller.
+    pub observe: Option<Target<'static>>,
 }
 
 impl Inspection {
@@ -141,7 +145,14 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 .iter()
                 .map(|key| key.to_string())
                 .collect();
-            return context.decide(store, &call.id, &target, &call, Counting::Take, keys);
+            // Read only when the body may carry one: most calls do not.
+            let state = if contains(body, b"requestState") {
+                Params::read(body).ok().and_then(|params| params.request_state)
+            } else {
+                None
+            };
+            let counting = context.counting_for(store, &target, state.as_deref());
+            return context.decide(store, &call.id, &target, &call, counting, keys);
         }
         Message::Other {
             method: Some(method),
@@ -212,8 +223,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 _ => Vec::new(),
             };
             let target = Target::new(kind, name);
+            let counting = context.counting_for(store, &target, params.request_state.as_deref());
             let mut inspection =
-                context.decide(store, &id, &target, raw.as_deref(), Counting::Take, keys);
+                context.decide(store, &id, &target, raw.as_deref(), counting, keys);
             if let Some(audit) = &mut inspection.audit {
                 audit.method = Some(method.to_string());
             }
@@ -248,6 +260,11 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         }
         Handling::Listen => {
             let id = id.unwrap_or(Value::Null);
+            for task in &params.task_ids {
+                if !context.owns_task(store, task.as_deref()) {
+                    return context.not_the_callers_task(&method, &id, task.as_deref());
+                }
+            }
             let mut targets = Vec::new();
             for uri in params.resource_subscriptions {
                 let Some(uri) = uri else {
@@ -260,7 +277,20 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             }
             context.check_all(store, &method, &id, &targets)
         }
-        Handling::Task | Handling::TaskList => Inspection::pass(),
+        Handling::Task => {
+            let id = id.unwrap_or(Value::Null);
+            if context.owns_task(store, params.task_id.as_deref()) {
+                Inspection::pass()
+            } else {
+                context.not_the_callers_task(&method, &id, params.task_id.as_deref())
+            }
+        }
+        // Always rewritten: a listing of tasks keeps only the caller's.
+        Handling::TaskList if policy.mode == Mode::Enforce => Inspection {
+            filter_listing: Some(id.unwrap_or(Value::Null)),
+            ..Inspection::pass()
+        },
+        Handling::TaskList => Inspection::pass(),
     }
 }
 
@@ -283,6 +313,53 @@ struct Context<'p, 'c> {
 }
 
 impl Context<'_, '_> {
+    /// Whether the task is bound to the caller's grant (an unknown task is not).
+    fn owns_task<S: SharedStore + ?Sized>(&self, store: &S, task: Option<&str>) -> bool {
+        task.and_then(|task| bindings::owner(store, Table::Tasks, task, self.now.as_secs()))
+            == Some(bindings::grant_owner(self.caller.grant))
+    }
+
+    /// A request about a task of another grant (or one the gate never saw
+    /// created): answered as if the task did not exist.
+    fn not_the_callers_task(&self, method: &str, id: &Value, task: Option<&str>) -> Inspection {
+        let target = Target::new(Kind::Task, task.unwrap_or_default().to_string());
+        let decision = Decision::Hidden {
+            rule: TASK_BINDING_POINTER,
+            unlisted: None,
+        };
+        let mut audit = self.audit(Outcome::Hidden);
+        audit.set_target(Kind::Task, &target.name);
+        audit.method = Some(method.to_string());
+        audit.rule = Some(TASK_BINDING_POINTER.to_string());
+        let reply = response::for_decision(id, &target, &decision, self.answering());
+        Inspection {
+            reply,
+            audit: Some(audit),
+            ..Inspection::pass()
+        }
+        .enforced_by(self.policy.mode)
+    }
+
+    /// A multi-round-trip retry carrying a `requestState` the gate bound to
+    /// this caller and target is decided but not counted again (used once);
+    /// any other state counts as a new call.
+    fn counting_for<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        target: &Target<'_>,
+        state: Option<&str>,
+    ) -> Counting {
+        let Some(state) = state else {
+            return Counting::Take;
+        };
+        let owner = bindings::target_owner(self.caller.grant, target.kind, &target.name);
+        if bindings::consume(store, Table::RequestStates, state, &owner, self.now.as_secs()) {
+            Counting::RulesOnly
+        } else {
+            Counting::Take
+        }
+    }
+
     fn answering(&self) -> Answering {
         Answering {
             deny_as: self.policy.deny_as,
@@ -365,6 +442,7 @@ impl Context<'_, '_> {
         if fails_open {
             audit.enforced = false;
         }
+        let observe = reply.is_none().then(|| target.clone().into_owned());
         let (reservations, global) = match decision {
             Decision::Allow {
                 reservations,
@@ -388,6 +466,7 @@ impl Context<'_, '_> {
             audit: Some(audit),
             filter_listing: None,
             global_check,
+            observe,
         }
         .enforced_by(self.policy.mode)
     }
@@ -420,6 +499,13 @@ impl Context<'_, '_> {
         }
         last.unwrap_or_else(Inspection::pass)
     }
+}
+
+/// Rule reported when a task request names a task of another grant.
+pub const TASK_BINDING_POINTER: &str = "(task bound to another grant)";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// A request's id as MCP requires it: a string or an integer.

@@ -12,6 +12,7 @@
 
 pub mod arguments;
 pub mod audit;
+pub mod bindings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod decision;

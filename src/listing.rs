@@ -205,6 +205,42 @@ impl SseFilter {
     }
 }
 
+/// The data of every message event of a complete event stream (an event
+/// cut off at the end counts too), as a client would read them.
+pub fn sse_messages(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut start = 0;
+    let mut previous_blank = true;
+    let mut position = 0;
+    let flush = |event: &[u8], messages: &mut Vec<Vec<u8>>| {
+        let fields = parse_event(event);
+        let is_message = fields.event_type.as_deref().is_none_or(|t| t == "message");
+        if let Some(data) = fields.data.filter(|_| is_message) {
+            messages.push(data);
+        }
+    };
+    for line in lines(stream) {
+        position += line.len();
+        // Skip the line ending that follows (CRLF, LF or CR).
+        match stream.get(position) {
+            Some(b'\r') if stream.get(position + 1) == Some(&b'\n') => position += 2,
+            Some(_) => position += 1,
+            None => {}
+        }
+        if line.is_empty() && !previous_blank {
+            flush(&stream[start..position], &mut messages);
+            start = position;
+        } else if line.is_empty() {
+            start = position;
+        }
+        previous_blank = line.is_empty();
+    }
+    if start < stream.len() {
+        flush(&stream[start..], &mut messages);
+    }
+    messages
+}
+
 /// The fields of one event that matter here.
 struct EventFields<'a> {
     /// The `event` field's value, if given.

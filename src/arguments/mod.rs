@@ -79,6 +79,11 @@ pub struct OperatorsDocument {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "NonNegativeInteger"))]
     pub max_length: Option<NonNegativeInteger>,
+    /// A path (or URI) that must name this one or something inside it, once
+    /// both are normalised: `..`, `%2e%2e`, doubled slashes cannot climb out.
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String"))]
+    pub under: Option<String>,
 }
 
 /// A field that was written, whatever its value (null included).
@@ -249,6 +254,8 @@ enum Test {
     Regex(pattern::Pattern),
     Exists(bool),
     MaxLength(u64),
+    /// Under this normalised base path or URI.
+    Under(String),
 }
 
 impl ArgumentRules {
@@ -401,7 +408,25 @@ fn compile_operators(
         regex,
         exists,
         max_length,
+        under,
     } = document;
+    let under = match under {
+        Some(base) => match crate::uri::normalize_path_value(&base) {
+            Ok(normalised) if !normalised.is_empty() => Some(normalised),
+            Ok(_) => {
+                errors.push(ConfigError::new(format!("{path}.under"), "an empty path"));
+                return None;
+            }
+            Err(error) => {
+                errors.push(ConfigError::new(
+                    format!("{path}.under"),
+                    format!("{base:?} has {error}"),
+                ));
+                return None;
+            }
+        },
+        None => None,
+    };
     let regex = match regex {
         Some(pattern) => match compile_regex(&pattern, &format!("{path}.regex")) {
             Ok(regex) => Some(regex),
@@ -426,6 +451,7 @@ fn compile_operators(
         ("regex", regex.map(Test::Regex)),
         ("exists", exists.map(Test::Exists)),
         ("max_length", max_length.map(|n| Test::MaxLength(n.0))),
+        ("under", under.map(Test::Under)),
     ];
     let operators: Vec<Operator> = tests
         .into_iter()
@@ -439,7 +465,7 @@ fn compile_operators(
     if operators.is_empty() {
         errors.push(ConfigError::new(
             path,
-            "no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length)",
+            "no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length, under)",
         ));
         return None;
     }
@@ -499,6 +525,9 @@ impl Test {
                 Value::Array(items) => fits(items.len(), *max),
                 _ => false,
             },
+            Test::Under(base) => value
+                .as_str()
+                .is_some_and(|path| crate::uri::is_under(path, base)),
         }
     }
 }
@@ -632,6 +661,7 @@ impl Test {
             Test::Regex(_) => "regex",
             Test::Exists(_) => "exists",
             Test::MaxLength(_) => "max_length",
+            Test::Under(_) => "under",
         }
     }
 
@@ -646,6 +676,7 @@ impl Test {
             Test::Regex(regex) => Value::String(regex.as_str().to_string()),
             Test::Exists(exists) => Value::Bool(*exists),
             Test::MaxLength(max) => Value::from(*max),
+            Test::Under(base) => Value::String(base.clone()),
         }
     }
 }

@@ -753,8 +753,8 @@ fn bad_documents_are_refused_with_their_path() {
         (deny_if(r#""args.a.": {"exists": true}"#), r#"tools.x.deny_if.args.a.: empty segment in argument path "args.a.""#),
         (require(r#""args.a": {"eq": 1}, "args.a": {"eq": 2}"#), r#"tools.x.require: duplicate argument path "args.a""#),
         // Operator objects.
-        (require(r#""args.a": {}"#), "tools.x.require.args.a: no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length)"),
-        (require(r#""args.a": {"between": [1, 2]}"#), "tools.x.require.args.a.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`"),
+        (require(r#""args.a": {}"#), "tools.x.require.args.a: no operator (use one or more of eq, neq, in, not_in, lt, lte, gt, gte, contains, regex, exists, max_length, under)"),
+        (require(r#""args.a": {"between": [1, 2]}"#), "tools.x.require.args.a.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`"),
         (require(r#""args.a": {"eq": 1, "eq": 2}"#), "tools.x.require.args.a: duplicate field `eq`"),
         (require(r#""args.a": [{"eq": 1}]"#), "tools.x.require.args.a: invalid type: sequence, expected an object"),
         (require(r#""args.a": "exists""#), r#"tools.x.require.args.a: invalid type: string "exists", expected an object"#),
@@ -821,4 +821,33 @@ fn a_regex_on_a_long_argument_stays_linear() {
         rules.violation(Some(&json!({ "s": all_a }))),
         Some("/tools/x/deny_if/args.s/regex")
     );
+}
+
+#[test]
+fn under_keeps_paths_inside_their_base_whatever_the_spelling() {
+    let rules = rules_of(r#"{"args.path": {"under": "src/"}}"#);
+    for (path, allowed) in [
+        ("src/main.py", true),
+        ("src", true),
+        ("src/./lib/../main.py", true),
+        ("src/%2e%2e/secrets.env", false),
+        ("src/../secrets.env", false),
+        ("a/../../etc", false),
+        ("src/..%2f..%2fetc", false),
+        ("srcs/x", false),
+        ("/src/x", false),
+    ] {
+        let arguments = serde_json::json!({ "path": path });
+        assert_eq!(rules.violation(Some(&arguments)).is_none(), allowed, "{path}");
+    }
+    // Not a string, or missing: not under anything.
+    assert!(rules.violation(Some(&serde_json::json!({ "path": 7 }))).is_some());
+    assert!(rules.violation(Some(&serde_json::json!({}))).is_some());
+    let absolute = rules_of(r#"{"args.uri": {"under": "file:///srv/public"}}"#);
+    assert!(absolute.violation(Some(&serde_json::json!({"uri": "file:///srv/public/a"}))).is_none());
+    assert!(absolute.violation(Some(&serde_json::json!({"uri": "file:///srv/public/../.env"}))).is_some());
+}
+
+fn rules_of(require: &str) -> ArgumentRules {
+    compile(&format!(r#"{{"require": {require}}}"#))
 }

@@ -33,7 +33,8 @@ use crate::metrics::Catalog;
 use crate::policy::{Identity, Mode, Policy, ANONYMOUS_GRANT};
 use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::{self, Reply};
-use crate::target::Kind;
+use crate::bindings::{self, HandedOut, Table};
+use crate::target::{Kind, Target};
 
 /// A validated policy and the counters it exports: what one plugin
 /// configuration gives every stream.
@@ -299,9 +300,25 @@ pub struct Exchange {
     reservations: Vec<Reservation>,
     pending: Option<Pending>,
     listing: Listing,
+    /// A forwarded use whose answer may hand out a task or a `requestState`.
+    observer: Option<Observer>,
     /// The decision's record, written when the stream ends.
     audit: Option<AuditRecord>,
 }
+
+/// An answer watched (not held) for what it hands out.
+#[derive(Debug)]
+struct Observer {
+    target: Target<'static>,
+    /// The answer's bytes so far (up to [`MAX_OBSERVED_BYTES`]).
+    seen: Vec<u8>,
+    stream: bool,
+    /// The answer is encoded, or too large: nothing can be read of it.
+    blind: bool,
+}
+
+/// Largest answer the gate reads for task ids and request states.
+pub const MAX_OBSERVED_BYTES: usize = 1 << 20;
 
 impl Exchange {
     pub fn new(plugin: Rc<Plugin>) -> Exchange {
@@ -323,6 +340,7 @@ impl Exchange {
             reservations: Vec::new(),
             pending: None,
             listing: Listing::Off,
+            observer: None,
             audit: None,
         }
     }
@@ -579,6 +597,18 @@ impl Exchange {
             &body,
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
+        if let Some(target) = inspection.observe.take() {
+            if !self.request_headers_sent {
+                // What the answer hands out must be readable.
+                effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+            }
+            self.observer = Some(Observer {
+                target,
+                seen: Vec::new(),
+                stream: false,
+                blind: false,
+            });
+        }
         if let Some(id) = inspection.filter_listing.take() {
             if !self.request_headers_sent {
                 // Encoded answers could not be read: ask for identity.
@@ -741,6 +771,16 @@ impl Exchange {
             return Action::Continue;
         }
         self.response_started = true;
+        if let Some(observer) = &mut self.observer {
+            let text = |value: Option<Vec<u8>>| {
+                value
+                    .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
+                    .unwrap_or_default()
+            };
+            observer.stream = text(host.response_header("content-type")).starts_with("text/event-stream");
+            let encoding = text(host.response_header("content-encoding"));
+            observer.blind = !encoding.is_empty() && encoding != "identity";
+        }
         let Listing::Expected { id } = std::mem::replace(&mut self.listing, Listing::Off) else {
             return Action::Continue;
         };
@@ -786,6 +826,20 @@ impl Exchange {
         effects: &mut Vec<Effect>,
     ) -> Action {
         self.response_buffered = size;
+        if let Some(observer) = &mut self.observer {
+            if !observer.blind {
+                let chunk = host.response_body(size);
+                if observer.seen.len() + chunk.len() > MAX_OBSERVED_BYTES {
+                    observer.blind = true;
+                    observer.seen = Vec::new();
+                } else {
+                    observer.seen.extend_from_slice(&chunk);
+                }
+            }
+            if end_of_stream {
+                self.bind_handed_out(host, effects);
+            }
+        }
         if matches!(self.listing, Listing::Json { .. }) {
             if !end_of_stream {
                 // Buffer until the whole answer is here.
@@ -794,12 +848,20 @@ impl Exchange {
             self.finish_json(size, host, effects);
             return Action::Continue;
         }
+        let chunk = match self.listing {
+            Listing::Stream(_) => host.response_body(size),
+            _ => Vec::new(),
+        };
         let view = self.plugin.policy.view(&self.grant);
-        let shows = |kind: Kind, name: &str| view.shows(kind, name);
+        let (store, now) = (host.store(), host.now().as_secs());
+        let owner = bindings::grant_owner(&self.grant);
+        let shows = |kind: Kind, name: &str| match kind {
+            Kind::Task => bindings::owner(store, Table::Tasks, name, now) == Some(owner),
+            kind => view.shows(kind, name),
+        };
         match &mut self.listing {
             Listing::Off | Listing::Expected { .. } | Listing::Json { .. } => {}
             Listing::Stream(filter) => {
-                let chunk = host.response_body(size);
                 let out = filter.push(&chunk, end_of_stream, &shows);
                 if out != chunk {
                     effects.push(Effect::ReplaceResponseBody { size, body: out });
@@ -827,6 +889,9 @@ impl Exchange {
     }
 
     fn response_trailers(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        if self.observer.is_some() {
+            self.bind_handed_out(host, effects);
+        }
         // A JSON answer followed by trailers never sees end_of_stream in the
         // body callback: finish it here.
         if matches!(self.listing, Listing::Json { .. }) {
@@ -841,7 +906,12 @@ impl Exchange {
         };
         let body = host.response_body(size);
         let view = self.plugin.policy.view(&self.grant);
-        let shows = |kind: Kind, name: &str| view.shows(kind, name);
+        let (store, now) = (host.store(), host.now().as_secs());
+        let owner = bindings::grant_owner(&self.grant);
+        let shows = |kind: Kind, name: &str| match kind {
+            Kind::Task => bindings::owner(store, Table::Tasks, name, now) == Some(owner),
+            kind => view.shows(kind, name),
+        };
         match listing::filter_json_body(&body, &shows) {
             Filtered::Unchanged => {}
             Filtered::Rewritten(body) => effects.push(Effect::ReplaceResponseBody { size, body }),
@@ -858,7 +928,55 @@ impl Exchange {
         }
     }
 
+    /// Binds what the watched answer handed out to its caller: a task to the
+    /// grant, a `requestState` to the grant and target.
+    fn bind_handed_out(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let Some(observer) = self.observer.take() else {
+            return;
+        };
+        if observer.blind {
+            if observer.target.kind == Kind::Tool {
+                effects.push(Effect::Log {
+                    level: Level::Debug,
+                    line: "mcp-policy: a tool's answer was encoded or too large to read for task ids".to_string(),
+                });
+            }
+            return;
+        }
+        let now = host.now().as_secs();
+        for handed in bindings::handed_out(&observer.seen, observer.stream) {
+            let bound = match &handed {
+                HandedOut::Task { id, ttl_seconds } => bindings::bind(
+                    host.store(),
+                    Table::Tasks,
+                    id,
+                    &bindings::grant_owner(&self.grant),
+                    now,
+                    *ttl_seconds,
+                ),
+                HandedOut::RequestState(state) => bindings::bind(
+                    host.store(),
+                    Table::RequestStates,
+                    state,
+                    &bindings::target_owner(&self.grant, observer.target.kind, &observer.target.name),
+                    now,
+                    bindings::REQUEST_STATE_TTL_SECONDS,
+                ),
+            };
+            if let Err(err) = bound {
+                effects.push(Effect::Log {
+                    level: Level::Warn,
+                    line: format!("mcp-policy: could not bind {handed:?} to its caller: {err}"),
+                });
+            }
+        }
+    }
+
     fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        // An answer cut off (the caller left): bind what it handed out so far.
+        if self.forwarded && self.observer.is_some() {
+            self.bind_handed_out(host, effects);
+        }
         if let Some(pending) = self.pending.take() {
             // The caller left while the rate-limit service decided: the call
             // was never forwarded.

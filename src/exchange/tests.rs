@@ -519,29 +519,20 @@ fn with_headers_not_held_listings_are_filtered_without_asking_envoy_the_impossib
 }
 
 #[test]
-fn with_headers_held_only_listing_requests_lose_accept_encoding() {
+fn with_headers_held_only_requests_whose_answers_are_read_lose_accept_encoding() {
+    // Listings (rewritten) and calls (read for task ids and request states)
+    // must come back unencoded; anything else keeps what the caller asked.
     let envoy = SimEnvoy::new(POLICY);
     let headers = headers_with(&[("accept-encoding", b"gzip")]);
+    for body in [list("1"), call(2, "read")] {
+        let mut stream = envoy.stream();
+        stream.send(&headers, &[&body]);
+        assert_eq!(stream.upstream().headers.as_ref().unwrap().raw("accept-encoding"), None);
+    }
     let mut stream = envoy.stream();
-    stream.send(&headers, &[&list("1")]);
+    stream.send(&headers, &[br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#]);
     assert_eq!(
-        stream
-            .upstream()
-            .headers
-            .as_ref()
-            .unwrap()
-            .raw("accept-encoding"),
-        None
-    );
-    let mut stream = envoy.stream();
-    stream.send(&headers, &[&call(2, "read")]);
-    assert_eq!(
-        stream
-            .upstream()
-            .headers
-            .as_ref()
-            .unwrap()
-            .raw("accept-encoding"),
+        stream.upstream().headers.as_ref().unwrap().raw("accept-encoding"),
         Some(&b"gzip"[..])
     );
 }
@@ -745,4 +736,165 @@ fn monitor_mode_forwards_everything_and_records_the_decision() {
     let audit = envoy.audit_lines();
     assert_eq!(audit[0]["decision"], "denied");
     assert_eq!(audit[0]["enforced"], false);
+}
+
+// ---- Tasks, multi-round-trip requests and meta-tools ----
+
+fn raw(method: &str, id: u64, params: Value) -> Vec<u8> {
+    json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})
+        .to_string()
+        .into_bytes()
+}
+
+fn as_grant<'h>(grant: &'h str) -> Vec<(&'h str, &'h [u8])> {
+    let mut headers: Vec<(&str, &[u8])> = POST.to_vec();
+    headers[2] = ("x-agent-id", grant.as_bytes());
+    headers
+}
+
+/// Sends `body` as `grant`; returns the stream.
+fn send_as<'e>(envoy: &'e SimEnvoy, grant: &str, body: &[u8]) -> SimStream<'e> {
+    let mut stream = envoy.stream();
+    stream.send(&as_grant(grant), &[body]);
+    stream
+}
+
+#[test]
+fn a_task_belongs_to_the_grant_whose_call_created_it() {
+    let envoy = SimEnvoy::new(POLICY);
+    // MCP 2026-07-28's flat CreateTaskResult, in a JSON answer.
+    let mut created = send_as(&envoy, "alice", &call(1, "read"));
+    created.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
+    );
+    created.end(End::Completed);
+    // MCP 2025-11-25's nested one, in an event stream.
+    let mut created = send_as(&envoy, "alice", &call(2, "read"));
+    created.server_answers(
+        200,
+        &[("content-type", b"text/event-stream")],
+        &[b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"task\":{\"taskId\":\"task-b\",\"status\":\"working\"}}}\n\n"],
+    );
+    for (grant, task, passes) in [
+        ("alice", "task-a", true),
+        ("alice", "task-b", true),
+        ("bob", "task-a", false),
+        ("alice", "never-created", false),
+    ] {
+        for method in ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"] {
+            let stream = send_as(&envoy, grant, &raw(method, 9, json!({"taskId": task})));
+            assert_eq!(stream.upstream().complete, passes, "{grant} {method} {task}");
+            if !passes {
+                let reply = stream.downstream().json();
+                assert_eq!(reply["error"]["code"], -32602, "{grant} {method} {task}");
+                assert_eq!(reply["error"]["message"], "Failed to retrieve task: Task not found");
+            }
+        }
+    }
+    // A listing of tasks keeps only the caller's own.
+    let mut listing = send_as(&envoy, "bob", &raw("tasks/list", 10, json!({})));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":10,"result":{"tasks":[{"taskId":"task-a"},{"taskId":"task-b"},{"taskId":"bobs"}]}}"#],
+    );
+    assert_eq!(listing.downstream().json()["result"]["tasks"], json!([]));
+    let mut listing = send_as(&envoy, "alice", &raw("tasks/list", 11, json!({})));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":11,"result":{"tasks":[{"taskId":"task-a"},{"taskId":"bobs"}]}}"#],
+    );
+    assert_eq!(listing.downstream().json()["result"]["tasks"], json!([{"taskId":"task-a"}]));
+    // Listening for another grant's task is refused too.
+    let listen = send_as(
+        &envoy,
+        "bob",
+        &raw("subscriptions/listen", 12, json!({"notifications": {"taskIds": ["task-a"]}})),
+    );
+    assert!(!listen.upstream().started());
+}
+
+#[test]
+fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
+    // `run` once a day: the retry that carries the server's requestState is
+    // the same call; any other state is a new one.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut first = send_as(&envoy, "alice", &call(1, "run"));
+    assert!(first.upstream().complete);
+    first.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","requestState":"state-1","inputRequests":{"q":{"method":"elicitation/create","params":{}}}}}"#],
+    );
+    first.end(End::Completed);
+    let retry = |id: u64, state: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"run","arguments":{},"requestState":state,"inputResponses":{"q":{"action":"accept"}}}})
+            .to_string()
+            .into_bytes()
+    };
+    let second = send_as(&envoy, "alice", &retry(2, "state-1"));
+    assert!(second.upstream().complete, "the retry is not counted again");
+    // Used once: the same state again, or a forged one, is a new call.
+    for state in ["state-1", "forged"] {
+        let again = send_as(&envoy, "alice", &retry(3, state));
+        assert_eq!(again.downstream().json()["error"]["code"], -31002, "{state}");
+    }
+    // Another grant cannot spend alice's state.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut first = send_as(&envoy, "alice", &call(1, "run"));
+    first.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","requestState":"state-2"}}"#],
+    );
+    let bob_first = send_as(&envoy, "bob", &retry(2, "state-2"));
+    assert!(bob_first.upstream().complete, "bob's own first call");
+    let bob_second = send_as(&envoy, "bob", &retry(3, "state-2"));
+    assert_eq!(bob_second.downstream().json()["error"]["code"], -31002);
+}
+
+#[test]
+fn a_meta_tool_runs_only_what_the_inner_tool_may() {
+    let policy = r#"{
+      "version": "1", "default": "deny",
+      "hide": ["secretTool"],
+      "tools": {
+        "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" } },
+        "run": { "limits": [{ "counter": "run", "window": "day", "max": 1, "scope": "grant" }] },
+        "write": { "deny_if": { "args.path": { "regex": "^/etc" } } },
+        "deleteWorkspace": { "action": "deny", "reason": "destructive" }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let meta = |id: u64, name: &str, arguments: Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"call_tool","arguments":{"name":name,"arguments":arguments}}})
+            .to_string()
+            .into_bytes()
+    };
+    let denied = post(&envoy, &meta(1, "deleteWorkspace", json!({})));
+    let reply = denied.downstream().json();
+    assert_eq!(reply["error"]["data"]["rule"], "/tools/deleteWorkspace");
+    assert_eq!(reply["error"]["data"]["tool"], "deleteWorkspace");
+    assert!(!denied.upstream().started());
+    // The inner tool's argument rules and limits apply.
+    assert!(!post(&envoy, &meta(2, "write", json!({"path": "/etc/passwd"}))).upstream().started());
+    assert!(post(&envoy, &meta(3, "write", json!({"path": "/tmp/x"}))).upstream().complete);
+    assert!(post(&envoy, &meta(4, "run", json!({}))).upstream().complete);
+    assert_eq!(post(&envoy, &meta(5, "run", json!({}))).downstream().json()["error"]["code"], -31002);
+    // A hidden inner tool looks missing; an unlisted one is denied.
+    assert_eq!(post(&envoy, &meta(6, "secretTool", json!({}))).downstream().json()["error"]["code"], -31001);
+    assert!(!post(&envoy, &meta(7, "unlisted", json!({}))).upstream().started());
+    // Without a name there is nothing to decide: refused.
+    let nameless = post(&envoy, &json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"call_tool","arguments":{}}}).to_string().into_bytes());
+    assert_eq!(nameless.downstream().json()["error"]["code"], -31001);
+    // The audit line names both.
+    let mut allowed = post(&envoy, &meta(9, "write", json!({"path": "/tmp/y"})));
+    allowed.server_answers(200, &[], &[b"{}"]);
+    allowed.end(End::Completed);
+    let audit = envoy.audit_lines();
+    let last = audit.last().unwrap();
+    assert_eq!((last["tool"].as_str(), last["invokes"].as_str()), (Some("call_tool"), Some("write")));
 }

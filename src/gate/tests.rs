@@ -148,6 +148,7 @@ fn other_messages_pass_unaudited() {
             audit: None,
             filter_listing: None,
             global_check: None,
+            observe: None,
         }
     );
 }

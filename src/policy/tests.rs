@@ -475,7 +475,7 @@ fn errors_the_reader_finds_are_reported_part_by_part() {
             at(r#"tools.a.limits[1].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#, 3, 102),
             at("tools.b.action: unknown variant `nope`, expected `allow` or `deny`", 4, 20),
             at(r#"tools.b.require.args.x.lt: invalid type: string "1", expected a number"#, 4, 50),
-            at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`", 4, 71),
+            at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`", 4, 71),
             at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `invokes`", 5, 12),
             at("grants.ci.hide[0]: must not be empty", 6, 27),
             at("grants.ci.tools.d.limits[0]: missing field `max`", 6, 95),

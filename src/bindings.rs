@@ -1,0 +1,317 @@
+//! Who owns what the server handed out: tasks (a `taskId` from a
+//! `CreateTaskResult`) belong to the grant whose call created them, and a
+//! multi-round-trip `requestState` belongs to the grant and target of the
+//! call that received it. Kept in Envoy's shared data like the counters, in
+//! tables of a bounded number of slots, each entry with an expiry, so every
+//! worker sees the same owners and memory stays bounded.
+//!
+//! A slot holds `expires_at` (8 bytes), the SHA-256 digest of the id (16
+//! bytes) and the owner's digest (16 bytes): nothing the server or the
+//! caller wrote is stored as such.
+
+use crate::host::{Cas, SharedStore, StoreError};
+use crate::ratelimit::{owner_digest, OWNER_DIGEST_LEN, MAX_CAS_ATTEMPTS};
+
+type Digest = [u8; OWNER_DIGEST_LEN];
+
+/// A table of bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `taskId` → the grant that created the task.
+    Tasks,
+    /// `requestState` → the grant and target of the call it was given to.
+    RequestStates,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Tasks => "tasks",
+            Table::RequestStates => "states",
+        }
+    }
+}
+
+/// Slots per table: how many live bindings one table holds.
+pub const SLOTS: u64 = 65_536;
+/// Slots probed for one id.
+const PROBES: u64 = 8;
+/// Longest a binding lives (a task's own TTL is used when shorter).
+pub const MAX_TTL_SECONDS: u64 = 86_400;
+/// How long a task binding lives when the server gives no TTL.
+pub const DEFAULT_TASK_TTL_SECONDS: u64 = 3_600;
+/// How long a `requestState` binding lives: a retry comes within minutes.
+pub const REQUEST_STATE_TTL_SECONDS: u64 = 600;
+
+const KEY_PREFIX: &str = "mcp-policy/v3/bind/";
+const SLOT_LEN: usize = 8 + 2 * OWNER_DIGEST_LEN;
+
+/// The owner digest of a grant.
+pub fn grant_owner(grant: &str) -> Digest {
+    owner_digest(grant)
+}
+
+/// The owner digest of a grant using one target (for request states).
+pub fn target_owner(grant: &str, kind: crate::target::Kind, name: &str) -> Digest {
+    owner_digest(&format!("{grant}\u{0}{}\u{0}{name}", kind.as_str()))
+}
+
+fn slot_key(table: Table, index: u64) -> String {
+    format!("{KEY_PREFIX}{}/{index}", table.name())
+}
+
+fn probe(id: &Digest, probe: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&id[..8]);
+    // The digest is already uniform: step through the table with an odd stride.
+    let start = u64::from_le_bytes(bytes);
+    let mut stride = [0u8; 8];
+    stride.copy_from_slice(&id[8..16]);
+    let stride = u64::from_le_bytes(stride) | 1;
+    start.wrapping_add(probe.wrapping_mul(stride)) % SLOTS
+}
+
+struct Slot {
+    expires_at: u64,
+    id: Digest,
+    owner: Digest,
+}
+
+fn decode(bytes: &[u8]) -> Option<Slot> {
+    if bytes.len() != SLOT_LEN {
+        return None;
+    }
+    let mut expires = [0u8; 8];
+    expires.copy_from_slice(&bytes[..8]);
+    let mut id = [0u8; OWNER_DIGEST_LEN];
+    id.copy_from_slice(&bytes[8..8 + OWNER_DIGEST_LEN]);
+    let mut owner = [0u8; OWNER_DIGEST_LEN];
+    owner.copy_from_slice(&bytes[8 + OWNER_DIGEST_LEN..]);
+    Some(Slot {
+        expires_at: u64::from_le_bytes(expires),
+        id,
+        owner,
+    })
+}
+
+fn encode(slot: &Slot) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(SLOT_LEN);
+    bytes.extend_from_slice(&slot.expires_at.to_le_bytes());
+    bytes.extend_from_slice(&slot.id);
+    bytes.extend_from_slice(&slot.owner);
+    bytes
+}
+
+fn read<S: SharedStore + ?Sized>(store: &S, key: &str) -> Result<(Option<Slot>, Option<Cas>), String> {
+    match store.get(key) {
+        Ok(Some((bytes, cas))) => Ok((decode(&bytes), Some(cas))),
+        Ok(None) => Ok((None, None)),
+        Err(StoreError::CasMismatch) => Err(format!("reading {key:?}: unexpected CAS mismatch")),
+        Err(StoreError::Unavailable(err)) => Err(err),
+    }
+}
+
+/// Binds `id` to `owner` until `now + ttl` (at most [`MAX_TTL_SECONDS`]).
+/// An existing binding of the same id keeps its owner: the first owner wins.
+pub fn bind<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    owner: &Digest,
+    now: u64,
+    ttl: u64,
+) -> Result<(), String> {
+    let id = owner_digest(id);
+    let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
+    for index in (0..PROBES).map(|n| probe(&id, n)) {
+        let key = slot_key(table, index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (current, cas) = read(store, &key)?;
+            match &current {
+                Some(slot) if slot.id == id && slot.expires_at > now => return Ok(()),
+                Some(slot) if slot.expires_at > now => break,
+                _ => {}
+            }
+            let slot = Slot {
+                expires_at,
+                id,
+                owner: *owner,
+            };
+            match store.compare_and_swap(&key, &encode(&slot), cas) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Unavailable(err)) => return Err(err),
+            }
+        }
+    }
+    Err(format!(
+        "no free slot in the {} table for this id ({PROBES} probes of {SLOTS})",
+        table.name()
+    ))
+}
+
+/// The owner of a live binding of `id`.
+pub fn owner<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64) -> Option<Digest> {
+    let id = owner_digest(id);
+    for index in (0..PROBES).map(|n| probe(&id, n)) {
+        match read(store, &slot_key(table, index)) {
+            Ok((Some(slot), _)) if slot.id == id && slot.expires_at > now => return Some(slot.owner),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Uses up a live binding of `id` held by `owner`: true once, false after
+/// (or for another owner, or an unknown id).
+pub fn consume<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    owner: &Digest,
+    now: u64,
+) -> bool {
+    let id = owner_digest(id);
+    for index in (0..PROBES).map(|n| probe(&id, n)) {
+        let key = slot_key(table, index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Ok((current, cas)) = read(store, &key) else {
+                return false;
+            };
+            match current {
+                Some(slot) if slot.id == id && slot.expires_at > now => {
+                    if slot.owner != *owner {
+                        return false;
+                    }
+                    let spent = Slot {
+                        expires_at: 0,
+                        ..slot
+                    };
+                    match store.compare_and_swap(&key, &encode(&spent), cas) {
+                        Ok(()) => return true,
+                        Err(StoreError::CasMismatch) => continue,
+                        Err(StoreError::Unavailable(_)) => return false,
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    false
+}
+
+/// What a server's answer hands out that the gate must bind to its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandedOut {
+    /// A task was created (`CreateTaskResult`), living `ttl_seconds`.
+    Task { id: String, ttl_seconds: u64 },
+    /// A multi-round-trip answer (`InputRequiredResult`) with its `requestState`.
+    RequestState(String),
+}
+
+/// Every task id and request state in an answer: a JSON body (a message or
+/// a batch) or, with `stream`, the message events of an event stream.
+pub fn handed_out(answer: &[u8], stream: bool) -> Vec<HandedOut> {
+    let messages = if stream {
+        crate::listing::sse_messages(answer)
+    } else {
+        vec![answer.to_vec()]
+    };
+    let mut found = Vec::new();
+    for message in messages {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(&message) else {
+            continue;
+        };
+        let results: Vec<&serde_json::Value> = match &message {
+            serde_json::Value::Array(batch) => batch.iter().filter_map(|m| m.get("result")).collect(),
+            message => message.get("result").into_iter().collect(),
+        };
+        for result in results {
+            found.extend(handed_out_by(result));
+        }
+    }
+    found
+}
+
+fn handed_out_by(result: &serde_json::Value) -> Option<HandedOut> {
+    let text = |value: Option<&serde_json::Value>| value.and_then(serde_json::Value::as_str).map(str::to_string);
+    let seconds = |ms: Option<&serde_json::Value>| {
+        ms.and_then(serde_json::Value::as_u64)
+            .map_or(DEFAULT_TASK_TTL_SECONDS, |ms| ms.div_ceil(1000))
+    };
+    let kind = result.get("resultType").and_then(serde_json::Value::as_str);
+    match kind {
+        // MCP 2026-07-28 (tasks extension): a flat CreateTaskResult.
+        Some("task") => text(result.get("taskId")).map(|id| HandedOut::Task {
+            id,
+            ttl_seconds: seconds(result.get("ttlMs")),
+        }),
+        Some("input_required") => text(result.get("requestState")).map(HandedOut::RequestState),
+        // MCP 2025-11-25: `{"task": {"taskId", "ttl"}}`.
+        _ => {
+            let task = result.get("task")?;
+            text(task.get("taskId")).map(|id| HandedOut::Task {
+                id,
+                ttl_seconds: seconds(task.get("ttl")),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemorySharedData;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_binding_has_one_owner_until_it_expires() {
+        let store = MemorySharedData::default();
+        let (alice, bob) = (grant_owner("alice"), grant_owner("bob"));
+        bind(&store, Table::Tasks, "task-1", &alice, 100, 60).unwrap();
+        assert_eq!(owner(&store, Table::Tasks, "task-1", 120), Some(alice));
+        // The first owner wins.
+        bind(&store, Table::Tasks, "task-1", &bob, 130, 60).unwrap();
+        assert_eq!(owner(&store, Table::Tasks, "task-1", 130), Some(alice));
+        assert_eq!(owner(&store, Table::Tasks, "task-2", 130), None);
+        assert_eq!(owner(&store, Table::Tasks, "task-1", 160), None, "expired");
+        // Tables are apart.
+        assert_eq!(owner(&store, Table::RequestStates, "task-1", 120), None);
+        // Values are digests, of a fixed size.
+        assert!(store.keys().iter().all(|key| store.get(key).unwrap().unwrap().0.len() == SLOT_LEN));
+    }
+
+    #[test]
+    fn answers_hand_out_tasks_and_request_states() {
+        let legacy = br#"{"jsonrpc":"2.0","id":1,"result":{"task":{"taskId":"t-1","status":"working","ttl":60000}}}"#;
+        assert_eq!(
+            handed_out(legacy, false),
+            [HandedOut::Task { id: "t-1".into(), ttl_seconds: 60 }]
+        );
+        let current = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resultType\":\"task\",\"taskId\":\"t-2\",\"ttlMs\":1500}}\n\n";
+        assert_eq!(
+            handed_out(current, true),
+            [HandedOut::Task { id: "t-2".into(), ttl_seconds: 2 }]
+        );
+        let input = br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","requestState":"s-1","inputRequests":{}}}"#;
+        assert_eq!(handed_out(input, false), [HandedOut::RequestState("s-1".into())]);
+        let plain = br#"{"jsonrpc":"2.0","id":4,"result":{"content":[],"taskId":"not a task"}}"#;
+        assert!(handed_out(plain, false).is_empty());
+        assert!(handed_out(b"not json", false).is_empty());
+    }
+
+    #[test]
+    fn a_request_state_is_used_once_by_its_owner() {
+        let store = MemorySharedData::default();
+        let owner = target_owner("alice", crate::target::Kind::Tool, "run");
+        let other = target_owner("alice", crate::target::Kind::Tool, "delete");
+        bind(&store, Table::RequestStates, "state", &owner, 0, 600).unwrap();
+        assert!(!consume(&store, Table::RequestStates, "state", &other, 1));
+        assert!(!consume(&store, Table::RequestStates, "forged", &owner, 1));
+        assert!(consume(&store, Table::RequestStates, "state", &owner, 1));
+        assert!(!consume(&store, Table::RequestStates, "state", &owner, 2), "reused");
+    }
+}
