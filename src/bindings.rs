@@ -10,7 +10,7 @@
 //! caller wrote is stored as such.
 
 use crate::host::{Cas, SharedStore, StoreError};
-use crate::ratelimit::{owner_digest, OWNER_DIGEST_LEN, MAX_CAS_ATTEMPTS};
+use crate::ratelimit::{owner_digest, MAX_CAS_ATTEMPTS, OWNER_DIGEST_LEN};
 
 type Digest = [u8; OWNER_DIGEST_LEN];
 
@@ -21,6 +21,8 @@ pub enum Table {
     Tasks,
     /// `requestState` → the grant and target of the call it was given to.
     RequestStates,
+    /// Tool name → the annotations the server last listed for it.
+    Hints,
 }
 
 impl Table {
@@ -28,6 +30,7 @@ impl Table {
         match self {
             Table::Tasks => "tasks",
             Table::RequestStates => "states",
+            Table::Hints => "hints",
         }
     }
 }
@@ -102,7 +105,10 @@ fn encode(slot: &Slot) -> Vec<u8> {
     bytes
 }
 
-fn read<S: SharedStore + ?Sized>(store: &S, key: &str) -> Result<(Option<Slot>, Option<Cas>), String> {
+fn read<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+) -> Result<(Option<Slot>, Option<Cas>), String> {
     match store.get(key) {
         Ok(Some((bytes, cas))) => Ok((decode(&bytes), Some(cas))),
         Ok(None) => Ok((None, None)),
@@ -150,12 +156,111 @@ pub fn bind<S: SharedStore + ?Sized>(
     ))
 }
 
+/// Sets `id`'s value, replacing what it held (the latest listing wins).
+pub fn set<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    value: &Digest,
+    now: u64,
+    ttl: u64,
+) -> Result<(), String> {
+    let id = owner_digest(id);
+    let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
+    for index in (0..PROBES).map(|n| probe(&id, n)) {
+        let key = slot_key(table, index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (current, cas) = read(store, &key)?;
+            match &current {
+                Some(slot)
+                    if slot.id == id && slot.owner == *value && slot.expires_at > now + ttl / 2 =>
+                {
+                    // Fresh enough: no write.
+                    return Ok(());
+                }
+                Some(slot) if slot.id != id && slot.expires_at > now => break,
+                _ => {}
+            }
+            let slot = Slot {
+                expires_at,
+                id,
+                owner: *value,
+            };
+            match store.compare_and_swap(&key, &encode(&slot), cas) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Unavailable(err)) => return Err(err),
+            }
+        }
+    }
+    Err(format!(
+        "no free slot in the {} table for this id",
+        table.name()
+    ))
+}
+
+/// What a server listed for tools: each tool's name and annotations, from
+/// a listing answer (JSON, or the message events of a stream).
+pub fn listed_hints(answer: &[u8], stream: bool) -> Vec<(String, crate::policy::Hints)> {
+    let messages = if stream {
+        crate::listing::sse_messages(answer)
+    } else {
+        vec![answer.to_vec()]
+    };
+    let mut found = Vec::new();
+    for message in messages {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(&message) else {
+            continue;
+        };
+        let tools = message
+            .get("result")
+            .and_then(|result| result.get("tools"))
+            .and_then(serde_json::Value::as_array);
+        for tool in tools.into_iter().flatten() {
+            if let Some(name) = tool.get("name").and_then(serde_json::Value::as_str) {
+                let hints = crate::policy::Hints::from_annotations(tool.get("annotations"));
+                found.push((name.to_string(), hints));
+            }
+        }
+    }
+    found
+}
+
+/// The annotations last listed for a tool, if the gate saw them.
+pub fn hints<S: SharedStore + ?Sized>(
+    store: &S,
+    tool: &str,
+    now: u64,
+) -> Option<crate::policy::Hints> {
+    owner(store, Table::Hints, tool, now).map(|value| crate::policy::Hints(value[0]))
+}
+
+/// Remembers the annotations a server listed for a tool (a day, refreshed
+/// by each listing).
+pub fn remember_hints<S: SharedStore + ?Sized>(
+    store: &S,
+    tool: &str,
+    hints: crate::policy::Hints,
+    now: u64,
+) -> Result<(), String> {
+    let mut value = [0u8; OWNER_DIGEST_LEN];
+    value[0] = hints.0;
+    set(store, Table::Hints, tool, &value, now, MAX_TTL_SECONDS)
+}
+
 /// The owner of a live binding of `id`.
-pub fn owner<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64) -> Option<Digest> {
+pub fn owner<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    now: u64,
+) -> Option<Digest> {
     let id = owner_digest(id);
     for index in (0..PROBES).map(|n| probe(&id, n)) {
         match read(store, &slot_key(table, index)) {
-            Ok((Some(slot), _)) if slot.id == id && slot.expires_at > now => return Some(slot.owner),
+            Ok((Some(slot), _)) if slot.id == id && slot.expires_at > now => {
+                return Some(slot.owner)
+            }
             Ok(_) => continue,
             Err(_) => return None,
         }
@@ -224,7 +329,9 @@ pub fn handed_out(answer: &[u8], stream: bool) -> Vec<HandedOut> {
             continue;
         };
         let results: Vec<&serde_json::Value> = match &message {
-            serde_json::Value::Array(batch) => batch.iter().filter_map(|m| m.get("result")).collect(),
+            serde_json::Value::Array(batch) => {
+                batch.iter().filter_map(|m| m.get("result")).collect()
+            }
             message => message.get("result").into_iter().collect(),
         };
         for result in results {
@@ -235,7 +342,11 @@ pub fn handed_out(answer: &[u8], stream: bool) -> Vec<HandedOut> {
 }
 
 fn handed_out_by(result: &serde_json::Value) -> Option<HandedOut> {
-    let text = |value: Option<&serde_json::Value>| value.and_then(serde_json::Value::as_str).map(str::to_string);
+    let text = |value: Option<&serde_json::Value>| {
+        value
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
     let seconds = |ms: Option<&serde_json::Value>| {
         ms.and_then(serde_json::Value::as_u64)
             .map_or(DEFAULT_TASK_TTL_SECONDS, |ms| ms.div_ceil(1000))
@@ -281,7 +392,10 @@ mod tests {
         // Tables are apart.
         assert_eq!(owner(&store, Table::RequestStates, "task-1", 120), None);
         // Values are digests, of a fixed size.
-        assert!(store.keys().iter().all(|key| store.get(key).unwrap().unwrap().0.len() == SLOT_LEN));
+        assert!(store
+            .keys()
+            .iter()
+            .all(|key| store.get(key).unwrap().unwrap().0.len() == SLOT_LEN));
     }
 
     #[test]
@@ -289,15 +403,24 @@ mod tests {
         let legacy = br#"{"jsonrpc":"2.0","id":1,"result":{"task":{"taskId":"t-1","status":"working","ttl":60000}}}"#;
         assert_eq!(
             handed_out(legacy, false),
-            [HandedOut::Task { id: "t-1".into(), ttl_seconds: 60 }]
+            [HandedOut::Task {
+                id: "t-1".into(),
+                ttl_seconds: 60
+            }]
         );
         let current = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resultType\":\"task\",\"taskId\":\"t-2\",\"ttlMs\":1500}}\n\n";
         assert_eq!(
             handed_out(current, true),
-            [HandedOut::Task { id: "t-2".into(), ttl_seconds: 2 }]
+            [HandedOut::Task {
+                id: "t-2".into(),
+                ttl_seconds: 2
+            }]
         );
         let input = br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","requestState":"s-1","inputRequests":{}}}"#;
-        assert_eq!(handed_out(input, false), [HandedOut::RequestState("s-1".into())]);
+        assert_eq!(
+            handed_out(input, false),
+            [HandedOut::RequestState("s-1".into())]
+        );
         let plain = br#"{"jsonrpc":"2.0","id":4,"result":{"content":[],"taskId":"not a task"}}"#;
         assert!(handed_out(plain, false).is_empty());
         assert!(handed_out(b"not json", false).is_empty());
@@ -312,6 +435,9 @@ mod tests {
         assert!(!consume(&store, Table::RequestStates, "state", &other, 1));
         assert!(!consume(&store, Table::RequestStates, "forged", &owner, 1));
         assert!(consume(&store, Table::RequestStates, "state", &owner, 1));
-        assert!(!consume(&store, Table::RequestStates, "state", &owner, 2), "reused");
+        assert!(
+            !consume(&store, Table::RequestStates, "state", &owner, 2),
+            "reused"
+        );
     }
 }

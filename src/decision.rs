@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, CounterStore, Limit, Rule, View};
+use crate::policy::{Action, CounterStore, Hints, Limit, Rule, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
 use crate::target::Kind;
 
@@ -162,6 +162,7 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         kind: Kind::Tool,
         name: tool,
         counting: Counting::Take,
+        hints: None,
     };
     decide_target(policy, request, arguments, caller, store, now_seconds).decision
 }
@@ -173,6 +174,8 @@ pub struct Request<'a> {
     /// A name, or a normalised URI for resources.
     pub name: &'a str,
     pub counting: Counting,
+    /// The annotations the server listed for this tool, if the gate saw them.
+    pub hints: Option<Hints>,
 }
 
 /// A decision, and the inner tool when a meta-tool's call names one.
@@ -270,6 +273,35 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
                 outcome.by_invoked = true;
                 return outcome;
             }
+        }
+    }
+    // Annotation rules: only stricter, and only for tools whose listed
+    // annotations the gate has seen.
+    if let Some(hints) = request
+        .hints
+        .filter(|_| request.counting != Counting::TargetOnly)
+    {
+        for rule in policy.annotation_rules() {
+            if hints.get(rule.hint) != Some(rule.is) {
+                continue;
+            }
+            if rule.deny {
+                outcome.decision = Decision::Deny {
+                    rule: &rule.pointer,
+                    reason: rule.reason.as_deref().map_or_else(
+                        || {
+                            Cow::Owned(format!(
+                                "the server lists this tool with {}: {}",
+                                rule.hint.name(),
+                                rule.is
+                            ))
+                        },
+                        Cow::Borrowed,
+                    ),
+                };
+                return outcome;
+            }
+            limits.extend(rule.limits.iter());
         }
     }
     if request.kind == Kind::Tool {

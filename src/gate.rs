@@ -147,7 +147,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 .collect();
             // Read only when the body may carry one: most calls do not.
             let state = if contains(body, b"requestState") {
-                Params::read(body).ok().and_then(|params| params.request_state)
+                Params::read(body)
+                    .ok()
+                    .and_then(|params| params.request_state)
             } else {
                 None
             };
@@ -185,8 +187,11 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Handling::Pass => Inspection::pass(),
         Handling::List => {
             let filters = policy.mode == Mode::Enforce && context.view.filters_listing();
+            // Annotation rules learn from what the server lists.
+            let learns = method == mcp::TOOLS_LIST && !context.view.annotation_rules().is_empty();
             Inspection {
                 filter_listing: filters.then(|| id.unwrap_or(Value::Null)),
+                observe: learns.then(|| Target::tool(String::new())),
                 ..Inspection::pass()
             }
         }
@@ -353,7 +358,13 @@ impl Context<'_, '_> {
             return Counting::Take;
         };
         let owner = bindings::target_owner(self.caller.grant, target.kind, &target.name);
-        if bindings::consume(store, Table::RequestStates, state, &owner, self.now.as_secs()) {
+        if bindings::consume(
+            store,
+            Table::RequestStates,
+            state,
+            &owner,
+            self.now.as_secs(),
+        ) {
             Counting::RulesOnly
         } else {
             Counting::Take
@@ -412,10 +423,16 @@ impl Context<'_, '_> {
         counting: Counting,
         argument_keys: Vec<String>,
     ) -> Inspection {
+        let hints = if target.kind == Kind::Tool && !self.view.annotation_rules().is_empty() {
+            bindings::hints(store, &target.name, self.now.as_secs())
+        } else {
+            None
+        };
         let request = decision::Request {
             kind: target.kind,
             name: &target.name,
             counting,
+            hints,
         };
         let decided = decision::decide_target(
             self.view,
@@ -505,7 +522,9 @@ impl Context<'_, '_> {
 pub const TASK_BINDING_POINTER: &str = "(task bound to another grant)";
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// A request's id as MCP requires it: a string or an integer.

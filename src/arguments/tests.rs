@@ -838,14 +838,26 @@ fn under_keeps_paths_inside_their_base_whatever_the_spelling() {
         ("/src/x", false),
     ] {
         let arguments = serde_json::json!({ "path": path });
-        assert_eq!(rules.violation(Some(&arguments)).is_none(), allowed, "{path}");
+        assert_eq!(
+            rules.violation(Some(&arguments)).is_none(),
+            allowed,
+            "{path}"
+        );
     }
     // Not a string, or missing: not under anything.
-    assert!(rules.violation(Some(&serde_json::json!({ "path": 7 }))).is_some());
+    assert!(rules
+        .violation(Some(&serde_json::json!({ "path": 7 })))
+        .is_some());
     assert!(rules.violation(Some(&serde_json::json!({}))).is_some());
     let absolute = rules_of(r#"{"args.uri": {"under": "file:///srv/public"}}"#);
-    assert!(absolute.violation(Some(&serde_json::json!({"uri": "file:///srv/public/a"}))).is_none());
-    assert!(absolute.violation(Some(&serde_json::json!({"uri": "file:///srv/public/../.env"}))).is_some());
+    assert!(absolute
+        .violation(Some(&serde_json::json!({"uri": "file:///srv/public/a"})))
+        .is_none());
+    assert!(absolute
+        .violation(Some(
+            &serde_json::json!({"uri": "file:///srv/public/../.env"})
+        ))
+        .is_some());
 }
 
 fn rules_of(require: &str) -> ArgumentRules {

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::audit::AuditRecord;
+use crate::bindings::{self, HandedOut, Table};
 use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
 use crate::host::{Clock, SharedStore};
 use crate::listing::{self, Filtered, SseFilter};
@@ -33,7 +34,6 @@ use crate::metrics::Catalog;
 use crate::policy::{Identity, Mode, Policy, ANONYMOUS_GRANT};
 use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::{self, Reply};
-use crate::bindings::{self, HandedOut, Table};
 use crate::target::{Kind, Target};
 
 /// A validated policy and the counters it exports: what one plugin
@@ -777,7 +777,8 @@ impl Exchange {
                     .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
                     .unwrap_or_default()
             };
-            observer.stream = text(host.response_header("content-type")).starts_with("text/event-stream");
+            observer.stream =
+                text(host.response_header("content-type")).starts_with("text/event-stream");
             let encoding = text(host.response_header("content-encoding"));
             observer.blind = !encoding.is_empty() && encoding != "identity";
         }
@@ -938,12 +939,28 @@ impl Exchange {
             if observer.target.kind == Kind::Tool {
                 effects.push(Effect::Log {
                     level: Level::Debug,
-                    line: "mcp-policy: a tool's answer was encoded or too large to read for task ids".to_string(),
+                    line:
+                        "mcp-policy: a tool's answer was encoded or too large to read for task ids"
+                            .to_string(),
                 });
             }
             return;
         }
         let now = host.now().as_secs();
+        if observer.target.name.is_empty() {
+            // A tools/list answer: remember what the server says of its tools.
+            for (tool, hints) in bindings::listed_hints(&observer.seen, observer.stream) {
+                if let Err(err) = bindings::remember_hints(host.store(), &tool, hints, now) {
+                    effects.push(Effect::Log {
+                        level: Level::Warn,
+                        line: format!(
+                            "mcp-policy: could not remember {tool:?}'s annotations: {err}"
+                        ),
+                    });
+                }
+            }
+            return;
+        }
         for handed in bindings::handed_out(&observer.seen, observer.stream) {
             let bound = match &handed {
                 HandedOut::Task { id, ttl_seconds } => bindings::bind(
@@ -958,7 +975,11 @@ impl Exchange {
                     host.store(),
                     Table::RequestStates,
                     state,
-                    &bindings::target_owner(&self.grant, observer.target.kind, &observer.target.name),
+                    &bindings::target_owner(
+                        &self.grant,
+                        observer.target.kind,
+                        &observer.target.name,
+                    ),
                     now,
                     bindings::REQUEST_STATE_TTL_SECONDS,
                 ),

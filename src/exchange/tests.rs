@@ -527,12 +527,25 @@ fn with_headers_held_only_requests_whose_answers_are_read_lose_accept_encoding()
     for body in [list("1"), call(2, "read")] {
         let mut stream = envoy.stream();
         stream.send(&headers, &[&body]);
-        assert_eq!(stream.upstream().headers.as_ref().unwrap().raw("accept-encoding"), None);
+        assert_eq!(
+            stream
+                .upstream()
+                .headers
+                .as_ref()
+                .unwrap()
+                .raw("accept-encoding"),
+            None
+        );
     }
     let mut stream = envoy.stream();
     stream.send(&headers, &[br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#]);
     assert_eq!(
-        stream.upstream().headers.as_ref().unwrap().raw("accept-encoding"),
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("accept-encoding"),
         Some(&b"gzip"[..])
     );
 }
@@ -785,11 +798,18 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
     ] {
         for method in ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"] {
             let stream = send_as(&envoy, grant, &raw(method, 9, json!({"taskId": task})));
-            assert_eq!(stream.upstream().complete, passes, "{grant} {method} {task}");
+            assert_eq!(
+                stream.upstream().complete,
+                passes,
+                "{grant} {method} {task}"
+            );
             if !passes {
                 let reply = stream.downstream().json();
                 assert_eq!(reply["error"]["code"], -32602, "{grant} {method} {task}");
-                assert_eq!(reply["error"]["message"], "Failed to retrieve task: Task not found");
+                assert_eq!(
+                    reply["error"]["message"],
+                    "Failed to retrieve task: Task not found"
+                );
             }
         }
     }
@@ -807,12 +827,19 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
         &[("content-type", b"application/json")],
         &[br#"{"jsonrpc":"2.0","id":11,"result":{"tasks":[{"taskId":"task-a"},{"taskId":"bobs"}]}}"#],
     );
-    assert_eq!(listing.downstream().json()["result"]["tasks"], json!([{"taskId":"task-a"}]));
+    assert_eq!(
+        listing.downstream().json()["result"]["tasks"],
+        json!([{"taskId":"task-a"}])
+    );
     // Listening for another grant's task is refused too.
     let listen = send_as(
         &envoy,
         "bob",
-        &raw("subscriptions/listen", 12, json!({"notifications": {"taskIds": ["task-a"]}})),
+        &raw(
+            "subscriptions/listen",
+            12,
+            json!({"notifications": {"taskIds": ["task-a"]}}),
+        ),
     );
     assert!(!listen.upstream().started());
 }
@@ -840,7 +867,11 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     // Used once: the same state again, or a forged one, is a new call.
     for state in ["state-1", "forged"] {
         let again = send_as(&envoy, "alice", &retry(3, state));
-        assert_eq!(again.downstream().json()["error"]["code"], -31002, "{state}");
+        assert_eq!(
+            again.downstream().json()["error"]["code"],
+            -31002,
+            "{state}"
+        );
     }
     // Another grant cannot spend alice's state.
     let envoy = SimEnvoy::new(POLICY);
@@ -880,13 +911,31 @@ fn a_meta_tool_runs_only_what_the_inner_tool_may() {
     assert_eq!(reply["error"]["data"]["tool"], "deleteWorkspace");
     assert!(!denied.upstream().started());
     // The inner tool's argument rules and limits apply.
-    assert!(!post(&envoy, &meta(2, "write", json!({"path": "/etc/passwd"}))).upstream().started());
-    assert!(post(&envoy, &meta(3, "write", json!({"path": "/tmp/x"}))).upstream().complete);
+    assert!(
+        !post(&envoy, &meta(2, "write", json!({"path": "/etc/passwd"})))
+            .upstream()
+            .started()
+    );
+    assert!(
+        post(&envoy, &meta(3, "write", json!({"path": "/tmp/x"})))
+            .upstream()
+            .complete
+    );
     assert!(post(&envoy, &meta(4, "run", json!({}))).upstream().complete);
-    assert_eq!(post(&envoy, &meta(5, "run", json!({}))).downstream().json()["error"]["code"], -31002);
+    assert_eq!(
+        post(&envoy, &meta(5, "run", json!({}))).downstream().json()["error"]["code"],
+        -31002
+    );
     // A hidden inner tool looks missing; an unlisted one is denied.
-    assert_eq!(post(&envoy, &meta(6, "secretTool", json!({}))).downstream().json()["error"]["code"], -31001);
-    assert!(!post(&envoy, &meta(7, "unlisted", json!({}))).upstream().started());
+    assert_eq!(
+        post(&envoy, &meta(6, "secretTool", json!({})))
+            .downstream()
+            .json()["error"]["code"],
+        -31001
+    );
+    assert!(!post(&envoy, &meta(7, "unlisted", json!({})))
+        .upstream()
+        .started());
     // Without a name there is nothing to decide: refused.
     let nameless = post(&envoy, &json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"call_tool","arguments":{}}}).to_string().into_bytes());
     assert_eq!(nameless.downstream().json()["error"]["code"], -31001);
@@ -896,5 +945,53 @@ fn a_meta_tool_runs_only_what_the_inner_tool_may() {
     allowed.end(End::Completed);
     let audit = envoy.audit_lines();
     let last = audit.last().unwrap();
-    assert_eq!((last["tool"].as_str(), last["invokes"].as_str()), (Some("call_tool"), Some("write")));
+    assert_eq!(
+        (last["tool"].as_str(), last["invokes"].as_str()),
+        (Some("call_tool"), Some("write"))
+    );
+}
+
+#[test]
+fn annotations_the_server_lists_can_only_make_decisions_stricter() {
+    let policy = r#"{
+      "version": "1", "default": "allow",
+      "annotations": {
+        "destructiveHint": { "action": "deny", "reason": "no destructive tools here" },
+        "readOnlyHint": { "is": false, "limits": [{ "counter": "writes", "window": "day", "max": 1, "scope": "grant" }] }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    // Before any listing, nothing is known of the tools: decided without.
+    assert!(post(&envoy, &call(1, "wipe")).upstream().complete);
+    let mut listing = post(&envoy, &list("2"));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[
+            {"name":"wipe","annotations":{"destructiveHint":true}},
+            {"name":"edit","annotations":{"readOnlyHint":false,"destructiveHint":false}},
+            {"name":"look","annotations":{"readOnlyHint":true}},
+            {"name":"plain"}]}}"#],
+    );
+    let wipe = post(&envoy, &call(3, "wipe")).downstream().json();
+    assert_eq!(
+        wipe["error"]["data"]["rule"],
+        "/annotations/destructiveHint"
+    );
+    assert_eq!(wipe["error"]["data"]["reason"], "no destructive tools here");
+    assert!(post(&envoy, &call(4, "edit")).upstream().complete);
+    assert_eq!(
+        post(&envoy, &call(5, "edit")).downstream().json()["error"]["code"],
+        -31002
+    );
+    for tool in ["look", "plain", "look", "plain"] {
+        assert!(post(&envoy, &call(6, tool)).upstream().complete, "{tool}");
+    }
+    // An annotation rule cannot allow.
+    let error = Plugin::configure(
+        br#"{"version":"1","default":"deny","annotations":{"readOnlyHint":{"action":"allow"}}}"#,
+    )
+    .err()
+    .unwrap();
+    assert!(error.contains("can only deny or limit"), "{error}");
 }

@@ -46,6 +46,10 @@ pub struct PolicyDocument {
     /// JSON-RPC method → allow or deny; `other` for methods the gate does not know.
     #[serde(default)]
     pub methods: Option<Checked<UniqueMap<Action>>>,
+    /// Tool annotation (as the server lists it) → a stricter rule for the
+    /// tools that carry it.
+    #[serde(default)]
+    pub annotations: UniqueMap<Checked<Object<AnnotationRuleDocument>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
@@ -117,6 +121,8 @@ pub struct GrantDocument {
     pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
     #[serde(default)]
     pub methods: Option<Checked<UniqueMap<Action>>>,
+    #[serde(default)]
+    pub annotations: Option<Checked<UniqueMap<Checked<Object<AnnotationRuleDocument>>>>>,
 }
 
 /// Which tools `tools/list` shows a caller.
@@ -342,6 +348,24 @@ pub struct PromptRuleDocument {
     pub require: Option<ConditionsDocument>,
     #[serde(default)]
     pub deny_if: Option<ConditionsDocument>,
+}
+
+/// A rule for the tools whose listed annotations say so: it can only make
+/// a decision stricter (deny, or add limits).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationRuleDocument {
+    /// The hint's value that makes the rule apply (default `true`).
+    #[serde(default)]
+    pub is: Option<bool>,
+    /// `deny` (the only action: annotations cannot allow).
+    #[serde(default)]
+    pub action: Option<Checked<Action>>,
+    #[serde(default)]
+    pub reason: Option<Checked<String>>,
+    #[serde(default)]
+    pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
 /// A resource's rule: allow or deny, a reason, limits.

@@ -77,6 +77,84 @@ pub struct View {
     /// Slots in each counter's table (`max_callers_per_counter`).
     pub slots_per_counter: u64,
     methods: Arc<Methods>,
+    annotations: Arc<Vec<AnnotationRule>>,
+}
+
+/// The tool annotations MCP defines, as policy input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    ReadOnly,
+    Destructive,
+    Idempotent,
+    OpenWorld,
+}
+
+impl Hint {
+    pub const ALL: [Hint; 4] = [
+        Hint::ReadOnly,
+        Hint::Destructive,
+        Hint::Idempotent,
+        Hint::OpenWorld,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hint::ReadOnly => "readOnlyHint",
+            Hint::Destructive => "destructiveHint",
+            Hint::Idempotent => "idempotentHint",
+            Hint::OpenWorld => "openWorldHint",
+        }
+    }
+
+    fn index(self) -> u8 {
+        match self {
+            Hint::ReadOnly => 0,
+            Hint::Destructive => 1,
+            Hint::Idempotent => 2,
+            Hint::OpenWorld => 3,
+        }
+    }
+}
+
+/// The annotations a server listed for one tool: for each hint, whether it
+/// was given and its value (two bits each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hints(pub u8);
+
+impl Hints {
+    /// Reads a listed tool's `annotations` object.
+    pub fn from_annotations(annotations: Option<&serde_json::Value>) -> Hints {
+        let mut bits = 0u8;
+        for hint in Hint::ALL {
+            if let Some(value) = annotations
+                .and_then(|a| a.get(hint.name()))
+                .and_then(serde_json::Value::as_bool)
+            {
+                bits |= 1 << (hint.index() * 2);
+                if value {
+                    bits |= 2 << (hint.index() * 2);
+                }
+            }
+        }
+        Hints(bits)
+    }
+
+    /// The hint's value, if the server gave it.
+    pub fn get(self, hint: Hint) -> Option<bool> {
+        let shift = hint.index() * 2;
+        (self.0 & (1 << shift) != 0).then_some(self.0 & (2 << shift) != 0)
+    }
+}
+
+/// A stricter rule for tools whose listed annotations match.
+#[derive(Debug)]
+pub struct AnnotationRule {
+    pub hint: Hint,
+    pub is: bool,
+    pub deny: bool,
+    pub reason: Option<String>,
+    pub pointer: String,
+    pub limits: Vec<Limit>,
 }
 
 /// The rules of one kind: exact keys, patterns, and the default.
@@ -311,6 +389,11 @@ impl View {
         &self.methods
     }
 
+    /// Rules on tool annotations.
+    pub fn annotation_rules(&self) -> &[AnnotationRule] {
+        &self.annotations
+    }
+
     /// Exact tool keys of this view, in no particular order.
     pub fn tool_names(&self) -> impl Iterator<Item = &str> {
         self.tools.exact.keys().map(String::as_str)
@@ -470,6 +553,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         default_prompts,
         default_resources,
         methods,
+        annotations,
         all_tools,
         max_body_bytes,
         hide,
@@ -518,6 +602,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         "",
         &mut errors,
     );
+    let annotations = compile_annotations(annotations, "", "", &mut windows, &mut errors);
     let slots_per_counter = errors
         .read_optional(max_callers_per_counter, "max_callers_per_counter")
         .map_or(DEFAULT_MAX_CALLERS_PER_COUNTER, |max| max.0);
@@ -542,6 +627,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         hide,
         list,
         methods: Arc::new(methods),
+        annotations: Arc::new(annotations),
     };
 
     let mut compiled_grants = HashMap::with_capacity(grants.0.len());
@@ -991,6 +1077,10 @@ fn compile_grant(
         Some(methods) => Arc::new(compile_methods(Some(methods), &path, &pointer, errors)),
         None => Arc::clone(&base.methods),
     };
+    let annotations = match errors.read_optional(grant.annotations, &format!("{path}annotations")) {
+        Some(rules) => Arc::new(compile_annotations(rules, &path, &pointer, windows, errors)),
+        None => Arc::clone(&base.annotations),
+    };
     let documents = KindDocuments {
         tools: grant.tools,
         prompts: grant.prompts,
@@ -1019,7 +1109,64 @@ fn compile_grant(
         hide,
         list: base.list,
         methods,
+        annotations,
     }
+}
+
+fn compile_annotations(
+    rules: UniqueMap<Checked<Object<document::AnnotationRuleDocument>>>,
+    path: &str,
+    pointer: &str,
+    windows: &mut CounterWindows,
+    errors: &mut Errors,
+) -> Vec<AnnotationRule> {
+    let mut compiled = Vec::new();
+    for (name, rule) in rules.0 {
+        let rule_path = format!("{path}annotations.{name}");
+        let rule_pointer = format!("{pointer}/annotations/{}", escape_pointer_token(&name));
+        let Some(Object(rule)) = errors.read(rule, &rule_path) else {
+            continue;
+        };
+        let Some(hint) = Hint::ALL.into_iter().find(|hint| hint.name() == name) else {
+            errors.push(ConfigError::new(
+                &rule_path,
+                "not a tool annotation (readOnlyHint, destructiveHint, idempotentHint, openWorldHint)",
+            ));
+            continue;
+        };
+        let action = errors.read_optional(rule.action, &format!("{rule_path}.action"));
+        if action == Some(Action::Allow) {
+            errors.push(ConfigError::new(
+                format!("{rule_path}.action"),
+                "annotations come from the server and are hints: they can only deny or limit, never allow",
+            ));
+            continue;
+        }
+        let reason = errors.read_optional(rule.reason, &format!("{rule_path}.reason"));
+        let limits = compile_limits(
+            rule.limits,
+            &format!("{rule_path}.limits"),
+            &format!("{rule_pointer}/limits"),
+            windows,
+            errors,
+        );
+        if action.is_none() && limits.is_empty() {
+            errors.push(ConfigError::new(
+                &rule_path,
+                "an annotation rule needs \"action\": \"deny\" or limits",
+            ));
+            continue;
+        }
+        compiled.push(AnnotationRule {
+            hint,
+            is: rule.is.unwrap_or(true),
+            deny: action == Some(Action::Deny),
+            reason,
+            pointer: rule_pointer,
+            limits,
+        });
+    }
+    compiled
 }
 
 fn compile_methods(

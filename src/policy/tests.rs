@@ -137,7 +137,7 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
         (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
@@ -322,7 +322,7 @@ fn bad_depth_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","list":"all"}"#, "list: unknown variant `all`, expected `show_denied` or `hide_denied`"),
         (r#"{"version":"1","default":"deny","hide":"x"}"#, r#"hide: invalid type: string "x", expected a sequence"#),
         (r#"{"version":"1","default":"deny","hide":[""]}"#, "hide[0]: must not be empty"),
-        (r#"{"version":"1","default":"deny","grants":{"ci":{"mode":"monitor"}}}"#, "grants.ci.mode: unknown field `mode`, expected one of `default`, `default_prompts`, `default_resources`, `hide`, `all_tools`, `tools`, `prompts`, `resources`, `methods`"),
+        (r#"{"version":"1","default":"deny","grants":{"ci":{"mode":"monitor"}}}"#, "grants.ci.mode: unknown field `mode`, expected one of `default`, `default_prompts`, `default_resources`, `hide`, `all_tools`, `tools`, `prompts`, `resources`, `methods`, `annotations`"),
         (r#"{"version":"1","default":"deny","grants":{"ci":{"tools":{"t":{"reason":"a","on_deny":"b"}}}}}"#, "grants.ci.tools.t.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both"),
         (
             r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":60,"max":1,"scope":"grant"}]}},"grants":{"ci":{"tools":{"t":{"limits":[{"counter":"c","window":3600,"max":1,"scope":"grant"}]}}}}}"#,
@@ -492,7 +492,7 @@ fn an_error_in_the_document_itself_is_reported_alone() {
     for (document, expected) in [
         (
             r#"{"version":"1","default":"block","tool":{},"mode":"audit"}"#,
-            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`",
+            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`",
         ),
         (
             r#"{"mode":"audit","default":"block"}"#,
@@ -560,40 +560,68 @@ fn prompts_resources_patterns_and_defaults_compile() {
     )
     .unwrap();
     let base = policy.base();
-    assert_eq!(base.default_for(Kind::Prompt), (Action::Allow, "/default_prompts"));
+    assert_eq!(
+        base.default_for(Kind::Prompt),
+        (Action::Allow, "/default_prompts")
+    );
     assert_eq!(base.default_for(Kind::Resource), (Action::Deny, "/default"));
     assert_eq!(base.default_for(Kind::Tool), (Action::Deny, "/default"));
     // Keys are normalised URIs; the most literal pattern wins.
     assert_eq!(
         base.deciding_key(Kind::Resource, "file:///srv/public/docs/a"),
-        (Some("file:///srv/public/docs/*"), "/resources/file:~1~1~1srv~1public~1docs~1*")
+        (
+            Some("file:///srv/public/docs/*"),
+            "/resources/file:~1~1~1srv~1public~1docs~1*"
+        )
     );
     assert_eq!(
-        base.rule(Kind::Resource, "file:///srv/private/key").unwrap().action,
+        base.rule(Kind::Resource, "file:///srv/private/key")
+            .unwrap()
+            .action,
         Action::Deny
     );
     assert_eq!(
         base.deciding_key(Kind::Resource, "file:///srv/public/a").0,
         Some("FILE:///srv/public/*")
     );
-    assert_eq!(base.deciding_key(Kind::Prompt, "review_code").0, Some("review_*"));
-    assert_eq!(base.deciding_key(Kind::Prompt, "other"), (None, "/default_prompts"));
+    assert_eq!(
+        base.deciding_key(Kind::Prompt, "review_code").0,
+        Some("review_*")
+    );
+    assert_eq!(
+        base.deciding_key(Kind::Prompt, "other"),
+        (None, "/default_prompts")
+    );
     // Hide entries by kind, with patterns and normalised URIs.
     assert!(base.hidden_as(Kind::Prompt, "hidden_one").is_some());
     assert!(base.hidden_as(Kind::Tool, "hidden_one").is_none());
-    assert!(base.hidden_as(Kind::Resource, "file:///srv/secret").is_some());
+    assert!(base
+        .hidden_as(Kind::Resource, "file:///srv/secret")
+        .is_some());
     assert!(base.hidden("deleteWorkspace").is_some());
     assert!(!base.shows(Kind::Resource, "file:///srv/x/../secret"));
     // Methods.
-    assert_eq!(base.methods().denies("logging/setLevel"), Some("/methods/logging~1setLevel"));
+    assert_eq!(
+        base.methods().denies("logging/setLevel"),
+        Some("/methods/logging~1setLevel")
+    );
     assert_eq!(base.methods().denies("skills/list"), Some("/methods/other"));
     assert_eq!(base.methods().denies("ping"), None);
     assert_eq!(base.methods().denies("tools/call"), None);
     // A grant overrides what it names and inherits the rest.
     let ops = policy.view("ops");
-    assert_eq!(ops.default_for(Kind::Resource), (Action::Allow, "/grants/ops/default_resources"));
-    assert_eq!(ops.rule(Kind::Prompt, "secret").unwrap().action, Action::Allow);
-    assert_eq!(ops.deciding_key(Kind::Prompt, "review_x").0, Some("review_*"));
+    assert_eq!(
+        ops.default_for(Kind::Resource),
+        (Action::Allow, "/grants/ops/default_resources")
+    );
+    assert_eq!(
+        ops.rule(Kind::Prompt, "secret").unwrap().action,
+        Action::Allow
+    );
+    assert_eq!(
+        ops.deciding_key(Kind::Prompt, "review_x").0,
+        Some("review_*")
+    );
     assert_eq!(ops.methods().denies("skills/list"), None);
 }
 
@@ -608,10 +636,19 @@ fn ambiguous_keys_are_refused_naming_both() {
     let policy =
         load(r#"{"version":"1","default":"deny","tools":{"get_*":{},"*_status":{"action":"deny"},"get_status":{}}}"#)
             .unwrap();
-    assert_eq!(policy.base().deciding_key(Kind::Tool, "get_job_status").0, Some("*_status"));
-    assert_eq!(policy.base().deciding_key(Kind::Tool, "get_status").0, Some("get_status"));
+    assert_eq!(
+        policy.base().deciding_key(Kind::Tool, "get_job_status").0,
+        Some("*_status")
+    );
+    assert_eq!(
+        policy.base().deciding_key(Kind::Tool, "get_status").0,
+        Some("get_status")
+    );
     let error = error_of(r#"{"version":"1","default":"deny","tools":{"get*":{},"*sta":{}}}"#);
-    assert!(error.contains(r#""*sta" and "get*" both match "getsta""#), "{error}");
+    assert!(
+        error.contains(r#""*sta" and "get*" both match "getsta""#),
+        "{error}"
+    );
     let error = error_of(
         r#"{"version":"1","default":"deny","resources":{"file:///a/../b":{},"file:///b":{}}}"#,
     );
