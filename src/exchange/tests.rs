@@ -759,7 +759,7 @@ fn raw(method: &str, id: u64, params: Value) -> Vec<u8> {
         .into_bytes()
 }
 
-fn as_grant<'h>(grant: &'h str) -> Vec<(&'h str, &'h [u8])> {
+fn as_grant(grant: &str) -> Vec<(&str, &[u8])> {
     let mut headers: Vec<(&str, &[u8])> = POST.to_vec();
     headers[2] = ("x-agent-id", grant.as_bytes());
     headers
