@@ -82,7 +82,8 @@ fn check_accepts_the_repository_policy() {
         (
             0,
             "policy.json: OK (default deny, 3 tool rules, 0 grants)\n\
-             examples/policies/grants.json: OK (default deny, 2 tool rules, 2 grants)\n",
+             examples/policies/grants.json: OK (default deny, 2 tool rules, 2 grants)\n\
+             examples/policies/grants.json: warning: /tools/checkCodeExecStatus/limits/0: scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so\n",
             ""
         )
     );
@@ -302,17 +303,22 @@ fn explain_shows_the_repository_policy() {
     assert_eq!((run.status, run.stderr.as_str()), (0, ""));
     let expected = r#"policy.json as seen by callers without a grant entry of their own
 
-identity        header x-agent-id
-default         deny  /default
-hide            (nothing)
-all_tools       (no limits)
-list            show_denied
-mode            enforce
-deny_as         error
-failure_mode    closed
-max_body_bytes  1048576
-max_json_depth  64
-grants          (none)
+identity          header x-agent-id
+default           deny  /default
+default_prompts   deny  /default
+default_resources deny  /default
+prompts           (none)
+resources         (none)
+annotations       (none)
+hide              (nothing)
+all_tools         (no limits)
+list              show_denied
+mode              enforce
+deny_as           error
+failure_mode      closed
+max_body_bytes    1048576
+max_json_depth    64
+grants            (none)
 
 TOOL                 ACTION  LISTED  RULE                        REASON
 asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)
@@ -341,23 +347,28 @@ fn explain_shows_a_grant_with_its_overrides() {
     assert_eq!((run.status, run.stderr.as_str()), (0, ""));
     let expected = r#"examples/policies/grants.json as seen by grant "intern": its entry /grants/intern over the top-level policy
 
-identity        header x-agent-id
-default         deny  /default
-hide            deleteWorkspace  /hide
-all_tools       all_calls: 1000 per hour, per grant  /all_tools/limits/0
-list            hide_denied
-mode            enforce
-deny_as         error
-failure_mode    closed
-max_body_bytes  1048576
-max_json_depth  64
-grants          ci-runner, intern
+identity          header x-agent-id
+default           deny  /default
+default_prompts   deny  /default
+default_resources deny  /default
+prompts           (none)
+resources         (none)
+annotations       (none)
+hide              deleteWorkspace  /hide
+all_tools         all_calls: 1000 per hour, per grant  /all_tools/limits/0
+list              hide_denied
+mode              enforce
+deny_as           error
+failure_mode      closed
+max_body_bytes    1048576
+max_json_depth    64
+grants            ci-runner, intern
 
 TOOL                 ACTION  LISTED  RULE                                   REASON
 asyncExecuteCode     deny    no      /grants/intern/tools/asyncExecuteCode  interns run code through a reviewer
 checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus             -
   limit    checkcodeexecstatus_rate: 120 per minute, per session  /tools/checkCodeExecStatus/limits/0
-deleteWorkspace      hidden  no      /hide                                  (answered as an unknown tool)
+deleteWorkspace      hidden  no      /hide                                  (answered as a tool the policy does not list)
 (any other tool)     deny    no      /default                               tool is not listed in the policy and the default is deny
 
 A name that differs from one above only in letter case is refused (hidden if that tool is).
@@ -372,7 +383,7 @@ A name that differs from one above only in letter case is refused (hidden if tha
     ])
     .stdout;
     assert!(
-        ci.contains("default         allow  /grants/ci-runner/default\n"),
+        ci.contains("default           allow  /grants/ci-runner/default\n"),
         "{ci}"
     );
     assert!(ci.contains("\ndeleteWorkspace      allow   yes     /grants/ci-runner/tools/deleteWorkspace  CI deletes only its own scratch workspaces\n"), "{ci}");
@@ -614,4 +625,48 @@ fn eval_refuses_an_invalid_policy_and_a_missing_request() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn explain_names_the_key_that_decides_each_example() {
+    let dir = std::env::temp_dir().join(format!("mcp-policy-cli-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("files.json");
+    std::fs::write(
+        &path,
+        r#"{"version":"1","default":"deny","default_prompts":"allow",
+            "hide":["prompt:secret"],
+            "prompts":{"review_*":{"action":"deny"}},
+            "resources":{"file:///srv/public/*":{},"file:///srv/public/docs/*":{"action":"deny"}}}"#,
+    )
+    .unwrap();
+    let path = path.to_string_lossy().to_string();
+    let run = mcp_policy(&[
+        "explain",
+        &path,
+        "--resource",
+        "file:///srv/public/docs/a.md",
+        "--resource",
+        "file:///srv/public/x/../readme.md",
+        "--resource",
+        "file:///srv/public/..%2f.env",
+        "--prompt",
+        "review_code",
+        "--prompt",
+        "secret",
+        "--prompt",
+        "other",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let examples = run.stdout.split("\nEXAMPLES\n").nth(1).unwrap();
+    assert_eq!(
+        examples,
+        "prompt review_code: key \"review_*\" (/prompts/review_*) → deny\n\
+         prompt secret: hidden by /hide\n\
+         prompt other: no key; the default (/default_prompts) → allow\n\
+         resource file:///srv/public/docs/a.md: key \"file:///srv/public/docs/*\" (/resources/file:~1~1~1srv~1public~1docs~1*) → deny\n\
+         resource file:///srv/public/x/../readme.md (normalised: file:///srv/public/readme.md): key \"file:///srv/public/*\" (/resources/file:~1~1~1srv~1public~1*) → allow\n\
+         resource file:///srv/public/..%2f.env: refused (-32602): it has an encoded / or \\ in the path\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,9 +7,10 @@ use crate::policy::{
     escape_pointer_token, Action, DenyAs, FailureMode, Identity, Limit, ListMode, Mode, Policy,
     Scope, ToolRule, View,
 };
+use crate::target::Kind;
 
 /// What a denied caller reads for a hidden tool.
-const HIDDEN_REASON: &str = "(answered as an unknown tool)";
+const HIDDEN_REASON: &str = "(answered as a tool the policy does not list)";
 
 /// Stands for a tool the view does not name: no tool has an empty name.
 const UNNAMED: &str = "";
@@ -48,6 +49,17 @@ pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
             "default",
             format!("{}  {}", action_name(view.default), view.default_pointer),
         ),
+        ("default_prompts", {
+            let (action, pointer) = view.default_for(Kind::Prompt);
+            format!("{}  {pointer}", action_name(action))
+        }),
+        ("default_resources", {
+            let (action, pointer) = view.default_for(Kind::Resource);
+            format!("{}  {pointer}", action_name(action))
+        }),
+        ("prompts", describe_keys(view, Kind::Prompt)),
+        ("resources", describe_keys(view, Kind::Resource)),
+        ("annotations", describe_annotations(view)),
         ("hide", hide),
         ("all_tools", describe_all_tools(view.all_tools_limits())),
         ("list", list_name(policy.list).to_string()),
@@ -69,10 +81,97 @@ pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
         ),
     ];
     for (setting, value) in settings {
-        let _ = writeln!(out, "{setting:<16}{value}");
+        let _ = writeln!(out, "{setting:<18}{value}");
     }
     out.push('\n');
     out.push_str(&tool_table(view, policy.mode));
+    out
+}
+
+/// The keys of one kind, exact ones and patterns, with what they do.
+fn describe_keys(view: &View, kind: Kind) -> String {
+    let mut keys = view.keys(kind);
+    if keys.is_empty() {
+        return "(none)".to_string();
+    }
+    keys.sort_unstable();
+    keys.iter()
+        .map(|key| {
+            let action = view
+                .rule(kind, key)
+                .filter(|rule| rule.key == *key)
+                .map_or("allow", |rule| action_name(rule.action));
+            format!("{key} ({action})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_annotations(view: &View) -> String {
+    let rules = view.annotation_rules();
+    if rules.is_empty() {
+        return "(none)".to_string();
+    }
+    rules
+        .iter()
+        .map(|rule| {
+            let what = if rule.deny { "deny" } else { "limits" };
+            format!("{}={} → {what}", rule.hint.name(), rule.is)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// For each example name: the key that decides it (exact beats pattern; the
+/// pattern with the most literal text beats the others) and what it does.
+pub fn examples(view: &View, examples: &[(Kind, &str)]) -> String {
+    let mut out = String::from("\nEXAMPLES\n");
+    for (kind, name) in examples {
+        let normalised = match kind {
+            Kind::Resource => match crate::uri::normalize(name) {
+                Ok(uri) => uri,
+                Err(error) => {
+                    let _ = writeln!(
+                        out,
+                        "{} {name}: refused (-32602): it has {error}",
+                        kind.as_str()
+                    );
+                    continue;
+                }
+            },
+            _ => name.to_string(),
+        };
+        let shown = if normalised == *name {
+            name.to_string()
+        } else {
+            format!("{name} (normalised: {normalised})")
+        };
+        if let Some(pointer) = view.hidden_as(*kind, &normalised) {
+            let _ = writeln!(out, "{} {shown}: hidden by {pointer}", kind.as_str());
+            continue;
+        }
+        let (key, pointer) = view.deciding_key(*kind, &normalised);
+        let action = match view.rule(*kind, &normalised) {
+            Some(rule) => action_name(rule.action),
+            None => action_name(view.default_for(*kind).0),
+        };
+        match key {
+            Some(key) => {
+                let _ = writeln!(
+                    out,
+                    "{} {shown}: key {key:?} ({pointer}) → {action}",
+                    kind.as_str()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{} {shown}: no key; the default ({pointer}) → {action}",
+                    kind.as_str()
+                );
+            }
+        }
+    }
     out
 }
 

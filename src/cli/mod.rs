@@ -89,6 +89,15 @@ pub struct ExplainArgs {
     /// grant entry of their own].
     #[arg(long, value_name = "NAME")]
     pub grant: Option<String>,
+    /// Show which key decides this tool name (repeatable).
+    #[arg(long = "tool", value_name = "NAME")]
+    pub tools: Vec<String>,
+    /// Show which key decides this prompt name (repeatable).
+    #[arg(long = "prompt", value_name = "NAME")]
+    pub prompts: Vec<String>,
+    /// Show which key decides this resource URI, after normalisation (repeatable).
+    #[arg(long = "resource", value_name = "URI")]
+    pub resources: Vec<String>,
 }
 
 /// Decide one request body as the filter would.
@@ -154,7 +163,12 @@ fn run_check(args: &CheckArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -
     let mut status = EXIT_OK;
     for path in &args.policies {
         match load(path, stderr)? {
-            Some(policy) => writeln!(stdout, "{}: OK ({})", display(path), summary(&policy))?,
+            Some(policy) => {
+                writeln!(stdout, "{}: OK ({})", display(path), summary(&policy))?;
+                for (pointer, message) in policy.warnings() {
+                    writeln!(stdout, "{}: warning: {pointer}: {message}", display(path))?;
+                }
+            }
             None => status = EXIT_FAILED,
         }
     }
@@ -169,7 +183,29 @@ fn run_explain(
     let Some(policy) = load(&args.policy, stderr)? else {
         return Ok(EXIT_FAILED);
     };
-    let text = explain::explain(&policy, &display(&args.policy), args.grant.as_deref());
+    let mut text = explain::explain(&policy, &display(&args.policy), args.grant.as_deref());
+    let examples: Vec<(crate::target::Kind, &str)> = args
+        .tools
+        .iter()
+        .map(|name| (crate::target::Kind::Tool, name.as_str()))
+        .chain(
+            args.prompts
+                .iter()
+                .map(|name| (crate::target::Kind::Prompt, name.as_str())),
+        )
+        .chain(
+            args.resources
+                .iter()
+                .map(|uri| (crate::target::Kind::Resource, uri.as_str())),
+        )
+        .collect();
+    if !examples.is_empty() {
+        let view = args
+            .grant
+            .as_deref()
+            .map_or(policy.base(), |grant| policy.view(grant));
+        text.push_str(&explain::examples(view, &examples));
+    }
     stdout.write_all(text.as_bytes())?;
     Ok(EXIT_OK)
 }
