@@ -558,8 +558,21 @@ async fn decisions_show_in_prometheus_access_log_and_audit() {
     assert_eq!(envoy.prometheus_counter("mcp_policy_denied").await, 1);
     assert!(!envoy.admin("/stats/prometheus").await.contains("runShell"));
 
-    let decided: Vec<(String, String, String, String)> = envoy
-        .access_log(4)
+    // Envoy writes each access log line when its stream ends: wait for the
+    // four decided ones (the session's own requests have no decision).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut entries = envoy.access_log(0);
+    while entries
+        .iter()
+        .filter(|entry| !entry["decision"].is_null())
+        .count()
+        < 4
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        entries = envoy.access_log(0);
+    }
+    let decided: Vec<(String, String, String, String)> = entries
         .into_iter()
         .filter(|entry| !entry["decision"].is_null())
         .map(|entry| {
