@@ -54,6 +54,11 @@ for i = 1, #KEYS do
   else
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
     redis.call('ZREM', key, ARGV[4 * i - 2])
+    -- The set lives as long as its longest remaining lease (an empty one is gone).
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    if last[2] then
+      redis.call('PEXPIREAT', key, last[2])
+    end
   end
 end
 

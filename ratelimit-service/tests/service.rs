@@ -495,18 +495,24 @@ async fn concurrency_caps_leases_and_releases_give_slots_back() {
 }
 
 /// A lease not released (its holder crashed) gives its slot back when it
-/// expires, and the set disappears with its last lease.
+/// expires, while the other leases of its counter live on; the set
+/// disappears with its last lease.
 #[tokio::test(flavor = "multi_thread")]
 async fn leases_expire_so_a_crashed_holder_cannot_keep_slots() {
     let redis = Redis::start();
     let service = Service::redis(&redis);
     let mut client = service.client().await;
     let inflight = unique("crash");
-    let get = |lease: &str, ms: u64| request(vec![acquire(&inflight, "global", 1, lease, ms)]);
+    let get = |lease: &str, ms: u64| request(vec![acquire(&inflight, "global", 2, lease, ms)]);
+    let key = lease_key(&inflight, "global");
 
     let taken = Instant::now();
     assert_eq!(
         code(&call(&mut client, get("crashed", 400)).await),
+        Code::Ok
+    );
+    assert_eq!(
+        code(&call(&mut client, get("long", 30_000)).await),
         Code::Ok
     );
     assert_eq!(
@@ -520,9 +526,25 @@ async fn leases_expire_so_a_crashed_holder_cannot_keep_slots() {
         Code::Ok,
         "the crashed holder's lease expired"
     );
-    let key = lease_key(&inflight, "global");
-    assert_eq!(redis.cmd(&["ZCARD", &key]), Resp::Int(1));
-    tokio::time::sleep(Duration::from_millis(400).saturating_sub(acquired.elapsed())).await;
+    assert_eq!(
+        code(&call(&mut client, get("another", 300)).await),
+        Code::OverLimit
+    );
+    assert_eq!(redis.cmd(&["ZCARD", &key]), Resp::Int(2));
+
+    // Released, the long lease no longer keeps the set: it lives as long as "next".
+    let released = call(
+        &mut client,
+        request(vec![release(&inflight, "global", "long")]),
+    )
+    .await;
+    assert_eq!(code(&released), Code::Ok);
+    let ttl = redis.cmd(&["PTTL", &key]).int();
+    assert!(
+        (0..=300).contains(&ttl),
+        "PTTL {ttl} ms after the long lease was released"
+    );
+    tokio::time::sleep(Duration::from_millis(350).saturating_sub(acquired.elapsed())).await;
     assert_eq!(
         redis.cmd(&["EXISTS", &key]),
         Resp::Int(0),
