@@ -1,16 +1,21 @@
 //! The engine: one call of `take.lua` per request, over one multiplexed
-//! Redis connection that reconnects by itself.
+//! Redis connection that reconnects by itself, or a Redis Cluster
+//! connection (one per node, following the cluster's slot map).
 //!
 //! The script checks every counter of the request and takes from all of them
 //! or from none, in one round trip and one atomic step of Redis, with Redis's
 //! clock. EVALSHA; after a Redis restart (empty script cache) the client loads
-//! the script again on the NOSCRIPT answer and retries once.
+//! the script again on the NOSCRIPT answer (on every primary, in a cluster)
+//! and retries once. Every key of a request is in one hash slot (keys.rs), so
+//! in a cluster the call goes to the node serving that slot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 use tokio::sync::OnceCell;
 
@@ -44,9 +49,24 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+/// Where the counters are.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One Redis (standalone, or a primary behind a stable address).
+    Single(redis::Client),
+    /// A Redis Cluster, by some of its nodes (the rest are discovered).
+    Cluster(Vec<redis::ConnectionInfo>),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(Box<ConnectionManager>),
+    Cluster(ClusterConnection),
+}
+
 pub struct Engine {
     /// Filled once Redis has answered; until then every check is `Unavailable`.
-    connection: Arc<OnceCell<ConnectionManager>>,
+    connection: Arc<OnceCell<Connection>>,
     script: Script,
     metrics: Arc<Metrics>,
     /// Whether the last call failed (to log changes, not every failure).
@@ -56,15 +76,15 @@ pub struct Engine {
 impl Engine {
     /// Connects in the background, retrying every second until Redis
     /// answers; checks made before that are `Unavailable`.
-    pub fn start(client: redis::Client, timeout: Duration, metrics: Arc<Metrics>) -> Engine {
+    pub fn start(target: Target, timeout: Duration, metrics: Arc<Metrics>) -> Engine {
         let cell = Arc::new(OnceCell::new());
-        let target = Arc::clone(&cell);
+        let cell_target = Arc::clone(&cell);
         tokio::spawn(async move {
             let mut logged = false;
             loop {
-                match connect(client.clone(), timeout).await {
-                    Ok(manager) => {
-                        let _ = target.set(manager);
+                match connect(&target, timeout).await {
+                    Ok(connection) => {
+                        let _ = cell_target.set(connection);
                         eprintln!("mcp-ratelimit-service: redis connection established");
                         return;
                     }
@@ -107,7 +127,7 @@ impl Engine {
     }
 
     async fn take_inner(&self, plan: &Plan) -> Result<Outcome, Unavailable> {
-        let mut connection = self
+        let connection = self
             .connection
             .get()
             .ok_or_else(|| Unavailable("no connection to redis yet".into()))?
@@ -132,8 +152,10 @@ impl Engine {
             };
         }
         let started = Instant::now();
-        let answer: Result<Vec<i64>, redis::RedisError> =
-            invocation.invoke_async(&mut connection).await;
+        let answer: Result<Vec<i64>, redis::RedisError> = match connection {
+            Connection::Single(mut single) => invocation.invoke_async(&mut *single).await,
+            Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
+        };
         self.metrics.redis_call(started.elapsed());
         let answer = answer.map_err(|e| Unavailable(e.to_string()))?;
         decode(&answer, plan.counters.len())
@@ -145,8 +167,11 @@ impl Engine {
         let Some(connection) = self.connection.get() else {
             return false;
         };
-        let mut connection = connection.clone();
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        let pong: Result<String, _> = match connection.clone() {
+            Connection::Single(mut single) => redis::cmd("PING").query_async(&mut *single).await,
+            // Every primary (PING goes to all of them): ready only if all answer.
+            Connection::Cluster(mut cluster) => redis::cmd("PING").query_async(&mut cluster).await,
+        };
         matches!(pong.as_deref(), Ok("PONG"))
     }
 }
@@ -175,19 +200,32 @@ fn decode(answer: &[i64], keys: usize) -> Option<Outcome> {
 }
 
 /// A connection with timeouts and a short reconnect backoff. The manager
-/// reconnects by itself after Redis goes away; calls made meanwhile fail
-/// (and are answered UNAVAILABLE).
-async fn connect(
-    client: redis::Client,
-    timeout: Duration,
-) -> Result<ConnectionManager, redis::RedisError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout)
-        .set_number_of_retries(2)
-        .set_factor(100)
-        .set_max_delay(1_000);
-    ConnectionManager::new_with_config(client, config).await
+/// (one Redis) or the cluster connection reconnects by itself after a node
+/// goes away; calls made meanwhile fail (and are answered UNAVAILABLE). A
+/// cluster connection also follows slots that move (MOVED, ASK, failovers).
+async fn connect(target: &Target, timeout: Duration) -> Result<Connection, redis::RedisError> {
+    match target {
+        Target::Single(client) => {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout)
+                .set_number_of_retries(2)
+                .set_factor(100)
+                .set_max_delay(1_000);
+            ConnectionManager::new_with_config(client.clone(), config)
+                .await
+                .map(|manager| Connection::Single(Box::new(manager)))
+        }
+        Target::Cluster(nodes) => ClusterClientBuilder::new(nodes.clone())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .max_retry_wait(1_000)
+            .build()?
+            .get_async_connection()
+            .await
+            .map(Connection::Cluster),
+    }
 }
 
 #[cfg(test)]

@@ -18,13 +18,14 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use tonic::transport::server::TcpIncoming;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Target};
 use crate::metrics::Metrics;
 use crate::service::Service;
+use redis::IntoConnectionInfo;
 
 const USAGE: &str = "\
-usage: mcp-ratelimit-service [--listen ADDR] [--http-listen ADDR] [--redis URL]
-                             [--redis-timeout-ms N] [--check]
+usage: mcp-ratelimit-service [--listen ADDR] [--http-listen ADDR] [--redis URL[,URL...]]
+                             [--redis-cluster] [--redis-timeout-ms N] [--check]
 
 Envoy rate-limit service (envoy.service.ratelimit.v3) for mcp-policy's global
 limits. Each ShouldRateLimit call is one Redis script call that takes from all
@@ -37,6 +38,8 @@ Redis's clock, concurrency leases, costs (hits_addend). Descriptors:
   --http-listen ADDR     /metrics, /healthz, /readyz (default 127.0.0.1:9089; port 0 picks one)
   --redis URL            Redis holding the counters, shared by every service process
                          (default redis://127.0.0.1:6379; redis://[user:pass@]host:port/db)
+  --redis-cluster        --redis names nodes of a Redis Cluster (comma-separated; one is
+                         enough, the others are discovered)
   --redis-timeout-ms N   connect and response timeout for Redis (default 1000)
   --check                check the arguments and exit (0 if the service would start with them)
 ";
@@ -46,6 +49,7 @@ struct Args {
     listen: SocketAddr,
     http_listen: SocketAddr,
     redis: String,
+    cluster: bool,
     redis_timeout: Duration,
     check: bool,
 }
@@ -56,6 +60,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut redis = "redis://127.0.0.1:6379".to_string();
     let mut redis_timeout_ms: u64 = 1000;
     let mut check = false;
+    let mut cluster = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -68,6 +73,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--redis-timeout-ms: {e}"))?
             }
             "--check" => check = true,
+            "--redis-cluster" => cluster = true,
             "-h" | "--help" => return Err(String::new()),
             "-V" | "--version" => {
                 return Err(format!(
@@ -84,14 +90,44 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let http_listen = http_listen
         .parse()
         .map_err(|e| format!("--http-listen {http_listen:?}: {e}"))?;
-    redis::Client::open(redis.as_str()).map_err(|e| format!("--redis {redis:?}: {e}"))?;
-    Ok(Args {
+    let args = Args {
         listen,
         http_listen,
         redis,
+        cluster,
         redis_timeout: Duration::from_millis(redis_timeout_ms.max(1)),
         check,
-    })
+    };
+    args.target()?;
+    Ok(args)
+}
+
+impl Args {
+    /// The Redis (or Redis Cluster) of `--redis`.
+    fn target(&self) -> Result<Target, String> {
+        let invalid = |url: &str, e: redis::RedisError| format!("--redis {url:?}: {e}");
+        if self.cluster {
+            let nodes = self
+                .redis
+                .split(',')
+                .map(|url| {
+                    url.trim()
+                        .into_connection_info()
+                        .map_err(|e| invalid(url, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Target::Cluster(nodes))
+        } else if self.redis.contains(',') {
+            Err(format!(
+                "--redis {:?}: several addresses are for a Redis Cluster (--redis-cluster)",
+                self.redis
+            ))
+        } else {
+            redis::Client::open(self.redis.as_str())
+                .map(Target::Single)
+                .map_err(|e| invalid(&self.redis, e))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -112,8 +148,11 @@ fn main() -> ExitCode {
     };
     if args.check {
         println!(
-            "mcp-ratelimit-service: arguments ok (gRPC {}, http {}, redis {})",
-            args.listen, args.http_listen, args.redis
+            "mcp-ratelimit-service: arguments ok (gRPC {}, http {}, redis {}{})",
+            args.listen,
+            args.http_listen,
+            args.redis,
+            if args.cluster { " (cluster)" } else { "" }
         );
         return ExitCode::SUCCESS;
     }
@@ -137,11 +176,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let client = redis::Client::open(args.redis.as_str())
-        .map_err(|e| format!("--redis {:?}: {e}", args.redis))?;
+    let target = args.target()?;
     let metrics = Arc::new(Metrics::default());
     let engine = Arc::new(Engine::start(
-        client,
+        target,
         args.redis_timeout,
         Arc::clone(&metrics),
     ));
@@ -158,9 +196,10 @@ async fn run(args: Args) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
     eprintln!(
-        "mcp-ratelimit-service {} listening on {grpc_addr} (gRPC), http on {http_addr} (/metrics /healthz /readyz), redis {}",
+        "mcp-ratelimit-service {} listening on {grpc_addr} (gRPC), http on {http_addr} (/metrics /healthz /readyz), redis {}{}",
         env!("CARGO_PKG_VERSION"),
-        args.redis
+        args.redis,
+        if args.cluster { " (cluster)" } else { "" }
     );
     let router = http::router(
         Arc::clone(&engine),
@@ -240,6 +279,18 @@ mod tests {
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--http-listen"]).is_err());
         assert!(parse(&["--redis", "http://not-redis"]).is_err());
+        assert!(
+            parse(&["--redis", "redis://a:1,redis://b:2"]).is_err(),
+            "a list without --redis-cluster"
+        );
+        let cluster = parse(&[
+            "--redis-cluster",
+            "--redis",
+            "redis://a:7000, redis://b:7001",
+        ])
+        .unwrap();
+        assert!(matches!(cluster.target(), Ok(Target::Cluster(nodes)) if nodes.len() == 2));
+        assert!(parse(&["--redis-cluster", "--redis", "redis://a:7000,nonsense://"]).is_err());
         assert!(parse(&["--redis-timeout-ms", "soon"]).is_err());
         assert!(parse(&["--in-memory"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
