@@ -201,9 +201,13 @@ ratelimit-bench-driver:
 ratelimit-test: ratelimit-redis
 	cargo test --release --manifest-path $(RATELIMIT_MANIFEST)
 
+# redis-cli too (Debian's redis-tools, which redis-server depends on): the
+# Redis Cluster test joins its nodes with `redis-cli --cluster create`, and
+# scripts/fleet-redis.sh pings with it.
 ratelimit-redis:
-	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \
-		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server; }
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+		echo "installing redis-server and redis-tools (Debian packages)"; \
+		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server redis-tools; }
 
 # The approval service for `approve` rules (approval-service/: its own crate
 # and Cargo workspace; its README has the filter protocol). Its tests start
