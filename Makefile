@@ -108,18 +108,20 @@ clean:
 # filter + RBAC, and with a global limit through the rate-limit service, and
 # writes bench/results/latest.md. Knobs: BENCH_ROUNDS, BENCH_DURATION (seconds
 # per cell and round), BENCH_ONLY (cells, e.g. 2/1k,2G,5), BENCH_PORT_BASE,
-# BENCH_KEEP=1, BENCH_SKIP_{CRITERION,STARTUP,DEMO,GLOBAL}=1, BENCH_OUT (report path).
+# BENCH_KEEP=1, BENCH_SKIP_{CRITERION,STARTUP,DEMO,GLOBAL}=1, BENCH_OUT (report path),
+# BENCH_ENGINE_CHECKS (checks on one counter for the global engine's cost, default 10^6).
 .PHONY: bench bench-tools bench-core bench-check
 
 BENCH_CARGO := cargo
 BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
-bench: wasm envoy bench-tools ratelimit-service ratelimit-redis
+bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
 	python3 bench/gen.py --check
 	$(BENCH_CARGO) build --release --example demo_server
 	$(BENCH_CARGO) bench --bench core --no-run
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
-		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) python3 bench/run.py
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
+		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
@@ -142,10 +144,11 @@ bench-startup: wasm envoy bench-tools
 		BENCH_OUT=$${BENCH_OUT:-bench/results/startup.md} python3 bench/run.py
 
 # Start every configuration and check its answers, measure nothing (a minute).
-bench-check: wasm envoy bench-tools ratelimit-service ratelimit-redis
+bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
 	$(BENCH_CARGO) build --release --example demo_server
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
-		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) python3 bench/run.py --check-only
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
+		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py --check-only
 
 # Minutes of mixed traffic through Envoy --concurrency 4, then sweeps of
 # distinct grants measuring memory per tracked caller. Not part of make test.
@@ -184,18 +187,27 @@ cargo-fuzz:
 # redis-server (Debian package), installed here if missing.
 RATELIMIT_MANIFEST := ratelimit-service/Cargo.toml
 RATELIMIT_BIN := ratelimit-service/target/release/mcp-ratelimit-service
+RATELIMIT_BENCH_BIN := ratelimit-service/target/release/examples/bench_checks
 RATELIMIT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-.PHONY: ratelimit-service ratelimit-test ratelimit-redis
+.PHONY: ratelimit-service ratelimit-test ratelimit-redis ratelimit-bench-driver
 
 ratelimit-service:
 	cargo build --release --manifest-path $(RATELIMIT_MANIFEST)
 
+# make bench's driver for the engine's cost in Redis (examples/bench_checks.rs).
+ratelimit-bench-driver:
+	cargo build --release --manifest-path $(RATELIMIT_MANIFEST) --example bench_checks
+
 ratelimit-test: ratelimit-redis
 	cargo test --release --manifest-path $(RATELIMIT_MANIFEST)
 
+# redis-cli too (Debian's redis-tools, which redis-server depends on): the
+# Redis Cluster test joins its nodes with `redis-cli --cluster create`, and
+# scripts/fleet-redis.sh pings with it.
 ratelimit-redis:
-	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \
-		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server; }
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+		echo "installing redis-server and redis-tools (Debian packages)"; \
+		$(RATELIMIT_SUDO) apt-get update -qq && $(RATELIMIT_SUDO) apt-get install -y -qq redis-server redis-tools; }
 
 # The approval service for `approve` rules (approval-service/: its own crate
 # and Cargo workspace; its README has the filter protocol). Its tests start

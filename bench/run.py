@@ -7,7 +7,7 @@ What runs where (2 cores):
   core 1: wrk (one thread) and the upstream: a second, tiny Envoy answering
           every request with a canned JSON-RPC result (direct_response), or
           the demo MCP server for the demo variant; and, for the global
-          limits, redis-server and two rate-limit services (one per admission)
+          limits, redis-server and mcp-ratelimit-service
 
 The Envoy under test has one listener per configuration, all in one process,
 so the configurations can be alternated round by round (A B C A B C ...)
@@ -16,8 +16,7 @@ without restarts; each number reported is the median over the rounds.
   (1)  buffer filter only: the floor (Envoy reading the whole body, proxying)
   (2)  mcp-policy, an allowed tools/call that takes a unit of a per-grant limit
   (2G) the same call, its limit global (store: global): counted by
-       mcp-ratelimit-service --admission hold on Redis, one gRPC call per request
-  (2R) the same with --admission reserve
+       mcp-ratelimit-service on Redis, one gRPC call (one Redis script) per request
   (3)  mcp-policy, a denied call (answered by the filter)
   (4)  mcp-policy, a rate-limited call (limit of 1 already used up)
   (5)  Envoy's native MCP filter + RBAC denying one tool by params.name: allowed call
@@ -27,8 +26,11 @@ Before measuring, every configuration is checked with one request (status and
 answer); a configuration that does not behave fails the run.
 
 Also: criterion micro-benchmarks of the core (benches/core.rs), the module
-size, and the time Envoy takes to load the module and configure a 500-tool
-policy. Results: bench/results/latest.md (and .json), printed at the end.
+size, the time Envoy takes to load the module and configure a 500-tool
+policy, and the global engine's cost in Redis (ratelimit-service's
+bench_checks: Redis's own usec_per_call of EVALSHA on a fresh counter and
+after 10^6 admitted calls on it). Results: bench/results/latest.md (and
+.json), printed at the end.
 """
 
 import argparse
@@ -230,33 +232,28 @@ def grpc_cluster(name, port):
     return c
 
 
-# The admissions of mcp-ratelimit-service measured, by cell: (2G) hold, (2R) reserve.
-ADMISSIONS = {"2G": "hold", "2R": "reserve"}
+# The cells that go through the rate-limit service.
+GLOBAL_CELLS = ("2G",)
 
 
-def global_policy(policy_text, admission):
+def global_policy(policy_text):
     """bench/policy-bench.json with the allowed tool's per-grant limit made
-    global, counted by the service of `admission` (cluster ratelimit_<admission>).
+    global, counted by mcp-ratelimit-service (cluster ratelimit).
 
-    Window `second`, max 10^9: never reached, so every call is allowed and
-    takes a unit, as in (2). The window is short on purpose: `hold` keeps one
-    Redis hash field per allowed call until its window ends and every check
-    reads the live ones, so with an hour window the held set would grow for
-    the whole run (millions of fields) and each cell would be slower than the
-    one before; a one-second window keeps at most a second of calls held, the
-    steady state of a busy counter. Each admission has its own domain (the
-    limitador namespace), so the two services never share Redis keys.
+    Window `day`, max 10^9: never reached, so every call is allowed and takes
+    a unit, as in (2), and every call of the whole run counts on the same
+    counter (the engine's cost does not grow with it: see engine_cost).
     timeout_ms 1000 (default 50) so that a slow answer is measured as a slow
     answer, not turned into a fast -32603; failures are counted anyway."""
     policy = json.loads(policy_text)
     policy["rate_limit_service"] = {
-        "cluster": f"ratelimit_{admission}",
-        "domain": f"mcp-bench-{admission}",
+        "cluster": "ratelimit",
+        "domain": "mcp-bench",
         "timeout_ms": 1000,
         "failure_mode": "closed",
     }
     policy["tools"][ALLOWED]["limits"] = [
-        {"counter": "bench_global", "window": "second", "max": 1000000000, "scope": "grant", "store": "global"}
+        {"counter": "bench_global", "window": "day", "max": 1000000000, "scope": "grant", "store": "global"}
     ]
     return json.dumps(policy, indent=1)
 
@@ -275,8 +272,7 @@ class Ports:
         self.policy = base + 2  # (2) (3) (4)
         self.native = base + 5  # (5) (5d)
         self.native_probe = base + 6  # (5) with an access log: checks only
-        self.global_hold = base + 7  # (2G)
-        self.global_reserve = base + 8  # (2R)
+        self.global_ = base + 7  # (2G)
         self.floor_demo = base + 11
         self.policy_demo = base + 12
         self.native_demo = base + 15
@@ -286,8 +282,8 @@ class Ports:
         self.startup = base + 40
         self.startup_admin = base + 41
         self.redis = base + 50
-        self.ratelimit_hold = base + 51
-        self.ratelimit_reserve = base + 52
+        self.ratelimit = base + 51
+        self.ratelimit_http = base + 52
 
     def all(self):
         return sorted(v for v in vars(self).values())
@@ -623,12 +619,9 @@ class Bench:
         global_listeners, global_clusters = [], []
         if not self.args.skip_global:
             self.start_global()
-            for config, admission in ADMISSIONS.items():
-                port = ports.global_hold if admission == "hold" else ports.global_reserve
-                service_port = ports.ratelimit_hold if admission == "hold" else ports.ratelimit_reserve
-                filter_ = wasm_filter(self.args.wasm, global_policy(self.policy_text, admission))
-                global_listeners.append(listener(f"policy_global_{admission}", port, [filter_], cluster="upstream"))
-                global_clusters.append(grpc_cluster(f"ratelimit_{admission}", service_port))
+            filter_ = wasm_filter(self.args.wasm, global_policy(self.policy_text))
+            global_listeners.append(listener("policy_global", ports.global_, [filter_], cluster="upstream"))
+            global_clusters.append(grpc_cluster("ratelimit", ports.ratelimit))
         policy = wasm_filter(self.args.wasm, self.policy_text)
         proxy = bootstrap(
             ports.proxy_admin,
@@ -654,43 +647,74 @@ class Bench:
                        self.demo, "demo MCP server")
 
     def start_global(self):
-        """redis-server and one mcp-ratelimit-service per admission, on core 1
-        (the load generator's and the upstream's core): core 0 stays the
-        Envoy under test's alone, so its CPU per request is comparable with
-        (2); what the service and Redis spend is measured per process."""
+        """redis-server and mcp-ratelimit-service on core 1 (the load
+        generator's and the upstream's core): core 0 stays the Envoy under
+        test's alone, so its CPU per request is comparable with (2); what the
+        service and Redis spend is measured per process."""
         ports, args = self.ports, self.args
         redis = start([args.redis_server, "--port", str(ports.redis), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no"], self.path("redis.out"), cpu=1)
         wait_until(lambda: socket.create_connection(("127.0.0.1", ports.redis), 1).close() or True,
                    redis, "redis-server")
         self.global_procs["redis"] = redis
-        for admission in ADMISSIONS.values():
-            port = ports.ratelimit_hold if admission == "hold" else ports.ratelimit_reserve
-            log = self.path(f"ratelimit-{admission}.out")
-            proc = start([args.ratelimit_service, "--listen", f"127.0.0.1:{port}",
-                          "--redis", f"redis://127.0.0.1:{ports.redis}", "--admission", admission], log, cpu=1)
+        log = self.path("ratelimit.out")
+        proc = start([args.ratelimit_service, "--listen", f"127.0.0.1:{ports.ratelimit}",
+                      "--http-listen", f"127.0.0.1:{ports.ratelimit_http}",
+                      "--redis", f"redis://127.0.0.1:{ports.redis}"], log, cpu=1)
 
-            def connected(log=log):
-                with open(log, errors="replace") as f:
-                    return "redis connection established" in f.read()
+        def connected():
+            with open(log, errors="replace") as f:
+                return "redis connection established" in f.read()
 
-            wait_until(connected, proc, f"mcp-ratelimit-service --admission {admission}")
-            self.global_procs[admission] = proc
+        wait_until(connected, proc, "mcp-ratelimit-service")
+        self.global_procs["service"] = proc
+
+    def engine_cost(self, checks, sample):
+        """The engine's cost in Redis, from Redis's own accounting: the
+        service's bench driver pushes `sample` checks on a fresh counter,
+        `checks` more on the same counter, then `sample` again, each phase
+        after CONFIG RESETSTAT, and reads usec_per_call of evalsha. The
+        driver runs on core 0 (the Envoy under test idles meanwhile), the
+        service and Redis where they are, on core 1."""
+        ports = self.ports
+        cmd = pinned([self.args.ratelimit_bench, "--service", f"127.0.0.1:{ports.ratelimit}",
+                      "--redis", f"redis://127.0.0.1:{ports.redis}", "--checks", str(checks),
+                      "--sample", str(sample)], 0)
+        print(f"== engine: {checks:,} checks on one counter through mcp-ratelimit-service, Redis's "
+              "usec_per_call of EVALSHA before and after", flush=True)
+        procs = {k: self.global_procs[k] for k in ("service", "redis")}
+        cpu_before = {k: proc_cpu_seconds(v.pid) for k, v in procs.items()}
+        t0 = time.monotonic()
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        elapsed = time.monotonic() - t0
+        if out.returncode != 0:
+            raise SystemExit(f"bench: bench_checks failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        total = 2 * sample + checks
+        for k, v in procs.items():
+            result[f"{k}_cpu_us_per_check"] = (proc_cpu_seconds(v.pid) - cpu_before[k]) * 1e6 / total
+        result["elapsed_s"] = elapsed
+        self.results["engine"] = result
+        print(f"   Redis usec_per_call of EVALSHA: {result['fresh_usec_per_call']:.2f} fresh, "
+              f"{result['after_usec_per_call']:.2f} after {result['admitted_before_after']:,} admitted "
+              f"(during the fill {result['fill_usec_per_call']:.2f}); "
+              f"{result['fill_checks_per_second']:,.0f} checks/s through the service; "
+              f"counter {result['counter']:,}", flush=True)
+        return result
 
     def counters(self):
         """The Envoy under test's counters that say whether the global path
-        ran: requests to each rate-limit service cluster, and the filter's
+        ran: requests to the rate-limit service cluster, and the filter's
         decisions (summed over the listeners: cells run one at a time)."""
         status, text, _ = request(self.ports.proxy_admin, "GET",
-                                  "/stats?filter=(ratelimit_.*upstream_rq_total|mcp_policy_[a-z_]+)$")
+                                  "/stats?filter=(cluster\\.ratelimit\\.upstream_rq_total|mcp_policy_[a-z_]+)$")
         if status != 200:
             raise SystemExit(f"bench: cannot read the Envoy under test's stats: {status} {text[:200]}")
         out = {}
         for line in text.splitlines():
             name, _, value = line.partition(": ")
-            m = re.search(r"cluster\.ratelimit_(\w+)\.upstream_rq_total$", name)
-            if m:
-                out[f"grpc_{m.group(1)}"] = int(value)
+            if re.search(r"cluster\.ratelimit\.upstream_rq_total$", name):
+                out["grpc"] = int(value)
             m = re.search(r"(?:^|\.)mcp_policy_(allowed|denied|rate_limited|hidden|invalid|failed)$", name)
             if m:
                 out[m.group(1)] = out.get(m.group(1), 0) + int(value)
@@ -717,20 +741,15 @@ class Bench:
         if not self.args.skip_global:
             before = self.counters()
             for size in ("1k", "64k"):
-                for config, admission in ADMISSIONS.items():
-                    port = p.global_hold if admission == "hold" else p.global_reserve
-                    ok &= self.check(f"({config}) allowed, global limit, --admission {admission}, {size}",
-                                     port, ALLOWED, size, 200, '"result"')
+                ok &= self.check(f"(2G) allowed, global limit, {size}", p.global_, ALLOWED, size, 200, '"result"')
             after = self.counters()
-            # Each of those calls went through its own service: 2 gRPC calls each.
-            for admission in ADMISSIONS.values():
-                calls = after.get(f"grpc_{admission}", 0) - before.get(f"grpc_{admission}", 0)
-                good = calls == 2
-                print(f"   {'ok ' if good else 'BAD'} cluster ratelimit_{admission}: {calls} ShouldRateLimit "
-                      "calls for the 2 checks above", flush=True)
-                self.results["checks"].append({"check": f"ratelimit_{admission} calls", "status": calls,
-                                               "answer": "", "ok": good})
-                ok &= good
+            # Each of those calls went through the service.
+            calls = after.get("grpc", 0) - before.get("grpc", 0)
+            good = calls == 2
+            print(f"   {'ok ' if good else 'BAD'} cluster ratelimit: {calls} ShouldRateLimit "
+                  "calls for the 2 checks above", flush=True)
+            self.results["checks"].append({"check": "ratelimit calls", "status": calls, "answer": "", "ok": good})
+            ok &= good
         # The first call takes the only unit of the limit; from then on: -31002.
         ok &= self.check("(4) first call takes the limit's only unit", p.policy, LIMITED, "1k", 200, '"result"')
         for size in ("1k", "64k"):
@@ -800,10 +819,7 @@ class Bench:
                 ("2", size, p.policy, ALLOWED, None),
             ]
             if not self.args.skip_global:
-                cells += [
-                    ("2G", size, p.global_hold, ALLOWED, "global"),
-                    ("2R", size, p.global_reserve, ALLOWED, "global"),
-                ]
+                cells += [("2G", size, p.global_, ALLOWED, "global")]
             cells += [
                 ("3", size, p.policy, DENIED, None),
                 ("4", size, p.policy, LIMITED, None),
@@ -827,7 +843,7 @@ class Bench:
             cells = [c for c in cells if f"{c[0]}/{c[1]}" in wanted or c[0] in wanted]
         return cells
 
-    def wrk(self, port, body_path, session=None, admission=None):
+    def wrk(self, port, body_path, session=None, global_=False):
         env = dict(os.environ, BENCH_BODY=body_path or "", BENCH_METHOD="POST" if body_path else "GET")
         if session:
             env["BENCH_SESSION"] = session
@@ -835,9 +851,9 @@ class Bench:
         cmd = pinned([self.args.wrk, "-t1", f"-c{self.args.connections}", f"-d{self.args.duration}s",
                       "--timeout", "5s", "-s", os.path.join(BENCH, "wrk.lua"), f"http://127.0.0.1:{port}/mcp"], 1)
         procs = {"proxy": self.proxy, "upstream": self.demo if session else self.upstream}
-        if admission:
+        if global_:
             # The service answering this cell and Redis (both on core 1).
-            procs["service"] = self.global_procs[admission]
+            procs["service"] = self.global_procs["service"]
             procs["redis"] = self.global_procs["redis"]
         cpu_before = {k: proc_cpu_seconds(v.pid) for k, v in procs.items()}
         cores_before = core_busy_seconds()
@@ -869,7 +885,7 @@ class Bench:
         result["core0_other"] = max(0.0, cores.get(0, 0.0) - cpu["proxy"])
         result["core1_other"] = max(0.0, cores.get(1, 0.0) - cpu["upstream"] - wrk_cpu
                                     - cpu.get("service", 0.0) - cpu.get("redis", 0.0))
-        if admission:
+        if global_:
             for k in ("service", "redis"):
                 result[f"{k}_cpu"] = cpu[k]
                 result[f"{k}_cpu_us_per_req"] = cpu[k] * elapsed * 1e6 / max(1, result["requests"])
@@ -892,22 +908,22 @@ class Bench:
                 body_size = size.split("-")[0]
                 path = None if mode == "get" else self.bodies[(body_size, tool)][0]
                 session = self.session if size.endswith("-demo") else None
-                admission = ADMISSIONS.get(config) if mode == "global" else None
+                global_ = mode == "global"
                 if mode == "quiet":
                     self.set_wasm_log_level("warning")
-                before = self.counters() if admission else None
+                before = self.counters() if global_ else None
                 try:
-                    result = self.wrk(port, path, session, admission)
+                    result = self.wrk(port, path, session, global_)
                 finally:
                     if mode == "quiet":
                         self.set_wasm_log_level("info")
-                if admission:
+                if global_:
                     # Every request must have been decided by the service and
                     # allowed: a call refused (-32603 on a service error or
                     # timeout, -31002) is answered by the filter, fast, with
                     # HTTP 200, and would flatter the cell.
                     after = self.counters()
-                    result["grpc_calls"] = after.get(f"grpc_{admission}", 0) - before.get(f"grpc_{admission}", 0)
+                    result["grpc_calls"] = after.get("grpc", 0) - before.get("grpc", 0)
                     for k in ("allowed", "failed", "rate_limited"):
                         result[k] = after.get(k, 0) - before.get(k, 0)
                     if (result["failed"] or result["rate_limited"] or result["grpc_calls"] < result["requests"]
@@ -927,7 +943,7 @@ class Bench:
                       f"of core 0, others {result['core0_other'] * 100:3.0f}%"
                       + (f"; service {result['service_cpu_us_per_req']:4.0f} µs, Redis "
                          f"{result['redis_cpu_us_per_req']:4.0f} µs CPU/req, {result['failed']} failed"
-                         if admission else ""), flush=True)
+                         if global_ else ""), flush=True)
                 time.sleep(0.5)
 
     def proxy_stats(self):
@@ -985,8 +1001,7 @@ def fmt_ns(ns):
 CONFIG_NAMES = {
     "1": "(1) buffer filter only (floor)",
     "2": "(2) mcp-policy, allowed (per-grant limit)",
-    "2G": "(2G) mcp-policy, allowed, global limit (service --admission hold, Redis)",
-    "2R": "(2R) mcp-policy, allowed, global limit (service --admission reserve, Redis)",
+    "2G": "(2G) mcp-policy, allowed, global limit (rate-limit service, Redis)",
     "2q": "(2) mcp-policy, allowed, audit lines not written (wasm log level warning)",
     "3": "(3) mcp-policy, denied",
     "4": "(4) mcp-policy, rate limited",
@@ -1058,7 +1073,7 @@ def report(bench, machine, wasm_size, command):
         + (f"; what is measured runs at `nice {NICE}`" if NICE else ""))
     out("- Pinning: Envoy under test `taskset -c 0 --concurrency 1`; wrk and the upstream (a second Envoy, "
         "`direct_response` after a buffer filter; or the demo MCP server) `taskset -c 1`"
-        + ("; for (2G) and (2R), redis-server and the two mcp-ratelimit-service processes `taskset -c 1` too "
+        + ("; for (2G), redis-server and mcp-ratelimit-service `taskset -c 1` too "
            "(the load generator's core)" if not args.skip_global else ""))
     out("")
 
@@ -1067,7 +1082,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "2G", "2R", "3", "4", "5", "5d", "2q", "1g", "2g"]
+    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"
@@ -1087,19 +1102,19 @@ def report(bench, machine, wasm_size, command):
         "or for the CPU other processes took). *Other processes*: CPU used on that core by processes other than "
         "the Envoy under test (core 0) or wrk and the upstream (core 1): other work on the machine. Kernel "
         "softirq time (loopback TCP) is in none of these columns; on core 1 the rate-limit service and Redis "
-        "count as the run's own for (2G) and (2R). (5d) answers HTTP 403 "
+        "count as the run's own for (2G). (5d) answers HTTP 403 "
         "(`RBAC: access denied`), not a JSON-RPC error.")
     out("")
 
-    global_keys = [f"{c}/{b}" for b in ("1k", "64k") for c in ADMISSIONS if f"{c}/{b}" in summary]
+    global_keys = [f"{c}/{b}" for b in ("1k", "64k") for c in GLOBAL_CELLS if f"{c}/{b}" in summary]
     if global_keys:
         out("## Global limits: the local path (2) against the rate-limit service")
         out("")
-        out("(2) takes a unit of a per-grant limit in Envoy's shared data; (2G) and (2R) make the same call "
-            "with that limit `store: global` (window `second`, max 10⁹: never reached), so every request also "
-            "waits for one `ShouldRateLimit` gRPC call to `mcp-ratelimit-service` on loopback (HTTP/2), which "
-            "counts in `redis-server` (`--admission hold`: one Lua script; `reserve`: reserve, then commit, two "
-            "round trips). Service and Redis run on core 1 with wrk and the upstream. Ratios are against (2) of "
+        out("(2) takes a unit of a per-grant limit in Envoy's shared data; (2G) makes the same call "
+            "with that limit `store: global` (window `day`, max 10⁹: never reached, every call of the run on one "
+            "counter), so every request also waits for one `ShouldRateLimit` gRPC call to "
+            "`mcp-ratelimit-service` on loopback (HTTP/2), which counts in `redis-server` with one script call. "
+            "Service and Redis run on core 1 with wrk and the upstream. Ratios are against (2) of "
             "the same rounds; *vs (2)* of latency above 1× is slower.")
         out("")
         out("| configuration | body | req/s | vs (2) | p50 ms | vs (2) | p99 ms | vs (2) | "
@@ -1119,6 +1134,30 @@ def report(bench, machine, wasm_size, command):
                 f"{fmt_ms(s['p50_us'])} | {vs('p50_us')} | {fmt_ms(s['p99_us'])} | {vs('p99_us')} | {cpu} | "
                 f"{s['service_cpu_us']:.0f} | {s['redis_cpu_us']:.0f} | {s['grpc_per_req']:.2f} | "
                 f"{s['failed']:,} |")
+        out("")
+
+    engine = results.get("engine")
+    if engine:
+        out("## Global limits: the engine in Redis")
+        out("")
+        out("`bench_checks` (ratelimit-service/examples) pushes checks straight at `mcp-ratelimit-service` over "
+            f"gRPC ({engine['concurrency']} at a time, {engine['connections']} connections, the driver on core 0, "
+            "service and Redis on core 1), all on ONE counter (window `day`, max 2³²−1: every check admitted), "
+            "and reads Redis's own accounting, `INFO commandstats` `usec_per_call` of `evalsha` (reset before each "
+            "phase): the time Redis's main thread spends executing one check, script and commands included.")
+        out("")
+        out("| phase | checks | Redis µs per check (usec_per_call) |")
+        out("| --- | ---: | ---: |")
+        sample = (engine["admitted_before_after"] - engine["fill_checks"])
+        out(f"| fresh counter | {sample:,} | {engine['fresh_usec_per_call']:.2f} |")
+        out(f"| filling it | {engine['fill_checks']:,} | {engine['fill_usec_per_call']:.2f} |")
+        out(f"| after {engine['admitted_before_after']:,} admitted calls on it | {sample:,} | "
+            f"{engine['after_usec_per_call']:.2f} |")
+        out("")
+        out(f"The fill ran at {engine['fill_checks_per_second']:,.0f} checks/s through the service "
+            f"({engine['fill_seconds']:.1f} s); the service spent {engine['service_cpu_us_per_check']:.1f} µs and "
+            f"Redis {engine['redis_cpu_us_per_check']:.1f} µs of CPU per check (process CPU, network included). "
+            f"The counter holds {engine['counter']:,}: every check made.")
         out("")
 
     out("## Ratios and targets")
@@ -1168,6 +1207,16 @@ def report(bench, machine, wasm_size, command):
             f"{x(ratio(summary, '2/1k-demo', '1/1k-demo', 'capacity'))}, "
             f"{x(ratio(summary, '2/1k-demo', '5/1k-demo', 'capacity'))} | | "
             f"{x(ratio(summary, '2/1k-demo', '1/1k-demo'))}, {x(ratio(summary, '2/1k-demo', '5/1k-demo'))} | | |")
+    if engine:
+        flat = engine["after_usec_per_call"] <= 1.25 * engine["fresh_usec_per_call"]
+        cheap = max(engine["fresh_usec_per_call"], engine["after_usec_per_call"]) <= 20
+        targets.append(("global check in Redis flat and <= 20 us", flat and cheap))
+        out(f"| global check: Redis µs per check flat (after 10⁶ ≤ 1.25 × fresh) and ≤ 20 µs | "
+            f"{engine['fresh_usec_per_call']:.2f} → {engine['after_usec_per_call']:.2f} µs | | | | "
+            f"{'**met**' if flat and cheap else '**missed**'} |")
+    g = [ratio(summary, f"2G/{body}", f"2/{body}") for body in ("1k", "64k")]
+    if any(v is not None for v in g):
+        out(f"| for reference: (2G) global / (2) local, req/s | | | {x(g[0])} | {x(g[1])} | |")
     size_ok = wasm_size <= 400 * 1000
     targets.append(("module ≤ 400 KB", size_ok))
     out(f"| module ≤ 400 KB | {wasm_size:,} bytes | | | | "
@@ -1320,7 +1369,11 @@ def main():
     parser.add_argument("--wrk", default=env("BENCH_WRK", shutil.which("wrk") or "wrk"))
     parser.add_argument("--ratelimit-service", default=env("MCP_RATELIMIT_SERVICE", os.path.join(
         ROOT, "ratelimit-service/target/release/mcp-ratelimit-service")))
+    parser.add_argument("--ratelimit-bench", default=env("MCP_RATELIMIT_BENCH", os.path.join(
+        ROOT, "ratelimit-service/target/release/examples/bench_checks")))
     parser.add_argument("--redis-server", default=env("BENCH_REDIS", shutil.which("redis-server") or "redis-server"))
+    parser.add_argument("--engine-checks", type=int, default=int(env("BENCH_ENGINE_CHECKS", "1000000")),
+                        help="checks on one counter for the engine's cost (default 10^6)")
     parser.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "5")))
     parser.add_argument("--duration", type=int, default=int(env("BENCH_DURATION", "7")))
     parser.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", "16")))
@@ -1331,7 +1384,7 @@ def main():
     parser.add_argument("--skip-startup", action="store_true", default=env("BENCH_SKIP_STARTUP") == "1")
     parser.add_argument("--skip-demo", action="store_true", default=env("BENCH_SKIP_DEMO") == "1")
     parser.add_argument("--skip-global", action="store_true", default=env("BENCH_SKIP_GLOBAL") == "1",
-                        help="no (2G)/(2R): no redis-server, no rate-limit service")
+                        help="no (2G) and no engine cost: no redis-server, no rate-limit service")
     parser.add_argument("--check-only", action="store_true", help="start everything, check, measure nothing")
     parser.add_argument("--keep", action="store_true", default=env("BENCH_KEEP") == "1",
                         help="keep the temporary directory (configs, logs)")
@@ -1342,6 +1395,7 @@ def main():
     for what, path in (("Envoy", args.envoy), ("module", args.wasm), ("wrk", args.wrk)) + (
             () if args.skip_demo else (("demo server", args.demo),)) + (
             () if args.skip_global else (("rate-limit service", args.ratelimit_service),
+                                         ("its bench driver", args.ratelimit_bench),
                                          ("redis-server", args.redis_server))):
         if not os.path.exists(path):
             raise SystemExit(f"bench: {what} not found at {path} (make bench builds and installs it)")
@@ -1350,6 +1404,7 @@ def main():
 
     knobs = "".join(
         f"{k}={os.environ[k]} " for k in ("BENCH_ROUNDS", "BENCH_DURATION", "BENCH_CONNECTIONS", "BENCH_ONLY",
+                                          "BENCH_ENGINE_CHECKS",
                                           "BENCH_SKIP_CRITERION", "BENCH_SKIP_STARTUP", "BENCH_SKIP_DEMO",
                                           "BENCH_SKIP_GLOBAL", "BENCH_OUT")
         if k in os.environ)
@@ -1374,10 +1429,14 @@ def main():
         bench.start_servers()
         bench.checks()
         if args.check_only:
+            if not args.skip_global:
+                bench.engine_cost(2_000, 200)
             print("bench: all checks passed")
             return
         bench.measure()
         bench.proxy_stats()
+        if not args.skip_global:
+            bench.engine_cost(args.engine_checks, 20_000)
     finally:
         stop_all()
         if not args.keep:

@@ -14,7 +14,10 @@
 //!   WasmPlugin) and Envoy Gateway would hand Envoy, rebuilt from the manifests;
 //! - the Dockerfile's final image is the module alone, at /plugin.wasm;
 //! - the approval service's manifest keeps its page behind the sign-in proxy
-//!   and points every replica at the Redis it defines.
+//!   and points every replica at the Redis it defines;
+//! - deploy/fleet: the rate-limit service accepts its arguments (the real
+//!   binary's `--check`), reaches the Redis Service, is probed on its health
+//!   endpoints, and is the cluster the Envoy replicas' policy names.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -88,6 +91,7 @@ fn manifest_files() -> Vec<PathBuf> {
         "deploy/envoy-gateway",
         "deploy/ingress",
         "deploy/approval",
+        "deploy/fleet",
     ] {
         assert!(
             files
@@ -1470,4 +1474,198 @@ fn approval_service_page_is_behind_the_sign_in_proxy_and_replicas_share_redis() 
     }
     let probe = &container("approval-service")["readinessProbe"]["httpGet"];
     assert_eq!(probe["path"], "/readyz");
+}
+
+/// The rate-limit service binary `make test` builds.
+fn ratelimit_service_binary() -> PathBuf {
+    std::env::var_os("MCP_RATELIMIT_SERVICE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo_root().join("ratelimit-service/target/release/mcp-ratelimit-service")
+        })
+}
+
+/// The Deployment whose Pod has a container named `container`, and that container.
+fn deployment_with_container<'a>(objects: &'a [Value], container: &str) -> (&'a Value, &'a Value) {
+    of_kind(objects, "Deployment")
+        .find_map(|deployment| {
+            deployment["spec"]["template"]["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == container)
+                .map(|c| (deployment, c))
+        })
+        .unwrap_or_else(|| panic!("no Deployment with a container {container}"))
+}
+
+/// The containerPort of a container's port named `name`.
+fn container_port(container: &Value, name: &str) -> u64 {
+    container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|port| port["name"] == name)
+        .and_then(|port| port["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("{} declares no port {name}", container["name"]))
+}
+
+/// `<service>.<namespace>.svc.cluster.local` and a port, to the Service
+/// and its port entry.
+fn service_port<'a>(objects: &'a [Value], host: &str, port: u64) -> (&'a Value, &'a Value) {
+    let mut parts = host.split('.');
+    let (wanted, namespace) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+    assert_eq!(
+        parts.collect::<Vec<_>>(),
+        ["svc", "cluster", "local"],
+        "{host}: not a Service's DNS name"
+    );
+    let service = of_kind(objects, "Service")
+        .find(|s| name(s) == wanted && s["metadata"]["namespace"] == namespace)
+        .unwrap_or_else(|| panic!("{host}: no Service {wanted} in {namespace}"));
+    let entry = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(port))
+        .unwrap_or_else(|| panic!("Service {wanted} has no port {port}"));
+    (service, entry)
+}
+
+/// Whether a Service's selector selects a Deployment's Pods.
+fn selects(service: &Value, deployment: &Value) -> bool {
+    service["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+        && service["spec"]["selector"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(key, value)| &deployment["spec"]["template"]["metadata"]["labels"][key] == value)
+}
+
+#[test]
+fn fleet_service_redis_and_envoy_fit_together() {
+    let file = repo_root().join("deploy/fleet/mcp-fleet.yaml");
+    let objects = objects(&file);
+    let (service_deployment, service) = deployment_with_container(&objects, "ratelimit-service");
+    let args: Vec<&str> = service["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+
+    // The service itself accepts these arguments.
+    let binary = ratelimit_service_binary();
+    let out = Command::new(&binary)
+        .args(&args)
+        .arg("--check")
+        .output()
+        .unwrap_or_else(|err| panic!("{}: {err} (make test builds it)", binary.display()));
+    assert!(
+        out.status.success(),
+        "mcp-ratelimit-service refuses the manifest's arguments: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arg = |flag: &str| -> &str {
+        let at = args
+            .iter()
+            .position(|a| *a == flag)
+            .unwrap_or_else(|| panic!("no {flag}"));
+        args[at + 1]
+    };
+    let port_of = |address: &str| -> u64 { address.rsplit(':').next().unwrap().parse().unwrap() };
+
+    // It listens on the ports it declares, and is probed on its health endpoints.
+    assert_eq!(port_of(arg("--listen")), container_port(service, "grpc"));
+    assert_eq!(
+        port_of(arg("--http-listen")),
+        container_port(service, "http")
+    );
+    assert_eq!(service["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(service["readinessProbe"]["httpGet"]["path"], "/readyz");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(service[probe]["httpGet"]["port"], "http", "{probe}");
+    }
+    let replicas = |deployment: &Value| deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+    assert!(
+        replicas(service_deployment) >= 2,
+        "one service process is a single point"
+    );
+
+    // --redis is the Redis Service, which selects the Pod serving that port.
+    let redis_url = arg("--redis");
+    let authority = redis_url.strip_prefix("redis://").expect("redis://");
+    let (host, port) = authority.rsplit_once(':').expect("host:port");
+    let (redis_service, redis_port) = service_port(&objects, host, port.parse().unwrap());
+    let (redis_deployment, redis) = deployment_with_container(&objects, "redis");
+    assert!(
+        selects(redis_service, redis_deployment),
+        "{host} selects no Redis Pod"
+    );
+    assert_eq!(
+        container_port(redis, str_at(redis_port, "/targetPort")),
+        6379,
+        "the Redis Service's port reaches redis-server's"
+    );
+
+    // The Envoy replicas: the policy's rate_limit_service.cluster is a cluster of
+    // the template, HTTP/2, to every service Pod (a headless Service) on its gRPC port.
+    let policy: Value = serde_json::from_str(&config_map_value(
+        &objects,
+        &("mcp-policy".to_owned(), "policy.json".to_owned()),
+        "deploy/fleet",
+    ))
+    .unwrap();
+    let cluster_name = str_at(&policy, "/rate_limit_service/cluster");
+    // A slow Redis is the service's UNAVAILABLE (logged, counted) before it
+    // is the filter's timeout.
+    let redis_timeout: u64 = arg("--redis-timeout-ms").parse().unwrap();
+    let filter_timeout = policy["rate_limit_service"]["timeout_ms"]
+        .as_u64()
+        .unwrap_or(50);
+    assert!(
+        redis_timeout < filter_timeout,
+        "--redis-timeout-ms {redis_timeout} is not below the policy's timeout_ms {filter_timeout}"
+    );
+    let template: Value = serde_norway::from_str(&config_map_value(
+        &objects,
+        &("mcp-gateway-envoy".to_owned(), "envoy.yaml.tmpl".to_owned()),
+        "deploy/fleet",
+    ))
+    .unwrap();
+    let cluster = template["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster_name)
+        .unwrap_or_else(|| panic!("the template has no cluster {cluster_name}"));
+    assert!(
+        cluster
+            .pointer("/typed_extension_protocol_options/envoy.extensions.upstreams.http.v3.HttpProtocolOptions/explicit_http_config/http2_protocol_options")
+            .is_some(),
+        "gRPC needs HTTP/2: {cluster}"
+    );
+    assert_eq!(cluster["type"], "STRICT_DNS");
+    let address = cluster
+        .pointer("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address")
+        .unwrap();
+    let (grpc_service, grpc_port) = service_port(
+        &objects,
+        str_at(address, "/address"),
+        address["port_value"].as_u64().unwrap(),
+    );
+    assert!(selects(grpc_service, service_deployment));
+    assert_eq!(str_at(grpc_port, "/targetPort"), "grpc");
+    assert_eq!(
+        grpc_service["spec"]["clusterIP"], "None",
+        "headless, so Envoy balances checks per request over the service Pods"
+    );
+    let (gateway, _) = deployment_with_container(&objects, "envoy");
+    assert!(replicas(gateway) >= 2, "a fleet has more than one replica");
+
+    // The service's image is the Dockerfile's ratelimit-service stage.
+    let dockerfile = read(&repo_root().join("Dockerfile"));
+    assert!(dockerfile
+        .lines()
+        .any(|line| line.trim_end().ends_with(" AS ratelimit-service")));
+    assert!(dockerfile.contains("ENTRYPOINT [\"mcp-ratelimit-service\"]"));
 }

@@ -1,8 +1,10 @@
-//! End to end, fleet-wide limits: a real redis-server, the shipped rate-limit
-//! service (limitador on Redis) and TWO Envoy processes with the filter, as
-//! two replicas in front of one MCP server. A global limit holds exactly
-//! across both; a local one stays per replica; Redis going away gives the
-//! configured failure behaviour and its return recovers.
+//! End to end, fleet-wide limits: a real redis-server, TWO processes of the
+//! shipped rate-limit service on it and TWO Envoy processes with the filter,
+//! as two replicas in front of one MCP server, each replica spreading its
+//! ShouldRateLimit calls over both service processes. A global limit holds
+//! exactly across all of them in every round of repeated bursts; a local one
+//! stays per replica; Redis going away gives the configured failure
+//! behaviour and its return recovers.
 //!
 //! Needs `redis-server` on PATH and the service binary in
 //! `$MCP_RATELIMIT_SERVICE` (`make test` builds and installs both).
@@ -11,7 +13,9 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -29,46 +33,130 @@ impl Drop for Process {
     }
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `INFO server` of the Redis on `port`, if one answers.
+fn redis_info(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).ok()?;
+    let len: usize = header.strip_prefix('$')?.trim().parse().ok()?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    String::from_utf8(body).ok()
 }
 
-fn start_redis(port: u16) -> Process {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+/// redis-server on `port`, once it answers as itself (its process id); None
+/// if it could not have the port.
+fn try_start_redis(port: u16) -> Option<Process> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("redis-server: {err} (make test installs it)"));
-    wait_for_port(port);
-    Process(child)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if let Some(info) = redis_info(port) {
+            let mine = format!("process_id:{}", child.id());
+            let process = Process(child);
+            return info
+                .lines()
+                .any(|line| line.trim() == mine)
+                .then_some(process);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(Process(child));
+    None
 }
 
-fn start_service(port: u16, redis_port: u16) -> Process {
-    let binary = std::env::var("MCP_RATELIMIT_SERVICE")
-        .unwrap_or_else(|_| "ratelimit-service/target/release/mcp-ratelimit-service".to_string());
-    let child = Command::new(&binary)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|err| panic!("{binary}: {err} (make test builds it)"));
-    wait_for_port(port);
-    Process(child)
+/// redis-server on a free port. It cannot be handed a bound socket, so the
+/// port is picked, then confirmed to be this server's.
+fn start_redis() -> (Process, u16) {
+    for _ in 0..20 {
+        let port = free_port();
+        if let Some(process) = try_start_redis(port) {
+            return (process, port);
+        }
+    }
+    panic!("no free port for redis-server in 20 tries");
+}
+
+/// One process of the rate-limit service, on ports it binds itself (port 0,
+/// read back from its start line).
+struct RateLimitService {
+    _process: Process,
+    grpc_port: u16,
+    http_port: u16,
+    _lines: Receiver<String>,
+}
+
+impl RateLimitService {
+    fn start(redis_port: u16) -> RateLimitService {
+        let binary = std::env::var("MCP_RATELIMIT_SERVICE").unwrap_or_else(|_| {
+            "ratelimit-service/target/release/mcp-ratelimit-service".to_string()
+        });
+        let mut child = Command::new(&binary)
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("{binary}: {err} (make test builds it)"));
+        let stderr = child.stderr.take().unwrap();
+        let process = Process(child);
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[ratelimit-service] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let port_after = |line: &str, marker: &str| -> u16 {
+            line.split(marker)
+                .nth(1)
+                .and_then(|rest| rest.split([' ', ',']).next())
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok())
+                .unwrap_or_else(|| panic!("no port after {marker:?}: {line}"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .expect("the service's start line within 20 s");
+            if line.contains("listening on ") {
+                return RateLimitService {
+                    _process: process,
+                    grpc_port: port_after(&line, "listening on "),
+                    http_port: port_after(&line, "http on "),
+                    _lines: lines,
+                };
+            }
+        }
+    }
+
+    /// `mcp_ratelimit_checks_total`, all results.
+    async fn checks(&self) -> u64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with("mcp_ratelimit_checks_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
 }
 
 fn policy(failure_mode: &str) -> String {
@@ -85,30 +173,36 @@ const POLICY: &str = r#"{
     }
 }"#;
 
-/// The harness's Envoy configuration plus the rate-limit service cluster (gRPC).
+/// The harness's Envoy configuration plus the rate-limit service cluster
+/// (gRPC), round robin over every service process.
 fn replica_config(
     port: u16,
     admin_port: u16,
     upstream_port: u16,
-    service_port: u16,
+    service_ports: &[u16],
     failure_mode: &str,
 ) -> String {
     let mut config = config_yaml(port, admin_port, upstream_port, &policy(failure_mode));
-    config.push_str(&format!(
+    config.push_str(
         r#"  - name: ratelimit
     type: STATIC
     connect_timeout: 1s
+    lb_policy: ROUND_ROBIN
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
+        explicit_http_config: { http2_protocol_options: {} }
     load_assignment:
       cluster_name: ratelimit
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {service_port} }} }} }}
-"#
-    ));
+"#,
+    );
+    for service_port in service_ports {
+        config.push_str(&format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {service_port} }} }} }}\n"
+        ));
+    }
     config
 }
 
@@ -130,11 +224,14 @@ fn passed(reply: &Value) -> bool {
 }
 
 #[tokio::test]
-async fn a_global_limit_holds_across_two_replicas() {
-    let redis_port = free_port();
-    let mut redis = Some(start_redis(redis_port));
-    let service_port = free_port();
-    let _service = start_service(service_port, redis_port);
+async fn a_global_limit_holds_across_two_replicas_and_two_service_processes() {
+    let (redis, redis_port) = start_redis();
+    let mut redis = Some(redis);
+    let services = [
+        RateLimitService::start(redis_port),
+        RateLimitService::start(redis_port),
+    ];
+    let service_ports = [services[0].grpc_port, services[1].grpc_port];
 
     let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
         json_responses: true,
@@ -143,38 +240,56 @@ async fn a_global_limit_holds_across_two_replicas() {
     .await;
     let replica = |_: ()| {
         Envoy::start_with_config(
-            move |port, admin| replica_config(port, admin, upstream_port, service_port, "closed"),
+            move |port, admin| replica_config(port, admin, upstream_port, &service_ports, "closed"),
             2,
         )
     };
     let (a, b) = (replica(()).await, replica(()).await);
     let urls = [a.mcp_url(), b.mcp_url()];
 
-    // 60 concurrent calls for one grant, alternating replicas: exactly 20 pass.
-    let calls = (0..60).map(|i| call(&urls[i % 2], "alice", "asyncExecuteCode"));
-    let replies = futures::future::join_all(calls).await;
-    let allowed = replies.iter().filter(|r| passed(r)).count();
-    let limited: Vec<&Value> = replies
-        .iter()
-        .filter(|r| r["error"]["code"] == -31002)
-        .collect();
-    assert_eq!(
-        (allowed, limited.len()),
-        (20, 40),
-        "{:?}",
-        replies
+    // Rounds of 60 concurrent calls for one grant, alternating replicas (each
+    // spreading its checks over both service processes): exactly 20 reach
+    // the upstream in every round.
+    const ROUNDS: usize = 4;
+    for round in 0..ROUNDS {
+        let grant = format!("alice-{round}");
+        let before = upstream.tool_call_count("asyncExecuteCode");
+        let calls = (0..60).map(|i| call(&urls[i % 2], &grant, "asyncExecuteCode"));
+        let replies = futures::future::join_all(calls).await;
+        let allowed = replies.iter().filter(|r| passed(r)).count();
+        let limited: Vec<&Value> = replies
             .iter()
-            .find(|r| !passed(r) && r["error"]["code"] != -31002)
+            .filter(|r| r["error"]["code"] == -31002)
+            .collect();
+        assert_eq!(
+            (allowed, limited.len()),
+            (20, 40),
+            "round {round}: {:?}",
+            replies
+                .iter()
+                .find(|r| !passed(r) && r["error"]["code"] != -31002)
+        );
+        assert_eq!(
+            upstream.tool_call_count("asyncExecuteCode") - before,
+            20,
+            "round {round}: calls at the upstream"
+        );
+        let retry = limited[0]["error"]["data"]["retry_after_seconds"]
+            .as_u64()
+            .unwrap();
+        assert!((1..=86_400).contains(&retry), "{retry}");
+        assert_eq!(
+            limited[0]["error"]["data"]["rule"],
+            "/tools/asyncExecuteCode/limits/0"
+        );
+    }
+    // Every check went to one of the two service processes, and both had some.
+    let (one, two) = (services[0].checks().await, services[1].checks().await);
+    assert!(
+        one > 0 && two > 0,
+        "checks per service process: {one}, {two}"
     );
-    assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 20);
-    let retry = limited[0]["error"]["data"]["retry_after_seconds"]
-        .as_u64()
-        .unwrap();
-    assert!((1..=86_400).contains(&retry), "{retry}");
-    assert_eq!(
-        limited[0]["error"]["data"]["rule"],
-        "/tools/asyncExecuteCode/limits/0"
-    );
+    assert_eq!(one + two, ROUNDS as u64 * 60);
     // Another grant has its own global count.
     assert!(passed(&call(&urls[1], "bob", "asyncExecuteCode").await));
 
@@ -190,25 +305,30 @@ async fn a_global_limit_holds_across_two_replicas() {
     // Redis goes away: failure_mode closed refuses with -32603, forwards nothing.
     drop(redis.take());
     let before = upstream.tool_call_count("asyncExecuteCode");
-    let reply = call(&urls[0], "dave", "asyncExecuteCode").await;
-    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    for url in &urls {
+        let reply = call(url, "dave", "asyncExecuteCode").await;
+        assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    }
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), before);
     // Local limits do not need the service.
     assert!(passed(&call(&urls[0], "erin", "checkCodeExecStatus").await));
 
-    // Redis is back: calls pass again (the service reconnects).
-    let _redis = start_redis(redis_port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = call(&urls[1], "dave", "asyncExecuteCode").await;
-        if passed(&reply) {
-            break;
+    // Redis is back, empty: calls pass again through both replicas (the
+    // service processes reconnect and load their script again).
+    let _redis = try_start_redis(redis_port).expect("redis-server again on its port");
+    for url in &urls {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = call(url, "dave", "asyncExecuteCode").await;
+            if passed(&reply) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recovery after Redis restarted: {reply}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after Redis restarted: {reply}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     server.abort();
 }
@@ -217,10 +337,10 @@ async fn a_global_limit_holds_across_two_replicas() {
 /// a global limit goes through, counted in `mcp_policy_failed`.
 #[tokio::test]
 async fn failure_mode_open_forwards_when_the_service_cannot_count() {
-    // Redis is never started on this port: the service answers UNAVAILABLE.
+    // Nothing listens on this port: the service answers UNAVAILABLE.
     let redis_port = free_port();
-    let service_port = free_port();
-    let _service = start_service(service_port, redis_port);
+    let service = RateLimitService::start(redis_port);
+    let service_ports = [service.grpc_port];
 
     let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
         json_responses: true,
@@ -228,7 +348,7 @@ async fn failure_mode_open_forwards_when_the_service_cannot_count() {
     })
     .await;
     let envoy = Envoy::start_with_config(
-        move |port, admin| replica_config(port, admin, upstream_port, service_port, "open"),
+        move |port, admin| replica_config(port, admin, upstream_port, &service_ports, "open"),
         1,
     )
     .await;

@@ -1,8 +1,12 @@
 //! `mcp-ratelimit-service`: Envoy's rate-limit service protocol
-//! (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`) on
-//! limitador, for mcp-policy's global limits. See README.md.
+//! (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`) for
+//! mcp-policy's global limits: one Redis script call per request takes or
+//! refuses all of its counters at once. See README.md.
 
 mod engine;
+mod http;
+mod keys;
+mod metrics;
 mod request;
 mod service;
 
@@ -14,76 +18,62 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use tonic::transport::server::TcpIncoming;
 
-use crate::engine::{Admission, Engine};
+use crate::engine::{Engine, Target};
+use crate::metrics::Metrics;
 use crate::service::Service;
+use redis::IntoConnectionInfo;
 
 const USAGE: &str = "\
-usage: mcp-ratelimit-service [--listen ADDR] [--redis URL | --in-memory]
-                             [--admission hold|reserve|check-and-update]
-                             [--redis-timeout-ms N] [--max-limits N]
+usage: mcp-ratelimit-service [--listen ADDR] [--http-listen ADDR] [--redis URL[,URL...]]
+                             [--redis-cluster] [--redis-timeout-ms N] [--check]
 
 Envoy rate-limit service (envoy.service.ratelimit.v3) for mcp-policy's global
-limits, on limitador. Descriptors are [(\"counter\", NAME), (\"scope\", VALUE)]
-with a limit override {requests_per_unit, unit}; the request's domain is the
-limitador namespace.
+limits. Each ShouldRateLimit call is one Redis script call that takes from all
+of its counters or from none: fixed windows aligned to the Unix epoch on
+Redis's clock, concurrency leases, costs (hits_addend). Descriptors:
+[(\"counter\", NAME), (\"scope\", VALUE)] with a limit override
+{requests_per_unit, unit}; README.md has the whole wire contract.
 
   --listen ADDR          gRPC address (default 127.0.0.1:8089; port 0 picks a free port)
+  --http-listen ADDR     /metrics, /healthz, /readyz (default 127.0.0.1:9089; port 0 picks one)
   --redis URL            Redis holding the counters, shared by every service process
-                         (default redis://127.0.0.1:6379)
-  --in-memory            counters in this process only (for trying it without Redis)
-  --admission MODE       hold (default): limitador's reserve, held for the counter's window;
-                         exactly max per window, a check costs O(max) in Redis
-                         reserve: limitador's reserve + commit, never past max, may refuse
-                         early under concurrency
-                         check-and-update: limitador's check_rate_limited_and_update,
-                         one Redis round trip fewer, may go past max under concurrency
+                         (default redis://127.0.0.1:6379; redis://[user:pass@]host:port/db)
+  --redis-cluster        --redis names nodes of a Redis Cluster (comma-separated; one is
+                         enough, the others are discovered)
   --redis-timeout-ms N   connect and response timeout for Redis (default 1000)
-  --max-limits N         distinct limit definitions registered at most (default 10000)
+  --check                check the arguments and exit (0 if the service would start with them)
 ";
 
+#[derive(Debug)]
 struct Args {
     listen: SocketAddr,
-    redis: Option<String>,
-    admission: Admission,
+    http_listen: SocketAddr,
+    redis: String,
+    cluster: bool,
     redis_timeout: Duration,
-    max_limits: usize,
+    check: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut listen = "127.0.0.1:8089".to_string();
-    let mut redis = Some("redis://127.0.0.1:6379".to_string());
-    let mut in_memory = false;
-    let mut redis_given = false;
-    let mut admission = Admission::Hold;
+    let mut http_listen = "127.0.0.1:9089".to_string();
+    let mut redis = "redis://127.0.0.1:6379".to_string();
     let mut redis_timeout_ms: u64 = 1000;
-    let mut max_limits: usize = 10_000;
+    let mut check = false;
+    let mut cluster = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--listen" => listen = value("--listen")?,
-            "--redis" => {
-                redis = Some(value("--redis")?);
-                redis_given = true;
-            }
-            "--in-memory" => in_memory = true,
-            "--admission" => {
-                admission = match value("--admission")?.as_str() {
-                    "hold" => Admission::Hold,
-                    "reserve" => Admission::Reserve,
-                    "check-and-update" => Admission::CheckAndUpdate,
-                    other => return Err(format!("unknown --admission {other:?}")),
-                }
-            }
+            "--http-listen" => http_listen = value("--http-listen")?,
+            "--redis" => redis = value("--redis")?,
             "--redis-timeout-ms" => {
                 redis_timeout_ms = value("--redis-timeout-ms")?
                     .parse()
                     .map_err(|e| format!("--redis-timeout-ms: {e}"))?
             }
-            "--max-limits" => {
-                max_limits = value("--max-limits")?
-                    .parse()
-                    .map_err(|e| format!("--max-limits: {e}"))?
-            }
+            "--check" => check = true,
+            "--redis-cluster" => cluster = true,
             "-h" | "--help" => return Err(String::new()),
             "-V" | "--version" => {
                 return Err(format!(
@@ -94,22 +84,50 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if in_memory && redis_given {
-        return Err("--in-memory and --redis exclude each other".into());
-    }
-    if in_memory {
-        redis = None;
-    }
     let listen = listen
         .parse()
         .map_err(|e| format!("--listen {listen:?}: {e}"))?;
-    Ok(Args {
+    let http_listen = http_listen
+        .parse()
+        .map_err(|e| format!("--http-listen {http_listen:?}: {e}"))?;
+    let args = Args {
         listen,
+        http_listen,
         redis,
-        admission,
+        cluster,
         redis_timeout: Duration::from_millis(redis_timeout_ms.max(1)),
-        max_limits,
-    })
+        check,
+    };
+    args.target()?;
+    Ok(args)
+}
+
+impl Args {
+    /// The Redis (or Redis Cluster) of `--redis`.
+    fn target(&self) -> Result<Target, String> {
+        let invalid = |url: &str, e: redis::RedisError| format!("--redis {url:?}: {e}");
+        if self.cluster {
+            let nodes = self
+                .redis
+                .split(',')
+                .map(|url| {
+                    url.trim()
+                        .into_connection_info()
+                        .map_err(|e| invalid(url, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Target::Cluster(nodes))
+        } else if self.redis.contains(',') {
+            Err(format!(
+                "--redis {:?}: several addresses are for a Redis Cluster (--redis-cluster)",
+                self.redis
+            ))
+        } else {
+            redis::Client::open(self.redis.as_str())
+                .map(Target::Single)
+                .map_err(|e| invalid(&self.redis, e))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -128,6 +146,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check {
+        println!(
+            "mcp-ratelimit-service: arguments ok (gRPC {}, http {}, redis {}{})",
+            args.listen,
+            args.http_listen,
+            args.redis,
+            if args.cluster { " (cluster)" } else { "" }
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,40 +176,43 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let (engine, storage) = match &args.redis {
-        Some(url) => {
-            let client =
-                redis::Client::open(url.as_str()).map_err(|e| format!("--redis {url:?}: {e}"))?;
-            let admission = match args.admission {
-                Admission::Hold => "hold",
-                Admission::Reserve => "reserve",
-                Admission::CheckAndUpdate => "check-and-update",
-            };
-            (
-                Engine::redis(client, args.redis_timeout, args.admission, args.max_limits),
-                format!("redis {url} (admission: {admission})"),
-            )
-        }
-        None => (
-            Engine::in_memory(args.max_limits),
-            "in memory (counts are this process's only)".to_string(),
-        ),
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let target = args.target()?;
+    let metrics = Arc::new(Metrics::default());
+    let engine = Arc::new(Engine::start(
+        target,
+        args.redis_timeout,
+        Arc::clone(&metrics),
+    ));
+    let grpc = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let local = listener
+    let http = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
+    let grpc_addr = grpc
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
     eprintln!(
-        "mcp-ratelimit-service {} listening on {local}, counters: {storage}",
-        env!("CARGO_PKG_VERSION")
+        "mcp-ratelimit-service {} listening on {grpc_addr} (gRPC), http on {http_addr} (/metrics /healthz /readyz), redis {}{}",
+        env!("CARGO_PKG_VERSION"),
+        args.redis,
+        if args.cluster { " (cluster)" } else { "" }
     );
-    tonic::transport::Server::builder()
-        .add_service(RateLimitServiceServer::new(Service::new(Arc::new(engine))))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown())
-        .await
-        .map_err(|e| format!("gRPC server: {e}"))
+    let router = http::router(
+        Arc::clone(&engine),
+        Arc::clone(&metrics),
+        args.redis_timeout,
+    );
+    let http_server = axum::serve(http, router).with_graceful_shutdown(shutdown());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(RateLimitServiceServer::new(Service::new(engine, metrics)))
+        .serve_with_incoming_shutdown(TcpIncoming::from(grpc), shutdown());
+    let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
+    grpc_result.map_err(|e| format!("gRPC server: {e}"))?;
+    http_result.map_err(|e| format!("HTTP server: {e}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -209,6 +240,7 @@ async fn shutdown() {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -220,26 +252,47 @@ mod tests {
     fn defaults() {
         let args = parse(&[]).unwrap();
         assert_eq!(args.listen.to_string(), "127.0.0.1:8089");
-        assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:6379"));
-        assert_eq!(args.admission, Admission::Hold);
+        assert_eq!(args.http_listen.to_string(), "127.0.0.1:9089");
+        assert_eq!(args.redis, "redis://127.0.0.1:6379");
+        assert_eq!(args.redis_timeout, Duration::from_secs(1));
+        assert!(!args.check);
     }
 
     #[test]
     fn flags() {
         let args = parse(&[
             "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--max-limits",
-            "5",
+            "0.0.0.0:0",
+            "--http-listen",
+            "[::]:9090",
+            "--redis",
+            "redis://user:pass@redis.example:6380/2",
+            "--redis-timeout-ms",
+            "250",
+            "--check",
         ])
         .unwrap();
         assert_eq!(args.listen.port(), 0);
-        assert!(args.redis.is_none());
-        assert_eq!(args.max_limits, 5);
-        assert!(parse(&["--in-memory", "--redis", "redis://x"]).is_err());
+        assert_eq!(args.http_listen.port(), 9090);
+        assert_eq!(args.redis_timeout, Duration::from_millis(250));
+        assert!(args.check);
         assert!(parse(&["--listen", "nowhere"]).is_err());
-        assert!(parse(&["--admission", "guess"]).is_err());
+        assert!(parse(&["--http-listen"]).is_err());
+        assert!(parse(&["--redis", "http://not-redis"]).is_err());
+        assert!(
+            parse(&["--redis", "redis://a:1,redis://b:2"]).is_err(),
+            "a list without --redis-cluster"
+        );
+        let cluster = parse(&[
+            "--redis-cluster",
+            "--redis",
+            "redis://a:7000, redis://b:7001",
+        ])
+        .unwrap();
+        assert!(matches!(cluster.target(), Ok(Target::Cluster(nodes)) if nodes.len() == 2));
+        assert!(parse(&["--redis-cluster", "--redis", "redis://a:7000,nonsense://"]).is_err());
+        assert!(parse(&["--redis-timeout-ms", "soon"]).is_err());
+        assert!(parse(&["--in-memory"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }
 }

@@ -1,18 +1,17 @@
-//! From an Envoy `RateLimitRequest` to limitador's terms: one [`Limit`] per
-//! limit definition, and the [`Context`] that makes exactly this request's
-//! limits apply.
+//! From an Envoy `RateLimitRequest` to the counters one script call takes
+//! (README.md, "Wire contract").
 //!
-//! A descriptor is `[("counter", NAME), ("scope", VALUE)]` with a limit
-//! override `{requests_per_unit, unit}`. Its limit is keyed by its whole
-//! definition: window, max, the scope's kind (`grant` of `grant:alice`,
-//! `global`) and the counter name. A changed max or window is therefore a
-//! different limit with its own counts. The scope value is the limit's
-//! variable: each (counter, scope) pair has its own counter in the store.
+//! A descriptor is one of three kinds, told apart by its entries:
 //!
-//! The context holds one map, `limits[0]`, from each of the request's limit
-//! keys to its scope value. A registered limit applies when its key is in that
-//! map (its condition), and its counter is qualified by the value there (its
-//! variable); limits registered by other requests do not apply.
+//! | kind | entries | limit override | hits |
+//! | --- | --- | --- | --- |
+//! | window | `counter`, `scope` | `{max, unit}`, unit SECOND..DAY | descriptor `hits_addend`, else the request's (0 means 1); 0 on the descriptor checks without taking |
+//! | acquire | `counter`, `scope`, `lease`, `lease_ms` | `{cap, any unit}` | one slot; `hits_addend` absent or 1 |
+//! | release | `counter`, `scope`, `lease`, `release` = `true` | ignored | `hits_addend` = 0 |
+//!
+//! A request holds windows and acquisitions, or releases only. Descriptors
+//! naming the same counter (same key) are one counter: it takes the largest
+//! of their hits, checked against the smallest of their maxima.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,10 +19,18 @@ use std::fmt;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::r#type::v3::RateLimitUnit;
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
-use limitador::limit::{Context, Expression, Limit, Predicate};
 
-/// The name the context binds the request's limits to.
-const BINDING: &str = "limits";
+use crate::keys;
+
+/// Descriptors in one request at most (each is a key the script touches).
+pub const MAX_DESCRIPTORS: usize = 64;
+
+/// The longest lease a request may ask for: a day.
+pub const MAX_LEASE_MS: u64 = 86_400_000;
+
+/// Hits are capped at this before they reach Redis: any larger number is
+/// over every limit (maxima are 32-bit) and stays exact in Lua's doubles.
+const HITS_CAP: u64 = 1 << 40;
 
 /// A request the service refuses (answered with gRPC `INVALID_ARGUMENT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,49 +42,56 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// One limit a request counts against, with the scope value it counts.
+/// What the script does with one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
-    /// The limit's definition as one string; unique per (window, max, scope kind, counter).
+pub enum Op {
+    /// Take `hits` from a fixed window of `seconds` aligned to the epoch,
+    /// if the count stays within `max`.
+    Window { seconds: u64, max: u64, hits: u64 },
+    /// Hold a slot for `member` until `lease_ms` from now, if fewer than
+    /// `cap` other live leases hold one (renews the lease if `member` holds one).
+    Acquire {
+        cap: u64,
+        member: String,
+        lease_ms: u64,
+    },
+    /// Give back `member`'s slot (nothing if it has none).
+    Release { member: String },
+}
+
+/// One key of the script call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
     pub key: String,
-    pub counter: String,
-    pub scope: String,
+    pub op: Op,
+}
+
+/// One descriptor of the request, for its status in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Its counter, an index into [`Plan::counters`].
+    pub counter: usize,
+    pub name: String,
+    /// Its own max (or cap), and unit as sent.
     pub max: u32,
-    /// `envoy.type.v3.RateLimitUnit` as sent (also the numbering of the response's unit).
     pub unit: i32,
-    pub seconds: u64,
+    /// Its own hits (window kind); 1 for acquisitions, 0 for releases.
+    pub hits: u64,
+    pub kind: Kind,
 }
 
-impl Wanted {
-    /// The limitador limit of this definition in `namespace`.
-    pub fn limit(&self, namespace: &str) -> Result<Limit, Invalid> {
-        let key = cel_string(&self.key);
-        let condition = Predicate::parse(format!("{key} in {BINDING}[0]"))
-            .map_err(|e| Invalid(format!("counter {:?}: {e}", self.counter)))?;
-        let variable = Expression::parse(format!("{BINDING}[0][{key}]"))
-            .map_err(|e| Invalid(format!("counter {:?}: {e}", self.counter)))?;
-        let mut limit = Limit::new(
-            namespace,
-            u64::from(self.max),
-            self.seconds,
-            [condition],
-            [variable],
-        );
-        limit.set_name(self.key.clone());
-        Ok(limit)
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Window { seconds: u64 },
+    Acquire,
+    Release,
 }
 
-/// A request in limitador's terms.
+/// A request as one script call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub namespace: String,
-    /// Units taken from each counter when every one has room.
-    pub hits: u64,
-    /// The distinct limits, in order of first appearance.
-    pub wanted: Vec<Wanted>,
-    /// For each descriptor of the request, its index in `wanted`.
-    pub descriptor_limit: Vec<usize>,
+    pub counters: Vec<Counter>,
+    pub descriptors: Vec<Descriptor>,
 }
 
 impl Plan {
@@ -88,81 +102,119 @@ impl Plan {
         if request.descriptors.is_empty() {
             return Err(Invalid("no descriptors".into()));
         }
-        let request_hits = if request.hits_addend == 0 {
-            1
-        } else {
-            u64::from(request.hits_addend)
-        };
-        let mut hits = None;
-        let mut wanted: Vec<Wanted> = Vec::new();
+        if request.descriptors.len() > MAX_DESCRIPTORS {
+            return Err(Invalid(format!(
+                "{} descriptors: at most {MAX_DESCRIPTORS} in one request",
+                request.descriptors.len()
+            )));
+        }
+        let request_hits = u64::from(request.hits_addend.max(1));
+        let mut counters: Vec<Counter> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
-        let mut descriptor_limit = Vec::with_capacity(request.descriptors.len());
-        for (index, descriptor) in request.descriptors.iter().enumerate() {
+        let mut descriptors = Vec::with_capacity(request.descriptors.len());
+        for (index, raw) in request.descriptors.iter().enumerate() {
             let at = |message: String| Invalid(format!("descriptors[{index}]: {message}"));
-            let (one, descriptor_hits) = wanted_of(descriptor).map_err(|e| at(e.0))?;
-            // limitador takes one delta for all the counters of a check.
-            let descriptor_hits = descriptor_hits.unwrap_or(request_hits);
-            match hits {
-                None => hits = Some(descriptor_hits),
-                Some(h) if h != descriptor_hits => {
-                    return Err(at(format!(
-                        "hits_addend {descriptor_hits} differs from the request's {h}: all descriptors of a request must take the same number of hits"
-                    )))
-                }
-                Some(_) => {}
-            }
-            match by_key.get(&one.key) {
-                // The same counter for the same caller twice in one call: one count,
-                // as the filter's own limiter does.
-                Some(&existing) if wanted[existing].scope == one.scope => {
-                    descriptor_limit.push(existing)
-                }
-                Some(&existing) => {
-                    return Err(at(format!(
-                        "counter {:?} with scope {:?} and {:?} in one request: one scope value per counter and scope kind",
-                        one.counter, wanted[existing].scope, one.scope
-                    )))
-                }
-                None => {
-                    by_key.insert(one.key.clone(), wanted.len());
-                    descriptor_limit.push(wanted.len());
-                    wanted.push(one);
-                }
-            }
+            let (counter, descriptor) =
+                parse(&request.domain, raw, request_hits).map_err(|e| at(e.0))?;
+            let position = match (by_key.get(&counter.key), &counter.op) {
+                // Releases of several leases of one counter: one script step each.
+                (_, Op::Release { .. }) => None,
+                (Some(&existing), op) => match (&mut counters[existing].op, op) {
+                    (
+                        Op::Window { max, hits, .. },
+                        Op::Window {
+                            max: other_max,
+                            hits: other_hits,
+                            ..
+                        },
+                    ) => {
+                        *max = (*max).min(*other_max);
+                        *hits = (*hits).max(*other_hits);
+                        Some(existing)
+                    }
+                    (
+                        Op::Acquire {
+                            cap,
+                            member,
+                            lease_ms,
+                        },
+                        Op::Acquire {
+                            cap: other_cap,
+                            member: other_member,
+                            lease_ms: other_ms,
+                        },
+                    ) if member == other_member => {
+                        *cap = (*cap).min(*other_cap);
+                        *lease_ms = (*lease_ms).max(*other_ms);
+                        Some(existing)
+                    }
+                    _ => {
+                        return Err(at(format!(
+                            "counter {:?} with scope {:?} appears twice with different leases: one lease per concurrency counter in one request",
+                            descriptor.name,
+                            scope_of(raw)
+                        )))
+                    }
+                },
+                (None, _) => None,
+            };
+            let position = position.unwrap_or_else(|| {
+                by_key.insert(counter.key.clone(), counters.len());
+                counters.push(counter);
+                counters.len() - 1
+            });
+            descriptors.push(Descriptor {
+                counter: position,
+                ..descriptor
+            });
+        }
+        let releases = descriptors
+            .iter()
+            .filter(|d| d.kind == Kind::Release)
+            .count();
+        if releases > 0 && releases < descriptors.len() {
+            return Err(Invalid(
+                "a request that releases leases holds releases only".into(),
+            ));
         }
         Ok(Plan {
-            namespace: request.domain.clone(),
-            hits: hits.unwrap_or(request_hits),
-            wanted,
-            descriptor_limit,
+            counters,
+            descriptors,
         })
-    }
-
-    /// The context that makes exactly this plan's limits apply.
-    pub fn context(&self) -> Context<'static> {
-        let map: HashMap<String, String> = self
-            .wanted
-            .iter()
-            .map(|w| (w.key.clone(), w.scope.clone()))
-            .collect();
-        let mut ctx = Context::default();
-        ctx.list_binding(BINDING.to_string(), vec![map]);
-        ctx
     }
 }
 
-/// One descriptor's limit, and its own `hits_addend` if it has one.
-fn wanted_of(descriptor: &RateLimitDescriptor) -> Result<(Wanted, Option<u64>), Invalid> {
-    let mut counter = None;
-    let mut scope = None;
+fn scope_of(descriptor: &RateLimitDescriptor) -> &str {
+    descriptor
+        .entries
+        .iter()
+        .find(|e| e.key == "scope")
+        .map(|e| e.value.as_str())
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Entries<'a> {
+    counter: Option<&'a str>,
+    scope: Option<&'a str>,
+    lease: Option<&'a str>,
+    lease_ms: Option<&'a str>,
+    release: Option<&'a str>,
+}
+
+fn entries(descriptor: &RateLimitDescriptor) -> Result<Entries<'_>, Invalid> {
+    let mut found = Entries::default();
     for entry in &descriptor.entries {
         let slot = match entry.key.as_str() {
-            "counter" => &mut counter,
-            "scope" => &mut scope,
+            "counter" => &mut found.counter,
+            "scope" => &mut found.scope,
+            "lease" => &mut found.lease,
+            "lease_ms" => &mut found.lease_ms,
+            "release" => &mut found.release,
             other => {
                 return Err(Invalid(format!(
-                    "unknown entry key {other:?} (expected \"counter\" and \"scope\")"
-                )))
+                "unknown entry key {other:?} (expected counter, scope, lease, lease_ms, release)"
+            )))
             }
         };
         if slot.is_some() {
@@ -171,46 +223,137 @@ fn wanted_of(descriptor: &RateLimitDescriptor) -> Result<(Wanted, Option<u64>), 
         if entry.value.is_empty() {
             return Err(Invalid(format!("entry {:?} has an empty value", entry.key)));
         }
-        *slot = Some(entry.value.clone());
+        *slot = Some(entry.value.as_str());
     }
-    let counter = counter.ok_or_else(|| Invalid("no \"counter\" entry".into()))?;
-    let scope = scope.ok_or_else(|| Invalid("no \"scope\" entry".into()))?;
-    let limit = descriptor.limit.ok_or_else(|| {
-        Invalid(format!(
-            "counter {counter:?} has no limit override: the limit comes from the request (policy.json)"
-        ))
-    })?;
-    let seconds = unit_seconds(limit.unit).ok_or_else(|| {
-        Invalid(format!(
-            "counter {counter:?}: unit {} not supported (SECOND, MINUTE, HOUR or DAY)",
-            RateLimitUnit::try_from(limit.unit)
-                .map(|u| u.as_str_name().to_string())
-                .unwrap_or_else(|_| limit.unit.to_string())
-        ))
-    })?;
+    Ok(found)
+}
+
+/// One descriptor: the counter it names and its own status parameters (its
+/// `counter` index is filled in by the caller).
+fn parse(
+    domain: &str,
+    descriptor: &RateLimitDescriptor,
+    request_hits: u64,
+) -> Result<(Counter, Descriptor), Invalid> {
+    let found = entries(descriptor)?;
+    let name = found
+        .counter
+        .ok_or_else(|| Invalid("no \"counter\" entry".into()))?;
+    let scope = found
+        .scope
+        .ok_or_else(|| Invalid("no \"scope\" entry".into()))?;
     if descriptor.is_negative_hits {
         return Err(Invalid(format!(
-            "counter {counter:?}: is_negative_hits (refunds) is not supported by limitador"
+            "counter {name:?}: is_negative_hits is not supported (a refund arriving after its window ended would be taken from the next window); concurrency slots are given back with a release"
         )));
     }
-    let kind = scope.split(':').next().unwrap_or_default();
-    let key = format!(
-        "{seconds}s/{}/{}:{kind}/{counter}",
-        limit.requests_per_unit,
-        kind.len()
-    );
-    let hits = descriptor.hits_addend.map(|h| h.value);
-    Ok((
-        Wanted {
-            key,
-            counter,
-            scope,
-            max: limit.requests_per_unit,
-            unit: limit.unit,
-            seconds,
-        },
+    let own_hits = descriptor.hits_addend.map(|h| h.value);
+    let override_limit = descriptor.limit;
+    let descriptor_of = |kind: Kind, max: u32, unit: i32, hits: u64| Descriptor {
+        counter: 0,
+        name: name.to_string(),
+        max,
+        unit,
         hits,
-    ))
+        kind,
+    };
+    match (found.lease, found.lease_ms, found.release) {
+        (None, None, None) => {
+            let limit = override_limit.ok_or_else(|| {
+                Invalid(format!(
+                    "counter {name:?} has no limit override: the limit comes from the request (policy.json)"
+                ))
+            })?;
+            let seconds = unit_seconds(limit.unit).ok_or_else(|| {
+                Invalid(format!(
+                    "counter {name:?}: unit {} not supported (SECOND, MINUTE, HOUR or DAY)",
+                    unit_name(limit.unit)
+                ))
+            })?;
+            let hits = own_hits.unwrap_or(request_hits);
+            Ok((
+                Counter {
+                    key: keys::window(domain, seconds, name, scope),
+                    op: Op::Window {
+                        seconds,
+                        max: u64::from(limit.requests_per_unit),
+                        hits: hits.min(HITS_CAP),
+                    },
+                },
+                descriptor_of(
+                    Kind::Window { seconds },
+                    limit.requests_per_unit,
+                    limit.unit,
+                    hits,
+                ),
+            ))
+        }
+        (Some(lease), Some(lease_ms), None) => {
+            let limit = override_limit.ok_or_else(|| {
+                Invalid(format!(
+                    "counter {name:?}: an acquisition needs the limit override (requests_per_unit is the cap)"
+                ))
+            })?;
+            let lease_ms = lease_ms
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=MAX_LEASE_MS).contains(ms))
+                .ok_or_else(|| {
+                    Invalid(format!(
+                        "counter {name:?}: lease_ms {lease_ms:?} is not a whole number of milliseconds from 1 to {MAX_LEASE_MS}"
+                    ))
+                })?;
+            if own_hits.is_some_and(|h| h != 1) {
+                return Err(Invalid(format!(
+                    "counter {name:?}: an acquisition takes one slot (hits_addend absent or 1)"
+                )));
+            }
+            Ok((
+                Counter {
+                    key: keys::leases(domain, name, scope),
+                    op: Op::Acquire {
+                        cap: u64::from(limit.requests_per_unit),
+                        member: keys::lease_member(lease),
+                        lease_ms,
+                    },
+                },
+                descriptor_of(Kind::Acquire, limit.requests_per_unit, limit.unit, 1),
+            ))
+        }
+        (Some(lease), None, Some(release)) => {
+            if release != "true" {
+                return Err(Invalid(format!(
+                    "counter {name:?}: release {release:?} (the marker is release = \"true\")"
+                )));
+            }
+            if own_hits != Some(0) {
+                return Err(Invalid(format!(
+                    "counter {name:?}: a release carries hits_addend 0 (so that services without leases count nothing)"
+                )));
+            }
+            let (max, unit) = override_limit
+                .map(|l| (l.requests_per_unit, l.unit))
+                .unwrap_or((0, 0));
+            Ok((
+                Counter {
+                    key: keys::leases(domain, name, scope),
+                    op: Op::Release {
+                        member: keys::lease_member(lease),
+                    },
+                },
+                descriptor_of(Kind::Release, max, unit, 0),
+            ))
+        }
+        (None, _, _) => Err(Invalid(format!(
+            "counter {name:?}: lease_ms or release without a lease"
+        ))),
+        (Some(_), None, None) => Err(Invalid(format!(
+            "counter {name:?}: a lease needs lease_ms (acquire) or release = \"true\""
+        ))),
+        (Some(_), Some(_), Some(_)) => Err(Invalid(format!(
+            "counter {name:?}: lease_ms and release in one descriptor"
+        ))),
+    }
 }
 
 /// The window of a unit the policy's windows map to.
@@ -224,33 +367,20 @@ pub fn unit_seconds(unit: i32) -> Option<u64> {
     }
 }
 
-/// A CEL string literal holding exactly `s`: anything beyond a plain set of
-/// characters is written as a `\u`/`\U` escape, so no counter name can end
-/// the literal or change the expression.
-pub fn cel_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || "_-./:@+=,".contains(c) {
-            out.push(c);
-        } else if (c as u32) <= 0xFFFF {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push_str(&format!("\\U{:08x}", c as u32));
-        }
-    }
-    out.push('"');
-    out
+fn unit_name(unit: i32) -> String {
+    RateLimitUnit::try_from(unit)
+        .map(|u| u.as_str_name().to_string())
+        .unwrap_or_else(|_| unit.to_string())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
         Entry, RateLimitOverride,
     };
     use envoy_types::pb::google::protobuf::UInt64Value;
-    use limitador::counter::Counter;
 
     fn descriptor(
         counter: &str,
@@ -278,6 +408,40 @@ mod tests {
         }
     }
 
+    fn with(mut d: RateLimitDescriptor, key: &str, value: &str) -> RateLimitDescriptor {
+        d.entries.push(Entry {
+            key: key.into(),
+            value: value.into(),
+        });
+        d
+    }
+
+    fn acquire(counter: &str, lease: &str, cap: u32) -> RateLimitDescriptor {
+        with(
+            with(
+                descriptor(counter, "grant:alice", cap, RateLimitUnit::Second),
+                "lease",
+                lease,
+            ),
+            "lease_ms",
+            "30000",
+        )
+    }
+
+    fn release(counter: &str, lease: &str) -> RateLimitDescriptor {
+        let mut d = with(
+            with(
+                descriptor(counter, "grant:alice", 3, RateLimitUnit::Second),
+                "lease",
+                lease,
+            ),
+            "release",
+            "true",
+        );
+        d.hits_addend = Some(UInt64Value { value: 0 });
+        d
+    }
+
     fn request(descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
         RateLimitRequest {
             domain: "mcp-policy".into(),
@@ -286,94 +450,142 @@ mod tests {
         }
     }
 
-    /// The scope value limitador resolves for `wanted` in `plan`'s context, if its limit applies.
-    fn resolved(plan: &Plan, wanted: &Wanted) -> Option<String> {
-        let limit = wanted.limit(&plan.namespace).unwrap();
-        let ctx = plan.context();
-        if !limit.applies(&ctx) {
-            return None;
-        }
-        let counter = Counter::new(limit, &ctx).unwrap()?;
-        counter.set_variables().values().next().cloned()
-    }
-
     #[test]
-    fn each_limit_applies_with_its_own_scope_and_no_other() {
+    fn window_descriptors_become_counters() {
         let plan = Plan::from_request(&request(vec![
             descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
             descriptor("b", "global", 100, RateLimitUnit::Hour),
         ]))
         .unwrap();
-        assert_eq!(plan.hits, 1);
-        assert_eq!(plan.descriptor_limit, vec![0, 1]);
-        assert_eq!(plan.wanted[0].key, "60s/10/5:grant/a");
-        assert_eq!(plan.wanted[1].seconds, 3600);
+        assert_eq!(plan.counters.len(), 2);
         assert_eq!(
-            resolved(&plan, &plan.wanted[0]).as_deref(),
-            Some("grant:alice")
+            plan.counters[0],
+            Counter {
+                key: keys::window("mcp-policy", 60, "a", "grant:alice"),
+                op: Op::Window {
+                    seconds: 60,
+                    max: 10,
+                    hits: 1
+                }
+            }
         );
-        assert_eq!(resolved(&plan, &plan.wanted[1]).as_deref(), Some("global"));
+        assert_eq!(
+            plan.counters[1].op,
+            Op::Window {
+                seconds: 3_600,
+                max: 100,
+                hits: 1
+            }
+        );
+        assert_eq!(plan.descriptors[1].counter, 1);
+        assert_eq!(plan.descriptors[1].name, "b");
+    }
 
-        // A limit of another definition (max changed) does not apply to this request.
-        let other = Plan::from_request(&request(vec![descriptor(
-            "a",
-            "grant:alice",
-            11,
-            RateLimitUnit::Minute,
-        )]))
-        .unwrap();
-        assert_eq!(resolved(&plan, &other.wanted[0]), None);
-        assert_ne!(
-            other.wanted[0].limit("mcp-policy").unwrap(),
-            plan.wanted[0].limit("mcp-policy").unwrap()
+    #[test]
+    fn hits_come_from_the_descriptor_else_the_request() {
+        let mut r = request(vec![
+            descriptor("a", "global", 50, RateLimitUnit::Second),
+            descriptor("b", "global", 50, RateLimitUnit::Second),
+        ]);
+        let hits = |r: &RateLimitRequest| -> Vec<u64> {
+            Plan::from_request(r)
+                .unwrap()
+                .counters
+                .iter()
+                .map(|c| match c.op {
+                    Op::Window { hits, .. } => hits,
+                    _ => panic!(),
+                })
+                .collect()
+        };
+        assert_eq!(hits(&r), [1, 1], "0 on the request means 1");
+        r.hits_addend = 3;
+        assert_eq!(hits(&r), [3, 3]);
+        r.descriptors[1].hits_addend = Some(UInt64Value { value: 7 });
+        assert_eq!(hits(&r), [3, 7], "each descriptor its own cost");
+        r.descriptors[0].hits_addend = Some(UInt64Value { value: 0 });
+        assert_eq!(hits(&r), [0, 7], "0 on a descriptor checks only");
+        r.descriptors[0].hits_addend = Some(UInt64Value { value: u64::MAX });
+        assert_eq!(hits(&r)[0], 1 << 40, "capped, still over any max");
+        assert_eq!(
+            Plan::from_request(&r).unwrap().descriptors[0].hits,
+            u64::MAX
         );
     }
 
     #[test]
-    fn any_counter_name_is_one_literal() {
-        for name in [
-            "q\"uote",
-            "back\\slash",
-            "new\nline",
-            "' in limits[0] || '",
-            "é✓🦀",
-            "a b",
-        ] {
-            let plan = Plan::from_request(&request(vec![descriptor(
-                name,
-                "session:x\"y",
-                1,
-                RateLimitUnit::Second,
-            )]))
-            .unwrap();
-            assert_eq!(
-                resolved(&plan, &plan.wanted[0]).as_deref(),
-                Some("session:x\"y"),
-                "{name:?}"
-            );
+    fn one_counter_named_twice_is_taken_once() {
+        let mut second = descriptor("a", "grant:alice", 5, RateLimitUnit::Minute);
+        second.hits_addend = Some(UInt64Value { value: 2 });
+        let plan = Plan::from_request(&request(vec![
+            descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
+            second,
+        ]))
+        .unwrap();
+        assert_eq!(plan.counters.len(), 1);
+        assert_eq!(
+            plan.counters[0].op,
+            Op::Window {
+                seconds: 60,
+                max: 5,
+                hits: 2
+            },
+            "smallest max, largest hits"
+        );
+        assert_eq!(plan.descriptors[0].counter, 0);
+        assert_eq!(plan.descriptors[1].counter, 0);
+        assert_eq!((plan.descriptors[0].max, plan.descriptors[1].max), (10, 5));
+
+        // Another scope value or another window: another counter.
+        let plan = Plan::from_request(&request(vec![
+            descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
+            descriptor("a", "grant:bob", 10, RateLimitUnit::Minute),
+            descriptor("a", "grant:alice", 10, RateLimitUnit::Hour),
+        ]))
+        .unwrap();
+        assert_eq!(plan.counters.len(), 3);
+    }
+
+    #[test]
+    fn acquisitions_and_releases() {
+        let plan = Plan::from_request(&request(vec![
+            descriptor("rate", "grant:alice", 10, RateLimitUnit::Minute),
+            acquire("inflight", "lease-1", 3),
+        ]))
+        .unwrap();
+        assert_eq!(
+            plan.counters[1],
+            Counter {
+                key: keys::leases("mcp-policy", "inflight", "grant:alice"),
+                op: Op::Acquire {
+                    cap: 3,
+                    member: keys::lease_member("lease-1"),
+                    lease_ms: 30_000
+                }
+            }
+        );
+        assert_eq!(plan.descriptors[1].kind, Kind::Acquire);
+
+        let plan = Plan::from_request(&request(vec![
+            release("inflight", "lease-1"),
+            release("inflight", "lease-2"),
+        ]))
+        .unwrap();
+        assert!(plan.descriptors.iter().all(|d| d.kind == Kind::Release));
+        assert_eq!(plan.counters.len(), 2);
+        assert_eq!(
+            plan.counters[1].op,
+            Op::Release {
+                member: keys::lease_member("lease-2")
+            }
+        );
+        // A long lease id is digested like a scope value.
+        let plan =
+            Plan::from_request(&request(vec![acquire("c", &"l".repeat(10_000), 1)])).unwrap();
+        match &plan.counters[0].op {
+            Op::Acquire { member, .. } => assert_eq!(member.len(), 33),
+            other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn same_counter_and_scope_twice_counts_once() {
-        let plan = Plan::from_request(&request(vec![
-            descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
-            descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
-        ]))
-        .unwrap();
-        assert_eq!(plan.wanted.len(), 1);
-        assert_eq!(plan.descriptor_limit, vec![0, 0]);
-    }
-
-    #[test]
-    fn same_counter_other_scope_kinds_are_two_limits() {
-        let plan = Plan::from_request(&request(vec![
-            descriptor("a", "grant:alice", 10, RateLimitUnit::Minute),
-            descriptor("a", "global", 10, RateLimitUnit::Minute),
-        ]))
-        .unwrap();
-        assert_eq!(plan.wanted.len(), 2);
-        assert_eq!(resolved(&plan, &plan.wanted[1]).as_deref(), Some("global"));
     }
 
     #[test]
@@ -383,143 +595,86 @@ mod tests {
         no_domain.domain.clear();
         assert!(refused(no_domain).contains("domain"));
         assert!(refused(request(vec![])).contains("no descriptors"));
+        let many = (0..65)
+            .map(|i| descriptor(&format!("c{i}"), "global", 1, RateLimitUnit::Second))
+            .collect();
+        assert!(refused(request(many)).contains("at most 64"));
 
         let mut no_override = descriptor("a", "global", 1, RateLimitUnit::Second);
         no_override.limit = None;
         assert!(refused(request(vec![no_override])).contains("no limit override"));
-
         let month = descriptor("a", "global", 1, RateLimitUnit::Month);
         assert!(refused(request(vec![month])).contains("MONTH"));
-
-        let mut extra = descriptor("a", "global", 1, RateLimitUnit::Second);
-        extra.entries.push(Entry {
-            key: "path".into(),
-            value: "/".into(),
-        });
+        let extra = with(
+            descriptor("a", "global", 1, RateLimitUnit::Second),
+            "path",
+            "/",
+        );
         assert!(refused(request(vec![extra])).contains("unknown entry key"));
-
         let mut missing = descriptor("a", "global", 1, RateLimitUnit::Second);
         missing.entries.pop();
         assert!(refused(request(vec![missing])).contains("no \"scope\""));
-
+        let twice = with(
+            descriptor("a", "global", 1, RateLimitUnit::Second),
+            "scope",
+            "x",
+        );
+        assert!(refused(request(vec![twice])).contains("twice"));
+        let mut empty = descriptor("a", "global", 1, RateLimitUnit::Second);
+        empty.entries[1].value.clear();
+        assert!(refused(request(vec![empty])).contains("empty value"));
         let mut negative = descriptor("a", "global", 1, RateLimitUnit::Second);
         negative.is_negative_hits = true;
         assert!(refused(request(vec![negative])).contains("is_negative_hits"));
 
-        let mut two = descriptor("b", "global", 1, RateLimitUnit::Second);
-        two.hits_addend = Some(UInt64Value { value: 2 });
+        // Concurrency.
+        for bad_ms in ["0", "-1", "1.5", "86400001", "soon"] {
+            let mut d = acquire("c", "l", 1);
+            d.entries[3].value = bad_ms.into();
+            assert!(refused(request(vec![d])).contains("lease_ms"), "{bad_ms}");
+        }
+        let mut two_slots = acquire("c", "l", 1);
+        two_slots.hits_addend = Some(UInt64Value { value: 2 });
+        assert!(refused(request(vec![two_slots])).contains("one slot"));
+        let mut no_cap = acquire("c", "l", 1);
+        no_cap.limit = None;
+        assert!(refused(request(vec![no_cap])).contains("cap"));
+        assert!(
+            refused(request(vec![acquire("c", "l1", 2), acquire("c", "l2", 2)]))
+                .contains("different leases")
+        );
+        let mut counted_release = release("c", "l");
+        counted_release.hits_addend = None;
+        assert!(refused(request(vec![counted_release])).contains("hits_addend 0"));
+        let mut wrong_marker = release("c", "l");
+        wrong_marker.entries[3].value = "yes".into();
+        assert!(refused(request(vec![wrong_marker])).contains("marker"));
         assert!(refused(request(vec![
+            release("c", "l"),
+            descriptor("a", "global", 1, RateLimitUnit::Second)
+        ]))
+        .contains("releases only"));
+        let lease_only = with(
             descriptor("a", "global", 1, RateLimitUnit::Second),
-            two
-        ]))
-        .contains("hits_addend"));
-
-        assert!(refused(request(vec![
-            descriptor("a", "grant:alice", 1, RateLimitUnit::Second),
-            descriptor("a", "grant:bob", 1, RateLimitUnit::Second),
-        ]))
-        .contains("one scope value"));
-    }
-
-    /// What README.md says of Kuadrant's Limitador server, checked against
-    /// limitador itself: the server binds a request's descriptors as
-    /// `descriptors` (a list of maps, one per descriptor) and matches its
-    /// limits file with this library's `Limit::applies` and `Counter::new`.
-    #[test]
-    fn limitador_server_limit_forms() {
-        let descriptor = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let context = |descriptors: Vec<HashMap<String, String>>| {
-            let mut ctx = Context::default();
-            ctx.list_binding("descriptors".to_string(), descriptors);
-            ctx
-        };
-        let limit = |condition: &str, variable: &str| {
-            Limit::new(
-                "mcp-policy",
-                10,
-                60,
-                [Predicate::parse(condition).unwrap()],
-                [Expression::parse(variable).unwrap()],
-            )
-        };
-        let scope_of = |limit: &Limit, ctx: &Context| {
-            if !limit.applies(ctx) {
-                return None;
-            }
-            Counter::new(limit.clone(), ctx)
-                .unwrap()
-                .and_then(|c| c.set_variables().values().next().cloned())
-        };
-        // The filter's layout: one descriptor per global limit.
-        let two = context(vec![
-            descriptor(&[("counter", "all"), ("scope", "global")]),
-            descriptor(&[
-                ("counter", "asyncexecutecode_rate"),
-                ("scope", "grant:alice"),
-            ]),
-        ]);
-        let one = context(vec![descriptor(&[
-            ("counter", "asyncexecutecode_rate"),
-            ("scope", "grant:bob"),
-        ])]);
-
-        // Searching the list never applies: limitador takes the comprehension's
-        // `d` for a context variable the request lacks.
-        let search = limit(
-            "descriptors.exists(d, d.counter == 'asyncexecutecode_rate')",
-            "descriptors.filter(d, d.counter == 'asyncexecutecode_rate')[0].scope",
+            "lease",
+            "l",
         );
-        assert_eq!(scope_of(&search, &two), None);
-
-        // Positional, guarded by the list's size: applies at its index only.
-        let at_1 = limit(
-            "size(descriptors) > 1 && descriptors[1].counter == 'asyncexecutecode_rate'",
-            "descriptors[1].scope",
+        assert!(refused(request(vec![lease_only])).contains("needs lease_ms"));
+        let ms_only = with(
+            descriptor("a", "global", 1, RateLimitUnit::Second),
+            "lease_ms",
+            "5",
         );
-        assert_eq!(scope_of(&at_1, &two).as_deref(), Some("grant:alice"));
-        assert_eq!(scope_of(&at_1, &one), None);
-        let at_0 = limit(
-            "descriptors[0].counter == 'asyncexecutecode_rate'",
-            "descriptors[0].scope",
-        );
-        assert_eq!(scope_of(&at_0, &one).as_deref(), Some("grant:bob"));
-        assert_eq!(scope_of(&at_0, &two), None);
-        assert_ne!(at_0, at_1, "two limits: two separate counts of one counter");
-
-        // Unguarded, an index past the request's descriptors panics in `applies`.
-        let unguarded = limit(
-            "descriptors[1].counter == 'asyncexecutecode_rate'",
-            "descriptors[1].scope",
-        );
-        let panicked =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unguarded.applies(&one)));
-        assert!(panicked.is_err());
-
-        // One merged descriptor [(COUNTER, SCOPE), ...]: position-independent.
-        let merged = context(vec![descriptor(&[
-            ("all", "global"),
-            ("asyncexecutecode_rate", "grant:alice"),
-        ])]);
-        let by_key = limit(
-            "'asyncexecutecode_rate' in descriptors[0]",
-            "descriptors[0]['asyncexecutecode_rate']",
-        );
-        assert_eq!(scope_of(&by_key, &merged).as_deref(), Some("grant:alice"));
-        let absent = context(vec![descriptor(&[("all", "global")])]);
-        assert_eq!(scope_of(&by_key, &absent), None);
+        assert!(refused(request(vec![ms_only])).contains("without a lease"));
+        let both = with(acquire("c", "l", 1), "release", "true");
+        assert!(refused(request(vec![both])).contains("lease_ms and release"));
     }
 
     #[test]
-    fn hits_addend() {
-        let mut r = request(vec![descriptor("a", "global", 5, RateLimitUnit::Second)]);
-        r.hits_addend = 3;
-        assert_eq!(Plan::from_request(&r).unwrap().hits, 3);
-        r.descriptors[0].hits_addend = Some(UInt64Value { value: 2 });
-        assert_eq!(Plan::from_request(&r).unwrap().hits, 2);
+    fn the_same_acquisition_twice_is_one() {
+        let plan =
+            Plan::from_request(&request(vec![acquire("c", "l", 3), acquire("c", "l", 2)])).unwrap();
+        assert_eq!(plan.counters.len(), 1);
+        assert!(matches!(plan.counters[0].op, Op::Acquire { cap: 2, .. }));
     }
 }

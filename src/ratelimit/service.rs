@@ -1,9 +1,11 @@
 //! Limits with `store: global`: one `ShouldRateLimit` call to a rate-limit
 //! service speaking Envoy's protocol (envoy.service.ratelimit.v3), carrying
 //! one descriptor per global limit with the limit itself as an override, so
-//! that policy.json stays the single source of truth.
+//! that policy.json stays the single source of truth. The wire contract is
+//! in ratelimit-service/README.md ("Wire contract").
 
 use prost::Message;
+use sha2::{Digest, Sha256};
 
 use super::CallerScope;
 use crate::policy::{Limit, RateLimitService, Scope};
@@ -92,14 +94,38 @@ fn unit(window_seconds: u64) -> i32 {
     }
 }
 
+/// Scope values longer than this many bytes are sent as a digest.
+pub const MAX_SCOPE_VALUE_BYTES: usize = 64;
+
 /// The descriptor value a scope counts by.
 fn scope_value(limit: &Limit, caller: CallerScope<'_>) -> String {
-    match (limit.scope, caller.session) {
+    bounded(match (limit.scope, caller.session) {
         (Scope::Grant, _) => format!("grant:{}", caller.grant),
         (Scope::Session, Some(session)) => format!("session:{session}"),
         (Scope::Session, None) => format!("nosession:{}", caller.grant),
         (Scope::Global, _) => "global".to_string(),
+    })
+}
+
+/// A scope value as sent: as is up to [`MAX_SCOPE_VALUE_BYTES`], else
+/// `<kind>#<first 128 bits of SHA-256 of the whole value, hex>`, so that a
+/// 50 KB session id costs the service (and Redis keys, here or in
+/// envoyproxy/ratelimit, which writes values into keys verbatim) what a short
+/// one does. `#` after the kind cannot come from a literal value (`kind:`).
+fn bounded(value: String) -> String {
+    if value.len() <= MAX_SCOPE_VALUE_BYTES {
+        return value;
     }
+    let kind = value.split(':').next().unwrap_or_default();
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = String::with_capacity(kind.len() + 33);
+    out.push_str(kind);
+    out.push('#');
+    for byte in &digest[..16] {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 /// The encoded `ShouldRateLimit` request for these global limits.
@@ -269,6 +295,49 @@ mod tests {
                 unit: 4
             })
         );
+    }
+
+    #[test]
+    fn long_scope_values_are_sent_as_digests() {
+        let exec = limit("exec", 60, 20, Scope::Session);
+        let scope = |session: &str| {
+            let caller = CallerScope {
+                grant: "alice",
+                session: Some(session),
+            };
+            let bytes = request(&service(), &[&exec], caller);
+            let decoded = RateLimitRequest::decode(bytes.as_slice()).unwrap();
+            decoded.descriptors[0].entries[1].value.clone()
+        };
+        // "session:" is 8 bytes: 56 more fit as they are.
+        let fits = "s".repeat(56);
+        assert_eq!(scope(&fits), format!("session:{fits}"));
+        let over = "s".repeat(57);
+        let digested = scope(&over);
+        assert!(digested.starts_with("session#"), "{digested}");
+        assert_eq!(digested.len(), "session#".len() + 32);
+        assert!(digested[8..].bytes().all(|b| b.is_ascii_hexdigit()));
+        // Stable, and apart for values that differ only at the end.
+        let huge = "x".repeat(50_000);
+        assert_eq!(scope(&huge), scope(&huge));
+        assert_ne!(scope(&huge), scope(&format!("{huge}y")));
+        assert!(scope(&huge).len() <= MAX_SCOPE_VALUE_BYTES);
+        // Grants too; a literal value cannot take a digest's form.
+        let grant = limit("exec", 60, 20, Scope::Grant);
+        let long_grant = "g".repeat(100);
+        let caller = CallerScope {
+            grant: &long_grant,
+            session: None,
+        };
+        let bytes = request(&service(), &[&grant], caller);
+        let value = RateLimitRequest::decode(bytes.as_slice())
+            .unwrap()
+            .descriptors[0]
+            .entries[1]
+            .value
+            .clone();
+        assert!(value.starts_with("grant#"), "{value}");
+        assert_eq!(bounded("grant:a#b".to_string()), "grant:a#b");
     }
 
     #[test]
