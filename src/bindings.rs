@@ -199,6 +199,28 @@ pub fn set<S: SharedStore + ?Sized>(
     ))
 }
 
+/// Whether `needle` occurs in `haystack` (first byte located, then compared).
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(offset) = haystack
+        .get(from..)
+        .and_then(|tail| tail.iter().position(|&b| b == first))
+    {
+        let at = from + offset;
+        if haystack
+            .get(at + 1..)
+            .is_some_and(|tail| tail.starts_with(rest))
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// What a server listed for tools: each tool's name and annotations, from
 /// a listing answer (JSON, or the message events of a stream).
 pub fn listed_hints(answer: &[u8], stream: bool) -> Vec<(String, crate::policy::Hints)> {
@@ -318,6 +340,10 @@ pub enum HandedOut {
 /// Every task id and request state in an answer: a JSON body (a message or
 /// a batch) or, with `stream`, the message events of an event stream.
 pub fn handed_out(answer: &[u8], stream: bool) -> Vec<HandedOut> {
+    // Most answers hand out nothing: parse only those that could.
+    if !contains(answer, b"taskId") && !contains(answer, b"requestState") {
+        return Vec::new();
+    }
     let messages = if stream {
         crate::listing::sse_messages(answer)
     } else {

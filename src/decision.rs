@@ -206,24 +206,13 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         invoked: None,
         by_invoked: false,
     };
-    let raw = match arguments.raw_arguments() {
-        Ok(raw) => raw,
-        Err(err) => {
-            return decided(Decision::Failed {
-                detail: format!("arguments could not be read: {err}"),
-            })
-        }
-    };
+    // Arguments are read only when a rule needs them (most calls: never).
+    let read = || arguments.raw_arguments();
     let mut parsed: Option<Option<Value>> = None;
-    let raw = if request.counting == Counting::TargetOnly {
-        None
-    } else {
-        raw
-    };
     let checked = if request.counting == Counting::TargetOnly {
         check_target(policy, request.kind, request.name)
     } else {
-        check_rules(policy, request.kind, request.name, raw, &mut parsed)
+        check_rules(policy, request.kind, request.name, &read, &mut parsed)
     };
     let rule = match checked {
         Ok(rule) => rule,
@@ -239,7 +228,17 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .and_then(|rule| rule.invokes.as_ref())
         .filter(|_| request.counting != Counting::TargetOnly);
     if let Some(invokes) = invokes {
-        let arguments = parsed.get_or_insert_with(|| parse(raw)).clone();
+        if parsed.is_none() {
+            match read() {
+                Ok(raw) => parsed = Some(parse(raw)),
+                Err(err) => {
+                    return decided(Decision::Failed {
+                        detail: format!("arguments could not be read: {err}"),
+                    })
+                }
+            }
+        }
+        let arguments = parsed.clone().flatten();
         let inner_name = arguments
             .as_ref()
             .and_then(|arguments| lookup(arguments, &invokes.name))
@@ -260,11 +259,12 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             .and_then(|value| serde_json::value::to_raw_value(value).ok());
         let mut inner_parsed = None;
         outcome.invoked = Some(inner_name.clone());
+        let read_inner = || Ok(inner_raw.as_deref());
         match check_rules(
             policy,
             Kind::Tool,
             &inner_name,
-            inner_raw.as_deref(),
+            &read_inner,
             &mut inner_parsed,
         ) {
             Ok(inner) => limits.extend(inner.map_or(&[][..], |rule| &rule.limits[..])),
@@ -380,16 +380,27 @@ fn check_target<'p>(
 
 /// Everything but limits, for one name: the rule that applies (if any), or
 /// the decision that refuses it. `parsed` caches the parsed arguments.
-fn check_rules<'p>(
+fn check_rules<'p, 'a>(
     policy: &'p View,
     kind: Kind,
     name: &str,
-    raw: Option<&RawValue>,
+    read: &dyn Fn() -> Result<Option<&'a RawValue>, String>,
     parsed: &mut Option<Option<Value>>,
 ) -> Result<Option<&'p Rule>, Decision<'p>> {
     match check_target(policy, kind, name)? {
         Some(rule) if !rule.arguments.is_empty() => {
             // Arguments are read only for rules with argument conditions.
+            let raw = match parsed {
+                Some(_) => None,
+                None => match read() {
+                    Ok(raw) => raw,
+                    Err(err) => {
+                        return Err(Decision::Failed {
+                            detail: format!("arguments could not be read: {err}"),
+                        })
+                    }
+                },
+            };
             let arguments = match parsed {
                 Some(arguments) => arguments.clone(),
                 None => match raw.map(|raw| serde_json::from_str::<Value>(raw.get())) {

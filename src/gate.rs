@@ -146,7 +146,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 .map(|key| key.to_string())
                 .collect();
             // Read only when the body may carry one: most calls do not.
-            let state = if contains(body, b"requestState") {
+            let state = if call.present.request_state {
                 Params::read(body)
                     .ok()
                     .and_then(|params| params.request_state)
@@ -521,12 +521,6 @@ impl Context<'_, '_> {
 /// Rule reported when a task request names a task of another grant.
 pub const TASK_BINDING_POINTER: &str = "(task bound to another grant)";
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
 /// A request's id as MCP requires it: a string or an integer.
 fn request_id(id: Option<Value>, method: &str) -> Result<Value, Invalid> {
     match id {
@@ -714,12 +708,12 @@ fn check_mirrored_headers(
             (method, id.clone().unwrap_or(Value::Null), named)
         }
     };
-    // The version in `_meta`, read only when the body may carry one.
-    const META_KEY: &[u8] = b"io.modelcontextprotocol/protocolVersion";
-    let meta_version = if body
-        .windows(META_KEY.len())
-        .any(|window| window == META_KEY)
-    {
+    // The version in `_meta`, read only when the body has `params._meta`.
+    let present = match message {
+        Message::ToolCall(call) => call.present,
+        Message::Other { named, .. } => named.present,
+    };
+    let meta_version = if present.meta {
         Params::read(body)
             .ok()
             .and_then(|params| params.protocol_version)

@@ -128,6 +128,7 @@ pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabi
 pub struct Named<'a> {
     pub name: Option<Cow<'a, str>>,
     pub uri: Option<Cow<'a, str>>,
+    pub present: Present,
 }
 
 #[derive(Debug)]
@@ -140,6 +141,8 @@ pub struct ToolCall<'a> {
     /// The whole body, from which `arguments` is read when a rule needs it.
     body: &'a [u8],
     has_arguments: bool,
+    /// Which optional `params` members the call carries.
+    pub present: Present,
 }
 
 impl<'a> ToolCall<'a> {
@@ -235,6 +238,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
             Some(Seen::Params(params)) => Named {
                 name: params.name.and_then(Seen::into_text),
                 uri: params.uri.and_then(Seen::into_text),
+                present: params.present,
             },
             _ => Named::default(),
         };
@@ -285,6 +289,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
             })
         }
     };
+    let present = params.present;
     let name = match params.name {
         Some(Seen::Text(name)) => name,
         None => {
@@ -319,6 +324,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
         argument_keys,
         body,
         has_arguments,
+        present,
     }))
 }
 
@@ -517,6 +523,19 @@ struct ParamsSeen<'a> {
     name: Option<Seen<'a>>,
     uri: Option<Seen<'a>>,
     arguments: Option<Seen<'a>>,
+    present: Present,
+}
+
+/// Which of the `params` members only some requests carry are present, noted
+/// by the single pass so that [`Params::read`] runs only when one is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Present {
+    /// `requestState` (a multi-round-trip retry).
+    pub request_state: bool,
+    /// `_meta` (per-request protocol fields at 2026-07-28).
+    pub meta: bool,
+    /// `task` (a task-augmented call at 2025-11-25).
+    pub task: bool,
 }
 
 struct Walk {
@@ -654,6 +673,9 @@ impl<'de> Visitor<'de> for Walk {
                 (Place::Params, "name") => params.name = Some(seen),
                 (Place::Params, "uri") => params.uri = Some(seen),
                 (Place::Params, "arguments") => params.arguments = Some(seen),
+                (Place::Params, "requestState") => params.present.request_state = true,
+                (Place::Params, "_meta") => params.present.meta = true,
+                (Place::Params, "task") => params.present.task = true,
                 (Place::Arguments, _) => argument_keys.push(key.clone()),
                 _ => {}
             }
