@@ -28,6 +28,8 @@ pub enum UriError {
     BadEscape,
     /// A `..` above the root.
     AboveRoot,
+    /// A `file:` URI naming another host: not a file here.
+    FileHost,
 }
 
 impl fmt::Display for UriError {
@@ -39,6 +41,7 @@ impl fmt::Display for UriError {
             UriError::DoubleEncoded => "a double-encoded escape (%25 followed by an escape)",
             UriError::BadEscape => "a % not followed by two hex digits",
             UriError::AboveRoot => "a .. segment that climbs above the root",
+            UriError::FileHost => "a file: URI naming a host other than localhost",
         })
     }
 }
@@ -66,7 +69,17 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     }
     if let Some(authority) = authority {
         out.push_str("//");
-        out.push_str(&normalize_authority(&decode_unreserved(authority, false)?));
+        let authority = normalize_authority(&decode_unreserved(authority, false)?);
+        // `file://localhost/p` is `file:///p` (RFC 8089), and a file server
+        // reads it so: the host must not make it another resource. Another
+        // host is a remote file some servers would still open locally.
+        if scheme.as_deref() == Some("file") {
+            if !authority.is_empty() && authority != "localhost" {
+                return Err(UriError::FileHost);
+            }
+        } else {
+            out.push_str(&authority);
+        }
     }
     let collapse = scheme.as_deref() == Some("file");
     out.push_str(&normalize_path(path, collapse)?);

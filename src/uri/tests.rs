@@ -15,6 +15,9 @@ fn spellings_of_one_resource_are_one_resource() {
         "file:///srv//public//..//.env",
         "file:///srv/%2Eenv/../.env",
         "file:///%73rv/.env",
+        "file://localhost/srv/.env",
+        "file://LOCALHOST/srv/public/../.env",
+        "file://%6cocalhost/srv/.env",
     ] {
         assert_eq!(
             normalize(spelling).as_deref(),
@@ -72,6 +75,8 @@ fn ambiguous_spellings_are_refused() {
         ("file:///srv/../../etc/passwd", UriError::AboveRoot),
         ("file:///srv/%2e%2e/%2e%2e/etc", UriError::AboveRoot),
         ("custom://h/a/../../b", UriError::AboveRoot),
+        ("file://evil/srv/.env", UriError::FileHost),
+        ("file://user@localhost/srv/.env", UriError::FileHost),
     ];
     for (uri, error) in cases {
         assert_eq!(normalize(uri), Err(error.clone()), "{uri}");
