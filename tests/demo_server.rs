@@ -15,6 +15,16 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 const AGENT: (&str, &str) = ("x-agent-id", "alice");
 
+/// Every tool of the demo server, sorted.
+const ALL_TOOLS: [&str; 6] = [
+    "asyncExecuteCode",
+    "call_tool",
+    "checkCodeExecStatus",
+    "confirmDeploy",
+    "deleteWorkspace",
+    "generateReport",
+];
+
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), fut)
         .await
@@ -101,10 +111,7 @@ async fn client_calls_every_demo_tool_and_the_recorder_sees_it() {
 
     let mut tools = within("list", client.list_tools()).await.unwrap();
     tools.sort();
-    assert_eq!(
-        tools,
-        ["asyncExecuteCode", "checkCodeExecStatus", "deleteWorkspace"]
-    );
+    assert_eq!(tools, ALL_TOOLS);
 
     let exec_args =
         json!({ "script": "print('hi')", "timeout": 30, "options": { "lang": "python" } });
@@ -305,7 +312,7 @@ async fn jsonrpc_error_answered_in_front_of_the_server_reaches_the_caller_intact
     let tools = within("list after denial", client.list_tools())
         .await
         .unwrap();
-    assert_eq!(tools.len(), 3);
+    assert_eq!(tools.len(), ALL_TOOLS.len());
     assert_eq!(server.recorder.tool_call_count("asyncExecuteCode"), 1);
 
     client.close().await;
