@@ -658,7 +658,9 @@ async fn resources_are_listed_templated_and_read(version: ProtocolVersion) {
         .collect();
     assert_eq!(uris, [PUBLIC_README_URI, PUBLIC_MAIN_URI, SECRET_URI]);
     assert_eq!(listing["resources"][2]["name"], ".env");
+    // 2026-07-28 results say resultType and carry cache hints; 2025-11-25 ones neither.
     assert_eq!(listing.get("cacheScope").is_some(), is_2026(&version));
+    assert_eq!(listing.get("resultType").is_some(), is_2026(&version));
 
     let templates = within("templates", client.list_resource_templates())
         .await
@@ -675,6 +677,20 @@ async fn resources_are_listed_templated_and_read(version: ProtocolVersion) {
     assert_eq!(readme["contents"][0]["uri"], PUBLIC_README_URI);
     assert_eq!(readme["contents"][0]["mimeType"], "text/markdown");
     assert!(text_of(&readme).starts_with("# Demo project"));
+    if is_2026(&version) {
+        assert_eq!(
+            (
+                &readme["resultType"],
+                &readme["cacheScope"],
+                &readme["ttlMs"]
+            ),
+            (&json!("complete"), &json!("public"), &json!(0))
+        );
+    } else {
+        for key in ["resultType", "cacheScope", "ttlMs"] {
+            assert!(readme.get(key).is_none(), "{key} in {readme}");
+        }
+    }
     let main = within("read main.py", client.read_resource(PUBLIC_MAIN_URI))
         .await
         .unwrap();
@@ -884,6 +900,7 @@ async fn prompts_are_listed_and_got(version: ProtocolVersion) {
     )
     .await
     .unwrap();
+    assert_eq!(summary.get("resultType").is_some(), is_2026(&version));
     let text = summary["messages"][0]["content"]["text"].as_str().unwrap();
     assert!(text.contains("(detailed)") && text.contains("MCP is a protocol."));
     let secret = within(

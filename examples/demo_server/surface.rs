@@ -19,6 +19,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
+    time::Duration,
 };
 
 use rmcp::{
@@ -35,7 +36,7 @@ use rmcp::{
         ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, SubscriptionFilter,
         Tool,
     },
-    service::{RequestContext, SubscriptionContext},
+    service::{PeerRequestOptions, RequestContext, SubscriptionContext},
     ErrorData as McpError, RoleServer,
 };
 use serde::de::DeserializeOwned;
@@ -102,6 +103,9 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/srv/.env", "text/plain", SECRET_TEXT),
 ];
 
+/// How long `confirmDeploy` waits for a 2025-11-25 client to answer its elicitation.
+const ELICITATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `summarize`'s `style` values and `secret_prompt`'s `topic` values, for completion.
 const STYLES: &[&str] = &["brief", "bullet-points", "detailed"];
 const SECRET_TOPICS: &[&str] = &["credentials", "deploy-keys", "incident-notes"];
@@ -139,6 +143,15 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, McpError> {
         .map_err(|err| McpError::internal_error(format!("demo server: {err}"), None))
 }
 
+/// A complete result from its JSON, with `resultType: "complete"` (rmcp drops it
+/// again for peers older than 2026-07-28, which do not know the field).
+fn complete_result<T: DeserializeOwned>(mut result: Value) -> Result<T, McpError> {
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("resultType".to_owned(), json!("complete"));
+    }
+    typed(result)
+}
+
 fn is_2026(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
@@ -155,7 +168,7 @@ fn listing<T: DeserializeOwned>(
         obj.insert("ttlMs".to_owned(), json!(0));
         obj.insert("cacheScope".to_owned(), json!("public"));
     }
-    typed(result)
+    complete_result(result)
 }
 
 /// The path a `file:` URI names, resolved the naive way a careless file server
@@ -265,9 +278,9 @@ pub fn read_resource(
         obj.insert("ttlMs".to_owned(), json!(0));
         obj.insert("cacheScope".to_owned(), json!("public"));
     }
-    Ok(ReadResourceResponse::Complete(typed::<ReadResourceResult>(
-        result,
-    )?))
+    Ok(ReadResourceResponse::Complete(complete_result::<
+        ReadResourceResult,
+    >(result)?))
 }
 
 /// `resources/subscribe` (2025-11-25): any URI that resolves to a file. The
@@ -403,7 +416,7 @@ pub fn get_prompt(request: &GetPromptRequestParams) -> Result<GetPromptResponse,
             ))
         }
     };
-    let result = typed::<GetPromptResult>(json!({
+    let result = complete_result::<GetPromptResult>(json!({
         "description": description,
         "messages": [{ "role": "user", "content": { "type": "text", "text": text } }],
     }))?;
@@ -450,7 +463,9 @@ pub fn complete(request: &CompleteRequestParams) -> Result<CompleteResult, McpEr
         .into_iter()
         .filter(|value| value.starts_with(prefix))
         .collect();
-    typed(json!({ "completion": { "values": values, "total": values.len(), "hasMore": false } }))
+    complete_result(json!({
+        "completion": { "values": values, "total": values.len(), "hasMore": false }
+    }))
 }
 
 /// `generateReport`'s arguments: (topic, delay in ms; default 50, at most 60 000).
@@ -581,7 +596,9 @@ async fn generate_report(
         return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
     }
     let result = tasks::report_work(topic, delay_ms).await?;
-    Ok(CallToolResponse::Complete(typed::<CallToolResult>(result)?))
+    Ok(CallToolResponse::Complete(
+        complete_result::<CallToolResult>(result)?,
+    ))
 }
 
 fn confirm_request() -> Value {
@@ -632,10 +649,18 @@ async fn confirm_deploy(
             "method": "elicitation/create",
             "params": { "mode": "form", "message": message, "requestedSchema": confirm_request() }
         }))?;
+        // A client that never answers (e.g. a raw POST that got the request on
+        // its stream) must not hold the tool call open for ever.
         let answer = context
             .request_context
             .peer
-            .send_request(request)
+            .send_request_with_option(
+                request,
+                PeerRequestOptions::with_timeout(ELICITATION_TIMEOUT),
+            )
+            .await
+            .map_err(|err| McpError::internal_error(format!("elicitation: {err}"), None))?
+            .await_response()
             .await
             .map_err(|err| McpError::internal_error(format!("elicitation: {err}"), None))?;
         let answer = match answer {
