@@ -408,7 +408,7 @@ async fn non_post_requests_and_other_methods_pass() {
     // initialize, notifications/initialized and tools/list all pass through a
     // default-deny policy: only tools/call is gated.
     let client = stack.client("alice").await;
-    assert_eq!(client.list_tools().await.unwrap().len(), 3);
+    assert_eq!(client.list_tools().await.unwrap().len(), 6);
     let session = client.session_id().unwrap();
     // A GET (the SSE stream) is not held for a body.
     let response = reqwest::Client::new()

@@ -13,11 +13,27 @@ use support::envoy::{Envoy, EnvoyOptions};
 use support::mcp_client::result_json;
 use support::stack::{error_of, Stack};
 
-const ALL_THREE: [&str; 3] = ["asyncExecuteCode", "checkCodeExecStatus", "deleteWorkspace"];
+/// Every tool of the demo server, sorted.
+const ALL_TOOLS: [&str; 6] = [
+    "asyncExecuteCode",
+    "call_tool",
+    "checkCodeExecStatus",
+    "confirmDeploy",
+    "deleteWorkspace",
+    "generateReport",
+];
 
 fn sorted(mut names: Vec<String>) -> Vec<String> {
     names.sort();
     names
+}
+
+/// [`ALL_TOOLS`] without `hidden`.
+fn all_but(hidden: &[&str]) -> Vec<&'static str> {
+    ALL_TOOLS
+        .into_iter()
+        .filter(|tool| !hidden.contains(tool))
+        .collect()
 }
 
 #[tokio::test]
@@ -27,7 +43,7 @@ async fn hidden_tools_vanish_from_event_stream_listings_and_calls() {
     let client = stack.client("alice").await;
     assert_eq!(
         sorted(client.list_tools().await.unwrap()),
-        vec!["asyncExecuteCode", "checkCodeExecStatus"]
+        all_but(&["deleteWorkspace"])
     );
     // The upstream did list it: the gate removed it on the way back.
     assert!(stack
@@ -64,8 +80,8 @@ async fn hidden_tools_vanish_from_json_listings() {
     let stack = Stack::start_json_upstream(policy).await;
     let client = stack.client("alice").await;
     assert_eq!(
-        client.list_tools().await.unwrap(),
-        vec!["checkCodeExecStatus"]
+        sorted(client.list_tools().await.unwrap()),
+        all_but(&["deleteWorkspace", "asyncExecuteCode"])
     );
     // A raw look at the answer: valid JSON, length right (no content-length left stale).
     let response = reqwest::Client::new()
@@ -94,7 +110,7 @@ async fn hidden_tools_vanish_from_json_listings() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["checkCodeExecStatus"]);
+    assert_eq!(names, all_but(&["deleteWorkspace", "asyncExecuteCode"]));
 }
 
 #[tokio::test]
@@ -109,7 +125,7 @@ async fn hide_denied_lists_only_what_the_grant_can_call() {
     // Denied tools stay visible by default.
     let stack = Stack::start(&format!(r#"{{"version":"1","default":"deny",{tools}}}"#)).await;
     let client = stack.client("alice").await;
-    assert_eq!(sorted(client.list_tools().await.unwrap()), ALL_THREE);
+    assert_eq!(sorted(client.list_tools().await.unwrap()), ALL_TOOLS);
 }
 
 #[tokio::test]
@@ -130,7 +146,7 @@ async fn grants_override_the_fields_they_name() {
     let alice = stack.client("alice").await;
     assert_eq!(
         sorted(alice.list_tools().await.unwrap()),
-        vec!["asyncExecuteCode", "checkCodeExecStatus"]
+        all_but(&["deleteWorkspace"])
     );
     assert_eq!(
         error_of(alice.call("asyncExecuteCode", json!({"script": "x"})).await)
@@ -144,7 +160,7 @@ async fn grants_override_the_fields_they_name() {
         .unwrap();
 
     let ci = stack.client("ci-runner").await;
-    assert_eq!(sorted(ci.list_tools().await.unwrap()), ALL_THREE);
+    assert_eq!(sorted(ci.list_tools().await.unwrap()), ALL_TOOLS);
     ci.call("asyncExecuteCode", json!({"script": "x"}))
         .await
         .unwrap();
@@ -230,7 +246,7 @@ async fn monitor_mode_decides_and_counts_but_blocks_nothing() {
         "hide":["checkCodeExecStatus"]}"#;
     let stack = Stack::start(policy).await;
     let client = stack.client("alice").await;
-    assert_eq!(sorted(client.list_tools().await.unwrap()), ALL_THREE);
+    assert_eq!(sorted(client.list_tools().await.unwrap()), ALL_TOOLS);
     client
         .call("deleteWorkspace", json!({"workspace": "w"}))
         .await

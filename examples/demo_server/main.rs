@@ -5,7 +5,11 @@
 //! ```
 //!
 //! Serves a fake code-execution MCP server (it never executes anything) over
-//! Streamable HTTP at `/mcp`, and prints one line per tool call.
+//! Streamable HTTP at `/mcp`, and prints one line per tool call. Beside the
+//! code-execution tools it has the rest of the MCP surface (resources with a
+//! secret at `file:///srv/.env`, prompts, completions, subscriptions, tasks, a
+//! multi-round-trip tool, a meta-tool), at protocol revisions 2025-11-25
+//! (`initialize`, `Mcp-Session-Id`) and 2026-07-28 (stateless) at once.
 
 mod server;
 

@@ -1,9 +1,17 @@
-//! Demo MCP server: a fake code-execution service behind Streamable HTTP at `/mcp`.
+//! Demo MCP server: a fake code-execution service behind Streamable HTTP at `/mcp`,
+//! with the rest of the MCP surface beside it (resources, prompts, completions,
+//! subscriptions, tasks, a multi-round-trip tool and a meta-tool: see `surface.rs`
+//! and `tasks.rs`).
 //!
 //! Nothing here ever executes code. The server exists so the policy filter has a real
 //! MCP peer to sit in front of, and so end-to-end tests can see exactly what got
 //! through: a [`Recorder`] captures every HTTP request (before rmcp parses it) and
 //! every tool invocation.
+//!
+//! It serves both protocol revisions at once: 2025-11-25 clients `initialize` and
+//! get an `Mcp-Session-Id` session; 2026-07-28 clients send self-contained
+//! requests (`_meta` protocol version and client capabilities, `Mcp-Method` /
+//! `Mcp-Name` headers) that rmcp serves statelessly.
 //!
 //! This file is a module without `main`: `examples/demo_server/main.rs` runs it as a
 //! binary and the e2e tests include it with
@@ -29,9 +37,14 @@ use axum::{
 use rmcp::{
     handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ProtocolVersion,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
+        GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProtocolVersion,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+        SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams, UpdateTaskParams,
     },
-    service::RequestContext,
+    service::{RequestContext, SubscriptionContext},
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
@@ -41,16 +54,28 @@ use rmcp::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+#[path = "surface.rs"]
+mod surface;
+#[path = "tasks.rs"]
+mod tasks;
+
+// For the tests (and the lead's e2e tests) that include this file; the binary uses none.
+#[allow(unused_imports)]
+pub use surface::{
+    naive_path, CONFIRM_TOOL, META_TOOL, PUBLIC_MAIN_URI, PUBLIC_README_URI, PUBLIC_TEMPLATE,
+    REPORT_TOOL, SECRET_PROMPT, SECRET_TEXT, SECRET_URI, TRAVERSAL_FORMS,
+};
+
 /// Path the MCP endpoint is served at.
 pub const MCP_PATH: &str = "/mcp";
 
 /// Largest request body the recording layer buffers (rmcp's own limit is 4 MiB).
 const MAX_RECORDED_BODY: usize = 16 * 1024 * 1024;
 
-/// The newest protocol revision that still has `initialize` and `Mcp-Session-Id`
-/// sessions. 2026-07-28 removed both (SEP-2567); the policy filter keys rate limits
-/// on the session, so the demo server never negotiates past this.
-pub const MAX_PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::LATEST_WITH_INITIALIZE;
+/// Every revision the server speaks. `initialize` negotiates up to 2025-11-25
+/// (the newest with a handshake and `Mcp-Session-Id` sessions); 2026-07-28
+/// requests name their version in `_meta` and are served without a session.
+pub const PROTOCOL_VERSIONS: &[ProtocolVersion] = ProtocolVersion::KNOWN_VERSIONS;
 
 /// One HTTP request as it reached the server, before rmcp handled it.
 #[derive(Clone, Debug)]
@@ -148,6 +173,21 @@ impl Recorder {
         self.state().http_requests.clone()
     }
 
+    /// The recorded requests whose body is a JSON-RPC message with this `method`.
+    pub fn requests_with_method(&self, method: &str) -> Vec<RecordedRequest> {
+        self.state()
+            .http_requests
+            .iter()
+            .filter(|r| r.jsonrpc_method().as_deref() == Some(method))
+            .cloned()
+            .collect()
+    }
+
+    /// How many recorded requests carry a JSON-RPC message with this `method`.
+    pub fn method_count(&self, method: &str) -> usize {
+        self.requests_with_method(method).len()
+    }
+
     pub fn clear(&self) {
         let mut state = self.state();
         state.tool_calls.clear();
@@ -221,12 +261,14 @@ struct DeleteWorkspaceArgs {
     workspace: String,
 }
 
-/// The MCP handler; one instance per session, sharing the recorder and the id counter.
+/// The MCP handler; one instance per session (or per stateless 2026-07-28
+/// request), sharing the recorder, the id counter and the [`surface::Shared`] state.
 #[derive(Clone)]
 struct DemoServer {
     tool_router: ToolRouter<Self>,
     recorder: Recorder,
     executions: Arc<AtomicU64>,
+    shared: Arc<surface::Shared>,
 }
 
 fn json_result(value: &Value) -> CallToolResult {
@@ -235,18 +277,27 @@ fn json_result(value: &Value) -> CallToolResult {
 
 #[tool_router]
 impl DemoServer {
-    fn new(recorder: Recorder, executions: Arc<AtomicU64>) -> Self {
+    fn new(recorder: Recorder, executions: Arc<AtomicU64>, shared: Arc<surface::Shared>) -> Self {
+        let mut tool_router = Self::tool_router();
+        tool_router.merge(surface::tool_router());
         Self {
-            tool_router: Self::tool_router(),
+            tool_router,
             recorder,
             executions,
+            shared,
         }
     }
 
     #[tool(
         name = "asyncExecuteCode",
         description = "Queue a script for execution and return its execution id. \
-                       (Demo server: the script is never executed.)"
+                       (Demo server: the script is never executed.)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     fn async_execute_code(
         &self,
@@ -260,7 +311,8 @@ impl DemoServer {
 
     #[tool(
         name = "checkCodeExecStatus",
-        description = "Report the status and output of a queued execution."
+        description = "Report the status and output of a queued execution.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     fn check_code_exec_status(
         &self,
@@ -276,7 +328,13 @@ impl DemoServer {
     #[tool(
         name = "deleteWorkspace",
         description = "Delete a workspace and everything in it. (Destructive; the demo \
-                       policy denies it.)"
+                       policy denies it.)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     fn delete_workspace(
         &self,
@@ -286,8 +344,24 @@ impl DemoServer {
     }
 }
 
-#[tool_handler(name = "mcp-policy-demo-server", version = "0.1.0")]
+#[tool_handler(router = self.tool_router)]
 impl ServerHandler for DemoServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .enable_completions()
+            .enable_tasks()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("mcp-policy-demo-server", "0.1.0"))
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -300,7 +374,110 @@ impl ServerHandler for DemoServer {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL_VERSION))
+        Cow::Borrowed(PROTOCOL_VERSIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        surface::list_resources(&context)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        surface::list_resource_templates(&context)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        surface::read_resource(&request, &context)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        surface::subscribe(&self.shared, &request.uri, &context).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        surface::unsubscribe(&self.shared, &request.uri)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(surface::accepted_subscription_filter(requested))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        surface::listen(context).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        surface::list_prompts(&context)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        surface::get_prompt(&request)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        surface::complete(&request)
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        Ok(GetTaskResult::new(
+            self.shared.tasks.detailed(&request.task_id)?,
+        ))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        // The demo's tasks never ask for input: an update for a known task is
+        // acknowledged and ignored, as the extension allows.
+        self.shared.tasks.detailed(&request.task_id).map(|_| ())
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.shared.tasks.cancel(&request.task_id)
     }
 }
 
@@ -395,18 +572,23 @@ fn status_response(status: u16) -> Response {
     )
 }
 
-/// The full HTTP app: rmcp at [`MCP_PATH`], 404 elsewhere, all behind the recording layer.
+/// The full HTTP app: rmcp at [`MCP_PATH`], 404 elsewhere, all behind the recording
+/// layer; the 2025-11-25 task methods are answered just in front of rmcp (`tasks.rs`).
 pub fn app(recorder: Recorder, options: ServeOptions) -> Router {
     let executions = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(surface::Shared::default());
+    let sessions = Arc::new(LocalSessionManager::default());
     let handler_recorder = recorder.clone();
+    let handler_shared = shared.clone();
     let mcp = StreamableHttpService::new(
         move || {
             Ok(DemoServer::new(
                 handler_recorder.clone(),
                 executions.clone(),
+                handler_shared.clone(),
             ))
         },
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         if options.json_responses {
             server_config()
                 .with_legacy_session_mode(false)
@@ -415,9 +597,19 @@ pub fn app(recorder: Recorder, options: ServeOptions) -> Router {
             server_config()
         },
     );
+    let legacy_tasks = tasks::LegacyTasks {
+        store: shared.tasks.clone(),
+        recorder: recorder.clone(),
+        sessions: (!options.json_responses).then_some(sessions),
+        json_responses: options.json_responses,
+    };
     Router::new()
         .nest_service(MCP_PATH, mcp)
         .fallback(|| async { (StatusCode::NOT_FOUND, "demo server: not found") })
+        .layer(middleware::from_fn_with_state(
+            legacy_tasks,
+            tasks::legacy_tasks_layer,
+        ))
         // Added after the routes and the fallback, so it wraps every request.
         .layer(middleware::from_fn_with_state(
             (recorder, Arc::new(options)),
