@@ -839,6 +839,11 @@ impl Exchange {
             }
             if end_of_stream {
                 self.bind_handed_out(host, effects);
+            } else if observer.stream {
+                // An event stream stays open after the answer: bind what its
+                // complete events hand out now, before the caller reads them
+                // (it may ask about the task before the stream ends).
+                self.bind_complete_events(host, effects);
             }
         }
         if matches!(self.listing, Listing::Json { .. }) {
@@ -993,6 +998,29 @@ impl Exchange {
         }
     }
 
+    /// Binds what the complete events seen so far hand out, and keeps only
+    /// the unfinished rest.
+    fn bind_complete_events(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let Some(observer) = &mut self.observer else {
+            return;
+        };
+        let Some(end) = last_event_end(&observer.seen) else {
+            return;
+        };
+        let rest = observer.seen.split_off(end);
+        let complete = std::mem::replace(&mut observer.seen, rest);
+        let (stream, target, blind) = (observer.stream, observer.target.clone(), observer.blind);
+        // Bind with a one-off observer over the complete events.
+        let kept = self.observer.replace(Observer {
+            target,
+            seen: complete,
+            stream,
+            blind,
+        });
+        self.bind_handed_out(host, effects);
+        self.observer = kept;
+    }
+
     fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
         // An answer cut off (the caller left): bind what it handed out so far.
         if self.forwarded && self.observer.is_some() {
@@ -1054,6 +1082,21 @@ impl Exchange {
         };
         effects.push(Effect::Log { level, line });
     }
+}
+
+/// Where the last complete event of an event stream ends (after its blank
+/// line), if one is complete.
+fn last_event_end(stream: &[u8]) -> Option<usize> {
+    let separators: [&[u8]; 3] = [b"\n\n", b"\r\n\r\n", b"\r\r"];
+    separators
+        .iter()
+        .filter_map(|separator| {
+            stream
+                .windows(separator.len())
+                .rposition(|window| window == *separator)
+                .map(|at| at + separator.len())
+        })
+        .max()
 }
 
 /// The request headers the gate reads (each must be text if present).

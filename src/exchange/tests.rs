@@ -995,3 +995,23 @@ fn annotations_the_server_lists_can_only_make_decisions_stricter() {
     .unwrap();
     assert!(error.contains("can only deny or limit"), "{error}");
 }
+
+#[test]
+fn a_task_is_bound_as_soon_as_its_event_passes_not_when_the_stream_ends() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut created = send_as(&envoy, "alice", &call(1, "read"));
+    created.response_headers(200, &[("content-type", b"text/event-stream")], false);
+    created.response_body(b"id: 0\ndata:\n\n", false);
+    created.response_body(
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"task\",\"taskId\":\"early\"}}\n\n",
+        false,
+    );
+    // The caller has its task id and asks at once; the stream is still open.
+    let get = send_as(
+        &envoy,
+        "alice",
+        &raw("tasks/get", 2, json!({"taskId": "early"})),
+    );
+    assert!(get.upstream().complete);
+    created.response_body(b"", true);
+}
