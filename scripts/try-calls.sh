@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Talks MCP over curl through the gate: opens a session, then makes an allowed
 # call, a call denied by an argument rule, a denied call, a call to an unlisted tool, and calls until the
-# asyncExecuteCode limit (10 a minute per grant) answers -31002.
+# asyncExecuteCode limit (10 a minute per grant) answers -31002; then reads a
+# resource and gets a prompt the policy does not allow (its default is deny).
 set -euo pipefail
 URL=${MCP_URL:-http://127.0.0.1:10000/mcp}
 AGENT=${AGENT:-alice}
@@ -14,6 +15,13 @@ session=$(curl -s -D - -o /dev/null "${headers[@]}" "$URL" \
 [ -n "$session" ] || { echo "no session from $URL: is 'make run' running?"; exit 1; }
 curl -s -o /dev/null "${headers[@]}" -H "mcp-session-id: $session" "$URL" \
   -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+
+request() { # id method params-json
+  local body="{\"jsonrpc\":\"2.0\",\"id\":$1,\"method\":\"$2\",\"params\":$3}"
+  echo "\$ curl $URL -H 'x-agent-id: $AGENT' -H 'mcp-session-id: $session' ... -d '$body'"
+  curl -s "${headers[@]}" -H "mcp-session-id: $session" "$URL" -d "$body" | sed -n 's/^data: //p; t; /^{/p'
+  echo
+}
 
 call() { # id tool arguments-json
   local body="{\"jsonrpc\":\"2.0\",\"id\":$1,\"method\":\"tools/call\",\"params\":{\"name\":\"$2\",\"arguments\":$3}}"
@@ -35,3 +43,7 @@ for id in $(seq 5 15); do
   out=$(call "$id" asyncExecuteCode '{"script":"print(1)","timeout":30}')
   if grep -q -- '-31002' <<< "$out"; then echo "$out"; break; fi
 done
+echo "== denied resource: a path that climbs out of /srv/public to the secret"
+request 20 resources/read '{"uri":"file:///srv/public/%2e%2e/.env"}'
+echo "== denied prompt: not in the policy"
+request 21 prompts/get '{"name":"secret_prompt","arguments":{"topic":"keys"}}'
