@@ -8,10 +8,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::host::{host_cas, Cas, SharedStore, StoreError};
 
-/// Envoy's shared data as proxy-wasm-cpp-host implements it: versions come
-/// from one counter starting at 1; a set on an existing key with a non-zero
-/// CAS that differs from the key's version fails; a set on a missing key
-/// always succeeds.
+/// Envoy's shared data as proxy-wasm-cpp-host implements it
+/// (`SharedData::set`): versions come from one counter starting at 1, taken
+/// only by a set that succeeds; a set on an existing key with a non-zero CAS
+/// that differs from the key's version fails and changes nothing; a set on a
+/// missing key always succeeds.
 #[derive(Default)]
 pub struct MemorySharedData {
     state: Mutex<Entries>,
@@ -27,6 +28,11 @@ struct Entries {
     last_version: Cas,
 }
 
+/// The host's `nextCas()`: the next version, skipping 0 when it wraps.
+fn next_version(last: Cas) -> Cas {
+    last.wrapping_add(1).max(1)
+}
+
 /// A panic while a lock is held cannot leave the state half-written (every
 /// update is one assignment), so a poisoned lock is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,21 +43,18 @@ impl MemorySharedData {
     /// The raw host call: `set_shared_data(key, value, cas)`.
     pub fn set_raw(&self, key: &str, value: &[u8], cas: Cas) -> Result<(), StoreError> {
         let mut entries = lock(&self.state);
-        entries.last_version = entries.last_version.wrapping_add(1).max(1);
-        let version = entries.last_version;
-        match entries.values.get_mut(key) {
-            Some(entry) if cas != 0 && cas != entry.1 => Err(StoreError::CasMismatch),
-            Some(entry) => {
-                *entry = (value.to_vec(), version);
-                Ok(())
-            }
-            None => {
-                entries
-                    .values
-                    .insert(key.to_string(), (value.to_vec(), version));
-                Ok(())
+        if let Some((_, current)) = entries.values.get(key) {
+            if cas != 0 && cas != *current {
+                // A failed set writes nothing and takes no version.
+                return Err(StoreError::CasMismatch);
             }
         }
+        entries.last_version = next_version(entries.last_version);
+        let version = entries.last_version;
+        entries
+            .values
+            .insert(key.to_string(), (value.to_vec(), version));
+        Ok(())
     }
 
     /// Runs `hook` once, before the next compare-and-swap.
@@ -108,10 +111,22 @@ mod tests {
             store.compare_and_swap("k", b"2", Some(version + 7)),
             Err(StoreError::CasMismatch)
         );
+        // The failed sets changed nothing, not even the version.
+        assert_eq!(store.get("k").unwrap().unwrap(), (b"1".to_vec(), version));
         store.compare_and_swap("k", b"2", Some(version)).unwrap();
-        // CAS 0 does not check; versions keep counting across keys and failures.
+        assert_eq!(store.get("k").unwrap().unwrap(), (b"2".to_vec(), 2));
+        // CAS 0 does not check; versions count successful sets across keys.
+        store.set_raw("other", b"x", 0).unwrap();
         store.set_raw("k", b"3", 0).unwrap();
-        assert_eq!(store.get("k").unwrap().unwrap(), (b"3".to_vec(), 5));
+        assert_eq!(store.get("k").unwrap().unwrap(), (b"3".to_vec(), 4));
+        assert_eq!(store.get("other").unwrap().unwrap(), (b"x".to_vec(), 3));
+    }
+
+    #[test]
+    fn versions_skip_zero_when_they_wrap() {
+        assert_eq!(next_version(0), 1);
+        assert_eq!(next_version(41), 42);
+        assert_eq!(next_version(Cas::MAX), 1);
     }
 
     #[test]
