@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::decision::Outcome;
 use crate::target::Kind;
-use crate::testing::{EnvoySharedData, FixedClock};
+use crate::testing::{ContendedStore, EnvoySharedData, FixedClock};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -156,17 +156,38 @@ fn other_messages_pass_unaudited() {
 #[test]
 fn unreadable_bodies_are_refused_and_audited_as_invalid() {
     let (store, clock) = (EnvoySharedData::default(), FixedClock::at_seconds(0));
-    for body in [
-        &b"{oops"[..],
-        b"[]",
-        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}"#,
+    for (body, code, id) in [
+        (&b"{oops"[..], -32700, json!(null)),
+        (b"[]", -32600, json!(null)),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}"#,
+            -32602,
+            json!(1),
+        ),
     ] {
         let inspection = inspect_body(&policy(), &store, &clock, ALICE, body);
-        assert_eq!(inspection.reply.unwrap().status, 400);
+        let reply = inspection.reply.unwrap();
+        let json = reply.json().unwrap();
+        assert_eq!(
+            (
+                reply.status,
+                json["error"]["code"].clone(),
+                json["id"].clone()
+            ),
+            (400, json!(code), id),
+            "{json}"
+        );
         assert_eq!(inspection.audit.unwrap().decision, Outcome::Invalid);
     }
     let too_large = body_too_large(&policy(), &clock, ALICE);
-    assert_eq!(too_large.reply.unwrap().status, 413);
+    let reply = too_large.reply.unwrap();
+    let json = reply.json().unwrap();
+    assert_eq!(
+        (reply.status, json["error"]["code"].clone()),
+        (413, json!(-32600))
+    );
+    assert_eq!(json["error"]["data"]["max_body_bytes"], 1_048_576);
+    assert_eq!(too_large.audit.unwrap().decision, Outcome::Invalid);
 }
 
 #[test]
@@ -180,39 +201,49 @@ fn mirrored_headers_must_match_the_body() {
             name,
             protocol_version: None,
         };
-        inspect_request(&policy, &store, &clock, ALICE, headers, body).reply
+        inspect_request(&policy, &store, &clock, ALICE, headers, body)
     };
-    assert_eq!(
-        inspect(Some("tools/call"), Some("asyncExecuteCode"), &body),
-        None
-    );
-    assert_eq!(inspect(None, None, &body), None);
-    let mismatch = inspect(Some("tools/list"), None, &body).unwrap();
-    assert_eq!(mismatch.status, 400);
-    let json = mismatch.json().unwrap();
-    assert_eq!(
-        (json["error"]["code"].clone(), json["id"].clone()),
-        (json!(-32020), json!(7))
-    );
-    assert!(inspect(None, Some("deleteWorkspace"), &body).is_some());
+    // Forwarded: no reply.
+    let forwarded = |method: Option<&str>, name: Option<&str>, body: &[u8]| {
+        let inspection = inspect(method, name, body);
+        assert_eq!(inspection.reply, None, "{method:?} {name:?}");
+    };
+    // Refused as a mismatch: HTTP 400, -32020, the request's id, audited as invalid.
+    let mismatch =
+        |method: Option<&str>, name: Option<&str>, body: &[u8], id: serde_json::Value| {
+            let inspection = inspect(method, name, body);
+            let reply = inspection
+                .reply
+                .unwrap_or_else(|| panic!("{method:?} {name:?} was forwarded"));
+            let json = reply.json().unwrap();
+            assert_eq!(
+                (
+                    reply.status,
+                    json["error"]["code"].clone(),
+                    json["id"].clone()
+                ),
+                (400, json!(-32020), id),
+                "{method:?} {name:?}: {json}"
+            );
+            assert_eq!(inspection.audit.unwrap().decision, Outcome::Invalid);
+        };
+    forwarded(Some("tools/call"), Some("asyncExecuteCode"), &body);
+    forwarded(None, None, &body);
+    mismatch(Some("tools/list"), None, &body, json!(7));
+    mismatch(None, Some("deleteWorkspace"), &body, json!(7));
     // Other methods: Mcp-Name mirrors params.name or params.uri.
     let prompt = br#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#;
-    assert_eq!(inspect(Some("prompts/get"), Some("p"), prompt), None);
-    assert!(inspect(Some("prompts/get"), Some("q"), prompt).is_some());
+    forwarded(Some("prompts/get"), Some("p"), prompt);
+    mismatch(Some("prompts/get"), Some("q"), prompt, json!(1));
     let read =
         br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#;
-    assert_eq!(
-        inspect(Some("resources/read"), Some("file:///a"), read),
-        None
-    );
-    assert!(inspect(None, Some("file:///b"), read).is_some());
-    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    assert!(inspect(None, Some("x"), list).is_some());
+    forwarded(Some("resources/read"), Some("file:///a"), read);
+    mismatch(None, Some("file:///b"), read, json!(1));
+    let list = br#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#;
+    mismatch(None, Some("x"), list, json!("l"));
     let notification = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    assert_eq!(
-        inspect(Some("notifications/initialized"), None, notification),
-        None
-    );
+    forwarded(Some("notifications/initialized"), None, notification);
+    mismatch(Some("tools/list"), None, notification, json!(null));
 }
 
 #[test]
@@ -250,6 +281,38 @@ fn failure_mode_decides_what_an_undecidable_call_does() {
     assert_eq!(passed.reply, None);
     let audit = passed.audit.unwrap();
     assert_eq!((audit.decision, audit.enforced), (Outcome::Failed, false));
+}
+
+/// SECURITY.md: "When the counter store fails or stays contended past 64
+/// compare-and-swap attempts, failure_mode: closed (the default) answers
+/// -32603 and forwards nothing".
+#[test]
+fn a_counter_that_stays_contended_fails_the_call_closed() {
+    let clock = FixedClock::at_seconds(1_800_000_000);
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":60,"max":5,"scope":"global"}]}}}"#,
+    )
+    .unwrap();
+    let store = ContendedStore::always();
+    let refused = inspect_body(&policy, &store, &clock, ALICE, &tools_call(1, "t"));
+    assert_eq!(store.swaps(), crate::ratelimit::MAX_CAS_ATTEMPTS);
+    assert_eq!(refused.outcome(), Some(Outcome::Failed));
+    assert!(refused.reservations.is_empty());
+    let reply = refused.reply.unwrap();
+    let json = reply.json().unwrap();
+    assert_eq!(
+        (
+            reply.status,
+            json["error"]["code"].clone(),
+            json["id"].clone()
+        ),
+        (200, json!(-32603), json!(1)),
+        "{json}"
+    );
+    assert_eq!(json["error"]["data"]["tool"], "t");
+    let audit = refused.audit.unwrap();
+    assert!(audit.enforced);
+    assert_eq!(audit.tool.as_deref(), Some("t"));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testing::{EnvoySharedData, UnavailableStore};
+use crate::testing::{ContendedStore, EnvoySharedData, UnavailableStore};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -316,6 +316,32 @@ fn a_race_for_the_last_unit_has_one_winner() {
         ));
     });
     assert!(!granted(&acquire(&store, &[&tight], BOB, now, SLOTS)));
+}
+
+/// README and SECURITY.md: "updates are compare-and-swap, retried up to 64
+/// times, then the call fails closed".
+#[test]
+fn a_counter_contended_on_every_attempt_fails_after_64_attempts() {
+    assert_eq!(
+        MAX_CAS_ATTEMPTS, 64,
+        "the bound README.md and SECURITY.md state"
+    );
+    let hot = limit("hot", 60, 10, Scope::Global);
+    let now = 1_800_000_000;
+    let store = ContendedStore::always();
+    match acquire(&store, &[&hot], ALICE, now, SLOTS) {
+        Acquire::Failed(reason) => assert_eq!(
+            reason, "counter \"hot\" still contended after 64 attempts",
+            "{reason}"
+        ),
+        other => panic!("a counter that never settles must fail the call: {other:?}"),
+    }
+    assert_eq!(store.swaps(), 64, "one swap per attempt, then give up");
+
+    // One loss fewer than the bound: the 64th attempt takes the unit.
+    let store = ContendedStore::losing(63);
+    assert!(granted(&acquire(&store, &[&hot], ALICE, now, SLOTS)));
+    assert_eq!(store.swaps(), 64);
 }
 
 #[test]
