@@ -704,8 +704,14 @@ impl<'a> KeySet<'a> {
 
     fn contains(&self, key: &str) -> bool {
         match &self.many {
-            Some(many) => many.contains(key),
-            None => self.few.iter().any(|known| known == key),
+            Some(many) => {
+                counted_comparisons(1);
+                many.contains(key)
+            }
+            None => self.few.iter().any(|known| {
+                counted_comparisons(1);
+                known == key
+            }),
         }
     }
 
@@ -723,6 +729,23 @@ impl<'a> KeySet<'a> {
         }
     }
 }
+
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons (list entries compared, or hash lookups) made by
+    /// [`KeySet::contains`] on this thread: the unit tests count them to check
+    /// that duplicate detection grows linearly with the members of an object.
+    static KEY_COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn counted_comparisons(n: usize) {
+    KEY_COMPARISONS.with(|count| count.set(count.get() + n));
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn counted_comparisons(_: usize) {}
 
 /// `params.arguments` as raw JSON, read on demand (see [`ToolCall::arguments`]).
 #[derive(Deserialize)]

@@ -318,13 +318,40 @@ fn tool_names_outside_the_recommended_set_are_refused() {
     }
 }
 
-#[test]
-fn an_object_with_many_members_is_checked_in_linear_time() {
-    let members: Vec<String> = (0..100_000).map(|i| format!(r#""k{i}":1"#)).collect();
-    let body = format!(
+/// A call whose arguments object has `members` members `"k0"`, `"k1"`, ...
+fn call_with_members(members: usize) -> String {
+    let members: Vec<String> = (0..members).map(|i| format!(r#""k{i}":1"#)).collect();
+    format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{{}}}}}}}"#,
         members.join(",")
-    );
+    )
+}
+
+/// Key comparisons the duplicate check makes reading `body`.
+fn key_comparisons(body: &str) -> usize {
+    super::KEY_COMPARISONS.with(|count| count.set(0));
+    let _ = parse(body.as_bytes());
+    super::KEY_COMPARISONS.with(std::cell::Cell::get)
+}
+
+/// Counted, not timed: the duplicate-member check compares a key with the
+/// few keys before it while an object has at most 16 (`KeySet::FEW`), then
+/// looks each key up once in a hash set, so the work grows with the members,
+/// not with their square.
+#[test]
+fn an_object_with_many_members_is_checked_in_linear_time() {
+    // One lookup per member, plus at most 16 * 15 / 2 comparisons while the
+    // keys are a list, plus the envelope's and params' own few members.
+    let bound = |members: usize| members + 16 * 15 / 2 + 16;
+    for members in [1_000, 20_000] {
+        let comparisons = key_comparisons(&call_with_members(members));
+        assert!(
+            (members..=bound(members)).contains(&comparisons),
+            "{members} members: {comparisons} key comparisons, expected at most {}",
+            bound(members)
+        );
+    }
+    let body = call_with_members(100_000);
     assert_eq!(call(&body).argument_keys.len(), 100_000);
     let duplicate = body.replacen(r#""k99999":1"#, r#""k5":1"#, 1);
     assert!(request_detail(&duplicate).starts_with("duplicate member"));
