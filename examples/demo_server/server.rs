@@ -77,7 +77,10 @@ const MAX_RECORDED_BODY: usize = 16 * 1024 * 1024;
 /// requests name their version in `_meta` and are served without a session.
 pub const PROTOCOL_VERSIONS: &[ProtocolVersion] = ProtocolVersion::KNOWN_VERSIONS;
 
-/// One HTTP request as it reached the server, before rmcp handled it.
+/// One HTTP request as it reached the server, before rmcp handled it. It is
+/// recorded as soon as its headers arrive, and its body as it arrives: a
+/// request cut off mid-body (the connection reset) stays recorded, with what
+/// arrived of its body and `incomplete` set.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
     pub method: String,
@@ -85,7 +88,14 @@ pub struct RecordedRequest {
     pub path: String,
     /// Header names are lowercase; repeated headers appear once per value.
     pub headers: Vec<(String, String)>,
+    /// The body as far as it arrived.
     pub body: Vec<u8>,
+    /// The body has not been read to its end: it is still arriving, or it
+    /// never will (`body_error` then says why).
+    pub incomplete: bool,
+    /// Why reading the body stopped before its end (e.g. the connection was
+    /// reset mid-body, or it was over the recorder's limit).
+    pub body_error: Option<String>,
 }
 
 impl RecordedRequest {
@@ -107,6 +117,11 @@ impl RecordedRequest {
         self.json()?.get("method")?.as_str().map(str::to_owned)
     }
 
+    /// The body could not be read to its end, and never will be.
+    pub fn cut_off(&self) -> bool {
+        self.incomplete && self.body_error.is_some()
+    }
+
     /// For a `tools/call` request, the tool name.
     pub fn tool_name(&self) -> Option<String> {
         let body = self.json()?;
@@ -120,7 +135,9 @@ impl RecordedRequest {
 #[derive(Default)]
 struct RecorderState {
     tool_calls: Vec<(String, Value)>,
-    http_requests: Vec<RecordedRequest>,
+    /// Each with the number that identifies it while its body arrives.
+    http_requests: Vec<(u64, RecordedRequest)>,
+    next_request: u64,
 }
 
 #[derive(Default)]
@@ -168,18 +185,41 @@ impl Recorder {
             .count()
     }
 
-    /// Every HTTP request that reached the server, in arrival order.
+    /// Every HTTP request that reached the server, in arrival order: every
+    /// request whose headers arrived, whether its body did or not (see
+    /// [`RecordedRequest::incomplete`]). Empty means no request started.
     pub fn http_requests(&self) -> Vec<RecordedRequest> {
-        self.state().http_requests.clone()
+        self.state()
+            .http_requests
+            .iter()
+            .map(|(_, request)| request.clone())
+            .collect()
+    }
+
+    /// The requests that are, or may be, a `tools/call` of `tool`: those whose
+    /// complete body names it, and those whose body did not arrive whole
+    /// (what they would have named cannot be known). Empty means no such
+    /// call started.
+    pub fn calls_reaching(&self, tool: &str) -> Vec<RecordedRequest> {
+        self.http_requests()
+            .into_iter()
+            .filter(|request| request.incomplete || request.tool_name().as_deref() == Some(tool))
+            .collect()
+    }
+
+    /// The requests whose body was cut off before its end (reset mid-body).
+    pub fn cut_off_requests(&self) -> Vec<RecordedRequest> {
+        self.http_requests()
+            .into_iter()
+            .filter(RecordedRequest::cut_off)
+            .collect()
     }
 
     /// The recorded requests whose body is a JSON-RPC message with this `method`.
     pub fn requests_with_method(&self, method: &str) -> Vec<RecordedRequest> {
-        self.state()
-            .http_requests
-            .iter()
+        self.http_requests()
+            .into_iter()
             .filter(|r| r.jsonrpc_method().as_deref() == Some(method))
-            .cloned()
             .collect()
     }
 
@@ -205,8 +245,25 @@ impl Recorder {
         self.state().tool_calls.push((tool.to_owned(), arguments));
     }
 
-    fn record_http(&self, request: RecordedRequest) {
-        self.state().http_requests.push(request);
+    /// Records a request whose headers have arrived; returns its number.
+    fn start_http(&self, request: RecordedRequest) -> u64 {
+        let mut state = self.state();
+        let id = state.next_request;
+        state.next_request += 1;
+        state.http_requests.push((id, request));
+        id
+    }
+
+    /// Updates request `id` (gone if the log was cleared meanwhile).
+    fn update_http(&self, id: u64, update: impl FnOnce(&mut RecordedRequest)) {
+        if let Some((_, request)) = self
+            .state()
+            .http_requests
+            .iter_mut()
+            .find(|(number, _)| *number == id)
+        {
+            update(request);
+        }
     }
 }
 
@@ -491,21 +548,20 @@ pub fn server_config() -> StreamableHttpServerConfig {
         .with_allowed_hosts(["localhost", "127.0.0.1", "::1"])
 }
 
-/// Records the request (method, path, headers, full body), then either answers it
-/// from [`ServeOptions::intercept_tools`] or hands it on unchanged.
+/// Records the request as its headers arrive (method, path, headers), then its
+/// body as it arrives; a body that cannot be read to its end (the connection
+/// reset mid-body) stays recorded as far as it came, marked incomplete, and is
+/// answered 400. A complete request is then either answered from
+/// [`ServeOptions::intercept_tools`] or handed on unchanged.
 async fn record_layer(
     State((recorder, options)): State<(Recorder, Arc<ServeOptions>)>,
     request: Request,
     next: Next,
 ) -> Response {
+    use futures::StreamExt;
+
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_RECORDED_BODY).await {
-        Ok(body) => body,
-        Err(err) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, format!("demo server: {err}")).into_response()
-        }
-    };
-    let recorded = RecordedRequest {
+    let mut recorded = RecordedRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         headers: parts
@@ -518,14 +574,41 @@ async fn record_layer(
                 )
             })
             .collect(),
-        body: body.to_vec(),
+        body: Vec::new(),
+        incomplete: true,
+        body_error: None,
     };
-    let intercepted = intercept(&options, &recorded);
-    recorder.record_http(recorded);
-    if let Some(response) = intercepted {
+    let id = recorder.start_http(recorded.clone());
+    let mut chunks = body.into_data_stream();
+    let failure = loop {
+        match chunks.next().await {
+            None => break None,
+            Some(Ok(chunk)) if recorded.body.len() + chunk.len() > MAX_RECORDED_BODY => {
+                break Some((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body over {MAX_RECORDED_BODY} bytes"),
+                ))
+            }
+            Some(Ok(chunk)) => {
+                recorded.body.extend_from_slice(&chunk);
+                recorder.update_http(id, |request| request.body.extend_from_slice(&chunk));
+            }
+            Some(Err(err)) => {
+                break Some((StatusCode::BAD_REQUEST, format!("body cut off: {err}")))
+            }
+        }
+    };
+    if let Some((status, error)) = failure {
+        recorder.update_http(id, |request| request.body_error = Some(error.clone()));
+        return (status, format!("demo server: {error}")).into_response();
+    }
+    recorded.incomplete = false;
+    recorder.update_http(id, |request| request.incomplete = false);
+    if let Some(response) = intercept(&options, &recorded) {
         return response;
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    next.run(Request::from_parts(parts, Body::from(recorded.body)))
+        .await
 }
 
 fn intercept(options: &ServeOptions, request: &RecordedRequest) -> Option<Response> {
