@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::demo_server::ServeOptions;
-use support::envoy::{config_yaml, free_port, Envoy};
-use support::stack::recording_upstream;
+use support::envoy::{config_yaml, free_port, ClosedPort, Envoy};
+use support::stack::{recording_upstream, unix_now};
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -159,8 +159,28 @@ impl RateLimitService {
     }
 }
 
-fn policy(failure_mode: &str) -> String {
-    POLICY.replace("FAILURE_MODE", failure_mode)
+fn policy(failure_mode: &str, window: &str) -> String {
+    POLICY
+        .replace("FAILURE_MODE", failure_mode)
+        .replace("GLOBAL_WINDOW", window)
+}
+
+/// The window of the tests' global limits, chosen from the clock so that no
+/// run straddles its end by accident: the service's windows are aligned to
+/// the epoch (UTC), and a count that starts over mid-test lets more calls
+/// through. A day, unless it ends within the next five minutes; then an
+/// hour; if that ends as soon (the last minutes before UTC midnight), the
+/// day turns first.
+fn global_window() -> &'static str {
+    const LONGEST_TEST_SECONDS: u64 = 300;
+    let now = unix_now();
+    for (name, seconds) in [("day", 86_400), ("hour", 3_600)] {
+        if seconds - now % seconds > LONGEST_TEST_SECONDS {
+            return name;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(86_400 - now % 86_400 + 1));
+    "day"
 }
 
 const POLICY: &str = r#"{
@@ -168,7 +188,7 @@ const POLICY: &str = r#"{
     "identity": {"header": "x-agent-id"},
     "rate_limit_service": {"cluster": "ratelimit", "timeout_ms": 500, "failure_mode": "FAILURE_MODE"},
     "tools": {
-        "asyncExecuteCode": {"limits": [{"counter": "exec", "window": "day", "max": 20, "scope": "grant", "store": "global"}]},
+        "asyncExecuteCode": {"limits": [{"counter": "exec", "window": "GLOBAL_WINDOW", "max": 20, "scope": "grant", "store": "global"}]},
         "checkCodeExecStatus": {"limits": [{"counter": "polls", "window": 1000000000, "max": 5, "scope": "grant"}]}
     }
 }"#;
@@ -182,7 +202,18 @@ fn replica_config(
     service_ports: &[u16],
     failure_mode: &str,
 ) -> String {
-    let mut config = config_yaml(port, admin_port, upstream_port, &policy(failure_mode));
+    let policy = policy(failure_mode, global_window());
+    config_with_service(port, admin_port, upstream_port, service_ports, &policy)
+}
+
+fn config_with_service(
+    port: u16,
+    admin_port: u16,
+    upstream_port: u16,
+    service_ports: &[u16],
+    policy: &str,
+) -> String {
+    let mut config = config_yaml(port, admin_port, upstream_port, policy);
     config.push_str(
         r#"  - name: ratelimit
     type: STATIC
@@ -304,12 +335,12 @@ async fn a_global_limit_holds_across_two_replicas_and_two_service_processes() {
 
     // Redis goes away: failure_mode closed refuses with -32603, forwards nothing.
     drop(redis.take());
-    let before = upstream.tool_call_count("asyncExecuteCode");
+    let before = upstream.calls_reaching("asyncExecuteCode").len();
     for url in &urls {
         let reply = call(url, "dave", "asyncExecuteCode").await;
         assert_eq!(reply["error"]["code"], -32603, "{reply}");
     }
-    assert_eq!(upstream.tool_call_count("asyncExecuteCode"), before);
+    assert_eq!(upstream.calls_reaching("asyncExecuteCode").len(), before);
     // Local limits do not need the service.
     assert!(passed(&call(&urls[0], "erin", "checkCodeExecStatus").await));
 
@@ -330,6 +361,67 @@ async fn a_global_limit_holds_across_two_replicas_and_two_service_processes() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    assert!(upstream.cut_off_requests().is_empty());
+    server.abort();
+}
+
+/// A call that passed its local limit but that the rate-limit service
+/// refuses did not happen: the unit it took from the local counter comes
+/// back. Seen through a second tool that shares the local counter.
+#[tokio::test]
+async fn local_quota_comes_back_when_the_global_limit_refuses() {
+    let (_redis, redis_port) = start_redis();
+    let service = RateLimitService::start(redis_port);
+    let service_ports = [service.grpc_port];
+    let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
+        json_responses: true,
+        ..ServeOptions::default()
+    })
+    .await;
+    let policy = format!(
+        r#"{{
+        "version": "1", "default": "deny",
+        "identity": {{"header": "x-agent-id"}},
+        "rate_limit_service": {{"cluster": "ratelimit", "timeout_ms": 500}},
+        "tools": {{
+            "asyncExecuteCode": {{"limits": [
+                {{"counter": "shared", "window": 1000000000, "max": 3, "scope": "grant"}},
+                {{"counter": "fleet", "window": "{}", "max": 1, "scope": "grant", "store": "global"}}]}},
+            "checkCodeExecStatus": {{"limits": [
+                {{"counter": "shared", "window": 1000000000, "max": 3, "scope": "grant"}}]}}
+        }}
+    }}"#,
+        global_window()
+    );
+    let envoy = Envoy::start_with_config(
+        move |port, admin| config_with_service(port, admin, upstream_port, &service_ports, &policy),
+        1,
+    )
+    .await;
+    let url = envoy.mcp_url();
+
+    // One call passes both limits: "shared" holds 1 of 3.
+    assert!(passed(&call(&url, "alice", "asyncExecuteCode").await));
+    // Four more pass "shared" locally, and the service refuses each.
+    for attempt in 0..4 {
+        let reply = call(&url, "alice", "asyncExecuteCode").await;
+        assert_eq!(
+            (&reply["error"]["code"], &reply["error"]["data"]["rule"]),
+            (&json!(-31002), &json!("/tools/asyncExecuteCode/limits/1")),
+            "attempt {attempt}: {reply}"
+        );
+    }
+    assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 1);
+    // Their local units came back: "shared" still has 2 for the other tool.
+    assert!(passed(&call(&url, "alice", "checkCodeExecStatus").await));
+    assert!(passed(&call(&url, "alice", "checkCodeExecStatus").await));
+    let reply = call(&url, "alice", "checkCodeExecStatus").await;
+    assert_eq!(
+        (&reply["error"]["code"], &reply["error"]["data"]["counter"]),
+        (&json!(-31002), &json!("shared")),
+        "{reply}"
+    );
+    assert!(upstream.cut_off_requests().is_empty());
     server.abort();
 }
 
@@ -337,9 +429,10 @@ async fn a_global_limit_holds_across_two_replicas_and_two_service_processes() {
 /// a global limit goes through, counted in `mcp_policy_failed`.
 #[tokio::test]
 async fn failure_mode_open_forwards_when_the_service_cannot_count() {
-    // Nothing listens on this port: the service answers UNAVAILABLE.
-    let redis_port = free_port();
-    let service = RateLimitService::start(redis_port);
+    // Nothing listens on this port, held by the test for its whole run
+    // (bound, never listening): the service answers UNAVAILABLE.
+    let redis = ClosedPort::reserve();
+    let service = RateLimitService::start(redis.port);
     let service_ports = [service.grpc_port];
 
     let (upstream_port, upstream, server) = recording_upstream(ServeOptions {
@@ -358,7 +451,9 @@ async fn failure_mode_open_forwards_when_the_service_cannot_count() {
         assert!(passed(&reply), "{reply}");
     }
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 3);
+    assert!(upstream.cut_off_requests().is_empty());
     assert_eq!(envoy.prometheus_counter("mcp_policy_failed").await, 3);
     assert_eq!(envoy.prometheus_counter("mcp_policy_allowed").await, 0);
     server.abort();
+    drop(redis);
 }

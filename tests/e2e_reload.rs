@@ -118,8 +118,11 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     let bootstrap =
         std::fs::read_to_string(repo_root().join("envoy/hot-reload/bootstrap.yaml")).unwrap();
     let dir_for_config = dir.clone();
+    // Envoy binds the listener's port (port_value 0 in every version of the
+    // file): an update with the same address keeps the socket, and its port.
+    let port = 0;
     let envoy = Envoy::start_with_config(
-        move |port, admin_port| {
+        move |_, admin_port| {
             install(&dir_for_config, &listener(port, upstream_port, policy_a()));
             bootstrap
                 .replace("port_value: 9901", &format!("port_value: {admin_port}"))
@@ -136,7 +139,6 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
         2,
     )
     .await;
-    let port = envoy.port;
 
     // Policy A: deleteWorkspace denied; one of the two executions used.
     let (_, denied) = call(&envoy, "deleteWorkspace").await;
