@@ -75,7 +75,7 @@ async fn explicit_deny_is_answered_by_the_gate() {
     assert_eq!(data["tool"], "deleteWorkspace");
     assert_eq!(data["rule"], "/tools/deleteWorkspace");
     assert_eq!(data["reason"], "destroys a workspace; ask an operator");
-    assert_eq!(stack.upstream.tool_call_count("deleteWorkspace"), 0);
+    assert!(stack.upstream.calls_reaching("deleteWorkspace").is_empty());
     // The session goes on.
     client
         .call(
@@ -96,7 +96,7 @@ async fn unlisted_tool_is_denied_by_default() {
     let data = err.data.unwrap();
     assert_eq!(data["rule"], "/default");
     assert_eq!(data["tool"], "runShell");
-    assert!(stack.upstream.tool_calls().is_empty());
+    assert!(stack.upstream.calls_reaching("runShell").is_empty());
     // With default allow the same call is forwarded (the server then says it
     // has no such tool).
     let open = Stack::start(r#"{"version":"1","default":"allow"}"#).await;
@@ -429,11 +429,17 @@ async fn non_post_requests_and_other_methods_pass() {
         .iter()
         .any(|request| request.method == "GET"));
     client.close().await;
-    assert!(stack
-        .upstream
-        .http_requests()
-        .iter()
-        .any(|request| request.method == "DELETE"));
+    // The transport sends the DELETE after close() returns: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !stack.upstream.http_requests().iter().any(|request| {
+        request.method == "DELETE" && request.header("mcp-session-id") == Some(session.as_str())
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DELETE of the session within 20 s of close()"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The configuration users copy: it validates, carries policy.json verbatim,

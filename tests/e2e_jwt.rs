@@ -171,8 +171,13 @@ impl JwtStack {
 }
 
 impl Drop for JwtStack {
+    /// As `Stack`: a request the upstream saw cut off mid-body fails the test.
     fn drop(&mut self) {
         self.server.abort();
+        let cut_off = self.upstream.cut_off_requests();
+        if !cut_off.is_empty() && !std::thread::panicking() {
+            panic!("the upstream saw requests cut off mid-body: {cut_off:?}");
+        }
     }
 }
 
@@ -192,10 +197,13 @@ async fn the_grant_is_the_sub_claim_of_the_jwt_envoy_verified() {
     let ci = stack
         .client(&stack.envoy.mcp_url(), &[("authorization", &ci_auth)])
         .await;
+    let seen = stack.envoy.audit_records().len();
     ci.call("asyncExecuteCode", script.clone()).await.unwrap();
     assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 1);
-    let audit = stack.envoy.audit_records();
-    let last = audit.last().unwrap();
+    // The record of this call: the only one written since.
+    let audit = stack.envoy.audit_records_after(seen);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let last = &audit[0];
     assert_eq!(
         (&last["grant"], &last["tool"], &last["decision"]),
         (
@@ -218,6 +226,7 @@ async fn the_grant_is_the_sub_claim_of_the_jwt_envoy_verified() {
     let alice = stack
         .client(&stack.envoy.mcp_url(), &[("authorization", &alice_auth)])
         .await;
+    let seen = stack.envoy.audit_records().len();
     let err = error_of(alice.call("asyncExecuteCode", script.clone()).await);
     assert_eq!(err.code, -31001, "{err:?}");
     assert_eq!(err.data.as_ref().unwrap()["rule"], "/default", "{err:?}");
@@ -226,12 +235,30 @@ async fn the_grant_is_the_sub_claim_of_the_jwt_envoy_verified() {
         .await
         .unwrap();
     assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 1);
-    let audit = stack.envoy.audit_records();
-    let denied: Vec<&Value> = audit.iter().filter(|r| r["decision"] == "denied").collect();
-    assert_eq!(denied.len(), 1, "{audit:?}");
-    assert_eq!(denied[0]["grant"], "alice");
-    assert_eq!(denied[0]["rule"], "/default");
-    assert_eq!(audit.last().unwrap()["grant"], "alice");
+    // alice's two calls, in order: denied by the default, then allowed.
+    let audit = stack.envoy.audit_records_after(seen);
+    let decided: Vec<(&Value, &Value, &Value, &Value)> = audit
+        .iter()
+        .map(|r| (&r["grant"], &r["tool"], &r["decision"], &r["rule"]))
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            (
+                &json!("alice"),
+                &json!("asyncExecuteCode"),
+                &json!("denied"),
+                &json!("/default")
+            ),
+            (
+                &json!("alice"),
+                &json!("checkCodeExecStatus"),
+                &json!("allowed"),
+                &Value::Null
+            ),
+        ],
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]
@@ -303,9 +330,11 @@ async fn jwt_authn_refuses_bad_tokens_before_the_gate_and_the_server() {
         .await
         .unwrap();
     assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 1);
+    let audit = stack.envoy.audit_records();
+    assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(
-        stack.envoy.audit_records().last().unwrap()["grant"],
-        "ci-runner"
+        (&audit[0]["grant"], &audit[0]["decision"]),
+        (&json!("ci-runner"), &json!("allowed"))
     );
 }
 
@@ -395,6 +424,7 @@ async fn string_and_integer_claims_name_grants_other_claims_are_anonymous() {
         let client = stack
             .client(&stack.envoy.mcp_url(), &[("authorization", &auth)])
             .await;
+        let seen = stack.envoy.audit_records().len();
         let result = client
             .call("asyncExecuteCode", json!({"script": "x"}))
             .await;
@@ -403,8 +433,9 @@ async fn string_and_integer_claims_name_grants_other_claims_are_anonymous() {
             grant != "anonymous",
             "uid {uid}: {result:?}"
         );
-        let audit = stack.envoy.audit_records();
-        assert_eq!(audit.last().unwrap()["grant"], grant, "uid {uid}");
+        let audit = stack.envoy.audit_records_after(seen);
+        assert_eq!(audit.len(), 1, "uid {uid}: {audit:?}");
+        assert_eq!(audit[0]["grant"], grant, "uid {uid}");
     }
     assert!(stack
         .envoy
