@@ -55,11 +55,12 @@ fn repository_policies() -> Vec<(String, String)> {
     )];
     for path in files_under(&repo_root().join("examples"), "json") {
         let text = std::fs::read_to_string(&path).unwrap();
-        // Request bodies live there too; a policy has a `version`.
-        let is_policy = serde_json::from_str::<Value>(&text)
-            .map(|value| value.get("version").is_some())
-            .unwrap_or(false);
-        if is_policy {
+        // Request bodies live there too; a policy has a `version`. A file
+        // that is not JSON at all is neither: it fails here rather than
+        // being skipped as "not a policy".
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{} is not JSON: {err}", relative(&path)));
+        if value.get("version").is_some() {
             policies.push((relative(&path), text));
         }
     }
@@ -76,9 +77,7 @@ fn repository_policies() -> Vec<(String, String)> {
 
 fn files_under(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -127,6 +126,12 @@ fn the_schema_accepts_every_policy_in_the_repository() {
             .iter()
             .any(|(name, _)| name.starts_with("envoy/envoy.yaml")),
         "the policy embedded in envoy/envoy.yaml was not found"
+    );
+    assert!(
+        policies
+            .iter()
+            .any(|(name, _)| name == "examples/policies/grants.json"),
+        "examples/policies/grants.json was not found"
     );
     assert!(policies.len() >= 3, "{policies:?}");
     for (name, text) in policies {
