@@ -1,7 +1,8 @@
 //! `make soak`: minutes of mixed traffic through a real Envoy (4 workers)
 //! from many grants and sessions, then a sweep of 100 000 distinct grants to
 //! measure what tracking a caller costs. Prints a report; exits non-zero if
-//! the gate caused a 5xx or let more calls through than a limit allows.
+//! the gate caused a 5xx, let more calls through than a limit allows, a
+//! request failed below HTTP, or a reply was not one the mix can cause.
 //!
 //! `cargo run --release --example soak -- [seconds] [grants-in-sweep]`
 //! (needs ENVOY_BIN and MCP_POLICY_WASM, as `make soak` sets them).
@@ -51,6 +52,10 @@ struct Tally {
     rate_limited: AtomicU64,
     invalid: AtomicU64,
     hidden: AtomicU64,
+    /// -32603: the gate could not decide (a counter's table had no slot left
+    /// for the caller, or stayed contended).
+    undecided: AtomicU64,
+    /// Any other reply: not one this traffic can cause.
     other: AtomicU64,
     server_errors: AtomicU64,
     transport_errors: AtomicU64,
@@ -105,15 +110,29 @@ async fn send(
         return;
     };
     let status = response.status().as_u16();
-    let reply: Value = response.json().await.unwrap_or(Value::Null);
+    let Ok(bytes) = response.bytes().await else {
+        tally.transport_errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let counter = match (status, reply["error"]["code"].as_i64()) {
         (500..=599, _) => &tally.server_errors,
         (200, Some(-31001)) => &tally.denied,
         (200, Some(-31002)) => &tally.rate_limited,
         (200, Some(-32602)) => &tally.hidden,
-        (400, _) => &tally.invalid,
+        (200, Some(-32603)) => &tally.undecided,
+        // The malformed bodies of the mix: -32700, not JSON.
+        (400, Some(-32700)) => &tally.invalid,
         (200, None) if reply.get("result").is_some() => &tally.allowed,
-        _ => &tally.other,
+        _ => {
+            if tally.other.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!(
+                    "unexpected reply: HTTP {status} {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            return;
+        }
     };
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -190,7 +209,8 @@ async fn main() {
         ("denied -31001", &tally.denied),
         ("rate limited -31002", &tally.rate_limited),
         ("hidden -32602", &tally.hidden),
-        ("invalid (HTTP 400)", &tally.invalid),
+        ("invalid (HTTP 400, -32700)", &tally.invalid),
+        ("undecided -32603", &tally.undecided),
         ("other", &tally.other),
         ("5xx", &tally.server_errors),
         ("transport errors", &tally.transport_errors),
@@ -208,7 +228,10 @@ async fn main() {
     // on two counters: a window longer than the run (a slot per grant that
     // stays taken) and a one-second window (slots reused once it passes).
     // The second sweep, with new names, shows what the reuse saves.
-    let mut sweep_server_errors = 0;
+    // Failures of the sweeps: 5xx, transport errors, unexpected replies.
+    // (-32603 is reported, not a failure: a table out of free slots is what
+    // the sweeps measure.)
+    let mut sweep_failures = 0;
     for (round, prefix) in ["sweep-a", "sweep-b"].into_iter().enumerate() {
         println!(
             "\nsweep {}: {sweep} distinct grants, one call each",
@@ -242,12 +265,17 @@ async fn main() {
         }
         let rss_after = stack.envoy.resident_kib();
         let grown = rss_after.saturating_sub(rss_before);
-        sweep_server_errors += load(&sweep_tally.server_errors);
+        sweep_failures += load(&sweep_tally.server_errors)
+            + load(&sweep_tally.transport_errors)
+            + load(&sweep_tally.other)
+            + load(&sweep_tally.invalid);
         println!(
-            "outcomes: {} allowed, {} rate limited, {} 5xx, {} other",
+            "outcomes: {} allowed, {} rate limited, {} refused -32603 (no free slot), {} 5xx, {} transport errors, {} other",
             load(&sweep_tally.allowed),
             load(&sweep_tally.rate_limited),
+            load(&sweep_tally.undecided),
             load(&sweep_tally.server_errors),
+            load(&sweep_tally.transport_errors),
             load(&sweep_tally.other) + load(&sweep_tally.invalid)
         );
         println!(
@@ -256,12 +284,34 @@ async fn main() {
         );
     }
 
-    let failed = load(&tally.server_errors) + sweep_server_errors > 0
-        || over_grant + over_session > 0
-        || forbidden > 0;
-    if failed {
-        eprintln!("\nSOAK FAILED: gate-caused 5xx, a limit exceeded, or a forbidden tool reached the upstream");
+    let cut_off = stack.upstream.cut_off_requests().len();
+    let mut failures = Vec::new();
+    for (count, what) in [
+        (load(&tally.server_errors), "5xx in the mix"),
+        (load(&tally.transport_errors), "transport errors in the mix"),
+        (load(&tally.other), "unexpected replies in the mix"),
+        (
+            load(&tally.undecided),
+            "undecided (-32603) calls in the mix",
+        ),
+        (
+            sweep_failures,
+            "5xx, transport errors or unexpected replies in the sweeps",
+        ),
+        (
+            (over_grant + over_session) as u64,
+            "counters over their limit",
+        ),
+        (forbidden as u64, "denied or hidden calls at the upstream"),
+        (cut_off as u64, "requests cut off mid-body at the upstream"),
+    ] {
+        if count > 0 {
+            failures.push(format!("{count} {what}"));
+        }
+    }
+    if !failures.is_empty() {
+        eprintln!("\nSOAK FAILED: {}", failures.join("; "));
         std::process::exit(1);
     }
-    println!("\nsoak passed: 0 gate-caused 5xx, every counter within its limit");
+    println!("\nsoak passed: no 5xx, transport error or unexpected reply; every counter within its limit");
 }
