@@ -1738,3 +1738,61 @@ async fn both_revisions_at_once_share_one_task_store() {
     legacy.close().await;
     modern.close().await;
 }
+
+/// The recorder sees a request as soon as its headers arrive, and keeps one
+/// whose connection is cut off mid-body: what came of the body, marked
+/// incomplete, with the reason.
+#[tokio::test]
+async fn a_request_cut_off_mid_body_is_recorded_as_incomplete() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(ServeOptions::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    // The headers alone are a started request.
+    within("the request start", async {
+        while server.recorder.http_requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let started = server.recorder.http_requests();
+    assert!(
+        started[0].incomplete && started[0].body_error.is_none(),
+        "{started:?}"
+    );
+    stream.write_all(br#"{"jsonrpc":"#).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    let request = within("the cut", async {
+        loop {
+            let requests = server.recorder.cut_off_requests();
+            if let Some(request) = requests.first() {
+                break request.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/mcp")
+    );
+    assert_eq!(request.header("content-length"), Some("100"));
+    assert_eq!(request.body, br#"{"jsonrpc":"#);
+    assert!(request.incomplete);
+    assert!(
+        request
+            .body_error
+            .as_deref()
+            .unwrap()
+            .starts_with("body cut off"),
+        "{request:?}"
+    );
+    assert_eq!(server.recorder.http_requests().len(), 1);
+    assert_eq!(server.recorder.calls_reaching("deleteWorkspace").len(), 1);
+    assert!(server.recorder.tool_calls().is_empty());
+}
