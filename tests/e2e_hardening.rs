@@ -406,6 +406,8 @@ async fn quota_is_given_back_when_the_upstream_answers_5xx() {
             status, 503,
             "attempt {attempt}: the quota of a failed call must come back: {body}"
         );
+        // The quota comes back when the stream ends: wait for that.
+        envoy.settle();
     }
     assert_eq!(recorder.http_requests().len(), 3);
     assert!(
@@ -427,11 +429,12 @@ async fn quota_is_given_back_when_the_upstream_is_down() {
     for attempt in 0..3 {
         let (status, body) = post_call(&envoy.mcp_url(), "asyncExecuteCode").await;
         assert_eq!(status, 503, "attempt {attempt}: {body}");
+        envoy.settle();
     }
     assert!(
         envoy
             .log()
-            .contains("quota given back (upstream answered 503)"),
+            .contains("quota given back (Envoy could not reach the server"),
         "{}",
         envoy.log()
     );

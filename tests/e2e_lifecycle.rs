@@ -251,11 +251,10 @@ async fn a_caller_cannot_make_the_router_send_one_call_several_times() {
 
 #[tokio::test]
 async fn quota_comes_back_only_when_the_server_was_not_reached_or_refused_the_call() {
-    // Nothing listens on the upstream port: Envoy could not connect.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let envoy = Envoy::start(EnvoyOptions::new(POLICY, port)).await;
+    // Nothing listens on the upstream port, held by the test (bound, never
+    // listening): Envoy could not connect.
+    let closed = support::envoy::ClosedPort::reserve();
+    let envoy = Envoy::start(EnvoyOptions::new(POLICY, closed.port)).await;
     for attempt in 0..3 {
         let (status, body) = post(&envoy, call(attempt, "run")).await;
         assert_eq!(status, 503, "attempt {attempt}: {body}");
@@ -269,6 +268,7 @@ async fn quota_comes_back_only_when_the_server_was_not_reached_or_refused_the_ca
         envoy.log()
     );
     drop(envoy);
+    drop(closed);
     // The server itself says 503 (it did not take the call).
     let upstream = Scripted::start(|_| Answer::status(503)).await;
     let envoy = start(POLICY, &upstream).await;
