@@ -3,7 +3,12 @@
 //! specification, not from the filter):
 //! - the output does not depend on where the cuts fall;
 //! - no message the reader finds in the output lists the hidden tool;
-//! - a stream with no listing and only readable messages passes byte for byte.
+//! - a stream with no listing and only readable messages passes byte for byte;
+//! - the output holds the input's messages, one for one and in order: the
+//!   same bytes for a message without a `result` (or only blanks), the
+//!   error for one that is not JSON, and for a result the same `jsonrpc`,
+//!   `id` and `result` members (so an answer dropped or swapped for another
+//!   fails, which the first three allow).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -68,6 +73,29 @@ fn messages(stream: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The parts of a message the filter must keep: per message (of a batch),
+/// `jsonrpc`, `id` and the names of the `result` members.
+fn envelope(message: &Value) -> Value {
+    let one = |message: &Value| {
+        let members: Vec<&String> = message["result"]
+            .as_object()
+            .map(|result| result.keys().collect())
+            .unwrap_or_default();
+        serde_json::json!([message.get("jsonrpc"), message.get("id"), members])
+    };
+    match message {
+        Value::Array(batch) => Value::Array(batch.iter().map(one).collect()),
+        message => one(message),
+    }
+}
+
+fn has_result(message: &Value) -> bool {
+    match message {
+        Value::Array(batch) => batch.iter().any(has_result),
+        message => message.get("result").is_some(),
+    }
+}
+
 fn lists_hidden(message: &Value) -> bool {
     let one = |message: &Value| {
         message["result"]["tools"]
@@ -102,10 +130,32 @@ fuzz_target!(|data: &[u8]| {
             assert!(!lists_hidden(&message), "a hidden tool passed");
         }
     }
+    let (sent, received) = (messages(stream), messages(&whole));
+    assert_eq!(sent.len(), received.len(), "messages lost or added");
+    for (sent, received) in sent.iter().zip(&received) {
+        if sent.iter().all(u8::is_ascii_whitespace) {
+            assert_eq!(sent, received, "a blank message changed");
+            continue;
+        }
+        let Ok(sent) = serde_json::from_slice::<Value>(sent) else {
+            assert_eq!(received, b"{\"error\":1}", "an unreadable message passed");
+            continue;
+        };
+        let received: Value =
+            serde_json::from_slice(received).expect("a readable message stays readable");
+        if has_result(&sent) {
+            assert_eq!(envelope(&sent), envelope(&received), "an answer changed");
+        } else {
+            assert_eq!(sent, received, "a message without a result changed");
+        }
+    }
     let plain = messages(stream).iter().all(|data| {
         data.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(data).is_ok()
     });
     if plain && !stream.windows(5).any(|window| window == b"tools") {
-        assert_eq!(whole, stream, "a stream without a listing must pass unchanged");
+        assert_eq!(
+            whole, stream,
+            "a stream without a listing must pass unchanged"
+        );
     }
 });
