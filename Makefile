@@ -192,7 +192,7 @@ fuzz: cargo-fuzz
 		grep -E '^(Done |stat::number_of_executed_units)' $$log || true; \
 		found=$$(ls -A $$artifacts); \
 		if [ $$status -ne 0 ] || [ -n "$$found" ]; then \
-			grep -E -A3 'panicked at' $$log | head -8 || true; \
+			grep -E -A3 'panicked at|^error' $$log | head -12 || true; \
 			grep -E 'ERROR: libFuzzer|SUMMARY|Test unit written' $$log | head -4 || true; \
 			echo "fuzz: $$target failed: exit status $$status, artifacts: $${found:-none}"; \
 			echo "fuzz: log $$log; replay with: cd fuzz && cargo fuzz run --sanitizer none $$target $$artifacts/<artifact>"; \

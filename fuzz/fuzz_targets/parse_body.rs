@@ -37,7 +37,13 @@ fuzz_target!(|body: &[u8]| {
                 Some(other) => panic!("accepted arguments {other}"),
             }
         }
-        Ok(Message::Other { method, id, named }) => {
+        Ok(Message::Other {
+            method,
+            id,
+            named,
+            body: kept,
+        }) => {
+            assert_eq!(kept, body, "the message keeps the whole body");
             let value: Value = serde_json::from_slice(body).expect("accepted, so JSON");
             assert_eq!(
                 value.get("method").and_then(Value::as_str),
