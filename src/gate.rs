@@ -127,12 +127,21 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             return Inspection::refusal(policy, response::header_mismatch(&id, &detail), audit);
         }
     };
+    let asks_for_task = match &message {
+        Message::ToolCall(call) => call.present.task,
+        Message::Other { named, .. } => named.present.task,
+    };
+    let current = revision == Revision::Current;
     let context = Context {
         policy,
         view: policy.view(caller.grant),
         caller,
         now,
-        current: revision == Revision::Current,
+        current,
+        // Only a 2026-07-28 answer can be an InputRequiredResult or (tasks
+        // extension) a task; before it, only a call with `params.task` makes
+        // a task. Other answers are not read (a host call per chunk saved).
+        watch_answers: current || asks_for_task,
     };
     let (method, id, body) = match message {
         Message::ToolCall(call) => {
@@ -315,6 +324,8 @@ struct Context<'p, 'c> {
     caller: CallerScope<'c>,
     now: std::time::Duration,
     current: bool,
+    /// Whether an allowed use's answer may hand out what the gate binds.
+    watch_answers: bool,
 }
 
 impl Context<'_, '_> {
@@ -459,7 +470,7 @@ impl Context<'_, '_> {
         if fails_open {
             audit.enforced = false;
         }
-        let observe = reply.is_none().then(|| target.clone().into_owned());
+        let observe = (reply.is_none() && self.watch_answers).then(|| target.clone().into_owned());
         let (reservations, global) = match decision {
             Decision::Allow {
                 reservations,

@@ -89,6 +89,9 @@ pub trait Host {
     fn dispatch_grpc(&mut self, call: &ServiceCall) -> Result<u32, String>;
     /// The first `size` bytes of a gRPC answer.
     fn service_answer(&mut self, size: usize) -> Vec<u8>;
+    /// Whether a line at `level` would be written (Envoy's log level can
+    /// change at run time): lines nobody reads are not formatted.
+    fn logs_at(&mut self, level: Level) -> bool;
 }
 
 /// A gRPC call to a service cluster.
@@ -140,8 +143,8 @@ pub enum Action {
     Pause,
 }
 
-/// Log levels the exchange writes at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Log levels the exchange writes at, in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Debug,
     Info,
@@ -854,6 +857,9 @@ impl Exchange {
             self.finish_json(size, host, effects);
             return Action::Continue;
         }
+        if matches!(self.listing, Listing::Off | Listing::Expected { .. }) {
+            return Action::Continue;
+        }
         let chunk = match self.listing {
             Listing::Stream(_) => host.response_body(size),
             _ => Vec::new(),
@@ -1031,16 +1037,17 @@ impl Exchange {
             // was never forwarded.
             self.audit = Some(pending.audit);
         }
+        let mut code = None;
         if !self.reservations.is_empty() {
             if !self.forwarded {
                 self.release_quota("the call was not forwarded", host, effects);
-            } else if let Some(why) = self.did_not_run(host) {
+            } else if let Some(why) = self.did_not_run(host, &mut code) {
                 self.release_quota(&why, host, effects);
             }
         }
-        if let Some(mut audit) = self.audit.take() {
-            audit.status =
-                int_property(host, &["response", "code"]).and_then(|code| u16::try_from(code).ok());
+        if let Some(mut audit) = self.audit.take().filter(|_| host.logs_at(Level::Info)) {
+            let code = *code.get_or_insert_with(|| int_property(host, &["response", "code"]));
+            audit.status = code.and_then(|code| u16::try_from(code).ok());
             let elapsed = host.now().saturating_sub(self.started);
             audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
             effects.push(Effect::Log {
@@ -1054,8 +1061,16 @@ impl Exchange {
     /// not reach the server, or the server itself answered 429 or 503 (it
     /// did not take the call). Anything else counts: any other answer, a
     /// timeout, a reset by either side, a client that went away.
-    fn did_not_run(&self, host: &mut dyn Host) -> Option<String> {
-        let code = int_property(host, &["response", "code"]).unwrap_or(0);
+    /// `code`: the response code, read once per stream.
+    fn did_not_run(&self, host: &mut dyn Host, code: &mut Option<Option<u64>>) -> Option<String> {
+        let code = code
+            .get_or_insert_with(|| int_property(host, &["response", "code"]))
+            .unwrap_or(0);
+        if (200..300).contains(&code) {
+            // An answer: the call ran (Envoy answers 2xx itself only from a
+            // direct_response route, and then the gate keeps the quota).
+            return None;
+        }
         let details = host.property(&["response", "code_details"]);
         if details.as_deref() == Some(b"via_upstream") {
             return matches!(code, 429 | 503).then(|| format!("the server answered {code}"));

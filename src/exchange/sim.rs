@@ -53,6 +53,8 @@ pub struct SimEnvoy {
     counters: RefCell<Vec<u64>>,
     logs: RefCell<Vec<(Level, String)>>,
     next_token: RefCell<u32>,
+    /// Envoy's log level for the filter (`/logging?wasm=warning` changes it).
+    log_level: RefCell<Level>,
 }
 
 impl SimEnvoy {
@@ -70,7 +72,13 @@ impl SimEnvoy {
             counters: RefCell::new(counters),
             logs: RefCell::new(Vec::new()),
             next_token: RefCell::new(1),
+            log_level: RefCell::new(Level::Info),
         }
+    }
+
+    /// Sets Envoy's log level for the filter.
+    pub fn set_log_level(&self, level: Level) {
+        *self.log_level.borrow_mut() = level;
     }
 
     pub fn set_time(&self, seconds: u64) {
@@ -167,6 +175,10 @@ enum Phase {
 
 struct StreamState<'e> {
     envoy: &'e SimEnvoy,
+    /// The store as this stream sees it, counting calls.
+    store: CountingStore<'e>,
+    /// Host calls made for this stream: reads, store calls, effects.
+    host_calls: std::cell::Cell<usize>,
     phase: Phase,
     request_headers: Headers,
     /// The request headers went upstream.
@@ -195,6 +207,11 @@ impl<'e> StreamState<'e> {
     fn new(envoy: &'e SimEnvoy) -> Self {
         StreamState {
             envoy,
+            store: CountingStore {
+                inner: &envoy.store,
+                calls: std::cell::Cell::new(0),
+            },
+            host_calls: std::cell::Cell::new(0),
             phase: Phase::Idle,
             request_headers: Headers::default(),
             request_headers_sent: false,
@@ -236,18 +253,21 @@ impl<'e> StreamState<'e> {
 
 impl Host for StreamState<'_> {
     fn now(&self) -> Duration {
+        self.host_calls.set(self.host_calls.get() + 1);
         *self.envoy.now.borrow()
     }
 
     fn store(&self) -> &dyn SharedStore {
-        &self.envoy.store
+        &self.store
     }
 
     fn request_headers(&mut self) -> Headers {
+        self.host_calls.set(self.host_calls.get() + 1);
         self.request_headers.clone()
     }
 
     fn request_body(&mut self, size: usize) -> Vec<u8> {
+        self.host_calls.set(self.host_calls.get() + 1);
         if !matches!(self.phase, Phase::RequestBody | Phase::RequestTrailers) {
             panic!(
                 "the request body is read outside the request body and trailers callbacks ({:?})",
@@ -258,6 +278,7 @@ impl Host for StreamState<'_> {
     }
 
     fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.host_calls.set(self.host_calls.get() + 1);
         self.response_headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -265,6 +286,7 @@ impl Host for StreamState<'_> {
     }
 
     fn response_body(&mut self, size: usize) -> Vec<u8> {
+        self.host_calls.set(self.host_calls.get() + 1);
         if !matches!(self.phase, Phase::ResponseBody | Phase::ResponseTrailers) {
             panic!(
                 "the response body is read outside the response body and trailers callbacks ({:?})",
@@ -275,10 +297,12 @@ impl Host for StreamState<'_> {
     }
 
     fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        self.host_calls.set(self.host_calls.get() + 1);
         self.properties.get(&path.join(".")).cloned()
     }
 
     fn dispatch_grpc(&mut self, call: &ServiceCall) -> Result<u32, String> {
+        self.host_calls.set(self.host_calls.get() + 1);
         if self.fail_dispatch {
             return Err("BadArgument".to_string());
         }
@@ -290,7 +314,39 @@ impl Host for StreamState<'_> {
     }
 
     fn service_answer(&mut self, size: usize) -> Vec<u8> {
+        self.host_calls.set(self.host_calls.get() + 1);
         self.answer[..size.min(self.answer.len())].to_vec()
+    }
+
+    fn logs_at(&mut self, level: Level) -> bool {
+        self.host_calls.set(self.host_calls.get() + 1);
+        level >= *self.envoy.log_level.borrow()
+    }
+}
+
+/// The shared store, counting the calls one stream makes to it.
+struct CountingStore<'e> {
+    inner: &'e MemorySharedData,
+    calls: std::cell::Cell<usize>,
+}
+
+impl SharedStore for CountingStore<'_> {
+    fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, crate::host::Cas)>, crate::host::StoreError> {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.get(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<crate::host::Cas>,
+    ) -> Result<(), crate::host::StoreError> {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.compare_and_swap(key, value, expected)
     }
 }
 
@@ -320,6 +376,12 @@ impl<'e> SimStream<'e> {
     /// Whatever the caller received so far.
     pub fn downstream(&self) -> &Downstream {
         &self.state.downstream
+    }
+
+    /// Calls across the Envoy/wasm boundary made for this stream so far:
+    /// reads, shared-data calls and effects (each one host call in Envoy).
+    pub fn host_calls(&self) -> usize {
+        self.state.host_calls.get() + self.state.store.calls.get()
     }
 
     /// The gRPC calls the exchange started.
@@ -354,6 +416,7 @@ impl<'e> SimStream<'e> {
 
     fn apply(&mut self, effect: Effect) {
         let state = &mut self.state;
+        state.host_calls.set(state.host_calls.get() + 1);
         match effect {
             Effect::RemoveRequestHeader(name) => {
                 if state.request_headers_sent {

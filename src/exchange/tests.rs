@@ -520,11 +520,43 @@ fn with_headers_not_held_listings_are_filtered_without_asking_envoy_the_impossib
 
 #[test]
 fn with_headers_held_only_requests_whose_answers_are_read_lose_accept_encoding() {
-    // Listings (rewritten) and calls (read for task ids and request states)
-    // must come back unencoded; anything else keeps what the caller asked.
+    // Listings (rewritten) and 2026-07-28 calls (read for task ids and
+    // request states) must come back unencoded; anything else keeps what
+    // the caller asked for.
     let envoy = SimEnvoy::new(POLICY);
     let headers = headers_with(&[("accept-encoding", b"gzip")]);
-    for body in [list("1"), call(2, "read")] {
+    let mut stream = envoy.stream();
+    stream.send(&headers, &[&list("1")]);
+    assert_eq!(
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("accept-encoding"),
+        None
+    );
+    let mut current = headers.clone();
+    current.extend_from_slice(&[
+        ("mcp-protocol-version", &b"2026-07-28"[..]),
+        ("mcp-method", b"tools/call"),
+        ("mcp-name", b"read"),
+    ]);
+    let mut stream = envoy.stream();
+    stream.send(&current, &[&call(2, "read")]);
+    assert_eq!(
+        stream
+            .upstream()
+            .headers
+            .as_ref()
+            .unwrap()
+            .raw("accept-encoding"),
+        None
+    );
+    for body in [
+        call(3, "read"),
+        br#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#.to_vec(),
+    ] {
         let mut stream = envoy.stream();
         stream.send(&headers, &[&body]);
         assert_eq!(
@@ -534,20 +566,9 @@ fn with_headers_held_only_requests_whose_answers_are_read_lose_accept_encoding()
                 .as_ref()
                 .unwrap()
                 .raw("accept-encoding"),
-            None
+            Some(&b"gzip"[..])
         );
     }
-    let mut stream = envoy.stream();
-    stream.send(&headers, &[br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#]);
-    assert_eq!(
-        stream
-            .upstream()
-            .headers
-            .as_ref()
-            .unwrap()
-            .raw("accept-encoding"),
-        Some(&b"gzip"[..])
-    );
 }
 
 #[test]
@@ -772,19 +793,35 @@ fn send_as<'e>(envoy: &'e SimEnvoy, grant: &str, body: &[u8]) -> SimStream<'e> {
     stream
 }
 
+/// A `tools/call` of `tool` as MCP 2026-07-28 sends it (headers mirror the body).
+fn call_2026<'e>(envoy: &'e SimEnvoy, grant: &str, body: &[u8], tool: &str) -> SimStream<'e> {
+    let mut headers = as_grant(grant);
+    headers.push(("mcp-protocol-version", b"2026-07-28"));
+    headers.push(("mcp-method", b"tools/call"));
+    headers.push(("mcp-name", tool.as_bytes()));
+    let mut stream = envoy.stream();
+    stream.send(&headers, &[body]);
+    stream
+}
+
 #[test]
 fn a_task_belongs_to_the_grant_whose_call_created_it() {
     let envoy = SimEnvoy::new(POLICY);
     // MCP 2026-07-28's flat CreateTaskResult, in a JSON answer.
-    let mut created = send_as(&envoy, "alice", &call(1, "read"));
+    let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
     created.server_answers(
         200,
         &[("content-type", b"application/json")],
         &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
     );
     created.end(End::Completed);
-    // MCP 2025-11-25's nested one, in an event stream.
-    let mut created = send_as(&envoy, "alice", &call(2, "read"));
+    // MCP 2025-11-25's nested one, in an event stream: the call asked for a task.
+    let asks = raw(
+        "tools/call",
+        2,
+        json!({"name": "read", "arguments": {}, "task": {"ttl": 60000}}),
+    );
+    let mut created = send_as(&envoy, "alice", &asks);
     created.server_answers(
         200,
         &[("content-type", b"text/event-stream")],
@@ -849,7 +886,7 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     // `run` once a day: the retry that carries the server's requestState is
     // the same call; any other state is a new one.
     let envoy = SimEnvoy::new(POLICY);
-    let mut first = send_as(&envoy, "alice", &call(1, "run"));
+    let mut first = call_2026(&envoy, "alice", &call(1, "run"), "run");
     assert!(first.upstream().complete);
     first.server_answers(
         200,
@@ -875,7 +912,7 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     }
     // Another grant cannot spend alice's state.
     let envoy = SimEnvoy::new(POLICY);
-    let mut first = send_as(&envoy, "alice", &call(1, "run"));
+    let mut first = call_2026(&envoy, "alice", &call(1, "run"), "run");
     first.server_answers(
         200,
         &[("content-type", b"application/json")],
@@ -999,7 +1036,7 @@ fn annotations_the_server_lists_can_only_make_decisions_stricter() {
 #[test]
 fn a_task_is_bound_as_soon_as_its_event_passes_not_when_the_stream_ends() {
     let envoy = SimEnvoy::new(POLICY);
-    let mut created = send_as(&envoy, "alice", &call(1, "read"));
+    let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
     created.response_headers(200, &[("content-type", b"text/event-stream")], false);
     created.response_body(b"id: 0\ndata:\n\n", false);
     created.response_body(
@@ -1014,4 +1051,48 @@ fn a_task_is_bound_as_soon_as_its_event_passes_not_when_the_stream_ends() {
     );
     assert!(get.upstream().complete);
     created.response_body(b"", true);
+}
+
+#[test]
+fn no_audit_line_is_formatted_when_envoy_would_drop_it() {
+    let envoy = SimEnvoy::new(POLICY);
+    envoy.set_log_level(Level::Warn);
+    let mut stream = post(&envoy, &call(1, "deleteWorkspace"));
+    stream.end(End::Completed);
+    assert!(envoy.audit_lines().is_empty());
+    // The decision still reaches the access log (filter state) and the counters.
+    assert_eq!(stream.filter_state("mcp_policy.decision"), Some("denied"));
+    assert_eq!(envoy.counter("mcp_policy_denied"), 1);
+    envoy.set_log_level(Level::Info);
+    let mut stream = post(&envoy, &call(2, "deleteWorkspace"));
+    stream.end(End::Completed);
+    assert_eq!(envoy.audit_lines().len(), 1);
+}
+
+/// Each call across the Envoy/wasm boundary costs about a microsecond in V8:
+/// the budget of an allowed call is a test, so a change that adds crossings
+/// is seen.
+#[test]
+fn an_allowed_call_crosses_into_envoy_a_bounded_number_of_times() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, &call(1, "run"));
+    let request = stream.host_calls();
+    stream.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+    let response = stream.host_calls() - request;
+    stream.end(End::Completed);
+    let end = stream.host_calls() - request - response;
+    // Request: the clock, the headers, the body, the counter (read and
+    // compare-and-swap), two counters bumped, three filter-state values.
+    // Response: nothing (a legacy call's answer is not read). End: the log
+    // level, the response code, the clock, the audit line.
+    assert_eq!(
+        (request, response, end),
+        (11, 0, 4),
+        "request, response, end"
+    );
+    // A denied call: no counter to take, but the answer and the rule's
+    // filter state.
+    let mut denied = post(&envoy, &call(2, "deleteWorkspace"));
+    denied.end(End::Completed);
+    assert_eq!(denied.host_calls(), 14);
 }

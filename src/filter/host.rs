@@ -6,7 +6,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::exchange::{Effect, Headers, Host, Level, ServiceCall};
 use crate::host::{host_cas, Cas, SharedStore, StoreError};
@@ -67,6 +67,32 @@ impl Host for EnvoyHost {
     fn service_answer(&mut self, size: usize) -> Vec<u8> {
         buffer(BufferType::GrpcReceiveBuffer, size)
     }
+
+    fn logs_at(&mut self, level: Level) -> bool {
+        // Envoy's level is asked at most once a second per worker.
+        let second = self.now().as_secs();
+        let current = LOG_LEVEL.with(|cached| {
+            let (checked, level) = cached.get();
+            if checked == second {
+                return level;
+            }
+            let level = match hostcalls::get_log_level() {
+                Ok(LogLevel::Trace | LogLevel::Debug) => Level::Debug,
+                Ok(LogLevel::Info) => Level::Info,
+                Ok(_) => Level::Warn,
+                Err(_) => Level::Info,
+            };
+            cached.set((second, level));
+            level
+        });
+        level >= current
+    }
+}
+
+thread_local! {
+    /// Envoy's log level for the filter, and the second it was read.
+    static LOG_LEVEL: std::cell::Cell<(u64, Level)> =
+        const { std::cell::Cell::new((u64::MAX, Level::Info)) };
 }
 
 /// Envoy's shared data: one map per `vm_id`, shared by every worker.
