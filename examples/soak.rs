@@ -1,6 +1,7 @@
 //! `make soak`: minutes of mixed traffic through a real Envoy (4 workers)
-//! from many grants and sessions, then a sweep of 100 000 distinct grants to
-//! measure what tracking a caller costs. Prints a report; exits non-zero if
+//! from many grants and sessions, then sweeps of 100 000 distinct grants
+//! and of 20 000 distinct 50 KB session ids to measure what tracking a
+//! caller costs. Prints a report; exits non-zero if
 //! the gate caused a 5xx, let more calls through than a limit allows, a
 //! request failed below HTTP, or a reply was not one the mix can cause.
 //!
@@ -232,11 +233,18 @@ async fn main() {
     // (-32603 is reported, not a failure: a table out of free slots is what
     // the sweeps measure.)
     let mut sweep_failures = 0;
-    for (round, prefix) in ["sweep-a", "sweep-b"].into_iter().enumerate() {
-        println!(
-            "\nsweep {}: {sweep} distinct grants, one call each",
-            round + 1
-        );
+    // The third sweep: distinct 50 KB Mcp-Session-Id values on a
+    // session-scoped counter. A slot keeps a 16-byte digest of the value, so
+    // a caller costs what the grant sweeps show, not 50 KB.
+    let long_sessions = (sweep / 5).max(1);
+    for (round, prefix) in ["sweep-a", "sweep-b", "sweep-c"].into_iter().enumerate() {
+        let long = prefix == "sweep-c";
+        let count = if long { long_sessions } else { sweep };
+        if long {
+            println!("\nsweep {}: {count} distinct 50 KB session ids, one call each", round + 1);
+        } else {
+            println!("\nsweep {}: {count} distinct grants, one call each", round + 1);
+        }
         let rss_before = stack.envoy.resident_kib();
         let sweep_tally = Arc::new(Tally::default());
         let next = Arc::new(AtomicU64::new(0));
@@ -251,11 +259,16 @@ async fn main() {
                 tokio::spawn(async move {
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= sweep as u64 {
+                        if n >= count as u64 {
                             break;
                         }
-                        let grant = format!("{prefix}-{n:08}");
-                        send(&client, &url, &grant, "sweep", body(0, n), &tally).await;
+                        if long {
+                            let session = format!("{prefix}-{n:08}-{}", "s".repeat(50_000));
+                            send(&client, &url, "sweeper", &session, body(2, n), &tally).await;
+                        } else {
+                            let grant = format!("{prefix}-{n:08}");
+                            send(&client, &url, &grant, "sweep", body(0, n), &tally).await;
+                        }
                     }
                 })
             })
@@ -279,8 +292,9 @@ async fn main() {
             load(&sweep_tally.other) + load(&sweep_tally.invalid)
         );
         println!(
-            "Envoy resident memory: {rss_before} KiB before, {rss_after} KiB after: +{grown} KiB, {:.0} bytes per new grant",
-            grown as f64 * 1024.0 / sweep.max(1) as f64
+            "Envoy resident memory: {rss_before} KiB before, {rss_after} KiB after: +{grown} KiB, {:.0} bytes per new {}",
+            grown as f64 * 1024.0 / count.max(1) as f64,
+            if long { "50 KB session" } else { "grant" }
         );
     }
 
