@@ -241,9 +241,15 @@ async fn main() {
         let long = prefix == "sweep-c";
         let count = if long { long_sessions } else { sweep };
         if long {
-            println!("\nsweep {}: {count} distinct 50 KB session ids, one call each", round + 1);
+            println!(
+                "\nsweep {}: {count} distinct 50 KB session ids, one call each",
+                round + 1
+            );
         } else {
-            println!("\nsweep {}: {count} distinct grants, one call each", round + 1);
+            println!(
+                "\nsweep {}: {count} distinct grants, one call each",
+                round + 1
+            );
         }
         let rss_before = stack.envoy.resident_kib();
         let sweep_tally = Arc::new(Tally::default());

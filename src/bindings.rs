@@ -127,33 +127,7 @@ pub fn bind<S: SharedStore + ?Sized>(
     now: u64,
     ttl: u64,
 ) -> Result<(), String> {
-    let id = owner_digest(id);
-    let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
-    for index in (0..PROBES).map(|n| probe(&id, n)) {
-        let key = slot_key(table, index);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let (current, cas) = read(store, &key)?;
-            match &current {
-                Some(slot) if slot.id == id && slot.expires_at > now => return Ok(()),
-                Some(slot) if slot.expires_at > now => break,
-                _ => {}
-            }
-            let slot = Slot {
-                expires_at,
-                id,
-                owner: *owner,
-            };
-            match store.compare_and_swap(&key, &encode(&slot), cas) {
-                Ok(()) => return Ok(()),
-                Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Unavailable(err)) => return Err(err),
-            }
-        }
-    }
-    Err(format!(
-        "no free slot in the {} table for this id ({PROBES} probes of {SLOTS})",
-        table.name()
-    ))
+    write(store, table, id, owner, now, ttl, Write::KeepFirst)
 }
 
 /// Sets `id`'s value, replacing what it held (the latest listing wins).
@@ -165,6 +139,26 @@ pub fn set<S: SharedStore + ?Sized>(
     now: u64,
     ttl: u64,
 ) -> Result<(), String> {
+    write(store, table, id, value, now, ttl, Write::Replace)
+}
+
+/// What a write does to a live entry of the same id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    KeepFirst,
+    /// Replace it, unless it holds the same value for at least half the TTL.
+    Replace,
+}
+
+fn write<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    value: &Digest,
+    now: u64,
+    ttl: u64,
+    how: Write,
+) -> Result<(), String> {
     let id = owner_digest(id);
     let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
     for index in (0..PROBES).map(|n| probe(&id, n)) {
@@ -172,13 +166,14 @@ pub fn set<S: SharedStore + ?Sized>(
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (current, cas) = read(store, &key)?;
             match &current {
-                Some(slot)
-                    if slot.id == id && slot.owner == *value && slot.expires_at > now + ttl / 2 =>
-                {
-                    // Fresh enough: no write.
-                    return Ok(());
-                }
-                Some(slot) if slot.id != id && slot.expires_at > now => break,
+                Some(slot) if slot.id == id && slot.expires_at > now => match how {
+                    Write::KeepFirst => return Ok(()),
+                    Write::Replace if slot.owner == *value && slot.expires_at > now + ttl / 2 => {
+                        return Ok(())
+                    }
+                    Write::Replace => {}
+                },
+                Some(slot) if slot.expires_at > now => break,
                 _ => {}
             }
             let slot = Slot {
@@ -194,7 +189,7 @@ pub fn set<S: SharedStore + ?Sized>(
         }
     }
     Err(format!(
-        "no free slot in the {} table for this id",
+        "no free slot in the {} table for this id ({PROBES} probes of {SLOTS})",
         table.name()
     ))
 }

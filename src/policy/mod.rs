@@ -792,42 +792,9 @@ fn compile_kinds(
             Some(action) => (action, format!("{pointer}/default_resources")),
             None => defaults.resources.clone(),
         };
-    let tool_parts = tools.0.into_iter().map(|(key, rule)| {
-        let parts = rule.into_result().map(|Object(rule)| RuleParts {
-            action: rule.action,
-            reason: rule.reason,
-            on_deny: rule.on_deny,
-            limits: rule.limits,
-            require: rule.require,
-            deny_if: rule.deny_if,
-            invokes: rule.invokes,
-        });
-        (key, parts)
-    });
-    let prompt_parts = prompts.0.into_iter().map(|(key, rule)| {
-        let parts = rule.into_result().map(|Object(rule)| RuleParts {
-            action: rule.action,
-            reason: rule.reason,
-            on_deny: rule.on_deny,
-            limits: rule.limits,
-            require: rule.require,
-            deny_if: rule.deny_if,
-            invokes: None,
-        });
-        (key, parts)
-    });
-    let resource_parts = resources.0.into_iter().map(|(key, rule)| {
-        let parts = rule.into_result().map(|Object(rule)| RuleParts {
-            action: rule.action,
-            reason: rule.reason,
-            on_deny: rule.on_deny,
-            limits: rule.limits,
-            require: None,
-            deny_if: None,
-            invokes: None,
-        });
-        (key, parts)
-    });
+    let tool_parts = parts_of(tools);
+    let prompt_parts = parts_of(prompts);
+    let resource_parts = parts_of(resources);
     let base = |kind| inherited.and_then(|view: &View| view.rule_set(kind).cloned());
     let mut compile = |kind, entries: Vec<(String, Result<RuleParts, ShapeError>)>, default| {
         let context = RuleContext {
@@ -838,13 +805,67 @@ fn compile_kinds(
         };
         compile_rule_set(&context, base(kind), entries, default, windows, errors)
     };
-    let tools = compile(Kind::Tool, tool_parts.collect(), defaults.tools.clone());
-    let prompts = compile(Kind::Prompt, prompt_parts.collect(), prompts_default);
-    let resources = compile(Kind::Resource, resource_parts.collect(), resources_default);
+    let tools = compile(Kind::Tool, tool_parts, defaults.tools.clone());
+    let prompts = compile(Kind::Prompt, prompt_parts, prompts_default);
+    let resources = compile(Kind::Resource, resource_parts, resources_default);
     (tools, prompts, resources)
 }
 
 use error::ShapeError;
+
+/// A map of rule documents as the fields of each rule (or the error that
+/// kept it from being read).
+fn parts_of<D: Into<RuleParts>>(
+    rules: UniqueMap<Checked<Object<D>>>,
+) -> Vec<(String, Result<RuleParts, ShapeError>)> {
+    rules
+        .0
+        .into_iter()
+        .map(|(key, rule)| (key, rule.into_result().map(|Object(rule)| rule.into())))
+        .collect()
+}
+
+impl From<ToolRuleDocument> for RuleParts {
+    fn from(rule: ToolRuleDocument) -> Self {
+        RuleParts {
+            action: rule.action,
+            reason: rule.reason,
+            on_deny: rule.on_deny,
+            limits: rule.limits,
+            require: rule.require,
+            deny_if: rule.deny_if,
+            invokes: rule.invokes,
+        }
+    }
+}
+
+impl From<PromptRuleDocument> for RuleParts {
+    fn from(rule: PromptRuleDocument) -> Self {
+        RuleParts {
+            action: rule.action,
+            reason: rule.reason,
+            on_deny: rule.on_deny,
+            limits: rule.limits,
+            require: rule.require,
+            deny_if: rule.deny_if,
+            invokes: None,
+        }
+    }
+}
+
+impl From<ResourceRuleDocument> for RuleParts {
+    fn from(rule: ResourceRuleDocument) -> Self {
+        RuleParts {
+            action: rule.action,
+            reason: rule.reason,
+            on_deny: rule.on_deny,
+            limits: rule.limits,
+            require: None,
+            deny_if: None,
+            invokes: None,
+        }
+    }
+}
 
 /// The fields of a rule, whatever its kind.
 struct RuleParts {
