@@ -129,7 +129,7 @@ fn check_reports_every_error_it_can_with_path_and_position() {
         r#"bad.json:8:33: tools.d.require.script: argument paths start with "args." (got "script")"#,
         "bad.json:10:15: identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
         "bad.json:11:38: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
-        "bad.json:11:72: grants.ci.tools.e.action: unknown variant `nope`, expected `allow` or `deny`",
+        "bad.json:11:72: grants.ci.tools.e.action: unknown variant `nope`, expected one of `allow`, `deny`, `approve`",
         "bad.json:12:21: max_json_depth: at most 127 (the JSON reader's own limit), got 500",
     ];
     assert_eq!(run.stderr.lines().collect::<Vec<_>>(), expected);
@@ -609,7 +609,7 @@ fn eval_refuses_an_invalid_policy_and_a_missing_request() {
         (
             1,
             "",
-            "bad.json:1:62: tools.x.action: unknown variant `block`, expected `allow` or `deny`\n"
+            "bad.json:1:62: tools.x.action: unknown variant `block`, expected one of `allow`, `deny`, `approve`\n"
         )
     );
     let run = mcp_policy(&[
