@@ -62,11 +62,12 @@ impl Plugin {
     pub fn loaded_line(&self) -> String {
         let policy = &self.policy;
         format!(
-            "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}",
+            "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}, revision {}",
             policy.base().tool_names().count(),
             policy.grant_names().count(),
             policy.base().default,
-            policy.mode
+            policy.mode,
+            policy.revision
         )
     }
 }
@@ -1354,5 +1355,7 @@ impl Clock for At {
     }
 }
 
+#[cfg(test)]
+mod approval_tests;
 #[cfg(test)]
 mod tests;

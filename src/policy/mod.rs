@@ -827,6 +827,9 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         }
     };
 
+    // A rule with an error is left out, so "no rule asks" is only said of a
+    // policy without other errors.
+    let nothing_left_out = errors.len() == 0;
     let approval_given = approval_service.is_some();
     let approval_service = errors.read_optional(approval_service, "approval_service");
     let first_approval = std::iter::once(&base)
@@ -837,7 +840,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
             compile_approval_service(service, "approval_service", &mut errors)
         }
         (_, None) => {
-            if approval_given && everything_read {
+            if approval_given && nothing_left_out {
                 errors.push(ConfigError::new(
                     "approval_service",
                     "no rule asks for approval (\"action\": \"approve\" or approve_if); remove approval_service or add such a rule",

@@ -658,3 +658,174 @@ fn ambiguous_keys_are_refused_naming_both() {
     let error = error_of(r#"{"version":"1","default":"deny","hide":["resource:file:///%2f"]}"#);
     assert!(error.contains("hide[0]"), "{error}");
 }
+
+// ---- Approval ----
+
+const SERVICE: &str = r#""approval_service": {"cluster": "mcp_approval", "public_url": "https://approvals.example.com/", "timeout_ms": 300, "failure_mode": "open"}"#;
+
+fn with_service(tools: &str) -> String {
+    format!(r#"{{"version":"1","default":"deny",{SERVICE},"tools":{tools}}}"#)
+}
+
+#[test]
+fn approve_and_approve_if_compile_with_their_settings() {
+    let policy = load(&with_service(
+        r#"{
+            "run": {"approve_if": {"args.script": {"regex": "subprocess"}}, "reason": "risky scripts need a look",
+                    "limits": [{"counter": "run", "window": "minute", "max": 2, "scope": "grant"}]},
+            "wipe": {"action": "approve", "approval": {"ttl_seconds": 60, "reason": "wipes a disk", "separate_approver": true}}
+        }"#,
+    ))
+    .unwrap();
+    let service = policy.approval_service.clone().unwrap();
+    assert_eq!(
+        service,
+        ApprovalService {
+            cluster: "mcp_approval".to_string(),
+            public_url: Some("https://approvals.example.com".to_string()),
+            timeout_ms: 300,
+            failure_mode: FailureMode::Open,
+        }
+    );
+    let run = policy.base().tool("run").unwrap();
+    assert_eq!(run.action, Action::Allow);
+    assert_eq!(
+        run.approval,
+        Some(Approval {
+            always: false,
+            ttl_seconds: DEFAULT_APPROVAL_TTL_SECONDS,
+            reason: Some("risky scripts need a look".to_string()),
+            separate_approver: false,
+        })
+    );
+    let risky = serde_json::json!({"script": "import subprocess"});
+    let plain = serde_json::json!({"script": "print(1)"});
+    assert_eq!(
+        run.approval_needed(Some(&risky)),
+        Some("/tools/run/approve_if/args.script/regex")
+    );
+    assert_eq!(run.approval_needed(Some(&plain)), None);
+    assert_eq!(run.approval_needed(None), None);
+    let wipe = policy.base().tool("wipe").unwrap();
+    assert_eq!(wipe.action, Action::Allow, "approve allows once approved");
+    assert_eq!(wipe.approval_needed(None), Some("/tools/wipe"));
+    assert_eq!(
+        wipe.approval
+            .as_ref()
+            .map(|a| (a.ttl_seconds, a.reason.as_deref(), a.separate_approver)),
+        Some((60, Some("wipes a disk"), true))
+    );
+    // Defaults of the service.
+    let policy = load(
+        r#"{"version":"1","default":"deny","approval_service":{"cluster":"a"},"prompts":{"p":{"action":"approve"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.approval_service,
+        Some(ApprovalService {
+            cluster: "a".to_string(),
+            public_url: None,
+            timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
+            failure_mode: FailureMode::Closed,
+        })
+    );
+    assert!(policy
+        .base()
+        .rule(Kind::Prompt, "p")
+        .unwrap()
+        .approval
+        .is_some());
+}
+
+#[test]
+fn approval_needs_a_service_and_a_service_needs_approval() {
+    let cases = [
+        (
+            r#"{"version":"1","default":"deny","tools":{"run":{"approve_if":{"args.s":{"exists":true}}}}}"#.to_string(),
+            "tools.run.approve_if: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","grants":{"ci":{"tools":{"a/b":{"action":"approve"}}}}}"#.to_string(),
+            "grants.ci.tools.a/b.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","resources":{"file:///etc/x":{"action":"approve"}}}"#.to_string(),
+            "resources.file:///etc/x.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            format!(r#"{{"version":"1","default":"deny",{SERVICE},"tools":{{"run":{{}}}}}}"#),
+            r#"approval_service: no rule asks for approval ("action": "approve" or approve_if); remove approval_service or add such a rule"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"deny","approve_if":{"args.s":{"exists":true}}}}"#),
+            r#"tools.run.approve_if: a rule with "action": "deny" refuses every call; it never asks for approval"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approve_if":{"args.s":{"exists":true}}}}"#),
+            r#"tools.run.approve_if: "action": "approve" asks for every call, so approve_if would never decide: use one or the other"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve"},"other":{"approval":{"ttl_seconds":5}}}"#),
+            r#"tools.other.approval: approval settings without "action": "approve" or approve_if: no call would ever ask"#,
+        ),
+        (
+            with_service(r#"{"run":{"approve_if":{}}}"#),
+            "tools.run.approve_if: approve_if needs at least one condition",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approval":{"ttl_seconds":86401}}}"#),
+            "tools.run.approval.ttl_seconds: at most 86400 (a day, the approval service's longest), got 86401",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approval":{"ttl":5}}}"#),
+            "tools.run.approval.ttl: unknown field `ttl`, expected one of `ttl_seconds`, `reason`, `separate_approver`",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","reason":"a\u0007b"}}"#),
+            "tools.run.reason: an approval's reason may span lines but has no other control characters",
+        ),
+        (
+            with_service(r#"{"run":{"approve_if":{"script":{"exists":true}}}}"#),
+            r#"tools.run.approve_if.script: argument paths start with "args." (got "script")"#,
+        ),
+        (
+            r#"{"version":"1","default":"deny","approval_service":{"cluster":"a","public_url":"approvals.example.com"},"tools":{"run":{"action":"approve"}}}"#.to_string(),
+            r#"approval_service.public_url: an http:// or https:// URL without query or fragment, e.g. "https://approvals.example.com" (got "approvals.example.com")"#,
+        ),
+        (
+            r#"{"version":"1","default":"deny","approval_service":{"public_url":"https://a"},"tools":{"run":{"action":"approve"}}}"#.to_string(),
+            "approval_service: missing field `cluster`",
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (document, expected) in &cases {
+        let actual = error_of(document);
+        if actual != *expected {
+            mismatches.push(format!(
+                "document: {document}\n  expected: {expected}\n  actual:   {actual}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn the_revision_is_the_documents_canonical_digest() {
+    let a = load(r#"{"version":"1","default":"deny","tools":{"x":{}}}"#).unwrap();
+    let b =
+        load("{ \"tools\": {\"x\": {}},\n  \"default\": \"deny\", \"version\": \"1\" }").unwrap();
+    let c = load(r#"{"version":"1","default":"deny","tools":{"y":{}}}"#).unwrap();
+    assert_eq!(
+        a.revision, b.revision,
+        "whitespace and member order do not count"
+    );
+    assert_ne!(a.revision, c.revision);
+    assert_eq!(a.revision.len(), "sha256:".len() + 64);
+    assert_eq!(
+        a.revision,
+        format!(
+            "sha256:{}",
+            sha256_hex(br#"{"default":"deny","tools":{"x":{}},"version":"1"}"#)
+        )
+    );
+}
