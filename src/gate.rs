@@ -486,7 +486,7 @@ impl Context<'_, '_> {
         }
         // A retry carrying the gate's own requestState is only ever an
         // approval's retry: for a call that needs none it cannot be checked.
-        if !body.is_empty() && contains(body, approval::STATE_PREFIX.as_bytes()) {
+        if !body.is_empty() && bindings::contains(body, approval::STATE_PREFIX.as_bytes()) {
             let gate_made = approval::retry_of(body)
                 .request_state
                 .is_some_and(|state| approval::is_gate_state(&state));
