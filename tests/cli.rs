@@ -319,15 +319,19 @@ failure_mode      closed
 max_body_bytes    1048576
 max_json_depth    64
 grants            (none)
+approval_service  cluster mcp_approval, page (the service's own links), timeout 200 ms, failure_mode closed
+revision          sha256:d8ed5823ea221df1417af3eabfcf3c26bed6ce77a1573351811a7ccd38cf2189
 
 TOOL                 ACTION  LISTED  RULE                        REASON
-asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)
-  limit    asyncexecutecode_rate: 10 per minute, per grant                                             /tools/asyncExecuteCode/limits/0
-  require  args.timeout lte 300                                                                        /tools/asyncExecuteCode/require/args.timeout/lte
-  deny_if  args.script regex "subprocess|os\\.system|os\\.popen|pty\\.spawn"                           /tools/asyncExecuteCode/deny_if/args.script/regex
+asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that spawn interactive shells are refused (a tripwire, not a sandbox)
+  limit    asyncexecutecode_rate: 10 per minute, per grant                                                                        /tools/asyncExecuteCode/limits/0
+  require  args.timeout lte 300                                                                                                   /tools/asyncExecuteCode/require/args.timeout/lte
+  deny_if  args.script regex "pty\\.spawn|os\\.fork"                                                                              /tools/asyncExecuteCode/deny_if/args.script/regex
+  approve  args.script regex "subprocess|os\\.system|os\\.popen|socket|__import__"                                                /tools/asyncExecuteCode/approve_if/args.script/regex
+  approval ttl 900 s, reason "scripts that start processes, open sockets or import modules by name wait for a person's approval"  /tools/asyncExecuteCode/approval
 checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus  poll with an execution_uuid returned by asyncExecuteCode
-  limit    checkcodeexecstatus_rate: 120 per minute, per grant                                         /tools/checkCodeExecStatus/limits/0
-  require  args.execution_uuid regex "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  /tools/checkCodeExecStatus/require/args.execution_uuid/regex
+  limit    checkcodeexecstatus_rate: 120 per minute, per grant                                                                    /tools/checkCodeExecStatus/limits/0
+  require  args.execution_uuid regex "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"                             /tools/checkCodeExecStatus/require/args.execution_uuid/regex
 deleteWorkspace      deny    yes     /tools/deleteWorkspace      destroys a workspace; ask an operator
 (any other tool)     deny    yes     /default                    tool is not listed in the policy and the default is deny
 
@@ -513,6 +517,45 @@ fn eval_prints_the_exact_denial() {
     let body: Value = serde_json::from_str(field(&run.stdout, "body")[0]).unwrap();
     assert_eq!(body["error"]["code"], -31001);
     assert_eq!(body["id"], 3);
+}
+
+#[test]
+fn eval_says_a_call_waits_for_approval_and_what_it_is_bound_to() {
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/needs-approval.json",
+        "--grant",
+        "alice",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(field(&run.stdout, "decision"), ["approval_pending"]);
+    assert_eq!(
+        field(&run.stdout, "rule"),
+        ["/tools/asyncExecuteCode/approve_if/args.script/regex"]
+    );
+    let approval = field(&run.stdout, "approval")[0];
+    assert!(approval.contains("cluster mcp_approval"), "{approval}");
+    let digest = approval.rsplit(' ').next().unwrap();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{approval}"
+    );
+    // The same call from another grant is another approval.
+    let bob = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/needs-approval.json",
+        "--grant",
+        "bob",
+    ]);
+    assert_ne!(field(&bob.stdout, "approval"), [approval]);
+    assert!(
+        field(&run.stdout, "body").is_empty(),
+        "nothing answered yet"
+    );
 }
 
 #[test]

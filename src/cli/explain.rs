@@ -301,10 +301,15 @@ fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, S
             ));
         }
         for operator in rule.arguments.operators() {
+            // approve_if's conditions read "approve <when> args.x ...".
+            let list = match operator.list {
+                "approve_if" => "approve",
+                list => list,
+            };
             detail.push((
                 format!(
                     "  {:<8} {} {} {}",
-                    operator.list, operator.argument, operator.operator, operator.operand
+                    list, operator.argument, operator.operator, operator.operand
                 ),
                 operator.pointer.to_string(),
             ));
@@ -320,10 +325,7 @@ fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, S
                 .as_deref()
                 .map_or_else(String::new, |reason| format!(", reason {reason:?}"));
             detail.push((
-                format!(
-                    "  approval {} s to decide{who}{reason}",
-                    approval.ttl_seconds
-                ),
+                format!("  approval ttl {} s{who}{reason}", approval.ttl_seconds),
                 format!("{}/approval", rule.pointer),
             ));
         }
