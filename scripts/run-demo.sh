@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 ENVOY_BIN=${ENVOY_BIN:-envoy}
 mkdir -p .run
 
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+pids=()     # this script's children: the demo server, Envoy
+started=()  # started by a helper script: stopped on exit, not waited for
+cleanup() { for pid in "${pids[@]}" "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
 target/release/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
@@ -18,7 +19,7 @@ pids+=($!)
 # The approval service, in memory: policy.json holds risky scripts for a
 # person's approval on its page (make approval-service builds it).
 approval_lines=$(scripts/start-approval-service.sh)
-pids+=("$(cat .run/approval.pid)")
+started+=("$(cat .run/approval.pid)")
 
 for _ in $(seq 1 100); do
   if curl -sf http://127.0.0.1:9901/ready > /dev/null 2>&1; then break; fi
