@@ -15,7 +15,6 @@
 
 pub mod canonical;
 
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -191,76 +190,57 @@ pub fn valid_id(id: &str) -> bool {
 /// Reads the service's answer: `status` is the HTTP status (`None`: no
 /// answer at all: a reset, a refused connection), `body` its body.
 pub fn verdict(status: Option<u16>, body: &[u8]) -> Verdict {
-    #[derive(Deserialize)]
-    struct Answer {
-        status: String,
-        id: String,
-        #[serde(default)]
-        url: Option<String>,
-        #[serde(default)]
-        approver: Option<String>,
-        #[serde(default)]
-        reason: Option<String>,
-        #[serde(default)]
-        retry_after_seconds: Option<u64>,
-        #[serde(default)]
-        expires_at: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Error {
-        #[serde(default)]
-        error: String,
-        #[serde(default)]
-        message: String,
-    }
+    // Read as a `Value` (already in the module for request bodies): typed
+    // structs cost the module kilobytes of serde code for three fields.
+    let text =
+        |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
     let Some(status) = status else {
         return Verdict::Unavailable("no answer from the approval service".to_string());
     };
+    let answer: Option<Value> = serde_json::from_slice(body).ok();
     match status {
         200 => {}
         400 | 413 | 429 => {
-            let error = serde_json::from_slice::<Error>(body).unwrap_or(Error {
-                error: String::new(),
-                message: String::new(),
-            });
+            let answer = answer.unwrap_or_default();
             return Verdict::Refused {
                 status,
-                error: error.error,
-                message: error.message,
+                error: text(&answer, "error").unwrap_or_default(),
+                message: text(&answer, "message").unwrap_or_default(),
             };
         }
         other => {
             return Verdict::Unavailable(format!("the approval service answered HTTP {other}"))
         }
     }
-    let answer: Answer = match serde_json::from_slice(body) {
-        Ok(answer) => answer,
-        Err(err) => {
-            return Verdict::Unavailable(format!(
-                "the approval service's answer is not readable: {err}"
-            ))
-        }
+    let Some(answer) = answer.filter(Value::is_object) else {
+        return Verdict::Unavailable(
+            "the approval service's answer is not a JSON object".to_string(),
+        );
     };
-    if !valid_id(&answer.id) {
+    let Some(id) = text(&answer, "id").filter(|id| valid_id(id)) else {
         return Verdict::Unavailable(
             "the approval service's answer has no valid approval id".to_string(),
         );
-    }
-    match answer.status.as_str() {
-        "approved" => Verdict::Approved {
-            id: answer.id,
-            approver: answer.approver,
+    };
+    match text(&answer, "status").as_deref() {
+        Some("approved") => Verdict::Approved {
+            id,
+            approver: text(&answer, "approver"),
         },
-        "denied" => Verdict::Denied {
-            id: answer.id,
-            approver: answer.approver,
-            reason: answer.reason,
+        Some("denied") => Verdict::Denied {
+            id,
+            approver: text(&answer, "approver"),
+            reason: text(&answer, "reason"),
         },
-        "pending" => Verdict::Pending {
-            id: answer.id,
-            url: answer.url.unwrap_or_default(),
-            retry_after_seconds: answer.retry_after_seconds.unwrap_or(5).max(1),
-            expires_at: answer.expires_at,
+        Some("pending") => Verdict::Pending {
+            id,
+            url: text(&answer, "url").unwrap_or_default(),
+            retry_after_seconds: answer
+                .get("retry_after_seconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(5)
+                .max(1),
+            expires_at: text(&answer, "expires_at"),
         },
         other => Verdict::Unavailable(format!(
             "the approval service answered an unknown status {other:?}"
@@ -336,20 +316,15 @@ pub fn declares_url_elicitation(capabilities: Option<&Value>) -> bool {
 
 /// Whether an `initialize` request body declares URL-mode elicitation.
 pub fn initialize_declares_url_elicitation(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Initialize {
-        #[serde(default)]
-        params: Option<Params>,
-    }
-    #[derive(Deserialize)]
-    struct Params {
-        #[serde(default)]
-        capabilities: Option<Value>,
-    }
-    serde_json::from_slice::<Initialize>(body)
+    serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|initialize| initialize.params)
-        .is_some_and(|params| declares_url_elicitation(params.capabilities.as_ref()))
+        .is_some_and(|message| {
+            declares_url_elicitation(
+                message
+                    .get("params")
+                    .and_then(|params| params.get("capabilities")),
+            )
+        })
 }
 
 /// The name of the gate's input request in an `InputRequiredResult`.
