@@ -18,7 +18,7 @@ WASM_BINDGEN_VERSION := $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock |
 .PHONY: help wasm wasm-opt demo envoy run test lint test-native test-wasm wasm-bindgen-runner toolchain clean soak fuzz fuzz-ci cargo-fuzz
 
 help:
-	@echo "make run   - build the filter and the demo MCP server, start both behind Envoy"
+	@echo "make run   - build the filter, the demo MCP server and the approval service; start them behind Envoy"
 	@echo "make approval-test - the approval service's tests (redis-server, Chromium)"
 	@echo "make test  - lint, native unit + real-Envoy end-to-end tests, core tests in wasm"
 
@@ -69,7 +69,7 @@ envoy: $(ENVOY_BIN)
 			exit 1;; \
 	esac
 
-run: wasm demo envoy
+run: wasm demo envoy approval-service
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
 
 # Two replicas sharing global limits through ratelimit-service and Redis.
@@ -89,10 +89,12 @@ lint: toolchain
 	cargo clippy --release --all-targets --manifest-path $(APPROVAL_MANIFEST) -- -D warnings
 
 # Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
-# (the fleet test also runs redis-server and the rate-limit service).
-test-native: wasm envoy ratelimit-service ratelimit-redis
+# (the fleet test also runs redis-server and the rate-limit service; the
+# approval test the approval service, redis-server and Chromium).
+test-native: wasm envoy ratelimit-service ratelimit-redis approval-service approval-deps
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
-		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) cargo test
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
+		MCP_APPROVAL_SERVICE=$(CURDIR)/$(APPROVAL_BIN) cargo test
 
 wasm-bindgen-runner:
 	@if [ "$$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \

@@ -715,7 +715,7 @@ class Bench:
             name, _, value = line.partition(": ")
             if re.search(r"cluster\.ratelimit\.upstream_rq_total$", name):
                 out["grpc"] = int(value)
-            m = re.search(r"(?:^|\.)mcp_policy_(allowed|denied|rate_limited|hidden|invalid|failed)$", name)
+            m = re.search(r"(?:^|\.)mcp_policy_(allowed|denied|rate_limited|hidden|invalid|failed|approval_pending)$", name)
             if m:
                 out[m.group(1)] = out.get(m.group(1), 0) + int(value)
         return out

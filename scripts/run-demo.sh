@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make run`: the demo MCP server on :8081, Envoy with envoy/envoy.yaml on :10000.
+# `make run`: the demo MCP server on :8081, the approval service in memory (its
+# page on :8090, the filter's checks on :8091), Envoy with envoy/envoy.yaml on :10000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY_BIN=${ENVOY_BIN:-envoy}
 mkdir -p .run
 
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+pids=()     # this script's children: the demo server, Envoy
+started=()  # started by a helper script: stopped on exit, not waited for
+cleanup() { for pid in "${pids[@]}" "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
 target/release/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
@@ -14,12 +16,10 @@ pids+=($!)
 "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart > .run/envoy.log 2>&1 &
 pids+=($!)
 
-# The approval service, in memory, when it is built (make approval-service).
-approval_lines=""
-if [ -x approval-service/target/release/mcp-approval-service ]; then
-  approval_lines=$(scripts/start-approval-service.sh)
-  pids+=("$(cat .run/approval.pid)")
-fi
+# The approval service, in memory: policy.json holds risky scripts for a
+# person's approval on its page (make approval-service builds it).
+approval_lines=$(scripts/start-approval-service.sh)
+started+=("$(cat .run/approval.pid)")
 
 for _ in $(seq 1 100); do
   if curl -sf http://127.0.0.1:9901/ready > /dev/null 2>&1; then break; fi
@@ -36,13 +36,14 @@ mcp-policy is running:
   logs                   .run/envoy.log (audit lines: grep 'mcp-policy audit'), .run/demo_server.log
 
 MSG
-if [ -n "$approval_lines" ]; then echo "$approval_lines"; fi
+echo "$approval_lines"
 cat <<'MSG'
 
-Try it from another terminal (an MCP session over curl: allowed, denied, rate-limited):
+Try it from another terminal (an MCP session over curl: allowed, denied,
+rate-limited, and a call waiting for approval on the page above):
   scripts/try-calls.sh
 
 Or connect any MCP client to http://127.0.0.1:10000/mcp with the header `x-agent-id: <your name>`.
-Ctrl-C stops both.
+Ctrl-C stops them all.
 MSG
 wait -n "${pids[@]}"

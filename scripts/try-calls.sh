@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Talks MCP over curl through the gate: opens a session, then makes an allowed
-# call, a call denied by an argument rule, a denied call, a call to an unlisted tool, and calls until the
-# asyncExecuteCode limit (10 a minute per grant) answers -31002; then reads a
-# resource and gets a prompt the policy does not allow (its default is deny).
+# call, a call denied by an argument rule, a call held for a person's approval
+# (-31004 with the link to the approvals page), a denied call, a call to an
+# unlisted tool, and calls until the asyncExecuteCode limit (10 a minute per
+# grant) answers -31002; then reads a resource and gets a prompt the policy
+# does not allow (its default is deny).
+#
+#   scripts/try-calls.sh            the tour above
+#   scripts/try-calls.sh approval   only the held call, sent again every 5 s
+#                                   until a person approves or denies it on the page
 set -euo pipefail
 URL=${MCP_URL:-http://127.0.0.1:10000/mcp}
 AGENT=${AGENT:-alice}
@@ -30,10 +36,28 @@ call() { # id tool arguments-json
   echo
 }
 
+# A script that starts a process: policy.json's approve_if holds it for a person.
+risky='{"script":"import subprocess\nsubprocess.run([\"ls\", \"/\"])","timeout":30}'
+
+if [ "${1:-}" = "approval" ]; then
+  echo "== waiting for approval: the same call every 5 s until a person decides on the page"
+  for id in $(seq 100 160); do
+    out=$(call "$id" asyncExecuteCode "$risky")
+    if ! grep -q -- '-31004' <<< "$out"; then echo "$out"; exit 0; fi
+    sed -n 's/.*"approval_url":"\([^"]*\)".*/   waiting: \1/p' <<< "$out"
+    sleep 5
+  done
+  echo "nobody decided within 5 minutes"; exit 1
+fi
+
 echo "== allowed: asyncExecuteCode (limited to 10 a minute per grant)"
 call 1 asyncExecuteCode '{"script":"print(42)","timeout":30}'
-echo "== denied by an argument rule: the script starts a process"
-call 2 asyncExecuteCode '{"script":"import subprocess","timeout":30}'
+echo "== denied by an argument rule: the script spawns an interactive shell"
+call 2 asyncExecuteCode '{"script":"import pty; pty.spawn(\"/bin/sh\")","timeout":30}'
+echo "== waiting for approval: the script starts a process (-31004, nothing reaches the server)"
+call 22 asyncExecuteCode "$risky"
+echo "   open approval_url (sign in with the token 'make run' printed), approve it, then send it"
+echo "   again: scripts/try-calls.sh approval"
 echo "== denied by rule: deleteWorkspace"
 call 3 deleteWorkspace '{"workspace":"prod"}'
 echo "== denied by default: runShell is not in the policy"

@@ -33,6 +33,31 @@ pub struct AuditRecord {
     pub status: Option<u16>,
     /// Milliseconds from the request headers to the end of the stream.
     pub duration_ms: Option<u64>,
+    /// For a call that needed a person's approval: the approval and its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
+}
+
+/// What the audit line says of an approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalRecord {
+    /// `approved` (used by this call), `denied`, `pending`, `refused` (the
+    /// service refused the check), `unavailable` (the service failed).
+    pub status: &'static str,
+    /// The approval service's id of the approval.
+    pub id: Option<String>,
+    /// Who approved or denied it.
+    pub approver: Option<String>,
+}
+
+impl ApprovalRecord {
+    pub fn new(status: &'static str, id: Option<String>, approver: Option<String>) -> Self {
+        ApprovalRecord {
+            status,
+            id,
+            approver: approver.map(|approver| bounded(&approver)),
+        }
+    }
 }
 
 impl AuditRecord {
@@ -52,6 +77,7 @@ impl AuditRecord {
             enforced: true,
             status: None,
             duration_ms: None,
+            approval: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Who owns what the server handed out: tasks (a `taskId` from a
 //! `CreateTaskResult`) belong to the grant whose call created them, and a
 //! multi-round-trip `requestState` belongs to the grant and target of the
-//! call that received it. Kept in Envoy's shared data like the counters, in
+//! call that received it; and which sessions' clients declared URL-mode
+//! elicitation (for approvals). Kept in Envoy's shared data like the counters, in
 //! tables of a bounded number of slots, each entry with an expiry, so every
 //! worker sees the same owners and memory stays bounded.
 //!
@@ -23,6 +24,9 @@ pub enum Table {
     RequestStates,
     /// Tool name → the annotations the server last listed for it.
     Hints,
+    /// `Mcp-Session-Id` → the grant whose client declared URL-mode
+    /// elicitation in that session's `initialize` (MCP 2025-11-25).
+    UrlElicitation,
 }
 
 impl Table {
@@ -31,6 +35,7 @@ impl Table {
             Table::Tasks => "tasks",
             Table::RequestStates => "states",
             Table::Hints => "hints",
+            Table::UrlElicitation => "elicit",
         }
     }
 }
@@ -45,6 +50,9 @@ pub const MAX_TTL_SECONDS: u64 = 86_400;
 pub const DEFAULT_TASK_TTL_SECONDS: u64 = 3_600;
 /// How long a `requestState` binding lives: a retry comes within minutes.
 pub const REQUEST_STATE_TTL_SECONDS: u64 = 600;
+/// How long the gate remembers that a session's client can be shown a link
+/// (URL-mode elicitation): a day, the longest binding.
+pub const SESSION_CAPABILITY_TTL_SECONDS: u64 = MAX_TTL_SECONDS;
 
 const KEY_PREFIX: &str = "mcp-policy/v3/bind/";
 const SLOT_LEN: usize = 8 + 2 * OWNER_DIGEST_LEN;

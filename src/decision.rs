@@ -1,7 +1,8 @@
 //! The decision for one use of a tool, prompt or resource, in the order the
 //! policy promises: hidden → rule `deny` → unnamed under a deny default →
-//! argument rules (`require`, `deny_if`) → limits (all must have room; quota
-//! is taken from all or none) → allow.
+//! argument rules (`require`, `deny_if`) → approval (`"action": "approve"`,
+//! `approve_if`: the gate asks the approval service, then takes the limits)
+//! → limits (all must have room; quota is taken from all or none) → allow.
 
 use std::borrow::Cow;
 
@@ -9,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, CounterStore, Hints, Limit, Rule, View};
+use crate::policy::{Action, Approval, CounterStore, Hints, Limit, Rule, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
 use crate::target::Kind;
 
@@ -40,6 +41,15 @@ pub enum Decision<'p> {
     },
     /// The gate could not decide (the counter store failed); fails closed.
     Failed { detail: String },
+    /// Allowed by every rule once a person approves this exact call: the
+    /// gate asks the approval service first. `rule`: the pointer of what
+    /// asked; `limits`: what the call counts against once approved (nothing
+    /// is taken before).
+    NeedsApproval {
+        rule: &'p str,
+        approval: &'p Approval,
+        limits: Vec<&'p Limit>,
+    },
 }
 
 /// Outcome of a request the gate inspected, for metrics and the audit log.
@@ -55,16 +65,19 @@ pub enum Outcome {
     Invalid,
     /// The gate could not decide.
     Failed,
+    /// Waiting for a person's approval: answered with where to approve it.
+    ApprovalPending,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Allowed,
         Outcome::Denied,
         Outcome::RateLimited,
         Outcome::Hidden,
         Outcome::Invalid,
         Outcome::Failed,
+        Outcome::ApprovalPending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +88,7 @@ impl Outcome {
             Outcome::Hidden => "hidden",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
+            Outcome::ApprovalPending => "approval_pending",
         }
     }
 }
@@ -87,13 +101,16 @@ impl Decision<'_> {
             Decision::Hidden { .. } => Outcome::Hidden,
             Decision::RateLimited { .. } => Outcome::RateLimited,
             Decision::Failed { .. } => Outcome::Failed,
+            Decision::NeedsApproval { .. } => Outcome::ApprovalPending,
         }
     }
 
     /// JSON pointer of the rule that decided, if one did.
     pub fn rule(&self) -> Option<&str> {
         match self {
-            Decision::Deny { rule, .. } | Decision::Hidden { rule, .. } => Some(rule),
+            Decision::Deny { rule, .. }
+            | Decision::Hidden { rule, .. }
+            | Decision::NeedsApproval { rule, .. } => Some(rule),
             Decision::RateLimited { limit, .. } => Some(&limit.pointer),
             Decision::Allow { .. } | Decision::Failed { .. } => None,
         }
@@ -191,8 +208,9 @@ pub struct Decided<'p> {
 /// Decides one use of a tool, prompt or resource, in the documented order:
 /// hidden → case variant of a named one → rule `deny` → unnamed under a
 /// deny default → argument rules → (for a meta-tool: the same for the tool
-/// it runs) → limits (all must have room; quota is taken from all or none)
-/// → allow.
+/// it runs) → annotation rules → approval (nothing counted: the gate asks
+/// the approval service, then takes the limits) → limits (all must have
+/// room; quota is taken from all or none) → allow.
 pub fn decide_target<'p, S: SharedStore + ?Sized>(
     policy: &'p View,
     request: Request<'_>,
@@ -223,6 +241,8 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         reservations: Vec::new(),
         global: Vec::new(),
     });
+    // What the inner tool's rule asks for approval, for a meta-tool.
+    let mut inner_approval: Option<(&'p str, &'p Approval)> = None;
     // A meta-tool: the tool it runs is decided as if it were called directly.
     let invokes = rule
         .and_then(|rule| rule.invokes.as_ref())
@@ -267,7 +287,14 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             &read_inner,
             &mut inner_parsed,
         ) {
-            Ok(inner) => limits.extend(inner.map_or(&[][..], |rule| &rule.limits[..])),
+            Ok(inner) => {
+                limits.extend(inner.map_or(&[][..], |rule| &rule.limits[..]));
+                inner_approval = inner.and_then(|rule| {
+                    let arguments = inner_parsed.as_ref().and_then(Option::as_ref);
+                    let asked = rule.approval_needed(arguments)?;
+                    Some((asked, rule.approval.as_ref()?))
+                });
+            }
             Err(decision) => {
                 outcome.decision = decision;
                 outcome.by_invoked = true;
@@ -306,6 +333,27 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
     }
     if request.kind == Kind::Tool {
         limits.extend(policy.all_tools_limits());
+    }
+    // Approval: the call's own rule first, then the rule of the tool a
+    // meta-tool runs. The approval covers the call as sent.
+    if request.counting != Counting::TargetOnly {
+        let own = rule.and_then(|rule| {
+            let arguments = parsed.as_ref().and_then(Option::as_ref);
+            let asked = rule.approval_needed(arguments)?;
+            Some((asked, rule.approval.as_ref()?))
+        });
+        if let Some((asked, approval)) = own.or(inner_approval) {
+            outcome.decision = Decision::NeedsApproval {
+                rule: asked,
+                approval,
+                limits: if request.counting == Counting::Take {
+                    limits
+                } else {
+                    Vec::new()
+                },
+            };
+            return outcome;
+        }
     }
     if request.counting != Counting::Take || limits.is_empty() {
         return outcome;

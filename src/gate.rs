@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::audit::AuditRecord;
+use crate::approval::{self, ApprovalCheck, PendingAs, Verdict};
+use crate::audit::{ApprovalRecord, AuditRecord};
 use crate::bindings::{self, Table};
 use crate::decision::{self, ArgumentSource, Counting, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
@@ -34,6 +35,15 @@ pub struct Inspection {
     /// A forwarded use of this target whose answer may hand out a task or a
     /// `requestState` the gate must bind to the caller.
     pub observe: Option<Target<'static>>,
+    /// The call needs a person's approval: ask the approval service before
+    /// anything else (the audit record waits with it).
+    pub approval: Option<ApprovalCheck>,
+    /// Forward this body instead of the one received (same length): a retry
+    /// without the gate's own `requestState` and `inputResponses`.
+    pub rewrite_body: Option<Vec<u8>>,
+    /// An `initialize` whose client declared URL-mode elicitation: remember
+    /// it for the session the server's answer names.
+    pub remember_url_elicitation: bool,
 }
 
 impl Inspection {
@@ -163,7 +173,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 None
             };
             let counting = context.counting_for(store, &target, state.as_deref());
-            return context.decide(store, &call.id, &target, &call, counting, keys);
+            return context.decide(store, &call.id, &target, &call, counting, keys, body);
         }
         Message::Other {
             method: Some(method),
@@ -178,6 +188,15 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         return context.method_denied(&method, id, pointer);
     }
     let handling = methods::handling(&method);
+    if method == "initialize"
+        && policy.approval_service.is_some()
+        && approval::initialize_declares_url_elicitation(body)
+    {
+        return Inspection {
+            remember_url_elicitation: true,
+            ..Inspection::pass()
+        };
+    }
     if handling == Handling::Pass {
         return Inspection::pass();
     }
@@ -239,7 +258,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             let target = Target::new(kind, name);
             let counting = context.counting_for(store, &target, params.request_state.as_deref());
             let mut inspection =
-                context.decide(store, &id, &target, raw.as_deref(), counting, keys);
+                context.decide(store, &id, &target, raw.as_deref(), counting, keys, body);
             if let Some(audit) = &mut inspection.audit {
                 audit.method = Some(method.to_string());
             }
@@ -424,15 +443,18 @@ impl Context<'_, '_> {
         })
     }
 
-    /// Decides one use of a target and renders the answer.
+    /// Decides one use of a target and renders the answer. `body`: the
+    /// whole request (for what an approval needs of it).
+    #[allow(clippy::too_many_arguments)]
     fn decide<S: SharedStore + ?Sized>(
         &self,
         store: &S,
         id: &Value,
         target: &Target<'_>,
-        arguments: impl ArgumentSource,
+        arguments: impl ArgumentSource + Copy,
         counting: Counting,
         argument_keys: Vec<String>,
+        body: &[u8],
     ) -> Inspection {
         let hints = if target.kind == Kind::Tool && !self.view.annotation_rules().is_empty() {
             bindings::hints(store, &target.name, self.now.as_secs())
@@ -459,6 +481,36 @@ impl Context<'_, '_> {
         audit.rule = decision.rule().map(str::to_string);
         audit.argument_keys = argument_keys;
         audit.invokes = decided.invoked.clone();
+        if let Decision::NeedsApproval {
+            rule,
+            approval,
+            limits,
+        } = decision
+        {
+            let raw = arguments.raw_arguments().ok().flatten();
+            let asked = Asked {
+                rule,
+                approval,
+                limits,
+            };
+            return self.ask_for_approval(store, id, target, raw, body, asked, audit);
+        }
+        // A retry carrying the gate's own requestState is only ever an
+        // approval's retry: for a call that needs none it cannot be checked.
+        if !body.is_empty() && bindings::contains(body, approval::STATE_PREFIX.as_bytes()) {
+            let gate_made = approval::retry_of(body)
+                .request_state
+                .is_some_and(|state| approval::is_gate_state(&state));
+            if gate_made && matches!(decision, Decision::Allow { .. }) {
+                if let Decision::Allow { reservations, .. } = &decision {
+                    ratelimit::release(store, reservations);
+                }
+                return self.invalid(Invalid::Params {
+                    id: id.clone(),
+                    detail: "params.requestState was not issued for this call".to_string(),
+                });
+            }
+        }
         let shown = match (&decided.invoked, decided.by_invoked) {
             (Some(inner), true) => Target::tool(inner.as_str()),
             _ => target.clone(),
@@ -492,11 +544,104 @@ impl Context<'_, '_> {
             reply,
             reservations,
             audit: Some(audit),
-            filter_listing: None,
             global_check,
             observe,
+            ..Inspection::pass()
         }
         .enforced_by(self.policy.mode)
+    }
+
+    /// Builds the approval check of a call that needs approval: its digest
+    /// and check body, how a pending answer reaches this client, and (for a
+    /// 2026-07-28 retry) the body without the gate's own members.
+    #[allow(clippy::too_many_arguments)]
+    fn ask_for_approval<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        id: &Value,
+        target: &Target<'_>,
+        arguments: Option<&serde_json::value::RawValue>,
+        body: &[u8],
+        asked: Asked<'_>,
+        mut audit: AuditRecord,
+    ) -> Inspection {
+        let observe = Some(target.clone().into_owned());
+        if self.policy.mode == Mode::Monitor {
+            // Nothing is blocked and nobody is asked: recorded, forwarded.
+            audit.enforced = false;
+            return Inspection {
+                audit: Some(audit),
+                observe,
+                ..Inspection::pass()
+            };
+        }
+        let call = approval::Call {
+            grant: self.caller.grant,
+            kind: target.kind,
+            name: &target.name,
+            arguments: arguments.map(serde_json::value::RawValue::get),
+            rule: asked.rule,
+            approval: asked.approval,
+            policy_revision: &self.policy.revision,
+        };
+        let (digest, request) = match approval::check_request(&call) {
+            Ok(check) => check,
+            Err(err) => {
+                return self.invalid(Invalid::Params {
+                    id: id.clone(),
+                    detail: format!("the arguments cannot be shown to an approver: {err}"),
+                })
+            }
+        };
+        let retry = approval::retry_of(body);
+        let mut rewrite_body = None;
+        if let Some(state) = retry
+            .request_state
+            .as_deref()
+            .filter(|state| approval::is_gate_state(state))
+        {
+            if approval::verify_gate_state(state, &digest).is_none() {
+                return self.invalid(Invalid::Params {
+                    id: id.clone(),
+                    detail: "params.requestState was not issued for this call".to_string(),
+                });
+            }
+            // The server never issued it: it must not see it.
+            rewrite_body = approval::strip_retry_members(body);
+        }
+        let declined = matches!(retry.action.as_deref(), Some("decline" | "cancel"));
+        let pending_as = if self.current {
+            if retry.url_elicitation && !declined {
+                PendingAs::InputRequired
+            } else {
+                PendingAs::Error
+            }
+        } else if self.caller.session.is_some_and(|session| {
+            bindings::owner(store, Table::UrlElicitation, session, self.now.as_secs())
+                == Some(bindings::grant_owner(self.caller.grant))
+        }) {
+            PendingAs::UrlElicitationError
+        } else {
+            PendingAs::Error
+        };
+        let check = ApprovalCheck {
+            request,
+            digest,
+            rule: asked.rule.to_string(),
+            reason: asked.approval.reason.clone(),
+            limits: asked.limits.into_iter().cloned().collect(),
+            id: id.clone(),
+            target: target.clone().into_owned(),
+            answering: self.answering(),
+            pending_as,
+        };
+        Inspection {
+            audit: Some(audit),
+            observe,
+            approval: Some(check),
+            rewrite_body,
+            ..Inspection::pass()
+        }
     }
 
     /// Checks targets by their rules alone (nothing counted): the first one
@@ -515,8 +660,15 @@ impl Context<'_, '_> {
                 Err(invalid) => return self.invalid(invalid),
             };
             let target = Target::new(*kind, name);
-            let mut inspection =
-                self.decide(store, id, &target, None, Counting::TargetOnly, Vec::new());
+            let mut inspection = self.decide(
+                store,
+                id,
+                &target,
+                None,
+                Counting::TargetOnly,
+                Vec::new(),
+                &[],
+            );
             if let Some(audit) = &mut inspection.audit {
                 audit.method = Some(method.to_string());
             }
@@ -526,6 +678,212 @@ impl Context<'_, '_> {
             last = Some(inspection);
         }
         last.unwrap_or_else(Inspection::pass)
+    }
+}
+
+/// What asked for approval, and the limits the call counts against once approved.
+struct Asked<'p> {
+    rule: &'p str,
+    approval: &'p crate::policy::Approval,
+    limits: Vec<&'p crate::policy::Limit>,
+}
+
+/// The decision once the approval service has answered (or failed):
+/// approved calls take their limits (and may still need the rate-limit
+/// service), denied ones get the approver's reason, pending ones are told
+/// where a person can approve them, and a failure follows the service's
+/// `failure_mode`. Updates the audit record.
+pub fn complete_approval<S: SharedStore + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    now: std::time::Duration,
+    caller: CallerScope<'_>,
+    check: &ApprovalCheck,
+    verdict: Verdict,
+    audit: &mut AuditRecord,
+) -> Inspection {
+    let service = policy.approval_service.as_ref();
+    let failure_mode = service.map_or(FailureMode::Closed, |service| service.failure_mode);
+    let refuse = |reply: Reply| Inspection {
+        reply: Some(reply),
+        ..Inspection::pass()
+    };
+    let failed = |detail: String, audit: &mut AuditRecord| {
+        log::warn!("mcp-policy: approval service failed ({detail}); failure_mode {failure_mode:?}");
+        audit.decision = Outcome::Failed;
+        audit.approval = Some(ApprovalRecord::new("unavailable", None, None));
+        if failure_mode == FailureMode::Open {
+            audit.enforced = false;
+            None
+        } else {
+            let decision = Decision::Failed { detail };
+            response::for_decision(&check.id, &check.target, &decision, check.answering)
+        }
+    };
+    match verdict {
+        Verdict::Approved { id, approver } => {
+            audit.decision = Outcome::Allowed;
+            audit.approval = Some(ApprovalRecord::new("approved", Some(id), approver));
+        }
+        Verdict::Denied {
+            id,
+            approver,
+            reason,
+        } => {
+            audit.decision = Outcome::Denied;
+            let reply = response::approval_denied(
+                &check.id,
+                &check.target,
+                &check.rule,
+                &id,
+                approver.as_deref(),
+                reason.as_deref(),
+                check.answering,
+            );
+            audit.approval = Some(ApprovalRecord::new("denied", Some(id), approver));
+            return refuse(reply);
+        }
+        Verdict::Pending {
+            id,
+            url,
+            retry_after_seconds,
+            expires_at,
+        } => {
+            let public_url = service.and_then(|service| service.public_url.as_deref());
+            let Some(link) = approval::approval_link(public_url, &id, &url) else {
+                let detail = "the approval service's answer has no usable link".to_string();
+                return match failed(detail, audit) {
+                    Some(reply) => refuse(reply),
+                    None => take_limits(policy, store, now, caller, check, audit),
+                };
+            };
+            audit.decision = Outcome::ApprovalPending;
+            let pending = response::PendingApproval {
+                approval_id: &id,
+                url: &link,
+                retry_after_seconds,
+                rule: &check.rule,
+                reason: check.reason.as_deref(),
+                expires_at: expires_at.as_deref(),
+            };
+            let reply = match check.pending_as {
+                PendingAs::Error => response::approval_required(&check.id, &check.target, &pending),
+                PendingAs::UrlElicitationError => {
+                    response::url_elicitation_required(&check.id, &check.target, &pending)
+                }
+                PendingAs::InputRequired => response::input_required(
+                    &check.id,
+                    &check.target,
+                    &pending,
+                    approval::INPUT_KEY,
+                    &approval::gate_state(&id, &check.digest),
+                ),
+            };
+            audit.approval = Some(ApprovalRecord::new("pending", Some(id), None));
+            return refuse(reply);
+        }
+        Verdict::Refused {
+            status,
+            error,
+            message,
+        } => {
+            let detail = match status {
+                413 => "the call is too large for an approver to review".to_string(),
+                429 => "too many calls are waiting for approval; try again later".to_string(),
+                _ => {
+                    // The service says the check is wrong: a bug on one side.
+                    log::warn!(
+                        "mcp-policy: the approval service refused the check ({status} {error}: {message})"
+                    );
+                    audit.decision = Outcome::Failed;
+                    audit.approval = Some(ApprovalRecord::new("refused", None, None));
+                    let decision = Decision::Failed {
+                        detail: format!("{error}: {message}"),
+                    };
+                    let reply = response::for_decision(
+                        &check.id,
+                        &check.target,
+                        &decision,
+                        check.answering,
+                    );
+                    return Inspection {
+                        reply,
+                        ..Inspection::pass()
+                    };
+                }
+            };
+            audit.decision = Outcome::Denied;
+            audit.approval = Some(ApprovalRecord::new("refused", None, None));
+            return refuse(response::approval_refused(
+                &check.id,
+                &check.target,
+                &check.rule,
+                &detail,
+            ));
+        }
+        Verdict::Unavailable(detail) => {
+            if let Some(reply) = failed(detail, audit) {
+                return refuse(reply);
+            }
+        }
+    }
+    take_limits(policy, store, now, caller, check, audit)
+}
+
+/// An approved call (or one let through by `failure_mode: open`) takes its
+/// local limits and, if it has global ones, still needs the rate-limit service.
+fn take_limits<S: SharedStore + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    now: std::time::Duration,
+    caller: CallerScope<'_>,
+    check: &ApprovalCheck,
+    audit: &mut AuditRecord,
+) -> Inspection {
+    let limits: Vec<&crate::policy::Limit> = check.limits.iter().collect();
+    if limits.is_empty() {
+        return Inspection::pass();
+    }
+    let (global, local): (Vec<&crate::policy::Limit>, Vec<&crate::policy::Limit>) = limits
+        .into_iter()
+        .partition(|limit| limit.store == crate::policy::CounterStore::Global);
+    let slots = policy.view(caller.grant).slots_per_counter;
+    let decision = match ratelimit::acquire(store, &local, caller, now.as_secs(), slots) {
+        ratelimit::Acquire::Granted(reservations) => {
+            let global_check = match (&policy.rate_limit_service, global.is_empty()) {
+                (Some(service), false) => Some(GlobalCheck {
+                    request: ratelimit::service::request(service, &global, caller),
+                    limits: global.into_iter().cloned().collect(),
+                    id: check.id.clone(),
+                    target: check.target.clone(),
+                    answering: check.answering,
+                }),
+                _ => None,
+            };
+            return Inspection {
+                reservations,
+                global_check,
+                ..Inspection::pass()
+            };
+        }
+        ratelimit::Acquire::Exhausted {
+            limit,
+            retry_after_seconds,
+        } => Decision::RateLimited {
+            limit,
+            retry_after_seconds,
+        },
+        ratelimit::Acquire::Failed(detail) => Decision::Failed { detail },
+    };
+    audit.decision = decision.outcome();
+    audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
+    if matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open {
+        audit.enforced = false;
+        return Inspection::pass();
+    }
+    Inspection {
+        reply: response::for_decision(&check.id, &check.target, &decision, check.answering),
+        ..Inspection::pass()
     }
 }
 

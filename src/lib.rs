@@ -10,6 +10,7 @@
 //! proxy-wasm glue, compiled only into the module Envoy loads.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod approval;
 pub mod arguments;
 pub mod audit;
 pub mod bindings;

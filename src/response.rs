@@ -25,6 +25,10 @@ pub mod code {
     pub const RATE_LIMITED: i32 = -31002;
     /// No acceptable identity (bearer token missing or unknown).
     pub const UNAUTHORIZED: i32 = -31003;
+    /// The call waits for a person's approval: `data` has the link.
+    pub const APPROVAL_REQUIRED: i32 = -31004;
+    /// MCP 2025-11-25's URL-elicitation-required error (retired at 2026-07-28).
+    pub const URL_ELICITATION_REQUIRED: i32 = -32042;
     /// `Mcp-Method` / `Mcp-Name` headers disagree with the body (MCP 2026-07-28).
     pub const HEADER_MISMATCH: i32 = -32020;
     /// A resource the server does not have (MCP 2025-11-25; -32602 from 2026-07-28).
@@ -51,6 +55,8 @@ pub mod status {
 pub const DENIED_PREFIX: &str = "[POLICY DENIED]";
 /// Text that starts a rate limit answered as a tool result.
 pub const RATE_LIMITED_PREFIX: &str = "[RATE LIMITED]";
+/// Text that starts an approver's denial answered as a tool result.
+pub const APPROVAL_DENIED_PREFIX: &str = "[APPROVAL DENIED]";
 
 /// The content type of every answer.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -190,7 +196,188 @@ pub fn for_decision(
             "Policy gate could not decide; the request was not forwarded",
             Some(json!({ key: name })),
         )),
+        // The gate asks the approval service before answering; should a
+        // caller ever render this decision directly, the call still waits.
+        Decision::NeedsApproval { rule, .. } => Some(error_reply(
+            status::DECIDED,
+            id,
+            code::APPROVAL_REQUIRED,
+            &format!("Approval required: {title} '{name}' needs a person's approval"),
+            Some(json!({ key: name, "rule": rule })),
+        )),
     }
+}
+
+/// A pending approval, as the caller is told where a person can approve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval<'a> {
+    pub approval_id: &'a str,
+    /// The page a person opens to approve or deny.
+    pub url: &'a str,
+    pub retry_after_seconds: u64,
+    /// JSON pointer of what asked for approval.
+    pub rule: &'a str,
+    /// The rule's approval reason.
+    pub reason: Option<&'a str>,
+    /// RFC 3339: the approval waits until then.
+    pub expires_at: Option<&'a str>,
+}
+
+fn approval_message(target: &Target<'_>, pending: &PendingApproval<'_>) -> String {
+    let reason = pending
+        .reason
+        .map_or_else(String::new, |reason| format!(" ({reason})"));
+    format!(
+        "A person must approve this call of {} '{}'{reason}. Open {} to review it; once it is approved, send the same call again.",
+        target.kind.as_str(),
+        target.name,
+        pending.url
+    )
+}
+
+/// `-31004` "approval required": for any client. `data` names the approval,
+/// its link, when to retry and the rule.
+pub fn approval_required(id: &Value, target: &Target<'_>, pending: &PendingApproval<'_>) -> Reply {
+    let key = data_key(target);
+    let mut data = json!({
+        key: target.name,
+        "approval_id": pending.approval_id,
+        "approval_url": pending.url,
+        "retry_after_seconds": pending.retry_after_seconds,
+        "rule": pending.rule,
+    });
+    if let Some(object) = data.as_object_mut() {
+        if let Some(reason) = pending.reason {
+            object.insert("reason".to_string(), json!(reason));
+        }
+        if let Some(expires_at) = pending.expires_at {
+            object.insert("expires_at".to_string(), json!(expires_at));
+        }
+    }
+    error_reply(
+        status::DECIDED,
+        id,
+        code::APPROVAL_REQUIRED,
+        &format!(
+            "Approval required: {} '{}' waits for a person's approval at {}; retry the same call once it is approved (in {}s or later)",
+            target.kind.as_str(),
+            target.name,
+            pending.url,
+            pending.retry_after_seconds
+        ),
+        Some(data),
+    )
+}
+
+/// MCP 2025-11-25's URL-elicitation-required error (`-32042`), for a
+/// session whose client declared URL-mode elicitation: the client shows the
+/// link and may retry the call once the person is done.
+pub fn url_elicitation_required(
+    id: &Value,
+    target: &Target<'_>,
+    pending: &PendingApproval<'_>,
+) -> Reply {
+    error_reply(
+        status::DECIDED,
+        id,
+        code::URL_ELICITATION_REQUIRED,
+        "This request requires approval: open the link, then retry it.",
+        Some(json!({
+            "elicitations": [{
+                "mode": "url",
+                "elicitationId": pending.approval_id,
+                "url": pending.url,
+                "message": approval_message(target, pending),
+            }]
+        })),
+    )
+}
+
+/// MCP 2026-07-28's `InputRequiredResult` for a request whose client
+/// declared URL-mode elicitation: one URL-mode `elicitation/create` under
+/// `input_key`, and the gate's own `requestState` to echo on the retry.
+pub fn input_required(
+    id: &Value,
+    target: &Target<'_>,
+    pending: &PendingApproval<'_>,
+    input_key: &str,
+    request_state: &str,
+) -> Reply {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "resultType": "input_required",
+            "inputRequests": {
+                input_key: {
+                    "method": "elicitation/create",
+                    "params": {
+                        "mode": "url",
+                        "url": pending.url,
+                        "message": approval_message(target, pending),
+                    }
+                }
+            },
+            "requestState": request_state,
+        }
+    });
+    Reply {
+        status: status::DECIDED,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A call a person denied: `-31001` with their reason (a tool result with
+/// `deny_as: tool_result`).
+pub fn approval_denied(
+    id: &Value,
+    target: &Target<'_>,
+    rule: &str,
+    approval_id: &str,
+    approver: Option<&str>,
+    reason: Option<&str>,
+    answering: Answering,
+) -> Reply {
+    let by = approver.map_or_else(String::new, |approver| format!(" by {approver}"));
+    let why = reason.unwrap_or("no reason given");
+    let message = format!(
+        "{} '{}' denied{by}: {why}",
+        target.kind.title(),
+        target.name
+    );
+    if answering.deny_as == DenyAs::ToolResult && target.kind == Kind::Tool {
+        return tool_result_reply(id, format!("{APPROVAL_DENIED_PREFIX} {message}"));
+    }
+    error_reply(
+        status::DECIDED,
+        id,
+        code::POLICY_DENIED,
+        &message,
+        Some(json!({
+            data_key(target): target.name,
+            "reason": why,
+            "rule": rule,
+            "approval_id": approval_id,
+            "approver": approver,
+        })),
+    )
+}
+
+/// The approval service refused the check itself (the call is too large to
+/// approve, the approvers' backlog is full, or the check was malformed):
+/// the call is refused, nothing forwarded.
+pub fn approval_refused(id: &Value, target: &Target<'_>, rule: &str, detail: &str) -> Reply {
+    error_reply(
+        status::DECIDED,
+        id,
+        code::POLICY_DENIED,
+        &format!(
+            "{} '{}' cannot be approved now: {detail}",
+            target.kind.title(),
+            target.name
+        ),
+        Some(json!({ data_key(target): target.name, "reason": detail, "rule": rule })),
+    )
 }
 
 /// What a server answers for something it does not have, as the MCP

@@ -129,7 +129,7 @@ fn check_reports_every_error_it_can_with_path_and_position() {
         r#"bad.json:8:33: tools.d.require.script: argument paths start with "args." (got "script")"#,
         "bad.json:10:15: identity: give exactly one of `header`, `bearer_tokens`, `jwt_claim`",
         "bad.json:11:38: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
-        "bad.json:11:72: grants.ci.tools.e.action: unknown variant `nope`, expected `allow` or `deny`",
+        "bad.json:11:72: grants.ci.tools.e.action: unknown variant `nope`, expected one of `allow`, `deny`, `approve`",
         "bad.json:12:21: max_json_depth: at most 127 (the JSON reader's own limit), got 500",
     ];
     assert_eq!(run.stderr.lines().collect::<Vec<_>>(), expected);
@@ -319,15 +319,19 @@ failure_mode      closed
 max_body_bytes    1048576
 max_json_depth    64
 grants            (none)
+approval_service  cluster mcp_approval, page (the service's own links), timeout 200 ms, failure_mode closed
+revision          sha256:d8ed5823ea221df1417af3eabfcf3c26bed6ce77a1573351811a7ccd38cf2189
 
 TOOL                 ACTION  LISTED  RULE                        REASON
-asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)
-  limit    asyncexecutecode_rate: 10 per minute, per grant                                             /tools/asyncExecuteCode/limits/0
-  require  args.timeout lte 300                                                                        /tools/asyncExecuteCode/require/args.timeout/lte
-  deny_if  args.script regex "subprocess|os\\.system|os\\.popen|pty\\.spawn"                           /tools/asyncExecuteCode/deny_if/args.script/regex
+asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that spawn interactive shells are refused (a tripwire, not a sandbox)
+  limit    asyncexecutecode_rate: 10 per minute, per grant                                                                        /tools/asyncExecuteCode/limits/0
+  require  args.timeout lte 300                                                                                                   /tools/asyncExecuteCode/require/args.timeout/lte
+  deny_if  args.script regex "pty\\.spawn|os\\.fork"                                                                              /tools/asyncExecuteCode/deny_if/args.script/regex
+  approve  args.script regex "subprocess|os\\.system|os\\.popen|socket|__import__"                                                /tools/asyncExecuteCode/approve_if/args.script/regex
+  approval ttl 900 s, reason "scripts that start processes, open sockets or import modules by name wait for a person's approval"  /tools/asyncExecuteCode/approval
 checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus  poll with an execution_uuid returned by asyncExecuteCode
-  limit    checkcodeexecstatus_rate: 120 per minute, per grant                                         /tools/checkCodeExecStatus/limits/0
-  require  args.execution_uuid regex "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  /tools/checkCodeExecStatus/require/args.execution_uuid/regex
+  limit    checkcodeexecstatus_rate: 120 per minute, per grant                                                                    /tools/checkCodeExecStatus/limits/0
+  require  args.execution_uuid regex "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"                             /tools/checkCodeExecStatus/require/args.execution_uuid/regex
 deleteWorkspace      deny    yes     /tools/deleteWorkspace      destroys a workspace; ask an operator
 (any other tool)     deny    yes     /default                    tool is not listed in the policy and the default is deny
 
@@ -516,6 +520,45 @@ fn eval_prints_the_exact_denial() {
 }
 
 #[test]
+fn eval_says_a_call_waits_for_approval_and_what_it_is_bound_to() {
+    let run = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/needs-approval.json",
+        "--grant",
+        "alice",
+    ]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(field(&run.stdout, "decision"), ["approval_pending"]);
+    assert_eq!(
+        field(&run.stdout, "rule"),
+        ["/tools/asyncExecuteCode/approve_if/args.script/regex"]
+    );
+    let approval = field(&run.stdout, "approval")[0];
+    assert!(approval.contains("cluster mcp_approval"), "{approval}");
+    let digest = approval.rsplit(' ').next().unwrap();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{approval}"
+    );
+    // The same call from another grant is another approval.
+    let bob = mcp_policy(&[
+        "eval",
+        "policy.json",
+        "--request",
+        "examples/requests/needs-approval.json",
+        "--grant",
+        "bob",
+    ]);
+    assert_ne!(field(&bob.stdout, "approval"), [approval]);
+    assert!(
+        field(&run.stdout, "body").is_empty(),
+        "nothing answered yet"
+    );
+}
+
+#[test]
 fn eval_answers_an_invalid_request_as_the_filter_does() {
     let run = mcp_policy(&[
         "eval",
@@ -609,7 +652,7 @@ fn eval_refuses_an_invalid_policy_and_a_missing_request() {
         (
             1,
             "",
-            "bad.json:1:62: tools.x.action: unknown variant `block`, expected `allow` or `deny`\n"
+            "bad.json:1:62: tools.x.action: unknown variant `block`, expected one of `allow`, `deny`, `approve`\n"
         )
     );
     let run = mcp_policy(&[

@@ -345,7 +345,13 @@ fn envoy_validates(configs: Vec<(String, String)>) {
 /// Runs a render script (the text the container runs) with these files;
 /// returns the Envoy configuration it wrote.
 fn render(script: &str, template: &str, policy: &str, origin: &str) -> String {
-    let base = origin.replace(['/', ' '], "_");
+    // Unique per call: tests render the same origin at once.
+    static RENDERED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = format!(
+        "{}.{}",
+        origin.replace(['/', ' '], "_"),
+        RENDERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
     let (script_file, template_file, policy_file, out) = (
         scratch(&format!("{base}.render.sh")),
         scratch(&format!("{base}.tmpl")),
@@ -860,6 +866,11 @@ fn envoy_gateway_filters(gateway: &EnvoyGateway) -> Vec<Value> {
         });
         for patch in patches {
             let operation = &patch["operation"];
+            // An `add` with an empty path adds a whole resource (the approval
+            // service's cluster): see envoy_gateway_added_clusters.
+            if operation["path"] == "" {
+                continue;
+            }
             if json_path_plugin_name(str_at(operation, "/jsonPath")) != wasm_name {
                 continue;
             }
@@ -877,6 +888,24 @@ fn envoy_gateway_filters(gateway: &EnvoyGateway) -> Vec<Value> {
     }
     assert!(!filters.is_empty());
     filters
+}
+
+/// The clusters the EnvoyPatchPolicy adds as whole resources (`op: add`,
+/// empty `path`), as Envoy Gateway adds them.
+fn envoy_gateway_added_clusters(gateway: &EnvoyGateway) -> Vec<Value> {
+    of_kind(&gateway.objects, "EnvoyPatchPolicy")
+        .flat_map(|policy| policy["spec"]["jsonPatches"].as_array().unwrap().iter())
+        .filter(|patch| {
+            patch["type"] == "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+                && patch["operation"]["op"] == "add"
+                && patch["operation"]["path"] == ""
+        })
+        .map(|patch| {
+            let cluster = patch["operation"]["value"].clone();
+            assert_eq!(cluster["name"], patch["name"], "{}", gateway.origin);
+            cluster
+        })
+        .collect()
 }
 
 fn envoy_gateway_buffer_limit(gateway: &EnvoyGateway) -> u64 {
@@ -1302,6 +1331,15 @@ fn envoy_gateway_objects_refer_to_each_other() {
         assert_eq!(target["kind"], "Gateway");
         assert!(in_namespace("Gateway", str_at(target, "/name"), namespace));
         for patch in patch_policy["spec"]["jsonPatches"].as_array().unwrap() {
+            if patch["operation"]["path"] == "" {
+                // A whole resource added (the approval service's cluster):
+                // checked by every_policy_that_asks_for_approval_reaches_the_approval_service.
+                assert_eq!(
+                    patch["type"],
+                    "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+                );
+                continue;
+            }
             let selected = json_path_plugin_name(str_at(patch, "/operation/jsonPath"));
             assert!(
                 wasm_names.contains(&selected),
@@ -1668,4 +1706,142 @@ fn fleet_service_redis_and_envoy_fit_together() {
         .lines()
         .any(|line| line.trim_end().ends_with(" AS ratelimit-service")));
     assert!(dockerfile.contains("ENTRYPOINT [\"mcp-ratelimit-service\"]"));
+}
+
+/// The clusters of a bootstrap (static ones), by name.
+fn static_clusters(bootstrap: &Value) -> Vec<&Value> {
+    bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .map(|clusters| clusters.iter().collect())
+        .unwrap_or_default()
+}
+
+/// `host:port` of a STRICT_DNS / STATIC cluster's single endpoint.
+fn cluster_endpoint(cluster: &Value) -> String {
+    let address = cluster
+        .pointer("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address")
+        .unwrap_or_else(|| panic!("no endpoint in {cluster}"));
+    format!(
+        "{}:{}",
+        str_at(address, "/address"),
+        address["port_value"].as_u64().unwrap()
+    )
+}
+
+/// Every shipped policy that asks for approval names a cluster its Envoy
+/// has, and that cluster leads to the approval service: the repository's
+/// configurations (`make run`: the service's filter port 8091), compose (its
+/// `approval` service), the Kubernetes Envoys, Envoy Gateway (a cluster its
+/// EnvoyPatchPolicy adds) and Istio (the sidecar's outbound cluster) to
+/// deploy/approval's filter Service.
+#[test]
+fn every_policy_that_asks_for_approval_reaches_the_approval_service() {
+    let root = repo_root();
+    let approval = objects(&root.join("deploy/approval/approval-service.yaml"));
+    let filter_service = find(&approval, "Service", "approval-service-filter")
+        .expect("deploy/approval: the filter Service");
+    let filter_port = filter_service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    let filter_host = format!(
+        "{}.{}.svc.cluster.local",
+        name(filter_service),
+        str_at(filter_service, "/metadata/namespace")
+    );
+    let kubernetes_endpoint = format!("{filter_host}:{filter_port}");
+    let asking = |policy: &str, origin: &str| {
+        load_policy(policy.as_bytes(), origin)
+            .approval_service
+            .map(|service| service.cluster)
+    };
+    let mut checked = Vec::new();
+
+    // Bootstraps with the policy inside and the cluster beside it.
+    let mut bootstraps: Vec<(String, Value, String)> = Vec::new();
+    for file in yaml_files_under(&root.join("envoy")) {
+        let document = yaml_documents(&file)[0].clone();
+        let bootstrap = if document.get("resources").is_some() {
+            lds_file_as_bootstrap(&file, &document)
+        } else {
+            document
+        };
+        bootstraps.push((
+            file.display().to_string(),
+            bootstrap,
+            "127.0.0.1:8091".into(),
+        ));
+    }
+    let compose = rendered_compose_envoy();
+    bootstraps.push((
+        compose.origin.clone(),
+        serde_norway::from_str(&compose.config).unwrap(),
+        "approval:8091".into(),
+    ));
+    let services = &yaml_documents(&root.join("docker-compose.yaml"))[0]["services"];
+    assert!(
+        services["approval"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|arg| arg == "--filter-listen=0.0.0.0:8091"),
+        "docker-compose.yaml: the approval service listens for the filter on 8091"
+    );
+    for envoy in rendered_kubernetes_envoys() {
+        bootstraps.push((
+            envoy.origin.clone(),
+            serde_norway::from_str(&envoy.config).unwrap(),
+            kubernetes_endpoint.clone(),
+        ));
+    }
+    for (origin, bootstrap, expected) in &bootstraps {
+        for policy in embedded_policies(bootstrap) {
+            let Some(cluster) = asking(&policy, origin) else {
+                continue;
+            };
+            let defined = static_clusters(bootstrap)
+                .into_iter()
+                .find(|defined| defined["name"] == cluster.as_str())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{origin}: the policy asks cluster {cluster:?}, which Envoy does not have"
+                    )
+                });
+            assert_eq!(&cluster_endpoint(defined), expected, "{origin}");
+            checked.push(origin.clone());
+        }
+    }
+
+    // Envoy Gateway: the EnvoyPatchPolicy adds the cluster.
+    let gateway = envoy_gateway();
+    let added = envoy_gateway_added_clusters(&gateway);
+    for policy in of_kind(&gateway.objects, "EnvoyExtensionPolicy") {
+        for wasm in policy["spec"]["wasm"].as_array().unwrap() {
+            let json = serde_json::to_string(&wasm["config"]).unwrap();
+            if let Some(cluster) = asking(&json, &gateway.origin) {
+                let defined = added
+                    .iter()
+                    .find(|defined| defined["name"] == cluster.as_str())
+                    .unwrap_or_else(|| panic!("{}: no cluster {cluster:?} added", gateway.origin));
+                assert_eq!(cluster_endpoint(defined), kubernetes_endpoint);
+                checked.push(gateway.origin.clone());
+            }
+        }
+    }
+
+    // Istio: the sidecar's outbound cluster for the filter Service.
+    let outbound = format!("outbound|{filter_port}||{filter_host}");
+    let (_, typed_config, _) = istio_filter();
+    let envoy_filter_policy = str_at(&typed_config, "/config/configuration/value");
+    let wasm_plugin_policy = istio_wasm_plugin_policy(&istio_wasm_plugin());
+    for (origin, policy) in [
+        ("Istio EnvoyFilter", envoy_filter_policy.to_owned()),
+        ("Istio WasmPlugin", wasm_plugin_policy),
+    ] {
+        if let Some(cluster) = asking(&policy, origin) {
+            assert_eq!(cluster, outbound, "{origin}");
+            checked.push(origin.to_owned());
+        }
+    }
+    assert!(
+        checked.len() >= 8,
+        "too few policies ask for approval: {checked:?}"
+    );
 }

@@ -436,7 +436,8 @@ async fn a_long_lived_stream_keeps_flowing_after_the_filtered_answer() {
     server.abort();
 }
 
-/// The repository's policy.json: the seed server's tools with argument rules.
+/// The repository's policy.json: the seed server's tools with argument rules
+/// (its approve_if is tested with the approval service in e2e_approval.rs).
 #[tokio::test]
 async fn argument_rules_gate_the_code_execution_tools() {
     let stack = Stack::start(include_str!("../policy.json")).await;
@@ -451,7 +452,7 @@ async fn argument_rules_gate_the_code_execution_tools() {
             client
                 .call(
                     "asyncExecuteCode",
-                    json!({"script": "import subprocess\nsubprocess.run(['ls'])", "timeout": 30})
+                    json!({"script": "import pty\npty.spawn('/bin/sh')", "timeout": 30})
                 )
                 .await
         ),
@@ -521,12 +522,12 @@ async fn argument_rules_gate_the_code_execution_tools() {
         client
             .call(
                 "asyncExecuteCode",
-                json!({"script": "os.system('x')", "timeout": 1}),
+                json!({"script": "os.fork()", "timeout": 1}),
             )
             .await,
     );
     assert_eq!(
         err.data.unwrap()["reason"],
-        "timeout must be given and at most 300 s, and scripts that name process-starting calls are refused (a tripwire, not a sandbox)"
+        "timeout must be given and at most 300 s, and scripts that spawn interactive shells are refused (a tripwire, not a sandbox)"
     );
 }

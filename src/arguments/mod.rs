@@ -216,6 +216,8 @@ impl<'de> Deserialize<'de> for ConditionsDocument {
 pub struct ArgumentRules {
     require: Vec<Condition>,
     deny_if: Vec<Condition>,
+    /// Conditions any of which holding means a person must approve the call.
+    approve_if: Vec<Condition>,
 }
 
 /// One argument path and the operators applied to the value found there.
@@ -296,12 +298,49 @@ impl ArgumentRules {
                 &format!("{pointer}/deny_if"),
                 errors,
             ),
+            approve_if: Vec::new(),
         }
+    }
+
+    /// Adds `approve_if` (same shape as `deny_if`): conditions any of which
+    /// holding means the call needs a person's approval.
+    pub(crate) fn with_approve_if(
+        mut self,
+        approve_if: Option<ConditionsDocument>,
+        path: &str,
+        pointer: &str,
+        errors: &mut Errors,
+    ) -> ArgumentRules {
+        self.approve_if = compile_conditions(
+            approve_if,
+            &format!("{path}.approve_if"),
+            &format!("{pointer}/approve_if"),
+            errors,
+        );
+        self
     }
 
     /// True when the tool has no argument conditions at all.
     pub fn is_empty(&self) -> bool {
-        self.require.is_empty() && self.deny_if.is_empty()
+        self.require.is_empty() && self.deny_if.is_empty() && self.approve_if.is_empty()
+    }
+
+    /// Whether the rule has `approve_if` conditions.
+    pub fn has_approve_if(&self) -> bool {
+        !self.approve_if.is_empty()
+    }
+
+    /// The pointer of the first `approve_if` operator whose condition holds
+    /// (document order), or `None`: no condition asks for approval.
+    pub fn approval_condition(&self, arguments: Option<&Value>) -> Option<&str> {
+        self.approve_if.iter().find_map(|condition| {
+            let value = arguments.and_then(|arguments| condition.lookup(arguments));
+            if condition.operators.iter().all(|op| op.test.holds(value)) {
+                condition.operators.first().map(|op| op.pointer.as_str())
+            } else {
+                None
+            }
+        })
     }
 
     /// `None`: every `require` condition holds and no `deny_if` condition
@@ -594,7 +633,7 @@ fn compare_integer_float(integer: i128, float: f64) -> Option<Ordering> {
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorSummary<'a> {
-    /// `"require"` or `"deny_if"`.
+    /// `"require"`, `"deny_if"` or `"approve_if"`.
     pub list: &'static str,
     /// The argument path as written, e.g. `args.options.timeout`.
     pub argument: String,
@@ -611,23 +650,27 @@ impl ArgumentRules {
     /// Every operator, in the order they are checked: `require` first, then
     /// `deny_if`, each in document order. Read-only; decisions use [`Self::violation`].
     pub fn operators(&self) -> impl Iterator<Item = OperatorSummary<'_>> {
-        [("require", &self.require), ("deny_if", &self.deny_if)]
-            .into_iter()
-            .flat_map(|(list, conditions)| {
-                conditions.iter().flat_map(move |condition| {
-                    let argument = condition.argument_path();
-                    condition
-                        .operators
-                        .iter()
-                        .map(move |operator| OperatorSummary {
-                            list,
-                            argument: argument.clone(),
-                            operator: operator.test.name(),
-                            operand: operator.test.operand(),
-                            pointer: &operator.pointer,
-                        })
-                })
+        [
+            ("require", &self.require),
+            ("deny_if", &self.deny_if),
+            ("approve_if", &self.approve_if),
+        ]
+        .into_iter()
+        .flat_map(|(list, conditions)| {
+            conditions.iter().flat_map(move |condition| {
+                let argument = condition.argument_path();
+                condition
+                    .operators
+                    .iter()
+                    .map(move |operator| OperatorSummary {
+                        list,
+                        argument: argument.clone(),
+                        operator: operator.test.name(),
+                        operand: operator.test.operand(),
+                        pointer: &operator.pointer,
+                    })
             })
+        })
     }
 }
 

@@ -89,7 +89,7 @@ mod tests {
                 r#"6:43: tools.b.deny_if.args.s.regex: invalid regex "(": found open group without closing ')'"#,
                 "7:37: tools.c.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both",
                 "9:38: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
-                "9:72: grants.ci.tools.d.action: unknown variant `nope`, expected `allow` or `deny`",
+                "9:72: grants.ci.tools.d.action: unknown variant `nope`, expected one of `allow`, `deny`, `approve`",
                 "10:21: max_json_depth: at most 127 (the JSON reader's own limit), got 500",
             ]
         );

@@ -60,6 +60,28 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
     for reservation in &inspection.reservations {
         lines.push(("counted", reservation.key.clone()));
     }
+    if let Some(check) = &inspection.approval {
+        // The approval service is not asked here: say what would be.
+        let cluster = policy
+            .approval_service
+            .as_ref()
+            .map_or("", |service| service.cluster.as_str());
+        lines.push((
+            "approval",
+            format!(
+                "needed ({}): the filter holds the call and asks the approval service (cluster {cluster}) about digest {}",
+                check.rule, check.digest
+            ),
+        ));
+        lines.push((
+            "answer",
+            "until a person approves it: -31004 with the link (-32042 or an input_required result where the client declared URL elicitation); once approved: forwarded, then the limits".to_string(),
+        ));
+        return lines
+            .iter()
+            .map(|(label, value)| format!("{label:<10}{value}\n"))
+            .collect();
+    }
     match &inspection.reply {
         Some(reply) => {
             lines.push((

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use crate::decision::{ARGUMENT_DENY_REASON, DEFAULT_DENY_REASON, RULE_DENY_REASON};
 use crate::policy::{
-    escape_pointer_token, Action, DenyAs, FailureMode, Identity, Limit, ListMode, Mode, Policy,
-    Scope, ToolRule, View,
+    escape_pointer_token, Action, ApprovalService, DenyAs, FailureMode, Identity, Limit, ListMode,
+    Mode, Policy, Rule, Scope, ToolRule, View,
 };
 use crate::target::Kind;
 
@@ -83,6 +83,16 @@ pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
     for (setting, value) in settings {
         let _ = writeln!(out, "{setting:<18}{value}");
     }
+    // Approvals are bound to the revision: shown with the service.
+    if let Some(service) = &policy.approval_service {
+        let _ = writeln!(
+            out,
+            "{:<18}{}",
+            "approval_service",
+            describe_approval_service(service)
+        );
+        let _ = writeln!(out, "{:<18}{}", "revision", policy.revision);
+    }
     out.push('\n');
     out.push_str(&tool_table(view, policy.mode));
     out
@@ -100,7 +110,7 @@ fn describe_keys(view: &View, kind: Kind) -> String {
             let action = view
                 .rule(kind, key)
                 .filter(|rule| rule.key == *key)
-                .map_or("allow", |rule| action_name(rule.action));
+                .map_or("allow", rule_action_name);
             format!("{key} ({action})")
         })
         .collect::<Vec<_>>()
@@ -152,7 +162,7 @@ pub fn examples(view: &View, examples: &[(Kind, &str)]) -> String {
         }
         let (key, pointer) = view.deciding_key(*kind, &normalised);
         let action = match view.rule(*kind, &normalised) {
-            Some(rule) => action_name(rule.action),
+            Some(rule) => rule_action_name(rule),
             None => action_name(view.default_for(*kind).0),
         };
         match key {
@@ -277,7 +287,7 @@ fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, S
     };
     let row = [
         name.to_string(),
-        action_name(rule.action).to_string(),
+        rule_action_name(rule).to_string(),
         listed,
         rule.pointer.clone(),
         denial_reason(rule),
@@ -291,12 +301,32 @@ fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, S
             ));
         }
         for operator in rule.arguments.operators() {
+            // approve_if's conditions read "approve <when> args.x ...".
+            let list = match operator.list {
+                "approve_if" => "approve",
+                list => list,
+            };
             detail.push((
                 format!(
                     "  {:<8} {} {} {}",
-                    operator.list, operator.argument, operator.operator, operator.operand
+                    list, operator.argument, operator.operator, operator.operand
                 ),
                 operator.pointer.to_string(),
+            ));
+        }
+        if let Some(approval) = &rule.approval {
+            let who = if approval.separate_approver {
+                ", not by the caller"
+            } else {
+                ""
+            };
+            let reason = approval
+                .reason
+                .as_deref()
+                .map_or_else(String::new, |reason| format!(", reason {reason:?}"));
+            detail.push((
+                format!("  approval ttl {} s{who}{reason}", approval.ttl_seconds),
+                format!("{}/approval", rule.pointer),
             ));
         }
     }
@@ -374,6 +404,27 @@ fn describe_identity(identity: &Identity) -> String {
             claim,
         } => format!("JWT claim {claim:?} of jwt_authn metadata {provider_metadata:?}"),
     }
+}
+
+/// A rule's action as written: `approve` for `"action": "approve"`.
+fn rule_action_name(rule: &Rule) -> &'static str {
+    match &rule.approval {
+        Some(approval) if approval.always => "approve",
+        _ => action_name(rule.action),
+    }
+}
+
+fn describe_approval_service(service: &ApprovalService) -> String {
+    format!(
+        "cluster {}, page {}, timeout {} ms, failure_mode {}",
+        service.cluster,
+        service
+            .public_url
+            .as_deref()
+            .unwrap_or("(the service's own links)"),
+        service.timeout_ms,
+        failure_mode_name(service.failure_mode)
+    )
 }
 
 fn action_name(action: Action) -> &'static str {

@@ -259,3 +259,95 @@ fn argument_rules_deny_before_limits_take_quota() {
         }
     ));
 }
+
+#[test]
+fn deny_and_argument_rules_come_before_approval_and_approval_before_limits() {
+    let policy = policy(
+        r#"{
+        "version": "1", "default": "deny",
+        "approval_service": {"cluster": "mcp_approval"},
+        "tools": {
+            "run": {
+                "require": {"args.timeout": {"lte": 300}},
+                "deny_if": {"args.script": {"regex": "rm -rf"}},
+                "approve_if": {"args.script": {"regex": "subprocess"}},
+                "limits": [{"counter": "run", "window": "day", "max": 1, "scope": "grant"}]
+            },
+            "call_tool": {"invokes": {"name": "args.name", "arguments": "args.arguments"}}
+        }
+    }"#,
+    );
+    let store = EnvoySharedData::default();
+    let raw = |value: serde_json::Value| serde_json::value::to_raw_value(&value).unwrap();
+    let decide_with = |arguments: serde_json::Value| {
+        let raw = raw(arguments);
+        decide(
+            policy.base(),
+            "run",
+            Some(raw.as_ref()),
+            caller("a"),
+            &store,
+            NOW,
+        )
+    };
+    // A denial wins over approval, whatever else matches.
+    let denied = decide_with(serde_json::json!({"script": "subprocess; rm -rf /", "timeout": 1}));
+    assert!(matches!(
+        denied,
+        Decision::Deny {
+            rule: "/tools/run/deny_if/args.script/regex",
+            ..
+        }
+    ));
+    let unmet = decide_with(serde_json::json!({"script": "subprocess", "timeout": 900}));
+    assert!(matches!(
+        unmet,
+        Decision::Deny {
+            rule: "/tools/run/require/args.timeout/lte",
+            ..
+        }
+    ));
+    // Then approval: nothing counted yet, the limits handed over.
+    for _ in 0..3 {
+        match decide_with(serde_json::json!({"script": "subprocess", "timeout": 1})) {
+            Decision::NeedsApproval {
+                rule,
+                approval,
+                limits,
+            } => {
+                assert_eq!(rule, "/tools/run/approve_if/args.script/regex");
+                assert_eq!(approval.ttl_seconds, 900);
+                assert_eq!(limits.len(), 1);
+                assert_eq!(limits[0].pointer, "/tools/run/limits/0");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A call that needs no approval takes the (untouched) limit.
+    let plain = decide_with(serde_json::json!({"script": "print(1)", "timeout": 1}));
+    assert!(matches!(plain, Decision::Allow { .. }), "{plain:?}");
+    let again = decide_with(serde_json::json!({"script": "print(1)", "timeout": 1}));
+    assert!(matches!(again, Decision::RateLimited { .. }), "{again:?}");
+    // A meta-tool running `run` with risky arguments needs the approval too.
+    let meta = raw(
+        serde_json::json!({"name": "run", "arguments": {"script": "subprocess", "timeout": 1}}),
+    );
+    let decided = decide(
+        policy.base(),
+        "call_tool",
+        Some(meta.as_ref()),
+        caller("a"),
+        &store,
+        NOW,
+    );
+    assert!(
+        matches!(
+            decided,
+            Decision::NeedsApproval {
+                rule: "/tools/run/approve_if/args.script/regex",
+                ..
+            }
+        ),
+        "{decided:?}"
+    );
+}

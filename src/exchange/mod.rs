@@ -1,9 +1,9 @@
 //! One HTTP stream through the gate, host-free: a state machine that takes
 //! the stream's events (request headers, body, trailers, the rate-limit
-//! service's answer, the response's headers and body, the end of the stream)
-//! and returns effects (continue or pause, answer in place of the server,
-//! remove a header, rewrite a response chunk, set filter state, bump a
-//! counter, write a log line). Reads go through [`Host`]; nothing here
+//! service's and the approval service's answers, the response's headers and
+//! body, the end of the stream) and returns effects (continue or pause,
+//! answer in place of the server, remove a header, rewrite the request body
+//! or a response chunk, set filter state, bump a counter, write a log line). Reads go through [`Host`]; nothing here
 //! imports proxy-wasm. The glue in `src/filter/` maps Envoy's callbacks to
 //! [`Event`]s and [`Effect`]s to host calls, and decides nothing.
 //!
@@ -11,6 +11,8 @@
 //! anything else (the proxy-wasm SDK panics on a refused host call, and a
 //! panic poisons the VM for every later request on that worker):
 //! - request headers change only until they have gone upstream;
+//! - the request body changes only in its own callbacks (body, trailers),
+//!   while Envoy buffers it;
 //! - a local reply is possible only until the response has started;
 //! - response headers change only in the response-headers callback, and a
 //!   response chunk only in its own callback.
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::approval::{self, ApprovalCheck};
 use crate::audit::AuditRecord;
 use crate::bindings::{self, HandedOut, Table};
 use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
@@ -59,11 +62,12 @@ impl Plugin {
     pub fn loaded_line(&self) -> String {
         let policy = &self.policy;
         format!(
-            "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}",
+            "mcp-policy: policy loaded: {} tools, {} grants, default {:?}, mode {:?}, revision {}",
             policy.base().tool_names().count(),
             policy.grant_names().count(),
             policy.base().default,
-            policy.mode
+            policy.mode,
+            policy.revision
         )
     }
 }
@@ -92,6 +96,22 @@ pub trait Host {
     /// Whether a line at `level` would be written (Envoy's log level can
     /// change at run time): lines nobody reads are not formatted.
     fn logs_at(&mut self, level: Level) -> bool;
+    /// Starts an HTTP call; the answer comes back as [`Event::HttpAnswer`]
+    /// with the returned token.
+    fn dispatch_http(&mut self, call: &HttpCall) -> Result<u32, String>;
+    /// A header of the HTTP call's answer (only while it has headers).
+    fn http_answer_header(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// The first `size` bytes of the HTTP call's answer body.
+    fn http_answer_body(&mut self, size: usize) -> Vec<u8>;
+}
+
+/// An HTTP/1.1 `POST` of JSON to a service cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    pub cluster: String,
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
 }
 
 /// A gRPC call to a service cluster.
@@ -131,6 +151,13 @@ pub enum Event {
         status: u32,
         size: usize,
     },
+    /// An HTTP call answered: `headers` of them (0: no answer at all, the
+    /// call failed), a body of `size` bytes.
+    HttpAnswer {
+        token: u32,
+        headers: usize,
+        size: usize,
+    },
     /// The stream is over, however it ended (completed, reset by either
     /// side, timed out); Envoy's access-log time.
     StreamEnd,
@@ -158,6 +185,11 @@ pub enum Effect {
     RemoveResponseHeader(&'static str),
     /// Replace the current response chunk (the `size` bytes Envoy holds).
     ReplaceResponseBody {
+        size: usize,
+        body: Vec<u8>,
+    },
+    /// Replace the buffered request body (the `size` bytes Envoy holds).
+    ReplaceRequestBody {
         size: usize,
         body: Vec<u8>,
     },
@@ -257,6 +289,14 @@ struct Pending {
     audit: AuditRecord,
 }
 
+/// A held call waiting for the approval service.
+#[derive(Debug)]
+struct PendingApproval {
+    token: u32,
+    check: ApprovalCheck,
+    audit: AuditRecord,
+}
+
 /// Rewriting answers on the way back, for a caller that must not see
 /// everything the server lists.
 #[derive(Debug)]
@@ -302,6 +342,10 @@ pub struct Exchange {
     /// Local quota taken for the call.
     reservations: Vec<Reservation>,
     pending: Option<Pending>,
+    pending_approval: Option<PendingApproval>,
+    /// An `initialize` declaring URL-mode elicitation: remember it for the
+    /// session the answer names.
+    remember_url_elicitation: bool,
     listing: Listing,
     /// A forwarded use whose answer may hand out a task or a `requestState`.
     observer: Option<Observer>,
@@ -319,6 +363,9 @@ struct Observer {
     /// The answer is encoded, or too large: nothing can be read of it.
     blind: bool,
 }
+
+/// Largest approval service answer the gate reads (its answers are small).
+pub const MAX_APPROVAL_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Largest answer the gate reads for task ids and request states.
 pub const MAX_OBSERVED_BYTES: usize = 1 << 20;
@@ -342,6 +389,8 @@ impl Exchange {
             response_started: false,
             reservations: Vec::new(),
             pending: None,
+            pending_approval: None,
+            remember_url_elicitation: false,
             listing: Listing::Off,
             observer: None,
             audit: None,
@@ -372,6 +421,14 @@ impl Exchange {
                 size,
             } => {
                 self.service_answer(token, status, size, host, &mut effects);
+                Action::Continue
+            }
+            Event::HttpAnswer {
+                token,
+                headers,
+                size,
+            } => {
+                self.approval_answer(token, headers, size, host, &mut effects);
                 Action::Continue
             }
             Event::ResponseHeaders { end_of_stream } => {
@@ -414,7 +471,7 @@ impl Exchange {
     /// A request callback after the request was decided: held while the
     /// gate answers or waits, otherwise on its way.
     fn held_or_continue(&self) -> Action {
-        if self.replied || self.pending.is_some() {
+        if self.replied || self.pending.is_some() || self.pending_approval.is_some() {
             Action::Pause
         } else {
             Action::Continue
@@ -619,6 +676,16 @@ impl Exchange {
             }
             self.listing = Listing::Expected { id };
         }
+        self.remember_url_elicitation = inspection.remember_url_elicitation;
+        if let Some(body) = inspection.rewrite_body.take() {
+            // Same length as what Envoy holds: content-length stays true.
+            effects.push(Effect::ReplaceRequestBody { size, body });
+        }
+        if let Some(check) = inspection.approval.take() {
+            if let Some(audit) = inspection.audit.take() {
+                return self.ask_approval_service(check, audit, host, effects);
+            }
+        }
         if let Some(check) = inspection.global_check.take() {
             if let Some(audit) = inspection.audit.take() {
                 return self.ask_rate_limit_service(check, audit, host, effects);
@@ -683,6 +750,106 @@ impl Exchange {
         if action == Action::Continue {
             effects.push(Effect::ResumeRequest);
         }
+    }
+
+    /// Holds the call and asks the approval service whether a person approved it.
+    fn ask_approval_service(
+        &mut self,
+        check: ApprovalCheck,
+        audit: AuditRecord,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        let Some(service) = self.policy().approval_service.clone() else {
+            let verdict = approval::Verdict::Unavailable("no approval_service".to_string());
+            return self.finish_approval(&check, audit, verdict, host, effects);
+        };
+        let call = HttpCall {
+            cluster: service.cluster.clone(),
+            path: approval::CHECK_PATH,
+            body: check.request.clone(),
+            timeout: Duration::from_millis(service.timeout_ms),
+        };
+        match host.dispatch_http(&call) {
+            Ok(token) => {
+                self.pending_approval = Some(PendingApproval {
+                    token,
+                    check,
+                    audit,
+                });
+                Action::Pause
+            }
+            Err(err) => {
+                let verdict = approval::Verdict::Unavailable(format!(
+                    "cannot call cluster {:?}: {err}",
+                    service.cluster
+                ));
+                self.finish_approval(&check, audit, verdict, host, effects)
+            }
+        }
+    }
+
+    fn approval_answer(
+        &mut self,
+        token: u32,
+        headers: usize,
+        size: usize,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(pending) = self
+            .pending_approval
+            .take_if(|pending| pending.token == token)
+        else {
+            return;
+        };
+        // Without headers there is no answer to read (Envoy has none).
+        let status = if headers > 0 {
+            host.http_answer_header(":status")
+                .and_then(|status| String::from_utf8(status).ok())
+                .and_then(|status| status.trim().parse::<u16>().ok())
+        } else {
+            None
+        };
+        let body = if headers > 0 && size > 0 {
+            host.http_answer_body(size.min(MAX_APPROVAL_ANSWER_BYTES))
+        } else {
+            Vec::new()
+        };
+        let verdict = approval::verdict(status, &body);
+        let action = self.finish_approval(&pending.check, pending.audit, verdict, host, effects);
+        if action == Action::Continue {
+            effects.push(Effect::ResumeRequest);
+        }
+    }
+
+    /// Applies the approval service's answer (or failure) to a held call:
+    /// answer the caller, or go on to the limits (and perhaps the
+    /// rate-limit service) and forward.
+    fn finish_approval(
+        &mut self,
+        check: &ApprovalCheck,
+        mut audit: AuditRecord,
+        verdict: approval::Verdict,
+        host: &mut dyn Host,
+        effects: &mut Vec<Effect>,
+    ) -> Action {
+        let plugin = Rc::clone(&self.plugin);
+        let mut inspection = gate::complete_approval(
+            &plugin.policy,
+            host.store(),
+            host.now(),
+            self.caller(),
+            check,
+            verdict,
+            &mut audit,
+        );
+        self.reservations = std::mem::take(&mut inspection.reservations);
+        if let Some(global) = inspection.global_check.take() {
+            return self.ask_rate_limit_service(global, audit, host, effects);
+        }
+        inspection.audit = Some(audit);
+        self.apply(inspection, effects)
     }
 
     /// Applies the rate-limit service's answer (or failure) to a held call.
@@ -774,6 +941,9 @@ impl Exchange {
             return Action::Continue;
         }
         self.response_started = true;
+        if std::mem::take(&mut self.remember_url_elicitation) {
+            self.remember_session_capability(host, effects);
+        }
         if let Some(observer) = &mut self.observer {
             let text = |value: Option<Vec<u8>>| {
                 value
@@ -940,6 +1110,34 @@ impl Exchange {
         }
     }
 
+    /// An `initialize` whose client declared URL-mode elicitation was
+    /// answered: its session's client can be shown links (MCP 2025-11-25).
+    fn remember_session_capability(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let Some(session) = host
+            .response_header(SESSION_HEADER)
+            .and_then(|value| String::from_utf8(value).ok())
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+        else {
+            return;
+        };
+        let now = host.now().as_secs();
+        let bound = bindings::bind(
+            host.store(),
+            Table::UrlElicitation,
+            &session,
+            &bindings::grant_owner(&self.grant),
+            now,
+            bindings::SESSION_CAPABILITY_TTL_SECONDS,
+        );
+        if let Err(err) = bound {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!("mcp-policy: could not remember a session's URL elicitation: {err}"),
+            });
+        }
+    }
+
     /// Binds what the watched answer handed out to its caller: a task to the
     /// grant, a `requestState` to the grant and target.
     fn bind_handed_out(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
@@ -1035,6 +1233,10 @@ impl Exchange {
         if let Some(pending) = self.pending.take() {
             // The caller left while the rate-limit service decided: the call
             // was never forwarded.
+            self.audit = Some(pending.audit);
+        }
+        if let Some(pending) = self.pending_approval.take() {
+            // The caller left while the approval service decided.
             self.audit = Some(pending.audit);
         }
         let mut code = None;
@@ -1168,5 +1370,7 @@ impl Clock for At {
     }
 }
 
+#[cfg(test)]
+mod approval_tests;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,12 @@
 //! - the request body is buffered while callbacks pause and goes upstream
 //!   when one continues; the upstream sees exactly what was let through
 //!   (see [`Upstream`]);
+//! - the request body can be replaced only in the request body and trailers
+//!   callbacks, while Envoy holds it;
+//! - HTTP calls (`dispatch_http_call`) need `:method`, `:path` and
+//!   `:authority`; their answer's headers and body can be read only in the
+//!   answer's callback, and only when there is an answer (a failed call has
+//!   no headers: reading them is refused);
 //! - the gate's local reply is possible until the response starts
 //!   downstream; it then runs through the response callbacks like any answer;
 //! - response headers change only in their callback, a response chunk only
@@ -29,7 +35,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Action, Effect, Event, Exchange, Headers, Host, Level, Plugin, ServiceCall};
+use super::{Action, Effect, Event, Exchange, Headers, Host, HttpCall, Level, Plugin, ServiceCall};
 use crate::host::SharedStore;
 use crate::memory::MemorySharedData;
 
@@ -159,6 +165,9 @@ impl Downstream {
     }
 }
 
+/// An HTTP call's answer: headers (none: the call failed) and body.
+type HttpAnswer = (Vec<(String, Vec<u8>)>, Vec<u8>);
+
 /// Which callback Envoy is in: what it permits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -199,6 +208,9 @@ struct StreamState<'e> {
     calls: Vec<(u32, ServiceCall)>,
     answer: Vec<u8>,
     fail_dispatch: bool,
+    http_calls: Vec<(u32, HttpCall)>,
+    /// The HTTP call's answer being delivered: its headers and body.
+    http_answer: Option<HttpAnswer>,
     properties: HashMap<String, Vec<u8>>,
     filter_state: Vec<(String, String)>,
 }
@@ -227,6 +239,8 @@ impl<'e> StreamState<'e> {
             calls: Vec::new(),
             answer: Vec::new(),
             fail_dispatch: false,
+            http_calls: Vec::new(),
+            http_answer: None,
             properties: HashMap::new(),
             filter_state: Vec::new(),
         }
@@ -318,6 +332,45 @@ impl Host for StreamState<'_> {
         self.answer[..size.min(self.answer.len())].to_vec()
     }
 
+    fn dispatch_http(&mut self, call: &HttpCall) -> Result<u32, String> {
+        if self.fail_dispatch {
+            return Err("BadArgument".to_string());
+        }
+        // Envoy builds the request from headers the glue sends: the path must be absolute.
+        if !call.path.starts_with('/') || call.cluster.is_empty() {
+            panic!("Envoy refuses an HTTP call without :path or :authority: {call:?}");
+        }
+        let mut next = self.envoy.next_token.borrow_mut();
+        let token = *next;
+        *next += 1;
+        self.http_calls.push((token, call.clone()));
+        Ok(token)
+    }
+
+    fn http_answer_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        if self.phase != Phase::Async {
+            panic!("an HTTP call's answer is read outside its callback");
+        }
+        match &self.http_answer {
+            Some((headers, _)) if !headers.is_empty() => headers
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone()),
+            // Envoy answers BadArgument (the SDK panics): there is no answer.
+            _ => panic!("reading the headers of an HTTP call that has no answer"),
+        }
+    }
+
+    fn http_answer_body(&mut self, size: usize) -> Vec<u8> {
+        if self.phase != Phase::Async {
+            panic!("an HTTP call's answer is read outside its callback");
+        }
+        match &self.http_answer {
+            Some((headers, body)) if !headers.is_empty() => body[..size.min(body.len())].to_vec(),
+            _ => panic!("reading the body of an HTTP call that has no answer"),
+        }
+    }
+
     fn logs_at(&mut self, level: Level) -> bool {
         self.host_calls.set(self.host_calls.get() + 1);
         level >= *self.envoy.log_level.borrow()
@@ -389,6 +442,11 @@ impl<'e> SimStream<'e> {
         &self.state.calls
     }
 
+    /// The HTTP calls the exchange started.
+    pub fn http_calls(&self) -> &[(u32, HttpCall)] {
+        &self.state.http_calls
+    }
+
     /// Filter state set on the stream.
     pub fn filter_state(&self, name: &str) -> Option<&str> {
         self.state
@@ -446,6 +504,31 @@ impl<'e> SimStream<'e> {
                 state
                     .response_headers
                     .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+            }
+            Effect::ReplaceRequestBody { size, body } => {
+                if !matches!(state.phase, Phase::RequestBody | Phase::RequestTrailers) {
+                    panic!(
+                        "Envoy refuses: replacing the request body in {:?}",
+                        state.phase
+                    );
+                }
+                if size != state.request_buffer.len() {
+                    panic!(
+                        "replacing {size} bytes of a request buffer of {}",
+                        state.request_buffer.len()
+                    );
+                }
+                if body.len() != size
+                    && state.request_headers_sent
+                    && state
+                        .request_headers
+                        .0
+                        .iter()
+                        .any(|(key, _)| key == "content-length")
+                {
+                    panic!("a request body of another length after content-length went upstream");
+                }
+                state.request_buffer = body;
             }
             Effect::ReplaceResponseBody { size, body } => {
                 if !matches!(state.phase, Phase::ResponseBody | Phase::ResponseTrailers) {
@@ -593,6 +676,31 @@ impl<'e> SimStream<'e> {
                 size: message.len(),
             },
         );
+        self.deliver_local_reply();
+    }
+
+    /// The approval service answers the HTTP call `token`: `status` and a
+    /// JSON body, or `None`: the call failed without an answer (reset,
+    /// refused connection), as Envoy reports it (no headers, no body).
+    pub fn http_answers(&mut self, token: u32, status: Option<u16>, body: &[u8]) {
+        let headers = match status {
+            Some(status) => vec![
+                (":status".to_string(), status.to_string().into_bytes()),
+                ("content-type".to_string(), b"application/json".to_vec()),
+            ],
+            None => Vec::new(),
+        };
+        let (header_count, size) = (headers.len(), if status.is_some() { body.len() } else { 0 });
+        self.state.http_answer = Some((headers, body.to_vec()));
+        self.run(
+            Phase::Async,
+            Event::HttpAnswer {
+                token,
+                headers: header_count,
+                size,
+            },
+        );
+        self.state.http_answer = None;
         self.deliver_local_reply();
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::exchange::{Effect, Headers, Host, Level, ServiceCall};
+use crate::exchange::{Effect, Headers, Host, HttpCall, Level, ServiceCall};
 use crate::host::{host_cas, Cas, SharedStore, StoreError};
 use crate::response::CONTENT_TYPE;
 
@@ -68,6 +68,34 @@ impl Host for EnvoyHost {
         buffer(BufferType::GrpcReceiveBuffer, size)
     }
 
+    fn dispatch_http(&mut self, call: &HttpCall) -> Result<u32, String> {
+        let headers = vec![
+            (":method", "POST"),
+            (":path", call.path),
+            (":authority", call.cluster.as_str()),
+            ("content-type", "application/json"),
+        ];
+        hostcalls::dispatch_http_call(
+            &call.cluster,
+            headers,
+            Some(&call.body),
+            Vec::new(),
+            call.timeout,
+        )
+        .map_err(|status| format!("{status:?}"))
+    }
+
+    fn http_answer_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        warn(hostcalls::get_map_value_bytes(
+            MapType::HttpCallResponseHeaders,
+            name,
+        ))
+        .flatten()
+    }
+
+    fn http_answer_body(&mut self, size: usize) -> Vec<u8> {
+        buffer(BufferType::HttpCallResponseBody, size)
+    }
     fn logs_at(&mut self, level: Level) -> bool {
         // Envoy's level is asked at most once a second per worker.
         let second = self.now().as_secs();
@@ -155,6 +183,14 @@ pub fn apply(effect: Effect, metrics: &[Option<u32>]) {
                 MapType::HttpResponseHeaders,
                 name,
                 None,
+            ));
+        }
+        Effect::ReplaceRequestBody { size, body } => {
+            warn(hostcalls::set_buffer(
+                BufferType::HttpRequestBody,
+                0,
+                size,
+                &body,
             ));
         }
         Effect::ReplaceResponseBody { size, body } => {

@@ -39,6 +39,14 @@ impl Context for Stream {
             size,
         });
     }
+
+    fn on_http_call_response(&mut self, token: u32, headers: usize, size: usize, _trailers: usize) {
+        self.run(Event::HttpAnswer {
+            token,
+            headers,
+            size,
+        });
+    }
 }
 
 impl HttpContext for Stream {

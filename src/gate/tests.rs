@@ -149,6 +149,9 @@ fn other_messages_pass_unaudited() {
             filter_listing: None,
             global_check: None,
             observe: None,
+            approval: None,
+            rewrite_body: None,
+            remember_url_elicitation: false,
         }
     );
 }

@@ -82,6 +82,10 @@ pub struct PolicyDocument {
     /// The rate-limit service for limits with `store: global`.
     #[serde(default)]
     pub rate_limit_service: Option<Checked<Object<RateLimitServiceDocument>>>,
+    /// The approval service asked about calls that need a person's approval
+    /// (`"action": "approve"`, `approve_if`); required when a rule asks.
+    #[serde(default)]
+    pub approval_service: Option<Checked<Object<ApprovalServiceDocument>>>,
 }
 
 /// What happens when the gate cannot decide (counter store failed).
@@ -241,6 +245,61 @@ pub enum Action {
     Deny,
 }
 
+/// What a tool, prompt or resource rule does with a use: forward it, refuse
+/// it, or forward it once a person has approved that exact call.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+    /// Every use needs a person's approval (through `approval_service`).
+    Approve,
+}
+
+/// How an approval is asked for (`approval` of a rule).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDocument {
+    /// How long a pending approval waits for a person, and how long an
+    /// approval (or a denial) lasts once decided; default 900.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(max = 86_400)))]
+    pub ttl_seconds: Option<PositiveInteger>,
+    /// Shown to the approver and to the agent (default: the rule's `reason`).
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(length(max = 2048)))]
+    pub reason: Option<String>,
+    /// The caller (its grant) may not approve its own call.
+    #[serde(default)]
+    pub separate_approver: Option<bool>,
+}
+
+/// The approval service (approval-service/, its "Filter protocol").
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalServiceDocument {
+    /// The Envoy cluster (HTTP/1.1) of the service's filter listener.
+    pub cluster: NonEmptyString,
+    /// The approvers' page as people open it (`https://approvals.example.com`):
+    /// links handed to agents are `<public_url>/approvals/<id>`. Default: the
+    /// link the service gives.
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(extend("pattern" = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"))
+    )]
+    pub public_url: Option<NonEmptyString>,
+    /// How long a call waits for the service's answer, default 200 ms.
+    #[serde(default)]
+    pub timeout_ms: Option<PositiveInteger>,
+    /// What happens when the service fails or times out, default closed.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+}
+
 /// Where the caller's grant comes from: exactly one of the fields.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
@@ -292,7 +351,7 @@ pub struct JwtClaimDocument {
 )]
 pub struct ToolRuleDocument {
     #[serde(default)]
-    pub action: Option<Checked<Action>>,
+    pub action: Option<Checked<RuleAction>>,
     #[serde(default)]
     pub reason: Option<Checked<String>>,
     /// Another name for `reason`, as PolicyLayer's published policies write it.
@@ -306,6 +365,12 @@ pub struct ToolRuleDocument {
     /// Argument conditions any of which denies the call.
     #[serde(default)]
     pub deny_if: Option<ConditionsDocument>,
+    /// Argument conditions any of which makes the call wait for a person's approval.
+    #[serde(default)]
+    pub approve_if: Option<ConditionsDocument>,
+    /// How approval is asked for (`"action": "approve"` or `approve_if`).
+    #[serde(default)]
+    pub approval: Option<Checked<Object<ApprovalDocument>>>,
     /// A meta-tool: the inner tool it runs, named by its arguments, is
     /// decided as if it were called directly.
     #[serde(default)]
@@ -337,7 +402,7 @@ pub struct InvokesDocument {
 )]
 pub struct PromptRuleDocument {
     #[serde(default)]
-    pub action: Option<Checked<Action>>,
+    pub action: Option<Checked<RuleAction>>,
     #[serde(default)]
     pub reason: Option<Checked<String>>,
     #[serde(default)]
@@ -348,6 +413,10 @@ pub struct PromptRuleDocument {
     pub require: Option<ConditionsDocument>,
     #[serde(default)]
     pub deny_if: Option<ConditionsDocument>,
+    #[serde(default)]
+    pub approve_if: Option<ConditionsDocument>,
+    #[serde(default)]
+    pub approval: Option<Checked<Object<ApprovalDocument>>>,
 }
 
 /// A rule for the tools whose listed annotations say so: it can only make
@@ -368,7 +437,7 @@ pub struct AnnotationRuleDocument {
     pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
-/// A resource's rule: allow or deny, a reason, limits.
+/// A resource's rule: allow, deny or approve, a reason, limits.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -381,13 +450,15 @@ pub struct AnnotationRuleDocument {
 )]
 pub struct ResourceRuleDocument {
     #[serde(default)]
-    pub action: Option<Checked<Action>>,
+    pub action: Option<Checked<RuleAction>>,
     #[serde(default)]
     pub reason: Option<Checked<String>>,
     #[serde(default)]
     pub on_deny: Option<Checked<String>>,
     #[serde(default)]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
+    #[serde(default)]
+    pub approval: Option<Checked<Object<ApprovalDocument>>>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

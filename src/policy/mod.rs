@@ -15,10 +15,11 @@ use crate::mcp;
 use crate::target::Kind;
 use crate::uri;
 
-pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, Scope};
+pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, RuleAction, Scope};
 use document::{
-    AllToolsDocument, Checked, GrantDocument, InvokesDocument, LimitDocument, NonEmptyString,
-    Object, PolicyDocument, PromptRuleDocument, ResourceRuleDocument, ToolRuleDocument, UniqueMap,
+    AllToolsDocument, ApprovalDocument, ApprovalServiceDocument, Checked, GrantDocument,
+    InvokesDocument, LimitDocument, NonEmptyString, Object, PolicyDocument, PromptRuleDocument,
+    ResourceRuleDocument, ToolRuleDocument, UniqueMap,
 };
 pub(crate) use error::Errors;
 pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
@@ -35,6 +36,16 @@ pub const DEFAULT_MAX_CALLERS_PER_COUNTER: u64 = 65_536;
 pub const DEFAULT_RATE_LIMIT_DOMAIN: &str = "mcp-policy";
 /// How long a decision waits for the rate-limit service unless `timeout_ms` says otherwise.
 pub const DEFAULT_RATE_LIMIT_TIMEOUT_MS: u64 = 50;
+
+/// How long an approval's states last unless `approval.ttl_seconds` says otherwise.
+pub const DEFAULT_APPROVAL_TTL_SECONDS: u64 = 900;
+/// Longest `approval.ttl_seconds`: a day (the approval service's default
+/// `--max-ttl-seconds`).
+pub const MAX_APPROVAL_TTL_SECONDS: u64 = 86_400;
+/// Longest approval reason (the approval service's bound).
+pub const MAX_APPROVAL_REASON_BYTES: usize = 2048;
+/// How long a call waits for the approval service unless `timeout_ms` says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT_MS: u64 = 200;
 
 /// The grant of a caller whose request names none.
 pub const ANONYMOUS_GRANT: &str = "anonymous";
@@ -55,6 +66,13 @@ pub struct Policy {
     pub hold_request_headers: bool,
     /// Where limits with `store: global` are counted.
     pub rate_limit_service: Option<RateLimitService>,
+    /// Where calls that need a person's approval are checked (set exactly
+    /// when some rule asks for approval).
+    pub approval_service: Option<ApprovalService>,
+    /// The policy revision: `sha256:` and the hex SHA-256 of the document's
+    /// canonical JSON. Approvals are bound to it, so a changed policy needs
+    /// new approvals.
+    pub revision: String,
     /// The policy for callers without a grant entry of their own.
     base: View,
     grants: HashMap<String, View>,
@@ -245,6 +263,45 @@ pub struct Rule {
     pub arguments: ArgumentRules,
     /// For a meta-tool: where its arguments name the inner tool.
     pub invokes: Option<Invokes>,
+    /// `"action": "approve"` or `approve_if`: uses wait for a person's approval.
+    pub approval: Option<Approval>,
+}
+
+/// A rule's approval: when a use needs one, and how it is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// `true`: every use (`"action": "approve"`); `false`: the uses whose
+    /// arguments match `approve_if` (in the rule's `arguments`).
+    pub always: bool,
+    /// How long each state of an approval lasts (pending, approved, denied).
+    pub ttl_seconds: u64,
+    /// Shown to the approver and to the agent.
+    pub reason: Option<String>,
+    /// The caller may not approve its own call.
+    pub separate_approver: bool,
+}
+
+impl Rule {
+    /// If this use needs approval: the pointer of what asks (the rule for
+    /// `"action": "approve"`, else the `approve_if` operator that matched).
+    pub fn approval_needed(&self, arguments: Option<&serde_json::Value>) -> Option<&str> {
+        let approval = self.approval.as_ref()?;
+        if approval.always {
+            Some(&self.pointer)
+        } else {
+            self.arguments.approval_condition(arguments)
+        }
+    }
+}
+
+/// The approval service (`approval_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalService {
+    pub cluster: String,
+    /// Without a trailing slash; `None`: the service's own links.
+    pub public_url: Option<String>,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
 }
 
 /// The compiled rule of a tool (a [`Rule`]).
@@ -305,7 +362,9 @@ impl Policy {
             error.column = Some(err.column());
             error
         })?;
-        compile(document.0).map_err(|errors| errors.locate(bytes))
+        let mut policy = compile(document.0).map_err(|errors| errors.locate(bytes))?;
+        policy.revision = revision_of(bytes);
+        Ok(policy)
     }
 
     /// The policy as `grant` sees it.
@@ -554,6 +613,34 @@ impl View {
         }
     }
 
+    /// The dotted path of the first field (in pointer order) of a rule of
+    /// this view that asks for approval, e.g. `tools.asyncExecuteCode.approve_if`.
+    fn first_approval(&self) -> Option<String> {
+        Kind::RULED
+            .iter()
+            .filter_map(|kind| self.rule_set(*kind))
+            .flat_map(|set| {
+                set.exact
+                    .values()
+                    .chain(set.patterns.iter().map(|(_, rule)| rule))
+            })
+            .filter_map(|rule| {
+                let approval = rule.approval.as_ref()?;
+                let field = if approval.always {
+                    "action"
+                } else {
+                    "approve_if"
+                };
+                Some(format!("{}.{field}", dotted_path(&rule.pointer)))
+            })
+            .min()
+    }
+
+    /// Whether any rule of this view asks for approval.
+    pub fn asks_for_approval(&self) -> bool {
+        self.first_approval().is_some()
+    }
+
     /// The key that decides `name` of `kind` and its pointer, or the
     /// default's pointer when no key does (for `mcp-policy explain`).
     pub fn deciding_key(&self, kind: Kind, name: &str) -> (Option<&str>, &str) {
@@ -562,6 +649,21 @@ impl View {
             None => (None, self.default_for(kind).1),
         }
     }
+}
+
+/// The policy revision of a document: `sha256:` and the hex SHA-256 of its
+/// canonical JSON (so whitespace and member order do not change it), or of
+/// its bytes if it has no canonical form.
+pub fn revision_of(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let canonical = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| crate::approval::canonical::canonicalize(text).ok());
+    let hash = match canonical {
+        Some(text) => Sha256::digest(text.as_bytes()),
+        None => Sha256::digest(bytes),
+    };
+    format!("sha256:{}", crate::approval::canonical::hex(&hash))
 }
 
 /// Pointer reported when the top-level default decides.
@@ -594,6 +696,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         max_callers_per_counter,
         hold_request_headers,
         rate_limit_service,
+        approval_service,
     } = document;
     // Read for its errors only: `$schema` must be a string, `version` "1".
     errors.read_optional(schema, "$schema");
@@ -724,8 +827,42 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         }
     };
 
+    // A rule with an error is left out, so "no rule asks" is only said of a
+    // policy without other errors.
+    let nothing_left_out = errors.len() == 0;
+    let approval_given = approval_service.is_some();
+    let approval_service = errors.read_optional(approval_service, "approval_service");
+    let first_approval = std::iter::once(&base)
+        .chain(compiled_grants.values())
+        .find_map(View::first_approval);
+    let approval_service = match (approval_service, first_approval) {
+        (Some(Object(service)), Some(_)) => {
+            compile_approval_service(service, "approval_service", &mut errors)
+        }
+        (_, None) => {
+            if approval_given && nothing_left_out {
+                errors.push(ConfigError::new(
+                    "approval_service",
+                    "no rule asks for approval (\"action\": \"approve\" or approve_if); remove approval_service or add such a rule",
+                ));
+            }
+            None
+        }
+        (None, Some(asked_at)) => {
+            if !approval_given {
+                errors.push(ConfigError::new(
+                    asked_at,
+                    "asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+                ));
+            }
+            None
+        }
+    };
+
     let policy = Policy {
         rate_limit_service,
+        approval_service,
+        revision: String::new(),
         identity,
         mode: errors.read_optional(mode, "mode").unwrap_or_default(),
         deny_as: errors.read_optional(deny_as, "deny_as").unwrap_or_default(),
@@ -834,6 +971,8 @@ impl From<ToolRuleDocument> for RuleParts {
             limits: rule.limits,
             require: rule.require,
             deny_if: rule.deny_if,
+            approve_if: rule.approve_if,
+            approval: rule.approval,
             invokes: rule.invokes,
         }
     }
@@ -848,6 +987,8 @@ impl From<PromptRuleDocument> for RuleParts {
             limits: rule.limits,
             require: rule.require,
             deny_if: rule.deny_if,
+            approve_if: rule.approve_if,
+            approval: rule.approval,
             invokes: None,
         }
     }
@@ -862,6 +1003,8 @@ impl From<ResourceRuleDocument> for RuleParts {
             limits: rule.limits,
             require: None,
             deny_if: None,
+            approve_if: None,
+            approval: rule.approval,
             invokes: None,
         }
     }
@@ -869,12 +1012,14 @@ impl From<ResourceRuleDocument> for RuleParts {
 
 /// The fields of a rule, whatever its kind.
 struct RuleParts {
-    action: Option<Checked<Action>>,
+    action: Option<Checked<RuleAction>>,
     reason: Option<Checked<String>>,
     on_deny: Option<Checked<String>>,
     limits: Vec<Checked<Object<LimitDocument>>>,
     require: Option<crate::arguments::ConditionsDocument>,
     deny_if: Option<crate::arguments::ConditionsDocument>,
+    approve_if: Option<crate::arguments::ConditionsDocument>,
+    approval: Option<Checked<Object<ApprovalDocument>>>,
     invokes: Option<Checked<Object<InvokesDocument>>>,
 }
 
@@ -1037,20 +1182,182 @@ fn compile_rule(
         windows,
         errors,
     );
+    let approve_if_written = parts.approve_if.is_some();
+    let approve_if_empty = parts
+        .approve_if
+        .as_ref()
+        .is_some_and(|conditions| conditions.0.is_empty());
     let arguments =
-        ArgumentRules::compile_into(parts.require, parts.deny_if, path, pointer, errors);
+        ArgumentRules::compile_into(parts.require, parts.deny_if, path, pointer, errors)
+            .with_approve_if(parts.approve_if, path, pointer, errors);
     let invokes = errors
         .read_optional(parts.invokes, &format!("{path}.invokes"))
         .and_then(|Object(invokes)| compile_invokes(invokes, &format!("{path}.invokes"), errors));
+    let approval_document = errors
+        .read_optional(parts.approval, &format!("{path}.approval"))
+        .map(|Object(document)| document);
+    let asks = ApprovalAsks {
+        always: action == Some(RuleAction::Approve),
+        approve_if_written,
+        approve_if_empty,
+    };
+    let approval = compile_approval(
+        asks,
+        action == Some(RuleAction::Deny),
+        approval_document,
+        reason.as_deref(),
+        path,
+        errors,
+    );
     Rule {
-        action: action.unwrap_or(Action::Allow),
+        action: match action {
+            Some(RuleAction::Deny) => Action::Deny,
+            Some(RuleAction::Allow | RuleAction::Approve) | None => Action::Allow,
+        },
         reason,
         pointer: pointer.to_string(),
         key,
         limits,
         arguments,
         invokes,
+        approval,
     }
+}
+
+/// How a rule asks for approval, as written.
+struct ApprovalAsks {
+    /// `"action": "approve"`.
+    always: bool,
+    approve_if_written: bool,
+    approve_if_empty: bool,
+}
+
+/// A rule's approval settings, checked; `None` when the rule asks for none
+/// (or is wrong: the error is in `errors`).
+fn compile_approval(
+    asks: ApprovalAsks,
+    denies: bool,
+    document: Option<ApprovalDocument>,
+    rule_reason: Option<&str>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Approval> {
+    let approval_path = format!("{path}.approval");
+    let approve_if_path = format!("{path}.approve_if");
+    if denies && (asks.approve_if_written || document.is_some()) {
+        let at = if asks.approve_if_written {
+            approve_if_path
+        } else {
+            approval_path
+        };
+        errors.push(ConfigError::new(
+            at,
+            "a rule with \"action\": \"deny\" refuses every call; it never asks for approval",
+        ));
+        return None;
+    }
+    if asks.always && asks.approve_if_written {
+        errors.push(ConfigError::new(
+            approve_if_path,
+            "\"action\": \"approve\" asks for every call, so approve_if would never decide: use one or the other",
+        ));
+        return None;
+    }
+    if asks.approve_if_empty {
+        errors.push(ConfigError::new(
+            approve_if_path,
+            "approve_if needs at least one condition",
+        ));
+        return None;
+    }
+    if !asks.always && !asks.approve_if_written {
+        if document.is_some() {
+            errors.push(ConfigError::new(
+                approval_path,
+                "approval settings without \"action\": \"approve\" or approve_if: no call would ever ask",
+            ));
+        }
+        return None;
+    }
+    let document = document.unwrap_or_default();
+    let ttl_seconds = match document.ttl_seconds {
+        None => DEFAULT_APPROVAL_TTL_SECONDS,
+        Some(ttl) if ttl.0 <= MAX_APPROVAL_TTL_SECONDS => ttl.0,
+        Some(ttl) => {
+            errors.push(ConfigError::new(
+                format!("{approval_path}.ttl_seconds"),
+                format!(
+                    "at most {MAX_APPROVAL_TTL_SECONDS} (a day, the approval service's longest), got {}",
+                    ttl.0
+                ),
+            ));
+            return None;
+        }
+    };
+    let (reason, reason_path) = match document.reason {
+        Some(reason) => (Some(reason), format!("{approval_path}.reason")),
+        None => (rule_reason.map(str::to_string), format!("{path}.reason")),
+    };
+    if let Some(reason) = &reason {
+        let problem = if reason.len() > MAX_APPROVAL_REASON_BYTES {
+            Some(format!(
+                "an approval's reason is at most {MAX_APPROVAL_REASON_BYTES} bytes (the approval service's bound), got {}",
+                reason.len()
+            ))
+        } else if reason.chars().any(|c| c.is_control() && c != '\n') {
+            Some(
+                "an approval's reason may span lines but has no other control characters"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.push(ConfigError::new(reason_path, problem));
+            return None;
+        }
+    }
+    Some(Approval {
+        always: asks.always,
+        ttl_seconds,
+        reason: reason.filter(|reason| !reason.is_empty()),
+        separate_approver: document.separate_approver.unwrap_or(false),
+    })
+}
+
+fn compile_approval_service(
+    document: ApprovalServiceDocument,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<ApprovalService> {
+    let public_url = match document.public_url {
+        Some(NonEmptyString(url)) => {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let host = rest.map(|rest| rest.split('/').next().unwrap_or_default());
+            let fine = host.is_some_and(|host| !host.is_empty())
+                && !url.contains(['?', '#'])
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !fine {
+                errors.push(ConfigError::new(
+                    format!("{path}.public_url"),
+                    format!("an http:// or https:// URL without query or fragment, e.g. \"https://approvals.example.com\" (got {url:?})"),
+                ));
+                return None;
+            }
+            Some(url.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
+    Some(ApprovalService {
+        cluster: document.cluster.0,
+        public_url,
+        timeout_ms: document
+            .timeout_ms
+            .map_or(DEFAULT_APPROVAL_TIMEOUT_MS, |timeout| timeout.0),
+        failure_mode: document.failure_mode.unwrap_or_default(),
+    })
 }
 
 fn compile_invokes(document: InvokesDocument, path: &str, errors: &mut Errors) -> Option<Invokes> {
@@ -1391,6 +1698,17 @@ fn compile_limits(
         }
     }
     compiled
+}
+
+/// A rule's JSON pointer as the dotted path errors name (`/grants/ci/tools/a~1b`
+/// → `grants.ci.tools.a/b`).
+fn dotted_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|token| token.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Escapes one reference token of a JSON pointer (RFC 6901).

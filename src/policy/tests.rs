@@ -137,10 +137,10 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
-        (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected one of `allow`, `deny`, `approve`"),
         (r#"{"version":"1","default":"deny","tools":{"x":{"reason":"a","on_deny":"no"}}}"#.to_string(), "tools.x.on_deny: a rule has either `reason` or `on_deny` (the same thing), not both"),
         (r#"{"version":"1","default":"deny","tools":{"x":[]}}"#.to_string(), "tools.x: invalid type: sequence, expected an object"),
         (r#"{"version":"1","default":"deny","tools":[]}"#.to_string(), "tools: invalid type: sequence, expected an object"),
@@ -473,10 +473,10 @@ fn errors_the_reader_finds_are_reported_part_by_part() {
             at("default: unknown variant `block`, expected `allow` or `deny`", 1, 32),
             at("tools.a.limits[0].max: must be a positive integer, got 0", 3, 49),
             at(r#"tools.a.limits[1].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#, 3, 102),
-            at("tools.b.action: unknown variant `nope`, expected `allow` or `deny`", 4, 20),
+            at("tools.b.action: unknown variant `nope`, expected one of `allow`, `deny`, `approve`", 4, 20),
             at(r#"tools.b.require.args.x.lt: invalid type: string "1", expected a number"#, 4, 50),
             at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`", 4, 71),
-            at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `invokes`", 5, 12),
+            at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `approve_if`, `approval`, `invokes`", 5, 12),
             at("grants.ci.hide[0]: must not be empty", 6, 27),
             at("grants.ci.tools.d.limits[0]: missing field `max`", 6, 95),
             at("grants.x: invalid type: sequence, expected an object", 6, 104),
@@ -492,7 +492,7 @@ fn an_error_in_the_document_itself_is_reported_alone() {
     for (document, expected) in [
         (
             r#"{"version":"1","default":"block","tool":{},"mode":"audit"}"#,
-            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`",
+            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`",
         ),
         (
             r#"{"mode":"audit","default":"block"}"#,
@@ -657,4 +657,175 @@ fn ambiguous_keys_are_refused_naming_both() {
     assert!(error.contains("climbs above the root"), "{error}");
     let error = error_of(r#"{"version":"1","default":"deny","hide":["resource:file:///%2f"]}"#);
     assert!(error.contains("hide[0]"), "{error}");
+}
+
+// ---- Approval ----
+
+const SERVICE: &str = r#""approval_service": {"cluster": "mcp_approval", "public_url": "https://approvals.example.com/", "timeout_ms": 300, "failure_mode": "open"}"#;
+
+fn with_service(tools: &str) -> String {
+    format!(r#"{{"version":"1","default":"deny",{SERVICE},"tools":{tools}}}"#)
+}
+
+#[test]
+fn approve_and_approve_if_compile_with_their_settings() {
+    let policy = load(&with_service(
+        r#"{
+            "run": {"approve_if": {"args.script": {"regex": "subprocess"}}, "reason": "risky scripts need a look",
+                    "limits": [{"counter": "run", "window": "minute", "max": 2, "scope": "grant"}]},
+            "wipe": {"action": "approve", "approval": {"ttl_seconds": 60, "reason": "wipes a disk", "separate_approver": true}}
+        }"#,
+    ))
+    .unwrap();
+    let service = policy.approval_service.clone().unwrap();
+    assert_eq!(
+        service,
+        ApprovalService {
+            cluster: "mcp_approval".to_string(),
+            public_url: Some("https://approvals.example.com".to_string()),
+            timeout_ms: 300,
+            failure_mode: FailureMode::Open,
+        }
+    );
+    let run = policy.base().tool("run").unwrap();
+    assert_eq!(run.action, Action::Allow);
+    assert_eq!(
+        run.approval,
+        Some(Approval {
+            always: false,
+            ttl_seconds: DEFAULT_APPROVAL_TTL_SECONDS,
+            reason: Some("risky scripts need a look".to_string()),
+            separate_approver: false,
+        })
+    );
+    let risky = serde_json::json!({"script": "import subprocess"});
+    let plain = serde_json::json!({"script": "print(1)"});
+    assert_eq!(
+        run.approval_needed(Some(&risky)),
+        Some("/tools/run/approve_if/args.script/regex")
+    );
+    assert_eq!(run.approval_needed(Some(&plain)), None);
+    assert_eq!(run.approval_needed(None), None);
+    let wipe = policy.base().tool("wipe").unwrap();
+    assert_eq!(wipe.action, Action::Allow, "approve allows once approved");
+    assert_eq!(wipe.approval_needed(None), Some("/tools/wipe"));
+    assert_eq!(
+        wipe.approval
+            .as_ref()
+            .map(|a| (a.ttl_seconds, a.reason.as_deref(), a.separate_approver)),
+        Some((60, Some("wipes a disk"), true))
+    );
+    // Defaults of the service.
+    let policy = load(
+        r#"{"version":"1","default":"deny","approval_service":{"cluster":"a"},"prompts":{"p":{"action":"approve"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.approval_service,
+        Some(ApprovalService {
+            cluster: "a".to_string(),
+            public_url: None,
+            timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
+            failure_mode: FailureMode::Closed,
+        })
+    );
+    assert!(policy
+        .base()
+        .rule(Kind::Prompt, "p")
+        .unwrap()
+        .approval
+        .is_some());
+}
+
+#[test]
+fn approval_needs_a_service_and_a_service_needs_approval() {
+    let cases = [
+        (
+            r#"{"version":"1","default":"deny","tools":{"run":{"approve_if":{"args.s":{"exists":true}}}}}"#.to_string(),
+            "tools.run.approve_if: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","grants":{"ci":{"tools":{"a/b":{"action":"approve"}}}}}"#.to_string(),
+            "grants.ci.tools.a/b.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","resources":{"file:///etc/x":{"action":"approve"}}}"#.to_string(),
+            "resources.file:///etc/x.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            format!(r#"{{"version":"1","default":"deny",{SERVICE},"tools":{{"run":{{}}}}}}"#),
+            r#"approval_service: no rule asks for approval ("action": "approve" or approve_if); remove approval_service or add such a rule"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"deny","approve_if":{"args.s":{"exists":true}}}}"#),
+            r#"tools.run.approve_if: a rule with "action": "deny" refuses every call; it never asks for approval"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approve_if":{"args.s":{"exists":true}}}}"#),
+            r#"tools.run.approve_if: "action": "approve" asks for every call, so approve_if would never decide: use one or the other"#,
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve"},"other":{"approval":{"ttl_seconds":5}}}"#),
+            r#"tools.other.approval: approval settings without "action": "approve" or approve_if: no call would ever ask"#,
+        ),
+        (
+            with_service(r#"{"run":{"approve_if":{}}}"#),
+            "tools.run.approve_if: approve_if needs at least one condition",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approval":{"ttl_seconds":86401}}}"#),
+            "tools.run.approval.ttl_seconds: at most 86400 (a day, the approval service's longest), got 86401",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","approval":{"ttl":5}}}"#),
+            "tools.run.approval.ttl: unknown field `ttl`, expected one of `ttl_seconds`, `reason`, `separate_approver`",
+        ),
+        (
+            with_service(r#"{"run":{"action":"approve","reason":"a\u0007b"}}"#),
+            "tools.run.reason: an approval's reason may span lines but has no other control characters",
+        ),
+        (
+            with_service(r#"{"run":{"approve_if":{"script":{"exists":true}}}}"#),
+            r#"tools.run.approve_if.script: argument paths start with "args." (got "script")"#,
+        ),
+        (
+            r#"{"version":"1","default":"deny","approval_service":{"cluster":"a","public_url":"approvals.example.com"},"tools":{"run":{"action":"approve"}}}"#.to_string(),
+            r#"approval_service.public_url: an http:// or https:// URL without query or fragment, e.g. "https://approvals.example.com" (got "approvals.example.com")"#,
+        ),
+        (
+            r#"{"version":"1","default":"deny","approval_service":{"public_url":"https://a"},"tools":{"run":{"action":"approve"}}}"#.to_string(),
+            "approval_service: missing field `cluster`",
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (document, expected) in &cases {
+        let actual = error_of(document);
+        if actual != *expected {
+            mismatches.push(format!(
+                "document: {document}\n  expected: {expected}\n  actual:   {actual}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn the_revision_is_the_documents_canonical_digest() {
+    let a = load(r#"{"version":"1","default":"deny","tools":{"x":{}}}"#).unwrap();
+    let b =
+        load("{ \"tools\": {\"x\": {}},\n  \"default\": \"deny\", \"version\": \"1\" }").unwrap();
+    let c = load(r#"{"version":"1","default":"deny","tools":{"y":{}}}"#).unwrap();
+    assert_eq!(
+        a.revision, b.revision,
+        "whitespace and member order do not count"
+    );
+    assert_ne!(a.revision, c.revision);
+    assert_eq!(a.revision.len(), "sha256:".len() + 64);
+    assert_eq!(
+        a.revision,
+        format!(
+            "sha256:{}",
+            sha256_hex(br#"{"default":"deny","tools":{"x":{}},"version":"1"}"#)
+        )
+    );
 }

@@ -203,7 +203,7 @@ pub fn config_yaml(port: u16, admin_port: u16, upstream_port: u16, policy: &str)
 stats_config:
   stats_tags:
   - tag_name: mcp_tool
-    regex: "mcp_policy_tool\\.((.+?)\\.)(allowed|denied|rate_limited|hidden|invalid|failed)$"
+    regex: "mcp_policy_tool\\.((.+?)\\.)(allowed|denied|rate_limited|hidden|invalid|failed|approval_pending)$"
 static_resources:
   listeners:
   - name: mcp

@@ -1,6 +1,7 @@
 //! Shared helpers for the native e2e tests (`mod support;`).
 #![allow(dead_code)]
 
+pub mod approval;
 pub mod mcp_client;
 
 #[path = "../../examples/demo_server/server.rs"]
