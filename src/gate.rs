@@ -10,7 +10,7 @@ use crate::decision::{self, ArgumentSource, Counting, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::methods::{self, Handling};
 use crate::mcp::{self, Invalid, Message, Params};
-use crate::policy::{FailureMode, IdentityError, Mode, Policy, View};
+use crate::policy::{FailureMode, IdentityError, Mode, Policy, RateLimitService, View};
 use crate::ratelimit::{self, CallerScope, Reservation};
 use crate::response::{self, Answering, Reply};
 use crate::target::{Kind, Target};
@@ -129,7 +129,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     };
     let context = Context {
         policy,
-        view: policy.view(caller.grant),
+        view: policy.view_as(caller.grant, caller.role),
         caller,
         now,
         current: revision == Revision::Current,
@@ -448,6 +448,14 @@ impl Context<'_, '_> {
         audit.rule = decision.rule().map(str::to_string);
         audit.argument_keys = argument_keys;
         audit.invokes = decided.invoked.clone();
+        audit.costs = decided
+            .costs
+            .iter()
+            .map(|(counter, cost)| crate::audit::CostRecord {
+                counter: counter.clone(),
+                cost: *cost,
+            })
+            .collect();
         let shown = match (&decided.invoked, decided.by_invoked) {
             (Some(inner), true) => Target::tool(inner.as_str()),
             _ => target.clone(),
@@ -468,9 +476,8 @@ impl Context<'_, '_> {
             _ => (Vec::new(), Vec::new()),
         };
         let global_check = match (&self.policy.rate_limit_service, global.is_empty()) {
-            (Some(service), false) => Some(GlobalCheck {
-                request: ratelimit::service::request(service, &global, self.caller),
-                limits: global.into_iter().cloned().collect(),
+            (Some(_), false) => Some(GlobalCheck {
+                descriptors: ratelimit::service::descriptors(&global, self.caller),
                 id: id.clone(),
                 target: shown.into_owned(),
                 answering: self.answering(),
@@ -543,12 +550,25 @@ fn request_id(id: Option<Value>, method: &str) -> Result<Value, Invalid> {
 /// may be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalCheck {
-    /// The encoded `ShouldRateLimit` request.
-    pub request: Vec<u8>,
-    pub limits: Vec<crate::policy::Limit>,
+    /// What the call asks of each global limit.
+    pub descriptors: Vec<ratelimit::service::Descriptor>,
     id: serde_json::Value,
     target: Target<'static>,
     answering: Answering,
+}
+
+impl GlobalCheck {
+    /// The encoded `ShouldRateLimit` request; concurrency slots are leased
+    /// as `lease` (unique to the exchange across the fleet).
+    pub fn request(&self, service: &RateLimitService, lease: &str) -> Vec<u8> {
+        ratelimit::service::request(service, &self.descriptors, lease)
+    }
+
+    /// The encoded request giving back the slots `lease` took, if the call
+    /// asked for any.
+    pub fn release(&self, service: &RateLimitService, lease: &str) -> Option<Vec<u8>> {
+        ratelimit::service::release_request(service, &self.descriptors, lease)
+    }
 }
 
 /// The decision once the rate-limit service has answered (`Ok`: the
@@ -562,9 +582,8 @@ pub fn complete_global_check(
     now_seconds: u64,
     audit: &mut AuditRecord,
 ) -> Option<Reply> {
-    let limits: Vec<&crate::policy::Limit> = check.limits.iter().collect();
     let verdict = match answer {
-        Ok(bytes) => ratelimit::service::verdict(bytes, &limits, now_seconds),
+        Ok(bytes) => ratelimit::service::verdict(bytes, &check.descriptors, now_seconds),
         Err(err) => ratelimit::service::Verdict::Failed(err),
     };
     let failure_mode = policy
@@ -577,13 +596,14 @@ pub fn complete_global_check(
             index,
             retry_after_seconds,
         } => {
-            let limit = limits.get(index).copied()?;
+            let descriptor = check.descriptors.get(index)?;
             let decision = Decision::RateLimited {
-                limit,
+                limit: &descriptor.limit,
                 retry_after_seconds,
+                cost: descriptor.cost,
             };
             audit.decision = Outcome::RateLimited;
-            audit.rule = Some(limit.pointer.clone());
+            audit.rule = Some(descriptor.limit.pointer.clone());
             response::for_decision(&check.id, &check.target, &decision, check.answering)
         }
         ratelimit::service::Verdict::Failed(detail) => {

@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         let caller = CallerScope {
             grant,
             session: Some("s"),
+            role: None,
         };
         // Twice: the second call meets the counters the first one left.
         for _ in 0..2 {

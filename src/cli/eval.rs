@@ -58,7 +58,7 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
         }
     }
     for reservation in &inspection.reservations {
-        lines.push(("counted", reservation.key.clone()));
+        lines.push(("counted", reservation.key().to_string()));
     }
     match &inspection.reply {
         Some(reply) => {

@@ -15,6 +15,7 @@ fn caller(grant: &str) -> CallerScope<'_> {
     CallerScope {
         grant,
         session: None,
+        role: None,
     }
 }
 
@@ -139,6 +140,7 @@ fn limits_of_the_tool_and_of_all_tools_both_apply() {
         Decision::RateLimited {
             limit,
             retry_after_seconds,
+            ..
         } => {
             assert_eq!(limit.pointer, "/tools/asyncExecuteCode/limits/0");
             assert_eq!(retry_after_seconds, 60);
@@ -159,7 +161,7 @@ fn limits_of_the_tool_and_of_all_tools_both_apply() {
     assert!(matches!(status("a"), Decision::Allow { .. }));
     assert!(matches!(status("a"), Decision::Allow { .. }));
     assert!(
-        matches!(status("a"), Decision::RateLimited { limit, retry_after_seconds: 3600 } if limit.pointer == "/all_tools/limits/0")
+        matches!(status("a"), Decision::RateLimited { limit, retry_after_seconds: 3600, .. } if limit.pointer == "/all_tools/limits/0")
     );
     // Another grant has its own counts.
     assert!(matches!(exec("b"), Decision::Allow { .. }));

@@ -53,6 +53,7 @@ pub struct SimEnvoy {
     counters: RefCell<Vec<u64>>,
     logs: RefCell<Vec<(Level, String)>>,
     next_token: RefCell<u32>,
+    next_random: RefCell<u128>,
 }
 
 impl SimEnvoy {
@@ -70,6 +71,7 @@ impl SimEnvoy {
             counters: RefCell::new(counters),
             logs: RefCell::new(Vec::new()),
             next_token: RefCell::new(1),
+            next_random: RefCell::new(0),
         }
     }
 
@@ -291,6 +293,12 @@ impl Host for StreamState<'_> {
 
     fn service_answer(&mut self, size: usize) -> Vec<u8> {
         self.answer[..size.min(self.answer.len())].to_vec()
+    }
+
+    fn random(&mut self) -> u128 {
+        let mut next = self.envoy.next_random.borrow_mut();
+        *next += 1;
+        *next
     }
 }
 

@@ -67,6 +67,17 @@ impl Host for EnvoyHost {
     fn service_answer(&mut self, size: usize) -> Vec<u8> {
         buffer(BufferType::GrpcReceiveBuffer, size)
     }
+
+    /// From the standard library's random hash keys: on wasm32-wasip1 they
+    /// come from WASI's `random_get`, which Envoy serves from BoringSSL's
+    /// `RAND_bytes`; each `RandomState` takes fresh keys (the first random,
+    /// the rest one apart), and SipHash under distinct keys gives unrelated
+    /// values.
+    fn random(&mut self) -> u128 {
+        use std::hash::BuildHasher;
+        let half = || std::collections::hash_map::RandomState::new().hash_one(0u8);
+        (u128::from(half()) << 64) | u128::from(half())
+    }
 }
 
 /// Envoy's shared data: one map per `vm_id`, shared by every worker.
