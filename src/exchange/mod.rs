@@ -1318,3 +1318,6 @@ impl Clock for At {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;

@@ -345,6 +345,12 @@ impl<'e> SimStream<'e> {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Sets a stream property as Envoy would have it (`path` joined with
+    /// dots), e.g. a JWT claim jwt_authn put in the dynamic metadata.
+    pub fn set_property(&mut self, path: &[&str], value: &[u8]) {
+        self.state.properties.insert(path.join("."), value.to_vec());
+    }
+
     /// Makes the next gRPC dispatch fail (Envoy refuses the cluster).
     pub fn fail_dispatch(&mut self) {
         self.state.fail_dispatch = true;

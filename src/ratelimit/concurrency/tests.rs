@@ -272,7 +272,13 @@ fn a_bucket_is_bounded_and_fails_closed_when_full() {
     for i in 0..MAX_BUCKET_LEASES {
         let grant = format!("g{}", i % 4);
         assert!(matches!(
-            acquire(&store, std::slice::from_ref(&charge), caller(&grant), NOW, 1),
+            acquire(
+                &store,
+                std::slice::from_ref(&charge),
+                caller(&grant),
+                NOW,
+                1
+            ),
             Acquire::Granted(_)
         ));
     }
@@ -319,16 +325,34 @@ fn roles_count_their_callers_together() {
     };
     let charge = Charge::plain(&inflight);
     assert!(matches!(
-        acquire(&store, std::slice::from_ref(&charge), engineer("alice"), NOW, SLOTS),
+        acquire(
+            &store,
+            std::slice::from_ref(&charge),
+            engineer("alice"),
+            NOW,
+            SLOTS
+        ),
         Acquire::Granted(_)
     ));
     assert!(matches!(
-        acquire(&store, std::slice::from_ref(&charge), engineer("bob"), NOW, SLOTS),
+        acquire(
+            &store,
+            std::slice::from_ref(&charge),
+            engineer("bob"),
+            NOW,
+            SLOTS
+        ),
         Acquire::Exhausted { .. }
     ));
     // Without a role, a caller counts alone.
     assert!(matches!(
-        acquire(&store, std::slice::from_ref(&charge), caller("carol"), NOW, SLOTS),
+        acquire(
+            &store,
+            std::slice::from_ref(&charge),
+            caller("carol"),
+            NOW,
+            SLOTS
+        ),
         Acquire::Granted(_)
     ));
     assert!(matches!(
