@@ -51,6 +51,7 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
         _ => "the top-level policy".to_string(),
     };
     let seen_by = match (grant, role) {
+        (None, None) if roles.is_empty() => "callers without a grant entry of their own".to_string(),
         (None, None) => "callers without a grant entry of their own or a role".to_string(),
         (None, Some(role)) => format!(
             "role {role:?}: its entry {} over the top-level policy",
@@ -64,6 +65,9 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
             "grant {grant:?}, which has no entry, of role {role:?}: its entry {} over the top-level policy",
             pointer("roles", role)
         ),
+        (Some(grant), None) if roles.is_empty() => {
+            format!("grant {grant:?}, which has no entry: the top-level policy")
+        }
         (Some(grant), None) => {
             format!("grant {grant:?}, which has no entry or role: the top-level policy")
         }
@@ -79,7 +83,7 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
             format!("{}  {}", names.join(", "), view.hide_pointer())
         }
     };
-    let settings = [
+    let mut settings = vec![
         ("identity", describe_identity(&policy.identity)),
         (
             "default",
@@ -115,33 +119,26 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
                 grants.join(", ")
             },
         ),
-        (
-            "roles",
-            if roles.is_empty() {
-                "(none)".to_string()
-            } else {
-                let of = |role: &str| {
-                    let mut members: Vec<&str> = policy
-                        .grant_names()
-                        .chain(policy.grant_roles_keys())
-                        .filter(|grant| policy.role_of(grant, None) == Some(role))
-                        .collect();
-                    members.sort_unstable();
-                    members.dedup();
-                    if members.is_empty() {
-                        role.to_string()
-                    } else {
-                        format!("{role} (grants {})", members.join(", "))
-                    }
-                };
-                roles
-                    .iter()
-                    .map(|role| of(role))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
     ];
+    // Policies without roles read as they did before roles existed.
+    if !roles.is_empty() {
+        let of = |role: &str| {
+            let mut members: Vec<&str> = policy
+                .grant_names()
+                .chain(policy.grant_roles_keys())
+                .filter(|grant| policy.role_of(grant, None) == Some(role))
+                .collect();
+            members.sort_unstable();
+            members.dedup();
+            if members.is_empty() {
+                role.to_string()
+            } else {
+                format!("{role} (grants {})", members.join(", "))
+            }
+        };
+        let described: Vec<String> = roles.iter().map(|role| of(role)).collect();
+        settings.push(("roles", described.join(", ")));
+    }
     for (setting, value) in settings {
         let _ = writeln!(out, "{setting:<18}{value}");
     }

@@ -143,8 +143,9 @@ pub struct EvalArgs {
 /// Generated from the types the filter reads policies with; the repository
 /// keeps it as policy.schema.json, which policy.json names in `$schema` for
 /// editors. The schema cannot express every check: duplicate names, a counter given
-/// two windows, regex syntax and a window written as 60.0 are only refused
-/// by the filter. Use `mcp-policy check` for the final word.
+/// two windows (or two kinds), a cost above max, roles named but not defined,
+/// regex syntax and a window written as 60.0 are only refused by the filter.
+/// Use `mcp-policy check` for the final word.
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 

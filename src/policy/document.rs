@@ -419,7 +419,7 @@ pub struct AllToolsDocument {
 
 /// One limit: a rate or budget (`window` and `max`, each call taking `cost`
 /// units or `cost_from` an argument), or a cap on calls in flight
-/// (`concurrent`). [`super::limits`] checks the combinations.
+/// (`concurrent`), counted per `scope` (and per value of `per`).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
