@@ -555,3 +555,6 @@ fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;
