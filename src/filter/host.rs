@@ -87,7 +87,11 @@ impl SharedStore for EnvoySharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
-            Ok((None, _)) => Ok(None),
+            // An empty value: Envoy hands back no bytes, only its version.
+            // Reading it as absent would make every later compare-and-swap
+            // on the key fail (it expects no version).
+            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
+            Ok((None, None)) => Ok(None),
             Ok((Some(_), None)) => Err(StoreError::Unavailable(format!("{key:?} has no version"))),
             Err(status) => Err(StoreError::Unavailable(format!(
                 "get_shared_data: {status:?}"
