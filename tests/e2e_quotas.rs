@@ -136,7 +136,12 @@ async fn a_cap_is_never_exceeded_by_callers_that_retry() {
             let url = url.clone();
             async move {
                 let mut refused = 0;
+                let deadline = Instant::now() + Duration::from_secs(30);
                 loop {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no slot in 30 s: slots are not coming back"
+                    );
                     match call(&url, "alice", "asyncExecuteCode", json!({}), PATIENT).await {
                         Got::Passed => return refused,
                         Got::Error(error) => {
