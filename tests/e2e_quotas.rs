@@ -397,7 +397,7 @@ const FLEET: &str = r#"{
 /// processes on one Redis, in front of one upstream.
 struct Fleet {
     _redis: support::fleet::Process,
-    _services: [RateLimitService; 2],
+    services: [RateLimitService; 2],
     replicas: [Envoy; 2],
     upstream: InflightUpstream,
 }
@@ -424,7 +424,7 @@ impl Fleet {
         let replicas = [replica().await, replica().await];
         Fleet {
             _redis: redis,
-            _services: services,
+            services,
             replicas,
             upstream,
         }
@@ -495,6 +495,12 @@ async fn a_global_cap_holds_across_replicas_and_every_ending_releases_its_slot()
         "{} in flight at once",
         fleet.upstream.most()
     );
+    // Every forwarded call's exchange released its slot, from the stream's
+    // end (on_log): one release descriptor each at the services; refused
+    // calls took nothing and released nothing.
+    let released = fleet.services[0].descriptors("release").await
+        + fleet.services[1].descriptors("release").await;
+    assert_eq!(released, 3 * ROUNDS as u64);
     // Another grant has a cap of its own.
     assert!(passed(
         &call(

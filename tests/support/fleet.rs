@@ -136,6 +136,24 @@ impl RateLimitService {
     }
 
     /// `mcp_ratelimit_checks_total`, all results.
+    /// `mcp_ratelimit_descriptors_total` of one kind (`window`, `acquire`,
+    /// `release`), all codes.
+    pub async fn descriptors(&self, kind: &str) -> u64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let label = format!("kind=\"{kind}\"");
+        text.lines()
+            .filter(|line| {
+                line.starts_with("mcp_ratelimit_descriptors_total{") && line.contains(&label)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     pub async fn checks(&self) -> u64 {
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
             .await
