@@ -44,6 +44,7 @@ mod native {
     const CALLER: CallerScope<'static> = CallerScope {
         grant: "bench",
         session: None,
+        role: None,
     };
 
     fn with_tool(body: &[u8], tool: &str) -> Vec<u8> {

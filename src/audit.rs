@@ -26,6 +26,10 @@ pub struct AuditRecord {
     /// JSON pointer of the rule that decided, if one did.
     pub rule: Option<String>,
     pub argument_keys: Vec<String>,
+    /// What the call takes from limits with a cost of their own (`cost`,
+    /// `cost_from`); left out when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub costs: Vec<CostRecord>,
     /// `false` in monitor mode: the decision was logged, not applied.
     pub enforced: bool,
     /// The HTTP status the caller got (from the upstream, or from the gate),
@@ -74,6 +78,7 @@ impl AuditRecord {
             decision: outcome,
             rule: None,
             argument_keys: Vec::new(),
+            costs: Vec::new(),
             enforced: true,
             status: None,
             duration_ms: None,
@@ -104,6 +109,13 @@ impl AuditRecord {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
         format!("{AUDIT_PREFIX}{json}")
     }
+}
+
+/// Units a call takes from one counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CostRecord {
+    pub counter: String,
+    pub cost: u64,
 }
 
 /// Longest grant or session value written as it is; longer ones (a header

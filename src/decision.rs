@@ -10,18 +10,19 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, Approval, CounterStore, Hints, Limit, Rule, View};
-use crate::ratelimit::{self, Acquire, CallerScope, Reservation};
+use crate::policy::{Action, Approval, Cost, CounterStore, Hints, Limit, Rule, View};
+use crate::ratelimit::{self, Acquire, CallerScope, Charge, Reservation};
 use crate::target::Kind;
 
 /// What the gate does with a tool call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<'p> {
     /// Forward it; `reservations` is the local quota it took. `global`: limits
-    /// the rate-limit service must still allow (empty: none).
+    /// the rate-limit service must still allow, with what the call takes
+    /// from each (empty: none).
     Allow {
         reservations: Vec<Reservation>,
-        global: Vec<&'p Limit>,
+        global: Vec<Charge<'p>>,
     },
     /// Refused by a rule; `rule` is the JSON pointer of the rule that decided.
     Deny { rule: &'p str, reason: Cow<'p, str> },
@@ -34,21 +35,27 @@ pub enum Decision<'p> {
         rule: &'p str,
         unlisted: Option<&'p str>,
     },
-    /// Refused because a limit is full.
+    /// Refused because a limit is full: a window (retry after that many
+    /// seconds), or a cap on calls in flight (`retry_after_seconds` 0: a
+    /// slot frees when a call ends). `cost`: what the call would have taken.
     RateLimited {
         limit: &'p Limit,
         retry_after_seconds: u64,
+        cost: u64,
     },
+    /// A limit's `cost_from` argument is missing, not a non-negative integer,
+    /// or more than the limit's `max`: the call cannot be counted (`-32602`).
+    InvalidArgument { rule: &'p str, reason: String },
     /// The gate could not decide (the counter store failed); fails closed.
     Failed { detail: String },
     /// Allowed by every rule once a person approves this exact call: the
     /// gate asks the approval service first. `rule`: the pointer of what
-    /// asked; `limits`: what the call counts against once approved (nothing
-    /// is taken before).
+    /// asked; `charges`: what the call takes once approved (nothing is
+    /// taken before).
     NeedsApproval {
         rule: &'p str,
         approval: &'p Approval,
-        limits: Vec<&'p Limit>,
+        charges: Vec<Charge<'p>>,
     },
 }
 
@@ -100,6 +107,7 @@ impl Decision<'_> {
             Decision::Deny { .. } => Outcome::Denied,
             Decision::Hidden { .. } => Outcome::Hidden,
             Decision::RateLimited { .. } => Outcome::RateLimited,
+            Decision::InvalidArgument { .. } => Outcome::Invalid,
             Decision::Failed { .. } => Outcome::Failed,
             Decision::NeedsApproval { .. } => Outcome::ApprovalPending,
         }
@@ -110,6 +118,7 @@ impl Decision<'_> {
         match self {
             Decision::Deny { rule, .. }
             | Decision::Hidden { rule, .. }
+            | Decision::InvalidArgument { rule, .. }
             | Decision::NeedsApproval { rule, .. } => Some(rule),
             Decision::RateLimited { limit, .. } => Some(&limit.pointer),
             Decision::Allow { .. } | Decision::Failed { .. } => None,
@@ -203,6 +212,9 @@ pub struct Decided<'p> {
     pub invoked: Option<String>,
     /// The decision was the inner tool's (answers name it).
     pub by_invoked: bool,
+    /// What the call takes from limits with a cost of their own (`cost`,
+    /// `cost_from`): counter and units, for the audit line.
+    pub costs: Vec<(String, u64)>,
 }
 
 /// Decides one use of a tool, prompt or resource, in the documented order:
@@ -223,6 +235,7 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         decision,
         invoked: None,
         by_invoked: false,
+        costs: Vec::new(),
     };
     // Arguments are read only when a rule needs them (most calls: never).
     let read = || arguments.raw_arguments();
@@ -236,7 +249,12 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         Ok(rule) => rule,
         Err(decision) => return decided(decision),
     };
-    let mut limits: Vec<&'p Limit> = rule.map_or(Vec::new(), |rule| rule.limits.iter().collect());
+    // Each limit with whether it reads the inner call's arguments (a
+    // meta-tool's inner tool) or the call's own.
+    let mut limits: Vec<(&'p Limit, bool)> = rule.map_or(Vec::new(), |rule| {
+        rule.limits.iter().map(|limit| (limit, false)).collect()
+    });
+    let mut inner_arguments_value: Option<Value> = None;
     let mut outcome = decided(Decision::Allow {
         reservations: Vec::new(),
         global: Vec::new(),
@@ -288,12 +306,14 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             &mut inner_parsed,
         ) {
             Ok(inner) => {
-                limits.extend(inner.map_or(&[][..], |rule| &rule.limits[..]));
+                let inner_limits = inner.map_or(&[][..], |rule| &rule.limits[..]);
+                limits.extend(inner_limits.iter().map(|limit| (limit, true)));
                 inner_approval = inner.and_then(|rule| {
                     let arguments = inner_parsed.as_ref().and_then(Option::as_ref);
                     let asked = rule.approval_needed(arguments)?;
                     Some((asked, rule.approval.as_ref()?))
                 });
+                inner_arguments_value = inner_arguments;
             }
             Err(decision) => {
                 outcome.decision = decision;
@@ -328,40 +348,92 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
                 };
                 return outcome;
             }
-            limits.extend(rule.limits.iter());
+            limits.extend(rule.limits.iter().map(|limit| (limit, false)));
         }
     }
     if request.kind == Kind::Tool {
-        limits.extend(policy.all_tools_limits());
+        limits.extend(policy.all_tools_limits().iter().map(|limit| (limit, false)));
     }
     // Approval: the call's own rule first, then the rule of the tool a
-    // meta-tool runs. The approval covers the call as sent.
-    if request.counting != Counting::TargetOnly {
-        let own = rule.and_then(|rule| {
+    // meta-tool runs. The approval covers the call as sent; what the call
+    // will take is worked out now (a call that cannot be counted is refused
+    // before anyone is asked) and taken only once it is approved.
+    let asked = if request.counting == Counting::TargetOnly {
+        None
+    } else {
+        rule.and_then(|rule| {
             let arguments = parsed.as_ref().and_then(Option::as_ref);
             let asked = rule.approval_needed(arguments)?;
             Some((asked, rule.approval.as_ref()?))
-        });
-        if let Some((asked, approval)) = own.or(inner_approval) {
+        })
+        .or(inner_approval)
+    };
+    if request.counting != Counting::Take || limits.is_empty() {
+        if let Some((rule, approval)) = asked {
             outcome.decision = Decision::NeedsApproval {
-                rule: asked,
+                rule,
                 approval,
-                limits: if request.counting == Counting::Take {
-                    limits
-                } else {
-                    Vec::new()
-                },
+                charges: Vec::new(),
             };
-            return outcome;
+        }
+        return outcome;
+    }
+    // What the call takes from each limit, and under which `per` value.
+    let needs_arguments = limits.iter().any(|(limit, inner)| {
+        !*inner && (limit.per.is_some() || matches!(limit.cost, Cost::Argument(_)))
+    });
+    if needs_arguments && parsed.is_none() {
+        match read() {
+            Ok(raw) => parsed = Some(parse(raw)),
+            Err(err) => {
+                outcome.decision = Decision::Failed {
+                    detail: format!("arguments could not be read: {err}"),
+                };
+                return outcome;
+            }
         }
     }
-    if request.counting != Counting::Take || limits.is_empty() {
+    let own_arguments: Option<&Value> = if needs_arguments {
+        parsed.as_ref().and_then(Option::as_ref)
+    } else {
+        None
+    };
+    let mut charges: Vec<Charge<'p>> = Vec::with_capacity(limits.len());
+    for (limit, inner) in limits {
+        let arguments = if inner {
+            inner_arguments_value.as_ref()
+        } else {
+            own_arguments
+        };
+        match charge(limit, arguments) {
+            Ok(charge) => charges.push(charge),
+            Err(reason) => {
+                outcome.decision = Decision::InvalidArgument {
+                    rule: &limit.pointer,
+                    reason,
+                };
+                outcome.by_invoked = inner;
+                return outcome;
+            }
+        }
+    }
+    outcome.costs = charges
+        .iter()
+        .filter(|charge| charge.limit.has_cost())
+        .map(|charge| (charge.limit.counter.clone(), charge.cost))
+        .collect();
+    if let Some((rule, approval)) = asked {
+        outcome.decision = Decision::NeedsApproval {
+            rule,
+            approval,
+            charges,
+        };
         return outcome;
     }
     // Local limits first; the fleet-wide service is asked only if they pass.
-    let (global, local): (Vec<&Limit>, Vec<&Limit>) = limits
+    let (global, local): (Vec<Charge<'p>>, Vec<Charge<'p>>) = charges
         .into_iter()
-        .partition(|limit| limit.store == CounterStore::Global);
+        .partition(|charge| charge.limit.store == CounterStore::Global);
     outcome.decision =
         match ratelimit::acquire(store, &local, caller, now_seconds, policy.slots_per_counter) {
             Acquire::Granted(reservations) => Decision::Allow {
@@ -374,10 +446,54 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             } => Decision::RateLimited {
                 limit,
                 retry_after_seconds,
+                cost: local
+                    .iter()
+                    .find(|charge| std::ptr::eq(charge.limit, limit))
+                    .map_or(1, |charge| charge.cost),
             },
             Acquire::Failed(detail) => Decision::Failed { detail },
         };
     outcome
+}
+
+/// What one call takes from a limit: its cost (a fixed number, or an
+/// argument's value) and its `per` value. `Err`: why the call cannot be
+/// counted.
+fn charge<'p>(limit: &'p Limit, arguments: Option<&Value>) -> Result<Charge<'p>, String> {
+    let cost = match &limit.cost {
+        Cost::Units(units) => *units,
+        Cost::Argument(path) => {
+            let max = limit.max();
+            match path.lookup(arguments) {
+                None => {
+                    return Err(format!(
+                        "{} is required: it is the cost counted against {:?}",
+                        path.written, limit.counter
+                    ))
+                }
+                Some(value) => match value.as_u64() {
+                    Some(units) if units <= max => units,
+                    Some(units) => {
+                        return Err(format!(
+                            "{} is {units}, more than the {max} counter {:?} allows",
+                            path.written, limit.counter
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "{} must be a non-negative integer (it is the cost counted against {:?}), got {value}",
+                            path.written, limit.counter
+                        ))
+                    }
+                },
+            }
+        }
+    };
+    let per = limit
+        .per
+        .as_ref()
+        .map(|path| ratelimit::per_key(&path.written, path.lookup(arguments)));
+    Ok(Charge { limit, cost, per })
 }
 
 /// Whether the target itself may be used (hidden, case variant, `deny`,
@@ -492,3 +608,6 @@ fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;

@@ -11,8 +11,8 @@ use crate::decision::{self, ArgumentSource, Counting, Decision, Outcome};
 use crate::host::{Clock, SharedStore};
 use crate::mcp::methods::{self, Handling};
 use crate::mcp::{self, Invalid, Message, Params};
-use crate::policy::{FailureMode, IdentityError, Mode, Policy, View};
-use crate::ratelimit::{self, CallerScope, Reservation};
+use crate::policy::{FailureMode, IdentityError, Mode, Policy, RateLimitService, View};
+use crate::ratelimit::{self, CallerScope, Charge, Reservation};
 use crate::response::{self, Answering, Reply};
 use crate::target::{Kind, Target};
 use crate::uri;
@@ -144,7 +144,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     let current = revision == Revision::Current;
     let context = Context {
         policy,
-        view: policy.view(caller.grant),
+        view: policy.view_as(caller.grant, caller.role),
         caller,
         now,
         current,
@@ -481,17 +481,25 @@ impl Context<'_, '_> {
         audit.rule = decision.rule().map(str::to_string);
         audit.argument_keys = argument_keys;
         audit.invokes = decided.invoked.clone();
+        audit.costs = decided
+            .costs
+            .iter()
+            .map(|(counter, cost)| crate::audit::CostRecord {
+                counter: counter.clone(),
+                cost: *cost,
+            })
+            .collect();
         if let Decision::NeedsApproval {
             rule,
             approval,
-            limits,
+            charges,
         } = decision
         {
             let raw = arguments.raw_arguments().ok().flatten();
             let asked = Asked {
                 rule,
                 approval,
-                limits,
+                charges,
             };
             return self.ask_for_approval(store, id, target, raw, body, asked, audit);
         }
@@ -531,9 +539,8 @@ impl Context<'_, '_> {
             _ => (Vec::new(), Vec::new()),
         };
         let global_check = match (&self.policy.rate_limit_service, global.is_empty()) {
-            (Some(service), false) => Some(GlobalCheck {
-                request: ratelimit::service::request(service, &global, self.caller),
-                limits: global.into_iter().cloned().collect(),
+            (Some(_), false) => Some(GlobalCheck {
+                descriptors: ratelimit::service::descriptors(&global, self.caller),
                 id: id.clone(),
                 target: shown.into_owned(),
                 answering: self.answering(),
@@ -629,7 +636,7 @@ impl Context<'_, '_> {
             digest,
             rule: asked.rule.to_string(),
             reason: asked.approval.reason.clone(),
-            limits: asked.limits.into_iter().cloned().collect(),
+            charges: asked.charges.iter().map(Charge::held).collect(),
             id: id.clone(),
             target: target.clone().into_owned(),
             answering: self.answering(),
@@ -681,11 +688,11 @@ impl Context<'_, '_> {
     }
 }
 
-/// What asked for approval, and the limits the call counts against once approved.
+/// What asked for approval, and what the call takes once approved.
 struct Asked<'p> {
     rule: &'p str,
     approval: &'p crate::policy::Approval,
-    limits: Vec<&'p crate::policy::Limit>,
+    charges: Vec<Charge<'p>>,
 }
 
 /// The decision once the approval service has answered (or failed):
@@ -840,20 +847,20 @@ fn take_limits<S: SharedStore + ?Sized>(
     check: &ApprovalCheck,
     audit: &mut AuditRecord,
 ) -> Inspection {
-    let limits: Vec<&crate::policy::Limit> = check.limits.iter().collect();
-    if limits.is_empty() {
+    if check.charges.is_empty() {
         return Inspection::pass();
     }
-    let (global, local): (Vec<&crate::policy::Limit>, Vec<&crate::policy::Limit>) = limits
-        .into_iter()
-        .partition(|limit| limit.store == crate::policy::CounterStore::Global);
+    let (global, local): (Vec<Charge<'_>>, Vec<Charge<'_>>) = check
+        .charges
+        .iter()
+        .map(ratelimit::HeldCharge::charge)
+        .partition(|charge| charge.limit.store == crate::policy::CounterStore::Global);
     let slots = policy.view(caller.grant).slots_per_counter;
     let decision = match ratelimit::acquire(store, &local, caller, now.as_secs(), slots) {
         ratelimit::Acquire::Granted(reservations) => {
             let global_check = match (&policy.rate_limit_service, global.is_empty()) {
-                (Some(service), false) => Some(GlobalCheck {
-                    request: ratelimit::service::request(service, &global, caller),
-                    limits: global.into_iter().cloned().collect(),
+                (Some(_), false) => Some(GlobalCheck {
+                    descriptors: ratelimit::service::descriptors(&global, caller),
                     id: check.id.clone(),
                     target: check.target.clone(),
                     answering: check.answering,
@@ -872,6 +879,10 @@ fn take_limits<S: SharedStore + ?Sized>(
         } => Decision::RateLimited {
             limit,
             retry_after_seconds,
+            cost: local
+                .iter()
+                .find(|charge| std::ptr::eq(charge.limit, limit))
+                .map_or(1, |charge| charge.cost),
         },
         ratelimit::Acquire::Failed(detail) => Decision::Failed { detail },
     };
@@ -912,12 +923,25 @@ fn request_id(id: Option<Value>, method: &str) -> Result<Value, Invalid> {
 /// may be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalCheck {
-    /// The encoded `ShouldRateLimit` request.
-    pub request: Vec<u8>,
-    pub limits: Vec<crate::policy::Limit>,
+    /// What the call asks of each global limit.
+    pub descriptors: Vec<ratelimit::service::Descriptor>,
     id: serde_json::Value,
     target: Target<'static>,
     answering: Answering,
+}
+
+impl GlobalCheck {
+    /// The encoded `ShouldRateLimit` request; concurrency slots are leased
+    /// as `lease` (unique to the exchange across the fleet).
+    pub fn request(&self, service: &RateLimitService, lease: &str) -> Vec<u8> {
+        ratelimit::service::request(service, &self.descriptors, lease)
+    }
+
+    /// The encoded request giving back the slots `lease` took, if the call
+    /// asked for any.
+    pub fn release(&self, service: &RateLimitService, lease: &str) -> Option<Vec<u8>> {
+        ratelimit::service::release_request(service, &self.descriptors, lease)
+    }
 }
 
 /// The decision once the rate-limit service has answered (`Ok`: the
@@ -931,9 +955,8 @@ pub fn complete_global_check(
     now_seconds: u64,
     audit: &mut AuditRecord,
 ) -> Option<Reply> {
-    let limits: Vec<&crate::policy::Limit> = check.limits.iter().collect();
     let verdict = match answer {
-        Ok(bytes) => ratelimit::service::verdict(bytes, &limits, now_seconds),
+        Ok(bytes) => ratelimit::service::verdict(bytes, &check.descriptors, now_seconds),
         Err(err) => ratelimit::service::Verdict::Failed(err),
     };
     let failure_mode = policy
@@ -946,13 +969,14 @@ pub fn complete_global_check(
             index,
             retry_after_seconds,
         } => {
-            let limit = limits.get(index).copied()?;
+            let descriptor = check.descriptors.get(index)?;
             let decision = Decision::RateLimited {
-                limit,
+                limit: &descriptor.limit,
                 retry_after_seconds,
+                cost: descriptor.cost,
             };
             audit.decision = Outcome::RateLimited;
-            audit.rule = Some(limit.pointer.clone());
+            audit.rule = Some(descriptor.limit.pointer.clone());
             response::for_decision(&check.id, &check.target, &decision, check.answering)
         }
         ratelimit::service::Verdict::Failed(detail) => {

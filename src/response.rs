@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::decision::Decision;
 use crate::mcp::Invalid;
-use crate::policy::{DenyAs, IdentityError};
+use crate::policy::{DenyAs, IdentityError, LimitKind};
 use crate::target::{Kind, Target};
 
 /// JSON-RPC error codes the gate answers with.
@@ -162,14 +162,51 @@ pub fn for_decision(
         Decision::RateLimited {
             limit,
             retry_after_seconds,
+            cost,
         } => {
-            let message = format!(
-                "Rate limit exceeded for {} '{name}': counter '{}' allows {} per {}s; retry after {retry_after_seconds}s",
-                target.kind.as_str(),
-                limit.counter,
-                limit.max,
-                limit.window_seconds
-            );
+            let (message, mut data) = match limit.kind {
+                LimitKind::Window { seconds, max } => {
+                    let took = if limit.has_cost() {
+                        format!(" (this call costs {cost})")
+                    } else {
+                        String::new()
+                    };
+                    (
+                        format!(
+                            "Rate limit exceeded for {} '{name}': counter '{}' allows {max} per {seconds}s{took}; retry after {retry_after_seconds}s",
+                            target.kind.as_str(),
+                            limit.counter,
+                        ),
+                        json!({
+                            key: name,
+                            "rule": limit.pointer,
+                            "counter": limit.counter,
+                            "max": max,
+                            "window_seconds": seconds,
+                            "retry_after_seconds": retry_after_seconds,
+                        }),
+                    )
+                }
+                // No retry guess: a slot frees when one of the calls ends.
+                LimitKind::Concurrent { cap, .. } => (
+                    format!(
+                        "Concurrency limit reached for {} '{name}': counter '{}' allows {cap} calls in flight; retry when one has finished",
+                        target.kind.as_str(),
+                        limit.counter,
+                    ),
+                    json!({
+                        key: name,
+                        "rule": limit.pointer,
+                        "counter": limit.counter,
+                        "concurrent": cap,
+                    }),
+                ),
+            };
+            if limit.has_cost() {
+                if let Some(object) = data.as_object_mut() {
+                    object.insert("cost".to_string(), json!(cost));
+                }
+            }
             Some(if as_tool_result {
                 tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
             } else {
@@ -178,17 +215,21 @@ pub fn for_decision(
                     id,
                     code::RATE_LIMITED,
                     &message,
-                    Some(json!({
-                        key: name,
-                        "rule": limit.pointer,
-                        "counter": limit.counter,
-                        "max": limit.max,
-                        "window_seconds": limit.window_seconds,
-                        "retry_after_seconds": retry_after_seconds,
-                    })),
+                    Some(data),
                 )
             })
         }
+        // Always a JSON-RPC error: the call is malformed for this policy.
+        Decision::InvalidArgument { rule, reason } => Some(error_reply(
+            status::DECIDED,
+            id,
+            code::INVALID_PARAMS,
+            &format!(
+                "Invalid params for {} '{name}': {reason}",
+                target.kind.as_str()
+            ),
+            Some(json!({ key: name, "rule": rule, "reason": reason })),
+        )),
         Decision::Failed { .. } => Some(error_reply(
             status::DECIDED,
             id,

@@ -175,7 +175,7 @@ fn check_reports_every_error_of_a_rule_with_its_line_and_column() {
             r#"policy.json:8:62: tools.exec.require.timeout: argument paths start with "args." (got "timeout")"#,
             r#"policy.json:10:49: tools.exec.limits[0].window: unknown window "fortnight" (use "second", "minute", "hour", "day" or a positive number of seconds)"#,
             "policy.json:11:59: tools.exec.limits[1].max: must be a positive integer, got 0",
-            "policy.json:12:76: tools.exec.limits[2].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`",
+            "policy.json:12:76: tools.exec.limits[2].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`, `role`",
             "policy.json:17:29: grants.ci.default: unknown variant `maybe`, expected `allow` or `deny`",
             r#"policy.json:18:75: grants.intern.tools.exec.limits[0].window: counter "all" has window 86400s here but 60s at all_tools.limits[0]; a counter has one window"#,
         ]
@@ -712,4 +712,106 @@ fn explain_names_the_key_that_decides_each_example() {
          resource file:///srv/public/..%2f.env: refused (-32602): it has an encoded / or \\ in the path\n"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn explain_shows_concurrency_caps_costs_per_argument_counters_and_roles() {
+    let run = mcp_policy(&["explain", "examples/policies/quotas.json", "--grant", "bob"]);
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"examples/policies/quotas.json as seen by grant "bob": its entry /grants/bob over role "engineer" (/roles/engineer) over the top-level policy"#
+    );
+    let shown = |text: &str| {
+        assert!(
+            lines.iter().any(|line| line.trim_end() == text),
+            "no line {text:?} in\n{}",
+            run.stdout
+        )
+    };
+    shown("roles             engineer (grants alice, bob)");
+    shown("  limit    exec_inflight: 1 in flight (lease 900 s), per grant                       /grants/bob/tools/asyncExecuteCode/limits/0");
+    shown("  limit    rows_exported: 10000 units per day, each call costs args.rows, per grant  /tools/exportRows/limits/0");
+    shown("  limit    spend_cents: 5000 units per day, 25 per call, per grant                   /tools/generateImage/limits/0");
+    shown("  limit    merges: 10 per hour, per grant and args.repo                              /roles/engineer/tools/mergePullRequest/limits/0");
+    shown("  limit    team_merges: 50 per hour, per role                                        /roles/engineer/tools/mergePullRequest/limits/1");
+
+    // A role on its own, as a JWT's role claim would name it.
+    let role = mcp_policy(&[
+        "explain",
+        "examples/policies/quotas.json",
+        "--role",
+        "engineer",
+    ]);
+    assert_eq!(role.status, 0);
+    assert!(role.stdout.starts_with(
+        r#"examples/policies/quotas.json as seen by role "engineer": its entry /roles/engineer over the top-level policy"#
+    ));
+    assert!(role
+        .stdout
+        .contains("exec_inflight: 3 in flight (lease 900 s), per grant"));
+    let unknown = mcp_policy(&[
+        "explain",
+        "examples/policies/quotas.json",
+        "--role",
+        "admin",
+    ]);
+    assert_eq!(
+        (unknown.status, unknown.stderr.as_str()),
+        (1, "mcp-policy: the policy has no role \"admin\"\n")
+    );
+}
+
+#[test]
+fn eval_shows_what_a_call_costs_and_refuses_an_uncountable_one() {
+    let dir = scratch(
+        "eval-costs",
+        &[
+            (
+                "export.json",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"exportRows","arguments":{"rows":4000}}}"#,
+            ),
+            (
+                "bad.json",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"exportRows","arguments":{"rows":"all"}}}"#,
+            ),
+        ],
+    );
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/quotas.json");
+    let policy = policy.to_str().unwrap();
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            policy,
+            "--request",
+            "export.json",
+            "--grant",
+            "carol",
+            "--calls",
+            "3",
+        ],
+        "",
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("decision  rate_limited"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(r#""costs":[{"counter":"rows_exported","cost":4000}]"#),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(r#""cost":4000"#), "{}", run.stdout);
+    let bad = mcp_policy_in(
+        &dir,
+        &["eval", policy, "--request", "bad.json", "--grant", "carol"],
+        "",
+    );
+    assert!(bad.stdout.contains("decision  invalid"), "{}", bad.stdout);
+    assert!(bad.stdout.contains(r#""code":-32602"#), "{}", bad.stdout);
 }

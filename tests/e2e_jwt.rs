@@ -442,3 +442,77 @@ async fn string_and_integer_claims_name_grants_other_claims_are_anonymous() {
         .log()
         .contains("JWT claim `uid` is not a string or an integer"));
 }
+
+/// A role claim of the same verified payload names the caller's role:
+/// rules come from the role, counts stay per grant unless a limit says
+/// `scope: role`; an unknown role is no role.
+#[tokio::test]
+async fn a_role_claim_names_the_callers_role() {
+    let issuer = Issuer::generate("e2e-key-1");
+    let policy = r#"{"version":"1","default":"deny",
+        "identity":{"jwt_claim":{"provider_metadata":"jwt_payload","claim":"sub","role_claim":"role"}},
+        "roles":{"engineer":{"tools":{
+            "asyncExecuteCode":{"limits":[{"counter":"exec","window":"hour","max":1,"scope":"grant"}]},
+            "checkCodeExecStatus":{"limits":[{"counter":"polls","window":"hour","max":2,"scope":"role"}]}}}}}"#;
+    let stack = JwtStack::start(policy, &issuer.jwks()).await;
+    // The error code a call gets, or 0 when it passes.
+    let call = |sub: &'static str, role: Option<&'static str>, tool: &'static str| {
+        let mut claims =
+            json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "exp": unix_now() + 600});
+        if let Some(role) = role {
+            claims["role"] = json!(role);
+        }
+        let auth = bearer(&issuer.sign(&claims));
+        let stack = &stack;
+        async move {
+            let client = stack
+                .client(&stack.envoy.mcp_url(), &[("authorization", &auth)])
+                .await;
+            match client
+                .call(tool, json!({"script": "x", "execution_uuid": "u"}))
+                .await
+            {
+                Ok(_) => (0, Value::Null),
+                Err(err) => (err.code, err.data.unwrap_or(Value::Null)),
+            }
+        }
+    };
+    // No role, or one the policy does not define: the top level denies.
+    assert_eq!(call("eve", None, "asyncExecuteCode").await.0, -31001);
+    assert_eq!(
+        call("eve", Some("admin"), "asyncExecuteCode").await.0,
+        -31001
+    );
+    // Engineers: once an hour each.
+    assert_eq!(
+        call("alice", Some("engineer"), "asyncExecuteCode").await.0,
+        0
+    );
+    assert_eq!(
+        call("alice", Some("engineer"), "asyncExecuteCode").await.0,
+        -31002
+    );
+    assert_eq!(call("bob", Some("engineer"), "asyncExecuteCode").await.0, 0);
+    // Polls: twice an hour for all engineers together.
+    assert_eq!(
+        call("alice", Some("engineer"), "checkCodeExecStatus")
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        call("bob", Some("engineer"), "checkCodeExecStatus").await.0,
+        0
+    );
+    let (code, data) = call("carol", Some("engineer"), "checkCodeExecStatus").await;
+    assert_eq!(
+        (code, &data["rule"]),
+        (
+            -31002,
+            &json!("/roles/engineer/tools/checkCodeExecStatus/limits/0")
+        ),
+        "{data}"
+    );
+    assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 2);
+    assert_eq!(stack.upstream.tool_call_count("checkCodeExecStatus"), 2);
+}

@@ -160,6 +160,10 @@ fn the_schema_accepts_valid_corner_cases() {
         // `eq: null` compares with null; operands of any JSON type where allowed.
         r#"{"version":"1","default":"deny","tools":{"x":{"require":{"args.a":{"eq":null},"args.b.0.c":{"in":[1,"a",null],"exists":true,"max_length":0}},"deny_if":{"args.s":{"regex":"[Rr][Mm] -rf","contains":"x"},"args.n":{"gte":-1.5,"lt":1e3}}}}}"#,
         r#"{"version":"1","default":"deny","grants":{"ci/bot":{"default":"allow","hide":[],"all_tools":{"limits":[]},"tools":{"t":{}}}}}"#,
+        // Concurrency caps, costs, per-argument counters, roles.
+        r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"i","concurrent":3,"scope":"grant"},{"counter":"j","concurrent":1024,"lease_seconds":86400,"scope":"global","per":"args.a.b","window":null,"max":null}]}}}"#,
+        r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"r","window":"day","max":100,"scope":"grant","cost_from":"args.rows","cost":null,"concurrent":null},{"counter":"s","window":60,"max":5,"scope":"session","cost":5,"per":"args.repo"}]}}}"#,
+        r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":"role"}},"roles":{"eng":{"default":"allow","tools":{"d":{"limits":[{"counter":"d","window":"hour","max":2,"scope":"role"}]}}}},"grant_roles":{"ci":"eng"},"grants":{"ci":{"hide":["x"]}}}"#,
     ];
     for document in documents {
         assert!(
@@ -191,6 +195,28 @@ fn the_schema_refuses_the_bad_documents_it_can_describe() {
     let documents: Vec<String> = vec![
         // Limits.
         limit(r#"window="fortnight""#),
+        limit("concurrent=3"),
+        limit("concurrent=0"),
+        limit(r#"lease_seconds=60"#),
+        limit("cost=0"),
+        limit(r#"cost_from="rows""#),
+        limit(r#"cost_from="args.""#),
+        limit(r#"per="args..repo""#),
+        limit(r#"per="""#),
+        limit("window=null"),
+        limit("max=null"),
+        top(r#""tools":{"t":{"limits":[{"counter":"c","concurrent":1025,"scope":"grant"}]}}"#),
+        top(
+            r#""tools":{"t":{"limits":[{"counter":"c","concurrent":2,"lease_seconds":86401,"scope":"grant"}]}}"#,
+        ),
+        top(
+            r#""tools":{"t":{"limits":[{"counter":"c","concurrent":2,"cost":1,"scope":"grant"}]}}"#,
+        ),
+        top(r#""tools":{"t":{"limits":[{"counter":"c","concurrent":2,"max":2,"scope":"grant"}]}}"#),
+        top(r#""tools":{"t":{"limits":[{"counter":"c","scope":"grant"}]}}"#),
+        top(
+            r#""tools":{"t":{"limits":[{"counter":"c","window":"day","max":9,"cost":1,"cost_from":"args.n","scope":"grant"}]}}"#,
+        ),
         limit("window=0"),
         limit("window=-5"),
         limit("window=1.5"),
@@ -242,6 +268,12 @@ fn the_schema_refuses_the_bad_documents_it_can_describe() {
         top(r#""grants":{"ci":{"mode":"monitor"}}"#),
         top(r#""grants":{"ci":{"tools":{"t":{"reason":"a","on_deny":"b"}}}}"#),
         top(r#""grants":{"":{}}"#),
+        // Roles.
+        top(r#""roles":{"r":{"mode":"monitor"}}"#),
+        top(r#""roles":[]"#),
+        top(r#""roles":{"r":{}},"grant_roles":{"ci":""}"#),
+        top(r#""roles":{"r":{}},"grant_roles":["r"]"#),
+        top(r#""identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":""}}"#),
         // Argument paths.
         require(r#""script": {"eq": 1}"#),
         require(r#""args": {"exists": true}"#),
@@ -308,6 +340,12 @@ fn what_the_schema_cannot_express() {
         rule(r#"{"deny_if":{"args.s":{"regex":"("}}}"#),
         rule(r#"{"deny_if":{"args.s":{"regex":"(?<=a)b"}}}"#),
         rule(r#"{"deny_if":{"args.s":{"regex":"(?:a{1000}){1000}"}}}"#),
+        // Checks across fields and parts of the document.
+        r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":"day","max":5,"cost":6,"scope":"grant"}]}}}"#.to_string(),
+        r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":"day","max":5,"scope":"role"}]}}}"#.to_string(),
+        r#"{"version":"1","default":"deny","roles":{"r":{}},"grant_roles":{"ci":"other"}}"#.to_string(),
+        r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":"role"}}}"#.to_string(),
+        r#"{"version":"1","default":"deny","all_tools":{"limits":[{"counter":"c","concurrent":2,"scope":"grant"}]},"tools":{"t":{"limits":[{"counter":"c","window":"day","max":5,"scope":"grant"}]}}}"#.to_string(),
         // A whole number written with a fraction: JSON Schema calls 60.0 an integer.
         r#"{"version":"1","default":"deny","all_tools":{"limits":[{"counter":"c","window":60.0,"max":1,"scope":"grant"}]}}"#.to_string(),
         // Integers past u64.

@@ -363,7 +363,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
         } else {
             None
         };
-        let caller = CallerScope { grant, session };
+        let caller = CallerScope {
+            grant,
+            session,
+            role: None,
+        };
         // Twice: the second call meets the counters the first one left.
         for _ in 0..2 {
             let mut inspection = gate::inspect_body(&policy, &store, &clock, caller, &request);

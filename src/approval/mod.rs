@@ -18,7 +18,7 @@ pub mod canonical;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::policy::{Approval, Limit};
+use crate::policy::Approval;
 use crate::response::Answering;
 use crate::target::{Kind, Target};
 
@@ -55,8 +55,8 @@ pub struct ApprovalCheck {
     pub rule: String,
     /// The rule's approval reason, told to the agent too.
     pub reason: Option<String>,
-    /// The limits the call counts against once approved (local and global).
-    pub limits: Vec<Limit>,
+    /// What the call takes once approved (local and global limits).
+    pub charges: Vec<crate::ratelimit::HeldCharge>,
     /// The request's id.
     pub id: Value,
     /// What the call uses.

@@ -58,7 +58,7 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
         }
     }
     for reservation in &inspection.reservations {
-        lines.push(("counted", reservation.key.clone()));
+        lines.push(("counted", reservation.key().to_string()));
     }
     if let Some(check) = &inspection.approval {
         // The approval service is not asked here: say what would be.

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use crate::decision::{ARGUMENT_DENY_REASON, DEFAULT_DENY_REASON, RULE_DENY_REASON};
 use crate::policy::{
-    escape_pointer_token, Action, ApprovalService, DenyAs, FailureMode, Identity, Limit, ListMode,
-    Mode, Policy, Rule, Scope, ToolRule, View,
+    escape_pointer_token, Action, ApprovalService, Cost, DenyAs, FailureMode, Identity, Limit,
+    LimitKind, ListMode, Mode, Policy, Rule, Scope, ToolRule, View,
 };
 use crate::target::Kind;
 
@@ -18,19 +18,59 @@ const UNNAMED: &str = "";
 /// The explanation of `policy` for `grant` (`None`: callers without a grant
 /// entry of their own). `name` names the policy in the heading.
 pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
+    explain_as(policy, name, grant, None)
+}
+
+/// The explanation for `grant` whose role claim names `role` (both `None`:
+/// callers without a grant entry or a role; `role` alone: any caller of that
+/// role without a grant entry of its own).
+pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option<&str>) -> String {
     let mut grants: Vec<&str> = policy.grant_names().collect();
     grants.sort_unstable();
-    let view = grant.map_or(policy.base(), |grant| policy.view(grant));
+    let mut roles: Vec<&str> = policy.role_names().collect();
+    roles.sort_unstable();
+    let (view, role) = match grant {
+        Some(grant) => (policy.view_as(grant, role), policy.role_of(grant, role)),
+        None => match role.and_then(|role| Some((policy.role(role)?, role))) {
+            Some((view, role)) => (view, Some(role)),
+            None => (policy.base(), None),
+        },
+    };
     // Writing to a String cannot fail: the `fmt::Result`s below are dropped.
     let mut out = String::new();
 
-    let seen_by = match grant {
-        None => "callers without a grant entry of their own".to_string(),
-        Some(grant) if grants.contains(&grant) => format!(
-            "grant {grant:?}: its entry /grants/{} over the top-level policy",
-            escape_pointer_token(grant)
+    let pointer =
+        |section: &str, label: &str| format!("/{section}/{}", escape_pointer_token(label));
+    let over = match role {
+        Some(role) if grant.is_some_and(|grant| policy.role_of(grant, None) == Some(role)) => {
+            format!(
+                "role {role:?} ({}) over the top-level policy",
+                pointer("roles", role)
+            )
+        }
+        _ => "the top-level policy".to_string(),
+    };
+    let seen_by = match (grant, role) {
+        (None, None) if roles.is_empty() => "callers without a grant entry of their own".to_string(),
+        (None, None) => "callers without a grant entry of their own or a role".to_string(),
+        (None, Some(role)) => format!(
+            "role {role:?}: its entry {} over the top-level policy",
+            pointer("roles", role)
         ),
-        Some(grant) => format!("grant {grant:?}, which has no entry: the top-level policy"),
+        (Some(grant), _) if grants.contains(&grant) => format!(
+            "grant {grant:?}: its entry {} over {over}",
+            pointer("grants", grant)
+        ),
+        (Some(grant), Some(role)) => format!(
+            "grant {grant:?}, which has no entry, of role {role:?}: its entry {} over the top-level policy",
+            pointer("roles", role)
+        ),
+        (Some(grant), None) if roles.is_empty() => {
+            format!("grant {grant:?}, which has no entry: the top-level policy")
+        }
+        (Some(grant), None) => {
+            format!("grant {grant:?}, which has no entry or role: the top-level policy")
+        }
     };
     let _ = writeln!(out, "{name} as seen by {seen_by}\n");
 
@@ -43,7 +83,7 @@ pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
             format!("{}  {}", names.join(", "), view.hide_pointer())
         }
     };
-    let settings = [
+    let mut settings = vec![
         ("identity", describe_identity(&policy.identity)),
         (
             "default",
@@ -80,6 +120,25 @@ pub fn explain(policy: &Policy, name: &str, grant: Option<&str>) -> String {
             },
         ),
     ];
+    // Policies without roles read as they did before roles existed.
+    if !roles.is_empty() {
+        let of = |role: &str| {
+            let mut members: Vec<&str> = policy
+                .grant_names()
+                .chain(policy.grant_roles_keys())
+                .filter(|grant| policy.role_of(grant, None) == Some(role))
+                .collect();
+            members.sort_unstable();
+            members.dedup();
+            if members.is_empty() {
+                role.to_string()
+            } else {
+                format!("{role} (grants {})", members.join(", "))
+            }
+        };
+        let described: Vec<String> = roles.iter().map(|role| of(role)).collect();
+        settings.push(("roles", described.join(", ")));
+    }
     for (setting, value) in settings {
         let _ = writeln!(out, "{setting:<18}{value}");
     }
@@ -367,21 +426,51 @@ fn denial_reason(rule: &ToolRule) -> String {
     rule.reason.clone().unwrap_or_else(|| default.to_string())
 }
 
-/// `asyncexecutecode_rate: 10 per minute, per grant`
-fn describe_limit(limit: &Limit) -> String {
-    let window = match limit.window_seconds {
-        1 => "second".to_string(),
-        60 => "minute".to_string(),
-        3_600 => "hour".to_string(),
-        86_400 => "day".to_string(),
-        seconds => format!("{seconds} s"),
-    };
+/// `asyncexecutecode_rate: 10 per minute, per grant`,
+/// `rows: 10000 units per day, cost args.rows, per grant and args.table`,
+/// `exec_inflight: 3 in flight (lease 300 s), per grant`.
+pub fn describe_limit(limit: &Limit) -> String {
     let scope = match limit.scope {
         Scope::Grant => "per grant",
         Scope::Session => "per session",
         Scope::Global => "global",
+        Scope::Role => "per role",
     };
-    format!("{}: {} per {window}, {scope}", limit.counter, limit.max)
+    let scope = match &limit.per {
+        Some(per) if limit.scope == Scope::Global => format!("per {}", per.written),
+        Some(per) => format!("{scope} and {}", per.written),
+        None => scope.to_string(),
+    };
+    let global = if limit.store == crate::policy::CounterStore::Global {
+        ", fleet-wide"
+    } else {
+        ""
+    };
+    match limit.kind {
+        LimitKind::Window { seconds, max } => {
+            let window = match seconds {
+                1 => "second".to_string(),
+                60 => "minute".to_string(),
+                3_600 => "hour".to_string(),
+                86_400 => "day".to_string(),
+                seconds => format!("{seconds} s"),
+            };
+            let cost = match &limit.cost {
+                Cost::Units(1) => String::new(),
+                Cost::Units(units) => format!(", {units} per call"),
+                Cost::Argument(path) => format!(", each call costs {}", path.written),
+            };
+            let units = if limit.has_cost() { " units" } else { "" };
+            format!(
+                "{}: {max}{units} per {window}{cost}, {scope}{global}",
+                limit.counter
+            )
+        }
+        LimitKind::Concurrent { cap, lease_seconds } => format!(
+            "{}: {cap} in flight (lease {lease_seconds} s), {scope}{global}",
+            limit.counter
+        ),
+    }
 }
 
 fn describe_identity(identity: &Identity) -> String {
@@ -402,7 +491,14 @@ fn describe_identity(identity: &Identity) -> String {
         Identity::JwtClaim {
             provider_metadata,
             claim,
-        } => format!("JWT claim {claim:?} of jwt_authn metadata {provider_metadata:?}"),
+            role_claim,
+        } => {
+            let role = role_claim
+                .as_ref()
+                .map(|role| format!(", role from claim {role:?}"))
+                .unwrap_or_default();
+            format!("JWT claim {claim:?} of jwt_authn metadata {provider_metadata:?}{role}")
+        }
     }
 }
 

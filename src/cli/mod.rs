@@ -89,6 +89,10 @@ pub struct ExplainArgs {
     /// grant entry of their own].
     #[arg(long, value_name = "NAME")]
     pub grant: Option<String>,
+    /// Explain the policy as a caller of this role sees it (with --grant:
+    /// the role a JWT's role claim names for that grant).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
     /// Show which key decides this tool name (repeatable).
     #[arg(long = "tool", value_name = "NAME")]
     pub tools: Vec<String>,
@@ -124,6 +128,10 @@ pub struct EvalArgs {
     /// The caller's Mcp-Session-Id [default: none].
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
+    /// The role a JWT's role claim names [default: the grant's in
+    /// grant_roles, else none].
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
     /// Send the request this many times against the same counters, to see a
     /// limit answer; the last answer is described.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -135,8 +143,9 @@ pub struct EvalArgs {
 /// Generated from the types the filter reads policies with; the repository
 /// keeps it as policy.schema.json, which policy.json names in `$schema` for
 /// editors. The schema cannot express every check: duplicate names, a counter given
-/// two windows, regex syntax and a window written as 60.0 are only refused
-/// by the filter. Use `mcp-policy check` for the final word.
+/// two windows (or two kinds), a cost above max, roles named but not defined,
+/// regex syntax and a window written as 60.0 are only refused by the filter.
+/// Use `mcp-policy check` for the final word.
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 
@@ -183,7 +192,18 @@ fn run_explain(
     let Some(policy) = load(&args.policy, stderr)? else {
         return Ok(EXIT_FAILED);
     };
-    let mut text = explain::explain(&policy, &display(&args.policy), args.grant.as_deref());
+    if let Some(role) = &args.role {
+        if policy.role(role).is_none() {
+            writeln!(stderr, "mcp-policy: the policy has no role {role:?}")?;
+            return Ok(EXIT_FAILED);
+        }
+    }
+    let mut text = explain::explain_as(
+        &policy,
+        &display(&args.policy),
+        args.grant.as_deref(),
+        args.role.as_deref(),
+    );
     let examples: Vec<(crate::target::Kind, &str)> = args
         .tools
         .iter()
@@ -200,10 +220,11 @@ fn run_explain(
         )
         .collect();
     if !examples.is_empty() {
-        let view = args
-            .grant
-            .as_deref()
-            .map_or(policy.base(), |grant| policy.view(grant));
+        let view = match (args.grant.as_deref(), args.role.as_deref()) {
+            (Some(grant), role) => policy.view_as(grant, role),
+            (None, Some(role)) => policy.role(role).unwrap_or(policy.base()),
+            (None, None) => policy.base(),
+        };
         text.push_str(&explain::examples(view, &examples));
     }
     stdout.write_all(text.as_bytes())?;
@@ -235,6 +256,7 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     let caller = CallerScope {
         grant: &args.grant,
         session: args.session.as_deref(),
+        role: policy.role_of(&args.grant, args.role.as_deref()),
     };
     stdout.write_all(eval::eval(&policy, &body, caller, args.calls).as_bytes())?;
     Ok(EXIT_OK)

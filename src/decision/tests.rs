@@ -15,6 +15,7 @@ fn caller(grant: &str) -> CallerScope<'_> {
     CallerScope {
         grant,
         session: None,
+        role: None,
     }
 }
 
@@ -139,6 +140,7 @@ fn limits_of_the_tool_and_of_all_tools_both_apply() {
         Decision::RateLimited {
             limit,
             retry_after_seconds,
+            ..
         } => {
             assert_eq!(limit.pointer, "/tools/asyncExecuteCode/limits/0");
             assert_eq!(retry_after_seconds, 60);
@@ -159,7 +161,7 @@ fn limits_of_the_tool_and_of_all_tools_both_apply() {
     assert!(matches!(status("a"), Decision::Allow { .. }));
     assert!(matches!(status("a"), Decision::Allow { .. }));
     assert!(
-        matches!(status("a"), Decision::RateLimited { limit, retry_after_seconds: 3600 } if limit.pointer == "/all_tools/limits/0")
+        matches!(status("a"), Decision::RateLimited { limit, retry_after_seconds: 3600, .. } if limit.pointer == "/all_tools/limits/0")
     );
     // Another grant has its own counts.
     assert!(matches!(exec("b"), Decision::Allow { .. }));
@@ -313,12 +315,13 @@ fn deny_and_argument_rules_come_before_approval_and_approval_before_limits() {
             Decision::NeedsApproval {
                 rule,
                 approval,
-                limits,
+                charges,
             } => {
                 assert_eq!(rule, "/tools/run/approve_if/args.script/regex");
                 assert_eq!(approval.ttl_seconds, 900);
-                assert_eq!(limits.len(), 1);
-                assert_eq!(limits[0].pointer, "/tools/run/limits/0");
+                assert_eq!(charges.len(), 1);
+                assert_eq!(charges[0].limit.pointer, "/tools/run/limits/0");
+                assert_eq!(charges[0].cost, 1);
             }
             other => panic!("{other:?}"),
         }
@@ -349,5 +352,73 @@ fn deny_and_argument_rules_come_before_approval_and_approval_before_limits() {
             }
         ),
         "{decided:?}"
+    );
+}
+
+#[test]
+fn a_held_call_carries_its_costs_and_one_that_cannot_be_counted_is_refused_before_anyone_is_asked()
+{
+    let policy = policy(
+        r#"{
+        "version": "1", "default": "deny",
+        "approval_service": {"cluster": "mcp_approval"},
+        "tools": {
+            "export": {
+                "action": "approve",
+                "limits": [
+                    {"counter": "rows", "window": "day", "max": 100, "scope": "grant", "cost_from": "args.rows"},
+                    {"counter": "exports", "window": "day", "max": 5, "scope": "grant", "per": "args.table"}
+                ]
+            }
+        }
+    }"#,
+    );
+    let store = EnvoySharedData::default();
+    let decide_with = |arguments: serde_json::Value| {
+        let raw = serde_json::value::to_raw_value(&arguments).unwrap();
+        decide(
+            policy.base(),
+            "export",
+            Some(raw.as_ref()),
+            caller("a"),
+            &store,
+            NOW,
+        )
+    };
+    match decide_with(serde_json::json!({"rows": 40, "table": "users"})) {
+        Decision::NeedsApproval { charges, .. } => {
+            let taken: Vec<(&str, u64, Option<&str>)> = charges
+                .iter()
+                .map(|charge| {
+                    (
+                        charge.limit.counter.as_str(),
+                        charge.cost,
+                        charge.per.as_deref(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                taken,
+                [("rows", 40, None), ("exports", 1, Some("args.table=users"))]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was taken while the call waits for a person.
+    match decide_with(serde_json::json!({"rows": 100, "table": "users"})) {
+        Decision::NeedsApproval { charges, .. } => assert_eq!(charges[0].cost, 100),
+        other => panic!("{other:?}"),
+    }
+    // A cost that cannot be read refuses the call: no approver is asked.
+    let unreadable = decide_with(serde_json::json!({"rows": "many", "table": "users"}));
+    assert!(
+        matches!(
+            unreadable,
+            Decision::InvalidArgument {
+                rule: "/tools/export/limits/0",
+                ..
+            }
+        ),
+        "{unreadable:?}"
     );
 }

@@ -89,8 +89,13 @@ pub trait Host {
     /// A stream property (`["response", "code"]`, metadata, ...).
     fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
     /// Starts a gRPC call; the answer comes back as [`Event::ServiceAnswer`]
-    /// with the returned token.
+    /// with the returned token. A call outlives the stream that starts it
+    /// (proxy-wasm-cpp-host makes every gRPC call on the plugin's root
+    /// context), so one started at [`Event::StreamEnd`] is still sent; its
+    /// answer then goes nowhere.
     fn dispatch_grpc(&mut self, call: &ServiceCall) -> Result<u32, String>;
+    /// 128 random bits, different for every call (lease ids).
+    fn random(&mut self) -> u128;
     /// The first `size` bytes of a gRPC answer.
     fn service_answer(&mut self, size: usize) -> Vec<u8>;
     /// Whether a line at `level` would be written (Envoy's log level can
@@ -287,6 +292,16 @@ struct Pending {
     token: u32,
     check: GlobalCheck,
     audit: AuditRecord,
+    /// The lease id of the slots the request asks for.
+    lease: String,
+}
+
+/// Concurrency slots the rate-limit service leased to this exchange, to be
+/// given back when it ends.
+#[derive(Debug)]
+struct GlobalLeases {
+    check: GlobalCheck,
+    lease: String,
 }
 
 /// A held call waiting for the approval service.
@@ -320,6 +335,8 @@ pub struct Exchange {
     plugin: Rc<Plugin>,
     grant: String,
     session: Option<String>,
+    /// The caller's role (`grant_roles`, or the JWT's role claim).
+    role: Option<String>,
     /// When the request headers arrived.
     started: Duration,
     /// Whether the request body is being held until it is complete.
@@ -339,13 +356,16 @@ pub struct Exchange {
     replied: bool,
     /// The response started downstream: no local reply is possible now.
     response_started: bool,
-    /// Local quota taken for the call.
+    /// Local quota taken for the call: window units (kept once the call ran)
+    /// and concurrency slots (given back when the exchange ends).
     reservations: Vec<Reservation>,
     pending: Option<Pending>,
     pending_approval: Option<PendingApproval>,
     /// An `initialize` declaring URL-mode elicitation: remember it for the
     /// session the answer names.
     remember_url_elicitation: bool,
+    /// Slots leased by the rate-limit service, or asked for (`pending`).
+    global_leases: Option<GlobalLeases>,
     listing: Listing,
     /// A forwarded use whose answer may hand out a task or a `requestState`.
     observer: Option<Observer>,
@@ -376,6 +396,7 @@ impl Exchange {
             plugin,
             grant: ANONYMOUS_GRANT.to_string(),
             session: None,
+            role: None,
             started: Duration::ZERO,
             inspecting: false,
             request_buffered: 0,
@@ -391,6 +412,7 @@ impl Exchange {
             pending: None,
             pending_approval: None,
             remember_url_elicitation: false,
+            global_leases: None,
             listing: Listing::Off,
             observer: None,
             audit: None,
@@ -454,10 +476,18 @@ impl Exchange {
         &self.plugin.policy
     }
 
+    /// The policy as this caller sees it.
+    fn view(&self) -> &crate::policy::View {
+        self.plugin
+            .policy
+            .view_as(&self.grant, self.role.as_deref())
+    }
+
     fn caller(&self) -> CallerScope<'_> {
         CallerScope {
             grant: &self.grant,
             session: self.session.as_deref(),
+            role: self.role.as_deref(),
         }
     }
 
@@ -465,7 +495,7 @@ impl Exchange {
     /// everything the server lists).
     fn filters_listings(&self) -> bool {
         let policy = self.policy();
-        policy.mode == Mode::Enforce && policy.view(&self.grant).filters_listing()
+        policy.mode == Mode::Enforce && self.view().filters_listing()
     }
 
     /// A request callback after the request was decided: held while the
@@ -569,25 +599,35 @@ impl Exchange {
             Identity::JwtClaim {
                 provider_metadata,
                 claim,
+                role_claim,
             } => {
-                let path = [
-                    "metadata",
-                    "filter_metadata",
-                    JWT_AUTHN_METADATA,
-                    provider_metadata,
-                    claim,
-                ];
-                let value = host.property(&path).and_then(|bytes| {
-                    let text = Identity::claim_text(&bytes);
-                    if text.is_none() {
-                        effects.push(Effect::Log {
-                            level: Level::Warn,
-                            line: format!("mcp-policy: JWT claim `{claim}` is not a string or an integer: the caller is anonymous"),
-                        });
-                    }
-                    text
-                });
+                let mut read_claim = |claim: &str, otherwise: &str| {
+                    let path = [
+                        "metadata",
+                        "filter_metadata",
+                        JWT_AUTHN_METADATA,
+                        provider_metadata,
+                        claim,
+                    ];
+                    host.property(&path).and_then(|bytes| {
+                        let text = Identity::claim_text(&bytes);
+                        if text.is_none() {
+                            effects.push(Effect::Log {
+                                level: Level::Warn,
+                                line: format!("mcp-policy: JWT claim `{claim}` is not a string or an integer: {otherwise}"),
+                            });
+                        }
+                        text
+                    })
+                };
+                let value = read_claim(claim, "the caller is anonymous");
                 self.grant = Identity::grant_from_value(value.as_deref()).to_string();
+                if let Some(role_claim) = role_claim {
+                    let claimed = read_claim(role_claim, "the caller has no role");
+                    self.role = policy
+                        .role_of(&self.grant, claimed.as_deref())
+                        .map(str::to_string);
+                }
             }
             Identity::BearerTokens(tokens) => {
                 match Identity::grant_for_bearer(tokens, headers.get("authorization")) {
@@ -609,6 +649,9 @@ impl Exchange {
                     }
                 }
             }
+        }
+        if self.role.is_none() {
+            self.role = policy.role_of(&self.grant, None).map(str::to_string);
         }
         Ok(())
     }
@@ -706,11 +749,12 @@ impl Exchange {
             let answer = Err("no rate_limit_service".to_string());
             return self.finish_global_check(&check, audit, answer, host, effects);
         };
+        let lease = ratelimit::service::lease_id(host.random());
         let call = ServiceCall {
             cluster: service.cluster.clone(),
             service: ratelimit::service::SERVICE,
             method: ratelimit::service::METHOD,
-            message: check.request.clone(),
+            message: check.request(&service, &lease),
             timeout: Duration::from_millis(service.timeout_ms),
         };
         match host.dispatch_grpc(&call) {
@@ -719,6 +763,7 @@ impl Exchange {
                     token,
                     check,
                     audit,
+                    lease,
                 });
                 Action::Pause
             }
@@ -746,7 +791,22 @@ impl Exchange {
             Err(format!("gRPC status {status}"))
         };
         let answer = answer.as_deref().map_err(Clone::clone);
+        let refused = answer.as_ref().is_ok_and(|bytes| {
+            matches!(
+                ratelimit::service::verdict(bytes, &pending.check.descriptors, 0),
+                ratelimit::service::Verdict::OverLimit { .. }
+            )
+        });
         let action = self.finish_global_check(&pending.check, pending.audit, answer, host, effects);
+        // Slots the service may hold for this exchange: given back when it
+        // ends. An answer of over limit took nothing; any other may have
+        // (a timeout, a failure after Redis ran the script).
+        if !refused {
+            self.global_leases = Some(GlobalLeases {
+                check: pending.check,
+                lease: pending.lease,
+            });
+        }
         if action == Action::Continue {
             effects.push(Effect::ResumeRequest);
         }
@@ -1034,7 +1094,10 @@ impl Exchange {
             Listing::Stream(_) => host.response_body(size),
             _ => Vec::new(),
         };
-        let view = self.plugin.policy.view(&self.grant);
+        let view = self
+            .plugin
+            .policy
+            .view_as(&self.grant, self.role.as_deref());
         let (store, now) = (host.store(), host.now().as_secs());
         let owner = bindings::grant_owner(&self.grant);
         let shows = |kind: Kind, name: &str| match kind {
@@ -1087,7 +1150,10 @@ impl Exchange {
             return;
         };
         let body = host.response_body(size);
-        let view = self.plugin.policy.view(&self.grant);
+        let view = self
+            .plugin
+            .policy
+            .view_as(&self.grant, self.role.as_deref());
         let (store, now) = (host.store(), host.now().as_secs());
         let owner = bindings::grant_owner(&self.grant);
         let shows = |kind: Kind, name: &str| match kind {
@@ -1232,21 +1298,31 @@ impl Exchange {
         }
         if let Some(pending) = self.pending.take() {
             // The caller left while the rate-limit service decided: the call
-            // was never forwarded.
+            // was never forwarded. Slots it asked for are given back (if the
+            // release reaches the service before the acquisition, the lease
+            // ends by itself).
             self.audit = Some(pending.audit);
+            self.global_leases = Some(GlobalLeases {
+                check: pending.check,
+                lease: pending.lease,
+            });
         }
         if let Some(pending) = self.pending_approval.take() {
             // The caller left while the approval service decided.
             self.audit = Some(pending.audit);
         }
+        self.warn_if_leases_ran_out(host, effects);
         let mut code = None;
         if !self.reservations.is_empty() {
             if !self.forwarded {
                 self.release_quota("the call was not forwarded", host, effects);
             } else if let Some(why) = self.did_not_run(host, &mut code) {
                 self.release_quota(&why, host, effects);
+            } else {
+                self.end_slots(host, effects);
             }
         }
+        self.release_global_slots(host, effects);
         if let Some(mut audit) = self.audit.take().filter(|_| host.logs_at(Level::Info)) {
             let code = *code.get_or_insert_with(|| int_property(host, &["response", "code"]));
             audit.status = code.and_then(|code| u16::try_from(code).ok());
@@ -1280,6 +1356,100 @@ impl Exchange {
         let flags = int_property(host, &["response", "flags"]).unwrap_or(0);
         (flags & REACHED_FLAGS == 0 && flags & NOT_REACHED_FLAGS != 0)
             .then(|| format!("Envoy could not reach the server (response flags {flags:#x})"))
+    }
+
+    /// Gives back the concurrency slots of a call that ran (its window units stay).
+    fn end_slots(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let failed = ratelimit::end_calls(host.store(), &self.reservations);
+        self.reservations.clear();
+        if !failed.is_empty() {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!(
+                    "mcp-policy: could not give back concurrency slots {failed:?}; they end with their lease"
+                ),
+            });
+        }
+    }
+
+    /// Sends the rate-limit service the release of the slots it leased to
+    /// this exchange. Its answer is not awaited (the stream is gone); if the
+    /// release is lost, the lease ends by itself.
+    fn release_global_slots(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let Some(leases) = self.global_leases.take() else {
+            return;
+        };
+        let Some(service) = self.policy().rate_limit_service.clone() else {
+            return;
+        };
+        let Some(message) = leases.check.release(&service, &leases.lease) else {
+            return;
+        };
+        let call = ServiceCall {
+            cluster: service.cluster.clone(),
+            service: ratelimit::service::SERVICE,
+            method: ratelimit::service::METHOD,
+            message,
+            timeout: Duration::from_millis(service.timeout_ms),
+        };
+        if let Err(err) = host.dispatch_grpc(&call) {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!(
+                    "mcp-policy: could not release concurrency slots through cluster {:?} ({err}); they end with their lease",
+                    service.cluster
+                ),
+            });
+        }
+    }
+
+    /// A call that outlived the lease of a slot it held was not counted
+    /// after the lease ended: said in the log, so `lease_seconds` can be raised.
+    fn warn_if_leases_ran_out(&self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        // The clock is read only for calls that hold slots (one crossing
+        // into Envoy less for every other call).
+        let holds_slots = self
+            .reservations
+            .iter()
+            .any(|reservation| matches!(reservation, Reservation::Slot(_)))
+            || self.global_leases.is_some();
+        if !self.forwarded || !holds_slots {
+            return;
+        }
+        let now = host.now();
+        let elapsed = now.saturating_sub(self.started).as_secs();
+        let local = self
+            .reservations
+            .iter()
+            .filter_map(|reservation| match reservation {
+                Reservation::Slot(lease) if lease.expires <= now.as_secs() => {
+                    Some(lease.key.as_str())
+                }
+                _ => None,
+            });
+        let global = self.global_leases.iter().flat_map(|leases| {
+            leases
+                .check
+                .descriptors
+                .iter()
+                .filter_map(move |descriptor| match descriptor.limit.kind {
+                    crate::policy::LimitKind::Concurrent { lease_seconds, .. }
+                        if elapsed >= lease_seconds =>
+                    {
+                        Some(descriptor.limit.counter.as_str())
+                    }
+                    _ => None,
+                })
+        });
+        let ran_out: Vec<&str> = local.chain(global).collect();
+        if !ran_out.is_empty() {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line: format!(
+                    "mcp-policy: a call lasted {elapsed}s, longer than the lease of its concurrency slots {ran_out:?}: it was not counted in flight after the lease ended (raise lease_seconds)"
+                ),
+            });
+        }
     }
 
     /// Gives back the quota of a call that did not happen.
@@ -1374,3 +1544,6 @@ impl Clock for At {
 mod approval_tests;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod quota_tests;

@@ -61,6 +61,7 @@ pub struct SimEnvoy {
     next_token: RefCell<u32>,
     /// Envoy's log level for the filter (`/logging?wasm=warning` changes it).
     log_level: RefCell<Level>,
+    next_random: RefCell<u128>,
 }
 
 impl SimEnvoy {
@@ -79,6 +80,7 @@ impl SimEnvoy {
             logs: RefCell::new(Vec::new()),
             next_token: RefCell::new(1),
             log_level: RefCell::new(Level::Info),
+            next_random: RefCell::new(0),
         }
     }
 
@@ -371,6 +373,12 @@ impl Host for StreamState<'_> {
         }
     }
 
+    fn random(&mut self) -> u128 {
+        let mut next = self.envoy.next_random.borrow_mut();
+        *next += 1;
+        *next
+    }
+
     fn logs_at(&mut self, level: Level) -> bool {
         self.host_calls.set(self.host_calls.get() + 1);
         level >= *self.envoy.log_level.borrow()
@@ -455,6 +463,12 @@ impl<'e> SimStream<'e> {
             .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    /// Sets a stream property as Envoy would have it (`path` joined with
+    /// dots), e.g. a JWT claim jwt_authn put in the dynamic metadata.
+    pub fn set_property(&mut self, path: &[&str], value: &[u8]) {
+        self.state.properties.insert(path.join("."), value.to_vec());
     }
 
     /// Makes the next gRPC dispatch fail (Envoy refuses the cluster).

@@ -96,6 +96,18 @@ impl Host for EnvoyHost {
     fn http_answer_body(&mut self, size: usize) -> Vec<u8> {
         buffer(BufferType::HttpCallResponseBody, size)
     }
+
+    /// From the standard library's random hash keys: on wasm32-wasip1 they
+    /// come from WASI's `random_get`, which Envoy serves from BoringSSL's
+    /// `RAND_bytes`; each `RandomState` takes fresh keys (the first random,
+    /// the rest one apart), and SipHash under distinct keys gives unrelated
+    /// values.
+    fn random(&mut self) -> u128 {
+        use std::hash::BuildHasher;
+        let half = || std::collections::hash_map::RandomState::new().hash_one(0u8);
+        (u128::from(half()) << 64) | u128::from(half())
+    }
+
     fn logs_at(&mut self, level: Level) -> bool {
         // Envoy's level is asked at most once a second per worker.
         let second = self.now().as_secs();
@@ -130,7 +142,11 @@ impl SharedStore for EnvoySharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
-            Ok((None, _)) => Ok(None),
+            // An empty value: Envoy hands back no bytes, only its version.
+            // Reading it as absent would make every later compare-and-swap
+            // on the key fail (it expects no version).
+            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
+            Ok((None, None)) => Ok(None),
             Ok((Some(_), None)) => Err(StoreError::Unavailable(format!("{key:?} has no version"))),
             Err(status) => Err(StoreError::Unavailable(format!(
                 "get_shared_data: {status:?}"

@@ -21,6 +21,7 @@ fn tools_call(id: u64, tool: &str) -> Vec<u8> {
 const ALICE: CallerScope<'static> = CallerScope {
     grant: "alice",
     session: Some("sess-1"),
+    role: None,
 };
 
 #[test]
@@ -87,6 +88,7 @@ fn the_repository_policy_limits_async_execution_to_ten_a_minute() {
     let bob = CallerScope {
         grant: "bob",
         session: None,
+        role: None,
     };
     assert_eq!(
         inspect_body(

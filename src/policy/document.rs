@@ -64,6 +64,13 @@ pub struct PolicyDocument {
     pub deny_as: Option<Checked<DenyAs>>,
     #[serde(default)]
     pub grants: UniqueMap<Checked<Object<GrantDocument>>>,
+    /// Role name → a fragment like a grant's: the rules of every caller of
+    /// that role (`grant_roles`, `identity.jwt_claim.role_claim`).
+    #[serde(default)]
+    pub roles: UniqueMap<Checked<Object<GrantDocument>>>,
+    /// Grant → the name of its role in `roles`.
+    #[serde(default)]
+    pub grant_roles: Option<Checked<UniqueMap<NonEmptyString>>>,
     #[serde(default)]
     pub failure_mode: Option<Checked<FailureMode>>,
     #[serde(default)]
@@ -197,11 +204,18 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 /// source), then reads it as `T`; an error points at a byte of that slice,
 /// hence of the source.
 #[derive(Debug)]
-pub struct Checked<T>(Result<T, ShapeError>);
+pub struct Checked<T>(Result<T, ShapeError>, usize);
 
 impl<T> Checked<T> {
     pub(crate) fn into_result(self) -> Result<T, ShapeError> {
         self.0
+    }
+
+    /// The address just past the part's last byte in the source, where the
+    /// reader stops for an error of the part as a whole (a missing field):
+    /// checks made after reading place their errors there.
+    pub(crate) fn end(&self) -> usize {
+        self.1
     }
 }
 
@@ -213,9 +227,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
         // The reader `Policy::from_json` uses (bytes), so that the module
         // carries one reader type (measured: a second one adds 8 KB).
         let mut reader = serde_json::Deserializer::from_slice(part.get().as_bytes());
+        let text = part.get();
         Ok(Checked(
             serde_path_to_error::deserialize(&mut reader)
-                .map_err(|err| ShapeError::in_part(&err, part.get())),
+                .map_err(|err| ShapeError::in_part(&err, text)),
+            text.as_ptr() as usize + text.len(),
         ))
     }
 }
@@ -336,6 +352,9 @@ pub struct JwtClaimDocument {
     /// jwt_authn's `payload_in_metadata` name.
     pub provider_metadata: NonEmptyString,
     pub claim: NonEmptyString,
+    /// A claim of the same payload naming the caller's role in `roles`.
+    #[serde(default)]
+    pub role_claim: Option<NonEmptyString>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -469,18 +488,91 @@ pub struct AllToolsDocument {
     pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
+/// One limit: a rate or budget (`window` and `max`, each call taking `cost`
+/// units or `cost_from` an argument), or a cap on calls in flight
+/// (`concurrent`), counted per `scope` (and per value of `per`).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+// Either a window limit (window and max, no concurrent or lease) or a
+// concurrency limit (concurrent, no window, max or cost); cost and cost_from
+// not both. null reads as absent.
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend(
+        "oneOf" = [
+            {
+                "required": ["window", "max"],
+                "properties": {
+                    "window": { "not": { "type": "null" } },
+                    "max": { "not": { "type": "null" } },
+                    "concurrent": { "type": "null" },
+                    "lease_seconds": { "type": "null" }
+                }
+            },
+            {
+                "required": ["concurrent"],
+                "properties": {
+                    "concurrent": { "not": { "type": "null" } },
+                    "window": { "type": "null" },
+                    "max": { "type": "null" },
+                    "cost": { "type": "null" },
+                    "cost_from": { "type": "null" }
+                }
+            }
+        ],
+        "not" = {
+            "required": ["cost", "cost_from"],
+            "properties": { "cost": { "type": "integer" }, "cost_from": { "type": "string" } }
+        }
+    ))
+)]
 pub struct LimitDocument {
     pub counter: NonEmptyString,
-    pub window: Window,
-    pub max: PositiveInteger,
+    /// The fixed window the count resets with (with `max`).
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Units a caller may take per window: calls, or the sum of their costs.
+    #[serde(default)]
+    pub max: Option<PositiveInteger>,
+    /// At most this many calls in flight at once (instead of `window` and `max`).
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::policy::MAX_CONCURRENT))
+    )]
+    pub concurrent: Option<PositiveInteger>,
+    /// How long a `concurrent` slot outlives a call that never ends (a
+    /// crashed worker or replica), in seconds; default 300.
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::policy::MAX_LEASE_SECONDS))
+    )]
+    pub lease_seconds: Option<PositiveInteger>,
     pub scope: Scope,
     /// Where the count lives: this Envoy's shared data, or the fleet-wide
     /// rate-limit service.
     #[serde(default)]
     pub store: Option<CounterStore>,
+    /// Units each call takes (default 1); at most `max`.
+    #[serde(default)]
+    pub cost: Option<PositiveInteger>,
+    /// Units each call takes, read from an argument (`args.rows`): a
+    /// non-negative integer of at most `max`.
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(regex(pattern = r"^args(\.[^.]+)+$"))
+    )]
+    pub cost_from: Option<NonEmptyString>,
+    /// Count apart per value of this argument (`args.repo`), within the scope.
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(regex(pattern = r"^args(\.[^.]+)+$"))
+    )]
+    pub per: Option<NonEmptyString>,
 }
 
 /// Where a limit's count lives.
@@ -518,9 +610,15 @@ pub struct RateLimitServiceDocument {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Per grant.
     Grant,
+    /// Per `Mcp-Session-Id` (without one: under the grant, apart).
     Session,
+    /// Across all callers.
     Global,
+    /// Per role: the callers of one role together (without a role: under
+    /// the grant, apart).
+    Role,
 }
 
 /// A fixed window length in seconds: a name or a positive integer.

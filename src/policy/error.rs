@@ -30,6 +30,13 @@ impl ConfigError {
         }
     }
 
+    /// The error placed at `at`, the address of a byte of the source (see
+    /// [`super::document::Checked::end`]).
+    pub(crate) fn placed(mut self, at: usize) -> Self {
+        self.at = Some(at);
+        self
+    }
+
     /// Converts an error of the reader of the whole document, keeping serde's
     /// message but moving the "at line L column C" suffix into fields of its own.
     pub(crate) fn from_reader(err: serde_path_to_error::Error<serde_json::Error>) -> Self {

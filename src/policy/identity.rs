@@ -22,6 +22,8 @@ pub enum Identity {
     JwtClaim {
         provider_metadata: String,
         claim: String,
+        /// A claim of the same payload naming the caller's role.
+        role_claim: Option<String>,
     },
 }
 
@@ -67,6 +69,7 @@ impl Identity {
             return Identity::JwtClaim {
                 provider_metadata: jwt.provider_metadata.0,
                 claim: jwt.claim.0,
+                role_claim: jwt.role_claim.map(|claim| claim.0),
             };
         }
         let mut tokens = HashMap::new();

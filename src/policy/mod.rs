@@ -6,6 +6,7 @@ pub mod document;
 mod error;
 mod glob;
 mod identity;
+pub mod limits;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +26,10 @@ pub(crate) use error::Errors;
 pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
 pub use glob::Glob;
 pub use identity::{sha256_hex, Identity, IdentityError};
+use limits::{compile_limits, Counters};
+pub use limits::{
+    ArgumentPath, Cost, Limit, LimitKind, DEFAULT_LEASE_SECONDS, MAX_CONCURRENT, MAX_LEASE_SECONDS,
+};
 
 /// Bodies above this are refused unless the policy sets `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -73,9 +78,15 @@ pub struct Policy {
     /// canonical JSON. Approvals are bound to it, so a changed policy needs
     /// new approvals.
     pub revision: String,
-    /// The policy for callers without a grant entry of their own.
+    /// The policy for callers without a grant entry or a role.
     base: View,
+    /// Grants with an entry of their own, each layered over its role from
+    /// `grant_roles` (or the top level).
     grants: HashMap<String, View>,
+    /// Roles: each layered over the top level.
+    roles: HashMap<String, View>,
+    /// Grant → role (`grant_roles`).
+    grant_roles: HashMap<String, String>,
 }
 
 /// The policy as one grant sees it: the top level with the grant's overrides
@@ -314,18 +325,6 @@ pub struct Invokes {
     pub arguments: Option<Vec<String>>,
 }
 
-/// One rate limit, as compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limit {
-    pub counter: String,
-    pub window_seconds: u64,
-    pub max: u64,
-    pub scope: Scope,
-    /// JSON pointer of the limit, e.g. `/tools/asyncExecuteCode/limits/0`.
-    pub pointer: String,
-    pub store: CounterStore,
-}
-
 /// The fleet-wide rate-limit service (`rate_limit_service`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitService {
@@ -367,9 +366,46 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The policy as `grant` sees it.
+    /// The policy as `grant` sees it when no claim names its role.
     pub fn view(&self, grant: &str) -> &View {
-        self.grants.get(grant).unwrap_or(&self.base)
+        self.view_as(grant, None)
+    }
+
+    /// The policy as a caller sees it. Precedence: the grant's own entry
+    /// (layered over its `grant_roles` role, else over the top level); else
+    /// its role (`grant_roles`, else `claimed` from the JWT's `role_claim`);
+    /// else the top level.
+    pub fn view_as(&self, grant: &str, claimed: Option<&str>) -> &View {
+        if let Some(view) = self.grants.get(grant) {
+            return view;
+        }
+        self.role_of(grant, claimed)
+            .and_then(|role| self.roles.get(role))
+            .unwrap_or(&self.base)
+    }
+
+    /// The caller's role: `grant_roles` names it, else the role claim does
+    /// (a claimed role the policy does not define is no role).
+    pub fn role_of<'a>(&'a self, grant: &str, claimed: Option<&'a str>) -> Option<&'a str> {
+        match self.grant_roles.get(grant) {
+            Some(role) => Some(role.as_str()),
+            None => claimed.filter(|role| self.roles.contains_key(*role)),
+        }
+    }
+
+    /// The view of a role, if the policy defines it.
+    pub fn role(&self, role: &str) -> Option<&View> {
+        self.roles.get(role)
+    }
+
+    /// Grants `grant_roles` names, in no particular order.
+    pub fn grant_roles_keys(&self) -> impl Iterator<Item = &str> {
+        self.grant_roles.keys().map(String::as_str)
+    }
+
+    /// Role names, in no particular order.
+    pub fn role_names(&self) -> impl Iterator<Item = &str> {
+        self.roles.keys().map(String::as_str)
     }
 
     /// The view of callers without a grant entry.
@@ -387,6 +423,7 @@ impl Policy {
     pub fn named(&self, kind: Kind) -> Vec<String> {
         let mut names: Vec<String> = std::iter::once(&self.base)
             .chain(self.grants.values())
+            .chain(self.roles.values())
             .flat_map(|view| {
                 let rules = view.rule_set(kind).map(|set| set.exact.keys());
                 let hidden = view.hide.names.get(&kind).map(|names| names.iter());
@@ -411,7 +448,10 @@ impl Policy {
     /// message) pairs, sorted, once each. `mcp-policy check` prints them.
     pub fn warnings(&self) -> Vec<(String, String)> {
         let mut warnings = std::collections::BTreeSet::new();
-        for view in std::iter::once(&self.base).chain(self.grants.values()) {
+        for view in std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .chain(self.roles.values())
+        {
             let limits = Kind::RULED
                 .iter()
                 .filter_map(|kind| view.rule_set(*kind))
@@ -671,7 +711,7 @@ pub const DEFAULT_POINTER: &str = "/default";
 
 fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
     let mut errors = Errors::default();
-    let mut windows = CounterWindows::default();
+    let mut windows = Counters::default();
     let PolicyDocument {
         schema,
         version,
@@ -691,6 +731,8 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         mode,
         deny_as,
         grants,
+        roles,
+        grant_roles,
         failure_mode,
         max_json_depth,
         max_callers_per_counter,
@@ -761,12 +803,42 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         annotations: Arc::new(annotations),
     };
 
+    let role_labels: HashSet<String> = roles.0.keys().cloned().collect();
+    let mut compiled_roles = HashMap::with_capacity(roles.0.len());
+    for (label, role) in roles.0 {
+        let Some(Object(role)) = errors.read(role, &format!("roles.{label}")) else {
+            continue;
+        };
+        let view = compile_grant(&base, "roles", &label, role, &mut windows, &mut errors);
+        compiled_roles.insert(label, view);
+    }
+    // Roles that could not be read are still roles: naming them is no error of its own.
+    let mut grant_roles_map = HashMap::new();
+    for (grant, role) in errors
+        .read_optional(grant_roles, "grant_roles")
+        .map(|map| map.0)
+        .unwrap_or_default()
+    {
+        if !role_labels.contains(&role.0) {
+            errors.push(ConfigError::new(
+                format!("grant_roles.{grant}"),
+                format!("no role {:?} in `roles`", role.0),
+            ));
+            continue;
+        }
+        grant_roles_map.insert(grant, role.0);
+    }
+
     let mut compiled_grants = HashMap::with_capacity(grants.0.len());
     for (label, grant) in grants.0 {
         let Some(Object(grant)) = errors.read(grant, &format!("grants.{label}")) else {
             continue;
         };
-        let view = compile_grant(&base, &label, grant, &mut windows, &mut errors);
+        let over = grant_roles_map
+            .get(&label)
+            .and_then(|role| compiled_roles.get(role))
+            .unwrap_or(&base);
+        let view = compile_grant(over, "grants", &label, grant, &mut windows, &mut errors);
         compiled_grants.insert(label, view);
     }
 
@@ -774,6 +846,26 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         .read_optional(identity, "identity")
         .map(|identity| identity.0);
     let identity = Identity::compile(identity, &mut errors);
+    if let Identity::JwtClaim {
+        role_claim: Some(_),
+        ..
+    } = &identity
+    {
+        if role_labels.is_empty() {
+            errors.push(ConfigError::new(
+                "identity.jwt_claim.role_claim",
+                "names the caller's role, but the policy has no `roles`",
+            ));
+        }
+    }
+    if let Some(first) = &windows.first_role_scope {
+        if role_labels.is_empty() && !errors.any_unread() {
+            errors.push(ConfigError::new(
+                format!("{first}.scope"),
+                "scope \"role\" counts the callers of a role together, but the policy has no `roles`",
+            ));
+        }
+    }
 
     let max_json_depth = match errors.read_optional(max_json_depth, "max_json_depth") {
         None => mcp::DEFAULT_MAX_DEPTH,
@@ -879,6 +971,8 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
             .map_or(DEFAULT_MAX_BODY_BYTES, |max| max.0),
         base,
         grants: compiled_grants,
+        roles: compiled_roles,
+        grant_roles: grant_roles_map,
     };
     errors.finish(policy)
 }
@@ -909,7 +1003,7 @@ fn compile_kinds(
     path: &str,
     pointer: &str,
     hide: &Hide,
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> (RuleSet, RuleSet, RuleSet) {
     let KindDocuments {
@@ -1050,7 +1144,7 @@ fn compile_rule_set(
     inherited: Option<RuleSet>,
     entries: Vec<(String, Result<RuleParts, ShapeError>)>,
     (default, default_pointer): (Action, String),
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> RuleSet {
     let member = context.member();
@@ -1159,7 +1253,7 @@ fn compile_rule(
     path: &str,
     pointer: &str,
     key: String,
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> Rule {
     let action = errors.read_optional(parts.action, &format!("{path}.action"));
@@ -1387,13 +1481,14 @@ fn compile_invokes(document: InvokesDocument, path: &str, errors: &mut Errors) -
 
 fn compile_grant(
     base: &View,
+    section: &str,
     label: &str,
     grant: GrantDocument,
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> View {
-    let path = format!("grants.{label}.");
-    let pointer = format!("/grants/{}", escape_pointer_token(label));
+    let path = format!("{section}.{label}.");
+    let pointer = format!("/{section}/{}", escape_pointer_token(label));
     let all_tools_limits = match errors.read_optional(grant.all_tools, &format!("{path}all_tools"))
     {
         Some(Object(all_tools)) => {
@@ -1473,7 +1568,7 @@ fn compile_annotations(
     rules: UniqueMap<Checked<Object<document::AnnotationRuleDocument>>>,
     path: &str,
     pointer: &str,
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> Vec<AnnotationRule> {
     let mut compiled = Vec::new();
@@ -1555,7 +1650,7 @@ fn compile_all_tools(
     all_tools: Option<AllToolsDocument>,
     path: &str,
     pointer: &str,
-    windows: &mut CounterWindows,
+    windows: &mut Counters,
     errors: &mut Errors,
 ) -> Vec<Limit> {
     match all_tools {
@@ -1608,96 +1703,6 @@ fn compile_hide(names: &[NonEmptyString], path: &str, pointer: &str, errors: &mu
         }
     }
     hide
-}
-
-/// Counter names are one namespace; a counter keeps one window and one store
-/// wherever it is named, because its stored value holds a single window.
-#[derive(Default)]
-struct CounterWindows {
-    seen: HashMap<String, (u64, CounterStore, String)>,
-    /// Path of the first limit with `store: global`.
-    first_global: Option<String>,
-}
-
-impl CounterWindows {
-    /// Whether this limit agrees with the others naming its counter; if not,
-    /// the error is kept in `errors`.
-    fn check(
-        &mut self,
-        counter: &str,
-        window: u64,
-        store: CounterStore,
-        path: &str,
-        errors: &mut Errors,
-    ) -> bool {
-        if store == CounterStore::Global {
-            self.first_global.get_or_insert_with(|| path.to_string());
-            if !SERVICE_WINDOWS.contains(&window) {
-                errors.push(ConfigError::new(
-                    format!("{path}.window"),
-                    format!(
-                        "store: global takes the windows the rate-limit protocol has: second, minute, hour or day (got {window}s)"
-                    ),
-                ));
-                return false;
-            }
-        }
-        match self.seen.get(counter) {
-            Some((first_window, _, first_path)) if *first_window != window => {
-                errors.push(ConfigError::new(
-                    format!("{path}.window"),
-                    format!(
-                        "counter {counter:?} has window {window}s here but {first_window}s at {first_path}; a counter has one window"
-                    ),
-                ));
-                false
-            }
-            Some((_, first_store, first_path)) if *first_store != store => {
-                errors.push(ConfigError::new(
-                    format!("{path}.store"),
-                    format!(
-                        "counter {counter:?} is counted in another store at {first_path}; a counter has one store"
-                    ),
-                ));
-                false
-            }
-            Some(_) => true,
-            None => {
-                self.seen
-                    .insert(counter.to_string(), (window, store, path.to_string()));
-                true
-            }
-        }
-    }
-}
-
-/// The limits that could be read and agree with the others; every error kept.
-fn compile_limits(
-    limits: Vec<Checked<Object<LimitDocument>>>,
-    path: &str,
-    pointer: &str,
-    windows: &mut CounterWindows,
-    errors: &mut Errors,
-) -> Vec<Limit> {
-    let mut compiled = Vec::with_capacity(limits.len());
-    for (index, limit) in limits.into_iter().enumerate() {
-        let limit_path = format!("{path}[{index}]");
-        let Some(Object(limit)) = errors.read(limit, &limit_path) else {
-            continue;
-        };
-        let store = limit.store.unwrap_or_default();
-        if windows.check(&limit.counter.0, limit.window.0, store, &limit_path, errors) {
-            compiled.push(Limit {
-                counter: limit.counter.0,
-                window_seconds: limit.window.0,
-                max: limit.max.0,
-                scope: limit.scope,
-                pointer: format!("{pointer}/{index}"),
-                store,
-            });
-        }
-    }
-    compiled
 }
 
 /// A rule's JSON pointer as the dotted path errors name (`/grants/ci/tools/a~1b`

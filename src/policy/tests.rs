@@ -30,11 +30,15 @@ fn reads_the_published_policy_layer_example() {
         rule.limits,
         vec![Limit {
             counter: "asyncexecutecode_rate".to_string(),
-            window_seconds: 60,
-            max: 10,
+            kind: LimitKind::Window {
+                seconds: 60,
+                max: 10
+            },
             scope: Scope::Grant,
             pointer: "/tools/asyncExecuteCode/limits/0".to_string(),
             store: CounterStore::Local,
+            cost: Cost::Units(1),
+            per: None,
         }]
     );
     assert_eq!(policy.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -72,14 +76,20 @@ fn empty_rule_allows_and_every_field_is_read() {
         policy.base().all_tools_limits()[0].pointer,
         "/all_tools/limits/0"
     );
-    assert_eq!(policy.base().all_tools_limits()[0].window_seconds, 3600);
+    assert_eq!(
+        policy.base().all_tools_limits()[0].window().unwrap().0,
+        3600
+    );
     // Pointer tokens are escaped as RFC 6901 says.
     assert_eq!(
         policy.base().tool("a/b~c").unwrap().pointer,
         "/tools/a~1b~0c"
     );
     assert_eq!(
-        policy.base().tool("a/b~c").unwrap().limits[0].window_seconds,
+        policy.base().tool("a/b~c").unwrap().limits[0]
+            .window()
+            .unwrap()
+            .0,
         1
     );
 }
@@ -96,7 +106,10 @@ fn named_windows_have_their_lengths() {
             r#"{{"version":"1","default":"deny","all_tools":{{"limits":[{{"counter":"c","window":"{name}","max":1,"scope":"global"}}]}}}}"#
         ))
         .unwrap();
-        assert_eq!(policy.base().all_tools_limits()[0].window_seconds, seconds);
+        assert_eq!(
+            policy.base().all_tools_limits()[0].window().unwrap().0,
+            seconds
+        );
     }
 }
 
@@ -128,16 +141,16 @@ fn bad_documents_are_refused_with_path_and_value() {
         (limit("max=0"), "tools.asyncExecuteCode.limits[0].max: must be a positive integer, got 0"),
         (limit("max=-1"), "tools.asyncExecuteCode.limits[0].max: must be a positive integer, got -1"),
         (limit(r#"max="10""#), r#"tools.asyncExecuteCode.limits[0].max: invalid type: string "10", expected a positive integer"#),
-        (limit(r#"scope="tenant""#), "tools.asyncExecuteCode.limits[0].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`"),
+        (limit(r#"scope="tenant""#), "tools.asyncExecuteCode.limits[0].scope: unknown variant `tenant`, expected one of `grant`, `session`, `global`, `role`"),
         (limit(r#"counter="""#), "tools.asyncExecuteCode.limits[0].counter: must not be empty"),
         (limit("counter=7"), "tools.asyncExecuteCode.limits[0].counter: invalid type: integer `7`, expected a string"),
-        (limit("burst=2"), "tools.asyncExecuteCode.limits[0].burst: unknown field `burst`, expected one of `counter`, `window`, `max`, `scope`, `store`"),
+        (limit("burst=2"), "tools.asyncExecuteCode.limits[0].burst: unknown field `burst`, expected one of `counter`, `window`, `max`, `concurrent`, `lease_seconds`, `scope`, `store`, `cost`, `cost_from`, `per`"),
         (r#"{"default":"deny"}"#.to_string(), "policy: missing field `version`"),
         (r#"{"version":"2","default":"deny"}"#.to_string(), r#"version: unsupported version "2" (this filter reads version "1")"#),
         (r#"{"version":1,"default":"deny"}"#.to_string(), "version: invalid type: integer `1`, expected a string"),
         (r#"{"version":"1"}"#.to_string(), "policy: missing field `default`"),
         (r#"{"version":"1","default":"block"}"#.to_string(), "default: unknown variant `block`, expected `allow` or `deny`"),
-        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`"),
+        (r#"{"version":"1","default":"deny","tool":{}}"#.to_string(), "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `roles`, `grant_roles`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`"),
         (r#"{"version":"1","default":"deny","tools":{"":{}}}"#.to_string(), "tools: empty name"),
         (r#"{"version":"1","default":"deny","tools":{"x":{},"x":{"action":"deny"}}}"#.to_string(), r#"tools: duplicate name "x""#),
         (r#"{"version":"1","default":"deny","tools":{"x":{"action":"block"}}}"#.to_string(), "tools.x.action: unknown variant `block`, expected one of `allow`, `deny`, `approve`"),
@@ -190,7 +203,7 @@ fn a_counter_shared_with_the_same_window_is_one_counter() {
     )
     .unwrap();
     assert_eq!(policy.base().tool("a").unwrap().limits[0].counter, "shared");
-    assert_eq!(policy.base().tool("b").unwrap().limits[0].max, 3);
+    assert_eq!(policy.base().tool("b").unwrap().limits[0].max(), 3);
 }
 
 #[test]
@@ -281,7 +294,8 @@ fn identity_sources_compile() {
         policy.identity,
         Identity::JwtClaim {
             provider_metadata: "jwt_payload".to_string(),
-            claim: "sub".to_string()
+            claim: "sub".to_string(),
+            role_claim: None,
         }
     );
 }
@@ -478,7 +492,7 @@ fn errors_the_reader_finds_are_reported_part_by_part() {
             at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`", 4, 71),
             at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `approve_if`, `approval`, `invokes`", 5, 12),
             at("grants.ci.hide[0]: must not be empty", 6, 27),
-            at("grants.ci.tools.d.limits[0]: missing field `max`", 6, 95),
+            at("grants.ci.tools.d.limits[0]: missing field `max` (a limit with a `window` needs one)", 6, 95),
             at("grants.x: invalid type: sequence, expected an object", 6, 104),
             at(r#"identity.header: invalid header name "x agent""#, 7, 31),
             at("mode: unknown variant `audit`, expected `enforce` or `monitor`", 1, 47),
@@ -492,7 +506,7 @@ fn an_error_in_the_document_itself_is_reported_alone() {
     for (document, expected) in [
         (
             r#"{"version":"1","default":"block","tool":{},"mode":"audit"}"#,
-            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`",
+            "tool: unknown field `tool`, expected one of `$schema`, `version`, `default`, `identity`, `tools`, `prompts`, `resources`, `default_prompts`, `default_resources`, `methods`, `annotations`, `all_tools`, `max_body_bytes`, `hide`, `list`, `mode`, `deny_as`, `grants`, `roles`, `grant_roles`, `failure_mode`, `max_json_depth`, `max_callers_per_counter`, `hold_request_headers`, `rate_limit_service`, `approval_service`",
         ),
         (
             r#"{"mode":"audit","default":"block"}"#,
@@ -809,6 +823,153 @@ fn approval_needs_a_service_and_a_service_needs_approval() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
+// ---- Concurrency caps, costs, per-argument counters ----
+
+fn with_limit(limit: &str) -> String {
+    format!(r#"{{"version":"1","default":"deny","tools":{{"t":{{"limits":[{limit}]}}}}}}"#)
+}
+
+#[test]
+fn concurrency_caps_costs_and_per_arguments_compile() {
+    let policy = load(&with_limit(
+        r#"{"counter":"inflight","concurrent":3,"scope":"grant"}"#,
+    ))
+    .unwrap();
+    let limit = &policy.base().tool("t").unwrap().limits[0];
+    assert_eq!(
+        limit.kind,
+        LimitKind::Concurrent {
+            cap: 3,
+            lease_seconds: DEFAULT_LEASE_SECONDS
+        }
+    );
+    assert_eq!(limit.cost, Cost::Units(1));
+    assert!(!limit.has_cost());
+
+    let policy = load(&with_limit(
+        r#"{"counter":"inflight","concurrent":1024,"lease_seconds":86400,"scope":"global","per":"args.job.kind"}"#,
+    ))
+    .unwrap();
+    let limit = &policy.base().tool("t").unwrap().limits[0];
+    assert_eq!(
+        limit.kind,
+        LimitKind::Concurrent {
+            cap: 1024,
+            lease_seconds: 86_400
+        }
+    );
+    assert_eq!(
+        limit.per,
+        Some(ArgumentPath {
+            written: "args.job.kind".to_string(),
+            segments: vec!["job".to_string(), "kind".to_string()]
+        })
+    );
+
+    let policy = load(&with_limit(
+        r#"{"counter":"rows","window":"day","max":10000,"scope":"grant","cost_from":"args.rows"}"#,
+    ))
+    .unwrap();
+    let limit = &policy.base().tool("t").unwrap().limits[0];
+    assert_eq!(limit.window(), Some((86_400, 10_000)));
+    assert!(matches!(&limit.cost, Cost::Argument(path) if path.segments == ["rows"]));
+    assert!(limit.has_cost());
+
+    let policy = load(&with_limit(
+        r#"{"counter":"spend","window":"day","max":5000,"scope":"grant","cost":250}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        policy.base().tool("t").unwrap().limits[0].cost,
+        Cost::Units(250)
+    );
+    // null reads as absent.
+    assert!(load(&with_limit(
+        r#"{"counter":"c","window":"minute","max":1,"scope":"grant","concurrent":null,"lease_seconds":null,"cost":null,"cost_from":null,"per":null}"#
+    ))
+    .is_ok());
+}
+
+#[test]
+fn nonsense_limit_combinations_are_refused_with_their_path() {
+    let at = |limit: &str| error_of(&with_limit(limit));
+    let cases = [
+        (
+            r#"{"counter":"c","concurrent":3,"window":"minute","scope":"grant"}"#,
+            "tools.t.limits[0].window: a concurrent limit has no window: it caps calls in flight, each held until its exchange ends",
+        ),
+        (
+            r#"{"counter":"c","concurrent":3,"max":3,"scope":"grant"}"#,
+            "tools.t.limits[0].max: a concurrent limit has no max: `concurrent` is its cap",
+        ),
+        (
+            r#"{"counter":"c","concurrent":3,"cost":2,"scope":"grant"}"#,
+            "tools.t.limits[0].cost: a concurrent limit takes one slot per call; costs are for window limits",
+        ),
+        (
+            r#"{"counter":"c","concurrent":3,"cost_from":"args.n","scope":"grant"}"#,
+            "tools.t.limits[0].cost_from: a concurrent limit takes one slot per call; costs are for window limits",
+        ),
+        (
+            r#"{"counter":"c","concurrent":1025,"scope":"grant"}"#,
+            "tools.t.limits[0].concurrent: at most 1024, got 1025",
+        ),
+        (
+            r#"{"counter":"c","concurrent":0,"scope":"grant"}"#,
+            "tools.t.limits[0].concurrent: must be a positive integer, got 0",
+        ),
+        (
+            r#"{"counter":"c","concurrent":2,"lease_seconds":86401,"scope":"grant"}"#,
+            "tools.t.limits[0].lease_seconds: at most 86400 (a day), got 86401",
+        ),
+        (
+            r#"{"counter":"c","window":"minute","max":5,"lease_seconds":60,"scope":"grant"}"#,
+            "tools.t.limits[0].lease_seconds: only concurrent limits have a lease",
+        ),
+        (
+            r#"{"counter":"c","scope":"grant"}"#,
+            "tools.t.limits[0]: a limit needs `window` and `max` (a rate or a budget), or `concurrent` (a cap on calls in flight)",
+        ),
+        (
+            r#"{"counter":"c","max":5,"scope":"grant"}"#,
+            r#"tools.t.limits[0]: missing field `window` (a limit with `max` counts in a window: "minute", "hour", ...)"#,
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"grant","cost":2,"cost_from":"args.n"}"#,
+            "tools.t.limits[0].cost_from: a limit has either `cost` or `cost_from`, not both",
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"grant","cost":6}"#,
+            "tools.t.limits[0].cost: 6 is more than max 5: no call could ever pass",
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"grant","cost":0}"#,
+            "tools.t.limits[0].cost: must be a positive integer, got 0",
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"grant","cost_from":"rows"}"#,
+            r#"tools.t.limits[0].cost_from: an argument path like "args.name" (got "rows")"#,
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"grant","per":"args..repo"}"#,
+            r#"tools.t.limits[0].per: an argument path like "args.name" (got "args..repo")"#,
+        ),
+        (
+            r#"{"counter":"c","window":"day","max":5,"scope":"role"}"#,
+            r#"tools.t.limits[0].scope: scope "role" counts the callers of a role together, but the policy has no `roles`"#,
+        ),
+    ];
+    let mismatches: Vec<String> = cases
+        .iter()
+        .filter_map(|(limit, expected)| {
+            let actual = at(limit);
+            (actual != *expected)
+                .then(|| format!("{limit}\n  expected: {expected}\n  actual:   {actual}"))
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
 #[test]
 fn the_revision_is_the_documents_canonical_digest() {
     let a = load(r#"{"version":"1","default":"deny","tools":{"x":{}}}"#).unwrap();
@@ -827,5 +988,174 @@ fn the_revision_is_the_documents_canonical_digest() {
             "sha256:{}",
             sha256_hex(br#"{"default":"deny","tools":{"x":{}},"version":"1"}"#)
         )
+    );
+}
+
+#[test]
+fn a_counter_keeps_one_shape_wherever_it_is_named() {
+    let two = |first: &str, second: &str| {
+        error_of(&format!(
+            r#"{{"version":"1","default":"deny","all_tools":{{"limits":[{first}]}},"tools":{{"t":{{"limits":[{second}]}}}}}}"#
+        ))
+    };
+    let window = r#"{"counter":"c","window":"minute","max":5,"scope":"grant"}"#;
+    let cap = r#"{"counter":"c","concurrent":2,"scope":"grant"}"#;
+    assert_eq!(
+        two(window, cap),
+        "tools.t.limits[0].concurrent: counter \"c\" counts calls in a window at all_tools.limits[0]; a counter is either a window or a concurrency cap"
+    );
+    assert_eq!(
+        two(cap, window),
+        "tools.t.limits[0].window: counter \"c\" caps calls in flight at all_tools.limits[0]; a counter is either a window or a concurrency cap"
+    );
+    assert_eq!(
+        two(cap, r#"{"counter":"c","concurrent":2,"lease_seconds":60,"scope":"grant"}"#),
+        "tools.t.limits[0].lease_seconds: counter \"c\" has lease_seconds 60 here but 300 at all_tools.limits[0]; a counter has one lease length"
+    );
+    assert_eq!(
+        two(window, r#"{"counter":"c","window":"minute","max":5,"scope":"grant","per":"args.repo"}"#),
+        "tools.t.limits[0].per: counter \"c\" is counted per (no argument) at all_tools.limits[0]; a counter has one `per`"
+    );
+    // Caps and costs may differ: the smallest cap, the largest cost apply.
+    assert!(load(&format!(
+        r#"{{"version":"1","default":"deny","all_tools":{{"limits":[{cap}]}},"tools":{{"t":{{"limits":[{{"counter":"c","concurrent":5,"scope":"grant"}}]}}}}}}"#
+    ))
+    .is_ok());
+}
+
+#[test]
+fn global_concurrency_and_costs_need_the_service_too() {
+    let error = error_of(&with_limit(
+        r#"{"counter":"c","concurrent":2,"scope":"grant","store":"global"}"#,
+    ));
+    assert_eq!(
+        error,
+        "tools.t.limits[0].store: store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)"
+    );
+}
+
+// ---- Roles ----
+
+const ROLES: &str = r#"{
+    "version": "1",
+    "default": "deny",
+    "identity": {"header": "x-agent-id"},
+    "tools": {"read": {}},
+    "roles": {
+        "engineer": {
+            "tools": {
+                "deploy": {"limits": [{"counter": "deploys", "window": "hour", "max": 5, "scope": "role"}]},
+                "exec": {"limits": [{"counter": "exec", "window": "minute", "max": 2, "scope": "grant"}]}
+            }
+        },
+        "auditor": {"default": "allow", "hide": ["exec"]}
+    },
+    "grant_roles": {"alice": "engineer", "bob": "engineer", "carol": "auditor"},
+    "grants": {
+        "alice": {"tools": {"exec": {"action": "deny", "reason": "alice reviews only"}}},
+        "dave": {"tools": {"exec": {}}}
+    }
+}"#;
+
+#[test]
+fn roles_give_rules_and_a_grants_own_entry_is_layered_over_its_role() {
+    let policy = load(ROLES).unwrap();
+    // bob: the role's rules.
+    let bob = policy.view("bob");
+    assert_eq!(
+        bob.tool("deploy").unwrap().pointer,
+        "/roles/engineer/tools/deploy"
+    );
+    assert_eq!(
+        bob.tool("exec").unwrap().pointer,
+        "/roles/engineer/tools/exec"
+    );
+    assert_eq!(bob.tool("read").unwrap().pointer, "/tools/read");
+    assert_eq!(bob.default, Action::Deny);
+    // alice: her entry over the role: her `exec` replaces the role's, the
+    // role's `deploy` stays.
+    let alice = policy.view("alice");
+    assert_eq!(alice.tool("exec").unwrap().action, Action::Deny);
+    assert_eq!(
+        alice.tool("exec").unwrap().pointer,
+        "/grants/alice/tools/exec"
+    );
+    assert_eq!(
+        alice.tool("deploy").unwrap().pointer,
+        "/roles/engineer/tools/deploy"
+    );
+    // carol: the auditor role's default and hide.
+    let carol = policy.view("carol");
+    assert_eq!(carol.default, Action::Allow);
+    assert_eq!(carol.default_pointer, "/roles/auditor/default");
+    assert!(carol.hidden("exec").is_some());
+    // dave: an entry and no role: over the top level.
+    assert!(policy.view("dave").tool("deploy").is_none());
+    assert_eq!(policy.role_of("dave", None), None);
+    // erin: neither: the top level; a claimed role applies, grant_roles first.
+    assert!(policy.view("erin").tool("deploy").is_none());
+    assert_eq!(policy.role_of("erin", Some("engineer")), Some("engineer"));
+    assert_eq!(
+        policy
+            .view_as("erin", Some("engineer"))
+            .tool("deploy")
+            .unwrap()
+            .pointer,
+        "/roles/engineer/tools/deploy"
+    );
+    assert_eq!(policy.role_of("bob", Some("auditor")), Some("engineer"));
+    assert_eq!(policy.view_as("bob", Some("auditor")).default, Action::Deny);
+    // A claimed role the policy does not define is no role.
+    assert_eq!(policy.role_of("erin", Some("admin")), None);
+    // A grant's own entry decides over a claimed role (layered over the
+    // top level: its role is not in grant_roles).
+    assert!(policy
+        .view_as("dave", Some("engineer"))
+        .tool("deploy")
+        .is_none());
+}
+
+#[test]
+fn bad_roles_are_refused_with_their_path() {
+    let cases = [
+        (
+            ROLES.replace(r#""carol": "auditor""#, r#""carol": "admin""#),
+            r#"grant_roles.carol: no role "admin" in `roles`"#,
+        ),
+        (
+            ROLES.replace(r#""auditor": {"default": "allow""#, r#""auditor": {"mode": "monitor""#),
+            "roles.auditor.mode: unknown field `mode`, expected one of `default`, `default_prompts`, `default_resources`, `hide`, `all_tools`, `tools`, `prompts`, `resources`, `methods`, `annotations`",
+        ),
+        (
+            r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":"role"}}}"#.to_string(),
+            "identity.jwt_claim.role_claim: names the caller's role, but the policy has no `roles`",
+        ),
+        (
+            ROLES.replace(r#""scope": "role"}]}"#, r#""scope": "role", "window": "fortnight"}]}"#),
+            "roles.engineer.tools.deploy.limits[0]: duplicate field `window`",
+        ),
+    ];
+    for (document, expected) in &cases {
+        let actual = error_of(document);
+        assert!(
+            actual.starts_with(expected),
+            "expected: {expected}\nactual:   {actual}"
+        );
+    }
+    // A role's counters share the policy's one namespace.
+    let clash = ROLES.replace(
+        r#""counter": "exec", "window": "minute""#,
+        r#""counter": "deploys", "window": "minute""#,
+    );
+    assert_eq!(
+        error_of(&clash),
+        "roles.engineer.tools.exec.limits[0].window: counter \"deploys\" has window 60s here but 3600s at roles.engineer.tools.deploy.limits[0]; a counter has one window"
+    );
+    let policy = load(
+        r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":"role"}},"roles":{"r":{}}}"#,
+    )
+    .unwrap();
+    assert!(
+        matches!(&policy.identity, Identity::JwtClaim { role_claim: Some(claim), .. } if claim == "role")
     );
 }

@@ -15,13 +15,19 @@
 //!
 //! Every update is a compare-and-swap retried a bounded number of times: two
 //! workers can never both take the last unit of quota.
+//!
+//! A call takes `cost` units from a window (checked against `max`), and a
+//! counter with `per` counts each value of its argument apart within the
+//! scope: the value is part of the owner, so it shares the owner's digest and
+//! bounded table. Caps on calls in flight live in [`concurrency`].
 
+pub mod concurrency;
 pub mod service;
 
 use std::hash::{Hash, Hasher};
 
 use crate::host::{Cas, SharedStore, StoreError};
-use crate::policy::{Limit, Scope};
+use crate::policy::{Limit, LimitKind, Scope};
 
 /// CAS attempts per slot before the gate gives up (and fails closed).
 pub const MAX_CAS_ATTEMPTS: usize = 64;
@@ -52,18 +58,119 @@ pub struct CallerScope<'a> {
     pub grant: &'a str,
     /// `Mcp-Session-Id`; calls without one share a single "no session" count.
     pub session: Option<&'a str>,
+    /// The caller's role (`grant_roles`, or the JWT's role claim).
+    pub role: Option<&'a str>,
 }
 
 /// The caller a limit counts, within the limit's scope.
 fn owner<'a>(limit: &Limit, caller: CallerScope<'a>) -> (char, &'a str) {
-    match (limit.scope, caller.session) {
-        (Scope::Grant, _) => ('g', caller.grant),
-        (Scope::Session, Some(session)) => ('s', session),
+    match (limit.scope, caller.session, caller.role) {
+        (Scope::Grant, _, _) => ('g', caller.grant),
+        (Scope::Session, Some(session), _) => ('s', session),
         // No session (MCP 2026-07-28 has none): counted under the caller's
         // grant, apart from its grant-scoped counts. Stricter than one count
         // per session, never unlimited.
-        (Scope::Session, None) => ('n', caller.grant),
-        (Scope::Global, _) => ('*', ""),
+        (Scope::Session, None, _) => ('n', caller.grant),
+        (Scope::Global, _, _) => ('*', ""),
+        (Scope::Role, _, Some(role)) => ('r', role),
+        // No role: a role of its own, counted under the grant apart from its
+        // grant-scoped counts.
+        (Scope::Role, _, None) => ('m', caller.grant),
+    }
+}
+
+/// One limit as it applies to one call: what the call takes from it and,
+/// for a limit with `per`, the value it is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge<'p> {
+    pub limit: &'p Limit,
+    /// Units taken from a window (0: checked, nothing taken); 1 for a
+    /// concurrency slot.
+    pub cost: u64,
+    /// `<path>=<value>` (or `<path>` when the call has no such argument)
+    /// for a limit with `per`: see [`per_key`].
+    pub per: Option<String>,
+}
+
+impl<'p> Charge<'p> {
+    /// A limit without an argument cost or `per` (tests, simple callers).
+    pub fn plain(limit: &'p Limit) -> Charge<'p> {
+        let cost = match limit.cost {
+            crate::policy::Cost::Units(units) => units,
+            crate::policy::Cost::Argument(_) => 1,
+        };
+        Charge {
+            limit,
+            cost,
+            per: None,
+        }
+    }
+}
+
+/// A [`Charge`] that owns its limit: what a call held for approval will
+/// take once it is approved (the decision's borrow of the policy has ended
+/// by then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCharge {
+    pub limit: Limit,
+    pub cost: u64,
+    pub per: Option<String>,
+}
+
+impl Charge<'_> {
+    pub fn held(&self) -> HeldCharge {
+        HeldCharge {
+            limit: self.limit.clone(),
+            cost: self.cost,
+            per: self.per.clone(),
+        }
+    }
+}
+
+impl HeldCharge {
+    pub fn charge(&self) -> Charge<'_> {
+        Charge {
+            limit: &self.limit,
+            cost: self.cost,
+            per: self.per.clone(),
+        }
+    }
+}
+
+/// How a `per` value joins the owner it is counted under: `<path>=<value>`,
+/// the value being an argument's string, or the compact JSON of any other
+/// value (so `1` and `"1"` count together: stricter, never looser), with
+/// `%`, `;` and `=` percent-encoded, so that the pair (scope value, argument
+/// value) is one string and two pairs never make the same one. A call
+/// without the argument is counted under `<path>` alone: all such calls of
+/// one owner together.
+pub fn per_key(path: &str, value: Option<&serde_json::Value>) -> String {
+    let Some(value) = value else {
+        return path.to_string();
+    };
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut key = String::with_capacity(path.len() + 1 + text.len());
+    key.push_str(path);
+    key.push('=');
+    for c in text.chars() {
+        match c {
+            '%' => key.push_str("%25"),
+            ';' => key.push_str("%3B"),
+            '=' => key.push_str("%3D"),
+            c => key.push(c),
+        }
+    }
+    key
+}
+
+/// The owner of a charge: the scope's value, and `;<per key>` for `per`.
+fn owner_text(scope_value: &str, per: Option<&str>) -> String {
+    match per {
+        Some(per) => format!("{scope_value};{per}"),
+        None => scope_value.to_string(),
     }
 }
 
@@ -128,21 +235,43 @@ pub fn seconds_until_reset(now: u64, window_seconds: u64) -> u64 {
     (window_start(now, window_seconds) + window_seconds - now).max(1)
 }
 
-/// A unit of quota taken from one counter for one call.
+/// Quota taken from one counter for one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub key: String,
-    pub window_start: u64,
-    owner: Vec<u8>,
+pub enum Reservation {
+    /// `units` taken from a window.
+    Window {
+        key: String,
+        window_start: u64,
+        owner: Vec<u8>,
+        units: u64,
+    },
+    /// A slot of a concurrency cap, held until the call's exchange ends.
+    Slot(concurrency::Lease),
 }
 
-/// The result of trying to take one unit from every limit of a call.
+impl Reservation {
+    /// The shared-data key the quota was taken from.
+    pub fn key(&self) -> &str {
+        match self {
+            Reservation::Window { key, .. } => key,
+            Reservation::Slot(lease) => &lease.key,
+        }
+    }
+
+    pub fn is_slot(&self) -> bool {
+        matches!(self, Reservation::Slot(_))
+    }
+}
+
+/// The result of trying to take what a call costs from every limit of it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Acquire<'p> {
-    /// Every limit had room; one unit was taken from each.
+    /// Every limit had room; each took the call's cost (or a slot).
     Granted(Vec<Reservation>),
-    /// A limit was full; nothing was taken. `limit` is the full limit whose
-    /// window ends last, so `retry_after_seconds` is when a retry can pass.
+    /// A limit was full; nothing was taken. `limit` is the full window
+    /// limit whose window ends last, so `retry_after_seconds` is when a
+    /// retry can pass; a full concurrency cap only when no window is full
+    /// (then `retry_after_seconds` is 0: a slot frees when a call ends).
     Exhausted {
         limit: &'p Limit,
         retry_after_seconds: u64,
@@ -152,47 +281,81 @@ pub enum Acquire<'p> {
     Failed(String),
 }
 
-/// One limit as it applies to this caller.
+/// One charge as it applies to this caller.
 struct Counted<'p> {
     limit: &'p Limit,
+    /// The largest cost of the charges naming this counter for this owner.
+    cost: u64,
     scope: char,
     owner: [u8; OWNER_DIGEST_LEN],
 }
 
-/// Takes one unit from each limit, all or none. `slots` is the size of
-/// each counter's table.
+impl Counted<'_> {
+    /// The smallest `max` (or cap) of the limits naming this counter.
+    fn max(&self) -> u64 {
+        self.limit.max()
+    }
+}
+
+/// Takes what the call costs from each limit, all or none: units from
+/// windows, a slot from concurrency caps (leased until `now` plus the
+/// limit's lease). `slots` is the size of each counter's table.
 ///
-/// Limits that count the same caller on the same counter (the same counter
-/// named twice for one call) take one unit, checked against the smallest `max`.
+/// Charges that count the same owner on the same counter (a counter named
+/// twice for one call) take once: the largest cost, checked against the
+/// smallest `max`.
 pub fn acquire<'p, S: SharedStore + ?Sized>(
     store: &S,
-    limits: &[&'p Limit],
+    charges: &[Charge<'p>],
     caller: CallerScope<'_>,
     now: u64,
     slots: u64,
 ) -> Acquire<'p> {
-    let mut counted: Vec<Counted<'p>> = Vec::with_capacity(limits.len());
-    for limit in limits {
-        let (scope, owner) = owner(limit, caller);
-        match counted
-            .iter_mut()
-            .find(|c| c.limit.counter == limit.counter && c.scope == scope)
-        {
-            Some(entry) if limit.max < entry.limit.max => entry.limit = limit,
-            Some(_) => {}
+    let mut counted: Vec<Counted<'p>> = Vec::with_capacity(charges.len());
+    for charge in charges {
+        let (scope, value) = owner(charge.limit, caller);
+        let owner = owner_digest(&owner_text(value, charge.per.as_deref()));
+        match counted.iter_mut().find(|c| {
+            c.limit.counter == charge.limit.counter && c.scope == scope && c.owner == owner
+        }) {
+            Some(entry) => {
+                entry.cost = entry.cost.max(charge.cost);
+                if charge.limit.max() < entry.limit.max() {
+                    entry.limit = charge.limit;
+                }
+            }
             None => counted.push(Counted {
-                limit,
+                limit: charge.limit,
+                cost: charge.cost,
                 scope,
-                owner: owner_digest(owner),
+                owner,
             }),
         }
     }
 
     let mut taken: Vec<Reservation> = Vec::with_capacity(counted.len());
     for (index, entry) in counted.iter().enumerate() {
-        match take_one(store, entry, now, slots) {
-            Ok(Some(reservation)) => taken.push(reservation),
-            Ok(None) => {
+        let result = match entry.limit.kind {
+            LimitKind::Window { .. } => take_units(store, entry, now, slots),
+            LimitKind::Concurrent { lease_seconds, .. } => concurrency::take_slot(
+                store,
+                &entry.limit.counter,
+                entry.scope,
+                &entry.owner,
+                entry.max(),
+                now,
+                now.saturating_add(lease_seconds),
+                slots,
+            )
+            .map(|lease| match lease {
+                Some(lease) => Taken::Took(Reservation::Slot(lease)),
+                None => Taken::Full,
+            }),
+        };
+        match result {
+            Ok(Taken::Took(reservation)) => taken.push(reservation),
+            Ok(Taken::Checked) => {}
+            Ok(Taken::Full) => {
                 release(store, &taken);
                 return exhausted(store, &counted[index..], now, slots);
             }
@@ -205,8 +368,9 @@ pub fn acquire<'p, S: SharedStore + ?Sized>(
     Acquire::Granted(taken)
 }
 
-/// Among limits of which the first is full, the full one whose window ends
-/// last: a retry before then would be refused again.
+/// Among charges of which the first is full, the full window whose window
+/// ends last (a retry before then would be refused again); a full
+/// concurrency cap when no window is full.
 fn exhausted<'p, S: SharedStore + ?Sized>(
     store: &S,
     counted: &[Counted<'p>],
@@ -214,24 +378,48 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
     slots: u64,
 ) -> Acquire<'p> {
     let mut worst: Option<(&'p Limit, u64)> = None;
+    let mut cap: Option<&'p Limit> = None;
     for (position, entry) in counted.iter().enumerate() {
-        // The first limit was seen full; the rest are read once more.
-        let full = position == 0
-            || current_count(store, entry, now, slots)
-                .is_some_and(|count| count >= entry.limit.max);
-        if full {
-            let retry = seconds_until_reset(now, entry.limit.window_seconds);
-            if worst.is_none_or(|(_, longest)| retry > longest) {
-                worst = Some((entry.limit, retry));
+        match entry.limit.kind {
+            LimitKind::Window { seconds, max } => {
+                // The first charge was seen full; the rest are read once more.
+                let full = position == 0
+                    || current_count(store, entry, now, slots)
+                        .is_some_and(|count| count.saturating_add(entry.cost) > max);
+                if full {
+                    let retry = seconds_until_reset(now, seconds);
+                    if worst.is_none_or(|(_, longest)| retry > longest) {
+                        worst = Some((entry.limit, retry));
+                    }
+                }
+            }
+            LimitKind::Concurrent { cap: limit_cap, .. } => {
+                let full = position == 0
+                    || concurrency::live(
+                        store,
+                        &entry.limit.counter,
+                        entry.scope,
+                        &entry.owner,
+                        now,
+                        slots,
+                    )
+                    .is_some_and(|live| live >= limit_cap);
+                if full && cap.is_none() {
+                    cap = Some(entry.limit);
+                }
             }
         }
     }
-    match worst {
-        Some((limit, retry_after_seconds)) => Acquire::Exhausted {
+    match (worst, cap) {
+        (Some((limit, retry_after_seconds)), _) => Acquire::Exhausted {
             limit,
             retry_after_seconds,
         },
-        None => Acquire::Failed("no limit found full".to_string()),
+        (None, Some(limit)) => Acquire::Exhausted {
+            limit,
+            retry_after_seconds: 0,
+        },
+        (None, None) => Acquire::Failed("no limit found full".to_string()),
     }
 }
 
@@ -257,7 +445,8 @@ fn current_count<S: SharedStore + ?Sized>(
     now: u64,
     slots: u64,
 ) -> Option<u64> {
-    let window = window_start(now, entry.limit.window_seconds);
+    let (seconds, _) = entry.limit.window()?;
+    let window = window_start(now, seconds);
     for index in probe_sequence(entry, slots) {
         let key = slot_key(entry.limit, entry.scope, index);
         match read(store, &key).ok()? {
@@ -271,14 +460,25 @@ fn current_count<S: SharedStore + ?Sized>(
     None
 }
 
-/// Takes one unit for the caller if its limit has room: `Ok(None)` when full.
-fn take_one<S: SharedStore + ?Sized>(
+/// What taking from one counter did.
+enum Taken {
+    Took(Reservation),
+    /// A cost of 0 that fits: nothing taken, nothing to give back.
+    Checked,
+    Full,
+}
+
+/// Takes the entry's cost for the caller if its window has room.
+fn take_units<S: SharedStore + ?Sized>(
     store: &S,
     entry: &Counted<'_>,
     now: u64,
     slots: u64,
-) -> Result<Option<Reservation>, String> {
-    let window = window_start(now, entry.limit.window_seconds);
+) -> Result<Taken, String> {
+    let Some((seconds, max)) = entry.limit.window() else {
+        return Err(format!("counter {:?} has no window", entry.limit.counter));
+    };
+    let window = window_start(now, seconds);
     let owner = &entry.owner[..];
     'probes: for index in probe_sequence(entry, slots) {
         let key = slot_key(entry.limit, entry.scope, index);
@@ -294,20 +494,24 @@ fn take_one<S: SharedStore + ?Sized>(
                 // caller has none further on.)
                 _ => 0,
             };
-            if count >= entry.limit.max {
-                return Ok(None);
+            if count.saturating_add(entry.cost) > max {
+                return Ok(Taken::Full);
+            }
+            if entry.cost == 0 {
+                return Ok(Taken::Checked);
             }
             let next = Slot {
                 window_start: window,
-                count: count + 1,
+                count: count + entry.cost,
                 owner: owner.to_vec(),
             };
             match store.compare_and_swap(&key, &next.encode(), cas) {
                 Ok(()) => {
-                    return Ok(Some(Reservation {
+                    return Ok(Taken::Took(Reservation::Window {
                         key,
                         window_start: window,
                         owner: owner.to_vec(),
+                        units: entry.cost,
                     }))
                 }
                 Err(StoreError::CasMismatch) => continue,
@@ -341,40 +545,68 @@ fn read<S: SharedStore + ?Sized>(
     }
 }
 
-/// Gives back units taken for a call that did not happen. A unit whose
-/// window has already ended, or whose slot has passed to another caller, is
-/// not given back: that count no longer matters. Returns the keys that could
-/// not be updated.
+/// Gives back quota taken for a call that did not happen: window units and
+/// slots alike. A unit whose window has already ended, or whose slot has
+/// passed to another caller, is not given back: that count no longer
+/// matters. Returns the keys that could not be updated.
 pub fn release<S: SharedStore + ?Sized>(store: &S, reservations: &[Reservation]) -> Vec<String> {
     let mut failed = Vec::new();
-    'keys: for reservation in reservations {
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let Ok((current, cas)) = read(store, &reservation.key) else {
-                failed.push(reservation.key.clone());
-                continue 'keys;
-            };
-            let Some(slot) = current else {
-                continue 'keys;
-            };
-            if slot.window_start != reservation.window_start
-                || slot.owner != reservation.owner
-                || slot.count == 0
-            {
-                continue 'keys;
-            }
-            let next = Slot {
-                count: slot.count - 1,
-                ..slot
-            };
-            match store.compare_and_swap(&reservation.key, &next.encode(), cas) {
-                Ok(()) => continue 'keys,
-                Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Unavailable(_)) => break,
-            }
+    for reservation in reservations {
+        let done = match reservation {
+            Reservation::Window {
+                key,
+                window_start,
+                owner,
+                units,
+            } => give_back_units(store, key, *window_start, owner, *units),
+            Reservation::Slot(lease) => concurrency::give_back(store, lease),
+        };
+        if !done {
+            failed.push(reservation.key().to_string());
         }
-        failed.push(reservation.key.clone());
     }
     failed
+}
+
+/// Gives back the slots of a call whose exchange ended (window units stay
+/// taken: the call happened). Returns the keys that could not be updated.
+pub fn end_calls<S: SharedStore + ?Sized>(store: &S, reservations: &[Reservation]) -> Vec<String> {
+    let slots: Vec<Reservation> = reservations
+        .iter()
+        .filter(|reservation| reservation.is_slot())
+        .cloned()
+        .collect();
+    release(store, &slots)
+}
+
+fn give_back_units<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    window_start: u64,
+    owner: &[u8],
+    units: u64,
+) -> bool {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Ok((current, cas)) = read(store, key) else {
+            return false;
+        };
+        let Some(slot) = current else {
+            return true;
+        };
+        if slot.window_start != window_start || slot.owner != owner || slot.count == 0 {
+            return true;
+        }
+        let next = Slot {
+            count: slot.count.saturating_sub(units),
+            ..slot
+        };
+        match store.compare_and_swap(key, &next.encode(), cas) {
+            Ok(()) => return true,
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable(_)) => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::CallerScope;
-use crate::policy::{Limit, RateLimitService, Scope};
+use super::{CallerScope, Charge};
+use crate::policy::{Limit, LimitKind, RateLimitService, Scope};
 
 /// gRPC service and method of the call.
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -32,6 +32,9 @@ pub struct RateLimitDescriptor {
     pub entries: Vec<Entry>,
     #[prost(message, optional, tag = "2")]
     pub limit: Option<RateLimitOverride>,
+    /// The descriptor's own cost (`google.protobuf.UInt64Value`).
+    #[prost(message, optional, tag = "3")]
+    pub hits_addend: Option<UInt64Value>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -52,6 +55,13 @@ pub struct RateLimitOverride {
     pub unit: i32,
 }
 
+/// `google.protobuf.UInt64Value`.
+#[derive(Clone, PartialEq, Message)]
+pub struct UInt64Value {
+    #[prost(uint64, tag = "1")]
+    pub value: u64,
+}
+
 /// `envoy.service.ratelimit.v3.RateLimitResponse` (the fields we read).
 #[derive(Clone, PartialEq, Message)]
 pub struct RateLimitResponse {
@@ -66,10 +76,19 @@ pub struct RateLimitResponse {
 pub struct DescriptorStatus {
     #[prost(int32, tag = "1")]
     pub code: i32,
+    #[prost(message, optional, tag = "2")]
+    pub current_limit: Option<CurrentLimit>,
     #[prost(uint32, tag = "3")]
     pub limit_remaining: u32,
     #[prost(message, optional, tag = "4")]
     pub duration_until_reset: Option<ProtoDuration>,
+}
+
+/// `RateLimitResponse.RateLimit` (the name; the rest we do not read).
+#[derive(Clone, PartialEq, Message)]
+pub struct CurrentLimit {
+    #[prost(string, tag = "3")]
+    pub name: String,
 }
 
 /// `google.protobuf.Duration`.
@@ -83,6 +102,12 @@ pub struct ProtoDuration {
 
 const CODE_OK: i32 = 1;
 const CODE_OVER_LIMIT: i32 = 2;
+/// The protocol's `SECOND`, sent as the (ignored) unit of acquisitions.
+const UNIT_SECOND: i32 = 1;
+
+/// What `current_limit.name` of an acquisition's status starts with when the
+/// service holds leases (ratelimit-service/README.md, "The acknowledgement").
+pub const CONCURRENT_NAME_PREFIX: &str = "concurrent:";
 
 /// The protocol's unit for a window the policy allowed for `store: global`.
 fn unit(window_seconds: u64) -> i32 {
@@ -97,14 +122,18 @@ fn unit(window_seconds: u64) -> i32 {
 /// Scope values longer than this many bytes are sent as a digest.
 pub const MAX_SCOPE_VALUE_BYTES: usize = 64;
 
-/// The descriptor value a scope counts by.
-fn scope_value(limit: &Limit, caller: CallerScope<'_>) -> String {
-    bounded(match (limit.scope, caller.session) {
-        (Scope::Grant, _) => format!("grant:{}", caller.grant),
-        (Scope::Session, Some(session)) => format!("session:{session}"),
-        (Scope::Session, None) => format!("nosession:{}", caller.grant),
-        (Scope::Global, _) => "global".to_string(),
-    })
+/// The descriptor value a charge counts by: the scope's value, then
+/// `;<per key>` for a limit with `per` (see [`super::per_key`]).
+fn scope_value(charge: &Charge<'_>, caller: CallerScope<'_>) -> String {
+    let scope = match (charge.limit.scope, caller.session, caller.role) {
+        (Scope::Grant, _, _) => format!("grant:{}", caller.grant),
+        (Scope::Session, Some(session), _) => format!("session:{session}"),
+        (Scope::Session, None, _) => format!("nosession:{}", caller.grant),
+        (Scope::Global, _, _) => "global".to_string(),
+        (Scope::Role, _, Some(role)) => format!("role:{role}"),
+        (Scope::Role, _, None) => format!("norole:{}", caller.grant),
+    };
+    bounded(super::owner_text(&scope, charge.per.as_deref()))
 }
 
 /// A scope value as sent: as is up to [`MAX_SCOPE_VALUE_BYTES`], else
@@ -121,32 +150,107 @@ fn bounded(value: String) -> String {
     let mut out = String::with_capacity(kind.len() + 33);
     out.push_str(kind);
     out.push('#');
-    for byte in &digest[..16] {
+    out.push_str(&hex(&digest[..16]));
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
         out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
         out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
     }
     out
 }
 
-/// The encoded `ShouldRateLimit` request for these global limits.
-pub fn request(service: &RateLimitService, limits: &[&Limit], caller: CallerScope<'_>) -> Vec<u8> {
-    let descriptors = limits
+/// A lease id as sent: 128 random bits in hex (unique per exchange across
+/// the fleet).
+pub fn lease_id(random: u128) -> String {
+    hex(&random.to_be_bytes())
+}
+
+/// One global limit as one call asks the service about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub limit: Limit,
+    /// Units (0: checked only); 1 for a concurrency slot.
+    pub cost: u64,
+    /// The `scope` entry's value.
+    pub scope: String,
+}
+
+/// The descriptors of one call's global charges. A concurrency counter named
+/// twice for one owner is asked once, against the smallest cap (the service
+/// merges window descriptors itself).
+pub fn descriptors(charges: &[Charge<'_>], caller: CallerScope<'_>) -> Vec<Descriptor> {
+    let mut out: Vec<Descriptor> = Vec::with_capacity(charges.len());
+    for charge in charges {
+        let descriptor = Descriptor {
+            limit: charge.limit.clone(),
+            cost: charge.cost,
+            scope: scope_value(charge, caller),
+        };
+        let twin = out.iter_mut().find(|other| {
+            descriptor.limit.is_concurrent()
+                && other.limit.counter == descriptor.limit.counter
+                && other.scope == descriptor.scope
+        });
+        match twin {
+            Some(other) if descriptor.limit.max() < other.limit.max() => *other = descriptor,
+            Some(_) => {}
+            None => out.push(descriptor),
+        }
+    }
+    out
+}
+
+fn entry(key: &str, value: impl Into<String>) -> Entry {
+    Entry {
+        key: key.to_string(),
+        value: value.into(),
+    }
+}
+
+fn cap(limit: &Limit) -> u32 {
+    u32::try_from(limit.max()).unwrap_or(u32::MAX)
+}
+
+/// The encoded `ShouldRateLimit` request for these descriptors: a window
+/// descriptor per window (its cost in its own `hits_addend` unless 1), an
+/// acquire descriptor per concurrency cap, leased as `lease`.
+pub fn request(service: &RateLimitService, descriptors: &[Descriptor], lease: &str) -> Vec<u8> {
+    let descriptors = descriptors
         .iter()
-        .map(|limit| RateLimitDescriptor {
-            entries: vec![
-                Entry {
-                    key: "counter".to_string(),
-                    value: limit.counter.clone(),
+        .map(|descriptor| {
+            let limit = &descriptor.limit;
+            let mut entries = vec![
+                entry("counter", limit.counter.clone()),
+                entry("scope", descriptor.scope.clone()),
+            ];
+            match limit.kind {
+                LimitKind::Window { seconds, .. } => RateLimitDescriptor {
+                    entries,
+                    limit: Some(RateLimitOverride {
+                        requests_per_unit: cap(limit),
+                        unit: unit(seconds),
+                    }),
+                    hits_addend: (descriptor.cost != 1).then_some(UInt64Value {
+                        value: descriptor.cost,
+                    }),
                 },
-                Entry {
-                    key: "scope".to_string(),
-                    value: scope_value(limit, caller),
-                },
-            ],
-            limit: Some(RateLimitOverride {
-                requests_per_unit: u32::try_from(limit.max).unwrap_or(u32::MAX),
-                unit: unit(limit.window_seconds),
-            }),
+                LimitKind::Concurrent { lease_seconds, .. } => {
+                    entries.push(entry("lease", lease));
+                    entries.push(entry("lease_ms", (lease_seconds * 1_000).to_string()));
+                    RateLimitDescriptor {
+                        entries,
+                        limit: Some(RateLimitOverride {
+                            requests_per_unit: cap(limit),
+                            unit: UNIT_SECOND,
+                        }),
+                        hits_addend: None,
+                    }
+                }
+            }
         })
         .collect();
     RateLimitRequest {
@@ -157,12 +261,46 @@ pub fn request(service: &RateLimitService, limits: &[&Limit], caller: CallerScop
     .encode_to_vec()
 }
 
+/// The encoded request giving back the slots `lease` holds among these
+/// descriptors (`None` if none is a concurrency cap): one release descriptor
+/// each, with `hits_addend` 0, so that a service without leases counts
+/// nothing.
+pub fn release_request(
+    service: &RateLimitService,
+    descriptors: &[Descriptor],
+    lease: &str,
+) -> Option<Vec<u8>> {
+    let releases: Vec<RateLimitDescriptor> = descriptors
+        .iter()
+        .filter(|descriptor| descriptor.limit.is_concurrent())
+        .map(|descriptor| RateLimitDescriptor {
+            entries: vec![
+                entry("counter", descriptor.limit.counter.clone()),
+                entry("scope", descriptor.scope.clone()),
+                entry("lease", lease),
+                entry("release", "true"),
+            ],
+            limit: None,
+            hits_addend: Some(UInt64Value { value: 0 }),
+        })
+        .collect();
+    (!releases.is_empty()).then(|| {
+        RateLimitRequest {
+            domain: service.domain.clone(),
+            descriptors: releases,
+            hits_addend: 0,
+        }
+        .encode_to_vec()
+    })
+}
+
 /// What the service said.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every limit had room; the service took one unit from each.
+    /// Every limit had room; the service took each call's cost (and slots).
     Allowed,
-    /// `limits[index]` is full; retry after that many seconds.
+    /// `descriptors[index]` is full; for a window, retry after that many
+    /// seconds (0 for a concurrency cap: a slot frees when a call ends).
     OverLimit {
         index: usize,
         retry_after_seconds: u64,
@@ -171,47 +309,86 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// Reads the service's answer to a request for `limits` (statuses come in
-/// descriptor order). A missing `duration_until_reset` falls back to the
-/// end of the limit's window as this host's clock sees it.
-pub fn verdict(response: &[u8], limits: &[&Limit], now: u64) -> Verdict {
+/// Reads the service's answer to a request for `descriptors` (statuses come
+/// in descriptor order). Every acquisition must be acknowledged
+/// (`current_limit.name` is `concurrent:<counter>`), whatever the overall
+/// code: a service that does not hold leases answers OK and enforces
+/// nothing, which is a failure of the service. A window's missing
+/// `duration_until_reset` falls back to the end of the limit's window as this
+/// host's clock sees it; an acquisition carries none.
+pub fn verdict(response: &[u8], descriptors: &[Descriptor], now: u64) -> Verdict {
     let response = match RateLimitResponse::decode(response) {
         Ok(response) => response,
         Err(err) => return Verdict::Failed(format!("unreadable RateLimitResponse: {err}")),
     };
+    for (index, descriptor) in descriptors.iter().enumerate() {
+        if !descriptor.limit.is_concurrent() {
+            continue;
+        }
+        let name = response
+            .statuses
+            .get(index)
+            .and_then(|status| status.current_limit.as_ref())
+            .map(|limit| limit.name.as_str());
+        let expected = format!("{CONCURRENT_NAME_PREFIX}{}", descriptor.limit.counter);
+        if name != Some(expected.as_str()) {
+            return Verdict::Failed(format!(
+                "the rate-limit service did not acknowledge concurrency counter {:?} (current_limit.name {name:?}, expected {expected:?}): it does not hold leases, so it cannot cap calls in flight",
+                descriptor.limit.counter
+            ));
+        }
+    }
+    let retry = |index: usize, status: &DescriptorStatus| -> Option<u64> {
+        let (seconds, _) = descriptors.get(index)?.limit.window()?;
+        let retry = status
+            .duration_until_reset
+            .as_ref()
+            .map(|duration| {
+                let seconds = u64::try_from(duration.seconds).unwrap_or(0);
+                seconds + u64::from(duration.nanos > 0)
+            })
+            .unwrap_or_else(|| super::seconds_until_reset(now, seconds));
+        Some(retry.max(1))
+    };
     match response.overall_code {
         CODE_OK => Verdict::Allowed,
         CODE_OVER_LIMIT => {
-            let over = response
+            let over: Vec<(usize, &DescriptorStatus)> = response
                 .statuses
                 .iter()
                 .enumerate()
-                .filter(|(index, status)| status.code == CODE_OVER_LIMIT && *index < limits.len())
-                .map(|(index, status)| {
-                    let retry = status
-                        .duration_until_reset
-                        .as_ref()
-                        .map(|duration| {
-                            let seconds = u64::try_from(duration.seconds).unwrap_or(0);
-                            seconds + u64::from(duration.nanos > 0)
-                        })
-                        .unwrap_or_else(|| {
-                            super::seconds_until_reset(now, limits[index].window_seconds)
-                        });
-                    (index, retry.max(1))
+                .filter(|(index, status)| {
+                    status.code == CODE_OVER_LIMIT && *index < descriptors.len()
                 })
+                .collect();
+            // The window that resets last; else a full concurrency cap.
+            let window = over
+                .iter()
+                .filter_map(|(index, status)| Some((*index, retry(*index, status)?)))
                 .max_by_key(|(_, retry)| *retry);
-            match over {
-                Some((index, retry_after_seconds)) => Verdict::OverLimit {
+            let concurrent = over
+                .iter()
+                .find(|(index, _)| descriptors[*index].limit.is_concurrent());
+            match (window, concurrent) {
+                (Some((index, retry_after_seconds)), _) => Verdict::OverLimit {
                     index,
                     retry_after_seconds,
                 },
-                // Over limit without saying which: the first global limit.
-                None if !limits.is_empty() => Verdict::OverLimit {
-                    index: 0,
-                    retry_after_seconds: super::seconds_until_reset(now, limits[0].window_seconds),
+                (None, Some((index, _))) => Verdict::OverLimit {
+                    index: *index,
+                    retry_after_seconds: 0,
                 },
-                None => Verdict::Failed("OVER_LIMIT for no limit".to_string()),
+                // Over limit without saying which: the first global limit.
+                (None, None) => match descriptors.first() {
+                    Some(first) => Verdict::OverLimit {
+                        index: 0,
+                        retry_after_seconds: first
+                            .limit
+                            .window()
+                            .map_or(0, |(seconds, _)| super::seconds_until_reset(now, seconds)),
+                    },
+                    None => Verdict::Failed("OVER_LIMIT for no limit".to_string()),
+                },
             }
         }
         code => Verdict::Failed(format!("overall_code {code}")),
@@ -221,7 +398,7 @@ pub fn verdict(response: &[u8], limits: &[&Limit], now: u64) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{CounterStore, FailureMode};
+    use crate::policy::{ArgumentPath, Cost, CounterStore, FailureMode};
 
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -229,11 +406,25 @@ mod tests {
     fn limit(counter: &str, window_seconds: u64, max: u64, scope: Scope) -> Limit {
         Limit {
             counter: counter.to_string(),
-            window_seconds,
-            max,
+            kind: LimitKind::Window {
+                seconds: window_seconds,
+                max,
+            },
             scope,
             pointer: format!("/tools/t/limits/{counter}"),
             store: CounterStore::Global,
+            cost: Cost::Units(1),
+            per: None,
+        }
+    }
+
+    fn concurrent(counter: &str, cap: u64, scope: Scope) -> Limit {
+        Limit {
+            kind: LimitKind::Concurrent {
+                cap,
+                lease_seconds: 300,
+            },
+            ..limit(counter, 1, 1, scope)
         }
     }
 
@@ -246,36 +437,47 @@ mod tests {
         }
     }
 
+    const ALICE: CallerScope<'static> = CallerScope {
+        grant: "alice",
+        session: Some("s1"),
+        role: None,
+    };
+
+    fn plain(limits: &[&Limit], caller: CallerScope<'_>) -> Vec<Descriptor> {
+        let charges: Vec<Charge<'_>> = limits.iter().map(|limit| Charge::plain(limit)).collect();
+        descriptors(&charges, caller)
+    }
+
+    fn entries(descriptor: &RateLimitDescriptor) -> Vec<(String, String)> {
+        descriptor
+            .entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect()
+    }
+
+    fn decode(bytes: &[u8]) -> RateLimitRequest {
+        RateLimitRequest::decode(bytes).unwrap()
+    }
+
     #[test]
     fn the_request_carries_one_descriptor_per_limit_with_its_override() {
         let (a, b) = (
             limit("exec", 60, 20, Scope::Grant),
             limit("all", 86_400, 1000, Scope::Global),
         );
-        let caller = CallerScope {
-            grant: "alice",
-            session: Some("s1"),
-        };
-        let bytes = request(&service(), &[&a, &b], caller);
-        let decoded = RateLimitRequest::decode(bytes.as_slice()).unwrap();
+        let decoded = decode(&request(&service(), &plain(&[&a, &b], ALICE), "l"));
         assert_eq!(decoded.domain, "mcp-policy");
         assert_eq!(decoded.hits_addend, 1);
-        let entries = |index: usize| -> Vec<(String, String)> {
-            decoded.descriptors[index]
-                .entries
-                .iter()
-                .map(|e| (e.key.clone(), e.value.clone()))
-                .collect()
-        };
         assert_eq!(
-            entries(0),
+            entries(&decoded.descriptors[0]),
             vec![
                 ("counter".into(), "exec".into()),
                 ("scope".into(), "grant:alice".into())
             ]
         );
         assert_eq!(
-            entries(1),
+            entries(&decoded.descriptors[1]),
             vec![
                 ("counter".into(), "all".into()),
                 ("scope".into(), "global".into())
@@ -295,6 +497,118 @@ mod tests {
                 unit: 4
             })
         );
+        // A cost of 1 is the request's: no hits_addend of its own.
+        assert_eq!(decoded.descriptors[0].hits_addend, None);
+    }
+
+    #[test]
+    fn costs_go_in_each_descriptors_hits_addend() {
+        let rows = Limit {
+            cost: Cost::Argument(ArgumentPath::parse("args.rows").unwrap()),
+            ..limit("rows", 86_400, 10_000, Scope::Grant)
+        };
+        let calls = limit("calls", 60, 10, Scope::Grant);
+        let charges = [
+            Charge {
+                limit: &rows,
+                cost: 500,
+                per: None,
+            },
+            Charge::plain(&calls),
+            Charge {
+                limit: &rows,
+                cost: 0,
+                per: Some("args.table=t".to_string()),
+            },
+        ];
+        let decoded = decode(&request(&service(), &descriptors(&charges, ALICE), "l"));
+        assert_eq!(
+            decoded.descriptors[0].hits_addend,
+            Some(UInt64Value { value: 500 })
+        );
+        assert_eq!(decoded.descriptors[1].hits_addend, None);
+        // 0 checks without taking.
+        assert_eq!(
+            decoded.descriptors[2].hits_addend,
+            Some(UInt64Value { value: 0 })
+        );
+        assert_eq!(
+            entries(&decoded.descriptors[2])[1],
+            ("scope".into(), "grant:alice;args.table=t".into())
+        );
+    }
+
+    #[test]
+    fn concurrency_caps_are_acquired_and_released_by_lease() {
+        let inflight = concurrent("inflight", 3, Scope::Grant);
+        let rate = limit("rate", 60, 10, Scope::Grant);
+        let described = plain(&[&rate, &inflight, &inflight], ALICE);
+        assert_eq!(described.len(), 2, "a cap named twice is asked once");
+        let decoded = decode(&request(&service(), &described, "0123abcd"));
+        assert_eq!(
+            entries(&decoded.descriptors[1]),
+            vec![
+                ("counter".into(), "inflight".into()),
+                ("scope".into(), "grant:alice".into()),
+                ("lease".into(), "0123abcd".into()),
+                ("lease_ms".into(), "300000".into()),
+            ]
+        );
+        assert_eq!(
+            decoded.descriptors[1].limit,
+            Some(RateLimitOverride {
+                requests_per_unit: 3,
+                unit: 1
+            })
+        );
+        assert_eq!(decoded.descriptors[1].hits_addend, None);
+        // The release names the lease, hits_addend 0, no window descriptors.
+        let release = decode(&release_request(&service(), &described, "0123abcd").unwrap());
+        assert_eq!(release.descriptors.len(), 1);
+        assert_eq!(
+            entries(&release.descriptors[0]),
+            vec![
+                ("counter".into(), "inflight".into()),
+                ("scope".into(), "grant:alice".into()),
+                ("lease".into(), "0123abcd".into()),
+                ("release".into(), "true".into()),
+            ]
+        );
+        assert_eq!(
+            release.descriptors[0].hits_addend,
+            Some(UInt64Value { value: 0 })
+        );
+        assert_eq!(
+            release_request(&service(), &plain(&[&rate], ALICE), "x"),
+            None
+        );
+        // Lease ids: 128 bits in hex.
+        assert_eq!(lease_id(0xff), format!("{}ff", "0".repeat(30)));
+    }
+
+    #[test]
+    fn roles_and_argument_values_make_scope_values() {
+        let per_role = limit("r", 60, 1, Scope::Role);
+        let mut caller = ALICE;
+        let value = |limit: &Limit, caller: CallerScope<'_>, per: Option<&str>| {
+            let charge = Charge {
+                limit,
+                cost: 1,
+                per: per.map(str::to_string),
+            };
+            descriptors(&[charge], caller)[0].scope.clone()
+        };
+        assert_eq!(value(&per_role, caller, None), "norole:alice");
+        caller.role = Some("engineer");
+        assert_eq!(value(&per_role, caller, None), "role:engineer");
+        let per_grant = limit("g", 60, 1, Scope::Grant);
+        assert_eq!(
+            value(&per_grant, caller, Some("args.repo=acme/web")),
+            "grant:alice;args.repo=acme/web"
+        );
+        // Long pairs are digested like any scope value.
+        let long = format!("args.repo={}", "r".repeat(100));
+        assert!(value(&per_grant, caller, Some(&long)).starts_with("grant#"));
     }
 
     #[test]
@@ -304,10 +618,9 @@ mod tests {
             let caller = CallerScope {
                 grant: "alice",
                 session: Some(session),
+                role: None,
             };
-            let bytes = request(&service(), &[&exec], caller);
-            let decoded = RateLimitRequest::decode(bytes.as_slice()).unwrap();
-            decoded.descriptors[0].entries[1].value.clone()
+            plain(&[&exec], caller)[0].scope.clone()
         };
         // "session:" is 8 bytes: 56 more fit as they are.
         let fits = "s".repeat(56);
@@ -328,16 +641,30 @@ mod tests {
         let caller = CallerScope {
             grant: &long_grant,
             session: None,
+            role: None,
         };
-        let bytes = request(&service(), &[&grant], caller);
-        let value = RateLimitRequest::decode(bytes.as_slice())
-            .unwrap()
-            .descriptors[0]
-            .entries[1]
-            .value
-            .clone();
+        let value = plain(&[&grant], caller)[0].scope.clone();
         assert!(value.starts_with("grant#"), "{value}");
         assert_eq!(bounded("grant:a#b".to_string()), "grant:a#b");
+    }
+
+    fn status(code: i32, seconds: Option<i64>, name: &str) -> DescriptorStatus {
+        DescriptorStatus {
+            code,
+            current_limit: Some(CurrentLimit {
+                name: name.to_string(),
+            }),
+            limit_remaining: 0,
+            duration_until_reset: seconds.map(|seconds| ProtoDuration { seconds, nanos: 0 }),
+        }
+    }
+
+    fn answer(overall_code: i32, statuses: Vec<DescriptorStatus>) -> Vec<u8> {
+        RateLimitResponse {
+            overall_code,
+            statuses,
+        }
+        .encode_to_vec()
     }
 
     #[test]
@@ -346,51 +673,89 @@ mod tests {
             limit("a", 60, 1, Scope::Grant),
             limit("b", 3_600, 1, Scope::Grant),
         );
-        let limits = [&a, &b];
-        let ok = RateLimitResponse {
-            overall_code: 1,
-            statuses: vec![],
-        }
-        .encode_to_vec();
-        assert_eq!(verdict(&ok, &limits, 0), Verdict::Allowed);
-        let status = |code: i32, seconds: Option<i64>| DescriptorStatus {
-            code,
-            limit_remaining: 0,
-            duration_until_reset: seconds.map(|seconds| ProtoDuration { seconds, nanos: 0 }),
-        };
-        let over = RateLimitResponse {
-            overall_code: 2,
-            statuses: vec![status(1, None), status(2, Some(1234))],
-        }
-        .encode_to_vec();
+        let described = plain(&[&a, &b], ALICE);
+        assert_eq!(verdict(&answer(1, vec![]), &described, 0), Verdict::Allowed);
+        let over = answer(2, vec![status(1, None, "a"), status(2, Some(1234), "b")]);
         assert_eq!(
-            verdict(&over, &limits, 0),
+            verdict(&over, &described, 0),
             Verdict::OverLimit {
                 index: 1,
                 retry_after_seconds: 1234
             }
         );
-        let unexplained = RateLimitResponse {
-            overall_code: 2,
-            statuses: vec![],
-        }
-        .encode_to_vec();
         assert_eq!(
-            verdict(&unexplained, &limits, 30),
+            verdict(&answer(2, vec![]), &described, 30),
             Verdict::OverLimit {
                 index: 0,
                 retry_after_seconds: 30
             }
         );
         assert!(matches!(
-            verdict(b"\xff\xff", &limits, 0),
+            verdict(b"\xff\xff", &described, 0),
             Verdict::Failed(_)
         ));
-        let unknown = RateLimitResponse {
-            overall_code: 0,
-            statuses: vec![],
+        assert!(matches!(
+            verdict(&answer(0, vec![]), &described, 0),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn an_acquisition_needs_the_acknowledgement() {
+        let rate = limit("rate", 60, 10, Scope::Grant);
+        let inflight = concurrent("inflight", 2, Scope::Grant);
+        let described = plain(&[&rate, &inflight], ALICE);
+        let acknowledged = answer(
+            1,
+            vec![
+                status(1, Some(10), "rate"),
+                status(1, None, "concurrent:inflight"),
+            ],
+        );
+        assert_eq!(verdict(&acknowledged, &described, 0), Verdict::Allowed);
+        // envoyproxy/ratelimit names override limits "": it holds no leases.
+        for name in ["", "inflight", "concurrent:other"] {
+            let unacknowledged =
+                answer(1, vec![status(1, Some(10), "rate"), status(1, None, name)]);
+            assert!(
+                matches!(verdict(&unacknowledged, &described, 0), Verdict::Failed(ref why) if why.contains("acknowledge")),
+                "{name:?}"
+            );
         }
-        .encode_to_vec();
-        assert!(matches!(verdict(&unknown, &limits, 0), Verdict::Failed(_)));
+        // No statuses at all: nothing acknowledged.
+        assert!(matches!(
+            verdict(&answer(1, vec![]), &described, 0),
+            Verdict::Failed(_)
+        ));
+        // A full cap: no duration, no retry guess.
+        let full = answer(
+            2,
+            vec![
+                status(1, Some(10), "rate"),
+                status(2, None, "concurrent:inflight"),
+            ],
+        );
+        assert_eq!(
+            verdict(&full, &described, 0),
+            Verdict::OverLimit {
+                index: 1,
+                retry_after_seconds: 0
+            }
+        );
+        // A full window and a full cap: the window says when to retry.
+        let both = answer(
+            2,
+            vec![
+                status(2, Some(42), "rate"),
+                status(2, None, "concurrent:inflight"),
+            ],
+        );
+        assert_eq!(
+            verdict(&both, &described, 0),
+            Verdict::OverLimit {
+                index: 0,
+                retry_after_seconds: 42
+            }
+        );
     }
 }

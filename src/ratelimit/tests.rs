@@ -21,6 +21,7 @@ fn count_in_table(
     let (scope, owner) = owner(limit, caller);
     let counted = Counted {
         limit,
+        cost: 1,
         scope,
         owner: owner_digest(owner),
     };
@@ -30,21 +31,39 @@ fn count_in_table(
 fn limit(counter: &str, window_seconds: u64, max: u64, scope: Scope) -> Limit {
     Limit {
         counter: counter.to_string(),
-        window_seconds,
-        max,
+        kind: LimitKind::Window {
+            seconds: window_seconds,
+            max,
+        },
         scope,
         pointer: format!("/tools/t/limits/{counter}"),
         store: crate::policy::CounterStore::Local,
+        cost: crate::policy::Cost::Units(1),
+        per: None,
     }
+}
+
+/// Takes one unit (each limit's fixed cost) from each limit, without `per` values.
+fn acquire<'p, S: SharedStore + ?Sized>(
+    store: &S,
+    limits: &[&'p Limit],
+    caller: CallerScope<'_>,
+    now: u64,
+    slots: u64,
+) -> Acquire<'p> {
+    let charges: Vec<Charge<'p>> = limits.iter().map(|limit| Charge::plain(limit)).collect();
+    super::acquire(store, &charges, caller, now, slots)
 }
 
 const ALICE: CallerScope<'static> = CallerScope {
     grant: "alice",
     session: Some("s-1"),
+    role: None,
 };
 const BOB: CallerScope<'static> = CallerScope {
     grant: "bob",
     session: Some("s-2"),
+    role: None,
 };
 
 fn granted(result: &Acquire<'_>) -> bool {
@@ -101,6 +120,7 @@ fn scopes_count_separately() {
     let alice_elsewhere = CallerScope {
         grant: "alice",
         session: Some("s-9"),
+        role: None,
     };
     assert!(!granted(&acquire(
         &store,
@@ -136,6 +156,7 @@ fn scopes_count_separately() {
     let no_session = CallerScope {
         grant: "carol",
         session: None,
+        role: None,
     };
     assert!(granted(&acquire(
         &store,
@@ -156,7 +177,8 @@ fn scopes_count_separately() {
         &[&per_session],
         CallerScope {
             grant: "dave",
-            session: None
+            session: None,
+            role: None,
         },
         now,
         SLOTS
@@ -235,7 +257,10 @@ fn a_counter_named_twice_for_one_call_counts_once_against_the_smaller_max() {
     let store = EnvoySharedData::default();
     let own = limit("shared", 60, 5, Scope::Grant);
     let all = Limit {
-        max: 2,
+        kind: LimitKind::Window {
+            seconds: 60,
+            max: 2,
+        },
         pointer: "/all_tools/limits/0".to_string(),
         ..own.clone()
     };
@@ -278,6 +303,7 @@ fn keys_cannot_collide_across_counters_and_scopes() {
     let same = CallerScope {
         grant: "v",
         session: Some("v"),
+        role: None,
     };
     assert!(granted(&acquire(&store, &[&session], same, 0, SLOTS)));
     assert!(granted(&acquire(&store, &[&grant], same, 0, SLOTS)));
@@ -438,6 +464,7 @@ fn keys_are_bounded_by_the_table_and_reused_after_their_window() {
         let caller = CallerScope {
             grant,
             session: None,
+            role: None,
         };
         assert!(
             matches!(
@@ -453,6 +480,7 @@ fn keys_are_bounded_by_the_table_and_reused_after_their_window() {
         let caller = CallerScope {
             grant,
             session: None,
+            role: None,
         };
         for _ in 0..4 {
             assert!(matches!(
@@ -472,6 +500,7 @@ fn keys_are_bounded_by_the_table_and_reused_after_their_window() {
         let caller = CallerScope {
             grant: &grant,
             session: None,
+            role: None,
         };
         let result = acquire(&store, &[&per_grant], caller, now + 60, slots);
         assert!(matches!(result, Acquire::Granted(_)), "{grant}: {result:?}");
@@ -490,6 +519,7 @@ fn a_full_table_fails_the_call_with_a_clear_reason() {
         let caller = CallerScope {
             grant: &grant,
             session: None,
+            role: None,
         };
         assert!(matches!(
             acquire(&store, &[&per_grant], caller, now, 4),
@@ -499,6 +529,7 @@ fn a_full_table_fails_the_call_with_a_clear_reason() {
     let fifth = CallerScope {
         grant: "g4",
         session: None,
+        role: None,
     };
     match acquire(&store, &[&per_grant], fifth, now, 4) {
         Acquire::Failed(reason) => assert!(reason.contains("max_callers_per_counter"), "{reason}"),
@@ -521,10 +552,12 @@ fn a_caller_finds_its_slot_past_others_and_keeps_counting_there() {
         CallerScope {
             grant: "a",
             session: None,
+            role: None,
         },
         CallerScope {
             grant: "b",
             session: None,
+            role: None,
         },
     );
     assert!(granted(&acquire(&store, &[&per_grant], a, 0, 2)));
@@ -543,9 +576,144 @@ fn a_caller_finds_its_slot_past_others_and_keeps_counting_there() {
     let c = CallerScope {
         grant: "c",
         session: None,
+        role: None,
     };
     assert!(matches!(
         acquire(&store, &[&per_grant], c, 0, 2),
         Acquire::Failed(_)
     ));
+}
+
+fn costly(counter: &str, max: u64) -> Limit {
+    Limit {
+        cost: crate::policy::Cost::Argument(
+            crate::policy::ArgumentPath::parse("args.rows").unwrap(),
+        ),
+        ..limit(counter, 86_400, max, Scope::Grant)
+    }
+}
+
+fn charge<'p>(limit: &'p Limit, cost: u64, per: Option<&str>) -> Charge<'p> {
+    Charge {
+        limit,
+        cost,
+        per: per.map(str::to_string),
+    }
+}
+
+#[test]
+fn costs_take_several_units_and_a_cost_that_does_not_fit_takes_nothing() {
+    let store = EnvoySharedData::default();
+    let rows = costly("rows", 10_000);
+    let now = 1_800_000_000;
+    let take = |cost| super::acquire(&store, &[charge(&rows, cost, None)], ALICE, now, SLOTS);
+    assert!(granted(&take(6_000)));
+    assert!(granted(&take(3_000)));
+    assert_eq!(count_of(&store, &rows, ALICE, now), 9_000);
+    // 2,000 more would make 11,000: refused, and nothing taken.
+    assert_eq!(
+        take(2_000),
+        Acquire::Exhausted {
+            limit: &rows,
+            retry_after_seconds: 86_400 - now % 86_400
+        }
+    );
+    assert_eq!(count_of(&store, &rows, ALICE, now), 9_000);
+    // What fits still passes; then the budget is spent exactly.
+    assert!(granted(&take(1_000)));
+    assert_eq!(count_of(&store, &rows, ALICE, now), 10_000);
+    // A cost of 0 is checked, takes nothing and gives nothing back.
+    assert_eq!(take(0), Acquire::Granted(vec![]));
+    assert!(!granted(&take(1)));
+}
+
+#[test]
+fn units_taken_for_a_call_that_did_not_happen_come_back_exactly() {
+    let store = EnvoySharedData::default();
+    let rows = costly("rows", 100);
+    let now = 1_800_000_000;
+    let Acquire::Granted(first) =
+        super::acquire(&store, &[charge(&rows, 30, None)], ALICE, now, SLOTS)
+    else {
+        panic!("granted")
+    };
+    assert!(granted(&super::acquire(
+        &store,
+        &[charge(&rows, 50, None)],
+        ALICE,
+        now,
+        SLOTS
+    )));
+    assert!(release(&store, &first).is_empty());
+    assert_eq!(count_of(&store, &rows, ALICE, now), 50);
+}
+
+#[test]
+fn a_counter_named_twice_with_costs_takes_the_largest() {
+    let store = EnvoySharedData::default();
+    let rows = costly("rows", 100);
+    let now = 1_800_000_000;
+    assert!(granted(&super::acquire(
+        &store,
+        &[charge(&rows, 30, None), charge(&rows, 70, None)],
+        ALICE,
+        now,
+        SLOTS
+    )));
+    assert_eq!(count_of(&store, &rows, ALICE, now), 70);
+}
+
+#[test]
+fn per_argument_values_count_apart_within_the_scope() {
+    let store = EnvoySharedData::default();
+    let merges = Limit {
+        per: crate::policy::ArgumentPath::parse("args.repo"),
+        ..limit("merges", 3_600, 2, Scope::Grant)
+    };
+    let now = 1_800_000_000;
+    let repo = |value: serde_json::Value| Some(per_key("args.repo", Some(&value)));
+    let take = |per: Option<String>, caller| {
+        super::acquire(
+            &store,
+            &[Charge {
+                limit: &merges,
+                cost: 1,
+                per,
+            }],
+            caller,
+            now,
+            SLOTS,
+        )
+    };
+    let web = repo(serde_json::json!("acme/web"));
+    let api = repo(serde_json::json!("acme/api"));
+    assert!(granted(&take(web.clone(), ALICE)));
+    assert!(granted(&take(web.clone(), ALICE)));
+    assert!(!granted(&take(web.clone(), ALICE)));
+    // Another repository, another grant: counts of their own.
+    assert!(granted(&take(api.clone(), ALICE)));
+    assert!(granted(&take(web.clone(), BOB)));
+    // A call without the argument counts under "no value", apart.
+    let absent = Some(per_key("args.repo", None));
+    assert!(granted(&take(absent.clone(), ALICE)));
+    assert!(granted(&take(absent.clone(), ALICE)));
+    assert!(!granted(&take(absent, ALICE)));
+    // 1 and "1" are one value (stricter, never looser).
+    assert_eq!(repo(serde_json::json!(1)), repo(serde_json::json!("1")));
+    // Separators in values cannot forge another pair.
+    assert_ne!(
+        per_key("args.repo", Some(&serde_json::json!("a;args.repo=b"))),
+        "args.repo=a;args.repo=b"
+    );
+    assert_eq!(
+        per_key("args.repo", Some(&serde_json::json!("50%;x=y"))),
+        "args.repo=50%25%3Bx%3Dy"
+    );
+    // Long values cost what short ones do: the owner is a digest.
+    let long = repo(serde_json::json!("r".repeat(50_000)));
+    assert!(granted(&take(long, ALICE)));
+    assert!(store
+        .keys()
+        .iter()
+        .all(|key| store.get(key).unwrap().unwrap().0.len() <= 16 + OWNER_DIGEST_LEN));
 }

@@ -39,24 +39,26 @@ fn denial_echoes_the_id_with_its_type() {
     }
 }
 
-#[test]
-fn rate_limit_says_when_to_retry() {
-    let limit = Limit {
+fn window_limit() -> Limit {
+    Limit {
         counter: "exec".to_string(),
-        window_seconds: 60,
-        max: 10,
+        kind: crate::policy::LimitKind::Window {
+            seconds: 60,
+            max: 10,
+        },
         scope: Scope::Grant,
         pointer: "/tools/a/limits/0".to_string(),
         store: crate::policy::CounterStore::Local,
-    };
-    let decision = Decision::RateLimited {
-        limit: &limit,
-        retry_after_seconds: 12,
-    };
+        cost: crate::policy::Cost::Units(1),
+        per: None,
+    }
+}
+
+fn error_data(decision: &Decision<'_>) -> serde_json::Value {
     let json = for_decision(
         &json!(1),
         &Target::tool("a"),
-        &decision,
+        decision,
         Answering {
             deny_as: DenyAs::Error,
             current: false,
@@ -65,11 +67,98 @@ fn rate_limit_says_when_to_retry() {
     .unwrap()
     .json()
     .unwrap();
-    assert_eq!(json["error"]["code"], -31002);
-    assert_eq!(json["error"]["data"]["retry_after_seconds"], 12);
-    assert_eq!(json["error"]["data"]["counter"], "exec");
-    assert_eq!(json["error"]["data"]["rule"], "/tools/a/limits/0");
-    assert_eq!(json["error"]["data"]["tool"], "a");
+    json["error"].clone()
+}
+
+#[test]
+fn rate_limit_says_when_to_retry() {
+    let limit = window_limit();
+    let decision = Decision::RateLimited {
+        limit: &limit,
+        retry_after_seconds: 12,
+        cost: 1,
+    };
+    let error = error_data(&decision);
+    assert_eq!(error["code"], -31002);
+    assert_eq!(
+        error["data"],
+        json!({"tool": "a", "rule": "/tools/a/limits/0", "counter": "exec", "max": 10, "window_seconds": 60, "retry_after_seconds": 12})
+    );
+}
+
+#[test]
+fn a_budget_shows_what_the_call_costs() {
+    let limit = Limit {
+        cost: crate::policy::Cost::Argument(
+            crate::policy::ArgumentPath::parse("args.rows").unwrap(),
+        ),
+        ..window_limit()
+    };
+    let decision = Decision::RateLimited {
+        limit: &limit,
+        retry_after_seconds: 12,
+        cost: 7,
+    };
+    let error = error_data(&decision);
+    assert_eq!(error["data"]["cost"], 7);
+    assert_eq!(error["data"]["max"], 10);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("(this call costs 7)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_full_concurrency_cap_makes_no_retry_guess() {
+    let limit = Limit {
+        counter: "inflight".to_string(),
+        kind: crate::policy::LimitKind::Concurrent {
+            cap: 3,
+            lease_seconds: 300,
+        },
+        ..window_limit()
+    };
+    let decision = Decision::RateLimited {
+        limit: &limit,
+        retry_after_seconds: 0,
+        cost: 1,
+    };
+    let error = error_data(&decision);
+    assert_eq!(error["code"], -31002);
+    assert_eq!(
+        error["data"],
+        json!({"tool": "a", "rule": "/tools/a/limits/0", "counter": "inflight", "concurrent": 3})
+    );
+    assert_eq!(
+        error["message"],
+        "Concurrency limit reached for tool 'a': counter 'inflight' allows 3 calls in flight; retry when one has finished"
+    );
+}
+
+#[test]
+fn an_uncountable_argument_is_invalid_params() {
+    let decision = Decision::InvalidArgument {
+        rule: "/tools/a/limits/0",
+        reason: "args.rows must be a non-negative integer".to_string(),
+    };
+    let error = error_data(&decision);
+    assert_eq!(error["code"], -32602);
+    assert_eq!(error["data"]["rule"], "/tools/a/limits/0");
+    // deny_as: tool_result does not apply: the call is malformed for this policy.
+    let reply = for_decision(
+        &json!(1),
+        &Target::tool("a"),
+        &decision,
+        Answering {
+            deny_as: DenyAs::ToolResult,
+            current: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(reply.json().unwrap()["error"]["code"], -32602);
 }
 
 #[test]

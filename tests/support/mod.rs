@@ -7,5 +7,7 @@ pub mod mcp_client;
 #[path = "../../examples/demo_server/server.rs"]
 pub mod demo_server;
 pub mod envoy;
+pub mod fleet;
+pub mod inflight;
 pub mod scripted;
 pub mod stack;
