@@ -51,6 +51,9 @@ pub enum Outcome {
     RateLimited,
     /// A call to a tool hidden from the caller.
     Hidden,
+    /// Refused because the caller could not be identified (HTTP 401: a
+    /// bearer token missing or unknown), before the policy was consulted.
+    Unauthorized,
     /// Refused before the policy was consulted: unreadable or oversized.
     Invalid,
     /// The gate could not decide.
@@ -58,11 +61,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Allowed,
         Outcome::Denied,
         Outcome::RateLimited,
         Outcome::Hidden,
+        Outcome::Unauthorized,
         Outcome::Invalid,
         Outcome::Failed,
     ];
@@ -73,6 +77,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::RateLimited => "rate_limited",
             Outcome::Hidden => "hidden",
+            Outcome::Unauthorized => "unauthorized",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
         }

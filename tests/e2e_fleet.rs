@@ -358,7 +358,13 @@ async fn failure_mode_open_forwards_when_the_service_cannot_count() {
         assert!(passed(&reply), "{reply}");
     }
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 3);
-    assert_eq!(envoy.prometheus_counter("mcp_policy_failed").await, 3);
-    assert_eq!(envoy.prometheus_counter("mcp_policy_allowed").await, 0);
+    assert_eq!(
+        support::metrics::decisions(&envoy, &[("decision", "failed")]).await,
+        3
+    );
+    assert_eq!(
+        support::metrics::decisions(&envoy, &[("decision", "allowed")]).await,
+        0
+    );
     server.abort();
 }

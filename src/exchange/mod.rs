@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, AUDIT_FILTER_STATE};
 use crate::bindings::{self, HandedOut, Table};
 use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
 use crate::host::{Clock, SharedStore};
@@ -51,7 +51,7 @@ impl Plugin {
             return Err("no plugin configuration (the policy document)".to_string());
         }
         let policy = Policy::from_json(config).map_err(|err| err.to_string())?;
-        let metrics = Catalog::for_policy(&policy);
+        let metrics = Catalog::for_policy(&policy, config);
         Ok(Plugin { policy, metrics })
     }
 
@@ -707,8 +707,7 @@ impl Exchange {
     /// Records a decision: counters, filter state, and the audit record
     /// written when the stream ends.
     fn record(&mut self, audit: AuditRecord, effects: &mut Vec<Effect>) {
-        let target = audit.tool.as_deref().map(|tool| (Kind::Tool, tool));
-        for index in self.plugin.metrics.counters(audit.decision, target) {
+        for index in self.plugin.metrics.counters(&self.plugin.policy, &audit) {
             effects.push(Effect::Count(index));
         }
         filter_state(&audit, effects);
@@ -1043,6 +1042,13 @@ impl Exchange {
                 int_property(host, &["response", "code"]).and_then(|code| u16::try_from(code).ok());
             let elapsed = host.now().saturating_sub(self.started);
             audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
+            audit.revision = Some(self.plugin.metrics.revision().to_string());
+            // The record as filter state too, for an access log that writes
+            // it as it is: one JSON object per line.
+            effects.push(Effect::FilterState {
+                name: AUDIT_FILTER_STATE,
+                value: audit.to_json(),
+            });
             effects.push(Effect::Log {
                 level: Level::Info,
                 line: audit.to_log_line(),

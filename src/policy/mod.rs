@@ -343,6 +343,33 @@ impl Policy {
         names
     }
 
+    /// Every pattern key of `kind`'s rules, in any grant, once each.
+    pub fn patterns(&self, kind: Kind) -> Vec<String> {
+        let mut patterns: Vec<String> = std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .filter_map(|view| view.rule_set(kind))
+            .flat_map(|set| {
+                set.patterns
+                    .iter()
+                    .map(|(glob, _)| glob.as_str().to_string())
+            })
+            .collect();
+        patterns.sort();
+        patterns.dedup();
+        patterns
+    }
+
+    /// Every method a `methods` map names (not `other`), in any grant, once each.
+    pub fn named_methods(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .flat_map(|view| view.methods.named.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Grant labels with an entry of their own.
     pub fn grant_names(&self) -> impl Iterator<Item = &str> {
         self.grants.keys().map(String::as_str)

@@ -6,5 +6,6 @@ pub mod mcp_client;
 #[path = "../../examples/demo_server/server.rs"]
 pub mod demo_server;
 pub mod envoy;
+pub mod metrics;
 pub mod scripted;
 pub mod stack;
