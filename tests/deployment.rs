@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mcp_policy::cli::sources;
 use mcp_policy::policy::Policy;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -924,64 +925,57 @@ fn every_yaml_file_parses_and_every_kubernetes_object_is_named() {
 
 #[test]
 fn every_embedded_policy_loads() {
+    // Found the way `mcp-policy check` finds them (src/cli/sources.rs): a
+    // ConfigMap's policy.json, the Istio EnvoyFilter's Wasm filter, the
+    // WasmPlugin's pluginConfig and the EnvoyExtensionPolicy's config as the
+    // JSON istiod and Envoy Gateway hand the filter, the policies inside
+    // Envoy configurations.
+    let root = repo_root();
+    let mut files = manifest_files();
+    files.extend(yaml_files_under(&root.join("envoy")));
+    files.push(root.join("policy.json"));
     let mut loaded = Vec::new();
-    // ConfigMaps' policy.json.
-    for file in manifest_files() {
-        for config_map in of_kind(&objects(&file), "ConfigMap") {
-            if let Some(policy) = config_map["data"]["policy.json"].as_str() {
-                let origin = format!("{} ConfigMap {}", file.display(), name(config_map));
-                load_policy(policy.as_bytes(), &origin);
-                loaded.push(origin);
+    for file in files {
+        let Ok(found) = sources::find_policies(read(&file).as_bytes()) else {
+            continue;
+        };
+        for policy in found {
+            let origin = format!(
+                "{}#{}",
+                file.display(),
+                policy.origin.as_deref().unwrap_or("")
+            );
+            let loaded_policy = load_policy(policy.text.as_bytes(), &origin);
+            if origin.contains("#WasmPlugin:") {
+                assert!(
+                    !loaded_policy.hold_request_headers,
+                    "a WasmPlugin cannot set allow_on_headers_stop_iteration: hold_request_headers must be false"
+                );
             }
+            loaded.push(origin);
         }
     }
-    // Istio: the StringValue configuration in the EnvoyFilter's ECDS resource.
+    for expected in [
+        "ConfigMap:",
+        "#EnvoyFilter:",
+        "#WasmPlugin:",
+        "#EnvoyExtensionPolicy:",
+        "envoy/envoy.yaml#wasm:",
+        "policy.json#",
+    ] {
+        assert!(
+            loaded.iter().any(|origin| origin.contains(expected)),
+            "no policy found at {expected}: {loaded:#?}"
+        );
+    }
+    // What this test reads agrees with how Istio's and Envoy Gateway's
+    // filters are rebuilt below.
     let (_, typed_config, _) = istio_filter();
     assert_eq!(
         typed_config["config"]["configuration"]["@type"],
         STRING_VALUE_TYPE
     );
-    load_policy(
-        str_at(&typed_config, "/config/configuration/value").as_bytes(),
-        "Istio EnvoyFilter",
-    );
-    loaded.push("Istio EnvoyFilter".to_owned());
-    // Istio: the WasmPlugin's pluginConfig, as the JSON istiod hands the filter.
-    let plugin = istio_wasm_plugin();
-    let policy = load_policy(
-        istio_wasm_plugin_policy(&plugin).as_bytes(),
-        "Istio WasmPlugin",
-    );
-    assert!(
-        !policy.hold_request_headers,
-        "a WasmPlugin cannot set allow_on_headers_stop_iteration: hold_request_headers must be false"
-    );
-    loaded.push("Istio WasmPlugin".to_owned());
-    // Envoy Gateway: the `config` object, as the JSON string the filter gets.
-    let gateway = envoy_gateway();
-    for policy in of_kind(&gateway.objects, "EnvoyExtensionPolicy") {
-        for wasm in policy["spec"]["wasm"].as_array().unwrap() {
-            let json = serde_json::to_vec(&wasm["config"]).unwrap();
-            load_policy(
-                &json,
-                &format!("{} EnvoyExtensionPolicy {}", gateway.origin, name(policy)),
-            );
-            loaded.push(name(policy).to_owned());
-        }
-    }
-    // The policies inside the repository's Envoy configurations.
-    let root = repo_root();
-    for file in yaml_files_under(&root.join("envoy")) {
-        for policy in embedded_policies(&yaml_documents(&file)[0]) {
-            load_policy(policy.as_bytes(), &file.display().to_string());
-            loaded.push(file.display().to_string());
-        }
-    }
-    load_policy(
-        read(&root.join("policy.json")).as_bytes(),
-        "policy.json (docker compose)",
-    );
-    assert!(loaded.len() >= 7, "too few policies found: {loaded:?}");
+    assert!(loaded.len() >= 7, "too few policies found: {loaded:#?}");
 }
 
 #[test]

@@ -6,6 +6,8 @@ pub mod eval;
 pub mod explain;
 mod locate;
 pub mod schema;
+pub mod server;
+pub mod sources;
 pub mod store;
 
 use std::io::{self, Read, Write};
@@ -45,27 +47,53 @@ pub enum Command {
     Schema(SchemaArgs),
 }
 
-/// Validate policy documents exactly as the filter loads them.
+/// Validate policy documents exactly as the filter loads them, and lint them.
 ///
-/// Prints `FILE: OK (...)` on standard output for each valid document, and
-/// `FILE:LINE:COLUMN: PATH: MESSAGE` on standard error for each error found
-/// (`FILE: PATH: MESSAGE` when no position can be told), in source order.
-/// PATH is the JSON path the filter names (`tools.x.limits[0].window`);
-/// columns count bytes.
+/// Prints `FILE: OK (...)` on standard output for each valid document, then
+/// its warnings, `FILE:LINE:COLUMN: warning: POINTER: MESSAGE`: what a valid
+/// policy does that its author may not mean (a name in `hide` that looks
+/// like a typo, a grant no identity can produce, a counter shared by limits
+/// with different settings, limits or conditions that are never reached,
+/// a `deny_if` regex that matches every string, contradictory conditions).
+/// Warnings leave the exit status 0 unless --strict.
 ///
-/// Every error is reported at once: the filter reads each part of the
-/// document on its own (every field of the document, of a tool rule and of a
-/// grant; every tool rule, grant, limit and argument condition) and checks
-/// on past an error. A part stops at its first error. An error in the
-/// document itself is reported alone, as the reader cannot go on past it:
-/// JSON that is not well-formed, a document that is not an object, an
-/// unknown or missing top-level field, a name given twice in tools or grants.
+/// Errors go to standard error, `FILE:LINE:COLUMN: PATH: MESSAGE` (`FILE:
+/// PATH: MESSAGE` when no position can be told), in source order. PATH is
+/// the JSON path the filter names (`tools.x.limits[0].window`); columns
+/// count bytes. Every error is reported at once, including those behind
+/// another error of the same part or of the whole document.
+///
+/// A FILE may be a policy (JSON), or YAML that carries policies: an Envoy
+/// bootstrap or LDS file (each Wasm filter whose configuration is a
+/// policy), Kubernetes objects (a ConfigMap's *.json keys, an Istio
+/// EnvoyFilter or WasmPlugin, an Envoy Gateway EnvoyExtensionPolicy). Each
+/// policy found is checked and named FILE#ORIGIN (`#EnvoyFilter:ns/name:wasm:mcp-policy`);
+/// lines and columns then count within the policy's text.
+///
+/// With --tools or --server, the policy is also compared with the tools the
+/// server offers: names in `tools` and `hide` it does not offer, and (under
+/// `default: allow`) its tools no rule names.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 every document is valid, 1 otherwise, 2 usage error.")]
+#[command(
+    after_help = "Exit status: 0 every document is valid (with --strict: and has no warnings), 1 otherwise, 2 usage error."
+)]
 pub struct CheckArgs {
-    /// Policy documents (JSON) to validate.
+    /// Policy documents (JSON), or YAML that carries them.
     #[arg(required = true, value_name = "POLICY")]
     pub policies: Vec<PathBuf>,
+    /// Treat warnings as errors (exit status 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// A saved `tools/list` answer of the server the policy is for.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    pub tools: Option<PathBuf>,
+    /// Ask this MCP server (Streamable HTTP, http://) for its tools. Ask the
+    /// server itself, not through the gate (which may hide tools).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// A request header for --server, `NAME: VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "server")]
+    pub headers: Vec<String>,
 }
 
 /// Show what a policy does for a grant, tool by tool.
@@ -160,19 +188,129 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8 {
 }
 
 fn run_check(args: &CheckArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    let offered = match offered_tools(args) {
+        Ok(offered) => offered,
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {error}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
     let mut status = EXIT_OK;
+    let mut warned = 0;
     for path in &args.policies {
-        match load(path, stderr)? {
-            Some(policy) => {
-                writeln!(stdout, "{}: OK ({})", display(path), summary(&policy))?;
-                for (pointer, message) in policy.warnings() {
-                    writeln!(stdout, "{}: warning: {pointer}: {message}", display(path))?;
+        let found = match read(path)
+            .map_err(|error| format!("cannot read {}: {error}", display(path)))
+            .and_then(|bytes| {
+                sources::find_policies(&bytes)
+                    .map_err(|error| format!("{}: {error}", display(path)))
+            }) {
+            Ok(found) => found,
+            Err(error) => {
+                writeln!(stderr, "mcp-policy: {error}")?;
+                status = EXIT_FAILED;
+                continue;
+            }
+        };
+        for policy in found {
+            let name = match &policy.origin {
+                Some(origin) => format!("{}#{origin}", display(path)),
+                None => display(path),
+            };
+            match check::check(policy.text.as_bytes()) {
+                Ok(checked) => {
+                    writeln!(
+                        stdout,
+                        "{name}: OK ({}, revision {})",
+                        summary(&checked),
+                        crate::metrics::policy_revision(policy.text.as_bytes())
+                    )?;
+                    let mut warnings: Vec<_> = checked
+                        .lint(offered.as_deref())
+                        .into_iter()
+                        .map(|(pointer, message)| {
+                            let position = policy
+                                .as_written
+                                .then(|| locate::locate_pointer(&policy.text, &pointer))
+                                .flatten();
+                            (position, pointer, message)
+                        })
+                        .collect();
+                    // In source order, as errors are.
+                    warnings.sort_by_key(|(position, _, _)| (position.is_none(), *position));
+                    for (position, pointer, message) in warnings {
+                        warned += 1;
+                        match position {
+                            Some(position) => writeln!(
+                                stdout,
+                                "{name}:{position}: warning: {pointer}: {message}"
+                            )?,
+                            None => writeln!(stdout, "{name}: warning: {pointer}: {message}")?,
+                        }
+                    }
+                }
+                Err(findings) => {
+                    status = EXIT_FAILED;
+                    write_findings(&name, &findings, policy.as_written, stderr)?;
                 }
             }
-            None => status = EXIT_FAILED,
         }
     }
+    if args.strict && warned > 0 {
+        writeln!(
+            stderr,
+            "mcp-policy: {warned} warning{}, errors under --strict",
+            if warned == 1 { "" } else { "s" }
+        )?;
+        status = EXIT_FAILED;
+    }
     Ok(status)
+}
+
+/// The tools of --tools or --server, if either is given.
+fn offered_tools(args: &CheckArgs) -> Result<Option<Vec<String>>, String> {
+    if let Some(file) = &args.tools {
+        let bytes =
+            read(file).map_err(|error| format!("cannot read {}: {error}", display(file)))?;
+        return server::tools_from_answer(&bytes)
+            .map(Some)
+            .map_err(|error| format!("{}: {error}", display(file)));
+    }
+    let Some(url) = &args.server else {
+        return Ok(None);
+    };
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+                .ok_or_else(|| format!("--header {header:?}: write it as NAME: VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    server::tools_from_server(url, &headers)
+        .map(Some)
+        .map_err(|error| format!("--server {url}: {error}"))
+}
+
+/// Writes a policy's errors, with positions when they mean something.
+fn write_findings(
+    name: &str,
+    findings: &[check::Finding],
+    positions: bool,
+    stderr: &mut dyn Write,
+) -> io::Result<()> {
+    for finding in findings {
+        match finding.position.filter(|_| positions) {
+            Some(position) => writeln!(
+                stderr,
+                "{name}:{position}: {}: {}",
+                finding.path, finding.message
+            )?,
+            None => writeln!(stderr, "{name}: {}: {}", finding.path, finding.message)?,
+        }
+    }
+    Ok(())
 }
 
 fn run_explain(
@@ -240,7 +378,8 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     Ok(EXIT_OK)
 }
 
-/// Reads and validates a policy; `None` after its errors are written to `stderr`.
+/// Reads and validates a policy (a policy document, or YAML that carries
+/// exactly one); `None` after its errors are written to `stderr`.
 fn load(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<Policy>> {
     let source = match read(path) {
         Ok(source) => source,
@@ -249,27 +388,30 @@ fn load(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<Policy>> {
             return Ok(None);
         }
     };
-    match check::check(&source) {
+    let policy = match sources::find_policies(&source) {
+        Ok(mut found) if found.len() == 1 => found.remove(0),
+        Ok(found) => {
+            writeln!(
+                stderr,
+                "mcp-policy: {} holds {} policies; this command takes one",
+                display(path),
+                found.len()
+            )?;
+            return Ok(None);
+        }
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    let name = match &policy.origin {
+        Some(origin) => format!("{}#{origin}", display(path)),
+        None => display(path),
+    };
+    match check::check(policy.text.as_bytes()) {
         Ok(policy) => Ok(Some(policy)),
         Err(findings) => {
-            for finding in findings {
-                match finding.position {
-                    Some(position) => writeln!(
-                        stderr,
-                        "{}:{position}: {}: {}",
-                        display(path),
-                        finding.path,
-                        finding.message
-                    )?,
-                    None => writeln!(
-                        stderr,
-                        "{}: {}: {}",
-                        display(path),
-                        finding.path,
-                        finding.message
-                    )?,
-                }
-            }
+            write_findings(&name, &findings, policy.as_written, stderr)?;
             Ok(None)
         }
     }

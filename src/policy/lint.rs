@@ -297,10 +297,12 @@ impl Policy {
     }
 }
 
+/// One operator of a condition: its name, operand and pointer.
+type Operand<'a> = (&'a str, serde_json::Value, String);
+
 /// Argument conditions that hold for every value, or for none.
 fn lint_conditions(rule: &Rule, lint: &mut Lint) {
-    let mut by_condition: BTreeMap<(&str, String), Vec<(&str, serde_json::Value, String)>> =
-        BTreeMap::new();
+    let mut by_condition: BTreeMap<(&str, String), Vec<Operand<'_>>> = BTreeMap::new();
     for operator in rule.arguments.operators() {
         by_condition
             .entry((operator.list, operator.argument.clone()))
