@@ -4,7 +4,9 @@
 pub mod check;
 pub mod eval;
 pub mod explain;
+pub mod files;
 mod locate;
+pub mod render;
 pub mod schema;
 pub mod server;
 pub mod sources;
@@ -45,6 +47,8 @@ pub enum Command {
     Explain(ExplainArgs),
     Eval(EvalArgs),
     Schema(SchemaArgs),
+    Render(RenderArgs),
+    Apply(ApplyArgs),
 }
 
 /// Validate policy documents exactly as the filter loads them, and lint them.
@@ -168,12 +172,96 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 
+/// Write the filter's Envoy configuration: every configuration the
+/// repository ships is a rendering of this command's source
+/// (src/cli/render.rs).
+///
+/// LAYOUT names one of them (envoy: envoy/envoy.yaml, jwt, fleet-replica,
+/// hot-reload-bootstrap, hot-reload-listener, the Kubernetes templates,
+/// istio: the EnvoyFilter's Wasm filter, stats-tags: the bootstrap's
+/// stats_config, filter-json: the Wasm filter as JSON). The policy is
+/// checked first (as `check` does); a layout that is a template ignores it.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 written, 1 invalid policy or unwritable file, 2 usage error."
+)]
+pub struct RenderArgs {
+    #[arg(value_enum, value_name = "LAYOUT")]
+    pub layout: render::Layout,
+    /// The policy document to embed.
+    #[arg(long, value_name = "POLICY", default_value = "policy.json")]
+    pub policy: PathBuf,
+    /// The module's path as Envoy opens it (istio: the OCI image).
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<String>,
+    /// The MCP listener's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub listen: Option<(String, u16)>,
+    /// The admin interface's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub admin: Option<(String, u16)>,
+    /// The MCP server's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub upstream: Option<(String, u16)>,
+    /// Write here (a temporary file in the same directory, renamed over
+    /// it) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Apply a policy to a running Envoy of the hot-reload setup, safely.
+///
+/// Checks the policy (errors: nothing is written), renders the LDS listener
+/// file (the layout hot-reload-listener) with it, writes it to a temporary
+/// file in LISTENER's own directory and renames it over LISTENER. Envoy
+/// watches that directory and reloads on the rename; a rename within one
+/// filesystem is atomic, so Envoy reads the old file or the new one, never
+/// a part. Prints the revision applied: Envoy's mcp_policy_info{revision}
+/// says when it is live.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 applied, 1 invalid policy (or warnings under --strict) or unwritable file, 2 usage error."
+)]
+pub struct ApplyArgs {
+    /// The policy document (JSON, or YAML carrying one).
+    #[arg(value_name = "POLICY")]
+    pub policy: PathBuf,
+    /// The listener file Envoy watches, e.g. envoy/hot-reload/listener.yaml.
+    #[arg(value_name = "LISTENER")]
+    pub listener: PathBuf,
+    /// Refuse a policy with warnings.
+    #[arg(long)]
+    pub strict: bool,
+    /// The module's path as Envoy opens it.
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<String>,
+    /// The MCP listener's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub listen: Option<(String, u16)>,
+    /// The MCP server's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub upstream: Option<(String, u16)>,
+}
+
+/// `ADDRESS:PORT`.
+fn parse_address(text: &str) -> Result<(String, u16), String> {
+    let (address, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: write ADDRESS:PORT"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+    Ok((address.to_string(), port))
+}
+
 /// Runs a parsed command; returns the exit status.
 pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8 {
     let result = match cli.command {
         Command::Check(args) => run_check(&args, stdout, stderr),
         Command::Explain(args) => run_explain(&args, stdout, stderr),
         Command::Eval(args) => run_eval(&args, stdout, stderr),
+        Command::Render(args) => run_render(&args, stdout, stderr),
+        Command::Apply(args) => run_apply(&args, stdout, stderr),
         Command::Schema(_) => stdout
             .write_all(schema::policy_schema_text().as_bytes())
             .map(|()| EXIT_OK),
@@ -311,6 +399,142 @@ fn write_findings(
         }
     }
     Ok(())
+}
+
+fn run_render(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    use render::Layout;
+    let templates = [
+        Layout::Compose,
+        Layout::KubernetesSidecar,
+        Layout::KubernetesIngress,
+        Layout::KubernetesFleet,
+        Layout::StatsTags,
+        Layout::HotReloadBootstrap,
+    ];
+    let policy = if templates.contains(&args.layout) {
+        String::new()
+    } else {
+        match checked_policy_text(&args.policy, stderr)? {
+            Some(text) => text,
+            None => return Ok(EXIT_FAILED),
+        }
+    };
+    let overrides = render::Overrides {
+        module: args.module.as_deref(),
+        listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        admin: args.admin.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        upstream: args.upstream.as_ref().map(|(a, p)| (a.as_str(), *p)),
+    };
+    let text = render::render(args.layout, &policy, &overrides);
+    match &args.output {
+        None => {
+            stdout.write_all(text.as_bytes())?;
+            Ok(EXIT_OK)
+        }
+        Some(path) => match files::replace_file(path, text.as_bytes()) {
+            Ok(()) => Ok(EXIT_OK),
+            Err(error) => {
+                writeln!(
+                    stderr,
+                    "mcp-policy: cannot write {}: {error}",
+                    path.display()
+                )?;
+                Ok(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    let Some(text) = checked_policy_text(&args.policy, stderr)? else {
+        writeln!(stderr, "mcp-policy: nothing applied")?;
+        return Ok(EXIT_FAILED);
+    };
+    if let Ok(policy) = Policy::from_json(text.as_bytes()) {
+        let warnings = policy.warnings();
+        for (pointer, message) in &warnings {
+            writeln!(
+                stderr,
+                "{}: warning: {pointer}: {message}",
+                display(&args.policy)
+            )?;
+        }
+        if args.strict && !warnings.is_empty() {
+            writeln!(
+                stderr,
+                "mcp-policy: warnings under --strict: nothing applied"
+            )?;
+            return Ok(EXIT_FAILED);
+        }
+    }
+    let previous = std::fs::read(&args.listener)
+        .ok()
+        .and_then(|bytes| sources::find_policies(&bytes).ok())
+        .and_then(|found| found.into_iter().next())
+        .map(|found| crate::metrics::policy_revision(found.text.as_bytes()));
+    let overrides = render::Overrides {
+        module: args.module.as_deref(),
+        listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        admin: None,
+        upstream: args.upstream.as_ref().map(|(a, p)| (a.as_str(), *p)),
+    };
+    let listener = render::render(render::Layout::HotReloadListener, &text, &overrides);
+    if let Err(error) = files::replace_file(&args.listener, listener.as_bytes()) {
+        writeln!(
+            stderr,
+            "mcp-policy: cannot write {}: {error}; nothing applied",
+            args.listener.display()
+        )?;
+        return Ok(EXIT_FAILED);
+    }
+    let revision = crate::metrics::policy_revision(text.as_bytes());
+    match previous {
+        Some(previous) if previous != revision => writeln!(
+            stdout,
+            "{}: revision {revision} written (was {previous}); live once /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1",
+            args.listener.display()
+        )?,
+        _ => writeln!(
+            stdout,
+            "{}: revision {revision} written; live once /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1",
+            args.listener.display()
+        )?,
+    }
+    Ok(EXIT_OK)
+}
+
+/// A policy's text, once it is valid; `None` after its errors are written.
+fn checked_policy_text(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<String>> {
+    let source = match read(path) {
+        Ok(source) => source,
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: cannot read {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    let policy = match sources::find_policies(&source) {
+        Ok(mut found) if found.len() == 1 => found.remove(0),
+        Ok(found) => {
+            writeln!(
+                stderr,
+                "mcp-policy: {} holds {} policies; this command takes one",
+                display(path),
+                found.len()
+            )?;
+            return Ok(None);
+        }
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    match check::check(policy.text.as_bytes()) {
+        Ok(_) => Ok(Some(policy.text)),
+        Err(findings) => {
+            write_findings(&display(path), &findings, policy.as_written, stderr)?;
+            Ok(None)
+        }
+    }
 }
 
 fn run_explain(
