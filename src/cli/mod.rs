@@ -241,6 +241,13 @@ pub struct ApplyArgs {
     /// The MCP server's address.
     #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
     pub upstream: Option<(String, u16)>,
+    /// Envoy's admin interface (`http://127.0.0.1:9901`): wait until it
+    /// shows the new revision live (mcp_policy_info), or fail.
+    #[arg(long, value_name = "URL")]
+    pub wait: Option<String>,
+    /// How long --wait waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 /// `ADDRESS:PORT`.
@@ -488,19 +495,47 @@ fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -
         return Ok(EXIT_FAILED);
     }
     let revision = crate::metrics::policy_revision(text.as_bytes());
-    match previous {
-        Some(previous) if previous != revision => writeln!(
+    let held = match previous {
+        Some(previous) if previous != revision => format!(" (the file held {previous})"),
+        _ => String::new(),
+    };
+    writeln!(
+        stdout,
+        "{}: revision {revision} written{held}",
+        args.listener.display()
+    )?;
+    let Some(admin) = &args.wait else {
+        writeln!(
             stdout,
-            "{}: revision {revision} written (was {previous}); live once /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1",
-            args.listener.display()
-        )?,
-        _ => writeln!(
-            stdout,
-            "{}: revision {revision} written; live once /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1",
-            args.listener.display()
-        )?,
+            "live once Envoy's /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1"
+        )?;
+        return Ok(EXIT_OK);
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    loop {
+        match server::revision_is_live(admin, &revision) {
+            Ok(true) => {
+                writeln!(stdout, "revision {revision} is live ({admin})")?;
+                return Ok(EXIT_OK);
+            }
+            Ok(false) | Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(false) => {
+                writeln!(
+                    stderr,
+                    "mcp-policy: revision {revision} not live after {} s: Envoy refused the listener (its log, listener_manager.lds.update_rejected) or does not watch {}",
+                    args.timeout,
+                    args.listener.display()
+                )?;
+                return Ok(EXIT_FAILED);
+            }
+            Err(error) => {
+                writeln!(stderr, "mcp-policy: {error}")?;
+                return Ok(EXIT_FAILED);
+            }
+        }
     }
-    Ok(EXIT_OK)
 }
 
 /// A policy's text, once it is valid; `None` after its errors are written.

@@ -126,6 +126,23 @@ pub fn tools_from_server(url: &str, headers: &[(String, String)]) -> Result<Vec<
     Err(format!("tools/list had more than {MAX_PAGES} pages"))
 }
 
+/// Whether Envoy's admin interface at `admin` (`http://host:port`) shows
+/// revision `revision` as live: `mcp_policy_info{revision="..."} 1`.
+pub fn revision_is_live(admin: &str, revision: &str) -> Result<bool, String> {
+    let endpoint = Endpoint::parse(admin)?;
+    let answer = endpoint.get("/stats/prometheus")?;
+    if answer.status != 200 {
+        return Err(format!(
+            "{admin}/stats/prometheus answered HTTP {}",
+            answer.status
+        ));
+    }
+    let wanted = format!("mcp_policy_info{{revision=\"{revision}\"}} 1");
+    Ok(String::from_utf8_lossy(&answer.body)
+        .lines()
+        .any(|line| line.trim() == wanted))
+}
+
 /// `http://host:port/path`.
 struct Endpoint {
     host: String,
@@ -182,6 +199,19 @@ impl Endpoint {
         }
         request.push_str("\r\n");
         request.push_str(&body);
+        self.exchange(&request)
+    }
+
+    /// GET `path_and_query` on this host.
+    fn get(&self, path_and_query: &str) -> Result<Answer, String> {
+        self.exchange(&format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.authority
+        ))
+    }
+
+    /// Sends one request on a new connection; the whole answer.
+    fn exchange(&self, request: &str) -> Result<Answer, String> {
         let address = self
             .host
             .to_socket_addrs()
