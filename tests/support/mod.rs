@@ -8,4 +8,5 @@ pub mod demo_server;
 pub mod envoy;
 pub mod metrics;
 pub mod scripted;
+pub mod services;
 pub mod stack;
