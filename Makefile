@@ -130,7 +130,7 @@ BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
 bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
 	python3 bench/gen.py --check
-	$(BENCH_CARGO) build --release --example demo_server
+	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	$(BENCH_CARGO) bench --bench core --no-run
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
@@ -152,13 +152,14 @@ bench-core:
 # bench/results/startup.md. BENCH_STARTUP_ROUNDS launches of each (default 7).
 .PHONY: bench-startup
 bench-startup: wasm envoy bench-tools
+	$(BENCH_CARGO) build --release --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) BENCH_ONLY=1/1k BENCH_ROUNDS=1 \
 		BENCH_DURATION=1 BENCH_SKIP_CRITERION=1 BENCH_SKIP_DEMO=1 BENCH_SKIP_GLOBAL=1 \
 		BENCH_OUT=$${BENCH_OUT:-bench/results/startup.md} python3 bench/run.py
 
 # Start every configuration and check its answers, measure nothing (a minute).
 bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
-	$(BENCH_CARGO) build --release --example demo_server
+	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
 		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py --check-only
