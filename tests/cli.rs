@@ -458,7 +458,7 @@ fn field<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
 
 fn audit_record(stdout: &str) -> Value {
     let line = field(stdout, "audit")[0];
-    serde_json::from_str(line.strip_prefix("mcp-policy audit ").unwrap()).unwrap()
+    serde_json::from_str(line).unwrap()
 }
 
 #[test]
