@@ -10,22 +10,24 @@ mkdir -p .run
 # Checks policy.json (its errors stop here) and writes Envoy's configuration.
 target/debug/mcp-policy render envoy --policy policy.json --output .run/envoy.yaml
 
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+pids=()     # children of this shell: `wait -n` watches them
+others=()   # started by a helper script (not children): stopped on exit only
+cleanup() { for pid in "${pids[@]}" "${others[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
 target/debug/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
 pids+=($!)
 # Standard output: the access log and the audit log (JSON lines); standard
 # error: Envoy's own log.
-"$ENVOY_BIN" -c .run/envoy.yaml --concurrency 2 --disable-hot-restart > .run/access.log 2> .run/envoy.log &
+"$ENVOY_BIN" -c .run/envoy.yaml --concurrency 2 --disable-hot-restart --file-flush-interval-msec 1000 \
+  > .run/access.log 2> .run/envoy.log &
 pids+=($!)
 
 # The approval service, in memory, when it is built (make approval-service).
 approval_lines=""
 if [ -x approval-service/target/release/mcp-approval-service ]; then
   approval_lines=$(scripts/start-approval-service.sh)
-  pids+=("$(cat .run/approval.pid)")
+  others+=("$(cat .run/approval.pid)")
 fi
 
 for _ in $(seq 1 100); do
