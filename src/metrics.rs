@@ -20,7 +20,7 @@
 //! - `mcp_policy_info{revision}`: 1 while a filter instance of this
 //!   revision (see [`policy_revision`]) is loaded in this Envoy, 0 after it
 //!   was replaced; `mcp_policy_instances{revision}` counts those instances
-//!   (one per worker thread, and Envoy's main thread).
+//!   (Envoy 1.40 makes one per worker thread and two on its main thread).
 //!
 //! Envoy stats have no labels of their own: a stat is a name, and the
 //! bootstrap's `stats_tags` regexes cut labels out of it. The names written
