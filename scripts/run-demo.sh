@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # `make run`: the demo MCP server on :8081, the approval service in memory (its
-# page on :8090, the filter's checks on :8091), Envoy with envoy/envoy.yaml on :10000.
+# page on :8090, the filter's checks on :8091), Envoy on :10000 with the filter
+# and policy.json. The Envoy configuration is rendered from policy.json at
+# every start (`mcp-policy render envoy`, the source of envoy/envoy.yaml too),
+# so what runs is the policy file as it is now.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY_BIN=${ENVOY_BIN:-envoy}
 mkdir -p .run
+# Checks policy.json (its errors stop here) and writes Envoy's configuration.
+target/debug/mcp-policy render envoy --policy policy.json --output .run/envoy.yaml
 
-pids=()     # this script's children: the demo server, Envoy
-started=()  # started by a helper script: stopped on exit, not waited for
-cleanup() { for pid in "${pids[@]}" "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+pids=()     # children of this shell: `wait -n` watches them
+others=()   # started by a helper script (not children): stopped on exit only
+cleanup() { for pid in "${pids[@]}" "${others[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-target/release/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
+target/debug/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
 pids+=($!)
-"$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart > .run/envoy.log 2>&1 &
+# Standard output: the access log and the audit log (JSON lines); standard
+# error: Envoy's own log.
+"$ENVOY_BIN" -c .run/envoy.yaml --concurrency 2 --disable-hot-restart --file-flush-interval-msec 1000 \
+  > .run/access.log 2> .run/envoy.log &
 pids+=($!)
 
 # The approval service, in memory: policy.json holds risky scripts for a
 # person's approval on its page (make approval-service builds it).
 approval_lines=$(scripts/start-approval-service.sh)
-started+=("$(cat .run/approval.pid)")
+others+=("$(cat .run/approval.pid)")
 
 for _ in $(seq 1 100); do
   if curl -sf http://127.0.0.1:9901/ready > /dev/null 2>&1; then break; fi
@@ -30,10 +38,11 @@ done
 cat <<'MSG'
 
 mcp-policy is running:
-  Envoy with the filter  http://127.0.0.1:10000/mcp   (policy: policy.json, embedded in envoy/envoy.yaml)
+  Envoy with the filter  http://127.0.0.1:10000/mcp   (policy: policy.json, rendered into .run/envoy.yaml)
   demo MCP server        http://127.0.0.1:8081/mcp    (never executes code)
   Envoy admin / stats    http://127.0.0.1:9901/stats/prometheus
-  logs                   .run/envoy.log (audit lines: grep 'mcp-policy audit'), .run/demo_server.log
+  logs                   .run/access.log: JSON lines, the request log ("access_log":"mcp") and
+                         the audit log (the others); .run/envoy.log, .run/demo_server.log
 
 MSG
 echo "$approval_lines"

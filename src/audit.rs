@@ -37,6 +37,9 @@ pub struct AuditRecord {
     pub status: Option<u16>,
     /// Milliseconds from the request headers to the end of the stream.
     pub duration_ms: Option<u64>,
+    /// The policy's revision (`mcp_policy_info{revision}`), known at the end
+    /// of the stream.
+    pub revision: Option<String>,
     /// For a call that needed a person's approval: the approval and its state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
@@ -83,6 +86,7 @@ impl AuditRecord {
             status: None,
             duration_ms: None,
             approval: None,
+            revision: None,
         }
     }
 
@@ -104,10 +108,14 @@ impl AuditRecord {
         }
     }
 
-    /// The line as written to the log, prefixed so it can be grepped out of Envoy's output.
+    /// The record as one line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// The line as written to Envoy's log, prefixed so it can be grepped out of Envoy's output.
     pub fn to_log_line(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
-        format!("{AUDIT_PREFIX}{json}")
+        format!("{AUDIT_PREFIX}{}", self.to_json())
     }
 }
 
@@ -133,6 +141,10 @@ pub fn bounded(value: &str) -> String {
 
 /// Every audit line starts with this.
 pub const AUDIT_PREFIX: &str = "mcp-policy audit ";
+
+/// The filter state that holds the record as JSON at the end of the stream,
+/// for Envoy's access log: `%FILTER_STATE(wasm.mcp_policy.audit:PLAIN)%`.
+pub const AUDIT_FILTER_STATE: &str = "mcp_policy.audit";
 
 #[cfg(test)]
 mod tests {

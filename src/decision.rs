@@ -68,6 +68,9 @@ pub enum Outcome {
     RateLimited,
     /// A call to a tool hidden from the caller.
     Hidden,
+    /// Refused because the caller could not be identified (HTTP 401: a
+    /// bearer token missing or unknown), before the policy was consulted.
+    Unauthorized,
     /// Refused before the policy was consulted: unreadable or oversized.
     Invalid,
     /// The gate could not decide.
@@ -77,11 +80,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Allowed,
         Outcome::Denied,
         Outcome::RateLimited,
         Outcome::Hidden,
+        Outcome::Unauthorized,
         Outcome::Invalid,
         Outcome::Failed,
         Outcome::ApprovalPending,
@@ -93,6 +97,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::RateLimited => "rate_limited",
             Outcome::Hidden => "hidden",
+            Outcome::Unauthorized => "unauthorized",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
             Outcome::ApprovalPending => "approval_pending",

@@ -1059,7 +1059,7 @@ pub fn unauthorized<C: Clock + ?Sized>(
         clock.unix_time(),
         caller.grant,
         caller.session,
-        Outcome::Denied,
+        Outcome::Unauthorized,
     );
     audit.rule = Some(IDENTITY_POINTER.to_string());
     Inspection::refusal(policy, response::unauthorized(error), audit)

@@ -1,68 +1,516 @@
-//! The counters the gate exports, named in one place. The plugin defines
-//! them once per configuration ([`Catalog::names`]); an exchange asks which
-//! to bump for an outcome ([`Catalog::counters`]) and hands the indexes to
-//! its host as effects.
+//! The metrics the gate exports, named in one place. The plugin defines them
+//! once per configuration ([`Catalog::names`], [`Catalog::info_name`]); an
+//! exchange asks which counters one decision bumps ([`Catalog::counters`])
+//! and hands the indexes to its host as effects.
+//!
+//! # Names and labels
+//!
+//! Prometheus sees (Envoy's `/stats/prometheus`):
+//!
+//! - `mcp_policy_decisions_total{decision, kind, target}`: every decision,
+//!   once. `kind` is `tool`, `prompt`, `resource`, `task`, `method` (a method
+//!   refused as a whole) or `none` (refused before any target was read:
+//!   unreadable, unauthorized); `target` is the name the policy gives it (an
+//!   exact name, or the pattern key that decides it), `*` for names the
+//!   policy does not name, absent for `none`. Only what the policy names
+//!   gets a series of its own, so callers cannot mint series.
+//! - `mcp_policy_grant_decisions_total{decision, grant}`: every decision,
+//!   once, by the caller's grant: a grant the policy names (`grants`, a
+//!   bearer token's label), `anonymous`, or `*`.
+//! - `mcp_policy_info{revision}`: 1 while a filter instance of this
+//!   revision (see [`policy_revision`]) is loaded in this Envoy, 0 after it
+//!   was replaced; `mcp_policy_instances{revision}` counts those instances
+//!   (Envoy 1.40 makes one per worker thread and two on its main thread).
+//!
+//! Envoy stats have no labels of their own: a stat is a name, and the
+//! bootstrap's `stats_tags` regexes cut labels out of it. The names written
+//! here carry each label as `<label>=.=<value>;.;`, the form Istio's
+//! `extraStatTags` (and its `sidecar.istio.io/extraStatTags` annotation)
+//! write regexes for, so the same names get their labels from a bootstrap
+//! the operator writes ([`stats_tags`]), from Istio, and from Envoy
+//! Gateway's bootstrap patch alike:
+//!
+//! `mcp_policy.decision=.=denied;.;kind=.=tool;.;target=.=fetch;.;decisions_total`
+//!
+//! With the tags, that is `mcp_policy_decisions_total{decision="denied",kind="tool",target="fetch"}`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use crate::audit::AuditRecord;
 use crate::decision::Outcome;
-use crate::policy::Policy;
+use crate::policy::{Identity, Policy, ANONYMOUS_GRANT};
 use crate::target::Kind;
 
-/// Stat name of an outcome's total: `mcp_policy_allowed`.
-pub fn metric_name(outcome: Outcome) -> String {
-    format!("mcp_policy_{}", outcome.as_str())
+/// The labels the names carry, in the order they are written.
+pub const LABELS: [&str; 5] = ["decision", "kind", "target", "grant", "revision"];
+
+/// The `target` (and `grant`) of what the policy does not name.
+pub const OTHER: &str = "*";
+
+/// `kind` of a decision about a method as a whole.
+pub const KIND_METHOD: &str = "method";
+/// `kind` of a request refused before a target was read.
+pub const KIND_NONE: &str = "none";
+
+/// Metric names, as Prometheus sees them.
+pub const DECISIONS: &str = "mcp_policy_decisions_total";
+pub const GRANT_DECISIONS: &str = "mcp_policy_grant_decisions_total";
+pub const INFO: &str = "mcp_policy_info";
+pub const INSTANCES: &str = "mcp_policy_instances";
+
+/// Envoy's `stats_tags` entries that turn the names into labels: one regex
+/// per label, as Istio writes them for `extraStatTags`.
+pub fn stats_tags() -> Vec<(&'static str, String)> {
+    LABELS
+        .iter()
+        .map(|label| (*label, format!("({label}=\\.=(.*?);\\.;)")))
+        .collect()
 }
 
-/// Stat name of a tool's outcome counter: `mcp_policy_tool.<tool>.allowed`.
-/// Envoy's `stats_tags` (see envoy/envoy.yaml) turn the tool into a label:
-/// `mcp_policy_tool_allowed{mcp_tool="<tool>"}`.
-pub fn target_metric_name(kind: Kind, name: &str, outcome: Outcome) -> String {
-    format!("mcp_policy_{}.{name}.{}", kind.as_str(), outcome.as_str())
+/// One exported series: its Prometheus name and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub metric: &'static str,
+    pub labels: Vec<(&'static str, String)>,
 }
 
-/// Every counter of one policy, by index.
+impl Series {
+    /// The Envoy stat name that carries it.
+    pub fn stat_name(&self) -> String {
+        let base = self
+            .metric
+            .strip_prefix("mcp_policy_")
+            .unwrap_or(self.metric);
+        let mut name = String::from("mcp_policy.");
+        for (label, value) in &self.labels {
+            name.push_str(label);
+            name.push_str("=.=");
+            name.push_str(&label_value(value));
+            name.push_str(";.;");
+        }
+        name.push_str(base);
+        name
+    }
+
+    /// Whether every `(label, value)` of `selector` is one of this series'.
+    pub fn matches(&self, metric: &str, selector: &[(&str, &str)]) -> bool {
+        self.metric == metric
+            && selector.iter().all(|(label, value)| {
+                self.labels
+                    .iter()
+                    .any(|(have, is)| have == label && is == value)
+            })
+    }
+}
+
+/// A value as it can stand between `=.=` and `;.;`: a `;` is written `%3B`
+/// (and a `%` `%25`), so that no value ends its tag early. Tool names
+/// cannot hold either; URIs rarely do.
+fn label_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains([';', '%']) {
+        value.replace('%', "%25").replace(';', "%3B").into()
+    } else {
+        value.into()
+    }
+}
+
+/// The policy's revision: the first 16 hex digits of the SHA-256 of its
+/// canonical JSON (object keys sorted, no insignificant whitespace), so that
+/// the same policy has the same revision however it is laid out, written by
+/// hand or handed over by Istio and Envoy Gateway as a protobuf `Struct`.
+/// `mcp-policy check` prints it; the filter exports it in `mcp_policy_info`
+/// and in every audit line.
+pub fn policy_revision(document: &[u8]) -> String {
+    let digest = match serde_json::from_slice::<serde_json::Value>(document) {
+        Ok(value) => {
+            let mut canonical = String::new();
+            write_canonical(&value, &mut canonical);
+            crate::policy::sha256_hex(canonical.as_bytes())
+        }
+        Err(_) => crate::policy::sha256_hex(document),
+    };
+    digest.chars().take(16).collect()
+}
+
+/// JSON with every object's keys in sorted order, whatever order the map
+/// type keeps them in.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let keys: BTreeSet<&String> = map.keys().collect();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(member) = map.get(key) {
+                    write_canonical(member, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Every counter of one policy, by index, and the revision gauges.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    names: Vec<String>,
-    /// Index of the first of a target's outcome counters. Only targets the
-    /// policy names get counters of their own, so callers cannot mint series.
-    targets: HashMap<Kind, HashMap<String, usize>>,
+    series: Vec<Series>,
+    revision: String,
+    /// `(kind, target)` → index of its first decision counter.
+    targets: HashMap<(&'static str, String), usize>,
+    /// Grant label → index of its first decision counter.
+    grants: HashMap<String, usize>,
+    /// Method names the policy rules on (any grant).
+    methods: BTreeSet<String>,
 }
 
 impl Catalog {
-    pub fn for_policy(policy: &Policy) -> Catalog {
-        let mut names: Vec<String> = Outcome::ALL.iter().map(|o| metric_name(*o)).collect();
-        let mut targets: HashMap<Kind, HashMap<String, usize>> = HashMap::new();
-        for tool in policy.named_tools() {
-            let base = names.len();
-            names.extend(
-                Outcome::ALL
-                    .iter()
-                    .map(|outcome| target_metric_name(Kind::Tool, &tool, *outcome)),
-            );
-            targets.entry(Kind::Tool).or_default().insert(tool, base);
-        }
-        Catalog { names, targets }
-    }
-
-    /// The names to define, in index order.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// The counters one outcome bumps: its total, and the target's own if
-    /// the policy names the target.
-    pub fn counters(&self, outcome: Outcome, target: Option<(Kind, &str)>) -> Vec<usize> {
-        let Some(offset) = Outcome::ALL.iter().position(|o| *o == outcome) else {
-            return Vec::new();
+    /// The counters of `policy`, whose document (as loaded) was `document`.
+    pub fn for_policy(policy: &Policy, document: &[u8]) -> Catalog {
+        let mut catalog = Catalog {
+            revision: policy_revision(document),
+            methods: policy.named_methods().into_iter().collect(),
+            ..Catalog::default()
         };
-        let mut counters = vec![offset];
-        if let Some((kind, name)) = target {
-            if let Some(base) = self.targets.get(&kind).and_then(|names| names.get(name)) {
-                counters.push(base + offset);
+        for kind in Kind::ALL {
+            let mut targets: BTreeSet<String> = policy.named(kind).into_iter().collect();
+            targets.extend(policy.patterns(kind));
+            targets.insert(OTHER.to_string());
+            for target in targets {
+                catalog.add_target(kind.as_str(), Some(target));
             }
         }
-        counters
+        let methods: Vec<String> = catalog.methods.iter().cloned().collect();
+        for method in methods.into_iter().chain([OTHER.to_string()]) {
+            catalog.add_target(KIND_METHOD, Some(method));
+        }
+        catalog.add_target(KIND_NONE, None);
+        let mut grants: BTreeSet<String> = policy.grant_names().map(str::to_string).collect();
+        if let Identity::BearerTokens(tokens) = &policy.identity {
+            grants.extend(tokens.values().cloned());
+        }
+        grants.insert(ANONYMOUS_GRANT.to_string());
+        grants.insert(OTHER.to_string());
+        for grant in grants {
+            let base = catalog.series.len();
+            catalog
+                .series
+                .extend(Outcome::ALL.iter().map(|outcome| Series {
+                    metric: GRANT_DECISIONS,
+                    labels: vec![
+                        ("decision", outcome.as_str().to_string()),
+                        ("grant", grant.clone()),
+                    ],
+                }));
+            catalog.grants.insert(grant, base);
+        }
+        catalog
+    }
+
+    fn add_target(&mut self, kind: &'static str, target: Option<String>) {
+        let base = self.series.len();
+        self.series.extend(Outcome::ALL.iter().map(|outcome| {
+            let mut labels = vec![
+                ("decision", outcome.as_str().to_string()),
+                ("kind", kind.to_string()),
+            ];
+            if let Some(target) = &target {
+                labels.push(("target", target.clone()));
+            }
+            Series {
+                metric: DECISIONS,
+                labels,
+            }
+        }));
+        self.targets
+            .insert((kind, target.unwrap_or_default()), base);
+    }
+
+    /// The counters' Envoy stat names, in index order.
+    pub fn names(&self) -> Vec<String> {
+        self.series.iter().map(Series::stat_name).collect()
+    }
+
+    /// How many counters there are.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// What counter `index` is, as Prometheus sees it.
+    pub fn series(&self, index: usize) -> Option<&Series> {
+        self.series.get(index)
+    }
+
+    /// The policy's revision ([`policy_revision`]).
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// The stat name of the gauge that is 1 while this revision is loaded.
+    pub fn info_name(&self) -> String {
+        self.revision_series(INFO).stat_name()
+    }
+
+    /// The stat name of the gauge that counts this revision's filter instances.
+    pub fn instances_name(&self) -> String {
+        self.revision_series(INSTANCES).stat_name()
+    }
+
+    fn revision_series(&self, metric: &'static str) -> Series {
+        Series {
+            metric,
+            labels: vec![("revision", self.revision.clone())],
+        }
+    }
+
+    /// The counters one decision bumps: its target's and its grant's.
+    ///
+    /// The target's label is its exact name when the policy names it, else
+    /// the pattern key that decides it for this caller, else [`OTHER`].
+    pub fn counters(&self, policy: &Policy, audit: &AuditRecord) -> Vec<usize> {
+        let Some(offset) = Outcome::ALL.iter().position(|o| *o == audit.decision) else {
+            return Vec::new();
+        };
+        let slot = |kind: &'static str, target: &str| {
+            self.targets
+                .get(&(kind, target.to_string()))
+                .or_else(|| self.targets.get(&(kind, OTHER.to_string())))
+                .copied()
+        };
+        let target = match (audit.kind, audit.target.as_deref(), audit.method.as_deref()) {
+            (Some(kind), Some(name), _) => {
+                let label = kind.as_str();
+                if self.targets.contains_key(&(label, name.to_string())) {
+                    slot(label, name)
+                } else {
+                    let key = match kind {
+                        Kind::Task => None,
+                        _ => policy.view(&audit.grant).deciding_key(kind, name).0,
+                    };
+                    slot(label, key.unwrap_or(OTHER))
+                }
+            }
+            (None, _, Some(method)) if audit.rule.as_deref().is_some_and(is_methods_pointer) => {
+                slot(KIND_METHOD, method)
+            }
+            _ => slot(KIND_NONE, ""),
+        };
+        let grant = self
+            .grants
+            .get(&audit.grant)
+            .or_else(|| self.grants.get(OTHER));
+        target
+            .into_iter()
+            .chain(grant.copied())
+            .map(|base| base + offset)
+            .collect()
+    }
+}
+
+/// Whether a rule pointer is an entry of a `methods` map (`/methods/x`,
+/// `/grants/g/methods/x`).
+fn is_methods_pointer(pointer: &str) -> bool {
+    pointer.starts_with("/methods/")
+        || pointer
+            .strip_prefix("/grants/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, rest)| rest.starts_with("methods/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const POLICY: &str = r#"{"version":"1","default":"allow",
+        "identity":{"header":"x-agent-id"},
+        "tools":{"read":{},"fs_*":{"action":"deny"},"a;b":{}},
+        "methods":{"sampling/createMessage":"deny"},
+        "grants":{"ci":{"tools":{"deploy":{}}}}}"#;
+
+    fn catalog() -> (Policy, Catalog) {
+        let policy = Policy::from_json(POLICY.as_bytes()).unwrap();
+        let catalog = Catalog::for_policy(&policy, POLICY.as_bytes());
+        (policy, catalog)
+    }
+
+    fn record(grant: &str, decision: Outcome) -> AuditRecord {
+        AuditRecord::new(Duration::ZERO, grant, None, decision)
+    }
+
+    fn bumped(catalog: &Catalog, policy: &Policy, audit: &AuditRecord) -> Vec<Series> {
+        catalog
+            .counters(policy, audit)
+            .into_iter()
+            .map(|index| catalog.series(index).unwrap().clone())
+            .collect()
+    }
+
+    fn labels(series: &Series) -> Vec<String> {
+        series
+            .labels
+            .iter()
+            .map(|(label, value)| format!("{label}={value}"))
+            .collect()
+    }
+
+    #[test]
+    fn a_named_tool_counts_under_its_name_and_the_grant() {
+        let (policy, catalog) = catalog();
+        let mut audit = record("ci", Outcome::Denied);
+        audit.set_target(Kind::Tool, "read");
+        let series = bumped(&catalog, &policy, &audit);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].metric, DECISIONS);
+        assert_eq!(
+            labels(&series[0]),
+            ["decision=denied", "kind=tool", "target=read"]
+        );
+        assert_eq!(series[1].metric, GRANT_DECISIONS);
+        assert_eq!(labels(&series[1]), ["decision=denied", "grant=ci"]);
+    }
+
+    #[test]
+    fn unnamed_targets_count_under_their_pattern_or_the_other_bucket() {
+        let (policy, catalog) = catalog();
+        let mut audit = record("stranger", Outcome::Denied);
+        audit.set_target(Kind::Tool, "fs_write");
+        let series = bumped(&catalog, &policy, &audit);
+        assert_eq!(
+            labels(&series[0]),
+            ["decision=denied", "kind=tool", "target=fs_*"]
+        );
+        assert_eq!(labels(&series[1]), ["decision=denied", "grant=*"]);
+        let mut audit = record(ANONYMOUS_GRANT, Outcome::Allowed);
+        audit.set_target(Kind::Prompt, "summarize");
+        let series = bumped(&catalog, &policy, &audit);
+        assert_eq!(
+            labels(&series[0]),
+            ["decision=allowed", "kind=prompt", "target=*"]
+        );
+        assert_eq!(labels(&series[1]), ["decision=allowed", "grant=anonymous"]);
+        // A grant's own tool is named by the policy: its own series.
+        let mut audit = record("ci", Outcome::Allowed);
+        audit.set_target(Kind::Tool, "deploy");
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            ["decision=allowed", "kind=tool", "target=deploy"]
+        );
+    }
+
+    #[test]
+    fn methods_and_requests_without_a_target() {
+        let (policy, catalog) = catalog();
+        let mut audit = record("ci", Outcome::Denied);
+        audit.method = Some("sampling/createMessage".to_string());
+        audit.rule = Some("/methods/sampling~1createMessage".to_string());
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            [
+                "decision=denied",
+                "kind=method",
+                "target=sampling/createMessage"
+            ]
+        );
+        let audit = record("ci", Outcome::Unauthorized);
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            ["decision=unauthorized", "kind=none"]
+        );
+        let mut audit = record("ci", Outcome::Invalid);
+        audit.method = Some("tools/call".to_string());
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            ["decision=invalid", "kind=none"]
+        );
+    }
+
+    #[test]
+    fn every_decision_has_a_counter_defined_up_front() {
+        let (_, catalog) = catalog();
+        for outcome in Outcome::ALL {
+            for kind in Kind::ALL {
+                assert!(
+                    (0..catalog.len()).any(|index| catalog.series(index).unwrap().matches(
+                        DECISIONS,
+                        &[
+                            ("decision", outcome.as_str()),
+                            ("kind", kind.as_str()),
+                            ("target", OTHER)
+                        ]
+                    )),
+                    "{outcome:?} {kind:?}"
+                );
+            }
+        }
+        // Stat names are unique.
+        let names: BTreeSet<String> = catalog.names().into_iter().collect();
+        assert_eq!(names.len(), catalog.len());
+    }
+
+    #[test]
+    fn stat_names_carry_labels_in_istio_s_tag_form() {
+        let (_, catalog) = catalog();
+        let names = catalog.names();
+        assert!(names.contains(
+            &"mcp_policy.decision=.=hidden;.;kind=.=tool;.;target=.=read;.;decisions_total"
+                .to_string()
+        ));
+        assert!(names.contains(
+            &"mcp_policy.decision=.=allowed;.;kind=.=tool;.;target=.=a%3Bb;.;decisions_total"
+                .to_string()
+        ));
+        assert!(names.contains(
+            &"mcp_policy.decision=.=failed;.;grant=.=ci;.;grant_decisions_total".to_string()
+        ));
+        assert!(names.contains(
+            &"mcp_policy.decision=.=invalid;.;kind=.=none;.;decisions_total".to_string()
+        ));
+        assert_eq!(
+            catalog.info_name(),
+            format!("mcp_policy.revision=.={};.;info", catalog.revision())
+        );
+        assert_eq!(
+            stats_tags()[0],
+            ("decision", r"(decision=\.=(.*?);\.;)".to_string())
+        );
+    }
+
+    #[test]
+    fn the_revision_ignores_layout_and_key_order() {
+        let a = policy_revision(
+            br#"{"version":"1","default":"deny","tools":{"a":{},"b":{"action":"deny"}}}"#,
+        );
+        let b = policy_revision(
+            b"{\n  \"tools\": {\"b\": {\"action\": \"deny\"}, \"a\": {}},\n  \"default\": \"deny\",\n  \"version\": \"1\"\n}\n",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 16);
+        let c = policy_revision(
+            br#"{"version":"1","default":"allow","tools":{"a":{},"b":{"action":"deny"}}}"#,
+        );
+        assert_ne!(a, c);
     }
 }

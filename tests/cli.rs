@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod support;
+
 struct Run {
     status: i32,
     stdout: String,
@@ -74,6 +76,12 @@ fn scratch(test: &str, files: &[(&str, &str)]) -> Scratch {
 
 // ---- check ----
 
+/// The revision `check` prints (and the filter exports) for a repository file.
+fn revision_of(file: &str) -> String {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    mcp_policy::metrics::policy_revision(&bytes)
+}
+
 #[test]
 fn check_accepts_the_repository_policy() {
     let run = mcp_policy(&["check", "policy.json", "examples/policies/grants.json"]);
@@ -81,9 +89,14 @@ fn check_accepts_the_repository_policy() {
         (run.status, run.stdout.as_str(), run.stderr.as_str()),
         (
             0,
-            "policy.json: OK (default deny, 3 tool rules, 0 grants)\n\
-             examples/policies/grants.json: OK (default deny, 2 tool rules, 2 grants)\n\
-             examples/policies/grants.json: warning: /tools/checkCodeExecStatus/limits/0: scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so\n",
+            format!(
+                "policy.json: OK (default deny, 3 tool rules, 0 grants, revision {})\n\
+                 examples/policies/grants.json: OK (default deny, 2 tool rules, 2 grants, revision {})\n\
+                 examples/policies/grants.json:18:18: warning: /tools/checkCodeExecStatus/limits/0: scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so\n",
+                revision_of("policy.json"),
+                revision_of("examples/policies/grants.json")
+            )
+            .as_str(),
             ""
         )
     );
@@ -117,7 +130,10 @@ fn check_reports_every_error_it_can_with_path_and_position() {
     assert_eq!(run.status, 1);
     assert_eq!(
         run.stdout,
-        "good.json: OK (default allow, 0 tool rules, 0 grants)\n"
+        format!(
+            "good.json: OK (default allow, 0 tool rules, 0 grants, revision {})\n",
+            mcp_policy::metrics::policy_revision(br#"{"version":"1","default":"allow"}"#)
+        )
     );
     let expected = [
         // Every error, in source order; positions from the reader...
@@ -446,7 +462,7 @@ fn field<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
 
 fn audit_record(stdout: &str) -> Value {
     let line = field(stdout, "audit")[0];
-    serde_json::from_str(line.strip_prefix("mcp-policy audit ").unwrap()).unwrap()
+    serde_json::from_str(line).unwrap()
 }
 
 #[test]
@@ -814,4 +830,154 @@ fn eval_shows_what_a_call_costs_and_refuses_an_uncountable_one() {
     );
     assert!(bad.stdout.contains("decision  invalid"), "{}", bad.stdout);
     assert!(bad.stdout.contains(r#""code":-32602"#), "{}", bad.stdout);
+}
+
+// ---- check as a linter ----
+
+const WARNED: &str = r#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
+  "tools":{"asyncExecuteCode":{},"deleteWorkspace":{"reason":"ask an operator"},"notATool":{"action":"deny","limits":[{"counter":"c","window":"minute","max":1,"scope":"grant"}]}},
+  "hide":["deleteWorkspce"]}"#;
+
+#[test]
+fn check_warns_and_strict_makes_warnings_errors() {
+    let dir = scratch("strict", &[("warned.json", WARNED)]);
+    let run = mcp_policy_in(&dir, &["check", "warned.json"], "");
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("warned.json:3:11: warning: /hide/0: hides \"deleteWorkspce\", which no rule names; did you mean \"deleteWorkspace\"?"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("warning: /tools/notATool/limits: the rule denies every call"),
+        "{}",
+        run.stdout
+    );
+    let strict = mcp_policy_in(&dir, &["check", "--strict", "warned.json"], "");
+    assert_eq!(strict.status, 1);
+    assert_eq!(strict.stdout, run.stdout);
+    assert_eq!(
+        strict.stderr,
+        "mcp-policy: 2 warnings, errors under --strict\n"
+    );
+    let clean = mcp_policy(&["check", "--strict", "policy.json"]);
+    assert_eq!(clean.status, 0, "{}{}", clean.stdout, clean.stderr);
+}
+
+/// Every warning line of a run, as `POINTER: MESSAGE`.
+fn warnings_of(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|line| line.split_once(" warning: "))
+        .map(|(_, warning)| warning.to_string())
+        .collect()
+}
+
+fn assert_server_warnings(run: &Run) {
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let warnings = warnings_of(run);
+    for expected in [
+        "/tools/notATool: the server does not offer a tool named \"notATool\"",
+        "/hide/0: hides \"deleteWorkspce\", which the server does not offer: a typo?",
+        "/default: the server's tool \"checkCodeExecStatus\" is allowed by this default: no rule names it",
+    ] {
+        assert!(warnings.iter().any(|w| w == expected), "{expected}\nnot in {warnings:#?}");
+    }
+    assert!(
+        !warnings.iter().any(|w| w.contains("\"asyncExecuteCode\"")),
+        "a rule names it: {warnings:#?}"
+    );
+}
+
+#[test]
+fn check_compares_the_policy_with_a_saved_tools_list() {
+    let answer = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[
+        {"name":"asyncExecuteCode","inputSchema":{"type":"object"}},
+        {"name":"checkCodeExecStatus","inputSchema":{"type":"object"}},
+        {"name":"deleteWorkspace","inputSchema":{"type":"object"}}]}}"#;
+    let dir = scratch("tools", &[("warned.json", WARNED), ("tools.json", answer)]);
+    let run = mcp_policy_in(&dir, &["check", "--tools", "tools.json", "warned.json"], "");
+    assert_server_warnings(&run);
+    let bad = mcp_policy_in(
+        &dir,
+        &["check", "--tools", "warned.json", "warned.json"],
+        "",
+    );
+    assert_eq!(bad.status, 1);
+    assert!(
+        bad.stderr.contains("no tools/list answer"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test]
+async fn check_asks_a_running_server_for_its_tools() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let server = tokio::spawn(support::demo_server::serve(
+        listener,
+        support::demo_server::Recorder::default(),
+    ));
+    let dir = scratch("server", &[("warned.json", WARNED)]);
+    let dir_path = dir.to_path_buf();
+    let run = tokio::task::spawn_blocking(move || {
+        mcp_policy_in(&dir_path, &["check", "--server", &url, "warned.json"], "")
+    })
+    .await
+    .unwrap();
+    assert_server_warnings(&run);
+    server.abort();
+    // Nothing listens there any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = format!("http://{}/mcp", closed.local_addr().unwrap());
+    drop(closed);
+    let dir_path = dir.to_path_buf();
+    let run = tokio::task::spawn_blocking(move || {
+        mcp_policy_in(&dir_path, &["check", "--server", &gone, "warned.json"], "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+}
+
+#[test]
+fn check_reads_policies_where_deployments_carry_them() {
+    let files = [
+        "envoy/envoy.yaml",
+        "deploy/sidecar/mcp-server.yaml",
+        "deploy/istio/mcp-policy.yaml",
+        "deploy/istio/wasmplugin.yaml",
+        "deploy/envoy-gateway/mcp-policy.yaml",
+    ];
+    let mut args = vec!["check"];
+    args.extend(files);
+    let run = mcp_policy(&args);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    for expected in [
+        "envoy/envoy.yaml#wasm:mcp-policy: OK (",
+        "deploy/sidecar/mcp-server.yaml#ConfigMap:mcp-sidecar/mcp-policy:policy.json: OK (",
+        "deploy/istio/mcp-policy.yaml#EnvoyFilter:",
+        "deploy/istio/wasmplugin.yaml#WasmPlugin:",
+        "deploy/envoy-gateway/mcp-policy.yaml#EnvoyExtensionPolicy:",
+    ] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|line| line.starts_with(expected) && line.contains(": OK (")),
+            "{expected}\nnot in\n{}",
+            run.stdout
+        );
+    }
+    // An error inside YAML is named by the file and where in it.
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: p, namespace: n}\ndata:\n  policy.json: |\n    {\"version\": \"1\", \"default\": \"block\"}\n";
+    let dir = scratch("yaml", &[("configmap.yaml", broken)]);
+    let run = mcp_policy_in(&dir, &["check", "configmap.yaml"], "");
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        run.stderr,
+        "configmap.yaml#ConfigMap:n/p:policy.json:1:35: default: unknown variant `block`, expected `allow` or `deny`\n"
+    );
 }

@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mcp_policy::cli::sources;
 use mcp_policy::policy::Policy;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -212,6 +213,14 @@ fn check_filter_settings(bootstrap: &Value, origin: &str) {
             .as_array()
             .unwrap()
         {
+            // The listeners that run the filter (not a metrics listener).
+            let mut gated = false;
+            walk(listener, &mut |value| {
+                gated |= value["@type"] == WASM_FILTER_TYPE
+            });
+            if !gated {
+                continue;
+            }
             let limit = listener["per_connection_buffer_limit_bytes"]
                 .as_u64()
                 .unwrap_or(1 << 20);
@@ -953,64 +962,57 @@ fn every_yaml_file_parses_and_every_kubernetes_object_is_named() {
 
 #[test]
 fn every_embedded_policy_loads() {
+    // Found the way `mcp-policy check` finds them (src/cli/sources.rs): a
+    // ConfigMap's policy.json, the Istio EnvoyFilter's Wasm filter, the
+    // WasmPlugin's pluginConfig and the EnvoyExtensionPolicy's config as the
+    // JSON istiod and Envoy Gateway hand the filter, the policies inside
+    // Envoy configurations.
+    let root = repo_root();
+    let mut files = manifest_files();
+    files.extend(yaml_files_under(&root.join("envoy")));
+    files.push(root.join("policy.json"));
     let mut loaded = Vec::new();
-    // ConfigMaps' policy.json.
-    for file in manifest_files() {
-        for config_map in of_kind(&objects(&file), "ConfigMap") {
-            if let Some(policy) = config_map["data"]["policy.json"].as_str() {
-                let origin = format!("{} ConfigMap {}", file.display(), name(config_map));
-                load_policy(policy.as_bytes(), &origin);
-                loaded.push(origin);
+    for file in files {
+        let Ok(found) = sources::find_policies(read(&file).as_bytes()) else {
+            continue;
+        };
+        for policy in found {
+            let origin = format!(
+                "{}#{}",
+                file.display(),
+                policy.origin.as_deref().unwrap_or("")
+            );
+            let loaded_policy = load_policy(policy.text.as_bytes(), &origin);
+            if origin.contains("#WasmPlugin:") {
+                assert!(
+                    !loaded_policy.hold_request_headers,
+                    "a WasmPlugin cannot set allow_on_headers_stop_iteration: hold_request_headers must be false"
+                );
             }
+            loaded.push(origin);
         }
     }
-    // Istio: the StringValue configuration in the EnvoyFilter's ECDS resource.
+    for expected in [
+        "ConfigMap:",
+        "#EnvoyFilter:",
+        "#WasmPlugin:",
+        "#EnvoyExtensionPolicy:",
+        "envoy/envoy.yaml#wasm:",
+        "policy.json#",
+    ] {
+        assert!(
+            loaded.iter().any(|origin| origin.contains(expected)),
+            "no policy found at {expected}: {loaded:#?}"
+        );
+    }
+    // What this test reads agrees with how Istio's and Envoy Gateway's
+    // filters are rebuilt below.
     let (_, typed_config, _) = istio_filter();
     assert_eq!(
         typed_config["config"]["configuration"]["@type"],
         STRING_VALUE_TYPE
     );
-    load_policy(
-        str_at(&typed_config, "/config/configuration/value").as_bytes(),
-        "Istio EnvoyFilter",
-    );
-    loaded.push("Istio EnvoyFilter".to_owned());
-    // Istio: the WasmPlugin's pluginConfig, as the JSON istiod hands the filter.
-    let plugin = istio_wasm_plugin();
-    let policy = load_policy(
-        istio_wasm_plugin_policy(&plugin).as_bytes(),
-        "Istio WasmPlugin",
-    );
-    assert!(
-        !policy.hold_request_headers,
-        "a WasmPlugin cannot set allow_on_headers_stop_iteration: hold_request_headers must be false"
-    );
-    loaded.push("Istio WasmPlugin".to_owned());
-    // Envoy Gateway: the `config` object, as the JSON string the filter gets.
-    let gateway = envoy_gateway();
-    for policy in of_kind(&gateway.objects, "EnvoyExtensionPolicy") {
-        for wasm in policy["spec"]["wasm"].as_array().unwrap() {
-            let json = serde_json::to_vec(&wasm["config"]).unwrap();
-            load_policy(
-                &json,
-                &format!("{} EnvoyExtensionPolicy {}", gateway.origin, name(policy)),
-            );
-            loaded.push(name(policy).to_owned());
-        }
-    }
-    // The policies inside the repository's Envoy configurations.
-    let root = repo_root();
-    for file in yaml_files_under(&root.join("envoy")) {
-        for policy in embedded_policies(&yaml_documents(&file)[0]) {
-            load_policy(policy.as_bytes(), &file.display().to_string());
-            loaded.push(file.display().to_string());
-        }
-    }
-    load_policy(
-        read(&root.join("policy.json")).as_bytes(),
-        "policy.json (docker compose)",
-    );
-    assert!(loaded.len() >= 7, "too few policies found: {loaded:?}");
+    assert!(loaded.len() >= 7, "too few policies found: {loaded:#?}");
 }
 
 #[test]
@@ -1211,7 +1213,8 @@ fn istio_filter_is_delivered_whole_by_its_envoy_filter() {
         typed_config["config"]["allow_on_headers_stop_iteration"],
         true
     );
-    assert_eq!(typed_config["config"]["fail_open"], false);
+    // Fails closed: fail_open is false unless set.
+    assert_ne!(typed_config["config"]["fail_open"], true);
     assert!(!typed_config["config"]["vm_config"]["vm_id"]
         .as_str()
         .unwrap_or("")
@@ -1844,4 +1847,173 @@ fn every_policy_that_asks_for_approval_reaches_the_approval_service() {
         checked.len() >= 8,
         "too few policies ask for approval: {checked:?}"
     );
+}
+
+/// The access logs of a rendered configuration's MCP listener: the JSON
+/// request log and the audit log (filtered to decided requests).
+fn has_both_access_logs(config: &Value) -> bool {
+    let mut json_log = false;
+    let mut audit_log = false;
+    walk(config, &mut |value| {
+        if let Some(logs) = value["access_log"].as_array() {
+            for log in logs {
+                let format = &log["typed_config"]["log_format"];
+                json_log |= format["json_format"]["decision"]
+                    == "%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%";
+                audit_log |= format["text_format_source"]["inline_string"]
+                    == mcp_policy::cli::render::AUDIT_LINE
+                    && log["filter"]["extension_filter"]["typed_config"]["expression"]
+                        == mcp_policy::cli::render::AUDITED;
+            }
+        }
+    });
+    json_log && audit_log
+}
+
+#[test]
+fn every_kubernetes_envoy_is_scraped_and_writes_both_logs() {
+    let mut checked = Vec::new();
+    for file in manifest_files() {
+        let objects = objects(&file);
+        for deployment in of_kind(&objects, "Deployment") {
+            let pod = &deployment["spec"]["template"]["spec"];
+            let Some(init) = pod["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|container| container["name"] == "render-envoy-config")
+            else {
+                continue;
+            };
+            let origin = format!("{} Deployment {}", file.display(), name(deployment));
+            let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(annotations["prometheus.io/scrape"], "true", "{origin}");
+            assert_eq!(
+                annotations["prometheus.io/path"], "/stats/prometheus",
+                "{origin}"
+            );
+            let port: u64 = str_at(annotations, "/prometheus.io~1port").parse().unwrap();
+            let envoy = pod["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|container| container["name"] == "envoy")
+                .unwrap_or_else(|| panic!("{origin}: no envoy container"));
+            assert!(
+                envoy["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["containerPort"] == port),
+                "{origin}: the envoy container does not expose {port}"
+            );
+            let template = config_map_value(
+                &objects,
+                &config_map_file(pod, init, &env(init, "TEMPLATE")),
+                &origin,
+            );
+            let config: Value = serde_norway::from_str(
+                &template.replace(PLACEHOLDER, r#"{"version":"1","default":"deny"}"#),
+            )
+            .unwrap();
+            let listeners = config["static_resources"]["listeners"].as_array().unwrap();
+            let metrics = listeners
+                .iter()
+                .find(|listener| listener["address"]["socket_address"]["port_value"] == port)
+                .unwrap_or_else(|| panic!("{origin}: no listener on the scrape port {port}"));
+            let mut routes_to_admin = false;
+            walk(metrics, &mut |value| {
+                routes_to_admin |= value["match"]["path"] == "/stats/prometheus"
+                    && value["route"]["cluster"] == "envoy_admin";
+            });
+            assert!(
+                routes_to_admin,
+                "{origin}: the scrape port serves /stats/prometheus"
+            );
+            assert_eq!(
+                config["admin"]["address"]["socket_address"]["address"], "127.0.0.1",
+                "{origin}: the admin interface stays on loopback"
+            );
+            assert!(has_both_access_logs(&config), "{origin}: access logs");
+            assert_eq!(
+                config["stats_config"],
+                mcp_policy::cli::render::stats_config_json(),
+                "{origin}: stats tags"
+            );
+            checked.push(origin);
+        }
+    }
+    assert!(checked.len() >= 3, "{checked:?}");
+}
+
+#[test]
+fn istio_and_envoy_gateway_get_the_stats_tags_and_both_logs() {
+    let labels: Vec<Value> = mcp_policy::metrics::LABELS
+        .iter()
+        .map(|label| json!(label))
+        .collect();
+    // Istio: the mesh's extraStatTags are the labels, whose regexes Istio
+    // writes exactly as the filter's own bootstraps do.
+    let mesh = objects(&repo_root().join("deploy/istio/mesh-config.yaml"));
+    let operator = of_kind(&mesh, "IstioOperator").next().unwrap();
+    let mesh_config = &operator["spec"]["meshConfig"];
+    assert_eq!(
+        mesh_config["defaultConfig"]["extraStatTags"],
+        Value::Array(labels.clone())
+    );
+    for (tag, regex) in mcp_policy::metrics::stats_tags() {
+        // tools/packaging/common/envoy_bootstrap.json: "({{ $tag }}=\\.=(.*?);\\.;)"
+        assert_eq!(regex, format!("({tag}=\\.=(.*?);\\.;)"));
+    }
+    let providers = mesh_config["extensionProviders"].as_array().unwrap();
+    let provider = |name: &str| {
+        providers
+            .iter()
+            .find(|provider| provider["name"] == name)
+            .unwrap_or_else(|| panic!("no provider {name}"))
+    };
+    assert_eq!(
+        provider("mcp-policy-audit")["envoyFileAccessLog"]["logFormat"]["text"],
+        mcp_policy::cli::render::AUDIT_LINE
+    );
+    let access = &provider("mcp-policy-access")["envoyFileAccessLog"]["logFormat"]["labels"];
+    for (key, value) in mcp_policy::cli::render::ACCESS_LOG_FIELDS {
+        assert_eq!(access[key], value, "mcp-policy-access {key}");
+    }
+    let telemetry = objects(&repo_root().join("deploy/istio/telemetry.yaml"));
+    let telemetry = of_kind(&telemetry, "Telemetry").next().unwrap();
+    let logging = telemetry["spec"]["accessLogging"].as_array().unwrap();
+    for entry in logging {
+        for named in entry["providers"].as_array().unwrap() {
+            provider(str_at(named, "/name"));
+        }
+    }
+    assert!(logging.iter().any(|entry| entry["filter"]["expression"]
+        == mcp_policy::cli::render::AUDITED
+        && entry["providers"][0]["name"] == "mcp-policy-audit"));
+
+    // Envoy Gateway: the Gateway's EnvoyProxy merges the stats tags into the
+    // bootstrap and writes both logs.
+    let gateway = envoy_gateway();
+    let gw = of_kind(&gateway.objects, "Gateway").next().unwrap();
+    let reference = &gw["spec"]["infrastructure"]["parametersRef"];
+    assert_eq!(reference["kind"], "EnvoyProxy");
+    let proxy = find(&gateway.objects, "EnvoyProxy", str_at(reference, "/name"))
+        .expect("the Gateway's EnvoyProxy");
+    assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
+    let merged: Value = serde_norway::from_str(str_at(proxy, "/spec/bootstrap/value")).unwrap();
+    assert_eq!(
+        merged["stats_config"],
+        mcp_policy::cli::render::stats_config_json()
+    );
+    let settings = proxy["spec"]["telemetry"]["accessLog"]["settings"]
+        .as_array()
+        .unwrap();
+    assert!(settings.iter().any(|setting| setting["format"]["text"]
+        == mcp_policy::cli::render::AUDIT_LINE
+        && setting["matches"][0] == mcp_policy::cli::render::AUDITED));
+    assert!(settings
+        .iter()
+        .any(|setting| setting["format"]["json"]["decision"]
+            == "%FILTER_STATE(wasm.mcp_policy.decision:PLAIN)%"));
 }

@@ -255,7 +255,7 @@ async fn malformed_json_is_refused() {
     );
     assert!(stack.upstream.http_requests().is_empty());
     assert_eq!(
-        stack.envoy.prometheus_counter("mcp_policy_invalid").await,
+        support::metrics::decisions(&stack.envoy, &[("decision", "invalid")]).await,
         4
     );
 }
@@ -357,14 +357,11 @@ async fn concurrent_calls_across_four_workers_pass_exactly_max() {
         "connections were not spread over workers:\n{stats}"
     );
     assert_eq!(
-        stack.envoy.prometheus_counter("mcp_policy_allowed").await,
+        support::metrics::decisions(&stack.envoy, &[("decision", "allowed")]).await,
         50
     );
     assert_eq!(
-        stack
-            .envoy
-            .prometheus_counter("mcp_policy_rate_limited")
-            .await,
+        support::metrics::decisions(&stack.envoy, &[("decision", "rate_limited")]).await,
         150
     );
 }
@@ -385,19 +382,19 @@ async fn decisions_are_counted_in_envoy_stats() {
     error_of(client.call("runShell", json!({})).await);
     stack.post("{").await;
     assert_eq!(
-        stack.envoy.prometheus_counter("mcp_policy_allowed").await,
-        1
-    );
-    assert_eq!(stack.envoy.prometheus_counter("mcp_policy_denied").await, 2);
-    assert_eq!(
-        stack.envoy.prometheus_counter("mcp_policy_invalid").await,
+        support::metrics::decisions(&stack.envoy, &[("decision", "allowed")]).await,
         1
     );
     assert_eq!(
-        stack
-            .envoy
-            .prometheus_counter("mcp_policy_rate_limited")
-            .await,
+        support::metrics::decisions(&stack.envoy, &[("decision", "denied")]).await,
+        2
+    );
+    assert_eq!(
+        support::metrics::decisions(&stack.envoy, &[("decision", "invalid")]).await,
+        1
+    );
+    assert_eq!(
+        support::metrics::decisions(&stack.envoy, &[("decision", "rate_limited")]).await,
         0
     );
 }
@@ -540,28 +537,28 @@ async fn decisions_show_in_prometheus_access_log_and_audit() {
     error_of(client.call("runShell", json!({})).await);
 
     let envoy = &stack.envoy;
-    let series =
-        |decision: &str, tool: &str| format!("mcp_policy_tool_{decision}{{mcp_tool=\"{tool}\"}}");
+    let scrape = envoy.admin("/stats/prometheus").await;
+    let tool = |decision: &str, target: &str| {
+        support::metrics::sum(
+            &scrape,
+            mcp_policy::metrics::DECISIONS,
+            &[("decision", decision), ("kind", "tool"), ("target", target)],
+        )
+    };
+    assert_eq!(tool("allowed", "asyncExecuteCode"), 1);
+    assert_eq!(tool("rate_limited", "asyncExecuteCode"), 1);
+    assert_eq!(tool("hidden", "deleteWorkspace"), 1);
+    // Unnamed tools are counted under `*`: their names are the caller's to choose.
+    assert_eq!(tool("denied", "*"), 1);
     assert_eq!(
-        envoy
-            .prometheus_series(&series("allowed", "asyncExecuteCode"))
-            .await,
-        1
+        support::metrics::sum(
+            &scrape,
+            mcp_policy::metrics::GRANT_DECISIONS,
+            &[("grant", "anonymous")]
+        ),
+        4,
+        "the policy names no identity: every caller is anonymous"
     );
-    assert_eq!(
-        envoy
-            .prometheus_series(&series("rate_limited", "asyncExecuteCode"))
-            .await,
-        1
-    );
-    assert_eq!(
-        envoy
-            .prometheus_series(&series("hidden", "deleteWorkspace"))
-            .await,
-        1
-    );
-    // Unnamed tools are counted in the totals only: their names are the caller's to choose.
-    assert_eq!(envoy.prometheus_counter("mcp_policy_denied").await, 1);
     assert!(!envoy.admin("/stats/prometheus").await.contains("runShell"));
 
     // Envoy writes each access log line when its stream ends: wait for the

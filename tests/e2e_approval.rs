@@ -217,9 +217,14 @@ async fn a_person_approves_a_held_call_in_chromium_and_its_retry_reaches_the_ser
         .iter()
         .all(|record| !record.to_string().contains("subprocess.run")));
     assert_eq!(
-        envoy
-            .prometheus_series("mcp_policy_tool_approval_pending{mcp_tool=\"asyncExecuteCode\"}")
-            .await,
+        support::metrics::decisions(
+            &envoy,
+            &[
+                ("decision", "approval_pending"),
+                ("target", "asyncExecuteCode")
+            ]
+        )
+        .await,
         4
     );
     browser.close().await;

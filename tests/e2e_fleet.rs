@@ -426,7 +426,8 @@ async fn local_quota_comes_back_when_the_global_limit_refuses() {
 }
 
 /// `failure_mode: open`: with the service unable to reach Redis, a call with
-/// a global limit goes through, counted in `mcp_policy_failed`.
+/// a global limit goes through, counted as `failed`
+/// (`mcp_policy_decisions_total{decision="failed"}`).
 #[tokio::test]
 async fn failure_mode_open_forwards_when_the_service_cannot_count() {
     // Nothing listens on this port, held by the test for its whole run
@@ -452,8 +453,14 @@ async fn failure_mode_open_forwards_when_the_service_cannot_count() {
     }
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 3);
     assert!(upstream.cut_off_requests().is_empty());
-    assert_eq!(envoy.prometheus_counter("mcp_policy_failed").await, 3);
-    assert_eq!(envoy.prometheus_counter("mcp_policy_allowed").await, 0);
+    assert_eq!(
+        support::metrics::decisions(&envoy, &[("decision", "failed")]).await,
+        3
+    );
+    assert_eq!(
+        support::metrics::decisions(&envoy, &[("decision", "allowed")]).await,
+        0
+    );
     server.abort();
     drop(redis);
 }

@@ -70,7 +70,10 @@ async fn hidden_tools_vanish_from_event_stream_listings_and_calls() {
             .any(|r| r["decision"] == "hidden" && r["rule"] == "/hide"),
         "{audit:?}"
     );
-    assert_eq!(stack.envoy.prometheus_counter("mcp_policy_hidden").await, 1);
+    assert_eq!(
+        support::metrics::decisions(&stack.envoy, &[("decision", "hidden")]).await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -251,6 +254,19 @@ async fn bearer_tokens_select_the_grant_and_stay_at_the_gate() {
     let get = http.get(stack.envoy.mcp_url()).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 401);
     assert!(stack.upstream.http_requests().is_empty());
+    // Refused callers are `unauthorized`, apart from the policy's denials.
+    assert_eq!(
+        support::metrics::decisions(
+            &stack.envoy,
+            &[("decision", "unauthorized"), ("kind", "none")]
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        support::metrics::decisions(&stack.envoy, &[("decision", "denied")]).await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -307,10 +323,7 @@ async fn monitor_mode_decides_and_counts_but_blocks_nothing() {
         ("hidden", 1),
     ] {
         assert_eq!(
-            stack
-                .envoy
-                .prometheus_counter(&format!("mcp_policy_{metric}"))
-                .await,
+            support::metrics::decisions(&stack.envoy, &[("decision", metric)]).await,
             count,
             "{metric}"
         );

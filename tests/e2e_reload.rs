@@ -1,7 +1,11 @@
 //! End to end: the policy changes without a restart. Envoy reads the listener
-//! (and the policy in it) from envoy/hot-reload/ through LDS; replacing the
-//! file applies a new policy to new requests, an invalid one is refused while
-//! the old keeps serving, and rate-limit counters survive (same vm_id).
+//! (and the policy in it) from envoy/hot-reload/ through LDS; `mcp-policy
+//! apply` (the real binary) replaces the file and a new policy applies to new
+//! requests, its revision shown by mcp_policy_info; apply refuses an invalid
+//! policy, and one written by hand is refused by Envoy while the old keeps
+//! serving; rate-limit counters survive (same vm_id). A file written in place
+//! (what `mv` from another filesystem does) is not picked up: the limitation
+//! the hot-reload files document next to `apply`.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -50,7 +54,51 @@ fn listener(port: u16, upstream_port: u16, policy: &str) -> String {
         )
 }
 
-/// Replaces the watched file the way an operator should: a rename.
+/// `mcp-policy apply` of `policy` to the listener file in `dir`: the exit
+/// status and what it printed.
+fn apply(dir: &Path, policy: &str, port: u16, upstream_port: u16) -> (i32, String) {
+    apply_and_wait(dir, policy, port, upstream_port, &[])
+}
+
+fn apply_and_wait(
+    dir: &Path,
+    policy: &str,
+    port: u16,
+    upstream_port: u16,
+    wait: &[&str],
+) -> (i32, String) {
+    let file = dir.join("policy.json");
+    std::fs::write(&file, policy).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-policy"))
+        .arg("apply")
+        .args(wait)
+        .arg(&file)
+        .arg(dir.join("listener.yaml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &format!("127.0.0.1:{upstream_port}")])
+        .args(["--module", &wasm_module().display().to_string()])
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// `mcp_policy_info{revision}` of this Envoy.
+async fn info(envoy: &Envoy, revision: &str) -> u64 {
+    support::metrics::sum(
+        &envoy.admin("/stats/prometheus").await,
+        mcp_policy::metrics::INFO,
+        &[("revision", revision)],
+    )
+}
+
+/// Replaces the watched file by a rename, as apply does.
 fn install(dir: &Path, content: &str) {
     let next = dir.join("next.yaml.tmp");
     std::fs::write(&next, content).unwrap();
@@ -122,8 +170,9 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     // file): an update with the same address keeps the socket, and its port.
     let port = 0;
     let envoy = Envoy::start_with_config(
-        move |_, admin_port| {
-            install(&dir_for_config, &listener(port, upstream_port, policy_a()));
+        move |port, admin_port| {
+            let (status, out) = apply(&dir_for_config, policy_a(), port, upstream_port);
+            assert_eq!(status, 0, "{out}");
             bootstrap
                 .replace("port_value: 9901", &format!("port_value: {admin_port}"))
                 .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
@@ -148,10 +197,39 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
         false
     );
 
-    // Policy B: applied to new requests, no restart.
+    let revision_a = mcp_policy::metrics::policy_revision(policy_a().as_bytes());
+    let revision_b = mcp_policy::metrics::policy_revision(policy_b().as_bytes());
+    assert_eq!(info(&envoy, &revision_a).await, 1);
+
+    // B written in place, as `mv` from another filesystem does (a copy, not
+    // a rename): Envoy does not notice; A still decides.
     let successes = lds_stat(&envoy, "update_success").await;
-    install(&dir, &listener(port, upstream_port, policy_b()));
-    wait_for_stat(&envoy, "update_success", successes).await;
+    std::fs::write(
+        dir.join("listener.yaml"),
+        listener(port, upstream_port, policy_b()),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lds_stat(&envoy, "update_success").await, successes);
+    let (_, still_a) = call(&envoy, "deleteWorkspace").await;
+    assert_eq!(still_a["error"]["data"]["reason"], "policy A", "{still_a}");
+
+    // Policy B by apply, waiting until Envoy shows it live: applied to new
+    // requests, no restart.
+    let admin = format!("http://127.0.0.1:{}", envoy.admin_port);
+    let (dir_b, policy_b) = (dir.clone(), policy_b());
+    let (status, out) = tokio::task::spawn_blocking(move || {
+        apply_and_wait(&dir_b, policy_b, port, upstream_port, &["--wait", &admin])
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains(&format!("revision {revision_b} written"))
+            && out.contains(&format!("revision {revision_b} is live")),
+        "{out}"
+    );
+    assert!(lds_stat(&envoy, "update_success").await > successes);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, reply) = call(&envoy, "deleteWorkspace").await;
@@ -162,6 +240,16 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(upstream.tool_call_count("deleteWorkspace"), 1);
+    // The live revision is B's (A's listener drains for Envoy's drain time).
+    assert_eq!(info(&envoy, &revision_b).await, 1);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        names.iter().all(|name| !name.ends_with(".tmp")),
+        "apply left a temporary file: {names:?}"
+    );
     // The counter kept its count across the reload: one more, then full.
     assert_eq!(
         call(&envoy, "asyncExecuteCode").await.1["result"]["isError"],
@@ -173,9 +261,19 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     );
     assert_eq!(upstream.tool_call_count("asyncExecuteCode"), 2);
 
-    // An invalid policy is refused; B keeps serving.
-    let rejected = lds_stat(&envoy, "update_rejected").await;
+    // An invalid policy: apply refuses it and leaves the file alone...
     let invalid = r#"{"version":"1","default":"deny","tools":{"deleteWorkspace":{"limits":[{"counter":"c","window":"fortnight","max":1,"scope":"grant"}]}}}"#;
+    let before = std::fs::read_to_string(dir.join("listener.yaml")).unwrap();
+    let (status, out) = apply(&dir, invalid, port, upstream_port);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("unknown window \"fortnight\""), "{out}");
+    assert!(out.contains("nothing applied"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("listener.yaml")).unwrap(),
+        before
+    );
+    // ...and written by hand, Envoy refuses it; B keeps serving.
+    let rejected = lds_stat(&envoy, "update_rejected").await;
     install(&dir, &listener(port, upstream_port, invalid));
     wait_for_stat(&envoy, "update_rejected", rejected).await;
     assert!(envoy.log().contains("mcp-policy: invalid policy: tools.deleteWorkspace.limits[0].window: unknown window \"fortnight\""));

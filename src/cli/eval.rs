@@ -47,7 +47,7 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
                 "rule",
                 audit.rule.clone().unwrap_or_else(|| "(none)".to_string()),
             ));
-            lines.push(("audit", audit.to_log_line()));
+            lines.push(("audit", audit.to_json()));
         }
         None => {
             lines.push(("decision", "(none: only tools/call is decided)".to_string()));

@@ -130,6 +130,33 @@ pub fn locate(text: &str, path: &str, root_name: &str) -> Option<Position> {
     Some(position_of_index(text, offset + 1))
 }
 
+/// The position of the value a JSON pointer (`/tools/a.b/limits/0`) names,
+/// or of the deepest value on the way to it that exists.
+pub fn locate_pointer(text: &str, pointer: &str) -> Option<Position> {
+    let mut value: &RawValue = serde_json::from_str(text).ok()?;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let next = if value.get().starts_with('[') {
+            token
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| elements(value)?.into_iter().nth(index))
+        } else {
+            members(value)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(key, _)| *key == token)
+                .map(|(_, member)| member)
+        };
+        match next {
+            Some(next) => value = next,
+            None => break,
+        }
+    }
+    let offset = offset_in(text, value)?;
+    Some(position_of_index(text, offset + 1))
+}
+
 /// Walks `rest` (a dotted path with `[i]` indexes) down from `value`. Keys
 /// may contain dots, so every key that fits is tried; the first complete
 /// match wins, else the deepest partial one. Returns the value and the depth
@@ -218,5 +245,31 @@ mod tests {
             Some(Position { line: 1, column: 1 })
         );
         assert_eq!(locate("{", "policy", "policy"), None);
+    }
+
+    #[test]
+    fn pointers_resolve_with_escapes() {
+        assert_eq!(
+            locate_pointer(TEXT, "/tools/a.b/limits/0/window"),
+            Some(Position {
+                line: 4,
+                column: 18
+            })
+        );
+        assert_eq!(
+            locate_pointer("{\"a/b\": {\"c~d\": 1}}", "/a~1b/c~0d"),
+            Some(Position {
+                line: 1,
+                column: 17
+            })
+        );
+        // The deepest value that exists.
+        assert_eq!(
+            locate_pointer(TEXT, "/tools/zzz"),
+            Some(Position {
+                line: 2,
+                column: 12
+            })
+        );
     }
 }

@@ -4,8 +4,12 @@
 pub mod check;
 pub mod eval;
 pub mod explain;
+pub mod files;
 mod locate;
+pub mod render;
 pub mod schema;
+pub mod server;
+pub mod sources;
 pub mod store;
 
 use std::io::{self, Read, Write};
@@ -43,29 +47,57 @@ pub enum Command {
     Explain(ExplainArgs),
     Eval(EvalArgs),
     Schema(SchemaArgs),
+    Render(RenderArgs),
+    Apply(ApplyArgs),
 }
 
-/// Validate policy documents exactly as the filter loads them.
+/// Validate policy documents exactly as the filter loads them, and lint them.
 ///
-/// Prints `FILE: OK (...)` on standard output for each valid document, and
-/// `FILE:LINE:COLUMN: PATH: MESSAGE` on standard error for each error found
-/// (`FILE: PATH: MESSAGE` when no position can be told), in source order.
-/// PATH is the JSON path the filter names (`tools.x.limits[0].window`);
-/// columns count bytes.
+/// Prints `FILE: OK (...)` on standard output for each valid document, then
+/// its warnings, `FILE:LINE:COLUMN: warning: POINTER: MESSAGE`: what a valid
+/// policy does that its author may not mean (a name in `hide` that looks
+/// like a typo, a grant no identity can produce, a counter shared by limits
+/// with different settings, limits or conditions that are never reached,
+/// a `deny_if` regex that matches every string, contradictory conditions).
+/// Warnings leave the exit status 0 unless --strict.
 ///
-/// Every error is reported at once: the filter reads each part of the
-/// document on its own (every field of the document, of a tool rule and of a
-/// grant; every tool rule, grant, limit and argument condition) and checks
-/// on past an error. A part stops at its first error. An error in the
-/// document itself is reported alone, as the reader cannot go on past it:
-/// JSON that is not well-formed, a document that is not an object, an
-/// unknown or missing top-level field, a name given twice in tools or grants.
+/// Errors go to standard error, `FILE:LINE:COLUMN: PATH: MESSAGE` (`FILE:
+/// PATH: MESSAGE` when no position can be told), in source order. PATH is
+/// the JSON path the filter names (`tools.x.limits[0].window`); columns
+/// count bytes. Every error is reported at once, including those behind
+/// another error of the same part or of the whole document.
+///
+/// A FILE may be a policy (JSON), or YAML that carries policies: an Envoy
+/// bootstrap or LDS file (each Wasm filter whose configuration is a
+/// policy), Kubernetes objects (a ConfigMap's *.json keys, an Istio
+/// EnvoyFilter or WasmPlugin, an Envoy Gateway EnvoyExtensionPolicy). Each
+/// policy found is checked and named FILE#ORIGIN (`#EnvoyFilter:ns/name:wasm:mcp-policy`);
+/// lines and columns then count within the policy's text.
+///
+/// With --tools or --server, the policy is also compared with the tools the
+/// server offers: names in `tools` and `hide` it does not offer, and (under
+/// `default: allow`) its tools no rule names.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 every document is valid, 1 otherwise, 2 usage error.")]
+#[command(
+    after_help = "Exit status: 0 every document is valid (with --strict: and has no warnings), 1 otherwise, 2 usage error."
+)]
 pub struct CheckArgs {
-    /// Policy documents (JSON) to validate.
+    /// Policy documents (JSON), or YAML that carries them.
     #[arg(required = true, value_name = "POLICY")]
     pub policies: Vec<PathBuf>,
+    /// Treat warnings as errors (exit status 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// A saved `tools/list` answer of the server the policy is for.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    pub tools: Option<PathBuf>,
+    /// Ask this MCP server (Streamable HTTP, http://) for its tools. Ask the
+    /// server itself, not through the gate (which may hide tools).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// A request header for --server, `NAME: VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "server")]
+    pub headers: Vec<String>,
 }
 
 /// Show what a policy does for a grant, tool by tool.
@@ -149,12 +181,103 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 
+/// Write the filter's Envoy configuration: every configuration the
+/// repository ships is a rendering of this command's source
+/// (src/cli/render.rs).
+///
+/// LAYOUT names one of them (envoy: envoy/envoy.yaml, jwt, fleet-replica,
+/// hot-reload-bootstrap, hot-reload-listener, the Kubernetes templates,
+/// istio: the EnvoyFilter's Wasm filter, stats-tags: the bootstrap's
+/// stats_config, filter-json: the Wasm filter as JSON). The policy is
+/// checked first (as `check` does); a layout that is a template ignores it.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 written, 1 invalid policy or unwritable file, 2 usage error."
+)]
+pub struct RenderArgs {
+    #[arg(value_enum, value_name = "LAYOUT")]
+    pub layout: render::Layout,
+    /// The policy document to embed.
+    #[arg(long, value_name = "POLICY", default_value = "policy.json")]
+    pub policy: PathBuf,
+    /// The module's path as Envoy opens it (istio: the OCI image).
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<String>,
+    /// The MCP listener's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub listen: Option<(String, u16)>,
+    /// The admin interface's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub admin: Option<(String, u16)>,
+    /// The MCP server's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub upstream: Option<(String, u16)>,
+    /// Write here (a temporary file in the same directory, renamed over
+    /// it) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Apply a policy to a running Envoy of the hot-reload setup, safely.
+///
+/// Checks the policy (errors: nothing is written), renders the LDS listener
+/// file (the layout hot-reload-listener) with it, writes it to a temporary
+/// file in LISTENER's own directory and renames it over LISTENER. Envoy
+/// watches that directory and reloads on the rename; a rename within one
+/// filesystem is atomic, so Envoy reads the old file or the new one, never
+/// a part. Prints the revision applied: Envoy's mcp_policy_info{revision}
+/// says when it is live.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 applied, 1 invalid policy (or warnings under --strict) or unwritable file, 2 usage error."
+)]
+pub struct ApplyArgs {
+    /// The policy document (JSON, or YAML carrying one).
+    #[arg(value_name = "POLICY")]
+    pub policy: PathBuf,
+    /// The listener file Envoy watches, e.g. envoy/hot-reload/listener.yaml.
+    #[arg(value_name = "LISTENER")]
+    pub listener: PathBuf,
+    /// Refuse a policy with warnings.
+    #[arg(long)]
+    pub strict: bool,
+    /// The module's path as Envoy opens it.
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<String>,
+    /// The MCP listener's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub listen: Option<(String, u16)>,
+    /// The MCP server's address.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
+    pub upstream: Option<(String, u16)>,
+    /// Envoy's admin interface (`http://127.0.0.1:9901`): wait until it
+    /// shows the new revision live (mcp_policy_info), or fail.
+    #[arg(long, value_name = "URL")]
+    pub wait: Option<String>,
+    /// How long --wait waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// `ADDRESS:PORT`.
+fn parse_address(text: &str) -> Result<(String, u16), String> {
+    let (address, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: write ADDRESS:PORT"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+    Ok((address.to_string(), port))
+}
+
 /// Runs a parsed command; returns the exit status.
 pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8 {
     let result = match cli.command {
         Command::Check(args) => run_check(&args, stdout, stderr),
         Command::Explain(args) => run_explain(&args, stdout, stderr),
         Command::Eval(args) => run_eval(&args, stdout, stderr),
+        Command::Render(args) => run_render(&args, stdout, stderr),
+        Command::Apply(args) => run_apply(&args, stdout, stderr),
         Command::Schema(_) => stdout
             .write_all(schema::policy_schema_text().as_bytes())
             .map(|()| EXIT_OK),
@@ -169,19 +292,293 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8 {
 }
 
 fn run_check(args: &CheckArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    let offered = match offered_tools(args) {
+        Ok(offered) => offered,
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {error}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
     let mut status = EXIT_OK;
+    let mut warned = 0;
     for path in &args.policies {
-        match load(path, stderr)? {
-            Some(policy) => {
-                writeln!(stdout, "{}: OK ({})", display(path), summary(&policy))?;
-                for (pointer, message) in policy.warnings() {
-                    writeln!(stdout, "{}: warning: {pointer}: {message}", display(path))?;
+        let found = match read(path)
+            .map_err(|error| format!("cannot read {}: {error}", display(path)))
+            .and_then(|bytes| {
+                sources::find_policies(&bytes)
+                    .map_err(|error| format!("{}: {error}", display(path)))
+            }) {
+            Ok(found) => found,
+            Err(error) => {
+                writeln!(stderr, "mcp-policy: {error}")?;
+                status = EXIT_FAILED;
+                continue;
+            }
+        };
+        for policy in found {
+            let name = match &policy.origin {
+                Some(origin) => format!("{}#{origin}", display(path)),
+                None => display(path),
+            };
+            match check::check(policy.text.as_bytes()) {
+                Ok(checked) => {
+                    writeln!(
+                        stdout,
+                        "{name}: OK ({}, revision {})",
+                        summary(&checked),
+                        crate::metrics::policy_revision(policy.text.as_bytes())
+                    )?;
+                    let mut warnings: Vec<_> = checked
+                        .lint(offered.as_deref())
+                        .into_iter()
+                        .map(|(pointer, message)| {
+                            let position = policy
+                                .as_written
+                                .then(|| locate::locate_pointer(&policy.text, &pointer))
+                                .flatten();
+                            (position, pointer, message)
+                        })
+                        .collect();
+                    // In source order, as errors are.
+                    warnings.sort_by_key(|(position, _, _)| (position.is_none(), *position));
+                    for (position, pointer, message) in warnings {
+                        warned += 1;
+                        match position {
+                            Some(position) => writeln!(
+                                stdout,
+                                "{name}:{position}: warning: {pointer}: {message}"
+                            )?,
+                            None => writeln!(stdout, "{name}: warning: {pointer}: {message}")?,
+                        }
+                    }
+                }
+                Err(findings) => {
+                    status = EXIT_FAILED;
+                    write_findings(&name, &findings, policy.as_written, stderr)?;
                 }
             }
-            None => status = EXIT_FAILED,
         }
     }
+    if args.strict && warned > 0 {
+        writeln!(
+            stderr,
+            "mcp-policy: {warned} warning{}, errors under --strict",
+            if warned == 1 { "" } else { "s" }
+        )?;
+        status = EXIT_FAILED;
+    }
     Ok(status)
+}
+
+/// The tools of --tools or --server, if either is given.
+fn offered_tools(args: &CheckArgs) -> Result<Option<Vec<String>>, String> {
+    if let Some(file) = &args.tools {
+        let bytes =
+            read(file).map_err(|error| format!("cannot read {}: {error}", display(file)))?;
+        return server::tools_from_answer(&bytes)
+            .map(Some)
+            .map_err(|error| format!("{}: {error}", display(file)));
+    }
+    let Some(url) = &args.server else {
+        return Ok(None);
+    };
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+                .ok_or_else(|| format!("--header {header:?}: write it as NAME: VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    server::tools_from_server(url, &headers)
+        .map(Some)
+        .map_err(|error| format!("--server {url}: {error}"))
+}
+
+/// Writes a policy's errors, with positions when they mean something.
+fn write_findings(
+    name: &str,
+    findings: &[check::Finding],
+    positions: bool,
+    stderr: &mut dyn Write,
+) -> io::Result<()> {
+    for finding in findings {
+        match finding.position.filter(|_| positions) {
+            Some(position) => writeln!(
+                stderr,
+                "{name}:{position}: {}: {}",
+                finding.path, finding.message
+            )?,
+            None => writeln!(stderr, "{name}: {}: {}", finding.path, finding.message)?,
+        }
+    }
+    Ok(())
+}
+
+fn run_render(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    use render::Layout;
+    let templates = [
+        Layout::Compose,
+        Layout::KubernetesSidecar,
+        Layout::KubernetesIngress,
+        Layout::KubernetesFleet,
+        Layout::StatsTags,
+        Layout::HotReloadBootstrap,
+    ];
+    let policy = if templates.contains(&args.layout) {
+        String::new()
+    } else {
+        match checked_policy_text(&args.policy, stderr)? {
+            Some(text) => text,
+            None => return Ok(EXIT_FAILED),
+        }
+    };
+    let overrides = render::Overrides {
+        module: args.module.as_deref(),
+        listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        admin: args.admin.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        upstream: args.upstream.as_ref().map(|(a, p)| (a.as_str(), *p)),
+    };
+    let text = render::render(args.layout, &policy, &overrides);
+    match &args.output {
+        None => {
+            stdout.write_all(text.as_bytes())?;
+            Ok(EXIT_OK)
+        }
+        Some(path) => match files::replace_file(path, text.as_bytes()) {
+            Ok(()) => Ok(EXIT_OK),
+            Err(error) => {
+                writeln!(
+                    stderr,
+                    "mcp-policy: cannot write {}: {error}",
+                    path.display()
+                )?;
+                Ok(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
+    let Some(text) = checked_policy_text(&args.policy, stderr)? else {
+        writeln!(stderr, "mcp-policy: nothing applied")?;
+        return Ok(EXIT_FAILED);
+    };
+    if let Ok(policy) = Policy::from_json(text.as_bytes()) {
+        let warnings = policy.warnings();
+        for (pointer, message) in &warnings {
+            writeln!(
+                stderr,
+                "{}: warning: {pointer}: {message}",
+                display(&args.policy)
+            )?;
+        }
+        if args.strict && !warnings.is_empty() {
+            writeln!(
+                stderr,
+                "mcp-policy: warnings under --strict: nothing applied"
+            )?;
+            return Ok(EXIT_FAILED);
+        }
+    }
+    let previous = std::fs::read(&args.listener)
+        .ok()
+        .and_then(|bytes| sources::find_policies(&bytes).ok())
+        .and_then(|found| found.into_iter().next())
+        .map(|found| crate::metrics::policy_revision(found.text.as_bytes()));
+    let overrides = render::Overrides {
+        module: args.module.as_deref(),
+        listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        admin: None,
+        upstream: args.upstream.as_ref().map(|(a, p)| (a.as_str(), *p)),
+    };
+    let listener = render::render(render::Layout::HotReloadListener, &text, &overrides);
+    if let Err(error) = files::replace_file(&args.listener, listener.as_bytes()) {
+        writeln!(
+            stderr,
+            "mcp-policy: cannot write {}: {error}; nothing applied",
+            args.listener.display()
+        )?;
+        return Ok(EXIT_FAILED);
+    }
+    let revision = crate::metrics::policy_revision(text.as_bytes());
+    let held = match previous {
+        Some(previous) if previous != revision => format!(" (the file held {previous})"),
+        _ => String::new(),
+    };
+    writeln!(
+        stdout,
+        "{}: revision {revision} written{held}",
+        args.listener.display()
+    )?;
+    let Some(admin) = &args.wait else {
+        writeln!(
+            stdout,
+            "live once Envoy's /stats/prometheus shows mcp_policy_info{{revision=\"{revision}\"}} 1"
+        )?;
+        return Ok(EXIT_OK);
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    loop {
+        match server::revision_is_live(admin, &revision) {
+            Ok(true) => {
+                writeln!(stdout, "revision {revision} is live ({admin})")?;
+                return Ok(EXIT_OK);
+            }
+            Ok(false) | Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(false) => {
+                writeln!(
+                    stderr,
+                    "mcp-policy: revision {revision} not live after {} s: Envoy refused the listener (its log, listener_manager.lds.update_rejected) or does not watch {}",
+                    args.timeout,
+                    args.listener.display()
+                )?;
+                return Ok(EXIT_FAILED);
+            }
+            Err(error) => {
+                writeln!(stderr, "mcp-policy: {error}")?;
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
+}
+
+/// A policy's text, once it is valid; `None` after its errors are written.
+fn checked_policy_text(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<String>> {
+    let source = match read(path) {
+        Ok(source) => source,
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: cannot read {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    let policy = match sources::find_policies(&source) {
+        Ok(mut found) if found.len() == 1 => found.remove(0),
+        Ok(found) => {
+            writeln!(
+                stderr,
+                "mcp-policy: {} holds {} policies; this command takes one",
+                display(path),
+                found.len()
+            )?;
+            return Ok(None);
+        }
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    match check::check(policy.text.as_bytes()) {
+        Ok(_) => Ok(Some(policy.text)),
+        Err(findings) => {
+            write_findings(&display(path), &findings, policy.as_written, stderr)?;
+            Ok(None)
+        }
+    }
 }
 
 fn run_explain(
@@ -262,7 +659,8 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     Ok(EXIT_OK)
 }
 
-/// Reads and validates a policy; `None` after its errors are written to `stderr`.
+/// Reads and validates a policy (a policy document, or YAML that carries
+/// exactly one); `None` after its errors are written to `stderr`.
 fn load(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<Policy>> {
     let source = match read(path) {
         Ok(source) => source,
@@ -271,27 +669,30 @@ fn load(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<Policy>> {
             return Ok(None);
         }
     };
-    match check::check(&source) {
+    let policy = match sources::find_policies(&source) {
+        Ok(mut found) if found.len() == 1 => found.remove(0),
+        Ok(found) => {
+            writeln!(
+                stderr,
+                "mcp-policy: {} holds {} policies; this command takes one",
+                display(path),
+                found.len()
+            )?;
+            return Ok(None);
+        }
+        Err(error) => {
+            writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
+            return Ok(None);
+        }
+    };
+    let name = match &policy.origin {
+        Some(origin) => format!("{}#{origin}", display(path)),
+        None => display(path),
+    };
+    match check::check(policy.text.as_bytes()) {
         Ok(policy) => Ok(Some(policy)),
         Err(findings) => {
-            for finding in findings {
-                match finding.position {
-                    Some(position) => writeln!(
-                        stderr,
-                        "{}:{position}: {}: {}",
-                        display(path),
-                        finding.path,
-                        finding.message
-                    )?,
-                    None => writeln!(
-                        stderr,
-                        "{}: {}: {}",
-                        display(path),
-                        finding.path,
-                        finding.message
-                    )?,
-                }
-            }
+            write_findings(&name, &findings, policy.as_written, stderr)?;
             Ok(None)
         }
     }

@@ -238,9 +238,27 @@ fn an_approved_call_goes_through_once_and_a_replay_waits_again() {
     assert_eq!(audit[1]["rule"], "/tools/run/approve_if/args.script/regex");
     assert_eq!(audit[1]["status"], 200);
     assert_eq!(audit[2]["decision"], "approval_pending");
-    assert_eq!(envoy.counter("mcp_policy_approval_pending"), 2);
-    assert_eq!(envoy.counter("mcp_policy_tool.run.approval_pending"), 2);
-    assert_eq!(envoy.counter("mcp_policy_tool.run.allowed"), 1);
+    assert_eq!(
+        envoy.sum(
+            crate::metrics::DECISIONS,
+            &[("decision", "approval_pending")]
+        ),
+        2
+    );
+    assert_eq!(
+        envoy.sum(
+            crate::metrics::DECISIONS,
+            &[("decision", "approval_pending"), ("target", "run")]
+        ),
+        2
+    );
+    assert_eq!(
+        envoy.sum(
+            crate::metrics::DECISIONS,
+            &[("decision", "allowed"), ("target", "run")]
+        ),
+        1
+    );
 }
 
 #[test]
@@ -318,7 +336,13 @@ fn a_denial_tells_the_agent_the_approvers_reason() {
             audit[1]["approval"],
             json!({"status":"denied","id":id,"approver":"bob@example.com"})
         );
-        assert_eq!(envoy.counter("mcp_policy_tool.run.denied"), 2);
+        assert_eq!(
+            envoy.sum(
+                crate::metrics::DECISIONS,
+                &[("decision", "denied"), ("target", "run")]
+            ),
+            2
+        );
     }
 }
 

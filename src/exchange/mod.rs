@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::approval::{self, ApprovalCheck};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, AUDIT_FILTER_STATE};
 use crate::bindings::{self, HandedOut, Table};
 use crate::gate::{self, GlobalCheck, Inspection, McpHeaders};
 use crate::host::{Clock, SharedStore};
@@ -54,7 +54,7 @@ impl Plugin {
             return Err("no plugin configuration (the policy document)".to_string());
         }
         let policy = Policy::from_json(config).map_err(|err| err.to_string())?;
-        let metrics = Catalog::for_policy(&policy);
+        let metrics = Catalog::for_policy(&policy, config);
         Ok(Plugin { policy, metrics })
     }
 
@@ -937,8 +937,7 @@ impl Exchange {
     /// Records a decision: counters, filter state, and the audit record
     /// written when the stream ends.
     fn record(&mut self, audit: AuditRecord, effects: &mut Vec<Effect>) {
-        let target = audit.tool.as_deref().map(|tool| (Kind::Tool, tool));
-        for index in self.plugin.metrics.counters(audit.decision, target) {
+        for index in self.plugin.metrics.counters(&self.plugin.policy, &audit) {
             effects.push(Effect::Count(index));
         }
         filter_state(&audit, effects);
@@ -1323,15 +1322,25 @@ impl Exchange {
             }
         }
         self.release_global_slots(host, effects);
-        if let Some(mut audit) = self.audit.take().filter(|_| host.logs_at(Level::Info)) {
+        if let Some(mut audit) = self.audit.take() {
             let code = *code.get_or_insert_with(|| int_property(host, &["response", "code"]));
             audit.status = code.and_then(|code| u16::try_from(code).ok());
             let elapsed = host.now().saturating_sub(self.started);
             audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
-            effects.push(Effect::Log {
-                level: Level::Info,
-                line: audit.to_log_line(),
+            audit.revision = Some(self.plugin.metrics.revision().to_string());
+            // The record as filter state, for an access log that writes it
+            // as it is (one JSON object per line), whatever Envoy's log
+            // level; the log line only when Envoy would write it.
+            effects.push(Effect::FilterState {
+                name: AUDIT_FILTER_STATE,
+                value: audit.to_json(),
             });
+            if host.logs_at(Level::Info) {
+                effects.push(Effect::Log {
+                    level: Level::Info,
+                    line: audit.to_log_line(),
+                });
+            }
         }
     }
 

@@ -84,7 +84,10 @@ fn a_full_cap_refuses_with_the_cap_and_no_retry_guess() {
     third.end(End::Completed);
     // Another grant has slots of its own.
     assert!(exec(&envoy, "bob").upstream().complete);
-    assert_eq!(envoy.counter("mcp_policy_rate_limited"), 1);
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "rate_limited")]),
+        1
+    );
 }
 
 /// Every way an exchange can end gives its slot back: after each, two calls
@@ -243,7 +246,10 @@ fn an_uncountable_cost_is_invalid_params_and_counts_nothing() {
         );
         stream.end(End::Completed);
     }
-    assert_eq!(envoy.counter("mcp_policy_invalid"), 5);
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "invalid")]),
+        5
+    );
     // Nothing was taken: the whole budget is there.
     let full = post(&envoy, "alice", &call(8, "export", json!({"rows": 100})));
     assert!(full.upstream().complete);
@@ -533,7 +539,10 @@ fn a_service_that_does_not_hold_leases_is_a_failure_of_the_service() {
     assert!(!stream.upstream().started());
     assert_eq!(error_of(&stream)["code"], -32603);
     stream.end(End::Completed);
-    assert_eq!(envoy.counter("mcp_policy_failed"), 1);
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "failed")]),
+        1
+    );
 
     let envoy = global("open");
     let mut stream = exec(&envoy, "alice");
@@ -542,7 +551,10 @@ fn a_service_that_does_not_hold_leases_is_a_failure_of_the_service() {
     assert!(stream.upstream().complete, "failure_mode open forwards");
     answer(&mut stream);
     stream.end(End::Completed);
-    assert_eq!(envoy.counter("mcp_policy_failed"), 1);
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "failed")]),
+        1
+    );
 }
 
 #[test]

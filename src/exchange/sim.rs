@@ -71,7 +71,7 @@ impl SimEnvoy {
             Ok(plugin) => plugin,
             Err(err) => panic!("the policy does not load: {err}"),
         };
-        let counters = vec![0; plugin.metrics.names().len()];
+        let counters = vec![0; plugin.metrics.len()];
         SimEnvoy {
             plugin: Rc::new(plugin),
             store: MemorySharedData::default(),
@@ -101,13 +101,21 @@ impl SimEnvoy {
         }
     }
 
-    /// A counter's value, by stat name.
-    pub fn counter(&self, name: &str) -> u64 {
-        let names = self.plugin.metrics.names();
-        match names.iter().position(|known| known == name) {
-            Some(index) => self.counters.borrow().get(index).copied().unwrap_or(0),
-            None => panic!("no counter named {name:?}; known: {names:?}"),
-        }
+    /// The sum of the counters of `metric` whose labels include every
+    /// `(label, value)` of `selector`, as a Prometheus query would add them
+    /// up: `sum(mcp_policy_decisions_total{decision="allowed"})` is
+    /// `sum(DECISIONS, &[("decision", "allowed")])`.
+    pub fn sum(&self, metric: &str, selector: &[(&str, &str)]) -> u64 {
+        let catalog = &self.plugin.metrics;
+        let counters = self.counters.borrow();
+        (0..catalog.len())
+            .filter(|index| {
+                catalog
+                    .series(*index)
+                    .is_some_and(|series| series.matches(metric, selector))
+            })
+            .map(|index| counters.get(index).copied().unwrap_or(0))
+            .sum()
     }
 
     /// Every line logged so far.

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::sim::{flags, End, SimEnvoy, SimStream};
 use super::*;
+use crate::metrics::{DECISIONS, GRANT_DECISIONS};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -93,8 +94,19 @@ fn an_allowed_call_reaches_the_server_whole_and_is_audited_when_the_stream_ends(
     );
     stream.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
     stream.end(End::Completed);
-    assert_eq!(envoy.counter("mcp_policy_allowed"), 1);
-    assert_eq!(envoy.counter("mcp_policy_tool.read.allowed"), 1);
+    assert_eq!(envoy.sum(DECISIONS, &[("decision", "allowed")]), 1);
+    assert_eq!(
+        envoy.sum(
+            DECISIONS,
+            &[
+                ("decision", "allowed"),
+                ("kind", "tool"),
+                ("target", "read")
+            ]
+        ),
+        1
+    );
+    assert_eq!(envoy.sum(GRANT_DECISIONS, &[("decision", "allowed")]), 1);
     let audit = envoy.audit_lines();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["decision"], "allowed");
@@ -109,7 +121,7 @@ fn a_refused_call_never_reaches_the_server() {
     assert!(stream.downstream().from_gate);
     assert_eq!(stream.downstream().status, Some(200));
     assert_eq!(code_of(&stream), -31001);
-    assert_eq!(envoy.counter("mcp_policy_denied"), 1);
+    assert_eq!(envoy.sum(DECISIONS, &[("decision", "denied")]), 1);
 }
 
 #[test]
@@ -416,7 +428,7 @@ fn the_service_failing_follows_the_failure_mode() {
     stream.service_answers(token, 4, b"");
     assert!(stream.upstream().complete);
     stream.end(End::Completed);
-    assert_eq!(envoy.counter("mcp_policy_failed"), 1);
+    assert_eq!(envoy.sum(DECISIONS, &[("decision", "failed")]), 1);
 
     // A cluster Envoy refuses to call: decided at once, nothing held.
     let envoy = SimEnvoy::new(&global_policy("closed"));
@@ -758,6 +770,14 @@ fn a_bearer_token_is_for_the_gate_not_the_server() {
     );
     assert_eq!(stream.downstream().status, Some(401));
     assert!(!stream.upstream().started());
+    stream.end(End::Completed);
+    // Counted apart from policy denials.
+    assert_eq!(envoy.sum(DECISIONS, &[("decision", "denied")]), 0);
+    assert_eq!(
+        envoy.sum(DECISIONS, &[("decision", "unauthorized"), ("kind", "none")]),
+        1
+    );
+    assert_eq!(envoy.audit_lines()[0]["decision"], "unauthorized");
 }
 
 #[test]
@@ -1062,7 +1082,10 @@ fn no_audit_line_is_formatted_when_envoy_would_drop_it() {
     assert!(envoy.audit_lines().is_empty());
     // The decision still reaches the access log (filter state) and the counters.
     assert_eq!(stream.filter_state("mcp_policy.decision"), Some("denied"));
-    assert_eq!(envoy.counter("mcp_policy_denied"), 1);
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "denied")]),
+        1
+    );
     envoy.set_log_level(Level::Info);
     let mut stream = post(&envoy, &call(2, "deleteWorkspace"));
     stream.end(End::Completed);
@@ -1083,16 +1106,17 @@ fn an_allowed_call_crosses_into_envoy_a_bounded_number_of_times() {
     let end = stream.host_calls() - request - response;
     // Request: the clock, the headers, the body, the counter (read and
     // compare-and-swap), two counters bumped, three filter-state values.
-    // Response: nothing (a legacy call's answer is not read). End: the log
-    // level, the response code, the clock, the audit line.
+    // Response: nothing (a legacy call's answer is not read). End: the
+    // response code, the clock, the audit record as filter state (the JSON
+    // access log), the log level, the audit line.
     assert_eq!(
         (request, response, end),
-        (11, 0, 4),
+        (11, 0, 5),
         "request, response, end"
     );
-    // A denied call: no counter to take, but the answer and the rule's
-    // filter state.
+    // A denied call: no counter to take, but the answer, the rule's filter
+    // state and the audit record's.
     let mut denied = post(&envoy, &call(2, "deleteWorkspace"));
     denied.end(End::Completed);
-    assert_eq!(denied.host_calls(), 14);
+    assert_eq!(denied.host_calls(), 16);
 }

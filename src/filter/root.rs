@@ -15,24 +15,71 @@ pub struct PolicyRoot {
     plugin: Option<Rc<Plugin>>,
     /// Envoy's ids of the plugin's counters, by catalog index.
     metrics: Rc<Vec<Option<u32>>>,
+    /// Envoy's ids of the revision's gauges: instances, info.
+    revision: Option<(u32, u32)>,
 }
 
-impl Context for PolicyRoot {}
+/// Defines one metric the catalog names; `None` (logged) if Envoy refuses.
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name)
+        .map_err(|status| log::warn!("mcp-policy: cannot define {name}: {status:?}"))
+        .ok()
+}
+
+/// Counts this instance in or out of its revision's instances, then
+/// settles the info gauge to whether any instance is left: set it, read the
+/// count again, and set it again if another worker changed the count in
+/// between, so the last writer always wrote what the count says.
+fn count_instance((instances, info): (u32, u32), delta: i64) {
+    if hostcalls::increment_metric(instances, delta).is_err() {
+        return;
+    }
+    let mut written = None;
+    for _ in 0..8 {
+        let Ok(count) = hostcalls::get_metric(instances) else {
+            return;
+        };
+        let live = u64::from(count > 0);
+        if written == Some(live) {
+            return;
+        }
+        if hostcalls::record_metric(info, live).is_err() {
+            return;
+        }
+        written = Some(live);
+    }
+}
+
+impl Context for PolicyRoot {
+    fn on_done(&mut self) -> bool {
+        if let Some(revision) = self.revision.take() {
+            count_instance(revision, -1);
+        }
+        true
+    }
+}
 
 impl RootContext for PolicyRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let config = host::buffer(BufferType::PluginConfiguration, usize::MAX);
         match Plugin::configure(&config) {
             Ok(plugin) => {
-                log::info!("{}", plugin.loaded_line());
-                let ids = plugin.metrics.names().iter().map(|name| {
-                    hostcalls::define_metric(MetricType::Counter, name)
-                        .map_err(|status| {
-                            log::warn!("mcp-policy: cannot define {name}: {status:?}")
-                        })
-                        .ok()
-                });
-                self.metrics = Rc::new(ids.collect());
+                let catalog = &plugin.metrics;
+                log::info!("{} (revision {})", plugin.loaded_line(), catalog.revision());
+                let ids = catalog
+                    .names()
+                    .iter()
+                    .map(|name| define(MetricType::Counter, name))
+                    .collect();
+                self.metrics = Rc::new(ids);
+                if let Some(previous) = self.revision.take() {
+                    count_instance(previous, -1);
+                }
+                self.revision = define(MetricType::Gauge, &catalog.instances_name())
+                    .zip(define(MetricType::Gauge, &catalog.info_name()));
+                if let Some(revision) = self.revision {
+                    count_instance(revision, 1);
+                }
                 self.plugin = Some(Rc::new(plugin));
                 true
             }

@@ -7,6 +7,8 @@ mod error;
 mod glob;
 mod identity;
 pub mod limits;
+#[cfg(not(target_arch = "wasm32"))]
+mod lint;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -439,40 +441,36 @@ impl Policy {
         names
     }
 
+    /// Every pattern key of `kind`'s rules, in any grant, once each.
+    pub fn patterns(&self, kind: Kind) -> Vec<String> {
+        let mut patterns: Vec<String> = std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .filter_map(|view| view.rule_set(kind))
+            .flat_map(|set| {
+                set.patterns
+                    .iter()
+                    .map(|(glob, _)| glob.as_str().to_string())
+            })
+            .collect();
+        patterns.sort();
+        patterns.dedup();
+        patterns
+    }
+
+    /// Every method a `methods` map names (not `other`), in any grant, once each.
+    pub fn named_methods(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.base)
+            .chain(self.grants.values())
+            .flat_map(|view| view.methods.named.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Grant labels with an entry of their own.
     pub fn grant_names(&self) -> impl Iterator<Item = &str> {
         self.grants.keys().map(String::as_str)
-    }
-
-    /// What the policy does that its author may not mean: (JSON pointer,
-    /// message) pairs, sorted, once each. `mcp-policy check` prints them.
-    pub fn warnings(&self) -> Vec<(String, String)> {
-        let mut warnings = std::collections::BTreeSet::new();
-        for view in std::iter::once(&self.base)
-            .chain(self.grants.values())
-            .chain(self.roles.values())
-        {
-            let limits = Kind::RULED
-                .iter()
-                .filter_map(|kind| view.rule_set(*kind))
-                .flat_map(|set| {
-                    set.exact
-                        .values()
-                        .chain(set.patterns.iter().map(|(_, rule)| rule))
-                        .flat_map(|rule| rule.limits.iter())
-                })
-                .chain(view.all_tools_limits.iter())
-                .chain(view.annotations.iter().flat_map(|rule| rule.limits.iter()));
-            for limit in limits {
-                if limit.scope == Scope::Session {
-                    warnings.insert((
-                        limit.pointer.clone(),
-                        "scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so".to_string(),
-                    ));
-                }
-            }
-        }
-        warnings.into_iter().collect()
     }
 }
 

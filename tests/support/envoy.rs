@@ -202,9 +202,7 @@ pub fn config_yaml(port: u16, admin_port: u16, upstream_port: u16, policy: &str)
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
 stats_config:
   stats_tags:
-  - tag_name: mcp_tool
-    regex: "mcp_policy_tool\\.((.+?)\\.)(allowed|denied|rate_limited|hidden|invalid|failed|approval_pending)$"
-static_resources:
+{stats_tags}static_resources:
   listeners:
   - name: mcp
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -265,7 +263,11 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}
 "#,
-        wasm = wasm.display()
+        wasm = wasm.display(),
+        stats_tags = mcp_policy::metrics::stats_tags()
+            .iter()
+            .map(|(tag, regex)| format!("  - tag_name: {tag}\n    regex: '{regex}'\n"))
+            .collect::<String>()
     )
 }
 

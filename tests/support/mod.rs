@@ -9,5 +9,7 @@ pub mod demo_server;
 pub mod envoy;
 pub mod fleet;
 pub mod inflight;
+pub mod metrics;
 pub mod scripted;
+pub mod services;
 pub mod stack;

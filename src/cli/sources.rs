@@ -1,0 +1,294 @@
+//! Where a policy document lives: a JSON file, or inside the YAML that
+//! carries it to Envoy. `mcp-policy check` reads every policy of a file:
+//!
+//! - a policy document (JSON);
+//! - an Envoy bootstrap or LDS file: each Wasm filter whose `configuration`
+//!   (a `StringValue`) is a policy;
+//! - Kubernetes objects (multi-document YAML): a `ConfigMap`'s `*.json`
+//!   keys that hold a policy (and Envoy configurations in its other keys), an
+//!   Istio `EnvoyFilter` (the Wasm filter in its patches), an Istio
+//!   `WasmPlugin` (`spec.pluginConfig`, as istiod hands it to the filter:
+//!   JSON), an Envoy Gateway `EnvoyExtensionPolicy` (each `spec.wasm[].config`).
+//!
+//! tests/deployment.rs finds the deployments' policies with this code too.
+
+use serde_json::Value;
+
+/// Envoy's Wasm HTTP filter.
+pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The type of a Wasm filter's `configuration` that carries text.
+pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
+
+/// One policy found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Where in the file, `None` for a file that is the policy itself:
+    /// `EnvoyFilter:istio-system/mcp-policy`, `ConfigMap:mcp/policy:policy.json`,
+    /// `wasm:mcp-policy` (a filter of an Envoy configuration).
+    pub origin: Option<String>,
+    /// The policy's JSON text.
+    pub text: String,
+    /// Whether `text` is the policy as written (a JSON file, a block of
+    /// text in the YAML), so that lines and columns in it mean something;
+    /// `false` for a YAML object written out as JSON here.
+    pub as_written: bool,
+}
+
+/// Every policy in a file's bytes. A file whose first character is `{` is a
+/// policy document (checked as such, however broken), and so is an empty
+/// one; anything else is
+/// read as YAML. Err: the YAML cannot be read, or holds no policy.
+pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let start = text.trim_start();
+    if start.is_empty() || start.starts_with('{') {
+        return Ok(vec![Found {
+            origin: None,
+            text: text.into_owned(),
+            as_written: true,
+        }]);
+    }
+    let documents = yaml_documents(&text)?;
+    let mut found = Vec::new();
+    for document in &documents {
+        policies_in_document(document, &mut found);
+    }
+    if found.is_empty() {
+        return Err("no policy found: not a policy document (JSON), and no Envoy Wasm filter configuration, ConfigMap *.json key, WasmPlugin or EnvoyExtensionPolicy holding one".to_string());
+    }
+    Ok(found)
+}
+
+/// Every document of a YAML stream, as JSON values (empty documents skipped).
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
+    use serde::Deserialize;
+    let mut documents = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(|err| format!("not YAML: {err}"))?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+/// Whether a JSON value looks like a policy document (has `version`).
+fn is_policy(value: &Value) -> bool {
+    value.get("version").is_some()
+}
+
+/// A policy in text, if the text is a JSON object with `version`.
+fn policy_text(text: &str) -> Option<&str> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(is_policy)
+        .map(|_| text)
+}
+
+fn name_of(object: &Value) -> String {
+    let metadata = &object["metadata"];
+    match (metadata["namespace"].as_str(), metadata["name"].as_str()) {
+        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+        (None, Some(name)) => name.to_string(),
+        _ => "?".to_string(),
+    }
+}
+
+fn policies_in_document(document: &Value, found: &mut Vec<Found>) {
+    let kind = document["kind"].as_str().unwrap_or_default();
+    match kind {
+        "ConfigMap" => {
+            let Some(data) = document["data"].as_object() else {
+                return;
+            };
+            for (key, value) in data {
+                let Some(text) = value.as_str() else { continue };
+                let origin = format!("ConfigMap:{}:{key}", name_of(document));
+                if key.ends_with(".json") {
+                    if let Some(policy) = policy_text(text) {
+                        found.push(Found {
+                            origin: Some(origin),
+                            text: policy.to_string(),
+                            as_written: true,
+                        });
+                    }
+                } else if let Ok(inner) = yaml_documents(text) {
+                    // An Envoy configuration kept in a ConfigMap.
+                    for document in &inner {
+                        wasm_policies(document, &origin, found);
+                    }
+                }
+            }
+        }
+        "WasmPlugin" => {
+            let config = &document["spec"]["pluginConfig"];
+            if is_policy(config) {
+                found.push(from_object(
+                    format!("WasmPlugin:{}", name_of(document)),
+                    config,
+                ));
+            }
+        }
+        "EnvoyExtensionPolicy" => {
+            for (index, wasm) in document["spec"]["wasm"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if is_policy(&wasm["config"]) {
+                    found.push(from_object(
+                        format!("EnvoyExtensionPolicy:{}:wasm[{index}]", name_of(document)),
+                        &wasm["config"],
+                    ));
+                }
+            }
+        }
+        "" => wasm_policies(document, "", found),
+        other => wasm_policies(document, &format!("{other}:{}", name_of(document)), found),
+    }
+}
+
+/// A policy written as a YAML object: the JSON the filter gets from
+/// istiod or Envoy Gateway.
+fn from_object(origin: String, config: &Value) -> Found {
+    Found {
+        origin: Some(origin),
+        text: serde_json::to_string_pretty(config).unwrap_or_default(),
+        as_written: false,
+    }
+}
+
+/// The policies of every Wasm filter under `value` (an Envoy bootstrap, an
+/// LDS file, an EnvoyFilter's patches).
+fn wasm_policies(value: &Value, origin: &str, found: &mut Vec<Found>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE) {
+                let config = &value["config"];
+                let configuration = &config["configuration"];
+                if configuration["@type"] == STRING_VALUE_TYPE {
+                    if let Some(policy) = configuration["value"].as_str().and_then(policy_text) {
+                        let filter = config["name"].as_str().unwrap_or("wasm");
+                        let origin = if origin.is_empty() {
+                            format!("wasm:{filter}")
+                        } else {
+                            format!("{origin}:wasm:{filter}")
+                        };
+                        found.push(Found {
+                            origin: Some(origin),
+                            text: policy.to_string(),
+                            as_written: true,
+                        });
+                    }
+                }
+                return;
+            }
+            for member in map.values() {
+                wasm_policies(member, origin, found);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                wasm_policies(item, origin, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"{"version":"1","default":"deny"}"#;
+
+    #[test]
+    fn a_json_file_is_the_policy_even_when_broken() {
+        let found = find_policies(b"  {\"version\": ").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].origin, None);
+    }
+
+    #[test]
+    fn policies_in_envoy_yaml_and_kubernetes_objects() {
+        let yaml = format!(
+            r#"
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - typed_config:
+          http_filters:
+          - name: mcp-policy
+            typed_config:
+              "@type": {WASM_FILTER_TYPE}
+              config:
+                name: mcp-policy
+                configuration:
+                  "@type": {STRING_VALUE_TYPE}
+                  value: |
+                    {POLICY}
+          - name: other
+            typed_config:
+              "@type": {WASM_FILTER_TYPE}
+              config:
+                configuration:
+                  "@type": {STRING_VALUE_TYPE}
+                  value: "not a policy"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{ name: p, namespace: mcp }}
+data:
+  policy.json: |
+    {POLICY}
+  envoy.yaml.tmpl: |
+    value: |
+      @POLICY_JSON@
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {{ name: w, namespace: istio }}
+spec:
+  pluginConfig: {{ version: "1", default: allow }}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyExtensionPolicy
+metadata: {{ name: e, namespace: mcp }}
+spec:
+  wasm:
+  - name: mcp-policy
+    config: {{ version: "1", default: deny }}
+"#
+        );
+        let found = find_policies(yaml.as_bytes()).unwrap();
+        let origins: Vec<&str> = found
+            .iter()
+            .map(|found| found.origin.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                "wasm:mcp-policy",
+                "ConfigMap:mcp/p:policy.json",
+                "WasmPlugin:istio/w",
+                "EnvoyExtensionPolicy:mcp/e:wasm[0]"
+            ]
+        );
+        assert_eq!(found[0].text.trim(), POLICY);
+        assert!(found[0].as_written && !found[2].as_written);
+        assert_eq!(
+            serde_json::from_str::<Value>(&found[2].text).unwrap(),
+            serde_json::json!({"version": "1", "default": "allow"})
+        );
+    }
+
+    #[test]
+    fn yaml_without_a_policy_says_so() {
+        assert!(find_policies(b"kind: Service\nmetadata: {name: x}\n")
+            .unwrap_err()
+            .contains("no policy found"));
+        assert!(find_policies(b"a: [\n").unwrap_err().contains("not YAML"));
+    }
+}

@@ -1,0 +1,654 @@
+//! What a valid policy does that its author may not mean: `mcp-policy
+//! check` prints these as warnings (`--strict` makes them errors). Each is a
+//! JSON pointer into the document and a sentence. Native only: the module
+//! Envoy loads never lints.
+//!
+//! With the tools a server offers ([`Policy::lint`]'s `offered`, from a
+//! saved `tools/list` answer or the server itself), names the policy gives
+//! that the server does not have, and tools a `default: allow` lets through
+//! without any rule naming them, are reported too.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::{Action, Identity, Limit, Policy, Rule, Scope, View, ANONYMOUS_GRANT};
+use crate::target::Kind;
+
+/// One warning: where, and what.
+pub type Warning = (String, String);
+
+impl Policy {
+    /// The warnings of the policy alone, sorted by pointer, once each.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.lint(None)
+    }
+
+    /// The warnings, and with `offered` (the tool names a server lists)
+    /// those that compare the policy with the server.
+    pub fn lint(&self, offered: Option<&[String]>) -> Vec<Warning> {
+        let mut lint = Lint::default();
+        self.lint_limits(&mut lint);
+        self.lint_grants(&mut lint);
+        for (grant, view) in self.views() {
+            view.lint_rules(grant, &mut lint);
+            view.lint_hide(self, offered, &mut lint);
+        }
+        if let Some(offered) = offered {
+            self.lint_against_server(offered, &mut lint);
+        }
+        lint.0.into_iter().collect()
+    }
+
+    /// The base view, every role's and every grant's, with the grant's
+    /// (or role's) name.
+    fn views(&self) -> impl Iterator<Item = (Option<&str>, &View)> {
+        let mut grants: Vec<(&String, &View)> =
+            self.roles.iter().chain(self.grants.iter()).collect();
+        grants.sort_by_key(|(name, _)| name.as_str());
+        std::iter::once((None, &self.base)).chain(
+            grants
+                .into_iter()
+                .map(|(name, view)| (Some(name.as_str()), view)),
+        )
+    }
+
+    /// Every limit of every view, once per pointer.
+    fn all_limits(&self) -> BTreeMap<&str, &Limit> {
+        let mut limits = BTreeMap::new();
+        for (_, view) in self.views() {
+            let rules = Kind::RULED
+                .iter()
+                .filter_map(|kind| view.rule_set(*kind))
+                .flat_map(|set| set.rules())
+                .flat_map(|rule| rule.limits.iter());
+            for limit in rules
+                .chain(view.all_tools_limits.iter())
+                .chain(view.annotations.iter().flat_map(|rule| rule.limits.iter()))
+            {
+                limits.insert(limit.pointer.as_str(), limit);
+            }
+        }
+        limits
+    }
+
+    fn lint_limits(&self, lint: &mut Lint) {
+        let limits = self.all_limits();
+        let mut first: BTreeMap<&str, &Limit> = BTreeMap::new();
+        for limit in limits.values() {
+            if limit.scope == Scope::Session {
+                lint.add(
+                    &limit.pointer,
+                    "scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so",
+                );
+            }
+            match first.get(limit.counter.as_str()) {
+                None => {
+                    first.insert(&limit.counter, limit);
+                }
+                Some(other) => {
+                    let mut differs = Vec::new();
+                    if other.max() != limit.max() {
+                        differs.push(format!("max {} here, {} there", limit.max(), other.max()));
+                    }
+                    if other.scope != limit.scope {
+                        differs.push(format!(
+                            "scope {:?} here, {:?} there",
+                            limit.scope, other.scope
+                        ));
+                    }
+                    if !differs.is_empty() {
+                        lint.add(
+                            &limit.pointer,
+                            format!(
+                                "counter {:?} is also used at {} with other settings ({}): both limits count in the same place, each against its own max; give one of them its own counter",
+                                limit.counter,
+                                other.pointer,
+                                differs.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Grants the identity source can never name.
+    fn lint_grants(&self, lint: &mut Lint) {
+        let mut names: Vec<&String> = self.grants.keys().collect();
+        names.sort();
+        for grant in names {
+            let pointer = format!("/grants/{}", super::escape_pointer_token(grant));
+            match &self.identity {
+                Identity::Anonymous if grant != ANONYMOUS_GRANT => lint.add(
+                    &pointer,
+                    "the policy has no `identity`, so every caller is \"anonymous\": this grant never applies",
+                ),
+                Identity::BearerTokens(_) if grant == ANONYMOUS_GRANT => lint.add(
+                    &pointer,
+                    "with `bearer_tokens` a caller without a known token is refused (401): the \"anonymous\" grant never applies",
+                ),
+                Identity::BearerTokens(tokens) if !tokens.values().any(|label| label == grant) => {
+                    lint.add(
+                        &pointer,
+                        "no bearer token in `identity.bearer_tokens` maps to this grant: it never applies",
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn lint_against_server(&self, offered: &[String], lint: &mut Lint) {
+        let offered_set: HashSet<&str> = offered.iter().map(String::as_str).collect();
+        for (_, view) in self.views() {
+            for (key, rule) in &view.tools.exact {
+                if !offered_set.contains(key.as_str()) {
+                    lint.add(
+                        &rule.pointer,
+                        format!("the server does not offer a tool named {key:?}"),
+                    );
+                }
+            }
+            for (glob, rule) in &view.tools.patterns {
+                if !offered.iter().any(|tool| glob.matches(tool)) {
+                    lint.add(
+                        &rule.pointer,
+                        format!(
+                            "the pattern {:?} matches none of the server's tools",
+                            glob.as_str()
+                        ),
+                    );
+                }
+            }
+            if view.tools.default == Action::Allow {
+                for tool in offered {
+                    if view.tools.rule(tool).is_none() && view.hidden_as(Kind::Tool, tool).is_none()
+                    {
+                        lint.add(
+                            &view.tools.default_pointer,
+                            format!(
+                                "the server's tool {tool:?} is allowed by this default: no rule names it"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl super::RuleSet {
+    fn rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.exact
+            .values()
+            .chain(self.patterns.iter().map(|(_, rule)| rule))
+    }
+}
+
+impl View {
+    /// Rules whose limits or argument conditions can never be reached, and
+    /// conditions that hold for everything or nothing.
+    fn lint_rules(&self, _grant: Option<&str>, lint: &mut Lint) {
+        for kind in Kind::RULED {
+            let Some(set) = self.rule_set(kind) else {
+                continue;
+            };
+            for (key, rule) in &set.exact {
+                if self.hidden_as(kind, key).is_some() && !rule.limits.is_empty() {
+                    lint.add(
+                        &format!("{}/limits", rule.pointer),
+                        format!(
+                            "{} {key:?} is hidden by {}: its limits are never used",
+                            kind.as_str(),
+                            self.hide.pointer
+                        ),
+                    );
+                }
+                if kind == Kind::Tool {
+                    if let Err(why) = crate::mcp::check_tool_name(key) {
+                        lint.add(
+                            &rule.pointer,
+                            format!("no call can name this tool: the gate refuses it ({why})"),
+                        );
+                    }
+                }
+            }
+            for rule in set.rules() {
+                if rule.action == Action::Deny {
+                    if !rule.limits.is_empty() {
+                        lint.add(
+                            &format!("{}/limits", rule.pointer),
+                            "the rule denies every call: its limits are never used",
+                        );
+                    }
+                    if !rule.arguments.is_empty() {
+                        lint.add(
+                            &rule.pointer,
+                            "the rule denies every call: its `require`/`deny_if` conditions are never checked",
+                        );
+                    }
+                }
+                lint_conditions(rule, lint);
+            }
+        }
+    }
+
+    /// `hide` entries that name nothing the policy (or the server) has.
+    fn lint_hide(&self, policy: &Policy, offered: Option<&[String]>, lint: &mut Lint) {
+        for (index, entry) in self.hide.written.iter().enumerate() {
+            let pointer = format!("{}/{index}", self.hide.pointer);
+            let (kind, name) = match entry.split_once(':') {
+                Some((prefix, rest)) => match Kind::from_prefix(prefix) {
+                    Some(kind) => (kind, rest),
+                    None => (Kind::Tool, entry.as_str()),
+                },
+                None => (Kind::Tool, entry.as_str()),
+            };
+            let pattern = super::Glob::new(name);
+            if let (Kind::Tool, Some(offered)) = (kind, offered) {
+                let found = match &pattern {
+                    Some(glob) => offered.iter().any(|tool| glob.matches(tool)),
+                    None => offered.iter().any(|tool| tool == name),
+                };
+                if !found {
+                    lint.add(
+                        &pointer,
+                        format!("hides {name:?}, which the server does not offer: a typo?"),
+                    );
+                }
+                continue;
+            }
+            if pattern.is_some() {
+                continue;
+            }
+            let named: BTreeSet<String> = policy
+                .named_by_rules(kind)
+                .into_iter()
+                .filter(|known| known != name)
+                .collect();
+            if policy
+                .named_by_rules(kind)
+                .iter()
+                .any(|known| known == name)
+            {
+                continue;
+            }
+            if let Some(near) = named.iter().find(|known| near_miss(name, known)) {
+                lint.add(
+                    &pointer,
+                    format!(
+                        "hides {name:?}, which no rule names; did you mean {near:?}? (pass --tools or --server to check hide against the server's tools)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+impl Policy {
+    /// Exact rule keys of `kind` in every view (not `hide`).
+    fn named_by_rules(&self, kind: Kind) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .views()
+            .filter_map(|(_, view)| view.rule_set(kind))
+            .flat_map(|set| set.exact.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// One operator of a condition: its name, operand and pointer.
+type Operand<'a> = (&'a str, serde_json::Value, String);
+
+/// Argument conditions that hold for every value, or for none.
+fn lint_conditions(rule: &Rule, lint: &mut Lint) {
+    let mut by_condition: BTreeMap<(&str, String), Vec<Operand<'_>>> = BTreeMap::new();
+    for operator in rule.arguments.operators() {
+        by_condition
+            .entry((operator.list, operator.argument.clone()))
+            .or_default()
+            .push((
+                operator.operator,
+                operator.operand.clone(),
+                operator.pointer.to_string(),
+            ));
+    }
+    for ((list, argument), operators) in by_condition {
+        let find = |name: &str| operators.iter().find(|(operator, _, _)| *operator == name);
+        for (_, operand, pointer) in operators.iter().filter(|(name, _, _)| *name == "regex") {
+            let Some(pattern) = operand.as_str() else {
+                continue;
+            };
+            if regex_matches_everything(pattern) {
+                let meaning = if list == "deny_if" {
+                    "denies every call where it is a string"
+                } else {
+                    "lets every string through: only its type is checked"
+                };
+                lint.add(
+                    pointer,
+                    format!("the regex {pattern:?} matches every string (it can match the empty string): this condition on {argument} {meaning}"),
+                );
+            }
+        }
+        if let (Some((_, exists, _)), Some((_, max, pointer))) =
+            (find("exists"), find("max_length"))
+        {
+            if exists == &serde_json::Value::Bool(true) && max.as_u64() == Some(0) {
+                lint.add(
+                    pointer,
+                    format!("`exists: true` with `max_length: 0` on {argument} only holds for an empty string, array or object: was another max_length meant?"),
+                );
+            }
+        }
+        if let Some((_, exists, pointer)) = find("exists") {
+            if exists == &serde_json::Value::Bool(false) && operators.len() > 1 {
+                lint.add(
+                    pointer,
+                    format!("`exists: false` with other operators on {argument} holds for nothing: a missing value meets no other operator"),
+                );
+            }
+        }
+        for (name, operand, pointer) in &operators {
+            if matches!(*name, "in") && operand.as_array().is_some_and(Vec::is_empty) {
+                lint.add(pointer, format!("`in: []` on {argument} holds for nothing"));
+            }
+        }
+        let number = |name: &str| {
+            find(name).and_then(|(_, value, pointer)| Some((value.as_f64()?, pointer)))
+        };
+        let lower = number("gt")
+            .map(|(v, p)| (v, true, p))
+            .or(number("gte").map(|(v, p)| (v, false, p)));
+        let upper = number("lt")
+            .map(|(v, p)| (v, true, p))
+            .or(number("lte").map(|(v, p)| (v, false, p)));
+        if let (Some((low, low_strict, _)), Some((high, high_strict, pointer))) = (lower, upper) {
+            if low > high || (low == high && (low_strict || high_strict)) {
+                lint.add(
+                    pointer,
+                    format!("the bounds on {argument} leave no number between them: the condition holds for nothing"),
+                );
+            }
+        }
+    }
+}
+
+/// Whether a regex (searched, as argument rules search) matches every
+/// string: it matches the empty string and a handful of unlike strings.
+fn regex_matches_everything(pattern: &str) -> bool {
+    let Ok(regex) = regex_lite::Regex::new(pattern) else {
+        return false;
+    };
+    [
+        "",
+        "a",
+        "Z9",
+        " \t",
+        "\n",
+        "zzzz zzzz",
+        "Ωμέγα",
+        "{\"x\":[1]}",
+    ]
+    .iter()
+    .all(|sample| regex.is_match(sample))
+}
+
+/// Whether `a` looks like a misspelling of `b`: they differ only in case,
+/// or by at most two edits and both have at least four characters.
+fn near_miss(a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() < 4 || b.len() < 4 || a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()] <= 2
+}
+
+/// Warnings by pointer and message, once each.
+#[derive(Default)]
+struct Lint(BTreeSet<Warning>);
+
+impl Lint {
+    fn add(&mut self, pointer: &str, message: impl Into<String>) {
+        self.0.insert((pointer.to_string(), message.into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(policy: &str) -> Vec<String> {
+        warnings_with(policy, None)
+    }
+
+    fn warnings_with(policy: &str, offered: Option<&[&str]>) -> Vec<String> {
+        let policy = Policy::from_json(policy.as_bytes()).unwrap();
+        let offered: Option<Vec<String>> =
+            offered.map(|tools| tools.iter().map(|tool| tool.to_string()).collect());
+        policy
+            .lint(offered.as_deref())
+            .into_iter()
+            .map(|(pointer, message)| format!("{pointer}: {message}"))
+            .collect()
+    }
+
+    fn has(warnings: &[String], pointer: &str, words: &str) -> bool {
+        warnings
+            .iter()
+            .any(|warning| warning.starts_with(&format!("{pointer}: ")) && warning.contains(words))
+    }
+
+    #[test]
+    fn a_clean_policy_has_no_warnings() {
+        let clean = r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+            "tools":{"read":{"limits":[{"counter":"r","window":"minute","max":5,"scope":"grant"}],
+                             "deny_if":{"args.path":{"regex":"^/etc/"}}},
+                     "write":{"require":{"args.size":{"gte":1,"lte":10}}}},
+            "hide":["admin"],
+            "grants":{"ci":{"tools":{"deploy":{}}}}}"#;
+        assert_eq!(warnings(clean), Vec::<String>::new());
+        let repository =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.json")).unwrap();
+        assert_eq!(warnings(&repository), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_typo_in_hide_is_caught_near_the_name_it_misses() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","tools":{"deleteWorkspace":{"reason":"x"}},"hide":["deleteWorkspce","somethingElse"]}"#,
+        );
+        assert!(
+            has(&found, "/hide/0", "did you mean \"deleteWorkspace\""),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        // Against the server's list: exact.
+        let found = warnings_with(
+            r#"{"version":"1","default":"deny","tools":{"a":{}},"hide":["b","c*"]}"#,
+            Some(&["a", "x"]),
+        );
+        assert!(has(&found, "/hide/0", "does not offer"), "{found:?}");
+        assert!(has(&found, "/hide/1", "does not offer"), "{found:?}");
+    }
+
+    #[test]
+    fn grants_the_identity_cannot_name() {
+        let found =
+            warnings(r#"{"version":"1","default":"deny","grants":{"ci":{},"anonymous":{}}}"#);
+        assert!(has(&found, "/grants/ci", "never applies"), "{found:?}");
+        assert!(
+            !found.iter().any(|w| w.starts_with("/grants/anonymous")),
+            "{found:?}"
+        );
+        let hash = crate::policy::sha256_hex(b"t");
+        let found = warnings(&format!(
+            r#"{{"version":"1","default":"deny","identity":{{"bearer_tokens":{{"{hash}":"ci"}}}},"grants":{{"ci":{{}},"cd":{{}},"anonymous":{{}}}}}}"#
+        ));
+        assert!(has(&found, "/grants/cd", "no bearer token"), "{found:?}");
+        assert!(has(&found, "/grants/anonymous", "401"), "{found:?}");
+        assert!(
+            !found.iter().any(|w| w.starts_with("/grants/ci")),
+            "{found:?}"
+        );
+        let found = warnings(
+            r#"{"version":"1","default":"deny","identity":{"header":"x"},"grants":{"ci":{}}}"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn one_counter_with_two_settings() {
+        let found = warnings(
+            r#"{"version":"1","default":"deny","tools":{
+                "a":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},
+                "b":{"limits":[{"counter":"c","window":"minute","max":50,"scope":"global"}]},
+                "d":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]}}}"#,
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/b/limits/0",
+                "max 50 here, 5 there, scope Global here, Grant there"
+            ),
+            "{found:?}"
+        );
+        assert_eq!(
+            found.len(),
+            1,
+            "same settings, shared on purpose: {found:?}"
+        );
+    }
+
+    #[test]
+    fn limits_and_conditions_on_a_denied_or_hidden_tool() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","hide":["h"],"tools":{
+                "d":{"action":"deny","limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}],
+                     "deny_if":{"args.x":{"eq":1}}},
+                "h":{"limits":[{"counter":"e","window":"minute","max":5,"scope":"grant"}]}}}"#,
+        );
+        assert!(has(&found, "/tools/d/limits", "never used"), "{found:?}");
+        assert!(has(&found, "/tools/d", "never checked"), "{found:?}");
+        assert!(
+            has(&found, "/tools/h/limits", "hidden by /hide"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn conditions_that_hold_for_everything_or_nothing() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","tools":{"t":{
+                "deny_if":{"args.a":{"regex":".*"},"args.b":{"regex":"x|"},"args.c":{"regex":"^$"}},
+                "require":{"args.d":{"exists":true,"max_length":0},"args.e":{"exists":false,"eq":1},
+                           "args.f":{"gt":10,"lt":5},"args.g":{"in":[]},"args.h":{"gte":1,"lte":1}}}}}"#,
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/t/deny_if/args.a/regex",
+                "matches every string"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/t/deny_if/args.b/regex",
+                "matches every string"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|w| w.contains("args.c")),
+            "^$ does not: {found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/t/require/args.d/max_length",
+                "only holds for an empty"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/t/require/args.e/exists",
+                "holds for nothing"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/tools/t/require/args.f/lt", "no number between"),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/tools/t/require/args.g/in", "holds for nothing"),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|w| w.contains("args.h")),
+            "gte 1 lte 1 holds for 1: {found:?}"
+        );
+    }
+
+    #[test]
+    fn tool_names_no_call_can_carry() {
+        let found =
+            warnings(r#"{"version":"1","default":"deny","tools":{"read file":{},"ok_name":{}}}"#);
+        assert!(
+            has(&found, "/tools/read file", "no call can name"),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn the_server_s_tools_against_the_policy() {
+        let policy = r#"{"version":"1","default":"allow","tools":{"read":{},"gone":{},"fs_*":{},"old_*":{}},"hide":["secret"],
+            "grants":{"ci":{"default":"deny"}}}"#;
+        let found = warnings_with(policy, Some(&["read", "fs_write", "secret", "shell"]));
+        assert!(has(&found, "/tools/gone", "does not offer"), "{found:?}");
+        assert!(has(&found, "/tools/old_*", "matches none"), "{found:?}");
+        assert!(
+            has(&found, "/default", "\"shell\" is allowed by this default"),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|w| w.contains("\"secret\" is allowed")),
+            "hidden: {found:?}"
+        );
+        assert!(
+            !found.iter().any(|w| w.contains("\"fs_write\" is allowed")),
+            "a pattern names it: {found:?}"
+        );
+        assert!(
+            !found.iter().any(|w| w.starts_with("/grants/ci/default")),
+            "deny default: {found:?}"
+        );
+    }
+
+    #[test]
+    fn near_misses() {
+        assert!(near_miss("deleteWorkspce", "deleteWorkspace"));
+        assert!(near_miss("Read", "read"));
+        assert!(!near_miss("read", "write"));
+        assert!(!near_miss("abc", "abd"), "too short to tell");
+    }
+}
