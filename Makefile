@@ -137,13 +137,18 @@ clean:
 BENCH_CARGO := cargo
 BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
-bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
+bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis bench-trivial-filter
 	python3 bench/gen.py --check
 	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	$(BENCH_CARGO) bench --bench core --no-run
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
 		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py
+
+# The trivial Wasm body filter of cells (6s) (bench/trivial-filter/).
+.PHONY: bench-trivial-filter
+bench-trivial-filter: toolchain
+	$(BENCH_CARGO) build --release --target wasm32-wasip1 --manifest-path bench/trivial-filter/Cargo.toml
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
@@ -167,7 +172,7 @@ bench-startup: wasm envoy bench-tools
 		BENCH_OUT=$${BENCH_OUT:-bench/results/startup.md} python3 bench/run.py
 
 # Start every configuration and check its answers, measure nothing (a minute).
-bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis
+bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis bench-trivial-filter
 	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
