@@ -223,6 +223,7 @@ def trivial_filter(wasm_path):
             "config": {
                 "name": "trivial",
                 "root_id": "trivial",
+                "allow_on_headers_stop_iteration": True,
                 "vm_config": {
                     "vm_id": "trivial",
                     "runtime": "envoy.wasm.runtime.v8",
@@ -801,6 +802,8 @@ class Bench:
             ok &= self.check(f"(4s) rate limited, same Envoy, {size}", p.policy_self, LIMITED, size, 200, "-31002")
             ok &= self.check(f"(5s) native allowed, same Envoy, {size}", p.native_self, ALLOWED, size, 200,
                              '"result"')
+            ok &= self.check(f"(5s) native denied, same Envoy, {size}", p.native_self, DENIED, size, 403,
+                             "RBAC: access denied")
             ok &= self.check(f"(6s) trivial filter allowed, {size}", p.trivial_self, ALLOWED, size, 200, '"result"')
             ok &= self.check(f"(6s) trivial filter refuses, {size}", p.trivial_self, DENIED, size, 403, "refused")
         # The probe listener (same chain plus an access log) shows the metadata

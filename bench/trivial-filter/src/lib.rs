@@ -28,6 +28,16 @@ struct Stream;
 impl Context for Stream {}
 
 impl HttpContext for Stream {
+    /// Held until the body is read (as mcp-policy holds them): otherwise a
+    /// route answered in this Envoy replies before the body arrives.
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         if !end_of_stream {
             return Action::Pause;
