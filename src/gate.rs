@@ -247,18 +247,11 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 Ok(name) => name,
                 Err(invalid) => return context.invalid(invalid),
             };
-            let raw = params
-                .arguments
-                .as_ref()
-                .and_then(|arguments| serde_json::value::to_raw_value(arguments).ok());
-            let keys = match &params.arguments {
-                Some(Value::Object(arguments)) => arguments.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
+            let raw = params.arguments.as_deref();
+            let keys = params.argument_keys();
             let target = Target::new(kind, name);
             let counting = context.counting_for(store, &target, params.request_state.as_deref());
-            let mut inspection =
-                context.decide(store, &id, &target, raw.as_deref(), counting, keys, body);
+            let mut inspection = context.decide(store, &id, &target, raw, counting, keys, body);
             if let Some(audit) = &mut inspection.audit {
                 audit.method = Some(method.to_string());
             }
@@ -1101,19 +1094,12 @@ fn check_mirrored_headers(
             (method, id.clone().unwrap_or(Value::Null), named)
         }
     };
-    // The version in `_meta`, read only when the body has `params._meta`.
-    let present = match message {
-        Message::ToolCall(call) => call.present,
-        Message::Other { named, .. } => named.present,
+    // The version in `_meta`, as the single pass kept it.
+    let meta_version = match message {
+        Message::ToolCall(call) => call.meta_version.as_deref(),
+        Message::Other { named, .. } => named.meta_version.as_deref(),
     };
-    let meta_version = if present.meta {
-        Params::read(body)
-            .ok()
-            .and_then(|params| params.protocol_version)
-    } else {
-        None
-    };
-    let revision = match (headers.protocol_version, meta_version.as_deref()) {
+    let revision = match (headers.protocol_version, meta_version) {
         (Some(header), Some(meta)) if header != meta => {
             return Err((
                 id,

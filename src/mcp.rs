@@ -37,12 +37,12 @@ pub enum Message<'a> {
 /// The `params` members the gate reads for methods other than `tools/call`,
 /// read on demand from a body the single pass has already validated (no
 /// duplicate or case-variant members), so serde reads it as the server would.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub struct Params {
     pub name: Option<String>,
     pub uri: Option<String>,
-    /// `params.arguments` (prompts: a map of strings).
-    pub arguments: Option<Value>,
+    /// `params.arguments` as its raw JSON text (prompts: a map of strings).
+    pub arguments: Option<Box<RawValue>>,
     /// `completion/complete`'s `ref`: its `type` and the name or URI it names.
     pub reference: Option<(String, Option<String>)>,
     pub task_id: Option<String>,
@@ -62,19 +62,113 @@ pub struct Params {
     pub client_capabilities: Option<Value>,
 }
 
+/// The members of `params` the gate reads, each as its raw JSON text, in
+/// one pass over the body: every other member (a tool call's `arguments`
+/// included) is skipped without being read into a value, and `params` that
+/// is not an object has none of them.
+#[derive(Default)]
+struct Members<'a> {
+    name: Option<&'a RawValue>,
+    uri: Option<&'a RawValue>,
+    arguments: Option<&'a RawValue>,
+    reference: Option<&'a RawValue>,
+    task_id: Option<&'a RawValue>,
+    request_state: Option<&'a RawValue>,
+    task: Option<&'a RawValue>,
+    notifications: Option<&'a RawValue>,
+    meta: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for MembersVisitor<'a> {
+            type Value = Members<'a>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
+                let mut members = Members::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "name" => &mut members.name,
+                        "uri" => &mut members.uri,
+                        "arguments" => &mut members.arguments,
+                        "ref" => &mut members.reference,
+                        "taskId" => &mut members.task_id,
+                        "requestState" => &mut members.request_state,
+                        "task" => &mut members.task,
+                        "notifications" => &mut members.notifications,
+                        "_meta" => &mut members.meta,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // The body was validated: a member is not given twice.
+                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                }
+                Ok(members)
+            }
+
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Members<'a>, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Members::default())
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Members<'a>, E> {
+                Ok(Members::default())
+            }
+        }
+
+        deserializer.deserialize_any(MembersVisitor(std::marker::PhantomData))
+    }
+}
+
 impl Params {
-    /// Reads `params` of a validated body.
+    /// Reads `params` of a validated body. Only the members kept here are
+    /// read into values; the rest (a tool call's `arguments`, however large)
+    /// are skipped, and `arguments` is kept as its raw text.
     pub fn read(body: &[u8]) -> Result<Params, String> {
         #[derive(Deserialize)]
-        struct Envelope {
-            #[serde(default)]
-            params: Option<Value>,
+        struct Envelope<'a> {
+            #[serde(default, borrow)]
+            params: Members<'a>,
         }
         let envelope: Envelope = serde_json::from_slice(body).map_err(|err| err.to_string())?;
-        let Some(Value::Object(params)) = envelope.params else {
-            return Ok(Params::default());
+        let members = envelope.params;
+        // A member's value, only when it is a small one the gate reads
+        // whole (never `arguments`).
+        let value = |raw: Option<&RawValue>| -> Option<Value> {
+            raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
         };
-        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+        let text = |raw: Option<&RawValue>| -> Option<String> {
+            raw.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        };
+        let value_text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
         let names = |value: Option<&Value>, key: &str| -> Vec<Option<String>> {
             value
                 .and_then(Value::as_array)
@@ -83,39 +177,58 @@ impl Params {
                         .iter()
                         .map(|entry| match entry {
                             Value::String(text) => Some(text.clone()),
-                            Value::Object(object) => text(object.get(key)),
+                            Value::Object(object) => value_text(object.get(key)),
                             _ => None,
                         })
                         .collect()
                 })
                 .unwrap_or_default()
         };
-        let reference = params
-            .get("ref")
-            .and_then(Value::as_object)
-            .map(|reference| {
-                let kind = text(reference.get("type")).unwrap_or_default();
-                let named = text(reference.get("name")).or_else(|| text(reference.get("uri")));
-                (kind, named)
-            });
-        let notifications = params.get("notifications");
-        let meta = params.get("_meta");
+        let reference = value(members.reference).and_then(|reference| {
+            let reference = reference.as_object()?;
+            let kind = value_text(reference.get("type")).unwrap_or_default();
+            let named =
+                value_text(reference.get("name")).or_else(|| value_text(reference.get("uri")));
+            Some((kind, named))
+        });
+        let notifications = value(members.notifications);
+        let meta = value(members.meta);
         Ok(Params {
-            name: text(params.get("name")),
-            uri: text(params.get("uri")),
-            arguments: params.get("arguments").cloned(),
+            name: text(members.name),
+            uri: text(members.uri),
+            arguments: members.arguments.map(ToOwned::to_owned),
             reference,
-            task_id: text(params.get("taskId")),
-            request_state: text(params.get("requestState")),
-            wants_task: params.get("task").is_some_and(|task| !task.is_null()),
+            task_id: text(members.task_id),
+            request_state: text(members.request_state),
+            wants_task: members.task.is_some_and(|task| task.get().trim() != "null"),
             resource_subscriptions: names(
-                notifications.and_then(|n| n.get("resourceSubscriptions")),
+                notifications
+                    .as_ref()
+                    .and_then(|n| n.get("resourceSubscriptions")),
                 "uri",
             ),
-            task_ids: names(notifications.and_then(|n| n.get("taskIds")), "taskId"),
-            protocol_version: text(meta.and_then(|m| m.get(META_PROTOCOL_VERSION))),
-            client_capabilities: meta.and_then(|m| m.get(META_CLIENT_CAPABILITIES)).cloned(),
+            task_ids: names(
+                notifications.as_ref().and_then(|n| n.get("taskIds")),
+                "taskId",
+            ),
+            protocol_version: value_text(meta.as_ref().and_then(|m| m.get(META_PROTOCOL_VERSION))),
+            client_capabilities: meta
+                .as_ref()
+                .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+                .cloned(),
         })
+    }
+
+    /// The top-level keys of `arguments` when it is an object, sorted.
+    pub fn argument_keys(&self) -> Vec<String> {
+        self.arguments
+            .as_ref()
+            .and_then(|raw| {
+                serde_json::from_str::<std::collections::BTreeMap<String, IgnoredAny>>(raw.get())
+                    .ok()
+            })
+            .map(|keys| keys.into_keys().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -129,6 +242,8 @@ pub struct Named<'a> {
     pub name: Option<Cow<'a, str>>,
     pub uri: Option<Cow<'a, str>>,
     pub present: Present,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, if a string.
+    pub meta_version: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug)]
@@ -143,6 +258,8 @@ pub struct ToolCall<'a> {
     has_arguments: bool,
     /// Which optional `params` members the call carries.
     pub present: Present,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, if a string.
+    pub meta_version: Option<Cow<'a, str>>,
 }
 
 impl<'a> ToolCall<'a> {
@@ -239,6 +356,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
                 name: params.name.and_then(Seen::into_text),
                 uri: params.uri.and_then(Seen::into_text),
                 present: params.present,
+                meta_version: params.meta_version,
             },
             _ => Named::default(),
         };
@@ -290,6 +408,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
         }
     };
     let present = params.present;
+    let meta_version = params.meta_version;
     let name = match params.name {
         Some(Seen::Text(name)) => name,
         None => {
@@ -325,6 +444,7 @@ pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, In
         body,
         has_arguments,
         present,
+        meta_version,
     }))
 }
 
@@ -452,7 +572,10 @@ enum Place {
     Params,
     /// `params.arguments`: its member names are kept.
     Arguments,
-    /// `jsonrpc`, `method`, `params.name`, `params.uri`: a string is kept.
+    /// `params._meta`: the protocol version member is kept.
+    Meta,
+    /// `jsonrpc`, `method`, `params.name`, `params.uri`,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: a string is kept.
     Text,
     /// `id`: a scalar is kept.
     Id,
@@ -475,6 +598,8 @@ enum Seen<'a> {
     Envelope(Box<Envelope<'a>>),
     Params(Box<ParamsSeen<'a>>),
     Keys(Vec<Cow<'a, str>>),
+    /// `params._meta`: its protocol version, if a string.
+    Meta(Option<Cow<'a, str>>),
 }
 
 impl<'a> Seen<'a> {
@@ -486,7 +611,7 @@ impl<'a> Seen<'a> {
             Seen::Scalar(_) => "a number",
             Seen::Other(kind) => kind,
             Seen::Compound(kind) => kind,
-            Seen::Envelope(_) | Seen::Params(_) | Seen::Keys(_) => "an object",
+            Seen::Envelope(_) | Seen::Params(_) | Seen::Keys(_) | Seen::Meta(_) => "an object",
             Seen::Nothing => "a value",
         }
     }
@@ -524,6 +649,7 @@ struct ParamsSeen<'a> {
     uri: Option<Seen<'a>>,
     arguments: Option<Seen<'a>>,
     present: Present,
+    meta_version: Option<Cow<'a, str>>,
 }
 
 /// Which of the `params` members only some requests carry are present, noted
@@ -581,6 +707,8 @@ impl Walk {
             (Place::Top, "id") => Place::Id,
             (Place::Params, "name" | "uri") => Place::Text,
             (Place::Params, "arguments") => Place::Arguments,
+            (Place::Params, "_meta") => Place::Meta,
+            (Place::Meta, META_PROTOCOL_VERSION) => Place::Text,
             _ => Place::Elsewhere,
         }
     }
@@ -654,6 +782,7 @@ impl<'de> Visitor<'de> for Walk {
         let mut envelope = Envelope::default();
         let mut params = ParamsSeen::default();
         let mut argument_keys = Vec::new();
+        let mut meta_version = None;
         while let Some(BorrowedKey(key)) = map.next_key()? {
             if keys.contains(&key) {
                 return Err(de::Error::custom(format!("duplicate member {key:?}")));
@@ -674,9 +803,15 @@ impl<'de> Visitor<'de> for Walk {
                 (Place::Params, "uri") => params.uri = Some(seen),
                 (Place::Params, "arguments") => params.arguments = Some(seen),
                 (Place::Params, "requestState") => params.present.request_state = true,
-                (Place::Params, "_meta") => params.present.meta = true,
+                (Place::Params, "_meta") => {
+                    params.present.meta = true;
+                    if let Seen::Meta(version) = seen {
+                        params.meta_version = version;
+                    }
+                }
                 (Place::Params, "task") => params.present.task = true,
                 (Place::Arguments, _) => argument_keys.push(key.clone()),
+                (Place::Meta, META_PROTOCOL_VERSION) => meta_version = seen.into_text(),
                 _ => {}
             }
             keys.insert(key);
@@ -685,6 +820,7 @@ impl<'de> Visitor<'de> for Walk {
             Place::Top => Seen::Envelope(Box::new(envelope)),
             Place::Params => Seen::Params(Box::new(params)),
             Place::Arguments => Seen::Keys(argument_keys),
+            Place::Meta => Seen::Meta(meta_version),
             Place::Text | Place::Id => Seen::Compound("an object"),
             Place::Elsewhere => Seen::Nothing,
         })

@@ -400,3 +400,93 @@ fn arguments_are_read_only_when_asked_and_as_sent() {
     assert!(without.arguments().unwrap().is_none());
     assert!(without.argument_keys.is_empty());
 }
+
+#[test]
+fn the_single_pass_keeps_the_protocol_version_of_meta() {
+    let with = |meta: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"a":1}},"_meta":{meta}}}}}"#
+        )
+    };
+    let version = |meta: &str| {
+        let body = with(meta);
+        call(&body).meta_version.map(|v| v.into_owned())
+    };
+    assert_eq!(
+        version(r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":3}"#),
+        Some("2026-07-28".to_string())
+    );
+    // Escapes are decoded, as the server would read them.
+    assert_eq!(
+        version(r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-\u0032\u0038"}"#),
+        Some("2026-07-28".to_string())
+    );
+    // Not a string, not there, or `_meta` not an object: no version.
+    assert_eq!(
+        version(r#"{"io.modelcontextprotocol/protocolVersion":20260728}"#),
+        None
+    );
+    assert_eq!(version(r#"{"progressToken":"x"}"#), None);
+    assert_eq!(
+        version(r#""io.modelcontextprotocol/protocolVersion""#),
+        None
+    );
+    assert_eq!(version("null"), None);
+    // Only `params._meta`'s member counts, not one nested deeper.
+    assert_eq!(
+        version(r#"{"x":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#),
+        None
+    );
+    // Other methods too.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    match parse(body.as_bytes()) {
+        Ok(Message::Other { named, .. }) => {
+            assert_eq!(named.meta_version.as_deref(), Some("2026-07-28"));
+            assert!(named.present.meta);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn params_are_read_without_reading_what_is_not_kept() {
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p\u0031","uri":7,"arguments":{"z":"1","a":{"deep":[1,2,{"x":null}]}},"requestState":"s","task":null,"taskId":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}},"notifications":{"taskIds":["a",{"taskId":"b"},3]},"ref":{"type":"ref/prompt","name":"q"},"other":[1,{"big":"x"}]}}"#;
+    let params = Params::read(body).unwrap();
+    assert_eq!(params.name.as_deref(), Some("p1"));
+    assert_eq!(params.uri, None, "a number is not a URI");
+    assert_eq!(
+        params.arguments.as_deref().map(RawValue::get),
+        Some(r#"{"z":"1","a":{"deep":[1,2,{"x":null}]}}"#)
+    );
+    assert_eq!(params.argument_keys(), ["a", "z"]);
+    assert_eq!(params.request_state.as_deref(), Some("s"));
+    assert!(!params.wants_task, "task: null asks for nothing");
+    assert_eq!(params.task_id.as_deref(), Some("t"));
+    assert_eq!(params.protocol_version.as_deref(), Some("2026-07-28"));
+    assert_eq!(
+        params.client_capabilities,
+        Some(json!({"elicitation": {"url": {}}}))
+    );
+    assert_eq!(
+        params.task_ids,
+        [Some("a".to_string()), Some("b".to_string()), None]
+    );
+    assert_eq!(
+        params.reference,
+        Some(("ref/prompt".to_string(), Some("q".to_string())))
+    );
+    // `params` that is not an object, or none: nothing.
+    for body in [
+        &br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1,{"name":"n"}]}"#[..],
+        br#"{"jsonrpc":"2.0","id":1,"method":"x","params":"name"}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"x"}"#,
+    ] {
+        let params = Params::read(body).unwrap();
+        assert_eq!(params.name, None);
+        assert!(params.arguments.is_none());
+        assert!(params.argument_keys().is_empty());
+    }
+    let task = Params::read(br#"{"params":{"task":{"ttl":5}}}"#).unwrap();
+    assert!(task.wants_task);
+}
