@@ -1331,14 +1331,19 @@ impl Exchange {
             // The record as filter state, for an access log that writes it
             // as it is (one JSON object per line), whatever Envoy's log
             // level; the log line only when Envoy would write it.
+            // Serialised once for both.
+            let json = audit.to_json();
+            let line = host
+                .logs_at(Level::Info)
+                .then(|| format!("{}{json}", crate::audit::AUDIT_PREFIX));
             effects.push(Effect::FilterState {
                 name: AUDIT_FILTER_STATE,
-                value: audit.to_json(),
+                value: json,
             });
-            if host.logs_at(Level::Info) {
+            if let Some(line) = line {
                 effects.push(Effect::Log {
                     level: Level::Info,
-                    line: audit.to_log_line(),
+                    line,
                 });
             }
         }
