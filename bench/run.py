@@ -1448,7 +1448,7 @@ def main():
     parser.add_argument("--envoy", default=env("ENVOY_BIN", "envoy"))
     parser.add_argument("--wasm", default=env("MCP_POLICY_WASM",
                                               os.path.join(ROOT, "target/wasm32-wasip1/release/mcp_policy.wasm")))
-    parser.add_argument("--demo", default=env("BENCH_DEMO", os.path.join(ROOT, "target/release/examples/demo_server")))
+    parser.add_argument("--demo", default=env("BENCH_DEMO", os.path.join(ROOT, "target/release/demo_server")))
     parser.add_argument("--wrk", default=env("BENCH_WRK", shutil.which("wrk") or "wrk"))
     parser.add_argument("--ratelimit-service", default=env("MCP_RATELIMIT_SERVICE", os.path.join(
         ROOT, "ratelimit-service/target/release/mcp-ratelimit-service")))

@@ -16,7 +16,7 @@ others=()   # started by a helper script (not children): stopped on exit only
 cleanup() { for pid in "${pids[@]}" "${others[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-target/debug/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
+target/debug/demo_server --port 8081 > .run/demo_server.log 2>&1 &
 pids+=($!)
 # Standard output: the access log and the audit log (JSON lines); standard
 # error: Envoy's own log.

@@ -28,7 +28,7 @@ for n in 0 1; do
     --redis redis://127.0.0.1:6379 > ".run/ratelimit-service-$((n + 1)).log" 2>&1 &
   pids+=($!)
 done
-target/debug/examples/demo_server --port 8081 > .run/demo_server.log 2>&1 &
+target/debug/demo_server --port 8081 > .run/demo_server.log 2>&1 &
 pids+=($!)
 # Replica 2: the same file with its own listener and admin ports.
 sed -e 's/port_value: 10000/port_value: 10001/' -e 's/port_value: 9901/port_value: 9902/' \

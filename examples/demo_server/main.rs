@@ -1,7 +1,7 @@
 //! Demo MCP server for trying the policy filter by hand:
 //!
 //! ```text
-//! cargo run --example demo_server -- --port 8081 [--host 127.0.0.1]
+//! cargo run --features demo --bin demo_server -- --port 8081 [--host 127.0.0.1]
 //! ```
 //!
 //! Serves a fake code-execution MCP server (it never executes anything) over
