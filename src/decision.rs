@@ -440,25 +440,41 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .into_iter()
         .partition(|charge| charge.limit.store == CounterStore::Global);
     outcome.decision =
-        match ratelimit::acquire(store, &local, caller, now_seconds, policy.slots_per_counter) {
-            Acquire::Granted(reservations) => Decision::Allow {
+        match take_local(store, &local, caller, now_seconds, policy.slots_per_counter) {
+            Ok(reservations) => Decision::Allow {
                 reservations,
                 global,
             },
-            Acquire::Exhausted {
-                limit,
-                retry_after_seconds,
-            } => Decision::RateLimited {
-                limit,
-                retry_after_seconds,
-                cost: local
-                    .iter()
-                    .find(|charge| std::ptr::eq(charge.limit, limit))
-                    .map_or(1, |charge| charge.cost),
-            },
-            Acquire::Failed(detail) => Decision::Failed { detail },
+            Err(refusal) => refusal,
         };
     outcome
+}
+
+/// Takes what a call costs from its local limits, all or none: the
+/// reservations, or the decision that refuses the call (a full limit, with
+/// what the call would have taken from it; the store failing).
+pub fn take_local<'p, S: SharedStore + ?Sized>(
+    store: &S,
+    local: &[Charge<'p>],
+    caller: CallerScope<'_>,
+    now_seconds: u64,
+    slots: u64,
+) -> Result<Vec<Reservation>, Decision<'p>> {
+    match ratelimit::acquire(store, local, caller, now_seconds, slots) {
+        Acquire::Granted(reservations) => Ok(reservations),
+        Acquire::Exhausted {
+            limit,
+            retry_after_seconds,
+        } => Err(Decision::RateLimited {
+            limit,
+            retry_after_seconds,
+            cost: local
+                .iter()
+                .find(|charge| std::ptr::eq(charge.limit, limit))
+                .map_or(1, |charge| charge.cost),
+        }),
+        Acquire::Failed(detail) => Err(Decision::Failed { detail }),
+    }
 }
 
 /// What one call takes from a limit: its cost (a fixed number, or an

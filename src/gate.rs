@@ -531,15 +531,14 @@ impl Context<'_, '_> {
             } => (reservations, global),
             _ => (Vec::new(), Vec::new()),
         };
-        let global_check = match (&self.policy.rate_limit_service, global.is_empty()) {
-            (Some(_), false) => Some(GlobalCheck {
-                descriptors: ratelimit::service::descriptors(&global, self.caller),
-                id: id.clone(),
-                target: shown.into_owned(),
-                answering: self.answering(),
-            }),
-            _ => None,
-        };
+        let global_check = GlobalCheck::of(
+            self.policy,
+            &global,
+            self.caller,
+            id,
+            shown,
+            self.answering(),
+        );
         Inspection {
             reply,
             reservations,
@@ -849,35 +848,23 @@ fn take_limits<S: SharedStore + ?Sized>(
         .map(ratelimit::HeldCharge::charge)
         .partition(|charge| charge.limit.store == crate::policy::CounterStore::Global);
     let slots = policy.view(caller.grant).slots_per_counter;
-    let decision = match ratelimit::acquire(store, &local, caller, now.as_secs(), slots) {
-        ratelimit::Acquire::Granted(reservations) => {
-            let global_check = match (&policy.rate_limit_service, global.is_empty()) {
-                (Some(_), false) => Some(GlobalCheck {
-                    descriptors: ratelimit::service::descriptors(&global, caller),
-                    id: check.id.clone(),
-                    target: check.target.clone(),
-                    answering: check.answering,
-                }),
-                _ => None,
-            };
+    let decision = match decision::take_local(store, &local, caller, now.as_secs(), slots) {
+        Ok(reservations) => {
+            let global_check = GlobalCheck::of(
+                policy,
+                &global,
+                caller,
+                &check.id,
+                check.target.clone(),
+                check.answering,
+            );
             return Inspection {
                 reservations,
                 global_check,
                 ..Inspection::pass()
             };
         }
-        ratelimit::Acquire::Exhausted {
-            limit,
-            retry_after_seconds,
-        } => Decision::RateLimited {
-            limit,
-            retry_after_seconds,
-            cost: local
-                .iter()
-                .find(|charge| std::ptr::eq(charge.limit, limit))
-                .map_or(1, |charge| charge.cost),
-        },
-        ratelimit::Acquire::Failed(detail) => Decision::Failed { detail },
+        Err(refusal) => refusal,
     };
     audit.decision = decision.outcome();
     audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
@@ -924,6 +911,27 @@ pub struct GlobalCheck {
 }
 
 impl GlobalCheck {
+    /// What the rate-limit service must be asked for the call's global
+    /// charges, if it has any and the policy names a service.
+    fn of(
+        policy: &Policy,
+        global: &[Charge<'_>],
+        caller: CallerScope<'_>,
+        id: &Value,
+        target: Target<'_>,
+        answering: Answering,
+    ) -> Option<GlobalCheck> {
+        if policy.rate_limit_service.is_none() || global.is_empty() {
+            return None;
+        }
+        Some(GlobalCheck {
+            descriptors: ratelimit::service::descriptors(global, caller),
+            id: id.clone(),
+            target: target.into_owned(),
+            answering,
+        })
+    }
+
     /// The encoded `ShouldRateLimit` request; concurrency slots are leased
     /// as `lease` (unique to the exchange across the fleet).
     pub fn request(&self, service: &RateLimitService, lease: &str) -> Vec<u8> {
