@@ -547,8 +547,9 @@ fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -
     }
 }
 
-/// A policy's text, once it is valid; `None` after its errors are written.
-fn checked_policy_text(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<String>> {
+/// The one policy a file holds (a policy document, or YAML that carries
+/// exactly one); `None` after the reason is written to `stderr`.
+fn the_one_policy(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<sources::Found>> {
     let source = match read(path) {
         Ok(source) => source,
         Err(error) => {
@@ -571,6 +572,14 @@ fn checked_policy_text(path: &Path, stderr: &mut dyn Write) -> io::Result<Option
             writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
             return Ok(None);
         }
+    };
+    Ok(Some(policy))
+}
+
+/// A policy's text, once it is valid; `None` after its errors are written.
+fn checked_policy_text(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<String>> {
+    let Some(policy) = the_one_policy(path, stderr)? else {
+        return Ok(None);
     };
     match check::check(policy.text.as_bytes()) {
         Ok(_) => Ok(Some(policy.text)),
@@ -662,28 +671,8 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
 /// Reads and validates a policy (a policy document, or YAML that carries
 /// exactly one); `None` after its errors are written to `stderr`.
 fn load(path: &Path, stderr: &mut dyn Write) -> io::Result<Option<Policy>> {
-    let source = match read(path) {
-        Ok(source) => source,
-        Err(error) => {
-            writeln!(stderr, "mcp-policy: cannot read {}: {error}", display(path))?;
-            return Ok(None);
-        }
-    };
-    let policy = match sources::find_policies(&source) {
-        Ok(mut found) if found.len() == 1 => found.remove(0),
-        Ok(found) => {
-            writeln!(
-                stderr,
-                "mcp-policy: {} holds {} policies; this command takes one",
-                display(path),
-                found.len()
-            )?;
-            return Ok(None);
-        }
-        Err(error) => {
-            writeln!(stderr, "mcp-policy: {}: {error}", display(path))?;
-            return Ok(None);
-        }
+    let Some(policy) = the_one_policy(path, stderr)? else {
+        return Ok(None);
     };
     let name = match &policy.origin {
         Some(origin) => format!("{}#{origin}", display(path)),
