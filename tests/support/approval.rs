@@ -193,16 +193,8 @@ impl ApprovalService {
 
     /// `mcp_approval_checks_total`, all results.
     pub async fn checks(&self) -> u64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.filter))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|line| line.starts_with("mcp_approval_checks_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let url = format!("http://{}/metrics", self.filter);
+        super::metrics::service_sum(&url, "mcp_approval_checks_total", &[]).await
     }
 }
 

@@ -139,32 +139,14 @@ impl RateLimitService {
     /// `mcp_ratelimit_descriptors_total` of one kind (`window`, `acquire`,
     /// `release`), all codes.
     pub async fn descriptors(&self, kind: &str) -> u64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+        let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
+        super::metrics::service_sum(&url, "mcp_ratelimit_descriptors_total", &[("kind", kind)])
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let label = format!("kind=\"{kind}\"");
-        text.lines()
-            .filter(|line| {
-                line.starts_with("mcp_ratelimit_descriptors_total{") && line.contains(&label)
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
     }
 
     pub async fn checks(&self) -> u64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|line| line.starts_with("mcp_ratelimit_checks_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
+        super::metrics::service_sum(&url, "mcp_ratelimit_checks_total", &[]).await
     }
 }
 

@@ -55,6 +55,11 @@ pub fn sum(scrape: &str, metric: &str, selector: &[(&str, &str)]) -> u64 {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    selected(&samples, metric, selector)
+}
+
+/// The sum of `metric`'s samples whose labels include all of `selector`.
+fn selected(samples: &[Sample], metric: &str, selector: &[(&str, &str)]) -> u64 {
     let total: f64 = samples
         .iter()
         .filter(|sample| sample.metric == metric)
@@ -74,4 +79,17 @@ pub fn sum(scrape: &str, metric: &str, selector: &[(&str, &str)]) -> u64 {
 /// `sum(mcp_policy_decisions_total{selector})` of one Envoy.
 pub async fn decisions(envoy: &Envoy, selector: &[(&str, &str)]) -> u64 {
     sum(&envoy.admin("/stats/prometheus").await, DECISIONS, selector)
+}
+
+/// `sum(metric{selector})` of a service's own `/metrics` page (the
+/// rate-limit and approval services): 0 while nothing was counted, as those
+/// services export a labelled counter only once it has a series.
+pub async fn service_sum(metrics_url: &str, metric: &str, selector: &[(&str, &str)]) -> u64 {
+    let scrape = reqwest::get(metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    selected(&samples(&scrape), metric, selector)
 }
