@@ -633,3 +633,68 @@ async fn decisions_show_in_prometheus_access_log_and_audit() {
         "{audit:?}"
     );
 }
+
+/// The audit line follows Envoy's log level at runtime (`/logging`), which
+/// the filter reads at most once a second per worker; the decision's filter
+/// state, which the access log writes, does not depend on it.
+#[tokio::test]
+async fn audit_lines_follow_envoys_log_level_at_runtime() {
+    /// Sends one call the gate denies; whether Envoy wrote its audit line.
+    async fn decide_one(stack: &Stack, id: u64) -> bool {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "runShell", "arguments": {}}});
+        let before = stack.envoy.audit_records().len();
+        let (status, answer) = stack.post(body.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["error"]["code"], -31001, "{answer}");
+        stack.envoy.audit_records().len() > before
+    }
+    async fn set_level(stack: &Stack, level: &str) {
+        let url = format!(
+            "http://127.0.0.1:{}/logging?wasm={level}",
+            stack.envoy.admin_port
+        );
+        let answer = reqwest::Client::new().post(&url).send().await.unwrap();
+        assert!(answer.status().is_success(), "{url}: {}", answer.status());
+    }
+    /// Sends calls for up to 5 s until one is (or is not) logged.
+    async fn until_logged(stack: &Stack, sent: &mut u64, logged: bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            *sent += 1;
+            if decide_one(stack, *sent).await == logged {
+                return true;
+            }
+        }
+        false
+    }
+    let stack = Stack::start(CODE_EXEC_POLICY).await;
+    let mut sent = 1;
+    assert!(
+        decide_one(&stack, sent).await,
+        "logged at Envoy's level info"
+    );
+    // Soon after the change, calls are no longer written...
+    set_level(&stack, "warning").await;
+    assert!(
+        until_logged(&stack, &mut sent, false).await,
+        "still logging at level warning:\n{}",
+        stack.envoy.log()
+    );
+    // ... and once it is set back, they are again.
+    set_level(&stack, "info").await;
+    assert!(
+        until_logged(&stack, &mut sent, true).await,
+        "no audit line at level info again:\n{}",
+        stack.envoy.log()
+    );
+    // The access log has every decision, whatever the level.
+    let sent = usize::try_from(sent).unwrap();
+    let decided = stack
+        .envoy
+        .access_log(sent)
+        .into_iter()
+        .filter(|entry| entry["decision"] == "denied" && entry["tool"] == "runShell")
+        .count();
+    assert_eq!(decided, sent, "access log:\n{}", stack.envoy.log());
+}

@@ -513,6 +513,38 @@ fn at_2026_07_28_a_client_that_declares_url_elicitation_gets_an_input_required_r
     assert_eq!(sent, expected, "everything else as the client sent it");
 }
 
+/// Whatever is used, not only tools: a prompt that needs no approval, asked
+/// with a state only the gate issues, is refused; a server's own state
+/// reaches the server.
+#[test]
+fn a_gate_state_on_a_prompt_that_needs_no_approval_is_refused() {
+    let envoy = SimEnvoy::new(&policy("closed", r#""prompts": { "summary": {} },"#));
+    let headers: [(&str, &[u8]); 3] = [
+        ("mcp-protocol-version", b"2026-07-28"),
+        ("mcp-method", b"prompts/get"),
+        ("mcp-name", b"summary"),
+    ];
+    let get = |id: u64, state: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"prompts/get",
+               "params":{"name":"summary","requestState":state}})
+        .to_string()
+        .into_bytes()
+    };
+    let forged = format!("{}0123456789abcdef.0000", approval::STATE_PREFIX);
+    let stream = send(&envoy, &headers, &get(1, &forged));
+    assert!(!stream.upstream().started());
+    assert_eq!(
+        error(&stream)["code"],
+        -32602,
+        "{}",
+        stream.downstream().json()
+    );
+    let own = get(2, "server-state-1");
+    let stream = send(&envoy, &headers, &own);
+    assert!(stream.upstream().complete, "{:?}", stream.downstream());
+    assert_eq!(stream.upstream().body, own);
+}
+
 #[test]
 fn at_2026_07_28_a_gate_state_for_another_call_is_refused_and_never_forwarded() {
     let envoy = SimEnvoy::new(&closed());

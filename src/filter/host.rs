@@ -17,10 +17,12 @@ pub struct EnvoyHost;
 
 impl Host for EnvoyHost {
     fn now(&self) -> Duration {
-        hostcalls::get_current_time()
+        let now = hostcalls::get_current_time()
             .ok()
             .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        LAST_NOW.with(|last| last.set(now.as_secs()));
+        now
     }
 
     fn store(&self) -> &dyn SharedStore {
@@ -109,8 +111,10 @@ impl Host for EnvoyHost {
     }
 
     fn logs_at(&mut self, level: Level) -> bool {
-        // Envoy's level is asked at most once a second per worker.
-        let second = self.now().as_secs();
+        // Envoy's level is asked at most once a second per worker, by the
+        // clock this VM read last: every stream reads it when its request
+        // starts and when it ends, so no call is made for the second alone.
+        let second = LAST_NOW.with(std::cell::Cell::get);
         let current = LOG_LEVEL.with(|cached| {
             let (checked, level) = cached.get();
             if checked == second {
@@ -133,6 +137,8 @@ thread_local! {
     /// Envoy's log level for the filter, and the second it was read.
     static LOG_LEVEL: std::cell::Cell<(u64, Level)> =
         const { std::cell::Cell::new((u64::MAX, Level::Info)) };
+    /// The second of the last clock read ([`Host::now`]).
+    static LAST_NOW: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Envoy's shared data: one map per `vm_id`, shared by every worker.
