@@ -67,6 +67,9 @@ ALLOWED, DENIED, LIMITED = "asyncExecuteCode", "deleteWorkspace", "checkCodeExec
 # A tool the 500-tool policy denies by rule (bench/gen.py: every 25th).
 STARTUP_DENIED = "tool_000_read"
 
+# Calls into Envoy the trivial filter adds per request in cells (6c), (6p), (6m).
+CROSSINGS = 16
+
 CANNED = json.dumps(
     {
         "jsonrpc": "2.0",
@@ -214,22 +217,26 @@ def listener(name, port, filters, cluster=None, direct=None, access_log=None):
     }
 
 
-def trivial_filter(wasm_path):
-    """bench/trivial-filter's module as a Wasm HTTP filter (V8, as mcp-policy)."""
+def trivial_filter(wasm_path, extra=None):
+    """bench/trivial-filter's module as a Wasm HTTP filter (V8, as mcp-policy).
+    `extra`: more calls into Envoy per request, e.g. "clock 16" (see its lib.rs)."""
+    config = {
+        "name": "trivial",
+        "root_id": "trivial",
+        "allow_on_headers_stop_iteration": True,
+        "vm_config": {
+            "vm_id": "trivial",
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": wasm_path}},
+        },
+    }
+    if extra:
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": extra}
     return {
         "name": "trivial",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "trivial",
-                "root_id": "trivial",
-                "allow_on_headers_stop_iteration": True,
-                "vm_config": {
-                    "vm_id": "trivial",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path}},
-                },
-            },
+            "config": config,
         },
     }
 
@@ -307,6 +314,10 @@ class Ports:
         self.policy_self = base + 17  # (2s) (3s) (4s)
         self.native_self = base + 18  # (5s)
         self.trivial_self = base + 19  # (6s)
+        # (6s) with 16 more calls into Envoy per request, of one kind each.
+        self.trivial_clock = base + 22  # (6c)
+        self.trivial_property = base + 23  # (6p)
+        self.trivial_metric = base + 24  # (6m)
         self.upstream = base + 20
         self.upstream_admin = base + 21
         self.demo = base + 30
@@ -670,6 +681,10 @@ class Bench:
                 listener("native_self", ports.native_self, [NATIVE_MCP, RBAC], direct=CANNED),
                 listener("trivial_self", ports.trivial_self, [trivial_filter(self.args.trivial_wasm)],
                          direct=CANNED),
+            ] + [
+                listener(f"trivial_{kind}", getattr(ports, f"trivial_{kind}"),
+                         [trivial_filter(self.args.trivial_wasm, f"{kind} {CROSSINGS}")], direct=CANNED)
+                for kind in ("clock", "property", "metric")
             ],
             [cluster("upstream", ports.upstream), cluster("demo", ports.demo)] + global_clusters,
         )
@@ -806,6 +821,9 @@ class Bench:
                              "RBAC: access denied")
             ok &= self.check(f"(6s) trivial filter allowed, {size}", p.trivial_self, ALLOWED, size, 200, '"result"')
             ok &= self.check(f"(6s) trivial filter refuses, {size}", p.trivial_self, DENIED, size, 403, "refused")
+        for cell, kind in (("6c", "clock"), ("6p", "property"), ("6m", "metric")):
+            ok &= self.check(f"({cell}) trivial filter + {CROSSINGS} {kind} calls allowed", getattr(p, f"trivial_{kind}"),
+                             ALLOWED, "1k", 200, '"result"')
         # The probe listener (same chain plus an access log) shows the metadata
         # RBAC matched on.
         for size in ("1k", "64k"):
@@ -885,6 +903,12 @@ class Bench:
                 ("5s", size, p.native_self, ALLOWED, None),
                 ("6s", size, p.trivial_self, ALLOWED, None),
             ]
+        # What one call into Envoy costs: (6s) with CROSSINGS more of one kind.
+        cells += [
+            ("6c", "1k", p.trivial_clock, ALLOWED, None),
+            ("6p", "1k", p.trivial_property, ALLOWED, None),
+            ("6m", "1k", p.trivial_metric, ALLOWED, None),
+        ]
         # Diagnostics: (2) with Envoy's wasm log level at warning, so the
         # audit lines the filter hands over are not written; a GET (no body,
         # nothing to inspect) through (1) and (2): the filter's fixed cost.
@@ -1074,6 +1098,9 @@ CONFIG_NAMES = {
     "4s": "(4s) mcp-policy, rate limited, same Envoy",
     "5s": "(5s) native MCP filter + RBAC, allowed, direct_response in the same Envoy",
     "6s": "(6s) trivial Wasm body filter (reads the body, one substring check), same Envoy",
+    "6c": "(6c) (6s) + 16 clock reads per request (`proxy_get_current_time_nanoseconds`)",
+    "6p": "(6p) (6s) + 16 filter-state writes per request (`proxy_set_property`)",
+    "6m": "(6m) (6s) + 16 counter increments per request (`proxy_increment_metric`)",
 }
 BODY_NAMES = {"1k": "1 KiB", "64k": "64 KiB", "get": "none (GET)", "1k-demo": "1 KiB, demo MCP server upstream"}
 
@@ -1147,7 +1174,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s"]
+    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"
@@ -1278,6 +1305,11 @@ def report(bench, machine, wasm_size, command):
     if q is not None:
         out(f"| for reference: (2) with audit lines not written / (2) | {x(q)} | | "
             f"{x(ratio(summary, '2q/1k', '2/1k'))} | | |")
+    for cell, what in (("6c", "clock read"), ("6p", "filter-state write"), ("6m", "counter increment")):
+        if f"{cell}/1k" in summary and "6s/1k" in summary:
+            each = (summary[f"{cell}/1k"]["cpu_us"] - summary["6s/1k"]["cpu_us"]) / CROSSINGS
+            out(f"| for reference: Envoy CPU per call into Envoy, one {what}, (({cell}) − (6s)) / {CROSSINGS} | "
+                f"{each:.2f} µs | | | | |")
     if "2g/get" in summary and "1g/get" in summary:
         fixed = summary["2g/get"]["cpu_us"] - summary["1g/get"]["cpu_us"]
         allowed = [summary[f"2/{b}"]["cpu_us"] - summary[f"1/{b}"]["cpu_us"]

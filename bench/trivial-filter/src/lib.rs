@@ -1,29 +1,78 @@
 //! Reads the whole request body and refuses it (403) if it names
 //! `deleteWorkspace`; passes everything else. The floor of a body-reading
 //! Wasm filter, for `make bench`.
+//!
+//! Its plugin configuration may ask for `N` more calls into Envoy per
+//! request, all of one kind, made after the body is read: `clock N`
+//! (`proxy_get_current_time_nanoseconds`, the cheapest call there is),
+//! `property N` (`proxy_set_property`, as mcp-policy sets filter state) or
+//! `metric N` (`proxy_increment_metric`). `make bench` runs it with 16 of
+//! each beside the plain filter, which measures what one crossing costs
+//! Envoy (cells (6c), (6p), (6m)).
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { extra: Extra::None, count: 0 })
+    });
 }}
 
-struct Root;
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    Clock,
+    Property,
+    Metric(u32),
+}
+
+struct Root {
+    extra: Extra,
+    count: u32,
+}
 
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = String::from_utf8_lossy(&config);
+        let mut words = config.split_whitespace();
+        let (kind, count) = (words.next(), words.next().and_then(|n| n.parse().ok()));
+        self.count = count.unwrap_or(0);
+        self.extra = match kind {
+            None => Extra::None,
+            Some("clock") => Extra::Clock,
+            Some("property") => Extra::Property,
+            Some("metric") => {
+                match hostcalls::define_metric(MetricType::Counter, "trivial_calls") {
+                    Ok(id) => Extra::Metric(id),
+                    Err(_) => return false,
+                }
+            }
+            Some(_) => return false,
+        };
+        true
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream))
+        Some(Box::new(Stream {
+            extra: self.extra,
+            count: self.count,
+        }))
     }
 }
 
-struct Stream;
+struct Stream {
+    extra: Extra,
+    count: u32,
+}
 
 impl Context for Stream {}
 
@@ -43,6 +92,22 @@ impl HttpContext for Stream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
+        for i in 0..self.count {
+            // Each result is used, so no call can be left out.
+            let ok = match self.extra {
+                Extra::None => true,
+                Extra::Clock => hostcalls::get_current_time().is_ok(),
+                Extra::Property => {
+                    let value = [b'a' + (i % 26) as u8; 8];
+                    hostcalls::set_property(vec!["trivial.crossing"], Some(&value)).is_ok()
+                }
+                Extra::Metric(id) => hostcalls::increment_metric(id, 1).is_ok(),
+            };
+            if !ok {
+                self.send_http_response(500, vec![], Some(b"host call failed"));
+                return Action::Pause;
+            }
+        }
         if body.windows(NEEDLE.len()).any(|window| window == NEEDLE) {
             self.send_http_response(403, vec![], Some(b"refused"));
             return Action::Pause;
