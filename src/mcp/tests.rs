@@ -490,3 +490,62 @@ fn params_are_read_without_reading_what_is_not_kept() {
     let task = Params::read(br#"{"params":{"task":{"ttl":5}}}"#).unwrap();
     assert!(task.wants_task);
 }
+
+/// `case_variant_of` spells the few non-ASCII characters whose Unicode case
+/// mappings are ASCII itself (so the module has no case tables): checked
+/// against the standard library's mappings over every code point, and on
+/// keys built from each such character against every member name.
+#[test]
+fn case_variants_agree_with_unicode_case_mappings() {
+    let ascii_only = |s: String| s.is_ascii().then_some(s);
+    for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+        let upper = ascii_only(c.to_uppercase().collect());
+        let lower = ascii_only(c.to_lowercase().collect());
+        let mapped = upper.or(lower).map(|s| s.to_ascii_uppercase());
+        assert_eq!(
+            super::ascii_spelling(c).map(str::to_string),
+            mapped,
+            "{c:?} U+{:04X}",
+            c as u32
+        );
+    }
+    let members: Vec<&'static str> = super::ENVELOPE_MEMBERS
+        .iter()
+        .chain(super::PARAMS_MEMBERS.iter())
+        .copied()
+        .collect();
+    // What the check stood for before: a member equal to the key's Unicode
+    // uppercase, or (for an all-lowercase member) to its lowercase.
+    let unicode = |key: &str| {
+        members.iter().copied().find(|member| {
+            key != *member
+                && (key.to_lowercase() == *member || key.to_uppercase() == member.to_uppercase())
+        })
+    };
+    for member in &members {
+        for (at, _) in member.char_indices() {
+            for c in [
+                '\u{df}', '\u{131}', '\u{17f}', '\u{212a}', '\u{fb01}', '\u{fb06}', 'é',
+            ] {
+                let key = format!("{}{c}{}", &member[..at], &member[at + 1..]);
+                let ours = super::case_variant_of(&key, &members);
+                match unicode(&key) {
+                    Some(found) => assert_eq!(ours, Some(found), "{key:?}"),
+                    // Stricter only for KELVIN SIGN in a member that is not
+                    // all lowercase (its lowercase is k, its uppercase itself).
+                    None if c == '\u{212a}' => {}
+                    None => assert_eq!(ours, None, "{key:?}"),
+                }
+            }
+        }
+    }
+    assert_eq!(
+        super::case_variant_of("noti\u{fb01}cations", &members),
+        Some("notifications")
+    );
+    assert_eq!(
+        super::case_variant_of("argumentſ", &members),
+        Some("arguments")
+    );
+    assert_eq!(super::case_variant_of("namé", &members), None);
+}
