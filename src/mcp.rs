@@ -92,7 +92,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
                 let mut members = Members::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                // Keys borrowed from the body (serde's `Cow` would copy each).
+                while let Some(BorrowedKey(key)) = map.next_key::<BorrowedKey<'de>>()? {
                     let slot = match key.as_ref() {
                         "name" => &mut members.name,
                         "uri" => &mut members.uri,
