@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub mod methods;
+mod scan;
 
 pub use methods::{TOOLS_CALL, TOOLS_LIST};
 
@@ -569,6 +570,32 @@ fn ascii_spelling(c: char) -> Option<&'static str> {
 /// Reads the whole body in one pass (see [`parse_with_depth`]): checks the
 /// structure everywhere and keeps what the gate reads on the way.
 fn read_envelope(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
+    // The usual body takes the fast path; anything it does not vouch for
+    // (an error of any kind, an escaped member name, ...) is read again by
+    // serde_json, whose verdict and error message stand.
+    match scan::read(body, max_depth) {
+        Some(envelope) => Ok(envelope),
+        None => walk(body, max_depth),
+    }
+}
+
+/// Whether the fast path vouches for `body` (`Ok(true)`), leaves it to the
+/// walk (`Ok(false)`), or accepted it where the walk reads it otherwise
+/// (`Err`, with both readings): for the unit tests and the fuzz target.
+#[doc(hidden)]
+pub fn fast_path_agrees(body: &[u8], max_depth: usize) -> Result<bool, String> {
+    let Some(fast) = scan::read(body, max_depth) else {
+        return Ok(false);
+    };
+    match walk(body, max_depth) {
+        Ok(walked) if walked == fast => Ok(true),
+        walked => Err(format!("fast path: {fast:?}; walk: {walked:?}")),
+    }
+}
+
+/// The single pass through serde_json: the reference the fast path
+/// ([`scan`]) must agree with wherever it accepts a body.
+fn walk(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
     // serde_json's own recursion limit (128) stays as a backstop.
     let mut reader = serde_json::Deserializer::from_slice(body);
     let walk = Walk {
@@ -622,7 +649,7 @@ enum Place {
 }
 
 /// What the walk kept of one value.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Seen<'a> {
     Nothing,
     Null,
@@ -672,7 +699,7 @@ impl<'a> Seen<'a> {
 }
 
 /// The members of the message the gate reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Envelope<'a> {
     jsonrpc: Option<Seen<'a>>,
     id: Option<Seen<'a>>,
@@ -681,7 +708,7 @@ struct Envelope<'a> {
 }
 
 /// The members of `params` the gate reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct ParamsSeen<'a> {
     name: Option<Seen<'a>>,
     uri: Option<Seen<'a>>,
@@ -727,19 +754,46 @@ impl Walk {
             Ok(())
         }
     }
+}
 
+/// What each reader keeps of a value, by where it is: one definition for
+/// the serde_json walk and the fast path ([`scan`]).
+impl Place {
     /// A number or boolean: kept as the id, otherwise only its kind.
-    fn scalar<'a>(&self, value: impl FnOnce() -> Value, kind: &'static str) -> Seen<'a> {
-        match self.place {
+    fn scalar<'a>(self, value: impl FnOnce() -> Value, kind: &'static str) -> Seen<'a> {
+        match self {
             Place::Id => Seen::Scalar(value()),
             Place::Elsewhere => Seen::Nothing,
             _ => Seen::Other(kind),
         }
     }
 
-    /// What a member's value is kept as, by where the member is.
-    fn member_place(&self, key: &str) -> Place {
-        match (self.place, key) {
+    fn string<'a>(self, text: impl FnOnce() -> Cow<'a, str>) -> Seen<'a> {
+        match self {
+            Place::Text | Place::Id => Seen::Text(text()),
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Other("a string"),
+        }
+    }
+
+    fn null<'a>(self) -> Seen<'a> {
+        if self == Place::Elsewhere {
+            Seen::Nothing
+        } else {
+            Seen::Null
+        }
+    }
+
+    fn array<'a>(self) -> Seen<'a> {
+        match self {
+            Place::Elsewhere => Seen::Nothing,
+            _ => Seen::Compound("an array"),
+        }
+    }
+
+    /// Where a member's value is, by the member's name.
+    fn member(self, key: &str) -> Place {
+        match (self, key) {
             (Place::Top, "params") => Place::Params,
             (Place::Top, "jsonrpc" | "method") => Place::Text,
             (Place::Top, "id") => Place::Id,
@@ -748,6 +802,86 @@ impl Walk {
             (Place::Params, "_meta") => Place::Meta,
             (Place::Meta, META_PROTOCOL_VERSION) => Place::Text,
             _ => Place::Elsewhere,
+        }
+    }
+
+    /// The members whose letter-case variants an object here may not have.
+    fn guarded_members(self) -> &'static [&'static str] {
+        match self {
+            Place::Top => &ENVELOPE_MEMBERS,
+            Place::Params => &PARAMS_MEMBERS,
+            _ => &[],
+        }
+    }
+}
+
+/// One object as it is read: its member names so far (each may appear
+/// once, and none may be a letter-case variant of a member the gate reads)
+/// and what is kept of its members, by where the object is.
+struct Object<'a> {
+    place: Place,
+    keys: KeySet<'a>,
+    envelope: Envelope<'a>,
+    params: ParamsSeen<'a>,
+    argument_keys: Vec<Cow<'a, str>>,
+    meta_version: Option<Cow<'a, str>>,
+}
+
+impl<'a> Object<'a> {
+    fn new(place: Place) -> Object<'a> {
+        Object {
+            place,
+            keys: KeySet::default(),
+            envelope: Envelope::default(),
+            params: ParamsSeen::default(),
+            argument_keys: Vec::new(),
+            meta_version: None,
+        }
+    }
+
+    /// Why `key` may not be the next member's name, if it may not.
+    fn refuse(&self, key: &str) -> Option<String> {
+        if self.keys.contains(key) {
+            return Some(format!("duplicate member {key:?}"));
+        }
+        case_variant_of(key, self.place.guarded_members())
+            .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
+    }
+
+    /// Keeps what the gate reads of the member `key` (already accepted by
+    /// [`Object::refuse`]) and its value.
+    fn member(&mut self, key: Cow<'a, str>, seen: Seen<'a>) {
+        match (self.place, key.as_ref()) {
+            (Place::Top, "jsonrpc") => self.envelope.jsonrpc = Some(seen),
+            (Place::Top, "id") => self.envelope.id = Some(seen),
+            (Place::Top, "method") => self.envelope.method = Some(seen),
+            (Place::Top, "params") => self.envelope.params = Some(seen),
+            (Place::Params, "name") => self.params.name = Some(seen),
+            (Place::Params, "uri") => self.params.uri = Some(seen),
+            (Place::Params, "arguments") => self.params.arguments = Some(seen),
+            (Place::Params, "requestState") => self.params.present.request_state = true,
+            (Place::Params, "_meta") => {
+                self.params.present.meta = true;
+                if let Seen::Meta(version) = seen {
+                    self.params.meta_version = version;
+                }
+            }
+            (Place::Params, "task") => self.params.present.task = true,
+            (Place::Arguments, _) => self.argument_keys.push(key.clone()),
+            (Place::Meta, META_PROTOCOL_VERSION) => self.meta_version = seen.into_text(),
+            _ => {}
+        }
+        self.keys.insert(key);
+    }
+
+    fn finish(self) -> Seen<'a> {
+        match self.place {
+            Place::Top => Seen::Envelope(Box::new(self.envelope)),
+            Place::Params => Seen::Params(Box::new(self.params)),
+            Place::Arguments => Seen::Keys(self.argument_keys),
+            Place::Meta => Seen::Meta(self.meta_version),
+            Place::Text | Place::Id => Seen::Compound("an object"),
+            Place::Elsewhere => Seen::Nothing,
         }
     }
 }
@@ -765,38 +899,26 @@ impl<'de> Visitor<'de> for Walk {
         f.write_str("any JSON value")
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Seen<'de>, E> {
-        Ok(self.scalar(|| Value::Bool(v), "a boolean"))
+        Ok(self.place.scalar(|| Value::Bool(v), "a boolean"))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seen<'de>, E> {
-        Ok(self.scalar(|| Value::from(v), "a number"))
+        Ok(self.place.scalar(|| Value::from(v), "a number"))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seen<'de>, E> {
-        Ok(self.scalar(|| Value::from(v), "a number"))
+        Ok(self.place.scalar(|| Value::from(v), "a number"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seen<'de>, E> {
-        Ok(self.scalar(|| Value::from(v), "a number"))
+        Ok(self.place.scalar(|| Value::from(v), "a number"))
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Seen<'de>, E> {
-        Ok(match self.place {
-            Place::Text | Place::Id => Seen::Text(Cow::Borrowed(v)),
-            Place::Elsewhere => Seen::Nothing,
-            _ => Seen::Other("a string"),
-        })
+        Ok(self.place.string(|| Cow::Borrowed(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Seen<'de>, E> {
         // A string with escapes, decoded into serde_json's scratch buffer.
-        Ok(match self.place {
-            Place::Text | Place::Id => Seen::Text(Cow::Owned(v.to_string())),
-            Place::Elsewhere => Seen::Nothing,
-            _ => Seen::Other("a string"),
-        })
+        Ok(self.place.string(|| Cow::Owned(v.to_string())))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Seen<'de>, E> {
-        Ok(if self.place == Place::Elsewhere {
-            Seen::Nothing
-        } else {
-            Seen::Null
-        })
+        Ok(self.place.null())
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Seen<'de>, A::Error> {
         self.enter()?;
@@ -804,73 +926,39 @@ impl<'de> Visitor<'de> for Walk {
             .next_element_seed(self.nested(Place::Elsewhere))?
             .is_some()
         {}
-        Ok(match self.place {
-            Place::Elsewhere => Seen::Nothing,
-            _ => Seen::Compound("an array"),
-        })
+        Ok(self.place.array())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seen<'de>, A::Error> {
         self.enter()?;
-        let members: &[&'static str] = match self.place {
-            Place::Top => &ENVELOPE_MEMBERS,
-            Place::Params => &PARAMS_MEMBERS,
-            _ => &[],
-        };
-        let mut keys = KeySet::default();
-        let mut envelope = Envelope::default();
-        let mut params = ParamsSeen::default();
-        let mut argument_keys = Vec::new();
-        let mut meta_version = None;
+        let mut object = Object::new(self.place);
         while let Some(BorrowedKey(key)) = map.next_key()? {
-            if keys.contains(&key) {
-                return Err(de::Error::custom(format!("duplicate member {key:?}")));
+            if let Some(refused) = object.refuse(&key) {
+                return Err(de::Error::custom(refused));
             }
-            if let Some(member) = case_variant_of(&key, members) {
-                return Err(de::Error::custom(format!(
-                    "member {key:?} differs from {member:?} only in letter case"
-                )));
-            }
-            let place = self.member_place(&key);
-            let seen = map.next_value_seed(self.nested(place))?;
-            match (self.place, key.as_ref()) {
-                (Place::Top, "jsonrpc") => envelope.jsonrpc = Some(seen),
-                (Place::Top, "id") => envelope.id = Some(seen),
-                (Place::Top, "method") => envelope.method = Some(seen),
-                (Place::Top, "params") => envelope.params = Some(seen),
-                (Place::Params, "name") => params.name = Some(seen),
-                (Place::Params, "uri") => params.uri = Some(seen),
-                (Place::Params, "arguments") => params.arguments = Some(seen),
-                (Place::Params, "requestState") => params.present.request_state = true,
-                (Place::Params, "_meta") => {
-                    params.present.meta = true;
-                    if let Seen::Meta(version) = seen {
-                        params.meta_version = version;
-                    }
-                }
-                (Place::Params, "task") => params.present.task = true,
-                (Place::Arguments, _) => argument_keys.push(key.clone()),
-                (Place::Meta, META_PROTOCOL_VERSION) => meta_version = seen.into_text(),
-                _ => {}
-            }
-            keys.insert(key);
+            let seen = map.next_value_seed(self.nested(self.place.member(&key)))?;
+            object.member(key, seen);
         }
-        Ok(match self.place {
-            Place::Top => Seen::Envelope(Box::new(envelope)),
-            Place::Params => Seen::Params(Box::new(params)),
-            Place::Arguments => Seen::Keys(argument_keys),
-            Place::Meta => Seen::Meta(meta_version),
-            Place::Text | Place::Id => Seen::Compound("an object"),
-            Place::Elsewhere => Seen::Nothing,
-        })
+        Ok(object.finish())
     }
 }
 
-/// The keys of one object: a short list for the usual few, a hash set once
-/// there are many, so an object with 100k members costs linear time.
-#[derive(Default)]
+/// The keys of one object: a short inline list for the usual few (no
+/// allocation), a hash set once there are many, so an object with 100k
+/// members costs linear time.
 struct KeySet<'a> {
-    few: Vec<Cow<'a, str>>,
+    few: [Option<Cow<'a, str>>; KeySet::FEW],
+    len: usize,
     many: Option<HashSet<Cow<'a, str>>>,
+}
+
+impl Default for KeySet<'_> {
+    fn default() -> Self {
+        KeySet {
+            few: [const { None }; KeySet::FEW],
+            len: 0,
+            many: None,
+        }
+    }
 }
 
 impl<'a> KeySet<'a> {
@@ -882,7 +970,7 @@ impl<'a> KeySet<'a> {
                 counted_comparisons(1);
                 many.contains(key)
             }
-            None => self.few.iter().any(|known| {
+            None => self.few[..self.len].iter().flatten().any(|known| {
                 counted_comparisons(1);
                 known == key
             }),
@@ -890,16 +978,16 @@ impl<'a> KeySet<'a> {
     }
 
     fn insert(&mut self, key: Cow<'a, str>) {
-        match &mut self.many {
-            Some(many) => {
-                many.insert(key);
-            }
-            None if self.few.len() < Self::FEW => self.few.push(key),
-            None => {
-                let mut many: HashSet<Cow<'a, str>> = self.few.drain(..).collect();
-                many.insert(key);
-                self.many = Some(many);
-            }
+        if let Some(many) = &mut self.many {
+            many.insert(key);
+        } else if self.len < Self::FEW {
+            self.few[self.len] = Some(key);
+            self.len += 1;
+        } else {
+            let mut many: HashSet<Cow<'a, str>> =
+                self.few.iter_mut().flat_map(Option::take).collect();
+            many.insert(key);
+            self.many = Some(many);
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Any bytes as a request body: the parser never panics, whatever it accepts
 //! as a tool call names a tool with an acceptable name, and what it reads in
-//! its single pass is what a plain JSON parser reads from the same bytes.
+//! its single pass is what a plain JSON parser reads from the same bytes,
+//! and wherever the single pass's fast path accepts a body, serde_json's
+//! walk reads the same from it (at the default nesting limit and at a small
+//! one).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +11,11 @@ use mcp_policy::mcp::{self, Message};
 use serde_json::Value;
 
 fuzz_target!(|body: &[u8]| {
+    for max_depth in [mcp::DEFAULT_MAX_DEPTH, 3] {
+        if let Err(disagreement) = mcp::fast_path_agrees(body, max_depth) {
+            panic!("max_depth {max_depth}: {disagreement}");
+        }
+    }
     match mcp::parse(body) {
         Ok(Message::ToolCall(call)) => {
             assert!(mcp::check_tool_name(&call.name).is_ok());

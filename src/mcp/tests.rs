@@ -549,3 +549,150 @@ fn case_variants_agree_with_unicode_case_mappings() {
     );
     assert_eq!(super::case_variant_of("namé", &members), None);
 }
+
+/// Bodies the fast path must agree with the walk on: each is also the seed
+/// of the mutations below.
+const FAST_PATH_SEEDS: [&str; 22] = [
+    r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"asyncExecuteCode","arguments":{"script":"print(1)","timeout":30},"_meta":{"progressToken":1}}}"#,
+    r#" { "jsonrpc" : "2.0" , "id" : "a-1" ,
+        "method" : "tools/call" , "params" : { "name" : "t" , "arguments" : { } } } "#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"s":"a\n\"b\\c\/d\b\f\r\t\u00e9\u20ac","n":[1,-0,0.5,-1.5e10,1E+2,2e-7,12345678901234567,null,true,false,{}]}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"s":"\ud83d\ude00 x \ud83d","t":"\ude00"}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\u0061me":"t","arguments":{"k\u0031":1}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":1e400,"b":123456789012345678901234567890,"c":1.7976931348623157e308,"d":0e99999,"e":-1e-400}}}"#,
+    r#"{"jsonrpc":"2.0","id":12345678901234567890,"method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":-3,"method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":true,"method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":[1,{"a":2}],"method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":"x\ny","method":"tools\/call","params":{"name":"caf\u00e9"}}"#,
+    r#"{"jsonrpc":"2.0","id":null,"method":null,"params":null}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","Arguments":{},"argumentſ":{}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":1,"a":2}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"t"}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","uri":"file:///é","requestState":"s","task":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":[]}}}"#,
+    r#"{"jsonrpc":"2.0","method":"notifications/initialized","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":5}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"deep":[[[[[[[[[[{"a":[[[[1]]]]}]]]]]]]]]]}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":"tab	inside","b":1,}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"ключ":"значение","emoji":"😀","k":"ſ"}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"name"} trailing"#,
+];
+
+/// Bytes the mutations insert: JSON's punctuation, escapes, digits, the
+/// letters of its literals, control characters and broken UTF-8.
+const MUTATION_BYTES: &[u8] =
+    b"{}[]\",:\\ \t\n0123456789.eE+-truefalsnu/bx\x00\x1f\x7f\xc3\xa9\xff\xed\xa0\x80\xf0\x9f";
+
+/// Tiny deterministic generator (xorshift64), so a failure replays.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut body = seed.to_vec();
+    // Mostly one change: a body stays valid often enough to compare readings.
+    let changes = if rng.below(3) == 0 {
+        2 + rng.below(3)
+    } else {
+        1
+    };
+    for _ in 0..changes {
+        let at = rng.below(body.len() + 1);
+        let byte = MUTATION_BYTES[rng.below(MUTATION_BYTES.len())];
+        match rng.below(5) {
+            0 if at < body.len() => body[at] = byte,
+            1 => body.insert(at, byte),
+            2 if at < body.len() => {
+                body.remove(at);
+            }
+            3 => {
+                // Repeat a slice: duplicate members, deeper nesting.
+                let end = (at + rng.below(24)).min(body.len());
+                let slice = body[at..end].to_vec();
+                body.splice(at..at, slice);
+            }
+            _ => {
+                let escape: &[u8] = [
+                    &b"\\u00e9"[..],
+                    b"\\ud800",
+                    b"\\udfff",
+                    b"\\\"",
+                    b"\\n",
+                    b"\\u0041",
+                ][rng.below(6)];
+                body.splice(at..at, escape.iter().copied());
+            }
+        }
+    }
+    body
+}
+
+/// Wherever the fast path accepts a body, the walk accepts it and reads the
+/// same: the seeds, and thousands of mutations of them, at three nesting
+/// limits. The fast path must also have vouched for a good share, or the
+/// check proves nothing.
+#[test]
+fn the_fast_path_reads_what_the_walk_reads() {
+    let bench: [&[u8]; 2] = [
+        include_bytes!("../../bench/bodies/call-1k.json"),
+        include_bytes!("../../bench/bodies/call-64k.json"),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut vouched, mut left) = (0, 0);
+    let mut check = |body: &[u8], max_depth: usize| match fast_path_agrees(body, max_depth) {
+        Ok(true) => vouched += 1,
+        Ok(false) => left += 1,
+        Err(disagreement) => panic!(
+            "{disagreement}\nbody: {:?}\nmax_depth: {max_depth}",
+            String::from_utf8_lossy(body)
+        ),
+    };
+    for seed in FAST_PATH_SEEDS
+        .iter()
+        .map(|seed| seed.as_bytes())
+        .chain(bench)
+    {
+        let rounds = if seed.len() > 4096 { 20 } else { 2_000 };
+        for max_depth in [DEFAULT_MAX_DEPTH, 4, 2] {
+            check(seed, max_depth);
+            for _ in 0..rounds {
+                check(&mutate(seed, &mut rng), max_depth);
+            }
+        }
+    }
+    assert!(
+        vouched > 10_000 && left > 10_000,
+        "vouched {vouched}, left {left}"
+    );
+}
+
+/// The bodies agents send take the fast path (or the speed-up is lost
+/// without a test failing); what it cannot vouch for goes to the walk.
+#[test]
+fn the_fast_path_takes_ordinary_bodies_and_leaves_the_rest() {
+    let vouched = |body: &[u8]| fast_path_agrees(body, DEFAULT_MAX_DEPTH);
+    assert_eq!(
+        vouched(include_bytes!("../../bench/bodies/call-1k.json")),
+        Ok(true)
+    );
+    assert_eq!(
+        vouched(include_bytes!("../../bench/bodies/call-64k.json")),
+        Ok(true)
+    );
+    for seed in &FAST_PATH_SEEDS[..3] {
+        assert_eq!(vouched(seed.as_bytes()), Ok(true), "{seed}");
+    }
+    for left in [3, 4, 5, 11, 13, 14, 15, 19, 21] {
+        let seed = FAST_PATH_SEEDS[left];
+        assert_eq!(vouched(seed.as_bytes()), Ok(false), "{seed}");
+    }
+}
