@@ -820,7 +820,7 @@ impl Place {
 /// and what is kept of its members, by where the object is.
 struct Object<'a> {
     place: Place,
-    keys: KeySet<'a>,
+    keys: KeySet<Cow<'a, str>>,
     envelope: Envelope<'a>,
     params: ParamsSeen<'a>,
     argument_keys: Vec<Cow<'a, str>>,
@@ -841,7 +841,7 @@ impl<'a> Object<'a> {
 
     /// Why `key` may not be the next member's name, if it may not.
     fn refuse(&self, key: &str) -> Option<String> {
-        if self.keys.contains(key) {
+        if self.keys.contains::<str>(key) {
             return Some(format!("duplicate member {key:?}"));
         }
         case_variant_of(key, self.place.guarded_members())
@@ -945,26 +945,30 @@ impl<'de> Visitor<'de> for Walk {
 /// The keys of one object: a short inline list for the usual few (no
 /// allocation), a hash set once there are many, so an object with 100k
 /// members costs linear time.
-struct KeySet<'a> {
-    few: [Option<Cow<'a, str>>; KeySet::FEW],
+struct KeySet<K> {
+    few: [Option<K>; FEW_KEYS],
     len: usize,
-    many: Option<HashSet<Cow<'a, str>>>,
+    many: Option<HashSet<K>>,
 }
 
-impl Default for KeySet<'_> {
+const FEW_KEYS: usize = 16;
+
+impl<K> Default for KeySet<K> {
     fn default() -> Self {
         KeySet {
-            few: [const { None }; KeySet::FEW],
+            few: [const { None }; FEW_KEYS],
             len: 0,
             many: None,
         }
     }
 }
 
-impl<'a> KeySet<'a> {
-    const FEW: usize = 16;
-
-    fn contains(&self, key: &str) -> bool {
+impl<K: Eq + std::hash::Hash> KeySet<K> {
+    fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
         match &self.many {
             Some(many) => {
                 counted_comparisons(1);
@@ -972,20 +976,19 @@ impl<'a> KeySet<'a> {
             }
             None => self.few[..self.len].iter().flatten().any(|known| {
                 counted_comparisons(1);
-                known == key
+                known.borrow() == key
             }),
         }
     }
 
-    fn insert(&mut self, key: Cow<'a, str>) {
+    fn insert(&mut self, key: K) {
         if let Some(many) = &mut self.many {
             many.insert(key);
-        } else if self.len < Self::FEW {
+        } else if self.len < FEW_KEYS {
             self.few[self.len] = Some(key);
             self.len += 1;
         } else {
-            let mut many: HashSet<Cow<'a, str>> =
-                self.few.iter_mut().flat_map(Option::take).collect();
+            let mut many: HashSet<K> = self.few.iter_mut().flat_map(Option::take).collect();
             many.insert(key);
             self.many = Some(many);
         }

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{Envelope, Object, Place, Seen};
+use super::{Envelope, KeySet, Object, Place, Seen};
 
 /// The message in `body`, or `None` when the walk must read it.
 pub(super) fn read(body: &[u8], max_depth: usize) -> Option<Envelope<'_>> {
@@ -93,6 +93,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn value(&mut self, place: Place, depth: usize) -> Option<Seen<'a>> {
+        if place == Place::Elsewhere {
+            return self.skip(depth).map(|()| Seen::Nothing);
+        }
         match self.peek()? {
             b'{' | b'[' if depth >= self.max_depth => None,
             b'{' => {
@@ -127,6 +130,67 @@ impl<'a> Scanner<'a> {
             b'n' => self.literal(b"null").then(|| place.null()),
             b'-' | b'0'..=b'9' => self.number(place),
             _ => None,
+        }
+    }
+
+    /// A value of which nothing is kept (most of a body): checked the same
+    /// way, with no [`Seen`] made, and an object's member names compared
+    /// as bytes (without escapes, the same as comparing them decoded).
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' | b'[' if depth >= self.max_depth => None,
+            b'{' => {
+                self.at += 1;
+                self.skip_object(depth)
+            }
+            b'[' => {
+                self.at += 1;
+                self.array(depth)
+            }
+            b'"' => {
+                self.at += 1;
+                self.string().map(drop)
+            }
+            b't' => self.literal(b"true").then_some(()),
+            b'f' => self.literal(b"false").then_some(()),
+            b'n' => self.literal(b"null").then_some(()),
+            b'-' | b'0'..=b'9' => self.number(Place::Elsewhere).map(drop),
+            _ => None,
+        }
+    }
+
+    /// An object of which nothing is kept: its members may not repeat (no
+    /// member name is guarded against letter-case variants here).
+    fn skip_object(&mut self, depth: usize) -> Option<()> {
+        debug_assert!(Place::Elsewhere.guarded_members().is_empty());
+        let mut keys: KeySet<&[u8]> = KeySet::default();
+        self.whitespace();
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            if !self.eat(b'"') {
+                return None;
+            }
+            let key = self.string()?;
+            if key.escaped || keys.contains(key.raw) {
+                return None;
+            }
+            keys.insert(key.raw);
+            self.whitespace();
+            if !self.eat(b':') {
+                return None;
+            }
+            self.whitespace();
+            self.skip(depth + 1)?;
+            self.whitespace();
+            if self.eat(b',') {
+                self.whitespace();
+            } else if self.eat(b'}') {
+                return Some(());
+            } else {
+                return None;
+            }
         }
     }
 
@@ -180,7 +244,7 @@ impl<'a> Scanner<'a> {
             return Some(());
         }
         loop {
-            self.value(Place::Elsewhere, depth + 1)?;
+            self.skip(depth + 1)?;
             self.whitespace();
             if self.eat(b',') {
                 self.whitespace();
