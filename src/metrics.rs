@@ -171,8 +171,9 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
 pub struct Catalog {
     series: Vec<Series>,
     revision: String,
-    /// `(kind, target)` → index of its first decision counter.
-    targets: HashMap<(&'static str, String), usize>,
+    /// Kind → target → index of its first decision counter (looked up by
+    /// `&str`, so a decision allocates nothing to find its counters).
+    targets: HashMap<&'static str, HashMap<String, usize>>,
     /// Grant label → index of its first decision counter.
     grants: HashMap<String, usize>,
     /// Method names the policy rules on (any grant).
@@ -238,7 +239,9 @@ impl Catalog {
             }
         }));
         self.targets
-            .insert((kind, target.unwrap_or_default()), base);
+            .entry(kind)
+            .or_default()
+            .insert(target.unwrap_or_default(), base);
     }
 
     /// The counters' Envoy stat names, in index order.
@@ -286,28 +289,26 @@ impl Catalog {
     ///
     /// The target's label is its exact name when the policy names it, else
     /// the pattern key that decides it for this caller, else [`OTHER`].
-    pub fn counters(&self, policy: &Policy, audit: &AuditRecord) -> Vec<usize> {
-        let Some(offset) = Outcome::ALL.iter().position(|o| *o == audit.decision) else {
-            return Vec::new();
-        };
-        let slot = |kind: &'static str, target: &str| {
+    pub fn counters(&self, policy: &Policy, audit: &AuditRecord) -> impl Iterator<Item = usize> {
+        let offset = Outcome::ALL.iter().position(|o| *o == audit.decision);
+        let exact = |kind: &'static str, target: &str| {
             self.targets
-                .get(&(kind, target.to_string()))
-                .or_else(|| self.targets.get(&(kind, OTHER.to_string())))
+                .get(kind)
+                .and_then(|targets| targets.get(target))
                 .copied()
         };
+        let slot =
+            |kind: &'static str, target: &str| exact(kind, target).or_else(|| exact(kind, OTHER));
         let target = match (audit.kind, audit.target.as_deref(), audit.method.as_deref()) {
             (Some(kind), Some(name), _) => {
                 let label = kind.as_str();
-                if self.targets.contains_key(&(label, name.to_string())) {
-                    slot(label, name)
-                } else {
+                exact(label, name).or_else(|| {
                     let key = match kind {
                         Kind::Task => None,
                         _ => policy.view(&audit.grant).deciding_key(kind, name).0,
                     };
                     slot(label, key.unwrap_or(OTHER))
-                }
+                })
             }
             (None, _, Some(method)) if audit.rule.as_deref().is_some_and(is_methods_pointer) => {
                 slot(KIND_METHOD, method)
@@ -317,12 +318,14 @@ impl Catalog {
         let grant = self
             .grants
             .get(&audit.grant)
-            .or_else(|| self.grants.get(OTHER));
-        target
-            .into_iter()
-            .chain(grant.copied())
-            .map(|base| base + offset)
-            .collect()
+            .or_else(|| self.grants.get(OTHER))
+            .copied();
+        offset.into_iter().flat_map(move |offset| {
+            [target, grant]
+                .into_iter()
+                .flatten()
+                .map(move |base| base + offset)
+        })
     }
 }
 
@@ -363,7 +366,6 @@ mod tests {
     fn bumped(catalog: &Catalog, policy: &Policy, audit: &AuditRecord) -> Vec<Series> {
         catalog
             .counters(policy, audit)
-            .into_iter()
             .map(|index| catalog.series(index).unwrap().clone())
             .collect()
     }
