@@ -67,8 +67,19 @@ ALLOWED, DENIED, LIMITED = "asyncExecuteCode", "deleteWorkspace", "checkCodeExec
 # A tool the 500-tool policy denies by rule (bench/gen.py: every 25th).
 STARTUP_DENIED = "tool_000_read"
 
-# Calls into Envoy the trivial filter adds per request in cells (6c), (6p), (6m).
+# Calls into Envoy the trivial filter adds per request in cells (6c), (6p),
+# (6m), (6h); allocations inside the VM in (6a) (each costs far less).
 CROSSINGS = 16
+ALLOCATIONS = 256
+# Cell, the trivial filter's `kind` (bench/trivial-filter/src/lib.rs), how
+# many per request, and what one is.
+EXTRA_CELLS = (
+    ("6c", "clock", CROSSINGS, "clock read"),
+    ("6p", "property", CROSSINGS, "filter-state write"),
+    ("6m", "metric", CROSSINGS, "counter increment"),
+    ("6h", "headers", CROSSINGS, "read of every request header (one call, into the SDK's Vec of Strings)"),
+    ("6a", "alloc", ALLOCATIONS, "64-byte allocation and free inside the VM (no call into Envoy)"),
+)
 
 CANNED = json.dumps(
     {
@@ -318,6 +329,8 @@ class Ports:
         self.trivial_clock = base + 22  # (6c)
         self.trivial_property = base + 23  # (6p)
         self.trivial_metric = base + 24  # (6m)
+        self.trivial_headers = base + 25  # (6h)
+        self.trivial_alloc = base + 26  # (6a)
         self.upstream = base + 20
         self.upstream_admin = base + 21
         self.demo = base + 30
@@ -683,8 +696,8 @@ class Bench:
                          direct=CANNED),
             ] + [
                 listener(f"trivial_{kind}", getattr(ports, f"trivial_{kind}"),
-                         [trivial_filter(self.args.trivial_wasm, f"{kind} {CROSSINGS}")], direct=CANNED)
-                for kind in ("clock", "property", "metric")
+                         [trivial_filter(self.args.trivial_wasm, f"{kind} {count}")], direct=CANNED)
+                for _, kind, count, _ in EXTRA_CELLS
             ],
             [cluster("upstream", ports.upstream), cluster("demo", ports.demo)] + global_clusters,
         )
@@ -821,8 +834,8 @@ class Bench:
                              "RBAC: access denied")
             ok &= self.check(f"(6s) trivial filter allowed, {size}", p.trivial_self, ALLOWED, size, 200, '"result"')
             ok &= self.check(f"(6s) trivial filter refuses, {size}", p.trivial_self, DENIED, size, 403, "refused")
-        for cell, kind in (("6c", "clock"), ("6p", "property"), ("6m", "metric")):
-            ok &= self.check(f"({cell}) trivial filter + {CROSSINGS} {kind} calls allowed", getattr(p, f"trivial_{kind}"),
+        for cell, kind, count, _ in EXTRA_CELLS:
+            ok &= self.check(f"({cell}) trivial filter + {kind} {count} allowed", getattr(p, f"trivial_{kind}"),
                              ALLOWED, "1k", 200, '"result"')
         # The probe listener (same chain plus an access log) shows the metadata
         # RBAC matched on.
@@ -904,11 +917,7 @@ class Bench:
                 ("6s", size, p.trivial_self, ALLOWED, None),
             ]
         # What one call into Envoy costs: (6s) with CROSSINGS more of one kind.
-        cells += [
-            ("6c", "1k", p.trivial_clock, ALLOWED, None),
-            ("6p", "1k", p.trivial_property, ALLOWED, None),
-            ("6m", "1k", p.trivial_metric, ALLOWED, None),
-        ]
+        cells += [(cell, "1k", getattr(p, f"trivial_{kind}"), ALLOWED, None) for cell, kind, _, _ in EXTRA_CELLS]
         # Diagnostics: (2) with Envoy's wasm log level at warning, so the
         # audit lines the filter hands over are not written; a GET (no body,
         # nothing to inspect) through (1) and (2): the filter's fixed cost.
@@ -1101,6 +1110,8 @@ CONFIG_NAMES = {
     "6c": "(6c) (6s) + 16 clock reads per request (`proxy_get_current_time_nanoseconds`)",
     "6p": "(6p) (6s) + 16 filter-state writes per request (`proxy_set_property`)",
     "6m": "(6m) (6s) + 16 counter increments per request (`proxy_increment_metric`)",
+    "6h": "(6h) (6s) + 16 reads of every request header per request (`proxy_get_header_map_pairs`)",
+    "6a": "(6a) (6s) + 256 allocations of 64 bytes per request inside the VM",
 }
 BODY_NAMES = {"1k": "1 KiB", "64k": "64 KiB", "get": "none (GET)", "1k-demo": "1 KiB, demo MCP server upstream"}
 
@@ -1174,7 +1185,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m"]
+    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m", "6h", "6a"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"
@@ -1305,10 +1316,10 @@ def report(bench, machine, wasm_size, command):
     if q is not None:
         out(f"| for reference: (2) with audit lines not written / (2) | {x(q)} | | "
             f"{x(ratio(summary, '2q/1k', '2/1k'))} | | |")
-    for cell, what in (("6c", "clock read"), ("6p", "filter-state write"), ("6m", "counter increment")):
+    for cell, _, count, what in EXTRA_CELLS:
         if f"{cell}/1k" in summary and "6s/1k" in summary:
-            each = (summary[f"{cell}/1k"]["cpu_us"] - summary["6s/1k"]["cpu_us"]) / CROSSINGS
-            out(f"| for reference: Envoy CPU per call into Envoy, one {what}, (({cell}) − (6s)) / {CROSSINGS} | "
+            each = (summary[f"{cell}/1k"]["cpu_us"] - summary["6s/1k"]["cpu_us"]) / count
+            out(f"| for reference: Envoy CPU per {what}, (({cell}) − (6s)) / {count} | "
                 f"{each:.2f} µs | | | | |")
     if "2g/get" in summary and "1g/get" in summary:
         fixed = summary["2g/get"]["cpu_us"] - summary["1g/get"]["cpu_us"]

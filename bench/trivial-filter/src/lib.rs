@@ -6,12 +6,15 @@
 //! request, all of one kind, made after the body is read: `clock N`
 //! (`proxy_get_current_time_nanoseconds`, the cheapest call there is),
 //! `property N` (`proxy_set_property`, as mcp-policy sets filter state) or
-//! `metric N` (`proxy_increment_metric`). `make bench` runs it with 16 of
-//! each beside the plain filter, which measures what one crossing costs
-//! Envoy (cells (6c), (6p), (6m)).
+//! `metric N` (`proxy_increment_metric`), `headers N` (every request header
+//! in one `proxy_get_header_map_pairs`, as mcp-policy reads them, into the
+//! SDK's `Vec<(String, Vec<u8>)>`); or `alloc N`: N allocations of 64
+//! bytes inside the VM, each written and freed, no call into Envoy (what
+//! one allocation costs the module). `make bench` runs each beside the
+//! plain filter (cells (6c), (6p), (6m), (6h), (6a)).
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
@@ -26,6 +29,8 @@ enum Extra {
     Clock,
     Property,
     Metric(u32),
+    Headers,
+    Alloc,
 }
 
 struct Root {
@@ -52,6 +57,8 @@ impl RootContext for Root {
                     Err(_) => return false,
                 }
             }
+            Some("headers") => Extra::Headers,
+            Some("alloc") => Extra::Alloc,
             Some(_) => return false,
         };
         true
@@ -102,6 +109,12 @@ impl HttpContext for Stream {
                     hostcalls::set_property(vec!["trivial.crossing"], Some(&value)).is_ok()
                 }
                 Extra::Metric(id) => hostcalls::increment_metric(id, 1).is_ok(),
+                Extra::Headers => hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                    .is_ok_and(|headers| !headers.is_empty()),
+                Extra::Alloc => {
+                    let block = std::hint::black_box(vec![i as u8; 64]);
+                    block[63] == i as u8
+                }
             };
             if !ok {
                 self.send_http_response(500, vec![], Some(b"host call failed"));
