@@ -156,6 +156,8 @@ bench-tools:
 		$(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq wrk; }
 	@command -v taskset >/dev/null 2>&1 || { echo "installing taskset (util-linux)"; \
 		$(BENCH_SUDO) apt-get install -y -qq util-linux; }
+	@command -v perf >/dev/null 2>&1 || { echo "installing perf (linux-perf), for the CPU split by DSO"; \
+		$(BENCH_SUDO) apt-get install -y -qq linux-perf || echo "bench: no perf; the split is left out"; }
 
 # The criterion benches alone.
 bench-core:

@@ -983,6 +983,51 @@ class Bench:
                 result[f"{k}_cpu_us_per_req"] = cpu[k] * elapsed * 1e6 / max(1, result["requests"])
         return result
 
+    # Cells profiled with `perf` after the load runs: where the Envoy under
+    # test spends its CPU per request, by what runs (Envoy and V8's runtime,
+    # the module's compiled code, the kernel, libc).
+    PROFILED = (("1s", "1k"), ("6s", "1k"), ("2s", "1k"), ("1s", "64k"), ("6s", "64k"), ("2s", "64k"))
+
+    def profile(self):
+        perf = shutil.which("perf")
+        if not perf:
+            self.results["warnings"].append("perf not found: no CPU split by DSO")
+            return
+        ports = {"1s": self.ports.floor_self, "6s": self.ports.trivial_self, "2s": self.ports.policy_self}
+        only = [c.strip() for c in self.args.only.split(",") if c.strip()]
+        cells = [(c, s) for c, s in self.PROFILED
+                 if not only or c in only or f"{c}/{s}" in only]
+        if not cells:
+            return
+        print(f"== profile: {len(cells)} cells x {self.args.duration}s under perf record", flush=True)
+        profiles = self.results.setdefault("profiles", {})
+        for config, size in cells:
+            data = self.path(f"perf-{config}-{size}.data")
+            record = subprocess.Popen(
+                pinned([perf, "record", "-q", "-F", "999", "-p", str(self.proxy.pid), "-o", data,
+                        "--", "sleep", str(max(1, self.args.duration - 1))], 1),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            result = self.wrk(ports[config], self.bodies[(size, ALLOWED)][0])
+            _, err = record.communicate()
+            shares = {}
+            if record.returncode == 0:
+                text = subprocess.run([perf, "report", "-i", data, "--sort", "dso", "--stdio"],
+                                      capture_output=True, text=True).stdout
+                for line in text.splitlines():
+                    m = re.match(r"^\s*([0-9.]+)%\s+(.+?)\s*$", line)
+                    if m:
+                        dso = m.group(2)
+                        part = ("jit" if dso.startswith("[JIT]") else "kernel" if dso.startswith("[kernel")
+                                else "envoy" if dso == "envoy" else "libc" if dso.startswith("libc") else "other")
+                        shares[part] = shares.get(part, 0.0) + float(m.group(1)) / 100
+            if not shares:
+                self.results["warnings"].append(f"perf record failed for {config}/{size}: {err.strip()[:300]}")
+                continue
+            profiles[f"{config}/{size}"] = {"cpu_us": result["cpu_us_per_req"], "shares": shares}
+            print(f"   {config}/{size:4} Envoy {result['cpu_us_per_req']:5.0f} µs CPU/req: "
+                  + ", ".join(f"{k} {v * result['cpu_us_per_req']:.1f}" for k, v in sorted(shares.items())),
+                  flush=True)
+
     def set_wasm_log_level(self, level):
         status, text, _ = request(self.ports.proxy_admin, "POST", f"/logging?wasm={level}")
         if status != 200:
@@ -1379,6 +1424,25 @@ def report(bench, machine, wasm_size, command):
             f"minus without) | {total_ms:,.0f} ms | | | | {'**met**' if ok else '**missed**'} |")
     out("")
 
+    profiles = results.get("profiles") or {}
+    if profiles:
+        out("## Where the Envoy under test spends its CPU per request (`perf record`, by DSO)")
+        out("")
+        out("Each cell run once more for the run's duration while `perf record -F 999` samples the Envoy "
+            "under test; its CPU per request (measured as in the cells above) split by the shares of "
+            "samples: `envoy` is Envoy's own code with V8's runtime (linked into it: host calls, entering "
+            "and leaving the VM), `JIT` the code V8 compiled from the Wasm module, `kernel` the network and "
+            "the log file, `libc` its memcpy, malloc, writes.")
+        out("")
+        out("| cell | body | Envoy CPU/req | envoy | JIT (Wasm) | kernel | libc | other |")
+        out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for key, prof in profiles.items():
+            config, size = key.split("/")
+            cpu = prof["cpu_us"]
+            parts = [prof["shares"].get(k, 0.0) * cpu for k in ("envoy", "jit", "kernel", "libc", "other")]
+            out(f"| ({config}) | {size} | {cpu:.0f} µs | " + " | ".join(f"{v:.1f} µs" for v in parts) + " |")
+        out("")
+
     if startup:
         out("## Startup: loading the module and configuring a 500-tool policy")
         out("")
@@ -1562,6 +1626,7 @@ def main():
             print("bench: all checks passed")
             return
         bench.measure()
+        bench.profile()
         bench.proxy_stats()
         if not args.skip_global:
             bench.engine_cost(args.engine_checks, 20_000)
