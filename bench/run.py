@@ -78,6 +78,9 @@ EXTRA_CELLS = (
     ("6p", "property", CROSSINGS, "filter-state write"),
     ("6m", "metric", CROSSINGS, "counter increment"),
     ("6h", "headers", CROSSINGS, "read of every request header (one call, into the SDK's Vec of Strings)"),
+    ("6r", "read", CROSSINGS, "property read (`request.path`: a value Envoy hands back into the VM)"),
+    ("6d", "shared", CROSSINGS, "shared-data read and compare-and-swap of one key"),
+    ("6l", "log", CROSSINGS, "512-byte log line at info (written to Envoy's log)"),
     ("6a", "alloc", ALLOCATIONS, "64-byte allocation and free inside the VM (no call into Envoy)"),
 )
 
@@ -331,6 +334,9 @@ class Ports:
         self.trivial_metric = base + 24  # (6m)
         self.trivial_headers = base + 25  # (6h)
         self.trivial_alloc = base + 26  # (6a)
+        self.trivial_read = base + 27  # (6r)
+        self.trivial_shared = base + 28  # (6d)
+        self.trivial_log = base + 29  # (6l)
         self.upstream = base + 20
         self.upstream_admin = base + 21
         self.demo = base + 30
@@ -1156,6 +1162,9 @@ CONFIG_NAMES = {
     "6p": "(6p) (6s) + 16 filter-state writes per request (`proxy_set_property`)",
     "6m": "(6m) (6s) + 16 counter increments per request (`proxy_increment_metric`)",
     "6h": "(6h) (6s) + 16 reads of every request header per request (`proxy_get_header_map_pairs`)",
+    "6r": "(6r) (6s) + 16 property reads per request (`proxy_get_property`, `request.path`)",
+    "6d": "(6d) (6s) + 16 shared-data reads and compare-and-swaps per request",
+    "6l": "(6l) (6s) + 16 log lines of 512 bytes at info per request (`proxy_log`)",
     "6a": "(6a) (6s) + 256 allocations of 64 bytes per request inside the VM",
 }
 BODY_NAMES = {"1k": "1 KiB", "64k": "64 KiB", "get": "none (GET)", "1k-demo": "1 KiB, demo MCP server upstream"}
@@ -1230,7 +1239,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m", "6h", "6a"]
+    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m", "6h", "6r", "6d", "6l", "6a"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"

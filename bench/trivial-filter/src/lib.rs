@@ -8,10 +8,15 @@
 //! `property N` (`proxy_set_property`, as mcp-policy sets filter state) or
 //! `metric N` (`proxy_increment_metric`), `headers N` (every request header
 //! in one `proxy_get_header_map_pairs`, as mcp-policy reads them, into the
-//! SDK's `Vec<(String, Vec<u8>)>`); or `alloc N`: N allocations of 64
-//! bytes inside the VM, each written and freed, no call into Envoy (what
-//! one allocation costs the module). `make bench` runs each beside the
-//! plain filter (cells (6c), (6p), (6m), (6h), (6a)).
+//! SDK's `Vec<(String, Vec<u8>)>`), `read N` (`proxy_get_property` of the
+//! request path: a value Envoy hands back, as mcp-policy reads the response
+//! code), `shared N` (a read and a compare-and-swap of one shared-data
+//! key, as mcp-policy takes a local quota), `log N` (a 512-byte line at
+//! info, which Envoy writes to its log, as the audit line); or `alloc N`: N
+//! allocations of 64 bytes inside the VM, each written and freed, no call
+//! into Envoy (what one allocation costs the module). `make bench` runs
+//! each beside the plain filter (cells (6c), (6p), (6m), (6h), (6r), (6d),
+//! (6l), (6a)).
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
@@ -30,6 +35,9 @@ enum Extra {
     Property,
     Metric(u32),
     Headers,
+    Read,
+    Shared,
+    Log,
     Alloc,
 }
 
@@ -58,6 +66,9 @@ impl RootContext for Root {
                 }
             }
             Some("headers") => Extra::Headers,
+            Some("read") => Extra::Read,
+            Some("shared") => Extra::Shared,
+            Some("log") => Extra::Log,
             Some("alloc") => Extra::Alloc,
             Some(_) => return false,
         };
@@ -111,6 +122,18 @@ impl HttpContext for Stream {
                 Extra::Metric(id) => hostcalls::increment_metric(id, 1).is_ok(),
                 Extra::Headers => hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
                     .is_ok_and(|headers| !headers.is_empty()),
+                Extra::Read => hostcalls::get_property(vec!["request", "path"])
+                    .is_ok_and(|path| path.is_some_and(|path| !path.is_empty())),
+                Extra::Shared => match hostcalls::get_shared_data("trivial.counter") {
+                    Ok((value, cas)) => {
+                        let next = value.map_or(0, |v| v.len() % 8 + 1);
+                        hostcalls::set_shared_data("trivial.counter", Some(&vec![b'x'; next]), cas)
+                            .is_ok()
+                            || cas.is_some()
+                    }
+                    Err(_) => false,
+                },
+                Extra::Log => hostcalls::log(LogLevel::Info, LINE).is_ok(),
                 Extra::Alloc => {
                     let block = std::hint::black_box(vec![i as u8; 64]);
                     block[63] == i as u8
@@ -130,3 +153,14 @@ impl HttpContext for Stream {
 }
 
 const NEEDLE: &[u8] = b"deleteWorkspace";
+
+/// 512 bytes, about an audit line's length.
+const LINE: &str = concat!(
+    "trivial-filter line {\"time\":\"2026-11-30T20:00:00.000Z\",\"grant\":\"bench\",",
+    "\"method\":\"tools/call\",\"kind\":\"tool\",\"target\":\"asyncExecuteCode\",",
+    "\"decision\":\"allowed\",\"rule\":\"/tools/asyncExecuteCode\",\"argument_keys\":",
+    "[\"script\",\"timeout\"],\"enforced\":true,\"status\":200,\"duration_ms\":0,",
+    "\"revision\":\"0123456789abcdef\",\"padding\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+);
