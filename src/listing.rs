@@ -89,7 +89,7 @@ pub fn filter_json_body(body: &[u8], shows: Shows<'_>) -> Filtered {
         return Filtered::Unreadable;
     };
     if filter_message(&mut message, shows) {
-        Filtered::Rewritten(message.to_string().into_bytes())
+        Filtered::Rewritten(crate::response::json_bytes(&message))
     } else {
         Filtered::Unchanged
     }
@@ -191,7 +191,7 @@ impl SseFilter {
                     out.extend_from_slice(event);
                     return;
                 }
-                message.to_string().into_bytes()
+                crate::response::json_bytes(&message)
             }
             Err(_) => self.unreadable.clone(),
         };
