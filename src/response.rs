@@ -76,35 +76,104 @@ impl Reply {
 }
 
 /// `value` as compact JSON. Through serde_json's writer, not `Display`
-/// (`to_string()`), which passes every piece through `fmt::Write`: a
-/// third of a rate-limited call's instructions went there.
+/// (`to_string()`), which passes every piece through `fmt::Write`.
 pub(crate) fn json_bytes(value: &Value) -> Vec<u8> {
     // Writing a `Value` into a Vec cannot fail (its keys are strings).
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn error_reply(status: u16, id: &Value, code: i32, message: &str, data: Option<Value>) -> Reply {
-    let mut error = json!({ "code": code, "message": message });
-    if let (Some(data), Some(object)) = (data, error.as_object_mut()) {
-        object.insert("data".to_string(), data);
+/// The value of a member of an answer, written without building a `Value`.
+#[derive(Debug, Clone, Copy)]
+enum Field<'a> {
+    Str(&'a str),
+    Num(u64),
+    Null,
+    Json(&'a Value),
+}
+
+impl<'a> From<&'a str> for Field<'a> {
+    fn from(text: &'a str) -> Self {
+        Field::Str(text)
     }
-    let body = json!({ "jsonrpc": "2.0", "id": id, "error": error });
-    Reply {
-        status,
-        body: json_bytes(&body),
+}
+
+impl From<u64> for Field<'_> {
+    fn from(number: u64) -> Self {
+        Field::Num(number)
     }
+}
+
+impl<'a> From<Option<&'a str>> for Field<'a> {
+    fn from(text: Option<&'a str>) -> Self {
+        text.map_or(Field::Null, Field::Str)
+    }
+}
+
+/// Writes JSON into `out`. Writing into a Vec cannot fail.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Writes `{"key":value,...}` with the members in key order, the order
+/// serde_json writes its maps in (sorted: no `preserve_order`), so an
+/// answer is byte for byte what writing it as a `Value` gave, without the
+/// `Value`'s allocations (a refused call's answer cost more than its
+/// decision). Keys are the gate's own words, never the caller's.
+fn write_object(out: &mut Vec<u8>, members: &mut [(&str, Field<'_>)]) {
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (index, (key, field)) in members.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_json(out, *key);
+        out.push(b':');
+        match field {
+            Field::Str(text) => write_json(out, *text),
+            Field::Num(number) => write_json(out, number),
+            Field::Null => out.extend_from_slice(b"null"),
+            Field::Json(value) => write_json(out, *value),
+        }
+    }
+    out.push(b'}');
+}
+
+/// A JSON-RPC error answer; `data` is left out when it is `None`.
+fn error_reply(
+    status: u16,
+    id: &Value,
+    code: i32,
+    message: &str,
+    data: Option<&mut [(&str, Field<'_>)]>,
+) -> Reply {
+    let mut body = Vec::with_capacity(160 + message.len());
+    // {"error":{"code":..,"data":{..},"message":".."},"id":..,"jsonrpc":"2.0"}
+    body.extend_from_slice(b"{\"error\":{\"code\":");
+    write_json(&mut body, &code);
+    if let Some(data) = data {
+        body.extend_from_slice(b",\"data\":");
+        write_object(&mut body, data);
+    }
+    body.extend_from_slice(b",\"message\":");
+    write_json(&mut body, message);
+    body.extend_from_slice(b"},\"id\":");
+    write_json(&mut body, id);
+    body.extend_from_slice(b",\"jsonrpc\":\"2.0\"}");
+    Reply { status, body }
 }
 
 /// A refusal answered as a successful tool result with `isError: true`.
 fn tool_result_reply(id: &Value, text: String) -> Reply {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "result": { "content": [{ "type": "text", "text": text }], "isError": true },
-    });
+    let mut body = Vec::with_capacity(96 + text.len());
+    // {"id":..,"jsonrpc":"2.0","result":{"content":[{"text":"..","type":"text"}],"isError":true}}
+    body.extend_from_slice(b"{\"id\":");
+    write_json(&mut body, id);
+    body.extend_from_slice(b",\"jsonrpc\":\"2.0\",\"result\":{\"content\":[{\"text\":");
+    write_json(&mut body, &text);
+    body.extend_from_slice(b",\"type\":\"text\"}],\"isError\":true}}");
     Reply {
         status: status::DECIDED,
-        body: json_bytes(&body),
+        body,
     }
 }
 
@@ -149,7 +218,11 @@ pub fn for_decision(
                     id,
                     code::POLICY_DENIED,
                     &message,
-                    Some(json!({ key: name, "reason": reason, "rule": rule })),
+                    Some(&mut [
+                        (key, name.into()),
+                        ("reason", reason.as_ref().into()),
+                        ("rule", (*rule).into()),
+                    ]),
                 )
             })
         }
@@ -172,7 +245,8 @@ pub fn for_decision(
             retry_after_seconds,
             cost,
         } => {
-            let (message, mut data) = match limit.kind {
+            let mut data: [(&str, Field<'_>); 7] = [("", Field::Null); 7];
+            let (message, used) = match limit.kind {
                 LimitKind::Window { seconds, max } => {
                     let took = if limit.has_cost() {
                         format!(" (this call costs {cost})")
@@ -185,14 +259,17 @@ pub fn for_decision(
                             target.kind.as_str(),
                             limit.counter,
                         ),
-                        json!({
-                            key: name,
-                            "rule": limit.pointer,
-                            "counter": limit.counter,
-                            "max": max,
-                            "window_seconds": seconds,
-                            "retry_after_seconds": retry_after_seconds,
-                        }),
+                        {
+                            data[..6].copy_from_slice(&[
+                                (key, name.into()),
+                                ("rule", limit.pointer.as_str().into()),
+                                ("counter", limit.counter.as_str().into()),
+                                ("max", max.into()),
+                                ("window_seconds", seconds.into()),
+                                ("retry_after_seconds", (*retry_after_seconds).into()),
+                            ]);
+                            6
+                        },
                     )
                 }
                 // No retry guess: a slot frees when one of the calls ends.
@@ -202,19 +279,23 @@ pub fn for_decision(
                         target.kind.as_str(),
                         limit.counter,
                     ),
-                    json!({
-                        key: name,
-                        "rule": limit.pointer,
-                        "counter": limit.counter,
-                        "concurrent": cap,
-                    }),
+                    {
+                        data[..4].copy_from_slice(&[
+                            (key, name.into()),
+                            ("rule", limit.pointer.as_str().into()),
+                            ("counter", limit.counter.as_str().into()),
+                            ("concurrent", cap.into()),
+                        ]);
+                        4
+                    },
                 ),
             };
-            if limit.has_cost() {
-                if let Some(object) = data.as_object_mut() {
-                    object.insert("cost".to_string(), json!(cost));
-                }
-            }
+            let used = if limit.has_cost() {
+                data[used] = ("cost", (*cost).into());
+                used + 1
+            } else {
+                used
+            };
             Some(if as_tool_result {
                 tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
             } else {
@@ -223,7 +304,7 @@ pub fn for_decision(
                     id,
                     code::RATE_LIMITED,
                     &message,
-                    Some(data),
+                    Some(&mut data[..used]),
                 )
             })
         }
@@ -236,14 +317,18 @@ pub fn for_decision(
                 "Invalid params for {} '{name}': {reason}",
                 target.kind.as_str()
             ),
-            Some(json!({ key: name, "rule": rule, "reason": reason })),
+            Some(&mut [
+                (key, name.into()),
+                ("rule", (*rule).into()),
+                ("reason", reason.as_str().into()),
+            ]),
         )),
         Decision::Failed { .. } => Some(error_reply(
             status::DECIDED,
             id,
             code::INTERNAL_ERROR,
             "Policy gate could not decide; the request was not forwarded",
-            Some(json!({ key: name })),
+            Some(&mut [(key, name.into())]),
         )),
         // The gate asks the approval service before answering; should a
         // caller ever render this decision directly, the call still waits.
@@ -252,7 +337,7 @@ pub fn for_decision(
             id,
             code::APPROVAL_REQUIRED,
             &format!("Approval required: {title} '{name}' needs a person's approval"),
-            Some(json!({ key: name, "rule": rule })),
+            Some(&mut [(key, name.into()), ("rule", (*rule).into())]),
         )),
     }
 }
@@ -288,19 +373,23 @@ fn approval_message(target: &Target<'_>, pending: &PendingApproval<'_>) -> Strin
 /// its link, when to retry and the rule.
 pub fn approval_required(id: &Value, target: &Target<'_>, pending: &PendingApproval<'_>) -> Reply {
     let key = data_key(target);
-    let mut data = json!({
-        key: target.name,
-        "approval_id": pending.approval_id,
-        "approval_url": pending.url,
-        "retry_after_seconds": pending.retry_after_seconds,
-        "rule": pending.rule,
-    });
-    if let Some(object) = data.as_object_mut() {
-        if let Some(reason) = pending.reason {
-            object.insert("reason".to_string(), json!(reason));
-        }
-        if let Some(expires_at) = pending.expires_at {
-            object.insert("expires_at".to_string(), json!(expires_at));
+    let mut data: [(&str, Field<'_>); 7] = [
+        (key, target.name.as_ref().into()),
+        ("approval_id", pending.approval_id.into()),
+        ("approval_url", pending.url.into()),
+        ("retry_after_seconds", pending.retry_after_seconds.into()),
+        ("rule", pending.rule.into()),
+        ("", Field::Null),
+        ("", Field::Null),
+    ];
+    let mut used = 5;
+    for (name, value) in [
+        ("reason", pending.reason),
+        ("expires_at", pending.expires_at),
+    ] {
+        if let Some(value) = value {
+            data[used] = (name, value.into());
+            used += 1;
         }
     }
     error_reply(
@@ -314,7 +403,7 @@ pub fn approval_required(id: &Value, target: &Target<'_>, pending: &PendingAppro
             pending.url,
             pending.retry_after_seconds
         ),
-        Some(data),
+        Some(&mut data[..used]),
     )
 }
 
@@ -331,14 +420,15 @@ pub fn url_elicitation_required(
         id,
         code::URL_ELICITATION_REQUIRED,
         "This request requires approval: open the link, then retry it.",
-        Some(json!({
-            "elicitations": [{
+        Some(&mut [(
+            "elicitations",
+            Field::Json(&json!([{
                 "mode": "url",
                 "elicitationId": pending.approval_id,
                 "url": pending.url,
                 "message": approval_message(target, pending),
-            }]
-        })),
+            }])),
+        )]),
     )
 }
 
@@ -402,13 +492,13 @@ pub fn approval_denied(
         id,
         code::POLICY_DENIED,
         &message,
-        Some(json!({
-            data_key(target): target.name,
-            "reason": why,
-            "rule": rule,
-            "approval_id": approval_id,
-            "approver": approver,
-        })),
+        Some(&mut [
+            (data_key(target), target.name.as_ref().into()),
+            ("reason", why.into()),
+            ("rule", rule.into()),
+            ("approval_id", approval_id.into()),
+            ("approver", approver.into()),
+        ]),
     )
 }
 
@@ -425,7 +515,11 @@ pub fn approval_refused(id: &Value, target: &Target<'_>, rule: &str, detail: &st
             target.kind.title(),
             target.name
         ),
-        Some(json!({ data_key(target): target.name, "reason": detail, "rule": rule })),
+        Some(&mut [
+            (data_key(target), target.name.as_ref().into()),
+            ("reason", detail.into()),
+            ("rule", rule.into()),
+        ]),
     )
 }
 
@@ -441,14 +535,14 @@ fn unknown(id: &Value, target: &Target<'_>, answering: Answering) -> Reply {
             id,
             code::RESOURCE_NOT_FOUND,
             "Resource not found",
-            Some(json!({ "uri": name })),
+            Some(&mut [("uri", name.into())]),
         ),
         Kind::Resource => error_reply(
             status::DECIDED,
             id,
             code::INVALID_PARAMS,
             "Resource not found",
-            Some(json!({ "uri": name })),
+            Some(&mut [("uri", name.into())]),
         ),
         Kind::Task => error_reply(
             status::DECIDED,
@@ -481,7 +575,11 @@ pub fn method_denied(id: Option<&Value>, method: &str, rule: &str) -> Reply {
         id.unwrap_or(&Value::Null),
         code::POLICY_DENIED,
         &format!("Method '{method}' denied by policy"),
-        Some(json!({ "method": method, "reason": "method denied by policy", "rule": rule })),
+        Some(&mut [
+            ("method", method.into()),
+            ("reason", "method denied by policy".into()),
+            ("rule", rule.into()),
+        ]),
     )
 }
 
@@ -505,7 +603,7 @@ pub fn for_invalid(invalid: &Invalid) -> Reply {
             &Value::Null,
             code::PARSE_ERROR,
             "Parse error",
-            Some(json!({ "detail": detail })),
+            Some(&mut [("detail", detail.as_str().into())]),
         ),
         Invalid::Batch => error_reply(
             status::BAD_REQUEST,
@@ -519,14 +617,14 @@ pub fn for_invalid(invalid: &Invalid) -> Reply {
             id,
             code::INVALID_REQUEST,
             "Invalid Request",
-            Some(json!({ "detail": detail })),
+            Some(&mut [("detail", detail.as_str().into())]),
         ),
         Invalid::Params { id, detail } => error_reply(
             status::BAD_REQUEST,
             id,
             code::INVALID_PARAMS,
             "Invalid params",
-            Some(json!({ "detail": detail })),
+            Some(&mut [("detail", detail.as_str().into())]),
         ),
     }
 }
@@ -587,7 +685,7 @@ pub fn body_too_large(max_body_bytes: u64) -> Reply {
         &Value::Null,
         code::INVALID_REQUEST,
         &format!("Request body exceeds the gate's limit of {max_body_bytes} bytes"),
-        Some(json!({ "max_body_bytes": max_body_bytes })),
+        Some(&mut [("max_body_bytes", max_body_bytes.into())]),
     )
 }
 

@@ -304,3 +304,154 @@ fn unauthorized_is_401_with_31003() {
     assert_eq!(reply.status, 401);
     assert_eq!(reply.json().unwrap()["error"]["code"], -31003);
 }
+
+/// Every answer is written without building a `Value` (`write_object`,
+/// `error_reply`): it must be exactly what serde_json writes for the same
+/// JSON (members in key order, compact, the same escapes), for every kind
+/// of target, id and text a caller can put in it.
+#[test]
+fn every_answer_is_written_as_serde_json_writes_it() {
+    let texts = [
+        "x",
+        "quote \" backslash \\ slash / tab \t newline \n nul \u{0}",
+        "ünïcødé 😀 \u{2028}",
+        "",
+    ];
+    let ids = [json!(7), json!("seven \"7\""), json!(-1.5), Value::Null];
+    let mut window = window_limit();
+    let mut costly = window_limit();
+    costly.cost = crate::policy::Cost::Units(3);
+    let mut concurrent = window_limit();
+    concurrent.kind = crate::policy::LimitKind::Concurrent {
+        cap: 2,
+        lease_seconds: 30,
+    };
+    let approval = crate::policy::Approval {
+        always: true,
+        ttl_seconds: 60,
+        reason: Some("why".into()),
+        separate_approver: false,
+    };
+    let mut replies = Vec::new();
+    for text in texts {
+        window.counter = text.to_string();
+        let decisions = [
+            Decision::Deny {
+                rule: text,
+                reason: text.into(),
+            },
+            Decision::Hidden {
+                rule: "/hide",
+                unlisted: Some("/default"),
+            },
+            Decision::Hidden {
+                rule: "/hide",
+                unlisted: None,
+            },
+            Decision::RateLimited {
+                limit: &window,
+                retry_after_seconds: 59,
+                cost: 1,
+            },
+            Decision::RateLimited {
+                limit: &costly,
+                retry_after_seconds: u64::MAX,
+                cost: 3,
+            },
+            Decision::RateLimited {
+                limit: &concurrent,
+                retry_after_seconds: 0,
+                cost: 1,
+            },
+            Decision::InvalidArgument {
+                rule: text,
+                reason: text.to_string(),
+            },
+            Decision::Failed {
+                detail: text.to_string(),
+            },
+            Decision::NeedsApproval {
+                rule: text,
+                approval: &approval,
+                charges: Vec::new(),
+            },
+        ];
+        for kind in Kind::ALL {
+            let target = Target::new(kind, text);
+            for id in &ids {
+                for deny_as in [DenyAs::Error, DenyAs::ToolResult] {
+                    for current in [false, true] {
+                        let answering = Answering { deny_as, current };
+                        for decision in &decisions {
+                            replies.extend(for_decision(id, &target, decision, answering));
+                        }
+                        replies.push(approval_denied(
+                            id,
+                            &target,
+                            text,
+                            text,
+                            Some(text),
+                            Some(text),
+                            answering,
+                        ));
+                        replies.push(approval_denied(
+                            id, &target, text, text, None, None, answering,
+                        ));
+                    }
+                }
+                for (reason, expires_at) in [(None, None), (Some(text), Some(text))] {
+                    let pending = PendingApproval {
+                        approval_id: text,
+                        url: text,
+                        retry_after_seconds: 5,
+                        rule: text,
+                        reason,
+                        expires_at,
+                    };
+                    replies.push(approval_required(id, &target, &pending));
+                    replies.push(url_elicitation_required(id, &target, &pending));
+                    replies.push(input_required(id, &target, &pending, text, text));
+                }
+                replies.push(approval_refused(id, &target, text, text));
+            }
+        }
+        for id in &ids {
+            replies.push(method_denied(Some(id), text, text));
+            replies.push(header_mismatch(id, text));
+            replies.push(Reply {
+                status: 200,
+                body: unreadable_answer(id),
+            });
+            for invalid in [
+                Invalid::Request {
+                    id: id.clone(),
+                    detail: text.to_string(),
+                },
+                Invalid::Params {
+                    id: id.clone(),
+                    detail: text.to_string(),
+                },
+            ] {
+                replies.push(for_invalid(&invalid));
+            }
+        }
+        replies.push(method_denied(None, text, text));
+        replies.push(for_invalid(&Invalid::Malformed {
+            detail: text.to_string(),
+        }));
+        replies.push(unsupported_encoding(text));
+        replies.push(unreadable_header(text));
+    }
+    replies.push(for_invalid(&Invalid::Batch));
+    replies.push(unauthorized(&IdentityError::MissingToken));
+    replies.push(body_too_large(u64::MAX));
+    assert!(replies.len() > 1000, "{}", replies.len());
+    for reply in &replies {
+        let parsed: Value = serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&reply.body)));
+        assert_eq!(
+            String::from_utf8_lossy(&serde_json::to_vec(&parsed).unwrap()),
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+}
