@@ -1333,9 +1333,12 @@ impl Exchange {
             // level; the log line only when Envoy would write it.
             // Serialised once for both.
             let json = audit.to_json();
-            let line = host
-                .logs_at(Level::Info)
-                .then(|| format!("{}{json}", crate::audit::AUDIT_PREFIX));
+            let line = host.logs_at(Level::Info).then(|| {
+                let mut line = String::with_capacity(crate::audit::AUDIT_PREFIX.len() + json.len());
+                line.push_str(crate::audit::AUDIT_PREFIX);
+                line.push_str(&json);
+                line
+            });
             effects.push(Effect::FilterState {
                 name: AUDIT_FILTER_STATE,
                 value: json,

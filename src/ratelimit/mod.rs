@@ -176,12 +176,37 @@ fn owner_text(scope_value: &str, per: Option<&str>) -> String {
 
 /// The key of slot `index` of a counter's table for one scope. Lengths make
 /// it unambiguous whatever characters counter names hold.
+/// `KEY_PREFIX` `<length>/<counter>/<scope>/<index>`, written without
+/// `format!` (taken on every counted call: a tenth of its instructions).
 fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
-    format!(
-        "{KEY_PREFIX}{}/{}/{scope}/{index}",
-        limit.counter.len(),
-        limit.counter
-    )
+    let counter = &limit.counter;
+    let mut key = String::with_capacity(KEY_PREFIX.len() + counter.len() + 28);
+    key.push_str(KEY_PREFIX);
+    push_decimal(&mut key, counter.len() as u64);
+    key.push('/');
+    key.push_str(counter);
+    key.push('/');
+    key.push(scope);
+    key.push('/');
+    push_decimal(&mut key, index);
+    key
+}
+
+/// Appends `number` in decimal.
+fn push_decimal(text: &mut String, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    for digit in &digits[start..] {
+        text.push(char::from(*digit));
+    }
 }
 
 /// The `probe`-th slot a caller may use. Each probe hashes afresh (random

@@ -296,6 +296,13 @@ fn keys_cannot_collide_across_counters_and_scopes() {
     let b = limit("a", 60, 1, Scope::Grant);
     assert_ne!(slot_key(&a, 'g', 0), slot_key(&b, 'g', 0));
     assert_ne!(slot_key(&a, 's', 0), slot_key(&a, 'g', 0));
+    // The layout every worker (and a reloaded policy) must agree on.
+    assert_eq!(slot_key(&a, 'g', 0), "mcp-policy/v3/3/a/g/g/0");
+    assert_eq!(
+        slot_key(&b, 's', u64::MAX),
+        format!("mcp-policy/v3/1/a/s/{}", u64::MAX)
+    );
+    assert_eq!(slot_key(&b, '*', 1_000_007), "mcp-policy/v3/1/a/*/1000007");
     // A grant and a session with the same value count separately.
     let store = EnvoySharedData::default();
     let session = limit("c", 60, 1, Scope::Session);
