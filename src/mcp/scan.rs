@@ -169,28 +169,43 @@ impl<'a> Scanner<'a> {
             return Some(());
         }
         loop {
-            if !self.eat(b'"') {
-                return None;
-            }
-            let key = self.string()?;
+            let key = self.member_name()?;
             if key.escaped || keys.contains(key.raw) {
                 return None;
             }
             keys.insert(key.raw);
-            self.whitespace();
-            if !self.eat(b':') {
-                return None;
-            }
-            self.whitespace();
             self.skip(depth + 1)?;
-            self.whitespace();
-            if self.eat(b',') {
-                self.whitespace();
-            } else if self.eat(b'}') {
+            if !self.more(b'}')? {
                 return Some(());
-            } else {
-                return None;
             }
+        }
+    }
+
+    /// A member's name and the `:` after it (with the whitespace around it).
+    fn member_name(&mut self) -> Option<Text<'a>> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let key = self.string()?;
+        self.whitespace();
+        if !self.eat(b':') {
+            return None;
+        }
+        self.whitespace();
+        Some(key)
+    }
+
+    /// What follows a member or an element: `,` and another (`true`), or
+    /// `close` (`false`), each with the whitespace after it.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.whitespace();
+        if self.eat(b',') {
+            self.whitespace();
+            Some(true)
+        } else if self.eat(close) {
+            Some(false)
+        } else {
+            None
         }
     }
 
@@ -209,10 +224,7 @@ impl<'a> Scanner<'a> {
             return Some(object.finish());
         }
         loop {
-            if !self.eat(b'"') {
-                return None;
-            }
-            let key = self.string()?;
+            let key = self.member_name()?;
             if key.escaped {
                 return None;
             }
@@ -220,20 +232,10 @@ impl<'a> Scanner<'a> {
             if object.refuse(key).is_some() {
                 return None;
             }
-            self.whitespace();
-            if !self.eat(b':') {
-                return None;
-            }
-            self.whitespace();
             let seen = self.value(place.member(key), depth + 1)?;
             object.member(Cow::Borrowed(key), seen);
-            self.whitespace();
-            if self.eat(b',') {
-                self.whitespace();
-            } else if self.eat(b'}') {
+            if !self.more(b'}')? {
                 return Some(object.finish());
-            } else {
-                return None;
             }
         }
     }
@@ -245,13 +247,8 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.skip(depth + 1)?;
-            self.whitespace();
-            if self.eat(b',') {
-                self.whitespace();
-            } else if self.eat(b']') {
+            if !self.more(b']')? {
                 return Some(());
-            } else {
-                return None;
             }
         }
     }
