@@ -992,14 +992,18 @@ class Bench:
     # Cells profiled with `perf` after the load runs: where the Envoy under
     # test spends its CPU per request, by what runs (Envoy and V8's runtime,
     # the module's compiled code, the kernel, libc).
-    PROFILED = (("1s", "1k"), ("6s", "1k"), ("2s", "1k"), ("1s", "64k"), ("6s", "64k"), ("2s", "64k"))
+    PROFILED = (("1s", "1k"), ("6s", "1k"), ("2s", "1k"), ("3s", "1k"), ("4s", "1k"),
+                ("1s", "64k"), ("6s", "64k"), ("2s", "64k"))
+    # The call each profiled configuration is sent.
+    PROFILED_TOOL = {"3s": DENIED, "4s": LIMITED}
 
     def profile(self):
         perf = shutil.which("perf")
         if not perf:
             self.results["warnings"].append("perf not found: no CPU split by DSO")
             return
-        ports = {"1s": self.ports.floor_self, "6s": self.ports.trivial_self, "2s": self.ports.policy_self}
+        ports = {"1s": self.ports.floor_self, "6s": self.ports.trivial_self, "2s": self.ports.policy_self,
+                 "3s": self.ports.policy_self, "4s": self.ports.policy_self}
         only = [c.strip() for c in self.args.only.split(",") if c.strip()]
         cells = [(c, s) for c, s in self.PROFILED
                  if not only or c in only or f"{c}/{s}" in only]
@@ -1013,7 +1017,7 @@ class Bench:
                 pinned([perf, "record", "-q", "-F", "999", "-p", str(self.proxy.pid), "-o", data,
                         "--", "sleep", str(max(1, self.args.duration - 1))], 1),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            result = self.wrk(ports[config], self.bodies[(size, ALLOWED)][0])
+            result = self.wrk(ports[config], self.bodies[(size, self.PROFILED_TOOL.get(config, ALLOWED))][0])
             _, err = record.communicate()
             shares = {}
             if record.returncode == 0:
