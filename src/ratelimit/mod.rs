@@ -44,7 +44,48 @@ const KEY_PREFIX: &str = "mcp-policy/v3/";
 pub const OWNER_DIGEST_LEN: usize = 16;
 
 /// The fixed-size digest a slot keeps of its owner's name.
+///
+/// The same few callers call again and again (an agent in a loop), and
+/// SHA-256 was a sixth of a counted call's instructions: the last
+/// [`RECENT_OWNERS`] digests are kept per VM, found by the whole name, so
+/// a kept one is exactly the one computed.
 pub fn owner_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
+    RECENT.with(|recent| {
+        // Never borrowed twice (nothing here calls back in); computed
+        // afresh if it were.
+        let Ok(mut recent) = recent.try_borrow_mut() else {
+            return sha256_digest(owner);
+        };
+        if let Some((_, digest)) = recent.entries.iter().find(|(name, _)| name == owner) {
+            return *digest;
+        }
+        let digest = sha256_digest(owner);
+        let next = recent.next;
+        recent.next = (next + 1) % RECENT_OWNERS;
+        if let Some(entry) = recent.entries.get_mut(next) {
+            *entry = (owner.to_string(), digest);
+        } else {
+            recent.entries.push((owner.to_string(), digest));
+        }
+        digest
+    })
+}
+
+/// Owner digests kept per VM (see [`owner_digest`]).
+pub const RECENT_OWNERS: usize = 4;
+
+/// The digests [`owner_digest`] keeps, replaced in turn.
+#[derive(Default)]
+struct Recent {
+    entries: Vec<(String, [u8; OWNER_DIGEST_LEN])>,
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent::default());
+}
+
+fn sha256_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
     use sha2::{Digest, Sha256};
     let hash = Sha256::digest(owner.as_bytes());
     let mut digest = [0u8; OWNER_DIGEST_LEN];

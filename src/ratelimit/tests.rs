@@ -290,6 +290,24 @@ fn one_caller_keeps_one_key_across_windows() {
     assert_eq!(store.keys().len(), 1);
 }
 
+/// The digests kept for recent owners are the ones computed, whichever
+/// owners come and go (more of them than are kept, some again).
+#[test]
+fn kept_owner_digests_are_the_computed_ones() {
+    let names: Vec<String> = (0..3 * RECENT_OWNERS)
+        .map(|i| format!("caller-{}", i % (RECENT_OWNERS + 2)))
+        .chain([
+            "".to_string(),
+            "ünï;code".to_string(),
+            "caller-0".to_string(),
+        ])
+        .collect();
+    for name in names.iter().chain(names.iter().rev()) {
+        assert_eq!(owner_digest(name), sha256_digest(name), "{name}");
+    }
+    assert_ne!(owner_digest("caller-0"), owner_digest("caller-1"));
+}
+
 #[test]
 fn keys_cannot_collide_across_counters_and_scopes() {
     let a = limit("a/g", 60, 1, Scope::Grant);
