@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub mod methods;
-mod scan;
+pub(crate) mod scan;
 
 pub use methods::{TOOLS_CALL, TOOLS_LIST};
 

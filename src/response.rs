@@ -109,9 +109,62 @@ impl<'a> From<Option<&'a str>> for Field<'a> {
     }
 }
 
+/// A piece of a message put together by [`text`].
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+impl<'a> From<&'a str> for Piece<'a> {
+    fn from(text: &'a str) -> Self {
+        Piece::Text(text)
+    }
+}
+
+impl From<u64> for Piece<'_> {
+    fn from(number: u64) -> Self {
+        Piece::Number(number)
+    }
+}
+
+/// The pieces one after the other: the messages of the refusals made most
+/// often, without `format!`, which passes each piece through `fmt::Write`
+/// (a tenth of a refused call's instructions).
+fn text(pieces: &[Piece<'_>]) -> String {
+    let len = pieces
+        .iter()
+        .map(|piece| match piece {
+            Piece::Text(text) => text.len(),
+            Piece::Number(_) => 20,
+        })
+        .sum();
+    let mut out = String::with_capacity(len);
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Number(number) => crate::ratelimit::push_decimal(&mut out, *number),
+        }
+    }
+    out
+}
+
 /// Writes JSON into `out`. Writing into a Vec cannot fail.
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Writes `text` as a JSON string: as it is when nothing in it needs an
+/// escape (most texts; serde_json's writer looks at each byte in turn),
+/// else through serde_json, so the bytes are the same either way.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    if crate::mcp::scan::is_plain_text(text.as_bytes()) {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, text);
+    }
 }
 
 /// Writes `{"key":value,...}` with the members in key order, the order
@@ -126,10 +179,10 @@ fn write_object(out: &mut Vec<u8>, members: &mut [(&str, Field<'_>)]) {
         if index > 0 {
             out.push(b',');
         }
-        write_json(out, *key);
+        write_str(out, key);
         out.push(b':');
         match field {
-            Field::Str(text) => write_json(out, *text),
+            Field::Str(text) => write_str(out, text),
             Field::Num(number) => write_json(out, number),
             Field::Null => out.extend_from_slice(b"null"),
             Field::Json(value) => write_json(out, *value),
@@ -155,7 +208,7 @@ fn error_reply(
         write_object(&mut body, data);
     }
     body.extend_from_slice(b",\"message\":");
-    write_json(&mut body, message);
+    write_str(&mut body, message);
     body.extend_from_slice(b"},\"id\":");
     write_json(&mut body, id);
     body.extend_from_slice(b",\"jsonrpc\":\"2.0\"}");
@@ -169,7 +222,7 @@ fn tool_result_reply(id: &Value, text: String) -> Reply {
     body.extend_from_slice(b"{\"id\":");
     write_json(&mut body, id);
     body.extend_from_slice(b",\"jsonrpc\":\"2.0\",\"result\":{\"content\":[{\"text\":");
-    write_json(&mut body, &text);
+    write_str(&mut body, &text);
     body.extend_from_slice(b",\"type\":\"text\"}],\"isError\":true}}");
     Reply {
         status: status::DECIDED,
@@ -209,9 +262,18 @@ pub fn for_decision(
     match decision {
         Decision::Allow { .. } => None,
         Decision::Deny { rule, reason } => {
-            let message = format!("{title} '{name}' denied by policy: {reason}");
+            let message = text(&[
+                title.into(),
+                " '".into(),
+                name.into(),
+                "' denied by policy: ".into(),
+                reason.as_ref().into(),
+            ]);
             Some(if as_tool_result {
-                tool_result_reply(id, format!("{DENIED_PREFIX} {message}"))
+                tool_result_reply(
+                    id,
+                    text(&[DENIED_PREFIX.into(), " ".into(), message.as_str().into()]),
+                )
             } else {
                 error_reply(
                     status::DECIDED,
@@ -248,17 +310,31 @@ pub fn for_decision(
             let mut data: [(&str, Field<'_>); 7] = [("", Field::Null); 7];
             let (message, used) = match limit.kind {
                 LimitKind::Window { seconds, max } => {
-                    let took = if limit.has_cost() {
-                        format!(" (this call costs {cost})")
+                    let (took, cost_text, closing) = if limit.has_cost() {
+                        (" (this call costs ", Piece::Number(*cost), ")")
                     } else {
-                        String::new()
+                        ("", Piece::Text(""), "")
                     };
                     (
-                        format!(
-                            "Rate limit exceeded for {} '{name}': counter '{}' allows {max} per {seconds}s{took}; retry after {retry_after_seconds}s",
-                            target.kind.as_str(),
-                            limit.counter,
-                        ),
+                        text(&[
+                            "Rate limit exceeded for ".into(),
+                            target.kind.as_str().into(),
+                            " '".into(),
+                            name.into(),
+                            "': counter '".into(),
+                            limit.counter.as_str().into(),
+                            "' allows ".into(),
+                            max.into(),
+                            " per ".into(),
+                            seconds.into(),
+                            "s".into(),
+                            took.into(),
+                            cost_text,
+                            closing.into(),
+                            "; retry after ".into(),
+                            (*retry_after_seconds).into(),
+                            "s".into(),
+                        ]),
                         {
                             data[..6].copy_from_slice(&[
                                 (key, name.into()),
@@ -274,11 +350,17 @@ pub fn for_decision(
                 }
                 // No retry guess: a slot frees when one of the calls ends.
                 LimitKind::Concurrent { cap, .. } => (
-                    format!(
-                        "Concurrency limit reached for {} '{name}': counter '{}' allows {cap} calls in flight; retry when one has finished",
-                        target.kind.as_str(),
-                        limit.counter,
-                    ),
+                    text(&[
+                        "Concurrency limit reached for ".into(),
+                        target.kind.as_str().into(),
+                        " '".into(),
+                        name.into(),
+                        "': counter '".into(),
+                        limit.counter.as_str().into(),
+                        "' allows ".into(),
+                        cap.into(),
+                        " calls in flight; retry when one has finished".into(),
+                    ]),
                     {
                         data[..4].copy_from_slice(&[
                             (key, name.into()),
@@ -297,7 +379,14 @@ pub fn for_decision(
                 used
             };
             Some(if as_tool_result {
-                tool_result_reply(id, format!("{RATE_LIMITED_PREFIX} {message}"))
+                tool_result_reply(
+                    id,
+                    text(&[
+                        RATE_LIMITED_PREFIX.into(),
+                        " ".into(),
+                        message.as_str().into(),
+                    ]),
+                )
             } else {
                 error_reply(
                     status::DECIDED,

@@ -72,6 +72,24 @@ const fn special_bytes(word: u64) -> u64 {
         | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
 }
 
+/// Whether `text` can stand in a JSON string as it is: no quote, backslash
+/// or control character, the only bytes JSON (and serde_json's writer)
+/// escape. Eight bytes at a time.
+pub(crate) fn is_plain_text(text: &[u8]) -> bool {
+    let mut words = text.chunks_exact(8);
+    for chunk in words.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if special_bytes(u64::from_le_bytes(word)) != 0 {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+}
+
 impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
         self.body.get(self.at).copied()

@@ -696,3 +696,27 @@ fn the_fast_path_takes_ordinary_bodies_and_leaves_the_rest() {
         assert_eq!(vouched(seed.as_bytes()), Ok(false), "{seed}");
     }
 }
+
+/// `is_plain_text` (eight bytes at a time) says what a byte-by-byte look
+/// says: every byte value, at every place of texts up to 17 bytes long.
+#[test]
+fn plain_text_is_told_apart_from_text_that_needs_escapes() {
+    let plain = |text: &[u8]| {
+        text.iter()
+            .all(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    };
+    for len in 0..=17 {
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut text = vec![b'a'; len];
+                text[at] = byte;
+                assert_eq!(
+                    super::scan::is_plain_text(&text),
+                    plain(&text),
+                    "{len} {at} {byte:#x}"
+                );
+            }
+        }
+        assert!(super::scan::is_plain_text(&vec![b'a'; len]));
+    }
+}

@@ -234,7 +234,7 @@ fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
 }
 
 /// Appends `number` in decimal.
-fn push_decimal(text: &mut String, mut number: u64) {
+pub(crate) fn push_decimal(text: &mut String, mut number: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

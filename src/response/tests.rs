@@ -84,6 +84,10 @@ fn rate_limit_says_when_to_retry() {
         error["data"],
         json!({"tool": "a", "rule": "/tools/a/limits/0", "counter": "exec", "max": 10, "window_seconds": 60, "retry_after_seconds": 12})
     );
+    assert_eq!(
+        error["message"],
+        "Rate limit exceeded for tool 'a': counter 'exec' allows 10 per 60s; retry after 12s"
+    );
 }
 
 #[test]
@@ -102,12 +106,9 @@ fn a_budget_shows_what_the_call_costs() {
     let error = error_data(&decision);
     assert_eq!(error["data"]["cost"], 7);
     assert_eq!(error["data"]["max"], 10);
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("(this call costs 7)"),
-        "{error}"
+    assert_eq!(
+        error["message"],
+        "Rate limit exceeded for tool 'a': counter 'exec' allows 10 per 60s (this call costs 7); retry after 12s"
     );
 }
 
