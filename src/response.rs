@@ -157,7 +157,7 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// Writes `text` as a JSON string: as it is when nothing in it needs an
 /// escape (most texts; serde_json's writer looks at each byte in turn),
 /// else through serde_json, so the bytes are the same either way.
-fn write_str(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     if crate::mcp::scan::is_plain_text(text.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -165,6 +165,11 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     } else {
         write_json(out, text);
     }
+}
+
+/// Writes `number` in decimal, as serde_json writes an unsigned integer.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, number: u64) {
+    out.extend_from_slice(crate::ratelimit::decimal(number, &mut [0; 20]));
 }
 
 /// Writes `{"key":value,...}` with the members in key order, the order
@@ -183,7 +188,7 @@ fn write_object(out: &mut Vec<u8>, members: &mut [(&str, Field<'_>)]) {
         out.push(b':');
         match field {
             Field::Str(text) => write_str(out, text),
-            Field::Num(number) => write_json(out, number),
+            Field::Num(number) => write_decimal(out, *number),
             Field::Null => out.extend_from_slice(b"null"),
             Field::Json(value) => write_json(out, *value),
         }

@@ -153,7 +153,10 @@ impl Entry {
 }
 
 fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    let since_epoch = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    mcp_policy::audit::rfc3339_millis(since_epoch)
 }
 
 /// What a task runs: a future giving the `CallToolResult` JSON or a JSON-RPC error.

@@ -234,8 +234,15 @@ fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
 }
 
 /// Appends `number` in decimal.
-pub(crate) fn push_decimal(text: &mut String, mut number: u64) {
-    let mut digits = [0u8; 20];
+pub(crate) fn push_decimal(text: &mut String, number: u64) {
+    for digit in decimal(number, &mut [0; 20]) {
+        text.push(char::from(*digit));
+    }
+}
+
+/// `number`'s decimal digits, written at the end of `digits` (20 digits
+/// hold every `u64`).
+pub(crate) fn decimal(mut number: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -245,9 +252,7 @@ pub(crate) fn push_decimal(text: &mut String, mut number: u64) {
             break;
         }
     }
-    for digit in &digits[start..] {
-        text.push(char::from(*digit));
-    }
+    &digits[start..]
 }
 
 /// The `probe`-th slot a caller may use. Each probe hashes afresh (random
