@@ -21,6 +21,7 @@ pub mod exchange;
 pub mod gate;
 pub mod host;
 pub mod listing;
+pub mod lookup;
 pub mod mcp;
 pub mod memory;
 pub mod metrics;

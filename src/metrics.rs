@@ -34,7 +34,9 @@
 //!
 //! With the tags, that is `mcp_policy_decisions_total{decision="denied",kind="tool",target="fetch"}`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::lookup::HashMap;
 
 use crate::audit::AuditRecord;
 use crate::decision::Outcome;

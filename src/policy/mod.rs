@@ -10,7 +10,7 @@ pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
 mod lint;
 
-use std::collections::{HashMap, HashSet};
+use crate::lookup::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::arguments::ArgumentRules;
@@ -802,7 +802,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
     };
 
     let role_labels: HashSet<String> = roles.0.keys().cloned().collect();
-    let mut compiled_roles = HashMap::with_capacity(roles.0.len());
+    let mut compiled_roles = HashMap::with_capacity_and_hasher(roles.0.len(), Default::default());
     for (label, role) in roles.0 {
         let Some(Object(role)) = errors.read(role, &format!("roles.{label}")) else {
             continue;
@@ -811,7 +811,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         compiled_roles.insert(label, view);
     }
     // Roles that could not be read are still roles: naming them is no error of its own.
-    let mut grant_roles_map = HashMap::new();
+    let mut grant_roles_map = HashMap::default();
     for (grant, role) in errors
         .read_optional(grant_roles, "grant_roles")
         .map(|map| map.0)
@@ -827,7 +827,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         grant_roles_map.insert(grant, role.0);
     }
 
-    let mut compiled_grants = HashMap::with_capacity(grants.0.len());
+    let mut compiled_grants = HashMap::with_capacity_and_hasher(grants.0.len(), Default::default());
     for (label, grant) in grants.0 {
         let Some(Object(grant)) = errors.read(grant, &format!("grants.{label}")) else {
             continue;
@@ -1147,18 +1147,18 @@ fn compile_rule_set(
 ) -> RuleSet {
     let member = context.member();
     let mut set = inherited.unwrap_or_else(|| RuleSet {
-        exact: HashMap::new(),
+        exact: HashMap::default(),
         patterns: Vec::new(),
         default,
         default_pointer: String::new(),
-        folded: HashMap::new(),
+        folded: HashMap::default(),
     });
     set.default = default;
     set.default_pointer = default_pointer;
     // Where each normalised resource key came from, to refuse two spellings of one URI.
-    let mut spelled: HashMap<String, String> = HashMap::new();
+    let mut spelled: HashMap<String, String> = HashMap::default();
     // Patterns written in this fragment (a grant inherits the others).
-    let mut new_patterns: HashSet<String> = HashSet::new();
+    let mut new_patterns: HashSet<String> = HashSet::default();
     for (written, parts) in entries {
         let rule_path = format!("{}{member}.{written}", context.path);
         let rule_pointer = format!(
