@@ -1,15 +1,16 @@
-//! One 1 KiB `tools/call`, its whole life through the simulated Envoy, N
-//! times: a target for `valgrind --tool=callgrind` (instruction counts,
-//! repeatable whatever else the machine does). The second argument picks
-//! the call of `make bench`'s cells: `allowed` (2), `denied` (3) or
-//! `limited` (4).
+//! One `tools/call`, its whole life through the simulated Envoy, N times: a
+//! target for `valgrind --tool=callgrind` (instruction counts, repeatable
+//! whatever else the machine does). The second argument picks the call of
+//! `make bench`'s cells: `allowed` (2), `denied` (3) or `limited` (4); the
+//! third its body, `1k` (default) or `64k`.
 //!
-//! `CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --example profile_exchange && valgrind --tool=callgrind --toggle-collect='mcp_policy::exchange::Exchange::on' target/release/examples/profile_exchange 2000 limited`
+//! `CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --example profile_exchange && valgrind --tool=callgrind --toggle-collect='mcp_policy::exchange::Exchange::on' target/release/examples/profile_exchange 2000 limited 1k`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcp_policy::exchange::sim::{End, SimEnvoy};
 
 const BODY_1K: &[u8] = include_bytes!("../bench/bodies/call-1k.json");
+const BODY_64K: &[u8] = include_bytes!("../bench/bodies/call-64k.json");
 const POLICY: &str = include_str!("../bench/policy-bench.json");
 
 fn main() {
@@ -19,7 +20,12 @@ fn main() {
         .unwrap_or(1000);
     let kind = std::env::args().nth(2).unwrap_or_else(|| "allowed".into());
     // The same body, naming the tool the bench policy treats that way.
-    let text = std::str::from_utf8(BODY_1K).unwrap();
+    let body = match std::env::args().nth(3).as_deref() {
+        None | Some("1k") => BODY_1K,
+        Some("64k") => BODY_64K,
+        Some(other) => panic!("{other}: 1k or 64k"),
+    };
+    let text = std::str::from_utf8(body).unwrap();
     let body = match kind.as_str() {
         "allowed" => text.to_string(),
         "denied" => text.replacen("asyncExecuteCode", "deleteWorkspace", 1),
