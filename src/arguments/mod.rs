@@ -6,8 +6,8 @@
 //! path; [`ArgumentRules::compile`] checks the rest (paths, regexes) once at
 //! configuration time, so a request only walks a path and compares values.
 
+use crate::lookup::HashSet;
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -192,7 +192,7 @@ impl<'de> Deserialize<'de> for ConditionsDocument {
                 self,
                 mut access: A,
             ) -> Result<ConditionsDocument, A::Error> {
-                let mut seen = HashSet::new();
+                let mut seen = HashSet::default();
                 let mut conditions = Vec::new();
                 while let Some(key) = access.next_key::<String>()? {
                     // A plain map keeps the last duplicate silently, hiding a condition.

@@ -1,7 +1,7 @@
 //! Who is calling: the grant a request belongs to, from a header, a bearer
 //! token the gate knows, or a claim of a JWT that Envoy already verified.
 
-use std::collections::HashMap;
+use crate::lookup::HashMap;
 
 use sha2::{Digest, Sha256};
 
@@ -72,7 +72,7 @@ impl Identity {
                 role_claim: jwt.role_claim.map(|claim| claim.0),
             };
         }
-        let mut tokens = HashMap::new();
+        let mut tokens = HashMap::default();
         for (hash, grant) in document
             .bearer_tokens
             .map(|tokens| tokens.0)
@@ -169,7 +169,9 @@ mod tests {
 
     #[test]
     fn bearer_tokens_select_grants() {
-        let tokens = HashMap::from([(sha256_hex(b"s3cret"), "ci-runner".to_string())]);
+        let tokens: HashMap<String, String> = [(sha256_hex(b"s3cret"), "ci-runner".to_string())]
+            .into_iter()
+            .collect();
         assert_eq!(
             Identity::grant_for_bearer(&tokens, Some("Bearer s3cret")),
             Ok("ci-runner")

@@ -5,7 +5,7 @@
 //! describe (so errors name the field) and what it cannot: a counter keeps
 //! one shape wherever it is named.
 
-use std::collections::HashMap;
+use crate::lookup::HashMap;
 
 use super::document::{Checked, CounterStore, LimitDocument, NonEmptyString, Object, Scope};
 use super::{ConfigError, Errors, SERVICE_WINDOWS};
