@@ -45,6 +45,10 @@ use crate::target::{Kind, Target};
 pub struct Plugin {
     pub policy: Policy,
     pub metrics: Catalog,
+    /// Envoy's log level for the filter as last read, and the second (of a
+    /// clock a stream had read anyway) it was read in: see
+    /// [`Plugin::logs_at`].
+    log_level: std::cell::Cell<Option<(u64, Level)>>,
 }
 
 impl Plugin {
@@ -55,7 +59,30 @@ impl Plugin {
         }
         let policy = Policy::from_json(config).map_err(|err| err.to_string())?;
         let metrics = Catalog::for_policy(&policy, config);
-        Ok(Plugin { policy, metrics })
+        Ok(Plugin {
+            policy,
+            metrics,
+            log_level: std::cell::Cell::new(None),
+        })
+    }
+
+    /// Whether Envoy would write a line at `level`, so lines nobody reads
+    /// are not formatted. Envoy's level can change at run time
+    /// (`/logging?wasm=warning`), and reading it is a call into Envoy, so
+    /// it is read at most once a second per VM (one plugin per worker), by
+    /// `now`, a clock the stream read anyway: a change takes effect within
+    /// a second.
+    fn logs_at(&self, host: &mut dyn Host, now: Duration, level: Level) -> bool {
+        let second = now.as_secs();
+        let current = match self.log_level.get() {
+            Some((read, current)) if read == second => current,
+            _ => {
+                let current = host.log_level();
+                self.log_level.set(Some((second, current)));
+                current
+            }
+        };
+        level >= current
     }
 
     /// The line logged when the policy is loaded.
@@ -98,9 +125,8 @@ pub trait Host {
     fn random(&mut self) -> u128;
     /// The first `size` bytes of a gRPC answer.
     fn service_answer(&mut self, size: usize) -> Vec<u8>;
-    /// Whether a line at `level` would be written (Envoy's log level can
-    /// change at run time): lines nobody reads are not formatted.
-    fn logs_at(&mut self, level: Level) -> bool;
+    /// Envoy's log level for the filter (it can change at run time).
+    fn log_level(&mut self) -> Level;
     /// Starts an HTTP call; the answer comes back as [`Event::HttpAnswer`]
     /// with the returned token.
     fn dispatch_http(&mut self, call: &HttpCall) -> Result<u32, String>;
@@ -1325,7 +1351,8 @@ impl Exchange {
         if let Some(mut audit) = self.audit.take() {
             let code = *code.get_or_insert_with(|| int_property(host, &["response", "code"]));
             audit.status = code.and_then(|code| u16::try_from(code).ok());
-            let elapsed = host.now().saturating_sub(self.started);
+            let now = host.now();
+            let elapsed = now.saturating_sub(self.started);
             audit.duration_ms = u64::try_from(elapsed.as_millis()).ok();
             audit.revision = Some(self.plugin.metrics.revision().to_string());
             // The record as filter state, for an access log that writes it
@@ -1333,7 +1360,7 @@ impl Exchange {
             // level; the log line only when Envoy would write it.
             // Serialised once for both.
             let json = audit.to_json();
-            let line = host.logs_at(Level::Info).then(|| {
+            let line = self.plugin.logs_at(host, now, Level::Info).then(|| {
                 let mut line = String::with_capacity(crate::audit::AUDIT_PREFIX.len() + json.len());
                 line.push_str(crate::audit::AUDIT_PREFIX);
                 line.push_str(&json);

@@ -61,6 +61,8 @@ pub struct SimEnvoy {
     next_token: RefCell<u32>,
     /// Envoy's log level for the filter (`/logging?wasm=warning` changes it).
     log_level: RefCell<Level>,
+    /// How often the filter read it.
+    log_level_reads: RefCell<usize>,
     next_random: RefCell<u128>,
 }
 
@@ -80,6 +82,7 @@ impl SimEnvoy {
             logs: RefCell::new(Vec::new()),
             next_token: RefCell::new(1),
             log_level: RefCell::new(Level::Info),
+            log_level_reads: RefCell::new(0),
             next_random: RefCell::new(0),
         }
     }
@@ -87,6 +90,11 @@ impl SimEnvoy {
     /// Sets Envoy's log level for the filter.
     pub fn set_log_level(&self, level: Level) {
         *self.log_level.borrow_mut() = level;
+    }
+
+    /// How often the filter read Envoy's log level.
+    pub fn log_level_reads(&self) -> usize {
+        *self.log_level_reads.borrow()
     }
 
     pub fn set_time(&self, seconds: u64) {
@@ -387,10 +395,10 @@ impl Host for StreamState<'_> {
         *next
     }
 
-    /// No crossing: the glue asks Envoy for its level at most once a second
-    /// per worker, by the clock the stream already read.
-    fn logs_at(&mut self, level: Level) -> bool {
-        level >= *self.envoy.log_level.borrow()
+    fn log_level(&mut self) -> Level {
+        self.host_calls.set(self.host_calls.get() + 1);
+        *self.envoy.log_level_reads.borrow_mut() += 1;
+        *self.envoy.log_level.borrow()
     }
 }
 

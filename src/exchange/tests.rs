@@ -1086,10 +1086,43 @@ fn no_audit_line_is_formatted_when_envoy_would_drop_it() {
         envoy.sum(crate::metrics::DECISIONS, &[("decision", "denied")]),
         1
     );
+    // Raised again: seen once the level is read again, the next second.
     envoy.set_log_level(Level::Info);
+    envoy.set_time(1_800_000_001);
     let mut stream = post(&envoy, &call(2, "deleteWorkspace"));
     stream.end(End::Completed);
     assert_eq!(envoy.audit_lines().len(), 1);
+}
+
+/// Reading Envoy's log level is a call into Envoy: it is read at most once
+/// a second per VM, by the clock the stream read anyway, so a change
+/// (`/logging?wasm=warning`) takes effect within a second, and the streams
+/// in between pay nothing for it.
+#[test]
+fn envoy_log_level_is_read_at_most_once_a_second() {
+    let envoy = SimEnvoy::new(POLICY);
+    envoy.set_time(1_800_000_000);
+    for id in 0..5 {
+        post(&envoy, &call(id, "deleteWorkspace")).end(End::Completed);
+    }
+    assert_eq!(envoy.log_level_reads(), 1);
+    assert_eq!(envoy.audit_lines().len(), 5);
+    // Lowered within the second: the streams of that second still log.
+    envoy.set_log_level(Level::Warn);
+    post(&envoy, &call(5, "deleteWorkspace")).end(End::Completed);
+    assert_eq!((envoy.log_level_reads(), envoy.audit_lines().len()), (1, 6));
+    // The next second reads it again, and the line is no longer written.
+    envoy.set_time(1_800_000_001);
+    for id in 6..9 {
+        post(&envoy, &call(id, "deleteWorkspace")).end(End::Completed);
+    }
+    assert_eq!((envoy.log_level_reads(), envoy.audit_lines().len()), (2, 6));
+    // A stream that ends without a decision to record reads nothing.
+    envoy.set_time(1_800_000_002);
+    let mut get = envoy.stream();
+    get.request_headers(&[(":method", b"GET"), (":path", b"/mcp")], true);
+    get.end(End::Completed);
+    assert_eq!(envoy.log_level_reads(), 2);
 }
 
 /// Each call across the Envoy/wasm boundary costs about a microsecond in V8:
@@ -1107,17 +1140,23 @@ fn an_allowed_call_crosses_into_envoy_a_bounded_number_of_times() {
     // Request: the clock, the headers, the body, the counter (read and
     // compare-and-swap), two counters bumped, three filter-state values.
     // Response: nothing (a legacy call's answer is not read). End: the
-    // response code, the clock, the audit record as filter state (the JSON
-    // access log), the audit line (Envoy's log level is read at most once a
-    // second per worker, by the clock the stream read).
+    // response code, the clock, Envoy's log level (the first stream of the
+    // second reads it), the audit record as filter state (the JSON access
+    // log), the audit line.
     assert_eq!(
         (request, response, end),
-        (11, 0, 4),
+        (11, 0, 5),
         "request, response, end"
     );
+    // The next allowed call in the same second (another grant: `run`
+    // allows one call per grant a day): the level is known.
+    let mut again = send_as(&envoy, "bob", &call(2, "run"));
+    again.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+    again.end(End::Completed);
+    assert_eq!(again.host_calls(), 15);
     // A denied call: no counter to take, but the answer, the rule's filter
     // state and the audit record's.
-    let mut denied = post(&envoy, &call(2, "deleteWorkspace"));
+    let mut denied = post(&envoy, &call(3, "deleteWorkspace"));
     denied.end(End::Completed);
     assert_eq!(denied.host_calls(), 15);
 }

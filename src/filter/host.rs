@@ -17,12 +17,10 @@ pub struct EnvoyHost;
 
 impl Host for EnvoyHost {
     fn now(&self) -> Duration {
-        let now = hostcalls::get_current_time()
+        hostcalls::get_current_time()
             .ok()
             .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-            .unwrap_or_default();
-        LAST_NOW.with(|last| last.set(now.as_secs()));
-        now
+            .unwrap_or_default()
     }
 
     fn store(&self) -> &dyn SharedStore {
@@ -110,35 +108,13 @@ impl Host for EnvoyHost {
         (u128::from(half()) << 64) | u128::from(half())
     }
 
-    fn logs_at(&mut self, level: Level) -> bool {
-        // Envoy's level is asked at most once a second per worker, by the
-        // clock this VM read last: every stream reads it when its request
-        // starts and when it ends, so no call is made for the second alone.
-        let second = LAST_NOW.with(std::cell::Cell::get);
-        let current = LOG_LEVEL.with(|cached| {
-            let (checked, level) = cached.get();
-            if checked == second {
-                return level;
-            }
-            let level = match hostcalls::get_log_level() {
-                Ok(LogLevel::Trace | LogLevel::Debug) => Level::Debug,
-                Ok(LogLevel::Info) => Level::Info,
-                Ok(_) => Level::Warn,
-                Err(_) => Level::Info,
-            };
-            cached.set((second, level));
-            level
-        });
-        level >= current
+    fn log_level(&mut self) -> Level {
+        match hostcalls::get_log_level() {
+            Ok(LogLevel::Trace | LogLevel::Debug) => Level::Debug,
+            Ok(LogLevel::Info) | Err(_) => Level::Info,
+            Ok(_) => Level::Warn,
+        }
     }
-}
-
-thread_local! {
-    /// Envoy's log level for the filter, and the second it was read.
-    static LOG_LEVEL: std::cell::Cell<(u64, Level)> =
-        const { std::cell::Cell::new((u64::MAX, Level::Info)) };
-    /// The second of the last clock read ([`Host::now`]).
-    static LAST_NOW: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Envoy's shared data: one map per `vm_id`, shared by every worker.
