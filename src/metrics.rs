@@ -341,6 +341,40 @@ fn is_methods_pointer(pointer: &str) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with("methods/"))
 }
 
+/// Envoy's gauges of the revision, as the root context reaches them.
+pub trait Gauges {
+    /// Adds `delta`; false if Envoy refused.
+    fn add(&mut self, id: u32, delta: i64) -> bool;
+    /// The gauge's value; `None` if Envoy refused.
+    fn get(&mut self, id: u32) -> Option<u64>;
+    /// Sets the gauge; false if Envoy refused.
+    fn set(&mut self, id: u32, value: u64) -> bool;
+}
+
+/// Counts one filter instance (a VM's root context) in or out of its
+/// revision's `instances` gauge, then settles the `info` gauge to whether
+/// any instance of the revision is left. Every worker does this on its own
+/// with no lock between them: each sets `info`, reads the count again, and
+/// sets `info` again if another worker changed the count in between, so
+/// the last writer always wrote what the count says. Gives up after eight
+/// rounds (workers starting and stopping in lockstep) or on a refused call.
+pub fn count_instance(gauges: &mut dyn Gauges, (instances, info): (u32, u32), delta: i64) {
+    if !gauges.add(instances, delta) {
+        return;
+    }
+    let mut written = None;
+    for _ in 0..8 {
+        let Some(count) = gauges.get(instances) else {
+            return;
+        };
+        let live = u64::from(count > 0);
+        if written == Some(live) || !gauges.set(info, live) {
+            return;
+        }
+        written = Some(live);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +550,69 @@ mod tests {
             br#"{"version":"1","default":"allow","tools":{"a":{},"b":{"action":"deny"}}}"#,
         );
         assert_ne!(a, c);
+    }
+
+    /// Gauges whose instance count another worker changes once, right
+    /// after this one set `info` for the first time.
+    struct Racing {
+        values: [u64; 2],
+        sets: usize,
+        other_worker: i64,
+    }
+
+    impl Gauges for Racing {
+        fn add(&mut self, id: u32, delta: i64) -> bool {
+            self.values[id as usize] = self.values[id as usize].saturating_add_signed(delta);
+            true
+        }
+        fn get(&mut self, id: u32) -> Option<u64> {
+            Some(self.values[id as usize])
+        }
+        fn set(&mut self, id: u32, value: u64) -> bool {
+            self.values[id as usize] = value;
+            self.sets += 1;
+            if self.sets == 1 {
+                let other = self.other_worker;
+                self.add(0, other);
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn info_ends_as_the_instance_count_says_though_another_worker_races() {
+        // The last instance leaves while another starts: info must stay 1.
+        let mut gauges = Racing {
+            values: [1, 1],
+            sets: 0,
+            other_worker: 1,
+        };
+        count_instance(&mut gauges, (0, 1), -1);
+        assert_eq!(gauges.values, [1, 1]);
+        assert_eq!(gauges.sets, 2);
+        // An instance starts while the only other one leaves: info stays 1.
+        let mut gauges = Racing {
+            values: [1, 1],
+            sets: 0,
+            other_worker: -1,
+        };
+        count_instance(&mut gauges, (0, 1), 1);
+        assert_eq!(gauges.values, [1, 1]);
+        // The last one leaves, nobody races: info drops to 0, one write.
+        let mut gauges = Racing {
+            values: [1, 1],
+            sets: 0,
+            other_worker: 0,
+        };
+        count_instance(&mut gauges, (0, 1), -1);
+        assert_eq!((gauges.values, gauges.sets), ([0, 0], 1));
+        // The first one starts: info 1.
+        let mut gauges = Racing {
+            values: [0, 0],
+            sets: 0,
+            other_worker: 0,
+        };
+        count_instance(&mut gauges, (0, 1), 1);
+        assert_eq!(gauges.values, [1, 1]);
     }
 }

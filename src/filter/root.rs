@@ -9,6 +9,7 @@ use proxy_wasm::types::{BufferType, ContextType, MetricType};
 use super::host;
 use super::stream::Stream;
 use crate::exchange::{Exchange, Plugin};
+use crate::metrics::{count_instance, Gauges};
 
 #[derive(Default)]
 pub struct PolicyRoot {
@@ -26,34 +27,25 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
         .ok()
 }
 
-/// Counts this instance in or out of its revision's instances, then
-/// settles the info gauge to whether any instance is left: set it, read the
-/// count again, and set it again if another worker changed the count in
-/// between, so the last writer always wrote what the count says.
-fn count_instance((instances, info): (u32, u32), delta: i64) {
-    if hostcalls::increment_metric(instances, delta).is_err() {
-        return;
+/// The revision's gauges, through Envoy.
+struct EnvoyGauges;
+
+impl Gauges for EnvoyGauges {
+    fn add(&mut self, id: u32, delta: i64) -> bool {
+        hostcalls::increment_metric(id, delta).is_ok()
     }
-    let mut written = None;
-    for _ in 0..8 {
-        let Ok(count) = hostcalls::get_metric(instances) else {
-            return;
-        };
-        let live = u64::from(count > 0);
-        if written == Some(live) {
-            return;
-        }
-        if hostcalls::record_metric(info, live).is_err() {
-            return;
-        }
-        written = Some(live);
+    fn get(&mut self, id: u32) -> Option<u64> {
+        hostcalls::get_metric(id).ok()
+    }
+    fn set(&mut self, id: u32, value: u64) -> bool {
+        hostcalls::record_metric(id, value).is_ok()
     }
 }
 
 impl Context for PolicyRoot {
     fn on_done(&mut self) -> bool {
         if let Some(revision) = self.revision.take() {
-            count_instance(revision, -1);
+            count_instance(&mut EnvoyGauges, revision, -1);
         }
         true
     }
@@ -73,12 +65,12 @@ impl RootContext for PolicyRoot {
                     .collect();
                 self.metrics = Rc::new(ids);
                 if let Some(previous) = self.revision.take() {
-                    count_instance(previous, -1);
+                    count_instance(&mut EnvoyGauges, previous, -1);
                 }
                 self.revision = define(MetricType::Gauge, &catalog.instances_name())
                     .zip(define(MetricType::Gauge, &catalog.info_name()));
                 if let Some(revision) = self.revision {
-                    count_instance(revision, 1);
+                    count_instance(&mut EnvoyGauges, revision, 1);
                 }
                 self.plugin = Some(Rc::new(plugin));
                 true
