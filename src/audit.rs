@@ -390,7 +390,7 @@ mod tests {
                         outcome,
                     );
                     if variant > 0 {
-                        let kind = crate::target::Kind::ALL[variant % 4];
+                        let kind = crate::target::Kind::ALL[(index + variant) % 4];
                         record.set_target(kind, other);
                         record.invokes = (variant == 2).then(|| text.to_string());
                         record.rule = Some(other.to_string());
