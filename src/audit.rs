@@ -311,6 +311,46 @@ mod tests {
         assert_eq!(json["session"], "s-1");
     }
 
+    /// The record's form, pinned: the order of its members is what readers
+    /// of the lines see (the comparison with serde_json below would follow
+    /// a reordered struct).
+    #[test]
+    fn the_record_is_written_in_its_documented_form() {
+        let mut record = AuditRecord::new(
+            Duration::from_millis(1_763_719_050_120),
+            "alice",
+            Some("3ead"),
+            Outcome::RateLimited,
+        );
+        record.set_target(crate::target::Kind::Tool, "asyncExecuteCode");
+        record.rule = Some("/tools/asyncExecuteCode/limits/0".to_string());
+        record.argument_keys = vec!["script".to_string(), "timeout".to_string()];
+        record.costs = vec![CostRecord {
+            counter: "rows".to_string(),
+            cost: 4000,
+        }];
+        record.status = Some(200);
+        record.duration_ms = Some(3);
+        record.revision = Some("697bda2df09ddb33".to_string());
+        record.approval = Some(ApprovalRecord::new(
+            "approved",
+            Some("3f0c".to_string()),
+            None,
+        ));
+        assert_eq!(
+            record.to_json(),
+            concat!(
+                r#"{"time":"2025-11-21T09:57:30.120Z","grant":"alice","session":"3ead","#,
+                r#""method":"tools/call","kind":"tool","target":"asyncExecuteCode","#,
+                r#""tool":"asyncExecuteCode","invokes":null,"decision":"rate_limited","#,
+                r#""rule":"/tools/asyncExecuteCode/limits/0","argument_keys":["script","timeout"],"#,
+                r#""costs":[{"counter":"rows","cost":4000}],"enforced":true,"status":200,"#,
+                r#""duration_ms":3,"revision":"697bda2df09ddb33","#,
+                r#""approval":{"status":"approved","id":"3f0c","approver":null}}"#
+            )
+        );
+    }
+
     /// The oracle: humantime's RFC 3339 with milliseconds, as the record's
     /// time was written before it was written by hand.
     pub(super) fn humantime_millis<S: serde::Serializer>(

@@ -33,6 +33,9 @@ impl Hasher for FastHasher {
     /// larger.
     #[inline(never)]
     fn write(&mut self, bytes: &[u8]) {
+        // The length first: with it, the zeros that pad the last word
+        // cannot make two names alike (`tool_12` and `tool_128`).
+        self.add(bytes.len() as u64);
         let mut words = bytes.chunks_exact(8);
         for chunk in words.by_ref() {
             let mut word = [0u8; 8];
@@ -43,8 +46,7 @@ impl Hasher for FastHasher {
         if !rest.is_empty() {
             let mut word = [0u8; 8];
             word[..rest.len()].copy_from_slice(rest);
-            // The length too, so "a" and "a\0" differ.
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+            self.add(u64::from_le_bytes(word));
         }
     }
 
@@ -98,6 +100,18 @@ mod tests {
                 name.push(byte);
                 names.push(String::from_utf8_lossy(&name).into_owned());
             }
+        }
+        // Names a word of zero padding could confuse.
+        for name in [
+            "tool_12",
+            "tool_128",
+            "a",
+            "a\0\0\0\0\0\0\u{8}",
+            "a\0",
+            "abcdefgh",
+            "abcdefgh\0",
+        ] {
+            names.push(name.to_string());
         }
         names.sort();
         names.dedup();

@@ -597,7 +597,7 @@ mod tests {
             other_worker: -1,
         };
         count_instance(&mut gauges, (0, 1), 1);
-        assert_eq!(gauges.values, [1, 1]);
+        assert_eq!((gauges.values, gauges.sets), ([1, 1], 1));
         // The last one leaves, nobody races: info drops to 0, one write.
         let mut gauges = Racing {
             values: [1, 1],
@@ -614,5 +614,62 @@ mod tests {
         };
         count_instance(&mut gauges, (0, 1), 1);
         assert_eq!(gauges.values, [1, 1]);
+    }
+
+    /// Gauges that refuse one kind of call, or whose count another worker
+    /// flips after every write.
+    struct Refusing {
+        values: [u64; 2],
+        refuse: &'static str,
+        sets: usize,
+        flip: bool,
+    }
+
+    impl Gauges for Refusing {
+        fn add(&mut self, id: u32, delta: i64) -> bool {
+            if self.refuse == "add" {
+                return false;
+            }
+            self.values[id as usize] = self.values[id as usize].saturating_add_signed(delta);
+            true
+        }
+        fn get(&mut self, id: u32) -> Option<u64> {
+            (self.refuse != "get").then(|| self.values[id as usize])
+        }
+        fn set(&mut self, id: u32, value: u64) -> bool {
+            if self.refuse == "set" {
+                return false;
+            }
+            self.values[id as usize] = value;
+            self.sets += 1;
+            if self.flip {
+                self.values[0] = u64::from(self.values[0] == 0);
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn a_refused_gauge_call_or_endless_races_stop_the_settling() {
+        for refuse in ["add", "get", "set"] {
+            let mut gauges = Refusing {
+                values: [0, 0],
+                refuse,
+                sets: 0,
+                flip: false,
+            };
+            count_instance(&mut gauges, (0, 1), 1);
+            assert_eq!(gauges.sets, 0, "{refuse}");
+            assert_eq!(gauges.values[1], 0, "{refuse}");
+        }
+        // The count flips after every write: eight writes, then it gives up.
+        let mut gauges = Refusing {
+            values: [0, 0],
+            refuse: "",
+            sets: 0,
+            flip: true,
+        };
+        count_instance(&mut gauges, (0, 1), 1);
+        assert_eq!(gauges.sets, 8);
     }
 }
