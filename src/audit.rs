@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::decision::Outcome;
-use crate::response::{write_decimal, write_str};
+use crate::response::{write_decimal, write_field, write_str};
 
 /// One decision's record. Written by hand ([`AuditRecord::to_json`]), in
 /// the order of these fields: serde_json's derived writer cost a tenth of an
@@ -124,21 +124,21 @@ impl AuditRecord {
         out.extend_from_slice(b"\",\"grant\":");
         write_str(&mut out, &self.grant);
         out.extend_from_slice(b",\"session\":");
-        write_opt_str(&mut out, self.session.as_deref());
+        write_field(&mut out, self.session.as_deref().into());
         out.extend_from_slice(b",\"method\":");
-        write_opt_str(&mut out, self.method.as_deref());
+        write_field(&mut out, self.method.as_deref().into());
         out.extend_from_slice(b",\"kind\":");
-        write_opt_str(&mut out, self.kind.map(crate::target::Kind::as_str));
+        write_field(&mut out, self.kind.map(crate::target::Kind::as_str).into());
         out.extend_from_slice(b",\"target\":");
-        write_opt_str(&mut out, self.target.as_deref());
+        write_field(&mut out, self.target.as_deref().into());
         out.extend_from_slice(b",\"tool\":");
-        write_opt_str(&mut out, self.tool.as_deref());
+        write_field(&mut out, self.tool.as_deref().into());
         out.extend_from_slice(b",\"invokes\":");
-        write_opt_str(&mut out, self.invokes.as_deref());
+        write_field(&mut out, self.invokes.as_deref().into());
         out.extend_from_slice(b",\"decision\":");
         write_str(&mut out, self.decision.as_str());
         out.extend_from_slice(b",\"rule\":");
-        write_opt_str(&mut out, self.rule.as_deref());
+        write_field(&mut out, self.rule.as_deref().into());
         out.extend_from_slice(b",\"argument_keys\":[");
         for (index, key) in self.argument_keys.iter().enumerate() {
             if index > 0 {
@@ -166,18 +166,18 @@ impl AuditRecord {
         } else {
             b",\"enforced\":false,\"status\":"
         });
-        write_opt_decimal(&mut out, self.status.map(u64::from));
+        write_field(&mut out, self.status.map(u64::from).into());
         out.extend_from_slice(b",\"duration_ms\":");
-        write_opt_decimal(&mut out, self.duration_ms);
+        write_field(&mut out, self.duration_ms.into());
         out.extend_from_slice(b",\"revision\":");
-        write_opt_str(&mut out, self.revision.as_deref());
+        write_field(&mut out, self.revision.as_deref().into());
         if let Some(approval) = &self.approval {
             out.extend_from_slice(b",\"approval\":{\"status\":");
             write_str(&mut out, approval.status);
             out.extend_from_slice(b",\"id\":");
-            write_opt_str(&mut out, approval.id.as_deref());
+            write_field(&mut out, approval.id.as_deref().into());
             out.extend_from_slice(b",\"approver\":");
-            write_opt_str(&mut out, approval.approver.as_deref());
+            write_field(&mut out, approval.approver.as_deref().into());
             out.push(b'}');
         }
         out.push(b'}');
@@ -188,20 +188,6 @@ impl AuditRecord {
     /// The line as written to Envoy's log, prefixed so it can be grepped out of Envoy's output.
     pub fn to_log_line(&self) -> String {
         format!("{AUDIT_PREFIX}{}", self.to_json())
-    }
-}
-
-fn write_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => write_str(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn write_opt_decimal(out: &mut Vec<u8>, number: Option<u64>) {
-    match number {
-        Some(number) => write_decimal(out, number),
-        None => out.extend_from_slice(b"null"),
     }
 }
 

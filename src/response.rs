@@ -82,9 +82,10 @@ pub(crate) fn json_bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// The value of a member of an answer, written without building a `Value`.
+/// The value of a member of an answer or an audit record, written without
+/// building a `Value`.
 #[derive(Debug, Clone, Copy)]
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     Str(&'a str),
     Num(u64),
     Null,
@@ -106,6 +107,12 @@ impl From<u64> for Field<'_> {
 impl<'a> From<Option<&'a str>> for Field<'a> {
     fn from(text: Option<&'a str>) -> Self {
         text.map_or(Field::Null, Field::Str)
+    }
+}
+
+impl From<Option<u64>> for Field<'_> {
+    fn from(number: Option<u64>) -> Self {
+        number.map_or(Field::Null, Field::Num)
     }
 }
 
@@ -186,14 +193,19 @@ fn write_object(out: &mut Vec<u8>, members: &mut [(&str, Field<'_>)]) {
         }
         write_str(out, key);
         out.push(b':');
-        match field {
-            Field::Str(text) => write_str(out, text),
-            Field::Num(number) => write_decimal(out, *number),
-            Field::Null => out.extend_from_slice(b"null"),
-            Field::Json(value) => write_json(out, *value),
-        }
+        write_field(out, *field);
     }
     out.push(b'}');
+}
+
+/// Writes one member's value.
+pub(crate) fn write_field(out: &mut Vec<u8>, field: Field<'_>) {
+    match field {
+        Field::Str(text) => write_str(out, text),
+        Field::Num(number) => write_decimal(out, number),
+        Field::Null => out.extend_from_slice(b"null"),
+        Field::Json(value) => write_json(out, value),
+    }
 }
 
 /// A JSON-RPC error answer; `data` is left out when it is `None`.
