@@ -164,9 +164,11 @@ bench-core:
 	$(BENCH_CARGO) bench --bench core
 
 # The start-up cell alone (a minute): Envoy started with the module and the
-# 500-tool policy, one worker and two, against a buffer-only Envoy; the rest
-# is one 1-second cell of (1), which the report needs. Writes
-# bench/results/startup.md. BENCH_STARTUP_ROUNDS launches of each (default 7).
+# 500-tool policy, one worker and two, against a buffer-only Envoy, then
+# policy changes through a watched LDS file (rename -> new policy enforced);
+# the rest is one 1-second cell of (1), which the report needs. Writes
+# bench/results/startup.md. BENCH_STARTUP_ROUNDS launches of each and
+# policy changes (default 7).
 .PHONY: bench-startup
 bench-startup: wasm envoy bench-tools
 	$(BENCH_CARGO) build --release --bin mcp-policy
