@@ -192,7 +192,9 @@ soak: wasm envoy
 		cargo run --release --example soak -- $(SOAK_SECONDS) $(SOAK_GRANTS)
 
 # Fuzzing (cargo-fuzz, libFuzzer) of the body parser, the whole decide path
-# (policies and requests built from the input) and the event-stream filter.
+# (policies and requests built from the input), the event-stream filter and
+# whole streams through the simulated Envoy (any order of events Envoy can
+# produce).
 # Seeds are in fuzz/corpus/; what the fuzzer finds beyond them goes to
 # target/fuzz-corpus/. Stable Rust: no sanitizer (the code is safe Rust;
 # panics and overflow checks are what the fuzzer finds).
@@ -202,7 +204,7 @@ soak: wasm envoy
 # target fails on any file there or on a non-zero exit, and an old artifact
 # never fails a new run. An input that takes over 10 s is a timeout.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := parse_body decide event_stream
+FUZZ_TARGETS := parse_body decide event_stream exchange
 fuzz: cargo-fuzz
 	@set -o pipefail; \
 	run=$(CURDIR)/target/fuzz-artifacts/$$(date -u +%Y%m%dT%H%M%SZ)-$$$$; \
