@@ -88,6 +88,22 @@ fn seen(what: usize) {
     SEEN[what].fetch_add(1, Ordering::Relaxed);
 }
 
+/// Request headers go upstream at once (an Envoy without
+/// `allow_on_headers_stop_iteration`), a small body limit, approval
+/// failing open, JSON-RPC errors for refusals.
+const HEADERS_FIRST: &str = r#"{
+  "version": "1", "default": "allow", "identity": { "header": "x-agent-id" },
+  "hold_request_headers": false, "max_body_bytes": 160, "max_json_depth": 4,
+  "approval_service": { "cluster": "mcp_approval", "timeout_ms": 100, "failure_mode": "open" },
+  "hide": ["secretTool"],
+  "tools": {
+    "run": { "approve_if": { "args.script": { "regex": "subprocess" } },
+             "limits": [{ "counter": "run", "window": "minute", "max": 1, "scope": "grant" }] },
+    "wipe": { "action": "approve" },
+    "gone": { "action": "deny" }
+  }
+}"#;
+
 const GRANTS: [&str; 3] = ["alice", "bob", ""];
 const VERSIONS: [&[u8]; 4] = [b"2025-11-25", b"2026-07-28", b"2025-06-18", b"bogus"];
 const TOOLS: [&str; 7] = [
@@ -377,7 +393,7 @@ fn tally(stream: &SimStream<'_>) {
 }
 
 fn run(u: &mut Unstructured) -> Result<()> {
-    let policy = *u.choose(&[SURFACE, GLOBAL_CLOSED, GLOBAL_OPEN])?;
+    let policy = *u.choose(&[SURFACE, GLOBAL_CLOSED, GLOBAL_OPEN, HEADERS_FIRST])?;
     let envoy = SimEnvoy::new(policy);
     envoy.set_time(u.int_in_range(1_700_000_000..=1_900_000_000)?);
     for _ in 0..u.int_in_range(1..=3)? {
