@@ -341,14 +341,61 @@ fn is_methods_pointer(pointer: &str) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with("methods/"))
 }
 
-/// Envoy's gauges of the revision, as the root context reaches them.
+/// What kind of metric Envoy is asked to define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// Envoy's metrics as the root context reaches them: defining them, and
+/// the revision's gauges.
 pub trait Gauges {
+    /// Defines a metric; `None` if Envoy refused (the host says why).
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
     /// Adds `delta`; false if Envoy refused.
     fn add(&mut self, id: u32, delta: i64) -> bool;
     /// The gauge's value; `None` if Envoy refused.
     fn get(&mut self, id: u32) -> Option<u64>;
     /// Sets the gauge; false if Envoy refused.
     fn set(&mut self, id: u32, value: u64) -> bool;
+}
+
+/// A root context's metrics for the plugin configuration it holds: Envoy's
+/// ids of the catalog's counters (by index; `None` where Envoy refused one)
+/// and of its revision's gauges.
+#[derive(Debug, Default)]
+pub struct Registered {
+    pub counters: std::rc::Rc<Vec<Option<u32>>>,
+    revision: Option<(u32, u32)>,
+}
+
+impl Registered {
+    /// Defines `catalog`'s counters and its revision's gauges, and counts
+    /// this instance in its revision; the configuration the root context
+    /// held before, if any, is counted out of its own first.
+    pub fn register(&mut self, catalog: &Catalog, gauges: &mut dyn Gauges) {
+        let counters = catalog
+            .names()
+            .iter()
+            .map(|name| gauges.define(MetricKind::Counter, name))
+            .collect();
+        self.counters = std::rc::Rc::new(counters);
+        self.unregister(gauges);
+        self.revision = gauges
+            .define(MetricKind::Gauge, &catalog.instances_name())
+            .zip(gauges.define(MetricKind::Gauge, &catalog.info_name()));
+        if let Some(revision) = self.revision {
+            count_instance(gauges, revision, 1);
+        }
+    }
+
+    /// Counts this instance out of its revision (the root context is done).
+    pub fn unregister(&mut self, gauges: &mut dyn Gauges) {
+        if let Some(revision) = self.revision.take() {
+            count_instance(gauges, revision, -1);
+        }
+    }
 }
 
 /// Counts one filter instance (a VM's root context) in or out of its
@@ -561,6 +608,9 @@ mod tests {
     }
 
     impl Gauges for Racing {
+        fn define(&mut self, _: MetricKind, _: &str) -> Option<u32> {
+            None
+        }
         fn add(&mut self, id: u32, delta: i64) -> bool {
             self.values[id as usize] = self.values[id as usize].saturating_add_signed(delta);
             true
@@ -626,6 +676,9 @@ mod tests {
     }
 
     impl Gauges for Refusing {
+        fn define(&mut self, _: MetricKind, _: &str) -> Option<u32> {
+            None
+        }
         fn add(&mut self, id: u32, delta: i64) -> bool {
             if self.refuse == "add" {
                 return false;
@@ -671,5 +724,148 @@ mod tests {
         };
         count_instance(&mut gauges, (0, 1), 1);
         assert_eq!(gauges.sets, 8);
+    }
+
+    /// Envoy's metrics in memory: ids by name, values by id; `refuse`
+    /// names a metric Envoy will not define.
+    #[derive(Default)]
+    struct Defined {
+        ids: Vec<(MetricKind, String)>,
+        values: Vec<u64>,
+        refuse: Option<String>,
+    }
+
+    impl Defined {
+        fn value(&self, kind: MetricKind, name: &str) -> Option<u64> {
+            let id = self
+                .ids
+                .iter()
+                .position(|defined| *defined == (kind, name.to_string()))?;
+            Some(self.values[id])
+        }
+    }
+
+    impl Gauges for Defined {
+        fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+            if self.refuse.as_deref() == Some(name) {
+                return None;
+            }
+            // Envoy hands back the same id for a name defined again.
+            let id = match self
+                .ids
+                .iter()
+                .position(|defined| *defined == (kind, name.to_string()))
+            {
+                Some(id) => id,
+                None => {
+                    self.ids.push((kind, name.to_string()));
+                    self.values.push(0);
+                    self.ids.len() - 1
+                }
+            };
+            u32::try_from(id).ok()
+        }
+        fn add(&mut self, id: u32, delta: i64) -> bool {
+            let value = &mut self.values[id as usize];
+            *value = value.saturating_add_signed(delta);
+            true
+        }
+        fn get(&mut self, id: u32) -> Option<u64> {
+            Some(self.values[id as usize])
+        }
+        fn set(&mut self, id: u32, value: u64) -> bool {
+            self.values[id as usize] = value;
+            true
+        }
+    }
+
+    fn catalog_of(document: &str) -> Catalog {
+        let policy = Policy::from_json(document.as_bytes()).unwrap();
+        Catalog::for_policy(&policy, document.as_bytes())
+    }
+
+    #[test]
+    fn a_root_context_counts_itself_in_its_revision_and_out_on_a_new_one() {
+        let first = catalog_of(POLICY);
+        let second = catalog_of(r#"{"version":"1","default":"deny","tools":{"other":{}}}"#);
+        assert_ne!(first.revision(), second.revision());
+        let mut envoy = Defined::default();
+        let mut root = Registered::default();
+        root.register(&first, &mut envoy);
+        // Every counter of the catalog, in its order, then the two gauges.
+        let names: Vec<String> = envoy.ids.iter().map(|(_, name)| name.clone()).collect();
+        assert_eq!(names[..first.len()], first.names()[..]);
+        assert_eq!(root.counters.len(), first.len());
+        assert!(root.counters.iter().all(Option::is_some));
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &first.instances_name()),
+            Some(1)
+        );
+        assert_eq!(envoy.value(MetricKind::Gauge, &first.info_name()), Some(1));
+        // A second root context of the same revision (another worker).
+        let mut worker = Registered::default();
+        worker.register(&first, &mut envoy);
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &first.instances_name()),
+            Some(2)
+        );
+        // The first context configured again with a new policy: out of the
+        // old revision (still loaded on the worker), into the new one.
+        root.register(&second, &mut envoy);
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &first.instances_name()),
+            Some(1)
+        );
+        assert_eq!(envoy.value(MetricKind::Gauge, &first.info_name()), Some(1));
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &second.instances_name()),
+            Some(1)
+        );
+        assert_eq!(envoy.value(MetricKind::Gauge, &second.info_name()), Some(1));
+        assert_eq!(root.counters.len(), second.len());
+        // The worker is done: the old revision is gone; done twice changes nothing.
+        worker.unregister(&mut envoy);
+        worker.unregister(&mut envoy);
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &first.instances_name()),
+            Some(0)
+        );
+        assert_eq!(envoy.value(MetricKind::Gauge, &first.info_name()), Some(0));
+        assert_eq!(envoy.value(MetricKind::Gauge, &second.info_name()), Some(1));
+    }
+
+    #[test]
+    fn metrics_envoy_refuses_are_left_out() {
+        let catalog = catalog_of(POLICY);
+        // A counter refused: no id at its index, the others defined.
+        let refused = catalog.names()[1].clone();
+        let mut envoy = Defined {
+            refuse: Some(refused),
+            ..Defined::default()
+        };
+        let mut root = Registered::default();
+        root.register(&catalog, &mut envoy);
+        assert_eq!(root.counters[1], None);
+        assert!(root.counters[0].is_some());
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &catalog.info_name()),
+            Some(1)
+        );
+        // A revision gauge refused: nothing counted, and nothing to count out.
+        let mut envoy = Defined {
+            refuse: Some(catalog.info_name()),
+            ..Defined::default()
+        };
+        let mut root = Registered::default();
+        root.register(&catalog, &mut envoy);
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &catalog.instances_name()),
+            Some(0)
+        );
+        root.unregister(&mut envoy);
+        assert_eq!(
+            envoy.value(MetricKind::Gauge, &catalog.instances_name()),
+            Some(0)
+        );
     }
 }

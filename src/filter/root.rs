@@ -9,28 +9,27 @@ use proxy_wasm::types::{BufferType, ContextType, MetricType};
 use super::host;
 use super::stream::Stream;
 use crate::exchange::{Exchange, Plugin};
-use crate::metrics::{count_instance, Gauges};
+use crate::metrics::{Gauges, MetricKind, Registered};
 
 #[derive(Default)]
 pub struct PolicyRoot {
     plugin: Option<Rc<Plugin>>,
-    /// Envoy's ids of the plugin's counters, by catalog index.
-    metrics: Rc<Vec<Option<u32>>>,
-    /// Envoy's ids of the revision's gauges: instances, info.
-    revision: Option<(u32, u32)>,
+    metrics: Registered,
 }
 
-/// Defines one metric the catalog names; `None` (logged) if Envoy refuses.
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name)
-        .map_err(|status| log::warn!("mcp-policy: cannot define {name}: {status:?}"))
-        .ok()
-}
+/// Envoy's metrics.
+struct EnvoyMetrics;
 
-/// The revision's gauges, through Envoy.
-struct EnvoyGauges;
-
-impl Gauges for EnvoyGauges {
+impl Gauges for EnvoyMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(kind, name)
+            .map_err(|status| log::warn!("mcp-policy: cannot define {name}: {status:?}"))
+            .ok()
+    }
     fn add(&mut self, id: u32, delta: i64) -> bool {
         hostcalls::increment_metric(id, delta).is_ok()
     }
@@ -44,9 +43,7 @@ impl Gauges for EnvoyGauges {
 
 impl Context for PolicyRoot {
     fn on_done(&mut self) -> bool {
-        if let Some(revision) = self.revision.take() {
-            count_instance(&mut EnvoyGauges, revision, -1);
-        }
+        self.metrics.unregister(&mut EnvoyMetrics);
         true
     }
 }
@@ -56,22 +53,9 @@ impl RootContext for PolicyRoot {
         let config = host::buffer(BufferType::PluginConfiguration, usize::MAX);
         match Plugin::configure(&config) {
             Ok(plugin) => {
-                let catalog = &plugin.metrics;
-                log::info!("{} (revision {})", plugin.loaded_line(), catalog.revision());
-                let ids = catalog
-                    .names()
-                    .iter()
-                    .map(|name| define(MetricType::Counter, name))
-                    .collect();
-                self.metrics = Rc::new(ids);
-                if let Some(previous) = self.revision.take() {
-                    count_instance(&mut EnvoyGauges, previous, -1);
-                }
-                self.revision = define(MetricType::Gauge, &catalog.instances_name())
-                    .zip(define(MetricType::Gauge, &catalog.info_name()));
-                if let Some(revision) = self.revision {
-                    count_instance(&mut EnvoyGauges, revision, 1);
-                }
+                let revision = plugin.metrics.revision();
+                log::info!("{} (revision {revision})", plugin.loaded_line());
+                self.metrics.register(&plugin.metrics, &mut EnvoyMetrics);
                 self.plugin = Some(Rc::new(plugin));
                 true
             }
@@ -85,7 +69,10 @@ impl RootContext for PolicyRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let exchange = Exchange::new(Rc::clone(self.plugin.as_ref()?));
-        Some(Box::new(Stream::new(exchange, Rc::clone(&self.metrics))))
+        Some(Box::new(Stream::new(
+            exchange,
+            Rc::clone(&self.metrics.counters),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
