@@ -1593,8 +1593,8 @@ def report(bench, machine, wasm_size, command):
             f"{reload['compiled_at_start']} | {reload['compiled_on_reload']} |")
         out("")
         out("Envoy keys a module's compiled code by the VM's configuration, which a policy change leaves "
-            "alone (the policy is the plugin's configuration): a change costs reading the policy, not "
-            "compiling the module. The CPU includes the polling calls; `/proc`'s CPU times have 10 ms "
+            "alone (the policy is the plugin's configuration): a change costs new VM instances of the "
+            "compiled module configured with the new policy, not compiling the module. The CPU includes the polling calls; `/proc`'s CPU times have 10 ms "
             "resolution.")
         out("")
 
