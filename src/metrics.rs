@@ -736,12 +736,12 @@ mod tests {
     }
 
     impl Defined {
+        fn id_of(&self, kind: MetricKind, name: &str) -> Option<usize> {
+            self.ids.iter().position(|(k, n)| *k == kind && n == name)
+        }
+
         fn value(&self, kind: MetricKind, name: &str) -> Option<u64> {
-            let id = self
-                .ids
-                .iter()
-                .position(|defined| *defined == (kind, name.to_string()))?;
-            Some(self.values[id])
+            Some(self.values[self.id_of(kind, name)?])
         }
     }
 
@@ -751,11 +751,7 @@ mod tests {
                 return None;
             }
             // Envoy hands back the same id for a name defined again.
-            let id = match self
-                .ids
-                .iter()
-                .position(|defined| *defined == (kind, name.to_string()))
-            {
+            let id = match self.id_of(kind, name) {
                 Some(id) => id,
                 None => {
                     self.ids.push((kind, name.to_string()));
