@@ -1177,18 +1177,23 @@ class Bench:
         (the rate-limited and allowed cells of three runs: 0.95x, 1.01x,
         1.02x). A fresh process per round puts that difference inside the
         rounds' spread instead of leaving it in one run's verdict."""
+        if self.proxy.poll() is not None:
+            # A crash must end the run, not be hidden by the next start.
+            raise SystemExit(f"bench: the Envoy under test exited during the round (rc {self.proxy.returncode})")
         stop(self.proxy)
         self.proxy = self.envoy(self.proxy_config, "proxy", cpu=0)
         wait_until(lambda: ready(self.ports.proxy_admin), self.proxy, "Envoy under test (restarted)")
         # The limit's only unit, taken again: the counters were the old
         # process's shared data.
-        if not (self.check("(4) new Envoy: the first call takes the limit's only unit", self.ports.policy_self,
+        if not (self.check("(4s) new Envoy: the first call takes the limit's only unit", self.ports.policy_self,
                            LIMITED, "1k", 200, '"result"')
                 and self.check("(4s) new Envoy: rate limited", self.ports.policy_self, LIMITED, "1k", 200,
                                "-31002")):
             raise SystemExit("bench: the restarted Envoy under test did not answer as expected")
 
     def proxy_stats(self):
+        # The last Envoy under test's counters: the last round and the
+        # profiles (each round starts a new process).
         status, text, _ = request(self.ports.proxy_admin, "GET", "/stats?filter=mcp_policy|rbac|mcp\\.")
         self.results["proxy_stats"] = text if status == 200 else ""
 
