@@ -100,7 +100,7 @@ pub struct JsonNumber(pub Number);
 impl<'de> Deserialize<'de> for JsonNumber {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NumberVisitor;
-        impl Visitor<'_> for NumberVisitor {
+        impl<'de> Visitor<'de> for NumberVisitor {
             type Value = JsonNumber;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number")
@@ -115,6 +115,9 @@ impl<'de> Deserialize<'de> for JsonNumber {
                 Number::from_f64(v)
                     .map(JsonNumber)
                     .ok_or_else(|| E::custom(format!("not a finite number: {v}")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<JsonNumber, A::Error> {
+                crate::policy::document::refuse_array(seq, &self)
             }
         }
         deserializer.deserialize_any(NumberVisitor)

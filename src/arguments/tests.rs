@@ -23,13 +23,13 @@ struct ToolsDocument {
     tools: UniqueMap<Object<RuleDocument>>,
 }
 
-/// Reads `{"tools": {tool: rule}}` through serde_path_to_error, as the policy
+/// Reads `{"tools": {tool: rule}}` as the policy
 /// reader does, and compiles the rule, so errors carry their full path.
 fn compile_tool(tool: &str, rule: &str) -> Result<ArgumentRules, ConfigErrors> {
     let json = format!(r#"{{"tools": {{"{tool}": {rule}}}}}"#);
     let mut reader = serde_json::Deserializer::from_str(&json);
-    let document: ToolsDocument =
-        serde_path_to_error::deserialize(&mut reader).map_err(ConfigError::from_reader)?;
+    let document = ToolsDocument::deserialize(&mut reader)
+        .map_err(|err| ConfigError::from_reader(&err, json.as_bytes()))?;
     let (name, Object(rule)) = document.tools.0.into_iter().next().unwrap();
     ArgumentRules::compile(
         rule.require,

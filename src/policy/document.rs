@@ -228,11 +228,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
         // carries one reader type (measured: a second one adds 8 KB).
         let mut reader = serde_json::Deserializer::from_slice(part.get().as_bytes());
         let text = part.get();
-        Ok(Checked(
-            serde_path_to_error::deserialize(&mut reader)
-                .map_err(|err| ShapeError::in_part(&err, text)),
-            text.as_ptr() as usize + text.len(),
-        ))
+        let read = T::deserialize(&mut reader).map_err(|err| ShapeError::in_part(&err, text));
+        #[cfg(test)]
+        super::error::check_path::<T>(text.as_bytes(), read.as_ref().err());
+        Ok(Checked(read, text.as_ptr() as usize + text.len()))
     }
 }
 
@@ -242,15 +241,52 @@ pub struct Version;
 
 impl<'de> Deserialize<'de> for Version {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text == "1" {
-            Ok(Version)
-        } else {
-            Err(de::Error::custom(format!(
-                "unsupported version {text:?} (this filter reads version \"1\")"
-            )))
+        checked_string(deserializer, |text| {
+            if text == "1" {
+                Ok(Version)
+            } else {
+                Err(format!(
+                    "unsupported version {text:?} (this filter reads version \"1\")"
+                ))
+            }
+        })
+    }
+}
+
+/// Refuses an array that serde_json opened for a visitor reading any value,
+/// after reading it to its end: the error is placed past the array, as for
+/// every other value of the wrong type, not at its first element (where it
+/// would be taken for the element's: [`super::error::path_of_error`]).
+pub(crate) fn refuse_array<'de, A: de::SeqAccess<'de>, T>(
+    mut seq: A,
+    expected: &dyn de::Expected,
+) -> Result<T, A::Error> {
+    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+    Err(de::Error::invalid_type(de::Unexpected::Seq, expected))
+}
+
+/// A string, checked where serde_json reads it: an error is placed at the
+/// string, which is how the error's path is found
+/// ([`super::error::path_of_error`]); checked after reading, it would be
+/// placed at the end of the object around it.
+fn checked_string<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    check: fn(String) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    struct CheckedString<T>(fn(String) -> Result<T, String>);
+    impl<T> Visitor<'_> for CheckedString<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v.to_string()).map_err(E::custom)
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
         }
     }
+    deserializer.deserialize_string(CheckedString(check))
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -628,7 +664,7 @@ pub struct Window(pub u64);
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct WindowVisitor;
-        impl Visitor<'_> for WindowVisitor {
+        impl<'de> Visitor<'de> for WindowVisitor {
             type Value = Window;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(r#""second", "minute", "hour", "day" or a positive number of seconds"#)
@@ -660,6 +696,9 @@ impl<'de> Deserialize<'de> for Window {
                         "window must be a positive number of seconds, got {v}"
                     ))),
                 }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Window, A::Error> {
+                refuse_array(seq, &self)
             }
         }
         deserializer.deserialize_any(WindowVisitor)
@@ -702,12 +741,13 @@ pub struct NonEmptyString(pub String);
 
 impl<'de> Deserialize<'de> for NonEmptyString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.is_empty() {
-            Err(de::Error::custom("must not be empty"))
-        } else {
-            Ok(NonEmptyString(text))
-        }
+        checked_string(deserializer, |text| {
+            if text.is_empty() {
+                Err("must not be empty".to_string())
+            } else {
+                Ok(NonEmptyString(text))
+            }
+        })
     }
 }
 
@@ -717,15 +757,17 @@ pub struct HeaderName(pub String);
 
 impl<'de> Deserialize<'de> for HeaderName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if text.is_empty() {
-            Err(de::Error::custom("header name must not be empty"))
-        } else if !text.chars().all(is_token_char) {
-            Err(de::Error::custom(format!("invalid header name {text:?}")))
-        } else {
-            Ok(HeaderName(text.to_ascii_lowercase()))
-        }
+        checked_string(deserializer, |text| {
+            let is_token_char =
+                |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if text.is_empty() {
+                Err("header name must not be empty".to_string())
+            } else if !text.chars().all(is_token_char) {
+                Err(format!("invalid header name {text:?}"))
+            } else {
+                Ok(HeaderName(text.to_ascii_lowercase()))
+            }
+        })
     }
 }
 

@@ -37,11 +37,12 @@ impl ConfigError {
         self
     }
 
-    /// Converts an error of the reader of the whole document, keeping serde's
-    /// message but moving the "at line L column C" suffix into fields of its own.
-    pub(crate) fn from_reader(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let shape = ShapeError::from_reader(&err);
-        let (line, column) = (err.inner().line(), err.inner().column());
+    /// Converts an error of the reader of the whole document, `source`,
+    /// keeping serde's message but moving the "at line L column C" suffix
+    /// into fields of its own.
+    pub(crate) fn from_reader(err: &serde_json::Error, source: &[u8]) -> Self {
+        let shape = ShapeError::from_reader(err, source);
+        let (line, column) = (err.line(), err.column());
         Self {
             path: if shape.path.is_empty() {
                 ROOT.to_string()
@@ -174,22 +175,16 @@ pub struct ShapeError {
 }
 
 impl ShapeError {
-    /// Keeps serde's message without its "at line L column C" suffix.
-    fn from_reader(err: &serde_path_to_error::Error<serde_json::Error>) -> ShapeError {
-        let path = err.path().to_string();
-        let inner = err.inner();
-        let mut message = inner.to_string();
-        let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+    /// Keeps serde's message without its "at line L column C" suffix; the
+    /// path is the value of `text` the reader was in when it stopped.
+    fn from_reader(err: &serde_json::Error, text: &[u8]) -> ShapeError {
+        let mut message = err.to_string();
+        let suffix = format!(" at line {} column {}", err.line(), err.column());
         if let Some(stripped) = message.strip_suffix(&suffix) {
             message = stripped.to_string();
         }
         ShapeError {
-            // serde_path_to_error says "." for the root and "?" before any key is read.
-            path: if path == "." || path == "?" {
-                String::new()
-            } else {
-                path
-            },
+            path: path_of_error(text, err, &message),
             message,
             at: None,
         }
@@ -199,18 +194,15 @@ impl ShapeError {
     /// Cold and not inlined into every part's reader: 2.7 KB less module.
     #[cold]
     #[inline(never)]
-    pub(crate) fn in_part(
-        err: &serde_path_to_error::Error<serde_json::Error>,
-        part: &str,
-    ) -> ShapeError {
-        let (line, column) = (err.inner().line(), err.inner().column());
+    pub(crate) fn in_part(err: &serde_json::Error, part: &str) -> ShapeError {
+        let (line, column) = (err.line(), err.column());
         let at = (line > 0)
             .then(|| index_of_line_column(part.as_bytes(), line, column))
             .flatten()
             .map(|index| part.as_ptr() as usize + index);
         ShapeError {
             at,
-            ..ShapeError::from_reader(err)
+            ..ShapeError::from_reader(err, part.as_bytes())
         }
     }
 
@@ -259,6 +251,288 @@ pub fn index_of_line_column(text: &[u8], line: usize, column: usize) -> Option<u
     };
     let index = start_of_line + column;
     (index <= text.len()).then_some(index)
+}
+
+/// The JSON path (`tools.x.limits[0].max`; empty for the whole text) of
+/// the value serde_json was reading in `text` when it stopped with `err`.
+///
+/// Found by scanning the text up to where the reader stopped rather than by
+/// wrapping every reader (serde_path_to_error did that: a second copy of
+/// every visitor, 52 KB of the module). What the reader stopped at decides
+/// where an error belongs, as serde_path_to_error placed it:
+/// - inside a value, or at its first byte: that value;
+/// - just past a member's value or an element: the member or element, for
+///   an error of the value (a wrong type, an unknown variant); the object or
+///   array, when the text ends there;
+/// - just past a member's name: the member, for an unknown field (the name's
+///   own error) or the text ending there; the object, for what its reader
+///   finds wrong with the name (a duplicate, an empty name);
+/// - anywhere else in an object or array (a missing field, at its end): the
+///   object or array.
+pub(crate) fn path_of_error(text: &[u8], err: &serde_json::Error, message: &str) -> String {
+    let Some(stop) = (err.line() > 0)
+        .then(|| index_of_line_column(text, err.line(), err.column()))
+        .flatten()
+    else {
+        return String::new();
+    };
+    let mut scan = PathScan {
+        text,
+        pos: 0,
+        stop,
+        // serde_json stops just past a value when the value is wrong (a data
+        // error, or a syntax error at its only byte: `0` for an enum) or
+        // when the text ends after it (the object's error).
+        of_value: err.classify() != serde_json::error::Category::Eof,
+        // Just past a name: an unknown field is the name's error (and the
+        // text ending there the member's); what the object's reader finds
+        // wrong with a name it has read (a duplicate) is the object's.
+        of_name: err.classify() != serde_json::error::Category::Data
+            || message.starts_with("unknown field"),
+        // At an element's first byte: the element's error when serde_json
+        // looked at that byte and refused its type; the array's when it
+        // refused the array (opened for a number, say: "invalid type:
+        // sequence" with an element that is no array) or its first byte
+        // (syntax errors are placed past the byte looked at).
+        element_at_start: err.classify() == serde_json::error::Category::Data,
+        of_array: message.starts_with("invalid type: sequence"),
+        path: Vec::new(),
+    };
+    // The scan ends where the reader stopped (or at what it cannot read).
+    let _ = scan.value();
+    let mut path = String::new();
+    for segment in &scan.path {
+        match segment {
+            Segment::Name(name) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&unescape(name));
+            }
+            Segment::Index(index) => {
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
+            }
+        }
+    }
+    path
+}
+
+/// Test builds: the path found for an error of a part, `text`, read as `T`
+/// is the one serde_path_to_error gives.
+#[cfg(test)]
+pub(crate) fn check_path<'de, T: serde::Deserialize<'de>>(
+    text: &'de [u8],
+    error: Option<&ShapeError>,
+) {
+    let mut reader = serde_json::Deserializer::from_slice(text);
+    let expected = serde_path_to_error::deserialize::<_, T>(&mut reader)
+        .err()
+        .map(|err| reference_path(&err));
+    let found = error.map(|error| error.path.clone());
+    assert_eq!(
+        found,
+        expected,
+        "path of the error in {}",
+        String::from_utf8_lossy(text)
+    );
+}
+
+/// Test builds: as [`check_path`], for an error of the whole document, when
+/// it is one of the values (for syntax errors the found path can be deeper:
+/// serde_path_to_error does not see into the parts, read whole first).
+#[cfg(test)]
+pub(crate) fn check_document_path(text: &[u8], error: Option<&ConfigError>) {
+    use super::document::{Object, PolicyDocument};
+    let mut reader = serde_json::Deserializer::from_slice(text);
+    let Err(err) = serde_path_to_error::deserialize::<_, Object<PolicyDocument>>(&mut reader)
+    else {
+        assert_eq!(error, None);
+        return;
+    };
+    if err.inner().classify() != serde_json::error::Category::Data {
+        return;
+    }
+    let expected = match reference_path(&err) {
+        path if path.is_empty() => ROOT.to_string(),
+        path => path,
+    };
+    assert_eq!(
+        error.map(|error| error.path.as_str()),
+        Some(expected.as_str()),
+        "path of the error in {}",
+        String::from_utf8_lossy(text)
+    );
+}
+
+/// serde_path_to_error's path as the reader's errors give it ("." for the
+/// whole value, "?" before its first key).
+#[cfg(test)]
+fn reference_path(err: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    match err.path().to_string() {
+        path if path == "." || path == "?" => String::new(),
+        path => path,
+    }
+}
+
+/// A member's name as written between its quotes, unescaped.
+fn unescape(name: &[u8]) -> String {
+    if name.contains(&b'\\') {
+        let mut quoted = Vec::with_capacity(name.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(name);
+        quoted.push(b'"');
+        if let Ok(name) = serde_json::from_slice::<String>(&quoted) {
+            return name;
+        }
+    }
+    String::from_utf8_lossy(name).into_owned()
+}
+
+enum Segment<'t> {
+    Name(&'t [u8]),
+    Index(usize),
+}
+
+/// Walks JSON text up to `stop`, keeping the path of the value it is in.
+struct PathScan<'t> {
+    text: &'t [u8],
+    pos: usize,
+    /// The byte index the reader stopped at.
+    stop: usize,
+    /// Stopped just past a value, the error is the value's.
+    of_value: bool,
+    /// Stopped just past a member's name, the error is the member's.
+    of_name: bool,
+    /// Stopped at an element's first byte, the error can be the element's.
+    element_at_start: bool,
+    /// The error says an array was not expected.
+    of_array: bool,
+    path: Vec<Segment<'t>>,
+}
+
+/// The scan reached the stop, or text it cannot read.
+struct Stopped;
+
+impl<'t> PathScan<'t> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.pos).copied()
+    }
+
+    fn whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Past a string's closing quote, from its opening one.
+    fn string(&mut self) -> Result<(), Stopped> {
+        self.pos += 1;
+        loop {
+            match self.peek() {
+                None => return Err(Stopped),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => self.pos += 2,
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Ends the scan if the reader stopped in the value just read, or just
+    /// past it; the value's segment stays on the path when the error is
+    /// the value's own.
+    fn after(&mut self, own: bool) -> Result<(), Stopped> {
+        if self.pos < self.stop {
+            self.path.pop();
+            return Ok(());
+        }
+        if self.pos == self.stop && !own {
+            self.path.pop();
+        }
+        Err(Stopped)
+    }
+
+    fn value(&mut self) -> Result<(), Stopped> {
+        self.whitespace();
+        match self.peek() {
+            None => Err(Stopped),
+            Some(b'{') => {
+                self.pos += 1;
+                loop {
+                    self.whitespace();
+                    match self.peek() {
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        Some(b',') => self.pos += 1,
+                        Some(b'"') if self.pos < self.stop => {
+                            let start = self.pos + 1;
+                            self.string()?;
+                            self.path
+                                .push(Segment::Name(&self.text[start..self.pos - 1]));
+                            if self.pos >= self.stop {
+                                return self.after(self.of_name);
+                            }
+                            self.whitespace();
+                            if self.peek() != Some(b':') {
+                                return Err(Stopped);
+                            }
+                            self.pos += 1;
+                            self.value()?;
+                            self.after(self.of_value)?;
+                        }
+                        _ => return Err(Stopped),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut index = 0;
+                loop {
+                    self.whitespace();
+                    match self.peek() {
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        Some(b',') => self.pos += 1,
+                        Some(byte)
+                            if self.pos < self.stop
+                                || (self.pos == self.stop
+                                    && self.element_at_start
+                                    && (byte == b'[' || !self.of_array)) =>
+                        {
+                            self.path.push(Segment::Index(index));
+                            self.value()?;
+                            self.after(self.of_value)?;
+                            index += 1;
+                        }
+                        _ => return Err(Stopped),
+                    }
+                }
+            }
+            Some(b'"') => self.string(),
+            Some(_) => {
+                let start = self.pos;
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b']' | b'}' | b':' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.pos += 1;
+                }
+                // No value where one was expected: the reader stopped here.
+                if self.pos == start {
+                    return Err(Stopped);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Errors found while compiling a policy; compiling goes on after each, so

@@ -354,8 +354,11 @@ impl Policy {
     /// given twice in one map.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
         let mut reader = serde_json::Deserializer::from_slice(bytes);
-        let document: Object<PolicyDocument> =
-            serde_path_to_error::deserialize(&mut reader).map_err(ConfigError::from_reader)?;
+        let document = <Object<PolicyDocument> as serde::Deserialize>::deserialize(&mut reader)
+            .map_err(|err| ConfigError::from_reader(&err, bytes));
+        #[cfg(test)]
+        error::check_document_path(bytes, document.as_ref().err());
+        let document = document?;
         // Trailing garbage after the document is as wrong as a bad field.
         reader.end().map_err(|err| {
             let mut error = ConfigError::new(ROOT, "trailing characters after the policy document");

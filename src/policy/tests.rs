@@ -491,10 +491,10 @@ fn errors_the_reader_finds_are_reported_part_by_part() {
             at(r#"tools.b.require.args.x.lt: invalid type: string "1", expected a number"#, 4, 50),
             at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`", 4, 71),
             at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `approve_if`, `approval`, `invokes`", 5, 12),
-            at("grants.ci.hide[0]: must not be empty", 6, 27),
+            at("grants.ci.hide[0]: must not be empty", 6, 26),
             at("grants.ci.tools.d.limits[0]: missing field `max` (a limit with a `window` needs one)", 6, 95),
             at("grants.x: invalid type: sequence, expected an object", 6, 104),
-            at(r#"identity.header: invalid header name "x agent""#, 7, 31),
+            at(r#"identity.header: invalid header name "x agent""#, 7, 30),
             at("mode: unknown variant `audit`, expected `enforce` or `monitor`", 1, 47),
         ]
     );
@@ -1158,4 +1158,122 @@ fn bad_roles_are_refused_with_their_path() {
     assert!(
         matches!(&policy.identity, Identity::JwtClaim { role_claim: Some(claim), .. } if claim == "role")
     );
+}
+
+/// The path of every error the reader finds is the one serde_path_to_error
+/// gives (test builds check it inside the reader, see
+/// `error::check_path`): the repository's policies with each value replaced
+/// by a value of every JSON kind, and each object given an unknown member, a
+/// duplicate member or a member fewer.
+#[test]
+fn error_paths_are_serde_path_to_error_s_on_mutated_policies() {
+    const REPLACEMENTS: [&str; 16] = [
+        "0",
+        "-1",
+        "1.5",
+        "7",
+        r#""""#,
+        r#""x y""#,
+        "true",
+        "null",
+        "[]",
+        "[1]",
+        "[[1]]",
+        r#"[{}]"#,
+        r#"[""]"#,
+        "{}",
+        r#"{"zz":1}"#,
+        r#"{"a":{"b":[1]}}"#,
+    ];
+    const DUPLICATE: &str = "\u{1}duplicate";
+    let mut documents = 0;
+    let mut refused = 0;
+    for source in [
+        include_str!("../../policy.json"),
+        include_str!("../../examples/policies/fleet.json"),
+        include_str!("../../examples/policies/grants.json"),
+        include_str!("../../examples/policies/jwt.json"),
+        include_str!("../../examples/policies/quotas.json"),
+        include_str!("../../bench/policy-bench-arguments.json"),
+    ] {
+        let original: serde_json::Value = serde_json::from_str(source).unwrap();
+        let mut pointers = Vec::new();
+        collect_pointers(&original, String::new(), &mut pointers);
+        let mut mutated = Vec::new();
+        for pointer in &pointers {
+            for replacement in REPLACEMENTS {
+                let mut document = original.clone();
+                *document.pointer_mut(pointer).unwrap() =
+                    serde_json::from_str(replacement).unwrap();
+                mutated.push(document.to_string());
+            }
+            let Some(object) = original
+                .pointer(pointer)
+                .and_then(|value| value.as_object())
+            else {
+                continue;
+            };
+            let mut document = original.clone();
+            let target = document
+                .pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            target.insert("zz_unknown".to_string(), serde_json::json!(1));
+            mutated.push(document.to_string());
+            for key in object.keys() {
+                let mut document = original.clone();
+                let target = document
+                    .pointer_mut(pointer)
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap();
+                target.remove(key);
+                mutated.push(document.to_string());
+                // The same name twice: written under a placeholder, renamed in the text.
+                let mut document = original.clone();
+                let target = document
+                    .pointer_mut(pointer)
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap();
+                target.insert(DUPLICATE.to_string(), object[key].clone());
+                let quoted = serde_json::to_string(key).unwrap();
+                mutated.push(
+                    document
+                        .to_string()
+                        .replace("\"\\u0001duplicate\"", &quoted),
+                );
+            }
+        }
+        for text in mutated {
+            documents += 1;
+            if Policy::from_json(text.as_bytes()).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    // Enough refused documents that every kind of error was met.
+    assert!(
+        documents > 4_000 && refused > documents / 2,
+        "{refused} of {documents}"
+    );
+}
+
+fn collect_pointers(value: &serde_json::Value, at: String, pointers: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(object) => {
+            for (key, member) in object {
+                let escaped = key.replace('~', "~0").replace('/', "~1");
+                collect_pointers(member, format!("{at}/{escaped}"), pointers);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_pointers(item, format!("{at}/{index}"), pointers);
+            }
+        }
+        _ => {}
+    }
+    pointers.push(at);
 }
