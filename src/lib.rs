@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod response;
+pub mod sort;
 pub mod target;
 pub mod uri;
 

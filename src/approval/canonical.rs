@@ -170,7 +170,7 @@ impl Parser<'_> {
                         _ => return Err(self.error("expected , or }")),
                     }
                 }
-                members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                crate::sort::sort_by(&mut members, |a, b| a.0.as_bytes() < b.0.as_bytes());
                 if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
                     return Err(Error(format!("duplicate key {:?}", pair[0].0)));
                 }

@@ -439,8 +439,7 @@ impl Policy {
             })
             .cloned()
             .collect();
-        names.sort();
-        names.dedup();
+        crate::sort::sort_unique(&mut names);
         names
     }
 
@@ -455,8 +454,7 @@ impl Policy {
                     .map(|(glob, _)| glob.as_str().to_string())
             })
             .collect();
-        patterns.sort();
-        patterns.dedup();
+        crate::sort::sort_unique(&mut patterns);
         patterns
     }
 
@@ -466,8 +464,7 @@ impl Policy {
             .chain(self.grants.values())
             .flat_map(|view| view.methods.named.keys().cloned())
             .collect();
-        names.sort();
-        names.dedup();
+        crate::sort::sort_unique(&mut names);
         names
     }
 
@@ -1215,10 +1212,8 @@ fn compile_rule_set(
         }
     }
     // Most literal text first; two patterns that tie must not both match a name.
-    set.patterns.sort_by(|(a, _), (b, _)| {
-        b.literal_len()
-            .cmp(&a.literal_len())
-            .then(a.as_str().cmp(b.as_str()))
+    crate::sort::sort_by(&mut set.patterns, |(a, _), (b, _)| {
+        (b.literal_len(), a.as_str()) < (a.literal_len(), b.as_str())
     });
     for (index, (first, _)) in set.patterns.iter().enumerate() {
         for (second, _) in set.patterns.iter().skip(index + 1) {
