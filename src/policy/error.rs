@@ -297,9 +297,10 @@ pub(crate) fn path_of_error(text: &[u8], err: &serde_json::Error, message: &str)
         element_at_start: err.classify() == serde_json::error::Category::Data,
         of_array: message.starts_with("invalid type: sequence"),
         path: Vec::new(),
+        open: Vec::new(),
     };
     // The scan ends where the reader stopped (or at what it cannot read).
-    let _ = scan.value();
+    scan.scan();
     let mut path = String::new();
     for segment in &scan.path {
         match segment {
@@ -395,7 +396,16 @@ enum Segment<'t> {
     Index(usize),
 }
 
+/// A container the scan is in.
+enum Open {
+    Object,
+    /// An array, and the index its next element will have.
+    Array(usize),
+}
+
 /// Walks JSON text up to `stop`, keeping the path of the value it is in.
+/// Without recursion: the text before a stop can nest deeper than any
+/// reader goes (a part is read whole before its errors are placed).
 struct PathScan<'t> {
     text: &'t [u8],
     pos: usize,
@@ -410,10 +420,8 @@ struct PathScan<'t> {
     /// The error says an array was not expected.
     of_array: bool,
     path: Vec<Segment<'t>>,
+    open: Vec<Open>,
 }
-
-/// The scan reached the stop, or text it cannot read.
-struct Stopped;
 
 impl<'t> PathScan<'t> {
     fn peek(&self) -> Option<u8> {
@@ -426,15 +434,16 @@ impl<'t> PathScan<'t> {
         }
     }
 
-    /// Past a string's closing quote, from its opening one.
-    fn string(&mut self) -> Result<(), Stopped> {
+    /// Past a string's closing quote, from its opening one; `false` if the
+    /// text ends first.
+    fn string(&mut self) -> bool {
         self.pos += 1;
         loop {
             match self.peek() {
-                None => return Err(Stopped),
+                None => return false,
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(());
+                    return true;
                 }
                 Some(b'\\') => self.pos += 2,
                 Some(_) => self.pos += 1,
@@ -442,94 +451,103 @@ impl<'t> PathScan<'t> {
         }
     }
 
-    /// Ends the scan if the reader stopped in the value just read, or just
-    /// past it; the value's segment stays on the path when the error is
-    /// the value's own.
-    fn after(&mut self, own: bool) -> Result<(), Stopped> {
+    /// A segment's value (or name, `own` telling whose the error is there)
+    /// ended at `pos`: whether the scan ends, the segment staying on the
+    /// path if the reader stopped in it, or just past it for its own error.
+    fn ended(&mut self, own: bool) -> bool {
         if self.pos < self.stop {
             self.path.pop();
-            return Ok(());
+            return false;
         }
         if self.pos == self.stop && !own {
             self.path.pop();
         }
-        Err(Stopped)
+        true
     }
 
-    fn value(&mut self) -> Result<(), Stopped> {
-        self.whitespace();
-        match self.peek() {
-            None => Err(Stopped),
-            Some(b'{') => {
-                self.pos += 1;
-                loop {
-                    self.whitespace();
-                    match self.peek() {
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        Some(b',') => self.pos += 1,
-                        Some(b'"') if self.pos < self.stop => {
-                            let start = self.pos + 1;
-                            self.string()?;
-                            self.path
-                                .push(Segment::Name(&self.text[start..self.pos - 1]));
-                            if self.pos >= self.stop {
-                                return self.after(self.of_name);
-                            }
-                            self.whitespace();
-                            if self.peek() != Some(b':') {
-                                return Err(Stopped);
-                            }
-                            self.pos += 1;
-                            self.value()?;
-                            self.after(self.of_value)?;
-                        }
-                        _ => return Err(Stopped),
+    /// A value ended at `pos`: whether the scan ends.
+    fn value_ended(&mut self) -> bool {
+        // The whole text's value: nothing after it to scan.
+        self.open.is_empty() || self.ended(self.of_value)
+    }
+
+    fn scan(&mut self) {
+        let mut value_next = true;
+        loop {
+            self.whitespace();
+            if value_next {
+                value_next = false;
+                match self.peek() {
+                    Some(b'{') => {
+                        self.pos += 1;
+                        self.open.push(Open::Object);
                     }
-                }
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                let mut index = 0;
-                loop {
-                    self.whitespace();
-                    match self.peek() {
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        Some(b',') => self.pos += 1,
-                        Some(byte)
-                            if self.pos < self.stop
-                                || (self.pos == self.stop
-                                    && self.element_at_start
-                                    && (byte == b'[' || !self.of_array)) =>
-                        {
-                            self.path.push(Segment::Index(index));
-                            self.value()?;
-                            self.after(self.of_value)?;
-                            index += 1;
-                        }
-                        _ => return Err(Stopped),
+                    Some(b'[') => {
+                        self.pos += 1;
+                        self.open.push(Open::Array(0));
                     }
+                    Some(b'"') => {
+                        if !self.string() || self.value_ended() {
+                            return;
+                        }
+                    }
+                    Some(_) => {
+                        let start = self.pos;
+                        while !matches!(
+                            self.peek(),
+                            None | Some(b',' | b']' | b'}' | b':' | b' ' | b'\t' | b'\n' | b'\r')
+                        ) {
+                            self.pos += 1;
+                        }
+                        // No value where one was expected: the reader stopped here.
+                        if self.pos == start || self.value_ended() {
+                            return;
+                        }
+                    }
+                    None => return,
                 }
+                continue;
             }
-            Some(b'"') => self.string(),
-            Some(_) => {
-                let start = self.pos;
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b']' | b'}' | b':' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
+            let (pos, stop, peeked) = (self.pos, self.stop, self.peek());
+            match (self.open.last_mut(), peeked) {
+                (Some(Open::Object), Some(b'}')) | (Some(Open::Array(_)), Some(b']')) => {
                     self.pos += 1;
+                    self.open.pop();
+                    if self.value_ended() {
+                        return;
+                    }
                 }
-                // No value where one was expected: the reader stopped here.
-                if self.pos == start {
-                    return Err(Stopped);
+                (Some(_), Some(b',')) => self.pos += 1,
+                (Some(Open::Object), Some(b'"')) if pos < stop => {
+                    let start = pos + 1;
+                    if !self.string() {
+                        return;
+                    }
+                    self.path
+                        .push(Segment::Name(&self.text[start..self.pos - 1]));
+                    if self.pos >= self.stop {
+                        self.ended(self.of_name);
+                        return;
+                    }
+                    self.whitespace();
+                    if self.peek() != Some(b':') {
+                        return;
+                    }
+                    self.pos += 1;
+                    value_next = true;
                 }
-                Ok(())
+                (Some(Open::Array(next)), Some(byte))
+                    if pos < stop
+                        || (pos == stop
+                            && self.element_at_start
+                            && (byte == b'[' || !self.of_array)) =>
+                {
+                    let index = *next;
+                    *next += 1;
+                    self.path.push(Segment::Index(index));
+                    value_next = true;
+                }
+                _ => return,
             }
         }
     }

@@ -1277,3 +1277,20 @@ fn collect_pointers(value: &serde_json::Value, at: String, pointers: &mut Vec<St
     }
     pointers.push(at);
 }
+
+/// A value nested far deeper than any reader goes (serde_json reads a part
+/// whole, its depth unchecked, before reading it as a rule), before an error
+/// found after it: the scan that places the error goes through the nesting
+/// without recursing (no stack overflow) and finds the right path.
+#[test]
+fn a_deeply_nested_value_before_an_error_is_not_followed_to_its_end() {
+    let depth = 100_000;
+    let document = format!(
+        r#"{{"version":"1","default":"deny","tools":{{"x":{}{}}},"zzz":1}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let errors = load(&document).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.first().path, "zzz", "{errors}");
+}
