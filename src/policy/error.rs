@@ -264,11 +264,17 @@ pub fn index_of_line_column(text: &[u8], line: usize, column: usize) -> Option<u
 /// - just past a member's value or an element: the member or element, for
 ///   an error of the value (a wrong type, an unknown variant); the object or
 ///   array, when the text ends there;
-/// - just past a member's name: the member, for an unknown field (the name's
-///   own error) or the text ending there; the object, for what its reader
-///   finds wrong with the name (a duplicate, an empty name);
+/// - just past a member's name or in the blanks before its colon: the
+///   member, for an unknown field (the name's own error) or the text ending
+///   there; the object, for what its reader finds wrong with the name (a
+///   duplicate, an empty name);
 /// - anywhere else in an object or array (a missing field, at its end): the
 ///   object or array.
+///
+/// One placement cannot be told apart: an enum written as an object of two
+/// members with no blank before the comma (`{"closed":null,"open":null}`)
+/// stops just past the first member's value, as a one-byte value refused
+/// at its only byte does, so the error names that member too.
 pub(crate) fn path_of_error(text: &[u8], err: &serde_json::Error, message: &str) -> String {
     let Some(stop) = (err.line() > 0)
         .then(|| index_of_line_column(text, err.line(), err.column()))
@@ -525,11 +531,20 @@ impl<'t> PathScan<'t> {
                     }
                     self.path
                         .push(Segment::Name(&self.text[start..self.pos - 1]));
-                    if self.pos >= self.stop {
-                        self.ended(self.of_name);
+                    if self.pos > self.stop {
+                        // Stopped inside the name.
                         return;
                     }
+                    // Just past the name, or in the blanks before its colon
+                    // (where serde_json's object reader, having skipped
+                    // them, places what it finds wrong with the name).
                     self.whitespace();
+                    if self.pos >= self.stop {
+                        if !self.of_name {
+                            self.path.pop();
+                        }
+                        return;
+                    }
                     if self.peek() != Some(b':') {
                         return;
                     }
