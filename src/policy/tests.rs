@@ -1213,36 +1213,32 @@ fn error_paths_are_serde_path_to_error_s_on_mutated_policies() {
             else {
                 continue;
             };
-            let mut document = original.clone();
-            let target = document
-                .pointer_mut(pointer)
-                .unwrap()
-                .as_object_mut()
-                .unwrap();
-            target.insert("zz_unknown".to_string(), serde_json::json!(1));
-            mutated.push(document.to_string());
+            // The document with the object at `pointer` changed, as text.
+            let changed = |change: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+                let mut document = original.clone();
+                change(
+                    document
+                        .pointer_mut(pointer)
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap(),
+                );
+                document.to_string()
+            };
+            mutated.push(changed(&|target| {
+                target.insert("zz_unknown".to_string(), serde_json::json!(1));
+            }));
             for key in object.keys() {
-                let mut document = original.clone();
-                let target = document
-                    .pointer_mut(pointer)
-                    .unwrap()
-                    .as_object_mut()
-                    .unwrap();
-                target.remove(key);
-                mutated.push(document.to_string());
+                mutated.push(changed(&|target| {
+                    target.remove(key);
+                }));
                 // The same name twice: written under a placeholder, renamed in the text.
-                let mut document = original.clone();
-                let target = document
-                    .pointer_mut(pointer)
-                    .unwrap()
-                    .as_object_mut()
-                    .unwrap();
-                target.insert(DUPLICATE.to_string(), object[key].clone());
                 let quoted = serde_json::to_string(key).unwrap();
                 mutated.push(
-                    document
-                        .to_string()
-                        .replace("\"\\u0001duplicate\"", &quoted),
+                    changed(&|target| {
+                        target.insert(DUPLICATE.to_string(), object[key].clone());
+                    })
+                    .replace("\"\\u0001duplicate\"", &quoted),
                 );
             }
         }
