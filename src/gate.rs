@@ -269,7 +269,10 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             inspection
         }
         Handling::Complete => {
-            let id = id.unwrap_or(Value::Null);
+            let id = match request_id(id, &method) {
+                Ok(id) => id,
+                Err(refusal) => return context.invalid(refusal),
+            };
             let target = match params.reference {
                 Some((kind, Some(named))) if kind == "ref/prompt" => (Kind::Prompt, named),
                 Some((kind, Some(named))) if kind == "ref/resource" => (Kind::Resource, named),
@@ -286,7 +289,10 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             context.check_all(store, &method, &id, &[target])
         }
         Handling::Subscribe => {
-            let id = id.unwrap_or(Value::Null);
+            let id = match request_id(id, &method) {
+                Ok(id) => id,
+                Err(refusal) => return context.invalid(refusal),
+            };
             let Some(uri) = params.uri else {
                 return context.invalid(Invalid::Params {
                     id,
@@ -296,7 +302,10 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             context.check_all(store, &method, &id, &[(Kind::Resource, uri)])
         }
         Handling::Listen => {
-            let id = id.unwrap_or(Value::Null);
+            let id = match request_id(id, &method) {
+                Ok(id) => id,
+                Err(refusal) => return context.invalid(refusal),
+            };
             for task in &params.task_ids {
                 if !context.owns_task(store, task.as_deref()) {
                     return context.not_the_callers_task(&method, &id, task.as_deref());
@@ -315,7 +324,10 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             context.check_all(store, &method, &id, &targets)
         }
         Handling::Task => {
-            let id = id.unwrap_or(Value::Null);
+            let id = match request_id(id, &method) {
+                Ok(id) => id,
+                Err(refusal) => return context.invalid(refusal),
+            };
             if context.owns_task(store, params.task_id.as_deref()) {
                 Inspection::pass()
             } else {

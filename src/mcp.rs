@@ -189,9 +189,15 @@ impl Params {
         let reference = value(members.reference).and_then(|reference| {
             let reference = reference.as_object()?;
             let kind = value_text(reference.get("type")).unwrap_or_default();
-            let named =
-                value_text(reference.get("name")).or_else(|| value_text(reference.get("uri")));
-            Some((kind, named))
+            // A prompt is named by `name`, a resource template by `uri`
+            // (servers look it up by that alone): never the other member,
+            // which a caller could set to an allowed decoy.
+            let member = if kind == "ref/resource" {
+                "uri"
+            } else {
+                "name"
+            };
+            Some((kind, value_text(reference.get(member))))
         });
         let notifications = value(members.notifications);
         let meta = value(members.meta);

@@ -522,6 +522,27 @@ fn completions_subscriptions_and_listens_follow_what_they_name() {
         complete(json!({"type": "ref/resource", "uri": "file:///srv/public/{path}"})).reply,
         None
     );
+    // The member the reference's type names decides, never a decoy beside
+    // it: servers look a template up by `uri`, a prompt by `name`.
+    let (_, json) = reply_of(&complete(json!({
+        "type": "ref/resource",
+        "name": "file:///srv/public/{path}",
+        "uri": "file:///srv/private/{path}"
+    })));
+    assert_eq!(json["error"]["code"], -31001);
+    let (_, json) = reply_of(&complete(json!({
+        "type": "ref/prompt",
+        "uri": "summarize",
+        "name": "secret_prompt"
+    })));
+    assert_eq!(json["error"]["code"], -31001);
+    let (status, json) = reply_of(&complete(
+        json!({"type": "ref/resource", "name": "file:///srv/public/{path}"}),
+    ));
+    assert_eq!(
+        (status, json["error"]["code"].clone()),
+        (400, json!(-32602))
+    );
     let (status, json) = reply_of(&complete(json!({"type": "ref/unknown"})));
     assert_eq!(
         (status, json["error"]["code"].clone()),
@@ -675,4 +696,50 @@ fn requests_at_2026_07_28_must_carry_their_mirror_headers() {
     assert_eq!(json["error"]["code"], -32602);
     let (_, json) = reply_of(&run(legacy, &read));
     assert_eq!(json["error"]["code"], -32002);
+}
+
+#[test]
+fn a_decided_method_needs_a_request_id() {
+    let policy = Policy::from_json(br#"{"version":"1","default":"allow"}"#).unwrap();
+    let store = EnvoySharedData::default();
+    let params = |method: &str| match method {
+        "completion/complete" => {
+            json!({"ref": {"type": "ref/prompt", "name": "p"}, "argument": {"name": "a", "value": "b"}})
+        }
+        "resources/read" | "resources/subscribe" => json!({"uri": "file:///srv/x"}),
+        method if method.starts_with("tasks/") => json!({"taskId": "t-1"}),
+        _ => json!({"name": "p", "arguments": {}}),
+    };
+    for method in [
+        "tools/call",
+        "prompts/get",
+        "resources/read",
+        "completion/complete",
+        "resources/subscribe",
+        "tasks/get",
+        "tasks/result",
+        "tasks/cancel",
+    ] {
+        for id in [
+            None,
+            Some(json!(null)),
+            Some(json!({"a": 1})),
+            Some(json!([1])),
+            Some(json!(1.5)),
+            Some(json!(true)),
+        ] {
+            let mut body = json!({"jsonrpc": "2.0", "method": method, "params": params(method)});
+            if let Some(id) = &id {
+                body["id"] = id.clone();
+            }
+            let inspection = inspect(&policy, &store, body.to_string().as_bytes());
+            let (status, json) = reply_of(&inspection);
+            assert_eq!(
+                (status, json["error"]["code"].clone(), json["id"].clone()),
+                (400, json!(-32600), json!(null)),
+                "{method} with id {id:?}: {json}"
+            );
+            assert_eq!(inspection.outcome(), Some(Outcome::Invalid), "{method}");
+        }
+    }
 }
