@@ -21,8 +21,8 @@ use crate::uri;
 pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, RuleAction, Scope};
 use document::{
     AllToolsDocument, ApprovalDocument, ApprovalServiceDocument, Checked, GrantDocument,
-    InvokesDocument, LimitDocument, NonEmptyString, Object, PolicyDocument, PromptRuleDocument,
-    ResourceRuleDocument, ToolRuleDocument, UniqueMap,
+    InvokesDocument, LimitDocument, NonEmptyString, Object, PolicyDocument, PositiveInteger,
+    PromptRuleDocument, ResourceRuleDocument, ToolRuleDocument, UniqueMap,
 };
 pub(crate) use error::Errors;
 pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
@@ -867,7 +867,8 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
 
     let max_json_depth = match errors.read_optional(max_json_depth, "max_json_depth") {
         None => mcp::DEFAULT_MAX_DEPTH,
-        Some(depth) if depth.0 as usize <= mcp::MAX_DEPTH_LIMIT => depth.0 as usize,
+        // Compared before any cast: usize is 32 bits in the module.
+        Some(depth) if depth.0 <= mcp::MAX_DEPTH_LIMIT as u64 => depth.0 as usize,
         Some(depth) => {
             errors.push(ConfigError::new(
                 "max_json_depth",
@@ -892,9 +893,12 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
             domain: service
                 .domain
                 .map_or_else(|| DEFAULT_RATE_LIMIT_DOMAIN.to_string(), |domain| domain.0),
-            timeout_ms: service
-                .timeout_ms
-                .map_or(DEFAULT_RATE_LIMIT_TIMEOUT_MS, |t| t.0),
+            timeout_ms: service_timeout(
+                service.timeout_ms,
+                DEFAULT_RATE_LIMIT_TIMEOUT_MS,
+                "rate_limit_service.timeout_ms",
+                &mut errors,
+            ),
             failure_mode: service.failure_mode.unwrap_or_default(),
         }),
         (_, None) => {
@@ -924,6 +928,7 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
     let approval_service = errors.read_optional(approval_service, "approval_service");
     let first_approval = std::iter::once(&base)
         .chain(compiled_grants.values())
+        .chain(compiled_roles.values())
         .find_map(View::first_approval);
     let approval_service = match (approval_service, first_approval) {
         (Some(Object(service)), Some(_)) => {
@@ -1415,6 +1420,30 @@ fn compile_approval(
     })
 }
 
+/// The longest a decision may wait for a service: Envoy's calls take a
+/// 32-bit count of milliseconds (a larger value would wrap to a short one),
+/// and a held request waiting longer than a minute is a stuck one.
+pub const MAX_SERVICE_TIMEOUT_MS: u64 = 60_000;
+
+fn service_timeout(
+    timeout: Option<PositiveInteger>,
+    default: u64,
+    path: &str,
+    errors: &mut Errors,
+) -> u64 {
+    match timeout {
+        None => default,
+        Some(PositiveInteger(ms)) if ms <= MAX_SERVICE_TIMEOUT_MS => ms,
+        Some(PositiveInteger(ms)) => {
+            errors.push(ConfigError::new(
+                path,
+                format!("at most {MAX_SERVICE_TIMEOUT_MS} (a minute), got {ms}"),
+            ));
+            default
+        }
+    }
+}
+
 fn compile_approval_service(
     document: ApprovalServiceDocument,
     path: &str,
@@ -1443,9 +1472,12 @@ fn compile_approval_service(
     Some(ApprovalService {
         cluster: document.cluster.0,
         public_url,
-        timeout_ms: document
-            .timeout_ms
-            .map_or(DEFAULT_APPROVAL_TIMEOUT_MS, |timeout| timeout.0),
+        timeout_ms: service_timeout(
+            document.timeout_ms,
+            DEFAULT_APPROVAL_TIMEOUT_MS,
+            &format!("{path}.timeout_ms"),
+            errors,
+        ),
         failure_mode: document.failure_mode.unwrap_or_default(),
     })
 }

@@ -374,6 +374,25 @@ fn hardening_fields_are_validated() {
         error_of(r#"{"version":"1","default":"deny","max_json_depth":500}"#),
         "max_json_depth: at most 127 (the JSON reader's own limit), got 500"
     );
+    // Compared before a cast: in the module usize is 32 bits, where
+    // 2^32 + 1 would be 1.
+    assert_eq!(
+        error_of(r#"{"version":"1","default":"deny","max_json_depth":4294967297}"#),
+        "max_json_depth: at most 127 (the JSON reader's own limit), got 4294967297"
+    );
+    // Envoy's calls take a 32-bit count of milliseconds.
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r","timeout_ms":4294967301},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]}}}"#
+        ),
+        "rate_limit_service.timeout_ms: at most 60000 (a minute), got 4294967301"
+    );
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","approval_service":{"cluster":"a","timeout_ms":60001},"tools":{"t":{"action":"approve"}}}"#
+        ),
+        "approval_service.timeout_ms: at most 60000 (a minute), got 60001"
+    );
     assert_eq!(
         error_of(r#"{"version":"1","default":"deny","failure_mode":"maybe"}"#),
         "failure_mode: unknown variant `maybe`, expected `closed` or `open`"
@@ -761,6 +780,10 @@ fn approval_needs_a_service_and_a_service_needs_approval() {
         (
             r#"{"version":"1","default":"deny","grants":{"ci":{"tools":{"a/b":{"action":"approve"}}}}}"#.to_string(),
             "grants.ci.tools.a/b.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","roles":{"ops":{"tools":{"wipe":{"action":"approve"}}}}}"#.to_string(),
+            "roles.ops.tools.wipe.action: asks for approval: add a top-level approval_service (cluster, public_url, timeout_ms, failure_mode)",
         ),
         (
             r#"{"version":"1","default":"deny","resources":{"file:///etc/x":{"action":"approve"}}}"#.to_string(),
