@@ -293,6 +293,16 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
                 reason: Cow::Borrowed("the meta-tool's arguments do not name the tool to run"),
             });
         };
+        // Named as a direct call must name it (a name with a NUL or a
+        // space is refused there too).
+        if let Err(why) = crate::mcp::check_tool_name(&inner_name) {
+            return decided(Decision::Deny {
+                rule: rule.map_or("/tools", |rule| rule.pointer.as_str()),
+                reason: Cow::Owned(format!(
+                    "the meta-tool's arguments name no valid tool: {why}"
+                )),
+            });
+        }
         let inner_arguments = match (&arguments, &invokes.arguments) {
             (Some(arguments), Some(path)) => lookup(arguments, path).cloned(),
             _ => None,
@@ -310,6 +320,16 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             &read_inner,
             &mut inner_parsed,
         ) {
+            // A meta-tool run by a meta-tool would run a third tool this
+            // decision never saw: refused, whatever that tool is.
+            Ok(Some(inner)) if inner.invokes.is_some() => {
+                outcome.decision = Decision::Deny {
+                    rule: &inner.pointer,
+                    reason: Cow::Borrowed("a meta-tool may not run another meta-tool"),
+                };
+                outcome.by_invoked = true;
+                return outcome;
+            }
             Ok(inner) => {
                 let inner_limits = inner.map_or(&[][..], |rule| &rule.limits[..]);
                 limits.extend(inner_limits.iter().map(|limit| (limit, true)));

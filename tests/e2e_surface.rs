@@ -283,6 +283,19 @@ async fn a_meta_tool_is_decided_by_the_tool_it_runs() {
             (-31001, json!("deleteWorkspace")),
             "{version}"
         );
+        // The meta-tool running itself would run a tool nothing decided.
+        let nested = client
+            .call(
+                META_TOOL,
+                json!({"name": META_TOOL, "arguments": {"name": "deleteWorkspace", "arguments": {"workspace": "w"}}}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (nested.code, nested.data.clone().unwrap()["reason"].clone()),
+            (-31001, json!("a meta-tool may not run another meta-tool")),
+            "{version}"
+        );
         client
             .call(
                 META_TOOL,
@@ -293,6 +306,11 @@ async fn a_meta_tool_is_decided_by_the_tool_it_runs() {
         client.close().await;
     }
     assert_eq!(stack.upstream.tool_call_count("deleteWorkspace"), 0);
+    assert_eq!(
+        stack.upstream.tool_call_count(META_TOOL),
+        2,
+        "only the two allowed calls"
+    );
     let audit = stack.envoy.audit_records();
     assert!(
         audit

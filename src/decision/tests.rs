@@ -422,3 +422,98 @@ fn a_held_call_carries_its_costs_and_one_that_cannot_be_counted_is_refused_befor
         "{unreadable:?}"
     );
 }
+
+#[test]
+fn a_meta_tool_may_not_run_another_meta_tool_nor_a_name_no_call_could_have() {
+    let policy = policy(
+        r#"{
+        "version": "1", "default": "allow",
+        "tools": {
+            "deleteWorkspace": {"action": "deny"},
+            "call_tool": {"invokes": {"name": "args.name", "arguments": "args.arguments"}},
+            "run_*": {"invokes": {"name": "args.tool"}}
+        }
+    }"#,
+    );
+    let store = EnvoySharedData::default();
+    let decide_meta = |tool: &str, arguments: serde_json::Value| {
+        let raw = serde_json::value::to_raw_value(&arguments).unwrap();
+        decide(
+            policy.base(),
+            tool,
+            Some(raw.as_ref()),
+            caller("a"),
+            &store,
+            NOW,
+        )
+    };
+    // One level runs what it names, decided as if called directly.
+    let direct = decide_meta(
+        "call_tool",
+        serde_json::json!({"name": "search", "arguments": {}}),
+    );
+    assert!(matches!(direct, Decision::Allow { .. }), "{direct:?}");
+    let denied = decide_meta(
+        "call_tool",
+        serde_json::json!({"name": "deleteWorkspace", "arguments": {}}),
+    );
+    assert!(
+        matches!(
+            denied,
+            Decision::Deny {
+                rule: "/tools/deleteWorkspace",
+                ..
+            }
+        ),
+        "{denied:?}"
+    );
+    // A meta-tool naming a meta-tool (itself, or another through a pattern)
+    // is refused, whatever the innermost tool is.
+    for (outer, arguments, rule) in [
+        (
+            "call_tool",
+            serde_json::json!({"name": "call_tool", "arguments": {"name": "deleteWorkspace", "arguments": {}}}),
+            "/tools/call_tool",
+        ),
+        (
+            "call_tool",
+            serde_json::json!({"name": "call_tool", "arguments": {"name": "search", "arguments": {}}}),
+            "/tools/call_tool",
+        ),
+        (
+            "call_tool",
+            serde_json::json!({"name": "run_any", "arguments": {"tool": "deleteWorkspace"}}),
+            "/tools/run_*",
+        ),
+        (
+            "run_x",
+            serde_json::json!({"tool": "call_tool"}),
+            "/tools/call_tool",
+        ),
+    ] {
+        match decide_meta(outer, arguments.clone()) {
+            Decision::Deny { rule: got, reason } => {
+                assert_eq!(got, rule, "{arguments}");
+                assert_eq!(reason, "a meta-tool may not run another meta-tool");
+            }
+            other => panic!("{outer} {arguments}: {other:?}"),
+        }
+    }
+    // An inner name a direct call could not have (a NUL, a space, empty) is
+    // refused, as the direct call would be.
+    for name in ["deleteWorkspace\u{0}", "delete Workspace", ""] {
+        match decide_meta(
+            "call_tool",
+            serde_json::json!({"name": name, "arguments": {}}),
+        ) {
+            Decision::Deny { rule, reason } => {
+                assert_eq!(rule, "/tools/call_tool");
+                assert!(
+                    reason.starts_with("the meta-tool's arguments name no valid tool: "),
+                    "{reason}"
+                );
+            }
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+}
