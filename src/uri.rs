@@ -3,13 +3,20 @@
 //! `file:///srv/public/../.env`, `file:///srv/public/%2e%2e/.env` and
 //! `FILE:///srv//.env` are all `file:///srv/.env`.
 //!
-//! Normalisation (RFC 3986 §6.2.2): scheme and host lowercased; escapes of
+//! Normalisation (RFC 3986 §6.2.2, §6.2.3): scheme and host lowercased, a
+//! host's final dot and a scheme's default port dropped; escapes of
 //! unreserved characters decoded and other escapes written in upper case;
-//! dot segments removed (§5.2.4); for `file:`, runs of `/` collapsed.
+//! dot segments removed (§5.2.4); for `file:`, runs of `/` collapsed and
+//! `file:/p` written `file:///p` (RFC 8089).
 //! Refused rather than normalised, because servers disagree on what they
 //! mean: an encoded `/` or `\`, any `\`, NUL or other control character, a
-//! double-encoded escape (`%252e`), a malformed escape, and a `..` that would
-//! climb above the root.
+//! double-encoded escape (`%252e`), a malformed escape, a `..` that would
+//! climb above the root or that sits in the query or fragment (a server that
+//! does not split them off climbs with it), user information, a host that is
+//! not plain ASCII (IDNA maps `ｅ` to `e` and `。` to `.`) or an IPv4 address
+//! not written as four decimal numbers (`2130706433` is `127.0.0.1`), an
+//! `http:`, `https:`, `ws:`, `wss:` or `ftp:` URI without `//host`, and a
+//! relative `file:` path.
 
 use std::fmt;
 
@@ -30,6 +37,17 @@ pub enum UriError {
     AboveRoot,
     /// A `file:` URI naming another host: not a file here.
     FileHost,
+    /// A `..` segment in the query or fragment.
+    DotsAfterPath,
+    /// `user@` before the host.
+    UserInfo,
+    /// A host that is not plain ASCII, an escape left in it, an IPv4
+    /// address in another form than four decimal numbers, or a bad port.
+    Host,
+    /// A web URI (`http:`, `https:`, `ws:`, `wss:`, `ftp:`) without `//host`.
+    NoHost,
+    /// A `file:` URI whose path is not absolute.
+    RelativeFile,
 }
 
 impl fmt::Display for UriError {
@@ -42,6 +60,15 @@ impl fmt::Display for UriError {
             UriError::BadEscape => "a % not followed by two hex digits",
             UriError::AboveRoot => "a .. segment that climbs above the root",
             UriError::FileHost => "a file: URI naming a host other than localhost",
+            UriError::DotsAfterPath => {
+                "a .. segment in the query or fragment (part of the path to some servers)"
+            }
+            UriError::UserInfo => "user information (user@) before the host",
+            UriError::Host => {
+                "a host that is not plain ASCII, a dotted-quad IPv4 address or a valid port"
+            }
+            UriError::NoHost => "a web URI without //host",
+            UriError::RelativeFile => "a file: URI whose path is not absolute",
         })
     }
 }
@@ -55,6 +82,16 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     };
     let (before_fragment, fragment) = split_at_first(rest, '#');
     let (hierarchy, query) = split_at_first(before_fragment, '?');
+    // A server that does not split off the query or fragment climbs with
+    // their dot segments: `file:///srv/public/x?/../../.env`.
+    for tail in [query, fragment].into_iter().flatten() {
+        if decode_unreserved(tail, false)?
+            .split('/')
+            .any(|s| s == "..")
+        {
+            return Err(UriError::DotsAfterPath);
+        }
+    }
     let (authority, path) = match hierarchy.strip_prefix("//") {
         Some(after) => {
             let end = after.find('/').unwrap_or(after.len());
@@ -62,14 +99,35 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
         }
         None => (None, hierarchy),
     };
+    let web = matches!(
+        scheme.as_deref(),
+        Some("http" | "https" | "ws" | "wss" | "ftp")
+    );
+    let file = scheme.as_deref() == Some("file");
+    // `https:host/x` and `https:///host/x` are `https://host/x` to a WHATWG
+    // parser and a path to others.
+    if web && authority.is_none_or(str::is_empty) {
+        return Err(UriError::NoHost);
+    }
+    if file && authority.is_none() && !path.starts_with('/') {
+        return Err(UriError::RelativeFile);
+    }
     let mut out = String::with_capacity(uri.len());
     if let Some(scheme) = &scheme {
         out.push_str(scheme);
         out.push(':');
     }
+    // `file:/p` is `file:///p` (RFC 8089).
+    if file && authority.is_none() {
+        out.push_str("//");
+    }
     if let Some(authority) = authority {
         out.push_str("//");
-        let authority = normalize_authority(&decode_unreserved(authority, false)?);
+        let authority =
+            normalize_authority(&decode_unreserved(authority, false)?, scheme.as_deref())?;
+        if web && (authority.is_empty() || authority.starts_with(':')) {
+            return Err(UriError::NoHost);
+        }
         // `file://localhost/p` is `file:///p` (RFC 8089), and a file server
         // reads it so: the host must not make it another resource. Another
         // host is a remote file some servers would still open locally.
@@ -153,18 +211,79 @@ fn split_at_first(text: &str, separator: char) -> (&str, Option<&str>) {
     }
 }
 
-/// Host in lower case; user information and port as they are.
-fn normalize_authority(authority: &str) -> String {
-    let (userinfo, host_port) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..=at]), &authority[at + 1..]),
-        None => (None, authority),
-    };
-    let mut out = String::with_capacity(authority.len());
-    if let Some(userinfo) = userinfo {
-        out.push_str(userinfo);
+/// Host in lower case without a final dot; the port without leading zeros,
+/// dropped when it is the scheme's default.
+fn normalize_authority(authority: &str, scheme: Option<&str>) -> Result<String, UriError> {
+    if authority.contains('@') {
+        return Err(UriError::UserInfo);
     }
-    out.push_str(&host_port.to_ascii_lowercase());
-    out
+    // Escapes left after decoding the unreserved ones encode what a WHATWG
+    // parser would decode and map (IDNA): refused like raw non-ASCII.
+    if !authority.is_ascii() || authority.contains('%') {
+        return Err(UriError::Host);
+    }
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 literal, as it is.
+        Some(literal) => match literal.find(']') {
+            Some(end) => authority.split_at(end + 2),
+            None => return Err(UriError::Host),
+        },
+        None => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
+    };
+    let port = match port {
+        "" => "",
+        port => port.strip_prefix(':').ok_or(UriError::Host)?,
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UriError::Host);
+    }
+    let port = match port.trim_start_matches('0') {
+        "" if port.is_empty() => "",
+        "" => "0",
+        port => port,
+    };
+    let default = match scheme {
+        Some("http" | "ws") => "80",
+        Some("https" | "wss") => "443",
+        Some("ftp") => "21",
+        _ => "",
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    check_ipv4(host)?;
+    let mut out = host.to_string();
+    if !port.is_empty() && port != default {
+        out.push(':');
+        out.push_str(port);
+    }
+    Ok(out)
+}
+
+/// A host whose last label is a number is an IPv4 address to a WHATWG
+/// parser (`127.1`, `0x7f.0.0.1` and `2130706433` are all `127.0.0.1`):
+/// only four decimal numbers, each 0–255 without leading zeros, are taken.
+fn check_ipv4(host: &str) -> Result<(), UriError> {
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last.starts_with("0x")
+            || last.starts_with("0X"));
+    if !numeric {
+        return Ok(());
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let decimal = |label: &&str| {
+        !label.is_empty()
+            && label.len() <= 3
+            && label.bytes().all(|b| b.is_ascii_digit())
+            && (label.len() == 1 || !label.starts_with('0'))
+            && label.parse::<u16>().is_ok_and(|n| n <= 255)
+    };
+    if labels.len() == 4 && labels.iter().all(decimal) {
+        Ok(())
+    } else {
+        Err(UriError::Host)
+    }
 }
 
 fn is_unreserved(byte: u8) -> bool {

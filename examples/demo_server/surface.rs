@@ -84,6 +84,9 @@ pub const TRAVERSAL_FORMS: &[&str] = &[
     "FILE:///srv/.env",
     "file://localhost/srv/.env",
     "file://LOCALHOST/srv/public/../.env",
+    // A server that does not split off the query or fragment climbs with them.
+    "file:///srv/public/x?/../../.env",
+    "file:///srv/public/x#/../../.env",
 ];
 /// The prompt policies hide.
 pub const SECRET_PROMPT: &str = "secret_prompt";

@@ -33,10 +33,6 @@ fn scheme_and_host_fold_case_paths_do_not() {
         normalize("HTTPS://Example.COM:8443/A/b?Q=%7e#F").as_deref(),
         Ok("https://example.com:8443/A/b?Q=~#F")
     );
-    assert_eq!(
-        normalize("https://u%41@H/x").as_deref(),
-        Ok("https://uA@h/x")
-    );
     // Escapes of reserved characters stay escaped, in upper case.
     assert_eq!(
         normalize("file:///a%3ab%20c").as_deref(),
@@ -54,6 +50,47 @@ fn scheme_and_host_fold_case_paths_do_not() {
         normalize("greeting://World/x/.").as_deref(),
         Ok("greeting://world/x/")
     );
+}
+
+#[test]
+fn default_ports_final_dots_and_rfc_8089_forms_are_one_resource() {
+    for (spellings, normal) in [
+        (
+            &[
+                "https://internal.example/x",
+                "https://internal.example:443/x",
+                "https://internal.example:0443/x",
+                "https://internal.example:/x",
+                "https://Internal.Example./x",
+                "HTTPS://internal.example.:443/x",
+            ][..],
+            "https://internal.example/x",
+        ),
+        (&["http://h:80/", "http://h/", "http://h.:/"], "http://h/"),
+        (&["http://h:443/", "http://h:00443/"], "http://h:443/"),
+        (&["wss://h:443/a", "wss://h/a"], "wss://h/a"),
+        (&["ws://h:80/a", "ws://h/a"], "ws://h/a"),
+        (&["ftp://h:21/a", "ftp://h/a"], "ftp://h/a"),
+        (&["https://h:0/a", "https://h:000/a"], "https://h:0/a"),
+        (
+            &[
+                "file:/etc/passwd",
+                "file:///etc/passwd",
+                "file://localhost./etc/passwd",
+                "file:////etc//passwd",
+            ],
+            "file:///etc/passwd",
+        ),
+        (&["http://127.0.0.1:80/x"], "http://127.0.0.1/x"),
+        (&["http://[::1]:80/x", "http://[::1]/x"], "http://[::1]/x"),
+        (&["http://[::1]:8080/x"], "http://[::1]:8080/x"),
+        (&["custom://h:443/x"], "custom://h:443/x"),
+        (&["https://h/a?b=../c"], "https://h/a?b=../c"),
+    ] {
+        for spelling in spellings {
+            assert_eq!(normalize(spelling).as_deref(), Ok(normal), "{spelling}");
+        }
+    }
 }
 
 #[test]
@@ -76,7 +113,35 @@ fn ambiguous_spellings_are_refused() {
         ("file:///srv/%2e%2e/%2e%2e/etc", UriError::AboveRoot),
         ("custom://h/a/../../b", UriError::AboveRoot),
         ("file://evil/srv/.env", UriError::FileHost),
-        ("file://user@localhost/srv/.env", UriError::FileHost),
+        ("file://user@localhost/srv/.env", UriError::UserInfo),
+        ("https://u%41@H/x", UriError::UserInfo),
+        ("https://user@internal.example/x", UriError::UserInfo),
+        // Dot segments a server that keeps the query or fragment in the
+        // path would climb with.
+        ("file:///srv/public/x?/../../.env", UriError::DotsAfterPath),
+        ("file:///srv/public/x#/../../.env", UriError::DotsAfterPath),
+        ("file:///srv/public/x?%2e%2e/.env", UriError::DotsAfterPath),
+        ("https://h/x?a=1#../y", UriError::DotsAfterPath),
+        // Hosts a WHATWG parser maps to another host.
+        ("https://\u{ff49}nternal.example/x", UriError::Host),
+        ("https://internal\u{3002}example/x", UriError::Host),
+        ("https://internal%E3%80%82example/x", UriError::Host),
+        ("http://2130706433/x", UriError::Host),
+        ("http://127.1/x", UriError::Host),
+        ("http://0x7f.0.0.1/x", UriError::Host),
+        ("http://127.000.0.1/x", UriError::Host),
+        ("http://256.0.0.1/x", UriError::Host),
+        ("http://example.123/x", UriError::Host),
+        ("http://h:8o/x", UriError::Host),
+        ("http://[::1/x", UriError::Host),
+        // Web URIs without `//host`, and relative file paths.
+        ("https:internal.example/x", UriError::NoHost),
+        ("https:/internal.example/x", UriError::NoHost),
+        ("https:///internal.example/x", UriError::NoHost),
+        ("https://:443/x", UriError::NoHost),
+        ("http:", UriError::NoHost),
+        ("file:etc/passwd", UriError::RelativeFile),
+        ("file:", UriError::RelativeFile),
     ];
     for (uri, error) in cases {
         assert_eq!(normalize(uri), Err(error.clone()), "{uri}");
