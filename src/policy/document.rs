@@ -18,6 +18,51 @@ use super::error::ShapeError;
 
 use crate::arguments::ConditionsDocument;
 
+/// `Deserialize` for an enum written as one of a few strings, and only as a
+/// string: serde's derived enums also take the map form (`{"deny": null}`),
+/// which no policy means, and answer another type with "expected value".
+macro_rules! string_enum {
+    ($ty:ident { $($variant:ident = $name:literal),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                const NAMES: &[&str] = &[$($name),+];
+                struct Names;
+                impl Visitor<'_> for Names {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        one_of(f, NAMES)
+                    }
+                    fn visit_str<E: de::Error>(self, value: &str) -> Result<$ty, E> {
+                        match value {
+                            $($name => Ok($ty::$variant),)+
+                            _ => Err(E::unknown_variant(value, NAMES)),
+                        }
+                    }
+                }
+                deserializer.deserialize_str(Names)
+            }
+        }
+    };
+}
+
+/// "`a` or `b`", "one of `a`, `b`, `c`": as serde names the variants it expected.
+fn one_of(f: &mut fmt::Formatter, names: &[&str]) -> fmt::Result {
+    match names {
+        [only] => write!(f, "`{only}`"),
+        [first, second] => write!(f, "`{first}` or `{second}`"),
+        names => {
+            f.write_str("one of ")?;
+            for (index, name) in names.iter().enumerate() {
+                if index > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "`{name}`")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,8 +142,8 @@ pub struct PolicyDocument {
 
 /// What happens when the gate cannot decide (counter store failed).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum FailureMode {
     /// Refuse the call with a JSON-RPC error; forward nothing (default).
     #[default]
@@ -106,6 +151,8 @@ pub enum FailureMode {
     /// Forward the call, count it as failed and log it.
     Open,
 }
+
+string_enum!(FailureMode { Closed = "closed", Open = "open" });
 
 /// A policy fragment for one grant: each field it names replaces the
 /// top-level one for that grant; its `tools` replace top-level rules of the
@@ -138,8 +185,8 @@ pub struct GrantDocument {
 
 /// Which tools `tools/list` shows a caller.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum ListMode {
     /// Hidden tools are removed; denied ones stay visible (default).
     #[default]
@@ -148,10 +195,12 @@ pub enum ListMode {
     HideDenied,
 }
 
+string_enum!(ListMode { ShowDenied = "show_denied", HideDenied = "hide_denied" });
+
 /// Whether decisions are enforced or only observed.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum Mode {
     #[default]
     Enforce,
@@ -159,10 +208,12 @@ pub enum Mode {
     Monitor,
 }
 
+string_enum!(Mode { Enforce = "enforce", Monitor = "monitor" });
+
 /// How a refused call is answered.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum DenyAs {
     /// A JSON-RPC error (-31001, -31002).
     #[default]
@@ -171,6 +222,8 @@ pub enum DenyAs {
     /// tool errors back to the model.
     ToolResult,
 }
+
+string_enum!(DenyAs { Error = "error", ToolResult = "tool_result" });
 
 /// A struct that must be written as a JSON object. Serde's derived structs
 /// also accept an array of their fields in order (`["c","minute",10,"grant"]`),
@@ -290,24 +343,28 @@ fn checked_string<'de, D: Deserializer<'de>, T>(
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "lowercase"))]
 pub enum Action {
     Allow,
     Deny,
 }
 
+string_enum!(Action { Allow = "allow", Deny = "deny" });
+
 /// What a tool, prompt or resource rule does with a use: forward it, refuse
 /// it, or forward it once a person has approved that exact call.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "lowercase"))]
 pub enum RuleAction {
     Allow,
     Deny,
     /// Every use needs a person's approval (through `approval_service`).
     Approve,
 }
+
+string_enum!(RuleAction { Allow = "allow", Deny = "deny", Approve = "approve" });
 
 /// How an approval is asked for (`approval` of a rule).
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -613,8 +670,8 @@ pub struct LimitDocument {
 
 /// Where a limit's count lives.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "lowercase"))]
 pub enum CounterStore {
     /// Envoy's shared data: exact across the workers of one Envoy (default).
     #[default]
@@ -623,6 +680,8 @@ pub enum CounterStore {
     /// Envoy that uses it.
     Global,
 }
+
+string_enum!(CounterStore { Local = "local", Global = "global" });
 
 /// The Envoy rate-limit service (envoy.service.ratelimit.v3) global limits use.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -643,8 +702,8 @@ pub struct RateLimitServiceDocument {
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "lowercase"))]
 pub enum Scope {
     /// Per grant.
     Grant,
@@ -656,6 +715,8 @@ pub enum Scope {
     /// the grant, apart).
     Role,
 }
+
+string_enum!(Scope { Grant = "grant", Session = "session", Global = "global", Role = "role" });
 
 /// A fixed window length in seconds: a name or a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

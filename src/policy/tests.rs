@@ -333,6 +333,13 @@ fn bad_depth_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p"}}}"#, "identity.jwt_claim: missing field `claim`"),
         (r#"{"version":"1","default":"deny","mode":"audit"}"#, "mode: unknown variant `audit`, expected `enforce` or `monitor`"),
         (r#"{"version":"1","default":"deny","deny_as":"text"}"#, "deny_as: unknown variant `text`, expected `error` or `tool_result`"),
+        // Only the strings: not serde's map form of an enum, not another type.
+        (r#"{"version":"1","default":{"allow":null}}"#, "default: invalid type: map, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":1}"#, "default: invalid type: integer `1`, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":"deny","tools":{"a":{"action":{"deny":null}}}}"#, "tools.a.action: invalid type: map, expected one of `allow`, `deny`, `approve`"),
+        (r#"{"version":"1","default":"deny","mode":["monitor"]}"#, "mode: invalid type: sequence, expected `enforce` or `monitor`"),
+        (r#"{"version":"1","default":"deny","tools":{"a":{"limits":[{"counter":"c","window":"minute","max":1,"scope":{"global":null}}]}}}"#, "tools.a.limits[0].scope: invalid type: map, expected one of `grant`, `session`, `global`, `role`"),
+        (r#"{"version":"1","default":"deny","methods":{"ping":{"deny":null}}}"#, "methods.ping: invalid type: map, expected `allow` or `deny`"),
         (r#"{"version":"1","default":"deny","list":"all"}"#, "list: unknown variant `all`, expected `show_denied` or `hide_denied`"),
         (r#"{"version":"1","default":"deny","hide":"x"}"#, r#"hide: invalid type: string "x", expected a sequence"#),
         (r#"{"version":"1","default":"deny","hide":[""]}"#, "hide[0]: must not be empty"),
