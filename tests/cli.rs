@@ -835,7 +835,7 @@ fn eval_shows_what_a_call_costs_and_refuses_an_uncountable_one() {
 // ---- check as a linter ----
 
 const WARNED: &str = r#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
-  "tools":{"asyncExecuteCode":{},"deleteWorkspace":{"reason":"ask an operator"},"notATool":{"action":"deny","limits":[{"counter":"c","window":"minute","max":1,"scope":"grant"}]}},
+  "tools":{"asyncExecuteCode":{},"deleteWorkspace":{"action":"deny","reason":"ask an operator"},"notATool":{"action":"deny","limits":[{"counter":"c","window":"minute","max":1,"scope":"grant"}]}},
   "hide":["deleteWorkspce"]}"#;
 
 #[test]

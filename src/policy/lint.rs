@@ -32,6 +32,7 @@ impl Policy {
         for (grant, view) in self.views() {
             view.lint_rules(grant, &mut lint);
             view.lint_hide(self, offered, &mut lint);
+            view.lint_methods(&mut lint);
         }
         if let Some(offered) = offered {
             self.lint_against_server(offered, &mut lint);
@@ -228,7 +229,42 @@ impl View {
                         );
                     }
                 }
+                // `"action": null` reads as no action (allow): a reason
+                // beside nothing else usually meant a denial (beside limits
+                // it reads as their note, which the examples use).
+                if rule.action == Action::Allow
+                    && rule.reason.is_some()
+                    && rule.arguments.is_empty()
+                    && rule.approval.is_none()
+                    && rule.limits.is_empty()
+                {
+                    lint.add(
+                        &format!("{}/reason", rule.pointer),
+                        "the rule allows every call (no `action`, or `null`, is allow): its reason is never shown; add \"action\": \"deny\" if it should refuse",
+                    );
+                }
                 lint_conditions(rule, lint);
+            }
+        }
+    }
+
+    /// `methods` entries that misspell a method the gate knows
+    /// (`tools/cal`, `Tools/call`): they match only a method of exactly that
+    /// name, so the method meant is not governed by them.
+    fn lint_methods(&self, lint: &mut Lint) {
+        for (method, (_, pointer)) in &self.methods.named {
+            if crate::mcp::methods::is_known(method) {
+                continue;
+            }
+            let near = crate::mcp::methods::KNOWN
+                .iter()
+                .map(|known| known.name)
+                .find(|known| near_miss(method, known));
+            if let Some(near) = near {
+                lint.add(
+                    pointer,
+                    format!("{method:?} is not a method the gate knows, so this entry does not govern {near:?}; did you mean {near:?}?"),
+                );
             }
         }
     }
@@ -240,7 +276,20 @@ impl View {
             let (kind, name) = match entry.split_once(':') {
                 Some((prefix, rest)) => match Kind::from_prefix(prefix) {
                     Some(kind) => (kind, rest),
-                    None => (Kind::Tool, entry.as_str()),
+                    None => {
+                        // `prompts:x`, `Resource:x`: a kind misspelt hides a
+                        // tool by that whole name, which no call can name.
+                        let near = ["tool", "prompt", "resource"]
+                            .into_iter()
+                            .find(|kind| near_miss(prefix, kind));
+                        if let Some(near) = near {
+                            lint.add(
+                                &pointer,
+                                format!("hides a tool named {entry:?} (tool names have no `:`); did you mean \"{near}:{rest}\"?"),
+                            );
+                        }
+                        (Kind::Tool, entry.as_str())
+                    }
                 },
                 None => (Kind::Tool, entry.as_str()),
             };
@@ -468,9 +517,47 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_no_caller_sees_a_misspelt_kind_and_a_misspelt_method_are_caught() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow",
+                "tools":{"wipe":{"action":null,"reason":"destroys a workspace"},
+                         "read":{"reason":"shown when an argument rule refuses","deny_if":{"args.p":{"regex":"^/etc"}}},
+                         "drop":{"action":"deny","reason":"shown"}},
+                "hide":["prompts:secret","Resource:file:///x","tool:ok","github:issues"],
+                "methods":{"tools/cal":"deny","Tools/call":"deny","vendor/custom":"deny","ping":"allow"}}"#,
+        );
+        assert!(
+            has(&found, "/tools/wipe/reason", "its reason is never shown"),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/hide/0", "did you mean \"prompt:secret\""),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/hide/1", "did you mean \"resource:file:///x\""),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/methods/tools~1cal", "did you mean \"tools/call\""),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/methods/Tools~1call",
+                "did you mean \"tools/call\""
+            ),
+            "{found:?}"
+        );
+        // A reason that is shown, a server's own method, a tool with `:`.
+        assert_eq!(found.len(), 5, "{found:?}");
+    }
+
+    #[test]
     fn a_typo_in_hide_is_caught_near_the_name_it_misses() {
         let found = warnings(
-            r#"{"version":"1","default":"allow","tools":{"deleteWorkspace":{"reason":"x"}},"hide":["deleteWorkspce","somethingElse"]}"#,
+            r#"{"version":"1","default":"allow","tools":{"deleteWorkspace":{"action":"deny","reason":"x"}},"hide":["deleteWorkspce","somethingElse"]}"#,
         );
         assert!(
             has(&found, "/hide/0", "did you mean \"deleteWorkspace\""),
