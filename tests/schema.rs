@@ -160,6 +160,8 @@ fn the_schema_accepts_valid_corner_cases() {
         // `eq: null` compares with null; operands of any JSON type where allowed.
         r#"{"version":"1","default":"deny","tools":{"x":{"require":{"args.a":{"eq":null},"args.b.0.c":{"in":[1,"a",null],"exists":true,"max_length":0}},"deny_if":{"args.s":{"regex":"[Rr][Mm] -rf","contains":"x"},"args.n":{"gte":-1.5,"lt":1e3}}}}}"#,
         r#"{"version":"1","default":"deny","grants":{"ci/bot":{"default":"allow","hide":[],"all_tools":{"limits":[]},"tools":{"t":{}}}}}"#,
+        // PolicyLayer's documented policy shape: empty lists of conditions.
+        r#"{"version":"1","default":"deny","hide":["delete_account"],"all_tools":{"limits":[]},"tools":{"create_charge":{"require":[],"deny_if":[],"limits":[]}}}"#,
         // Concurrency caps, costs, per-argument counters, roles.
         r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"i","concurrent":3,"scope":"grant"},{"counter":"j","concurrent":1024,"lease_seconds":86400,"scope":"global","per":"args.a.b","window":null,"max":null}]}}}"#,
         r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"r","window":"day","max":100,"scope":"grant","cost_from":"args.rows","cost":null,"concurrent":null},{"counter":"s","window":60,"max":5,"scope":"session","cost":5,"per":"args.repo"}]}}}"#,

@@ -179,7 +179,8 @@ impl<'de> Deserialize<'de> for NonNegativeInteger {
 /// `require` / `deny_if` as written: argument path → operators, in document
 /// order (the order decides which condition is reported), duplicates refused.
 /// Each condition's operators are read on their own, so an error in one
-/// does not hide the others'.
+/// does not hide the others'. An empty array is no conditions, as `{}`:
+/// PolicyLayer's published policy shape writes `"require": []`.
 #[derive(Debug, Default)]
 pub struct ConditionsDocument(pub Vec<(String, Checked<Object<OperatorsDocument>>)>);
 
@@ -209,8 +210,24 @@ impl<'de> Deserialize<'de> for ConditionsDocument {
                 }
                 Ok(ConditionsDocument(conditions))
             }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ConditionsDocument, A::Error> {
+                let mut empty = true;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    empty = false;
+                }
+                if empty {
+                    return Ok(ConditionsDocument::default());
+                }
+                // Placed at the array's end, so the error names the field.
+                Err(de::Error::custom(
+                    "conditions are an object keyed by argument path, e.g. {\"args.amount\": {\"lte\": 10000}}; only an empty array ([], no conditions) is read as a list",
+                ))
+            }
         }
-        deserializer.deserialize_map(ConditionsVisitor)
+        deserializer.deserialize_any(ConditionsVisitor)
     }
 }
 
@@ -781,10 +798,15 @@ mod json_schema {
         }
         fn json_schema(generator: &mut SchemaGenerator) -> Schema {
             json_schema!({
-                "description": "Argument path (`args.` and a dot path into the call's arguments) → operators.",
-                "type": "object",
-                "additionalProperties": generator.subschema_for::<OperatorsDocument>(),
-                "propertyNames": { "pattern": "^args(\\.[^.]+)+$" }
+                "description": "Argument path (`args.` and a dot path into the call's arguments) → operators; an empty array is no conditions.",
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "additionalProperties": generator.subschema_for::<OperatorsDocument>(),
+                        "propertyNames": { "pattern": "^args(\\.[^.]+)+$" }
+                    },
+                    { "type": "array", "maxItems": 0 }
+                ]
             })
         }
     }

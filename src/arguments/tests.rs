@@ -758,7 +758,7 @@ fn bad_documents_are_refused_with_their_path() {
         (require(r#""args.a": {"eq": 1, "eq": 2}"#), "tools.x.require.args.a: duplicate field `eq`"),
         (require(r#""args.a": [{"eq": 1}]"#), "tools.x.require.args.a: invalid type: sequence, expected an object"),
         (require(r#""args.a": "exists""#), r#"tools.x.require.args.a: invalid type: string "exists", expected an object"#),
-        (r#"{"require": [["args.a", {"eq": 1}]]}"#.to_string(), "tools.x.require: invalid type: sequence, expected an object"),
+        (r#"{"require": [["args.a", {"eq": 1}]]}"#.to_string(), r#"tools.x.require: conditions are an object keyed by argument path, e.g. {"args.amount": {"lte": 10000}}; only an empty array ([], no conditions) is read as a list"#),
         (r#"{"deny_if": "args.a"}"#.to_string(), r#"tools.x.deny_if: invalid type: string "args.a", expected an object"#),
         (r#"{"allow_if": {}}"#.to_string(), "tools.x.allow_if: unknown field `allow_if`, expected `require` or `deny_if`"),
         // Operand types.

@@ -45,6 +45,34 @@ fn reads_the_published_policy_layer_example() {
     assert_eq!(policy.identity, Identity::Anonymous);
 }
 
+/// PolicyLayer's documented "Policy shape" (docs/writing-policies): empty
+/// arrays for the conditions and limits.
+#[test]
+fn reads_the_published_policy_shape_with_empty_lists() {
+    let policy = load(
+        r#"{"version":"1","default":"deny","hide":["delete_account"],"all_tools":{"limits":[]},
+            "tools":{"create_charge":{"require":[],"deny_if":[],"limits":[]}}}"#,
+    )
+    .unwrap();
+    let rule = policy.base().tool("create_charge").unwrap();
+    assert_eq!(rule.action, Action::Allow);
+    assert!(rule.arguments.is_empty() && rule.limits.is_empty());
+    // A list with conditions is not a form this reader knows: refused, with
+    // the form it does know.
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","tools":{"a":{"deny_if":[{"path":"args.x","op":"eq","value":1}]}}}"#
+        ),
+        r#"tools.a.deny_if: conditions are an object keyed by argument path, e.g. {"args.amount": {"lte": 10000}}; only an empty array ([], no conditions) is read as a list"#
+    );
+    assert_eq!(
+        error_of(
+            r#"{"version":"1","default":"deny","approval_service":{"cluster":"c"},"tools":{"a":{"approve_if":[]}}}"#
+        ),
+        "tools.a.approve_if: approve_if needs at least one condition"
+    );
+}
+
 #[test]
 fn empty_rule_allows_and_every_field_is_read() {
     let policy = load(
