@@ -4,6 +4,10 @@
 //! two patterns with as much literal text that can match one same name are
 //! refused when the policy loads, because neither would clearly win.
 
+/// The longest pattern read: checking that two patterns cannot match one
+/// name costs the product of their lengths (time and memory), once per pair.
+pub const MAX_PATTERN_CHARS: usize = 512;
+
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {

@@ -1204,6 +1204,10 @@ fn compile_rule_set(
             continue;
         }
         let rule = Arc::new(rule);
+        if let Err(too_long) = pattern_length(&key) {
+            errors.push(ConfigError::new(&rule_path, too_long));
+            continue;
+        }
         match Glob::new(&key) {
             Some(glob) => {
                 set.patterns
@@ -1220,14 +1224,22 @@ fn compile_rule_set(
     crate::sort::sort_by(&mut set.patterns, |(a, _), (b, _)| {
         (b.literal_len(), a.as_str()) < (a.literal_len(), b.as_str())
     });
+    // Only pairs with a pattern this view adds: a grant that adds none
+    // checks nothing again.
+    let new: Vec<bool> = set
+        .patterns
+        .iter()
+        .map(|(glob, _)| new_patterns.contains(glob.as_str()))
+        .collect();
     for (index, (first, _)) in set.patterns.iter().enumerate() {
-        for (second, _) in set.patterns.iter().skip(index + 1) {
+        for (offset, (second, _)) in set.patterns.iter().enumerate().skip(index + 1) {
             if first.literal_len() != second.literal_len() {
                 break;
             }
-            let new =
-                new_patterns.contains(first.as_str()) || new_patterns.contains(second.as_str());
-            if let Some(name) = first.overlap(second).filter(|_| new) {
+            if !(new[index] || new[offset]) {
+                continue;
+            }
+            if let Some(name) = first.overlap(second) {
                 errors.push(ConfigError::new(
                     format!("{}{member}", context.path),
                     format!(
@@ -1723,6 +1735,10 @@ fn compile_hide(names: &[NonEmptyString], path: &str, pointer: &str, errors: &mu
         } else {
             name.to_string()
         };
+        if let Err(too_long) = pattern_length(&name) {
+            errors.push(ConfigError::new(format!("{path}[{index}]"), too_long));
+            continue;
+        }
         match Glob::new(&name) {
             Some(glob) => hide.patterns.entry(kind).or_default().push(glob),
             None => {
@@ -1731,6 +1747,18 @@ fn compile_hide(names: &[NonEmptyString], path: &str, pointer: &str, errors: &mu
         }
     }
     hide
+}
+
+/// A pattern (a key with `*`) of at most [`glob::MAX_PATTERN_CHARS`].
+fn pattern_length(key: &str) -> Result<(), String> {
+    let length = key.chars().count();
+    if key.contains('*') && length > glob::MAX_PATTERN_CHARS {
+        return Err(format!(
+            "a pattern is at most {} characters, this one has {length}",
+            glob::MAX_PATTERN_CHARS
+        ));
+    }
+    Ok(())
 }
 
 /// A rule's JSON pointer as the dotted path errors name (`/grants/ci/tools/a~1b`

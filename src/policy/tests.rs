@@ -1354,3 +1354,24 @@ fn a_deeply_nested_value_before_an_error_is_not_followed_to_its_end() {
     assert_eq!(errors.len(), 1, "{errors}");
     assert_eq!(errors.first().path, "zzz", "{errors}");
 }
+
+#[test]
+fn patterns_are_at_most_512_characters() {
+    let pattern = |length: usize| format!("{}*", "a".repeat(length - 1));
+    let document = |key: &str| {
+        format!(
+            r#"{{"version":"1","default":"deny","tools":{{"{key}":{{}}}},"hide":["prompt:{key}"]}}"#
+        )
+    };
+    assert!(load(&document(&pattern(512))).is_ok());
+    let long = pattern(513);
+    let error = error_of(&document(&long));
+    assert!(
+        error.contains(&format!(
+            "tools.{long}: a pattern is at most 512 characters, this one has 513"
+        )) && error.contains("hide[0]: a pattern is at most 512 characters, this one has 513"),
+        "{error}"
+    );
+    // An exact key is not a pattern: no overlap is ever computed for it.
+    assert!(load(&document(&"b".repeat(600))).is_ok());
+}
