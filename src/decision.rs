@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::host::SharedStore;
-use crate::policy::{Action, Approval, Cost, CounterStore, Hints, Limit, Rule, View};
+use crate::policy::{Action, Approval, CaseVariant, Cost, CounterStore, Hints, Limit, Rule, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Charge, Reservation};
 use crate::target::Kind;
 
@@ -552,19 +552,32 @@ fn check_target<'p>(
     }
     // A name that differs only in case from one the policy names must not
     // escape that name's rules (a server may match names loosely): refused.
-    if let Some(named) = policy.case_variant(kind, name) {
-        if let Some(rule) = policy.hidden_as(kind, named) {
-            return Err(Decision::Hidden { rule, unlisted });
+    match policy.case_variant(kind, name) {
+        None => {}
+        Some(CaseVariant::Named(named)) => {
+            if let Some(rule) = policy.hidden_as(kind, named) {
+                return Err(Decision::Hidden { rule, unlisted });
+            }
+            return Err(Decision::Deny {
+                rule: policy
+                    .rule(kind, named)
+                    .map_or(default_pointer, |rule| rule.pointer.as_str()),
+                reason: Cow::Owned(format!(
+                    "{} name differs from {named:?} only in letter case",
+                    kind.as_str()
+                )),
+            });
         }
-        return Err(Decision::Deny {
-            rule: policy
-                .rule(kind, named)
-                .map_or(default_pointer, |rule| rule.pointer.as_str()),
-            reason: Cow::Owned(format!(
-                "{} name differs from {named:?} only in letter case",
-                kind.as_str()
-            )),
-        });
+        Some(CaseVariant::Hidden(rule)) => return Err(Decision::Hidden { rule, unlisted }),
+        Some(CaseVariant::Pattern(pattern, rule)) => {
+            return Err(Decision::Deny {
+                rule: &rule.pointer,
+                reason: Cow::Owned(format!(
+                    "{} name matches {pattern:?} only when letter case is ignored",
+                    kind.as_str()
+                )),
+            })
+        }
     }
     let rule = policy.rule(kind, name);
     match rule {

@@ -351,7 +351,7 @@ checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus  poll with an ex
 deleteWorkspace      deny    yes     /tools/deleteWorkspace      destroys a workspace; ask an operator
 (any other tool)     deny    yes     /default                    tool is not listed in the policy and the default is deny
 
-A name that differs from one above only in letter case is refused (hidden if that tool is).
+A name that differs from one above only in letter case, or that a pattern above matches only ignoring case, is refused (hidden if that tool is).
 "#;
     assert_eq!(run.stdout, expected);
 }
@@ -391,7 +391,7 @@ checkCodeExecStatus  allow   yes     /tools/checkCodeExecStatus             -
 deleteWorkspace      hidden  no      /hide                                  (answered as a tool the policy does not list)
 (any other tool)     deny    no      /default                               tool is not listed in the policy and the default is deny
 
-A name that differs from one above only in letter case is refused (hidden if that tool is).
+A name that differs from one above only in letter case, or that a pattern above matches only ignoring case, is refused (hidden if that tool is).
 "#;
     assert_eq!(run.stdout, expected);
 

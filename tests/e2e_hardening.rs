@@ -16,8 +16,8 @@ use support::stack::Stack;
 /// upstream: a refusal can only come from the gate.
 const MATRIX_POLICY: &str = r#"{
     "version": "1", "default": "allow", "max_body_bytes": 4096,
-    "hide": ["secretTool"],
-    "tools": {"deleteWorkspace": {"action": "deny", "reason": "destructive"}}
+    "hide": ["secretTool", "internal_*"],
+    "tools": {"deleteWorkspace": {"action": "deny", "reason": "destructive"}, "drop_*": {"action": "deny"}}
 }"#;
 
 struct Row {
@@ -242,6 +242,18 @@ fn matrix() -> Vec<Row> {
         row(
             "hidden tool name differing only in case",
             call("SECRETTOOL"),
+            200,
+            -32602,
+        ),
+        row(
+            "tool name a denied pattern matches only ignoring case",
+            call("Drop_table"),
+            200,
+            -31001,
+        ),
+        row(
+            "tool name a hidden pattern matches only ignoring case",
+            call("Internal_debug"),
             200,
             -32602,
         ),

@@ -291,7 +291,7 @@ fn tool_table(view: &View, mode: Mode) -> String {
     let case_note = if names.is_empty() {
         ""
     } else {
-        "\nA name that differs from one above only in letter case is refused (hidden if that tool is).\n"
+        "\nA name that differs from one above only in letter case, or that a pattern above matches only ignoring case, is refused (hidden if that tool is).\n"
     };
 
     let widths: Vec<usize> = (0..4)

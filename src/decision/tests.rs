@@ -517,3 +517,73 @@ fn a_meta_tool_may_not_run_another_meta_tool_nor_a_name_no_call_could_have() {
         }
     }
 }
+
+#[test]
+fn a_name_that_matches_a_pattern_only_ignoring_case_does_not_escape_it() {
+    let policy = policy(
+        r#"{"version":"1","default":"allow",
+            "hide":["secret*","prompt:Internal_*"],
+            "tools":{"drop_*":{"action":"deny"},
+                     "getUser*":{"limits":[{"counter":"u","window":"minute","max":1,"scope":"grant"}]}},
+            "prompts":{"draft_*":{"action":"deny"}}}"#,
+    );
+    let store = EnvoySharedData::default();
+    let decided = |kind: Kind, name: &str| {
+        super::check_target(policy.base(), kind, name).map(|rule| rule.map(|r| r.pointer.clone()))
+    };
+    let variant = |kind: Kind, name: &str, pattern: &str, rule: &str| match decided(kind, name) {
+        Err(Decision::Deny { rule: got, reason }) => {
+            assert_eq!(got, rule, "{name}");
+            assert_eq!(
+                reason,
+                format!(
+                    "{} name matches {pattern:?} only when letter case is ignored",
+                    kind.as_str()
+                ),
+                "{name}"
+            );
+        }
+        other => panic!("{name}: {other:?}"),
+    };
+    variant(Kind::Tool, "Drop_table", "drop_*", "/tools/drop_*");
+    variant(Kind::Tool, "DROP_TABLE", "drop_*", "/tools/drop_*");
+    // An allowed pattern's limits are not escaped either.
+    variant(Kind::Tool, "getuserById", "getUser*", "/tools/getUser*");
+    variant(Kind::Prompt, "Draft_x", "draft_*", "/prompts/draft_*");
+    // A hidden pattern's variant looks missing, as the hidden name does.
+    for (kind, name) in [
+        (Kind::Tool, "SecretX"),
+        (Kind::Tool, "SECRET"),
+        (Kind::Prompt, "internal_notes"),
+    ] {
+        assert!(
+            matches!(
+                decided(kind, name),
+                Err(Decision::Hidden { rule: "/hide", .. })
+            ),
+            "{name}: {:?}",
+            decided(kind, name)
+        );
+    }
+    // What the patterns match as written, and names no pattern matches in
+    // any case, are decided as before.
+    assert!(matches!(
+        decided(Kind::Tool, "drop_table"),
+        Err(Decision::Deny {
+            rule: "/tools/drop_*",
+            ..
+        })
+    ));
+    assert!(matches!(
+        decided(Kind::Tool, "secretx"),
+        Err(Decision::Hidden { .. })
+    ));
+    assert_eq!(
+        decided(Kind::Tool, "getUserById"),
+        Ok(Some("/tools/getUser*".to_string()))
+    );
+    assert_eq!(decided(Kind::Tool, "DROP"), Ok(None));
+    assert_eq!(decided(Kind::Tool, "Search"), Ok(None));
+    let allowed = decide(policy.base(), "Search", None, caller("a"), &store, NOW);
+    assert!(matches!(allowed, Decision::Allow { .. }), "{allowed:?}");
+}

@@ -14,6 +14,9 @@ pub struct Glob {
     pattern: String,
     /// The literal pieces between the stars (`a*b*c` → `a`, `b`, `c`).
     pieces: Vec<String>,
+    /// The same pieces in ASCII lower case, for names that match only when
+    /// letter case is ignored.
+    folded: Vec<String>,
     literal_len: usize,
 }
 
@@ -25,9 +28,14 @@ impl Glob {
         }
         let pieces: Vec<String> = pattern.split('*').map(str::to_string).collect();
         let literal_len = pieces.iter().map(|piece| piece.chars().count()).sum();
+        let folded = pieces
+            .iter()
+            .map(|piece| piece.to_ascii_lowercase())
+            .collect();
         Some(Glob {
             pattern: pattern.to_string(),
             pieces,
+            folded,
             literal_len,
         })
     }
@@ -42,30 +50,41 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let (Some(first), Some(last)) = (self.pieces.first(), self.pieces.last()) else {
-            return false;
-        };
-        if text.len() < first.len() + last.len()
-            || !text.starts_with(first.as_str())
-            || !text.ends_with(last.as_str())
-        {
-            return false;
-        }
-        // The middle pieces, leftmost first, between the prefix and the suffix.
-        let mut rest = &text[first.len()..text.len() - last.len()];
-        for piece in &self.pieces[1..self.pieces.len() - 1] {
-            match rest.find(piece.as_str()) {
-                Some(at) => rest = &rest[at + piece.len()..],
-                None => return false,
-            }
-        }
-        true
+        matches(&self.pieces, text)
+    }
+
+    /// Whether `text` (the name, and `lowered` the same in ASCII lower case)
+    /// matches only when letter case is ignored: a server that matches names
+    /// loosely would take it for a name this pattern governs.
+    pub fn matches_only_ignoring_case(&self, text: &str, lowered: &str) -> bool {
+        matches(&self.folded, lowered) && !self.matches(text)
     }
 
     /// A name both patterns match, if there is one.
     pub fn overlap(&self, other: &Glob) -> Option<String> {
         overlap(&self.pattern, &other.pattern)
     }
+}
+
+fn matches(pieces: &[String], text: &str) -> bool {
+    let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else {
+        return false;
+    };
+    if text.len() < first.len() + last.len()
+        || !text.starts_with(first.as_str())
+        || !text.ends_with(last.as_str())
+    {
+        return false;
+    }
+    // The middle pieces, leftmost first, between the prefix and the suffix.
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for piece in &pieces[1..pieces.len() - 1] {
+        match rest.find(piece.as_str()) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A name both `a` and `b` (with `*` as above; an exact key is a pattern

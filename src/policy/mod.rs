@@ -188,6 +188,18 @@ pub struct AnnotationRule {
     pub limits: Vec<Limit>,
 }
 
+/// What a name differing only in letter case would be taken for
+/// ([`View::case_variant`]).
+#[derive(Debug, Clone, Copy)]
+pub enum CaseVariant<'a> {
+    /// A name the view names exactly (a rule's key or a hidden name).
+    Named(&'a str),
+    /// A `hide` pattern: the pointer of that `hide`.
+    Hidden(&'a str),
+    /// A rule's pattern, and its rule.
+    Pattern(&'a str, &'a Rule),
+}
+
 /// The rules of one kind: exact keys, patterns, and the default.
 #[derive(Debug, Clone)]
 struct RuleSet {
@@ -580,14 +592,11 @@ impl View {
             }
     }
 
-    /// The tool this view names that `tool` differs from only in letter case.
-    pub fn case_variant_of(&self, tool: &str) -> Option<&str> {
-        self.case_variant(Kind::Tool, tool)
-    }
-
-    /// The name of `kind` (tools and prompts) this view names exactly that
-    /// `name` differs from only in letter case.
-    pub fn case_variant(&self, kind: Kind, name: &str) -> Option<&str> {
+    /// What `name` of `kind` (tools and prompts) would be taken for by a
+    /// server that matches names loosely, when this view governs that and
+    /// not `name` itself: a name it names exactly, or a pattern (`hide` or
+    /// rule) that matches only when letter case is ignored.
+    pub fn case_variant(&self, kind: Kind, name: &str) -> Option<CaseVariant<'_>> {
         let set = match kind {
             Kind::Tool => &self.tools,
             Kind::Prompt => &self.prompts,
@@ -602,10 +611,25 @@ impl View {
         {
             return None;
         }
-        set.folded
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-            .filter(|named| *named != name)
+        let lowered = name.to_ascii_lowercase();
+        if let Some(named) = set.folded.get(&lowered).filter(|named| *named != name) {
+            return Some(CaseVariant::Named(named));
+        }
+        // A pattern the name matches only ignoring case: hidden first, as
+        // a hidden name must look missing.
+        let loose = |glob: &&Glob| glob.matches_only_ignoring_case(name, &lowered);
+        if self
+            .hide
+            .patterns
+            .get(&kind)
+            .is_some_and(|globs| globs.iter().any(|glob| loose(&glob)))
+        {
+            return Some(CaseVariant::Hidden(&self.hide.pointer));
+        }
+        set.patterns
+            .iter()
+            .find(|(glob, _)| loose(&glob))
+            .map(|(glob, rule)| CaseVariant::Pattern(glob.as_str(), rule))
     }
 
     /// Whether listing answers for this grant may need rewriting.
@@ -645,9 +669,17 @@ impl View {
         } else {
             name
         };
+        // A name a call of which is refused as hidden (or, hiding denied
+        // names, refused at all) for its letter case is not listed either.
+        let variant = self.case_variant(kind, name);
+        let hidden_variant = match variant {
+            Some(CaseVariant::Hidden(_)) => true,
+            Some(CaseVariant::Named(named)) => self.hidden_as(kind, named).is_some(),
+            Some(CaseVariant::Pattern(..)) | None => false,
+        };
         match self.list {
-            ListMode::ShowDenied => self.hidden_as(kind, name).is_none(),
-            ListMode::HideDenied => !self.never_allowed(kind, name),
+            ListMode::ShowDenied => self.hidden_as(kind, name).is_none() && !hidden_variant,
+            ListMode::HideDenied => !self.never_allowed(kind, name) && variant.is_none(),
         }
     }
 

@@ -1375,3 +1375,27 @@ fn patterns_are_at_most_512_characters() {
     // An exact key is not a pattern: no overlap is ever computed for it.
     assert!(load(&document(&"b".repeat(600))).is_ok());
 }
+
+#[test]
+fn listings_leave_out_the_letter_case_variants_a_call_would_find_hidden() {
+    let document = |list: &str| {
+        format!(
+            r#"{{"version":"1","default":"allow","list":"{list}","hide":["secretTool","internal_*"],"tools":{{"drop_*":{{"action":"deny"}},"Search":{{}}}}}}"#
+        )
+    };
+    let show = load(&document("show_denied")).unwrap();
+    let view = show.base();
+    for name in ["SECRETTOOL", "secrettool", "Internal_x", "INTERNAL_"] {
+        assert!(!view.shows(Kind::Tool, name), "{name}");
+    }
+    // Denied variants stay listed under show_denied, as denied names do.
+    for name in ["Drop_x", "search", "other", "drop_x"] {
+        assert!(view.shows(Kind::Tool, name), "{name}");
+    }
+    let hide = load(&document("hide_denied")).unwrap();
+    for name in ["Drop_x", "search", "drop_x", "SECRETTOOL"] {
+        assert!(!hide.base().shows(Kind::Tool, name), "{name}");
+    }
+    assert!(hide.base().shows(Kind::Tool, "Search"));
+    assert!(hide.base().shows(Kind::Tool, "other"));
+}
