@@ -117,12 +117,28 @@ fn concerns_repaired(error: &ConfigError, repaired: &[String]) -> bool {
                 || error.path.starts_with(&format!("{path}."))
                 || error.path.starts_with(&format!("{path}["))
                 || mentions(&error.message, path)
-                || (error.message.starts_with("missing field")
-                    && path
-                        .rsplit(['.', '['])
-                        .next()
-                        .is_some_and(|field| error.message.contains(&format!("`{field}`"))))
+                || names_field(&error.message, path)
         })
+}
+
+/// Whether a message names the field at the end of `path` as a word: what
+/// the copy says of a field `check` removed or replaced (`a limit needs …
+/// or `concurrent``, `add a top-level approval_service`, `no rule asks for
+/// approval (… or approve_if)`) follows from the repair, not the document.
+fn names_field(message: &str, path: &str) -> bool {
+    // The copy never adds a field: an unknown one is the document's.
+    if message.starts_with("unknown field") {
+        return false;
+    }
+    let Some(field) = path.rsplit(['.', '[']).next() else {
+        return false;
+    };
+    if field.is_empty() || field.starts_with(|c: char| c.is_ascii_digit()) {
+        return false;
+    }
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| word == field)
 }
 
 /// Whether a message names `path` or the part that holds it as another
@@ -372,6 +388,34 @@ mod tests {
             assert!(found.starts_with(expected), "{found}\nis not\n{expected}");
         }
         assert!(!found.iter().any(|error| error.contains(PLACEHOLDER)));
+    }
+
+    #[test]
+    fn what_follows_from_a_repair_is_not_reported() {
+        // Each document has one error; removing or replacing the bad value
+        // in the copy would make another appear, which is not the document's.
+        for (text, only) in [
+            (
+                r#"{"version":"1","default":"deny","approval_service":{"cluster":"a","cluster":"b"},"tools":{"a":{"action":"approve"}}}"#,
+                "approval_service: duplicate field `cluster`",
+            ),
+            (
+                r#"{"version":"1","default":"deny","tools":{"a":{"limits":[{"counter":"c","concurrent":1025,"scope":"grant"}]}}}"#,
+                "tools.a.limits[0].concurrent: at most 1024, got 1025",
+            ),
+            (
+                r#"{"version":"1","default":"deny","identity":{"header":"x agent"}}"#,
+                "identity.header: invalid header name",
+            ),
+            (
+                r#"{"version":"1","default":"deny","approval_service":{"cluster":"c"},"tools":{"a":{"action":"deny","approve_if":{"args.x":{"exists":true}}}}}"#,
+                "tools.a.approve_if: a rule with \"action\": \"deny\" refuses every call",
+            ),
+        ] {
+            let found = errors(text);
+            assert_eq!(found.len(), 1, "{text}: {found:#?}");
+            assert!(found[0].contains(only), "{found:#?}");
+        }
     }
 
     #[test]
