@@ -3,20 +3,23 @@
 //! `file:///srv/public/../.env`, `file:///srv/public/%2e%2e/.env` and
 //! `FILE:///srv//.env` are all `file:///srv/.env`.
 //!
-//! Normalisation (RFC 3986 §6.2.2, §6.2.3): scheme and host lowercased, a
-//! host's final dot and a scheme's default port dropped; escapes of
-//! unreserved characters decoded and other escapes written in upper case;
-//! dot segments removed (§5.2.4); for `file:`, runs of `/` collapsed and
-//! `file:/p` written `file:///p` (RFC 8089).
+//! Normalisation (RFC 3986 §6.2.2, §6.2.3): scheme and host lowercased; for
+//! web (`http`, `https`, `ws`, `wss`, `ftp`) and `file:` URIs a host's final
+//! dot and the scheme's default port dropped; escapes of unreserved
+//! characters decoded and other escapes written in upper case; dot segments
+//! removed (§5.2.4); for `file:`, runs of `/` collapsed and `file:/p`
+//! written `file:///p` (RFC 8089).
 //! Refused rather than normalised, because servers disagree on what they
 //! mean: an encoded `/` or `\`, any `\`, NUL or other control character, a
 //! double-encoded escape (`%252e`), a malformed escape, a `..` that would
-//! climb above the root or that sits in the query or fragment (a server that
-//! does not split them off climbs with it), user information, a host that is
-//! not plain ASCII (IDNA maps `ｅ` to `e` and `。` to `.`) or an IPv4 address
-//! not written as four decimal numbers (`2130706433` is `127.0.0.1`), an
-//! `http:`, `https:`, `ws:`, `wss:` or `ftp:` URI without `//host`, and a
-//! relative `file:` path.
+//! climb above the root, or that sits in the query or fragment of a URI that
+//! is not a web URI (a server that does not split them off climbs with it);
+//! for web and `file:` URIs, whose hosts WHATWG parsers map, user
+//! information, a host that is not plain ASCII (IDNA maps `ｅ` to `e` and
+//! `。` to `.`), an IPv4 address not written as four decimal numbers
+//! (`2130706433` is `127.0.0.1`), a port above 65535, a missing `//host`, and
+//! a relative `file:` path. Another scheme's authority is opaque to WHATWG
+//! parsers: kept as written, its host in lower case.
 
 use std::fmt;
 
@@ -82,14 +85,20 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     };
     let (before_fragment, fragment) = split_at_first(rest, '#');
     let (hierarchy, query) = split_at_first(before_fragment, '?');
+    let web = matches!(
+        scheme.as_deref(),
+        Some("http" | "https" | "ws" | "wss" | "ftp")
+    );
+    let file = scheme.as_deref() == Some("file");
     // A server that does not split off the query or fragment climbs with
-    // their dot segments: `file:///srv/public/x?/../../.env`.
-    for tail in [query, fragment].into_iter().flatten() {
-        if decode_unreserved(tail, false)?
-            .split('/')
-            .any(|s| s == "..")
-        {
-            return Err(UriError::DotsAfterPath);
+    // their dot segments, every escape decoded as such a server decodes it:
+    // `file:///srv/public/x?/..%2F..%2F.env`. Not for web URIs, whose
+    // readers all split them off (`?next=a/../b` is a parameter there).
+    if !web {
+        for tail in [query, fragment].into_iter().flatten() {
+            if climbs(tail)? {
+                return Err(UriError::DotsAfterPath);
+            }
         }
     }
     let (authority, path) = match hierarchy.strip_prefix("//") {
@@ -99,11 +108,6 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
         }
         None => (None, hierarchy),
     };
-    let web = matches!(
-        scheme.as_deref(),
-        Some("http" | "https" | "ws" | "wss" | "ftp")
-    );
-    let file = scheme.as_deref() == Some("file");
     // `https:host/x` and `https:///host/x` are `https://host/x` to a WHATWG
     // parser and a path to others.
     if web && authority.is_none_or(str::is_empty) {
@@ -123,8 +127,14 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     }
     if let Some(authority) = authority {
         out.push_str("//");
-        let authority =
-            normalize_authority(&decode_unreserved(authority, false)?, scheme.as_deref())?;
+        let decoded = decode_unreserved(authority, false)?;
+        // Web and file hosts are what WHATWG parsers map (IDNA, IPv4
+        // forms); another scheme's authority is opaque to them.
+        let authority = if web || file {
+            normalize_authority(&decoded, scheme.as_deref())?
+        } else {
+            opaque_authority(&decoded)
+        };
         if web && (authority.is_empty() || authority.starts_with(':')) {
             return Err(UriError::NoHost);
         }
@@ -211,6 +221,43 @@ fn split_at_first(text: &str, separator: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Whether a query or fragment holds a `..` segment once every escape is
+/// decoded and `\` read as `/`, as a careless server reads it.
+fn climbs(tail: &str) -> Result<bool, UriError> {
+    let bytes = tail.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'%' {
+            let (Some(high), Some(low)) = (
+                bytes.get(index + 1).copied().and_then(hex_value),
+                bytes.get(index + 2).copied().and_then(hex_value),
+            ) else {
+                return Err(UriError::BadEscape);
+            };
+            decoded.push(high * 16 + low);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
+        }
+    }
+    Ok(decoded
+        .split(|byte| matches!(byte, b'/' | b'\\'))
+        .any(|segment| segment == b".."))
+}
+
+/// A custom scheme's authority: user information as it is, the rest in
+/// lower case.
+fn opaque_authority(authority: &str) -> String {
+    let (userinfo, host_port) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    format!("{userinfo}{}", host_port.to_ascii_lowercase())
+}
+
 /// Host in lower case without a final dot; the port without leading zeros,
 /// dropped when it is the scheme's default.
 fn normalize_authority(authority: &str, scheme: Option<&str>) -> Result<String, UriError> {
@@ -243,6 +290,9 @@ fn normalize_authority(authority: &str, scheme: Option<&str>) -> Result<String, 
         "" => "0",
         port => port,
     };
+    if port.len() > 5 || port.parse::<u32>().is_ok_and(|port| port > 65_535) {
+        return Err(UriError::Host);
+    }
     let default = match scheme {
         Some("http" | "ws") => "80",
         Some("https" | "wss") => "443",
@@ -250,6 +300,10 @@ fn normalize_authority(authority: &str, scheme: Option<&str>) -> Result<String, 
         _ => "",
     };
     let host = host.strip_suffix('.').unwrap_or(host);
+    // `h..`: an empty label, which WHATWG parsers refuse or keep.
+    if host.ends_with('.') {
+        return Err(UriError::Host);
+    }
     check_ipv4(host)?;
     let mut out = host.to_string();
     if !port.is_empty() && port != default {

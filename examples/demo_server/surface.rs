@@ -87,6 +87,7 @@ pub const TRAVERSAL_FORMS: &[&str] = &[
     // A server that does not split off the query or fragment climbs with them.
     "file:///srv/public/x?/../../.env",
     "file:///srv/public/x#/../../.env",
+    "file:///srv/public/x?/..%2F..%2F.env",
 ];
 /// The prompt policies hide.
 pub const SECRET_PROMPT: &str = "secret_prompt";

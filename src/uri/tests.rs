@@ -86,6 +86,30 @@ fn default_ports_final_dots_and_rfc_8089_forms_are_one_resource() {
         (&["http://[::1]:8080/x"], "http://[::1]:8080/x"),
         (&["custom://h:443/x"], "custom://h:443/x"),
         (&["https://h/a?b=../c"], "https://h/a?b=../c"),
+        // Web readers all split off the query and fragment.
+        (
+            &["https://example.com/search?path=a/../b"],
+            "https://example.com/search?path=a/../b",
+        ),
+        (&["https://h/#/../login"], "https://h/#/../login"),
+        (
+            &["https://h:65535/x", "https://h:0065535/x"],
+            "https://h:65535/x",
+        ),
+        // Another scheme's authority is opaque to WHATWG parsers: user
+        // information, numbers, dots and non-ASCII as written (host case
+        // folded, as before).
+        (&["users://123/profile"], "users://123/profile"),
+        (
+            &["postgres://postgres@LocalHost/mydb/users/schema"],
+            "postgres://postgres@localhost/mydb/users/schema",
+        ),
+        (&["s3://my-logs.2024/key"], "s3://my-logs.2024/key"),
+        (
+            &["notes://\u{65e5}\u{672c}/x"],
+            "notes://\u{65e5}\u{672c}/x",
+        ),
+        (&["db://my%20db/t"], "db://my%20db/t"),
     ] {
         for spelling in spellings {
             assert_eq!(normalize(spelling).as_deref(), Ok(normal), "{spelling}");
@@ -121,7 +145,19 @@ fn ambiguous_spellings_are_refused() {
         ("file:///srv/public/x?/../../.env", UriError::DotsAfterPath),
         ("file:///srv/public/x#/../../.env", UriError::DotsAfterPath),
         ("file:///srv/public/x?%2e%2e/.env", UriError::DotsAfterPath),
-        ("https://h/x?a=1#../y", UriError::DotsAfterPath),
+        (
+            "file:///srv/public/x?/..%2F..%2F.env",
+            UriError::DotsAfterPath,
+        ),
+        (
+            "file:///srv/public/x?/..%5C..%5C.env",
+            UriError::DotsAfterPath,
+        ),
+        (
+            "file:///srv/public/x#%2E%2E/%2e%2e/.env",
+            UriError::DotsAfterPath,
+        ),
+        ("custom://h/x?/../../y", UriError::DotsAfterPath),
         // Hosts a WHATWG parser maps to another host.
         ("https://\u{ff49}nternal.example/x", UriError::Host),
         ("https://internal\u{3002}example/x", UriError::Host),
@@ -134,6 +170,10 @@ fn ambiguous_spellings_are_refused() {
         ("http://example.123/x", UriError::Host),
         ("http://h:8o/x", UriError::Host),
         ("http://[::1/x", UriError::Host),
+        ("https://h:65536/x", UriError::Host),
+        ("https://h:99999/x", UriError::Host),
+        ("https://h:0000065536/x", UriError::Host),
+        ("https://h../x", UriError::Host),
         // Web URIs without `//host`, and relative file paths.
         ("https:internal.example/x", UriError::NoHost),
         ("https:/internal.example/x", UriError::NoHost),
