@@ -557,7 +557,7 @@ fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> 
 /// The uppercase ASCII spelling of a non-ASCII character whose Unicode case
 /// mapping (upper; lower for KELVIN SIGN) is ASCII letters; `None` for
 /// every other character.
-fn ascii_spelling(c: char) -> Option<&'static str> {
+pub(crate) fn ascii_spelling(c: char) -> Option<&'static str> {
     Some(match c {
         '\u{df}' => "SS",                // ß
         '\u{131}' => "I",                // ı

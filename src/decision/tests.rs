@@ -587,3 +587,26 @@ fn a_name_that_matches_a_pattern_only_ignoring_case_does_not_escape_it() {
     let allowed = decide(policy.base(), "Search", None, caller("a"), &store, NOW);
     assert!(matches!(allowed, Decision::Allow { .. }), "{allowed:?}");
 }
+
+#[test]
+fn characters_whose_case_mapping_is_ascii_do_not_escape_a_name_or_pattern() {
+    let policy = policy(
+        r#"{"version":"1","default":"allow",
+            "prompts":{"secret_*":{"action":"deny"},"admin":{"action":"deny"}}}"#,
+    );
+    for (name, rule) in [
+        ("\u{17f}ecret_report", "/prompts/secret_*"), // ſ
+        ("SECRET_report", "/prompts/secret_*"),
+        ("adm\u{131}n", "/prompts/admin"), // dotless ı
+        ("ADMIN", "/prompts/admin"),
+    ] {
+        match super::check_target(policy.base(), Kind::Prompt, name) {
+            Err(Decision::Deny { rule: got, .. }) => assert_eq!(got, rule, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        super::check_target(policy.base(), Kind::Prompt, "\u{e9}t\u{e9}"),
+        Ok(None)
+    ));
+}

@@ -4,6 +4,8 @@
 //! two patterns with as much literal text that can match one same name are
 //! refused when the policy loads, because neither would clearly win.
 
+use std::borrow::Cow;
+
 /// The longest pattern read: checking that two patterns cannot match one
 /// name costs the product of their lengths (time and memory), once per pair.
 pub const MAX_PATTERN_CHARS: usize = 512;
@@ -14,9 +16,12 @@ pub struct Glob {
     pattern: String,
     /// The literal pieces between the stars (`a*b*c` → `a`, `b`, `c`).
     pieces: Vec<String>,
-    /// The same pieces in ASCII lower case, for names that match only when
-    /// letter case is ignored.
+    /// The same pieces as [`fold_case`] spells them, for names that match
+    /// only when letter case is ignored.
     folded: Vec<String>,
+    /// Whether `folded` differs from `pieces` (capitals, or characters
+    /// whose case mapping is ASCII).
+    has_upper: bool,
     literal_len: usize,
 }
 
@@ -28,14 +33,16 @@ impl Glob {
         }
         let pieces: Vec<String> = pattern.split('*').map(str::to_string).collect();
         let literal_len = pieces.iter().map(|piece| piece.chars().count()).sum();
-        let folded = pieces
+        let folded: Vec<String> = pieces
             .iter()
-            .map(|piece| piece.to_ascii_lowercase())
+            .map(|piece| fold_case(piece).into_owned())
             .collect();
+        let has_upper = folded != pieces;
         Some(Glob {
             pattern: pattern.to_string(),
             pieces,
             folded,
+            has_upper,
             literal_len,
         })
     }
@@ -53,10 +60,15 @@ impl Glob {
         matches(&self.pieces, text)
     }
 
-    /// Whether `text` (the name, and `lowered` the same in ASCII lower case)
+    /// Whether `text` (the name, and `lowered` its [`fold_case`])
     /// matches only when letter case is ignored: a server that matches names
-    /// loosely would take it for a name this pattern governs.
+    /// loosely would take it for a name this pattern governs. A name that
+    /// is its own fold can match so only a pattern with capitals: the others
+    /// are not tried.
     pub fn matches_only_ignoring_case(&self, text: &str, lowered: &str) -> bool {
+        if !self.has_upper && lowered == text {
+            return false;
+        }
         matches(&self.folded, lowered) && !self.matches(text)
     }
 
@@ -64,6 +76,27 @@ impl Glob {
     pub fn overlap(&self, other: &Glob) -> Option<String> {
         overlap(&self.pattern, &other.pattern)
     }
+}
+
+/// A name as a server that ignores letter case reads it: ASCII in lower
+/// case, and the few other characters whose case mapping is ASCII letters
+/// (`ſ` → `s`, `ı` → `i`, KELVIN SIGN → `k`, `ﬁ` → `fi`, ...) spelt so.
+/// Borrowed when the name is already that (no allocation: the usual name).
+pub fn fold_case(name: &str) -> Cow<'_, str> {
+    if !name
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match crate::mcp::ascii_spelling(c) {
+            Some(spelling) => out.extend(spelling.chars().map(|c| c.to_ascii_lowercase())),
+            None => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn matches(pieces: &[String], text: &str) -> bool {
@@ -172,6 +205,20 @@ mod tests {
         );
         assert!(glob.matches("abba"));
         assert_eq!(Glob::new("exact"), None);
+    }
+
+    #[test]
+    fn folding_borrows_what_needs_none() {
+        assert!(matches!(fold_case("tools_list-1"), Cow::Borrowed(_)));
+        assert_eq!(fold_case("GetUser"), "getuser");
+        assert_eq!(fold_case("\u{17f}ecret\u{fb01}le"), "secretfile");
+        assert_eq!(fold_case("\u{212a}elvin\u{e9}"), "kelvin\u{e9}");
+        // A lower-case pattern is never tried against a name that folds to itself.
+        let glob = Glob::new("drop_*").unwrap();
+        assert!(!glob.matches_only_ignoring_case("drop_x", &fold_case("drop_x")));
+        assert!(glob.matches_only_ignoring_case("Drop_x", &fold_case("Drop_x")));
+        let capital = Glob::new("Drop_*").unwrap();
+        assert!(capital.matches_only_ignoring_case("drop_x", &fold_case("drop_x")));
     }
 
     #[test]

@@ -611,8 +611,12 @@ impl View {
         {
             return None;
         }
-        let lowered = name.to_ascii_lowercase();
-        if let Some(named) = set.folded.get(&lowered).filter(|named| *named != name) {
+        let lowered = glob::fold_case(name);
+        if let Some(named) = set
+            .folded
+            .get(lowered.as_ref())
+            .filter(|named| *named != name)
+        {
             return Some(CaseVariant::Named(named));
         }
         // A pattern the name matches only ignoring case: hidden first, as
@@ -1288,7 +1292,7 @@ fn compile_rule_set(
         .exact
         .keys()
         .chain(context.hide.names.get(&context.kind).into_iter().flatten())
-        .map(|name| (name.to_ascii_lowercase(), name.clone()))
+        .map(|name| (glob::fold_case(name).into_owned(), name.clone()))
         .collect();
     set
 }
