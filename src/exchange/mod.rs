@@ -370,6 +370,9 @@ pub struct Exchange {
     /// Body bytes Envoy holds (request, then response).
     request_buffered: usize,
     response_buffered: usize,
+    /// Bytes at the start of Envoy's response buffer the observer has read
+    /// already: a held JSON answer is handed over whole at every callback.
+    response_observed: usize,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
     /// `MCP-Protocol-Version`.
@@ -427,6 +430,7 @@ impl Exchange {
             inspecting: false,
             request_buffered: 0,
             response_buffered: 0,
+            response_observed: 0,
             mcp_method: None,
             mcp_name: None,
             protocol_version: None,
@@ -1085,14 +1089,20 @@ impl Exchange {
         effects: &mut Vec<Effect>,
     ) -> Action {
         self.response_buffered = size;
+        let observed = std::mem::take(&mut self.response_observed);
+        if matches!(self.listing, Listing::Json { .. }) && !end_of_stream {
+            // Held below: the next callback hands this buffer over again.
+            self.response_observed = size;
+        }
         if let Some(observer) = &mut self.observer {
             if !observer.blind {
-                let chunk = host.response_body(size);
+                let buffer = host.response_body(size);
+                let chunk = buffer.get(observed..).unwrap_or_default();
                 if observer.seen.len() + chunk.len() > MAX_OBSERVED_BYTES {
                     observer.blind = true;
                     observer.seen = Vec::new();
                 } else {
-                    observer.seen.extend_from_slice(&chunk);
+                    observer.seen.extend_from_slice(chunk);
                 }
             }
             if end_of_stream {

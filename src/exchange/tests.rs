@@ -1054,6 +1054,38 @@ fn annotations_the_server_lists_can_only_make_decisions_stricter() {
 }
 
 #[test]
+fn annotations_are_learned_from_a_filtered_listing_in_several_pieces() {
+    // hide filters every listing, so a JSON answer is held until it is
+    // whole, and Envoy hands the whole buffer over at every callback.
+    let policy = r#"{
+      "version": "1", "default": "allow", "hide": ["secret"],
+      "annotations": { "destructiveHint": { "action": "deny", "reason": "no destructive tools here" } }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let mut listing = post(&envoy, &list("1"));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"wipe","annot"#,
+            br#"ations":{"destructiveHint":true}},{"name":"sec"#,
+            br#"ret"},{"name":"plain"}]}}"#,
+        ],
+    );
+    let listed = listing.downstream().json();
+    assert_eq!(
+        listed["result"]["tools"],
+        json!([{"name":"wipe","annotations":{"destructiveHint":true}},{"name":"plain"}])
+    );
+    let wipe = post(&envoy, &call(2, "wipe")).downstream().json();
+    assert_eq!(
+        wipe["error"]["data"]["rule"],
+        "/annotations/destructiveHint"
+    );
+    assert!(post(&envoy, &call(3, "plain")).upstream().complete);
+}
+
+#[test]
 fn a_task_is_bound_as_soon_as_its_event_passes_not_when_the_stream_ends() {
     let envoy = SimEnvoy::new(POLICY);
     let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
