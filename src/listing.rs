@@ -175,7 +175,7 @@ impl SseFilter {
     /// ends it), rewritten if it is a listing, to `out`.
     fn dispatch(&self, event: &[u8], shows: Shows<'_>, out: &mut Vec<u8>) {
         let fields = parse_event(event);
-        let is_message = fields.event_type.as_deref().is_none_or(|t| t == "message");
+        let is_message = fields.is_message();
         // Events without data, or with empty data (servers prime resumption
         // with one), carry no message.
         let data = fields
@@ -214,7 +214,7 @@ pub fn sse_messages(stream: &[u8]) -> Vec<Vec<u8>> {
     let mut position = 0;
     let flush = |event: &[u8], messages: &mut Vec<Vec<u8>>| {
         let fields = parse_event(event);
-        let is_message = fields.event_type.as_deref().is_none_or(|t| t == "message");
+        let is_message = fields.is_message();
         if let Some(data) = fields.data.filter(|_| is_message) {
             messages.push(data);
         }
@@ -252,12 +252,29 @@ struct EventFields<'a> {
     other_lines: Vec<&'a [u8]>,
 }
 
+impl EventFields<'_> {
+    /// A message event: no type, or an empty one (the EventSource
+    /// specification dispatches both as `message`, and so do clients).
+    fn is_message(&self) -> bool {
+        self.event_type
+            .as_deref()
+            .is_none_or(|kind| kind.is_empty() || kind == "message")
+    }
+}
+
+/// UTF-8's byte order mark, which an event stream may start with and its
+/// readers skip.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn parse_event(event: &[u8]) -> EventFields<'_> {
     let mut fields = EventFields {
         event_type: None,
         data: None,
         other_lines: Vec::new(),
     };
+    // Read past a BOM wherever an event starts with one: at the stream's
+    // start readers skip it, so `\u{feff}data:` is a data line.
+    let event = event.strip_prefix(BOM).unwrap_or(event);
     for line in lines(event) {
         if line.is_empty() {
             continue;

@@ -176,6 +176,36 @@ fn events_of_other_types_and_without_data_pass() {
 }
 
 #[test]
+fn an_empty_event_type_and_a_leading_bom_are_messages_as_clients_read_them() {
+    // `event:` with no value dispatches as `message` (the EventSource
+    // specification; eventsource-parser and the SDKs read it so).
+    let stream = format!("event:\ndata: {}\n\n", answer("4"));
+    assert_eq!(
+        filter_stream(&stream, 5),
+        format!("event:\ndata: {}\n\n", filtered("4"))
+    );
+    let stream = format!("event: \ndata: {}\n\n", answer("4"));
+    assert_eq!(
+        filter_stream(&stream, 5),
+        format!("event: \ndata: {}\n\n", filtered("4"))
+    );
+    // A stream may start with a BOM, which readers skip.
+    let stream = format!("\u{feff}data: {}\n\n", answer("6"));
+    for pieces in [1, 2, 4096] {
+        assert_eq!(
+            filter_stream(&stream, pieces),
+            format!("data: {}\n\n", filtered("6"))
+        );
+    }
+    // The messages a task binding reads, the same way.
+    let stream = format!("\u{feff}data: {}\n\nevent:\ndata: {{}}\n\n", answer("1"));
+    assert_eq!(
+        sse_messages(stream.as_bytes()),
+        vec![answer("1").into_bytes(), b"{}".to_vec()]
+    );
+}
+
+#[test]
 fn a_message_that_cannot_be_read_is_replaced_by_the_error() {
     let stream = "id: 3\ndata: {\"result\":{\"tools\":[{\"name\":\"deleteWorkspace\",\"x\":\"\\ud800\"}]}}\n\ndata: {}\n\n";
     assert_eq!(
