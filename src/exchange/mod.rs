@@ -1044,6 +1044,16 @@ impl Exchange {
             let encoding = text(host.response_header("content-encoding"));
             observer.blind = !encoding.is_empty() && encoding != "identity";
         }
+        // Headers not held: the server may answer before the body is
+        // decided, so before the gate knows whether this is a listing. It
+        // is read as one could be (an answer that lists nothing passes).
+        if self.inspecting
+            && matches!(self.listing, Listing::Off)
+            && !self.plugin.policy.hold_request_headers
+            && self.filters_listings()
+        {
+            self.listing = Listing::Expected { id: Value::Null };
+        }
         let Listing::Expected { id } = std::mem::replace(&mut self.listing, Listing::Off) else {
             return Action::Continue;
         };

@@ -670,6 +670,30 @@ fn a_refusal_after_the_server_started_answering_never_asks_for_a_second_answer()
 }
 
 #[test]
+fn with_headers_not_held_an_answer_before_the_body_is_decided_is_filtered() {
+    // The server has the headers and part of the body, and answers before
+    // the gate has read the method: the answer is read as a listing could be.
+    let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    let body = list("1");
+    let (first, rest) = body.split_at(10);
+    stream.request_body(first, false);
+    stream.response_headers(200, &[("content-type", b"application/json")], false);
+    stream.response_body(listing("1").as_bytes(), true);
+    stream.request_body(rest, true);
+    assert_eq!(listed(&stream), ["run", "read"]);
+    // An early answer that lists nothing passes as it came.
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.request_body(first, false);
+    stream.response_headers(200, &[("content-type", b"application/json")], false);
+    let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+    stream.response_body(answer, true);
+    assert_eq!(stream.downstream().body, answer.to_vec());
+}
+
+#[test]
 fn with_headers_not_held_a_refused_body_never_reaches_the_server() {
     let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
     let mut stream = envoy.stream();
