@@ -109,7 +109,8 @@ pub trait Host {
     fn request_headers(&mut self) -> Headers;
     /// The first `size` bytes of the buffered request body.
     fn request_body(&mut self, size: usize) -> Vec<u8>;
-    /// A response header's value.
+    /// A response header's value: every value of the header, joined with
+    /// `, ` (RFC 9110 §5.3), so that a second `content-encoding` is seen.
     fn response_header(&mut self, name: &str) -> Option<Vec<u8>>;
     /// The first `size` bytes of the buffered response body (or chunk).
     fn response_body(&mut self, size: usize) -> Vec<u8>;
@@ -134,6 +135,24 @@ pub trait Host {
     fn http_answer_header(&mut self, name: &str) -> Option<Vec<u8>>;
     /// The first `size` bytes of the HTTP call's answer body.
     fn http_answer_body(&mut self, size: usize) -> Vec<u8>;
+}
+
+/// Every value of header `name` among `headers`, joined with `, `.
+pub fn joined_values<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    name: &str,
+) -> Option<Vec<u8>> {
+    let mut joined: Option<Vec<u8>> = None;
+    for (_, value) in headers.filter(|(key, _)| key.eq_ignore_ascii_case(name)) {
+        match &mut joined {
+            Some(joined) => {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(value);
+            }
+            None => joined = Some(value.to_vec()),
+        }
+    }
+    joined
 }
 
 /// An HTTP/1.1 `POST` of JSON to a service cluster.

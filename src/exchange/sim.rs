@@ -311,10 +311,12 @@ impl Host for StreamState<'_> {
 
     fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
         self.host_calls.set(self.host_calls.get() + 1);
-        self.response_headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
+        crate::exchange::joined_values(
+            self.response_headers
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_slice())),
+            name,
+        )
     }
 
     fn response_body(&mut self, size: usize) -> Vec<u8> {

@@ -37,11 +37,12 @@ impl Host for EnvoyHost {
     }
 
     fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
-        warn(hostcalls::get_map_value_bytes(
-            MapType::HttpResponseHeaders,
-            name,
-        ))
-        .flatten()
+        // Every value: a single-value read gives Envoy's first only.
+        let headers = warn(hostcalls::get_map_bytes(MapType::HttpResponseHeaders))?;
+        let pairs = headers
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_slice()));
+        crate::exchange::joined_values(pairs, name)
     }
 
     fn response_body(&mut self, size: usize) -> Vec<u8> {
