@@ -105,6 +105,9 @@ pub fn filter_json_body(body: &[u8], shows: Shows<'_>) -> Filtered {
 pub struct SseFilter {
     /// Bytes received and not yet forwarded: the start of an event.
     pending: Vec<u8>,
+    /// Past [`MAX_EVENT_BYTES`]: the rest of the event is dropped as it
+    /// comes, up to the blank line that ends it.
+    skipping: Option<Skip>,
     /// Where the scan for line ends resumes in `pending`.
     scanned: usize,
     /// Start of the current line in `pending`.
@@ -119,6 +122,7 @@ impl SseFilter {
     pub fn new(unreadable: Vec<u8>) -> Self {
         SseFilter {
             pending: Vec::new(),
+            skipping: None,
             scanned: 0,
             line_start: 0,
             unreadable,
@@ -127,6 +131,16 @@ impl SseFilter {
 
     /// Takes the next piece of the stream; returns the bytes to forward now.
     pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, shows: Shows<'_>) -> Vec<u8> {
+        let mut chunk = chunk;
+        if let Some(skip) = &mut self.skipping {
+            match skip.advance(chunk) {
+                Some(end) => {
+                    self.skipping = None;
+                    chunk = &chunk[end..];
+                }
+                None => return Vec::new(),
+            }
+        }
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
         let mut event_start = 0;
@@ -160,6 +174,20 @@ impl SseFilter {
         self.pending.drain(..event_start);
         self.scanned = index - event_start;
         self.line_start -= event_start;
+        if self.pending.len() > MAX_EVENT_BYTES {
+            // One event this large is not held whole in the VM: the error
+            // goes in its place, and the rest of it is dropped as it comes.
+            let mut skip = Skip::default();
+            if skip.advance(&self.pending[self.line_start..]).is_none() {
+                self.skipping = Some(skip);
+            }
+            self.pending.clear();
+            self.scanned = 0;
+            self.line_start = 0;
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&self.unreadable);
+            out.extend_from_slice(b"\n\n");
+        }
         if end_of_stream && !self.pending.is_empty() {
             // An event cut off by the end of the stream: clients discard it,
             // but a lenient one might not, so it is filtered like the others.
@@ -202,6 +230,38 @@ impl SseFilter {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&replacement);
         out.extend_from_slice(b"\n\n");
+    }
+}
+
+/// The largest event the filter holds whole.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// Where a dropped event ends: at a blank line (CRLF, LF or CR).
+#[derive(Debug, Default)]
+struct Skip {
+    /// Bytes of the current line so far.
+    line: usize,
+    /// The last byte was a CR (an LF after it ends the same line).
+    after_cr: bool,
+}
+
+impl Skip {
+    /// The index just past the blank line that ends the event, if `bytes`
+    /// holds it.
+    fn advance(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (index, byte) in bytes.iter().enumerate() {
+            let after_cr = std::mem::take(&mut self.after_cr);
+            match byte {
+                b'\n' if after_cr => {}
+                b'\n' | b'\r' if self.line == 0 => return Some(index + 1),
+                b'\n' | b'\r' => {
+                    self.line = 0;
+                    self.after_cr = *byte == b'\r';
+                }
+                _ => self.line += 1,
+            }
+        }
+        None
     }
 }
 

@@ -206,6 +206,41 @@ fn an_empty_event_type_and_a_leading_bom_are_messages_as_clients_read_them() {
 }
 
 #[test]
+fn an_event_larger_than_the_filter_holds_is_replaced_and_the_stream_goes_on() {
+    // A listing event of more than 4 MiB, never held whole: the error in its
+    // place, its remaining bytes dropped, the next events filtered as usual.
+    let padding = "x".repeat(2 * MAX_EVENT_BYTES);
+    let huge = format!(
+        r#"data: {{"jsonrpc":"2.0","id":9,"result":{{"tools":[{{"name":"deleteWorkspace","description":"{padding}"}}]}}}}"#
+    );
+    for ending in ["\n\n", "\r\n\r\n", "\r\r"] {
+        let stream = format!("{huge}{ending}id: 2\ndata: {}\n\n", answer("2"));
+        for pieces in [65_536, 1_000_003] {
+            let mut filter = SseFilter::new(ERROR.to_vec());
+            let mut out = Vec::new();
+            let chunks: Vec<&[u8]> = stream.as_bytes().chunks(pieces).collect();
+            for (index, chunk) in chunks.iter().enumerate() {
+                out.extend(filter.push(chunk, index + 1 == chunks.len(), &shows));
+                assert!(filter.pending.len() <= MAX_EVENT_BYTES + pieces);
+            }
+            let out = String::from_utf8(out).unwrap();
+            let error = format!("data: {}\n\n", String::from_utf8(ERROR.to_vec()).unwrap());
+            assert!(
+                out.starts_with(&error),
+                "{ending:?} {pieces}: {:?}",
+                &out[..out.len().min(200)]
+            );
+            assert!(!out.contains("deleteWorkspace"), "{ending:?} {pieces}");
+            assert!(
+                out.ends_with(&format!("id: 2\ndata: {}\n\n", filtered("2"))),
+                "{ending:?} {pieces}: {}",
+                &out[..out.len().min(300)]
+            );
+        }
+    }
+}
+
+#[test]
 fn a_message_that_cannot_be_read_is_replaced_by_the_error() {
     let stream = "id: 3\ndata: {\"result\":{\"tools\":[{\"name\":\"deleteWorkspace\",\"x\":\"\\ud800\"}]}}\n\ndata: {}\n\n";
     assert_eq!(
