@@ -108,6 +108,8 @@ pub struct SseFilter {
     /// Past [`MAX_EVENT_BYTES`]: the rest of the event is dropped as it
     /// comes, up to the blank line that ends it.
     skipping: Option<Skip>,
+    /// Nothing read yet: a BOM here is skipped, as readers skip it.
+    at_start: bool,
     /// Where the scan for line ends resumes in `pending`.
     scanned: usize,
     /// Start of the current line in `pending`.
@@ -123,6 +125,7 @@ impl SseFilter {
         SseFilter {
             pending: Vec::new(),
             skipping: None,
+            at_start: true,
             scanned: 0,
             line_start: 0,
             unreadable,
@@ -143,6 +146,17 @@ impl SseFilter {
         }
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
+        if self.at_start {
+            if self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) && !end_of_stream {
+                // Perhaps a BOM still arriving.
+                return out;
+            }
+            self.at_start = false;
+            if self.pending.starts_with(BOM) {
+                // Forwarded as it came; the events after it are read without it.
+                out.extend(self.pending.drain(..BOM.len()));
+            }
+        }
         let mut event_start = 0;
         let mut index = self.scanned;
         while index < self.pending.len() {
@@ -268,6 +282,7 @@ impl Skip {
 /// The data of every message event of a complete event stream (an event
 /// cut off at the end counts too), as a client would read them.
 pub fn sse_messages(stream: &[u8]) -> Vec<Vec<u8>> {
+    let stream = stream.strip_prefix(BOM).unwrap_or(stream);
     let mut messages = Vec::new();
     let mut start = 0;
     let mut previous_blank = true;
@@ -323,7 +338,7 @@ impl EventFields<'_> {
 }
 
 /// UTF-8's byte order mark, which an event stream may start with and its
-/// readers skip.
+/// readers skip there (only there: elsewhere it is part of a field name).
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn parse_event(event: &[u8]) -> EventFields<'_> {
@@ -332,9 +347,6 @@ fn parse_event(event: &[u8]) -> EventFields<'_> {
         data: None,
         other_lines: Vec::new(),
     };
-    // Read past a BOM wherever an event starts with one: at the stream's
-    // start readers skip it, so `\u{feff}data:` is a data line.
-    let event = event.strip_prefix(BOM).unwrap_or(event);
     for line in lines(event) {
         if line.is_empty() {
             continue;

@@ -23,6 +23,8 @@ fn shows(_kind: Kind, name: &str) -> bool {
 
 /// The data of every message event, as an EventSource client reads it.
 fn messages(stream: &[u8]) -> Vec<Vec<u8>> {
+    // A BOM that starts the stream is skipped.
+    let stream = stream.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(stream);
     // Every line ending (CRLF, then lone CR) as LF.
     let mut text = Vec::with_capacity(stream.len());
     let mut bytes = stream.iter().peekable();
@@ -39,7 +41,10 @@ fn messages(stream: &[u8]) -> Vec<Vec<u8>> {
     for line in text.split(|byte| *byte == b'\n') {
         if line.is_empty() {
             if let Some(data) = data.take() {
-                if kind.as_deref().is_none_or(|kind| kind == b"message") {
+                if kind
+                    .as_deref()
+                    .is_none_or(|kind| kind.is_empty() || kind == b"message")
+                {
                     out.push(data);
                 }
             }
@@ -67,7 +72,10 @@ fn messages(stream: &[u8]) -> Vec<Vec<u8>> {
     }
     // An event cut off by the end counts too (a lenient client).
     if let Some(data) = data {
-        if kind.as_deref().is_none_or(|kind| kind == b"message") {
+        if kind
+            .as_deref()
+            .is_none_or(|kind| kind.is_empty() || kind == b"message")
+        {
             out.push(data);
         }
     }

@@ -189,14 +189,18 @@ fn an_empty_event_type_and_a_leading_bom_are_messages_as_clients_read_them() {
         filter_stream(&stream, 5),
         format!("event: \ndata: {}\n\n", filtered("4"))
     );
-    // A stream may start with a BOM, which readers skip.
+    // A stream may start with a BOM, which readers skip (and only there:
+    // elsewhere it is part of a field's name).
     let stream = format!("\u{feff}data: {}\n\n", answer("6"));
     for pieces in [1, 2, 4096] {
         assert_eq!(
             filter_stream(&stream, pieces),
-            format!("data: {}\n\n", filtered("6"))
+            format!("\u{feff}data: {}\n\n", filtered("6"))
         );
     }
+    let later = format!("data: {{}}\n\n\u{feff}data: {}\n\n", answer("6"));
+    assert_eq!(filter_stream(&later, 3), later);
+    assert_eq!(filter_stream("\u{feff}", 1), "\u{feff}");
     // The messages a task binding reads, the same way.
     let stream = format!("\u{feff}data: {}\n\nevent:\ndata: {{}}\n\n", answer("1"));
     assert_eq!(
