@@ -223,7 +223,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     match handling {
         Handling::Pass => Inspection::pass(),
         Handling::List => {
-            let filters = policy.mode == Mode::Enforce && context.view.filters_listing();
+            // Read for every caller when some caller's view differs: even an
+            // unfiltered answer is marked private.
+            let filters = policy.mode == Mode::Enforce && policy.listings_vary();
             // Annotation rules learn from what the server lists.
             let learns = method == mcp::TOOLS_LIST && !context.view.annotation_rules().is_empty();
             Inspection {

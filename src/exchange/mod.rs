@@ -525,13 +525,6 @@ impl Exchange {
         &self.plugin.policy
     }
 
-    /// The policy as this caller sees it.
-    fn view(&self) -> &crate::policy::View {
-        self.plugin
-            .policy
-            .view_as(&self.grant, self.role.as_deref())
-    }
-
     fn caller(&self) -> CallerScope<'_> {
         CallerScope {
             grant: &self.grant,
@@ -544,7 +537,7 @@ impl Exchange {
     /// everything the server lists).
     fn filters_listings(&self) -> bool {
         let policy = self.policy();
-        policy.mode == Mode::Enforce && self.view().filters_listing()
+        policy.mode == Mode::Enforce && policy.listings_vary()
     }
 
     /// A request callback after the request was decided: held while the

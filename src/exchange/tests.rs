@@ -1124,6 +1124,43 @@ fn annotations_are_learned_from_a_filtered_listing_in_several_pieces() {
 }
 
 #[test]
+fn a_listing_nothing_is_hidden_from_is_still_marked_private_when_views_differ() {
+    // admin sees every tool, alice not secretTool: a shared cache must not
+    // serve admin's (public) listing to alice.
+    let envoy = SimEnvoy::new(&policy_with(r#""grants": {"admin": {"hide": []}}"#));
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secretTool"},{"name":"read"}],"cacheScope":"public","ttlMs":60000}}"#;
+    for (grant, tools) in [
+        ("admin", json!(["secretTool", "read"])),
+        ("alice", json!(["read"])),
+    ] {
+        let mut stream = send_as(&envoy, grant, &list("1"));
+        stream.server_answers(
+            200,
+            &[("content-type", b"application/json")],
+            &[answer.as_bytes()],
+        );
+        let listed = stream.downstream().json();
+        let names: Vec<&str> = listed["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tool| tool["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(json!(names), tools, "{grant}");
+        assert_eq!(listed["result"]["cacheScope"], "private", "{grant}");
+    }
+    // One view for everybody: nothing to protect, the answer passes as it came.
+    let envoy = SimEnvoy::new(r#"{"version":"1","default":"allow"}"#);
+    let mut stream = post(&envoy, &list("1"));
+    stream.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[answer.as_bytes()],
+    );
+    assert_eq!(stream.downstream().body, answer.as_bytes().to_vec());
+}
+
+#[test]
 fn a_task_is_bound_as_soon_as_its_event_passes_not_when_the_stream_ends() {
     let envoy = SimEnvoy::new(POLICY);
     let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");

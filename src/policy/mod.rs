@@ -89,6 +89,10 @@ pub struct Policy {
     roles: HashMap<String, View>,
     /// Grant → role (`grant_roles`).
     grant_roles: HashMap<String, String>,
+    /// Whether some caller's listings are rewritten: then every caller's
+    /// are read, and marked private (`cacheScope`), so that a shared cache
+    /// never serves one caller's view to another.
+    listings_vary: bool,
 }
 
 /// The policy as one grant sees it: the top level with the grant's overrides
@@ -352,6 +356,11 @@ pub struct RateLimitService {
 pub const SERVICE_WINDOWS: [u64; 4] = [1, 60, 3_600, 86_400];
 
 impl Policy {
+    /// Whether some caller's listings are rewritten (see the field).
+    pub fn listings_vary(&self) -> bool {
+        self.listings_vary
+    }
+
     /// Reads and validates a policy document: the policy, or every error
     /// found in it.
     ///
@@ -990,7 +999,12 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
         }
     };
 
+    let listings_vary = std::iter::once(&base)
+        .chain(compiled_grants.values())
+        .chain(compiled_roles.values())
+        .any(View::filters_listing);
     let policy = Policy {
+        listings_vary,
         rate_limit_service,
         approval_service,
         revision: String::new(),
