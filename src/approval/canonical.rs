@@ -311,7 +311,7 @@ impl Parser<'_> {
 /// 2^53: below it every integer is exact in a double.
 const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
-fn format_double(value: f64) -> String {
+pub(crate) fn format_double(value: f64) -> String {
     if value == value.trunc() && value.abs() < EXACT_INTEGERS {
         // Exact conversion: integral and within i64 (and -0.0 becomes 0).
         #[allow(clippy::cast_possible_truncation)]

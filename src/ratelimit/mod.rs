@@ -180,18 +180,23 @@ impl HeldCharge {
 
 /// How a `per` value joins the owner it is counted under: `<path>=<value>`,
 /// the value being an argument's string, or the compact JSON of any other
-/// value (so `1` and `"1"` count together: stricter, never looser), with
-/// `%`, `;` and `=` percent-encoded, so that the pair (scope value, argument
-/// value) is one string and two pairs never make the same one. A call
-/// without the argument is counted under `<path>` alone: all such calls of
-/// one owner together.
+/// value with its numbers in one spelling (so `1`, `1.0`, `1e0` and `"1"`
+/// count together: stricter, never looser), with `%`, `;` and `=`
+/// percent-encoded, so that the pair (scope value, argument value) is one
+/// string and two pairs never make the same one. A call without the
+/// argument, or with `null` for it (servers read both as unset), is
+/// counted under `<path>` alone: all such calls of one owner together.
 pub fn per_key(path: &str, value: Option<&serde_json::Value>) -> String {
-    let Some(value) = value else {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
         return path.to_string();
     };
     let text = match value {
         serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
+        other => {
+            let mut text = String::new();
+            write_normalised(other, &mut text);
+            text
+        }
     };
     let mut key = String::with_capacity(path.len() + 1 + text.len());
     key.push_str(path);
@@ -205,6 +210,46 @@ pub fn per_key(path: &str, value: Option<&serde_json::Value>) -> String {
         }
     }
     key
+}
+
+/// Compact JSON with every number in one spelling: an integer as digits, a
+/// fraction as the shortest text that reads back to the same double (what
+/// approval digests write). Strings and keys as serde_json writes them.
+fn write_normalised(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => match (number.as_i64(), number.as_u64(), number.as_f64()) {
+            (Some(integer), _, _) => out.push_str(&integer.to_string()),
+            (None, Some(integer), _) => out.push_str(&integer.to_string()),
+            (None, None, Some(float)) => {
+                out.push_str(&crate::approval::canonical::format_double(float));
+            }
+            (None, None, None) => out.push_str(&number.to_string()),
+        },
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_normalised(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            out.push('{');
+            for (index, (key, item)) in members.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_normalised(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// The owner of a charge: the scope's value, and `;<per key>` for `per`.

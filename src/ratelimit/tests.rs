@@ -723,8 +723,25 @@ fn per_argument_values_count_apart_within_the_scope() {
     assert!(granted(&take(absent.clone(), ALICE)));
     assert!(granted(&take(absent.clone(), ALICE)));
     assert!(!granted(&take(absent, ALICE)));
-    // 1 and "1" are one value (stricter, never looser).
+    // 1 and "1" are one value (stricter, never looser), and so are the
+    // spellings of one number, at any depth; null is no value.
     assert_eq!(repo(serde_json::json!(1)), repo(serde_json::json!("1")));
+    let number = |text: &str| repo(serde_json::from_str(text).unwrap());
+    for (a, b) in [
+        ("7", "7.0"),
+        ("7", "7e0"),
+        ("10", "1e1"),
+        ("-0.0", "0"),
+        ("0.5", "5e-1"),
+        ("[1,{\"a\":2.0}]", "[1.0,{\"a\":2}]"),
+    ] {
+        assert_eq!(number(a), number(b), "{a} {b}");
+    }
+    assert_ne!(number("0.1"), number("0.2"));
+    assert_eq!(
+        per_key("args.repo", Some(&serde_json::Value::Null)),
+        per_key("args.repo", None)
+    );
     // Separators in values cannot forge another pair.
     assert_ne!(
         per_key("args.repo", Some(&serde_json::json!("a;args.repo=b"))),
