@@ -193,6 +193,19 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         // Responses to the server's requests and method-less messages pass.
         Message::Other { method: None, .. } => return Inspection::pass(),
     };
+    // A method the gate knows spelt otherwise (letter case, blanks around
+    // it): a server that matches methods loosely would run it undecided.
+    if !methods::is_known(&method) {
+        if let Some(known) = methods::lookup(&crate::policy::fold_case(method.trim())) {
+            return context.invalid(Invalid::Request {
+                id: id.unwrap_or(Value::Null),
+                detail: format!(
+                    "method {method:?} differs from {:?} only in letter case or blanks",
+                    known.name
+                ),
+            });
+        }
+    }
     if let Some(pointer) = context.view.methods().denies(&method) {
         return context.method_denied(&method, id, pointer);
     }
@@ -1064,13 +1077,14 @@ pub fn unsupported_encoding<C: Clock + ?Sized>(
 }
 
 /// The answer to a request with a header the gate reads that is not text.
-pub fn unreadable_header<C: Clock + ?Sized>(
+pub fn unusable_header<C: Clock + ?Sized>(
     policy: &Policy,
     clock: &C,
     caller: CallerScope<'_>,
     name: &str,
+    why: &str,
 ) -> Inspection {
-    let reply = response::unreadable_header(name);
+    let reply = response::unusable_header(name, why);
     refused_as_invalid(policy, clock, caller, reply)
 }
 
@@ -1226,6 +1240,11 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
                 value(*byte)?
             };
             word = (word << 6) | digit;
+        }
+        // The bits of the bytes padding drops must be zero: `cmVhZB==` is not
+        // `cmVhZA==` spelt otherwise (strict decoders, rmcp's, refuse it).
+        if word & ((1u32 << (8 * padding)) - 1) != 0 {
+            return None;
         }
         let decoded = [(word >> 16) as u8, (word >> 8) as u8, word as u8];
         out.extend_from_slice(&decoded[..3 - padding]);

@@ -760,13 +760,14 @@ pub fn unsupported_encoding(encoding: &str) -> Reply {
 }
 
 /// The answer to a request whose header the gate reads (identity, session,
-/// `Mcp-*`, …) is not UTF-8 text: the gate cannot decide on what it cannot read.
-pub fn unreadable_header(name: &str) -> Reply {
+/// `Mcp-*`, …) is not UTF-8 text, or is given more than once: the gate
+/// cannot decide on what it cannot read, nor on one value of several.
+pub fn unusable_header(name: &str, why: &str) -> Reply {
     error_reply(
         status::BAD_REQUEST,
         &Value::Null,
         code::INVALID_REQUEST,
-        &format!("Invalid Request: header {name} is not UTF-8 text"),
+        &format!("Invalid Request: header {name} {why}"),
         None,
     )
 }

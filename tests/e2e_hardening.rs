@@ -258,6 +258,24 @@ fn matrix() -> Vec<Row> {
             -32602,
         ),
         row(
+            "a known method in another letter case",
+            call("deleteWorkspace").replace("tools/call", "Tools/call"),
+            400,
+            -32600,
+        ),
+        Row {
+            headers: vec![
+                ("mcp-name", "asyncExecuteCode".to_string()),
+                ("mcp-name", "deleteWorkspace".to_string()),
+            ],
+            ..row(
+                "a header the gate reads given twice",
+                call("deleteWorkspace"),
+                400,
+                -32600,
+            )
+        },
+        row(
             "batch",
             format!("[{}]", call("deleteWorkspace")),
             400,

@@ -289,10 +289,25 @@ impl Headers {
             .map(|(_, value)| value.as_slice())
     }
 
-    fn first_unreadable<'n>(&self, mut names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
-        names.find(|name| {
-            self.raw(name)
-                .is_some_and(|value| std::str::from_utf8(value).is_err())
+    /// The first of `names` the gate cannot decide on, and why: a value
+    /// that is not UTF-8 text, or a header given more than once.
+    fn first_unusable<'n>(
+        &self,
+        names: impl Iterator<Item = &'n str>,
+    ) -> Option<(&'n str, &'static str)> {
+        names.into_iter().find_map(|name| {
+            let mut values = self
+                .0
+                .iter()
+                .filter(|(key, _)| key.eq_ignore_ascii_case(name));
+            let first = values.next()?;
+            if values.next().is_some() {
+                Some((name, "is given more than once"))
+            } else if std::str::from_utf8(&first.1).is_err() {
+                Some((name, "is not UTF-8 text"))
+            } else {
+                None
+            }
         })
     }
 }
@@ -565,14 +580,23 @@ impl Exchange {
                 effects.push(Effect::RemoveRequestHeader(name));
             }
         }
-        // A header the gate reads must be text, or the gate cannot decide on it.
-        if let Some(name) = headers.first_unreadable(headers_read(&policy.identity)) {
-            let inspection = gate::unreadable_header(policy, &At(host.now()), self.caller(), name);
+        // A header the gate reads must be text, and given once (the server,
+        // or a proxy on the way, might read another of its values), or the
+        // gate cannot decide on it.
+        if let Some((name, why)) = headers.first_unusable(headers_read(&policy.identity)) {
+            let inspection =
+                gate::unusable_header(policy, &At(host.now()), self.caller(), name, why);
             return self.apply(inspection, effects);
         }
+        // MCP 2026-07-28 has no sessions: a session id sent with it names
+        // nothing the server keeps, so any would do; such a request counts
+        // under its grant, as one without the header does.
+        let current = headers
+            .get("mcp-protocol-version")
+            .is_some_and(gate::is_current);
         self.session = headers
             .get(SESSION_HEADER)
-            .filter(|session| !session.is_empty())
+            .filter(|session| !session.is_empty() && !current)
             .map(str::to_string);
         // Every request, GET streams included, belongs to an identified caller.
         if let Err(action) = self.identify(&headers, host, effects) {

@@ -1267,3 +1267,81 @@ fn an_allowed_call_crosses_into_envoy_a_bounded_number_of_times() {
     denied.end(End::Completed);
     assert_eq!(denied.host_calls(), 15);
 }
+
+#[test]
+fn at_2026_07_28_a_session_id_names_nothing_and_counts_under_the_grant() {
+    // The revision has no sessions: an invented Mcp-Session-Id per call must
+    // not make a per-session limit unlimited.
+    let policy = r#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
+      "tools":{"exec":{"limits":[{"counter":"exec","window":"hour","max":1,"scope":"session"}]}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    let body =
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"exec","arguments":{},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}})
+        .to_string()
+        .into_bytes();
+    let send = |session: &str| {
+        let mut headers = as_grant("alice");
+        headers.push(("mcp-protocol-version", b"2026-07-28"));
+        headers.push(("mcp-method", b"tools/call"));
+        headers.push(("mcp-name", b"exec"));
+        headers.push(("mcp-session-id", session.as_bytes()));
+        let mut stream = envoy.stream();
+        stream.send(&headers, &[&body]);
+        stream.upstream().complete
+    };
+    assert!(send("made-up-1"));
+    for session in ["made-up-2", "made-up-3"] {
+        assert!(!send(session), "{session}");
+    }
+    // At 2025-11-25 a session is the server's: each counts apart.
+    let legacy = |session: &str| {
+        let mut stream = envoy.stream();
+        stream.send(
+            &headers_with(&[("mcp-session-id", session.as_bytes())]),
+            &[&call(1, "exec")],
+        );
+        stream.upstream().complete
+    };
+    assert!(legacy("s-1"));
+    assert!(legacy("s-2"));
+    assert!(!legacy("s-1"));
+}
+
+#[test]
+fn a_header_the_gate_reads_given_twice_is_refused() {
+    let envoy = SimEnvoy::new(POLICY);
+    for (name, first, second) in [
+        ("x-agent-id", &b"alice"[..], &b"intern"[..]),
+        ("x-agent-id", b"alice", b"\xff\xfe"),
+        ("mcp-method", b"tools/call", b"tools/list"),
+        ("mcp-name", b"read", b"deleteWorkspace"),
+        ("mcp-session-id", b"a", b"b"),
+        ("mcp-protocol-version", b"2025-11-25", b"2026-07-28"),
+    ] {
+        let mut headers: Vec<(&str, &[u8])> = POST.to_vec();
+        headers.retain(|(key, _)| *key != name);
+        headers.push((name, first));
+        headers.push((name, second));
+        let mut stream = envoy.stream();
+        stream.send(&headers, &[&call(1, "read")]);
+        assert!(!stream.upstream().started(), "{name}");
+        let json = stream.downstream().json();
+        assert_eq!(stream.downstream().status, Some(400), "{name}");
+        assert_eq!(
+            json["error"]["message"],
+            format!("Invalid Request: header {name} is given more than once"),
+            "{name}"
+        );
+    }
+    // Headers the gate does not read may repeat (Envoy joins or keeps them).
+    let mut stream = envoy.stream();
+    stream.send(
+        &headers_with(&[
+            ("accept", b"application/json"),
+            ("accept", b"text/event-stream"),
+        ]),
+        &[&call(1, "read")],
+    );
+    assert!(stream.upstream().complete);
+}

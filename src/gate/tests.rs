@@ -677,6 +677,24 @@ fn requests_at_2026_07_28_must_carry_their_mirror_headers() {
         .0,
         400
     );
+    // Only the one spelling: padding drops bits that must be zero, so
+    // `aGVsbG9=` is not `aGVsbG8=` (strict decoders refuse it).
+    for other in ["=?base64?aGVsbG9=?=", "=?base64?aGVsbB==?="] {
+        assert_eq!(
+            reply_of(&run(current(Some("tools/call"), Some(other)), &ascii)).0,
+            400,
+            "{other}"
+        );
+    }
+    let hell = request(1, "tools/call", json!({"name": "hell"}));
+    assert_eq!(
+        run(
+            current(Some("tools/call"), Some("=?base64?aGVsbA==?=")),
+            &hell
+        )
+        .reply,
+        None
+    );
     // Before 2026-07-28 the headers are optional (but must match when sent).
     let legacy = McpHeaders::default();
     assert_eq!(run(legacy, &ascii).reply, None);
@@ -742,4 +760,41 @@ fn a_decided_method_needs_a_request_id() {
             assert_eq!(inspection.outcome(), Some(Outcome::Invalid), "{method}");
         }
     }
+}
+
+#[test]
+fn a_known_method_in_another_spelling_is_refused() {
+    let policy =
+        Policy::from_json(br#"{"version":"1","default":"deny","tools":{"read":{}}}"#).unwrap();
+    let store = EnvoySharedData::default();
+    for method in [
+        "Tools/call",
+        "TOOLS/CALL",
+        "tools/call ",
+        " tools/call",
+        "Prompts/Get",
+        "\u{17f}ervER/discover",
+    ] {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"name":"deleteWorkspace","arguments":{}}});
+        let inspection = inspect(&policy, &store, body.to_string().as_bytes());
+        let (status, json) = reply_of(&inspection);
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (400, json!(-32600)),
+            "{method:?}"
+        );
+        assert!(
+            json["error"]["data"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("only in letter case or blanks"),
+            "{json}"
+        );
+    }
+    // A method the gate does not know in any spelling is still `other`.
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"vendor/Custom","params":{}});
+    assert_eq!(
+        inspect(&policy, &store, body.to_string().as_bytes()).reply,
+        None
+    );
 }

@@ -271,10 +271,12 @@ pub fn index_of_line_column(text: &[u8], line: usize, column: usize) -> Option<u
 /// - anywhere else in an object or array (a missing field, at its end): the
 ///   object or array.
 ///
-/// One placement cannot be told apart: an enum written as an object of two
-/// members with no blank before the comma (`{"closed":null,"open":null}`)
-/// stops just past the first member's value, as a one-byte value refused
-/// at its only byte does, so the error names that member too.
+/// One placement could not be told apart: serde's derived enums read an
+/// object of two members with no blank before the comma
+/// (`{"closed":null,"open":null}`) and stopped just past the first member's
+/// value, as a one-byte value refused at its only byte does. The document's
+/// enums now read strings only (`string_enum!` in document.rs) and refuse
+/// an object at its first byte, so no reader stops there any more.
 pub(crate) fn path_of_error(text: &[u8], err: &serde_json::Error, message: &str) -> String {
     let Some(stop) = (err.line() > 0)
         .then(|| index_of_line_column(text, err.line(), err.column()))

@@ -26,7 +26,7 @@ use document::{
 };
 pub(crate) use error::Errors;
 pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
-pub use glob::Glob;
+pub use glob::{fold_case, Glob};
 pub use identity::{sha256_hex, Identity, IdentityError};
 use limits::{compile_limits, Counters};
 pub use limits::{

@@ -368,6 +368,7 @@ fn bad_depth_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","mode":["monitor"]}"#, "mode: invalid type: sequence, expected `enforce` or `monitor`"),
         (r#"{"version":"1","default":"deny","tools":{"a":{"limits":[{"counter":"c","window":"minute","max":1,"scope":{"global":null}}]}}}"#, "tools.a.limits[0].scope: invalid type: map, expected one of `grant`, `session`, `global`, `role`"),
         (r#"{"version":"1","default":"deny","methods":{"ping":{"deny":null}}}"#, "methods.ping: invalid type: map, expected `allow` or `deny`"),
+        (r#"{"version":"1","default":"deny","failure_mode":{"closed":null,"open":null}}"#, "failure_mode: invalid type: map, expected `closed` or `open`"),
         (r#"{"version":"1","default":"deny","list":"all"}"#, "list: unknown variant `all`, expected `show_denied` or `hide_denied`"),
         (r#"{"version":"1","default":"deny","hide":"x"}"#, r#"hide: invalid type: string "x", expected a sequence"#),
         (r#"{"version":"1","default":"deny","hide":[""]}"#, "hide[0]: must not be empty"),
