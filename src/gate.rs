@@ -196,7 +196,11 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     // A method the gate knows spelt otherwise (letter case, blanks around
     // it): a server that matches methods loosely would run it undecided.
     if !methods::is_known(&method) {
-        if let Some(known) = methods::lookup(&crate::policy::fold_case(method.trim())) {
+        let folded = crate::policy::fold_case(method.trim());
+        let known = methods::KNOWN
+            .iter()
+            .find(|known| crate::policy::fold_case(known.name) == folded);
+        if let Some(known) = known {
             return context.invalid(Invalid::Request {
                 id: id.unwrap_or(Value::Null),
                 detail: format!(

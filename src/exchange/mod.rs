@@ -550,7 +550,19 @@ impl Exchange {
 
     /// Whether answers to this caller must be rewritten (it may not see
     /// everything the server lists).
+    /// Whether this caller's listings are rewritten.
     fn filters_listings(&self) -> bool {
+        let policy = self.policy();
+        policy.mode == Mode::Enforce
+            && policy
+                .view_as(&self.grant, self.role.as_deref())
+                .filters_listing()
+    }
+
+    /// Whether this caller's listings are read at all: when some caller's
+    /// are rewritten, every caller's are marked private (the gate's
+    /// decision for a listing request says the same).
+    fn reads_listings(&self) -> bool {
         let policy = self.policy();
         policy.mode == Mode::Enforce && policy.listings_vary()
     }
@@ -639,8 +651,8 @@ impl Exchange {
             return Action::Pause;
         }
         // The headers go upstream now, before the body is known: an answer
-        // that may need rewriting must come back unencoded.
-        if self.filters_listings() {
+        // that may need reading must come back unencoded.
+        if self.reads_listings() {
             effects.push(Effect::RemoveRequestHeader("accept-encoding"));
         }
         self.request_headers_sent = true;
@@ -783,7 +795,11 @@ impl Exchange {
                 // Encoded answers could not be read: ask for identity.
                 effects.push(Effect::RemoveRequestHeader("accept-encoding"));
             }
-            self.listing = Listing::Expected { id };
+            // An answer that started before the decision is already being
+            // read as a listing (or is past reading): left as it is.
+            if !self.response_started {
+                self.listing = Listing::Expected { id };
+            }
         }
         self.remember_url_elicitation = inspection.remember_url_elicitation;
         if let Some(body) = inspection.rewrite_body.take() {
@@ -1033,7 +1049,11 @@ impl Exchange {
     /// Answers in place of the server and holds the request for good.
     fn reply(&mut self, reply: Reply, effects: &mut Vec<Effect>) -> Action {
         self.inspecting = false;
-        self.listing = Listing::Off;
+        if !self.response_started {
+            // Nothing of the server's comes back: no answer to read. One
+            // that started already is read to its end.
+            self.listing = Listing::Off;
+        }
         if self.response_started {
             // The server answered already (it may, once the headers went
             // upstream): Envoy cannot send another answer. The body stays
@@ -1086,7 +1106,7 @@ impl Exchange {
         if self.inspecting
             && matches!(self.listing, Listing::Off)
             && !self.plugin.policy.hold_request_headers
-            && self.filters_listings()
+            && self.reads_listings()
         {
             self.listing = Listing::Expected { id: Value::Null };
         }
@@ -1136,8 +1156,16 @@ impl Exchange {
     ) -> Action {
         self.response_buffered = size;
         let observed = std::mem::take(&mut self.response_observed);
-        if matches!(self.listing, Listing::Json { .. }) && !end_of_stream {
-            // Held below: the next callback hands this buffer over again.
+        if matches!(self.listing, Listing::Json { .. })
+            && !end_of_stream
+            && self
+                .observer
+                .as_ref()
+                .is_some_and(|observer| !observer.blind)
+        {
+            // Held below: the next callback hands this buffer over again,
+            // and the observer reads it now. (An observer that comes later
+            // reads the held buffer from its start.)
             self.response_observed = size;
         }
         if let Some(observer) = &mut self.observer {

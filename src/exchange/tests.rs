@@ -697,6 +697,32 @@ fn with_headers_not_held_an_answer_before_the_body_is_decided_is_filtered() {
     stream.response_body(listing("1").as_bytes(), true);
     stream.request_body(rest, true);
     assert_eq!(listed(&stream), ["run", "read"]);
+    // Split around the decision: the answer started, part of it held, and
+    // then the body is decided (allowed, or refused with the answer already
+    // going): the rest is filtered, not let through.
+    for extra in ["", r#", "methods": {"tools/list": "deny"}"#] {
+        let envoy = SimEnvoy::new(&policy_with(&format!(
+            r#""hold_request_headers": false{extra}"#
+        )));
+        let answer = listing("1");
+        let (head, tail) = answer.split_at(answer.len() / 2);
+        for content_type in ["application/json", "text/event-stream"] {
+            let mut stream = envoy.stream();
+            stream.request_headers(&POST, false);
+            stream.request_body(first, false);
+            stream.response_headers(200, &[("content-type", content_type.as_bytes())], false);
+            if content_type == "application/json" {
+                stream.response_body(head.as_bytes(), false);
+                stream.request_body(rest, true);
+                stream.response_body(tail.as_bytes(), true);
+            } else {
+                stream.response_body(format!("data: {head}").as_bytes(), false);
+                stream.request_body(rest, true);
+                stream.response_body(format!("{tail}\n\n").as_bytes(), true);
+            }
+            assert_eq!(listed(&stream), ["run", "read"], "{extra} {content_type}");
+        }
+    }
     // An early answer that lists nothing passes as it came.
     let mut stream = envoy.stream();
     stream.request_headers(&POST, false);

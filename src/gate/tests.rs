@@ -774,6 +774,8 @@ fn a_known_method_in_another_spelling_is_refused() {
         " tools/call",
         "Prompts/Get",
         "\u{17f}ervER/discover",
+        "LOGGING/SETLEVEL",
+        "notifications/Initialized",
     ] {
         let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"name":"deleteWorkspace","arguments":{}}});
         let inspection = inspect(&policy, &store, body.to_string().as_bytes());

@@ -212,19 +212,26 @@ pub fn per_key(path: &str, value: Option<&serde_json::Value>) -> String {
     key
 }
 
+/// 2^53: every integer up to it is exact in a double.
+const EXACT_INTEGERS: u64 = 1 << 53;
+
 /// Compact JSON with every number in one spelling: an integer as digits, a
 /// fraction as the shortest text that reads back to the same double (what
 /// approval digests write). Strings and keys as serde_json writes them.
 fn write_normalised(value: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
     match value {
+        // Past 2^53 integers are doubles to many servers (JavaScript's):
+        // written as the double they read, so that spellings a server
+        // cannot tell apart count together.
         Value::Number(number) => match (number.as_i64(), number.as_u64(), number.as_f64()) {
-            (Some(integer), _, _) => out.push_str(&integer.to_string()),
-            (None, Some(integer), _) => out.push_str(&integer.to_string()),
-            (None, None, Some(float)) => {
+            (Some(integer), _, _) if integer.unsigned_abs() <= EXACT_INTEGERS => {
+                out.push_str(&integer.to_string());
+            }
+            (_, _, Some(float)) => {
                 out.push_str(&crate::approval::canonical::format_double(float));
             }
-            (None, None, None) => out.push_str(&number.to_string()),
+            _ => out.push_str(&number.to_string()),
         },
         Value::Array(items) => {
             out.push('[');

@@ -734,10 +734,15 @@ fn per_argument_values_count_apart_within_the_scope() {
         ("-0.0", "0"),
         ("0.5", "5e-1"),
         ("[1,{\"a\":2.0}]", "[1.0,{\"a\":2}]"),
+        // Past 2^53, spellings a double cannot tell apart.
+        ("10000000000000000", "10000000000000001"),
+        ("10000000000000000", "1e16"),
+        ("-10000000000000001", "-1e16"),
     ] {
         assert_eq!(number(a), number(b), "{a} {b}");
     }
     assert_ne!(number("0.1"), number("0.2"));
+    assert_ne!(number("9007199254740991"), number("9007199254740990"));
     assert_eq!(
         per_key("args.repo", Some(&serde_json::Value::Null)),
         per_key("args.repo", None)
