@@ -293,9 +293,9 @@ impl Headers {
     /// that is not UTF-8 text, or a header given more than once.
     fn first_unusable<'n>(
         &self,
-        names: impl Iterator<Item = &'n str>,
+        mut names: impl Iterator<Item = &'n str>,
     ) -> Option<(&'n str, &'static str)> {
-        names.into_iter().find_map(|name| {
+        names.find_map(|name| {
             let mut values = self
                 .0
                 .iter()
@@ -550,7 +550,6 @@ impl Exchange {
 
     /// Whether answers to this caller must be rewritten (it may not see
     /// everything the server lists).
-    /// Whether this caller's listings are rewritten.
     fn filters_listings(&self) -> bool {
         let policy = self.policy();
         policy.mode == Mode::Enforce
@@ -1049,11 +1048,6 @@ impl Exchange {
     /// Answers in place of the server and holds the request for good.
     fn reply(&mut self, reply: Reply, effects: &mut Vec<Effect>) -> Action {
         self.inspecting = false;
-        if !self.response_started {
-            // Nothing of the server's comes back: no answer to read. One
-            // that started already is read to its end.
-            self.listing = Listing::Off;
-        }
         if self.response_started {
             // The server answered already (it may, once the headers went
             // upstream): Envoy cannot send another answer. The body stays
@@ -1065,8 +1059,12 @@ impl Exchange {
                     reply.status
                 ),
             });
+            // The answer already started is read to its end (a listing
+            // stays filtered).
             return Action::Pause;
         }
+        // Nothing of the server's comes back: no answer to read.
+        self.listing = Listing::Off;
         self.replied = true;
         effects.push(Effect::Reply {
             status: reply.status,
@@ -1089,17 +1087,6 @@ impl Exchange {
         if std::mem::take(&mut self.remember_url_elicitation) {
             self.remember_session_capability(host, effects);
         }
-        if let Some(observer) = &mut self.observer {
-            let text = |value: Option<Vec<u8>>| {
-                value
-                    .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
-                    .unwrap_or_default()
-            };
-            observer.stream =
-                text(host.response_header("content-type")).starts_with("text/event-stream");
-            let encoding = text(host.response_header("content-encoding"));
-            observer.blind = !encoding.is_empty() && encoding != "identity";
-        }
         // Headers not held: the server may answer before the body is
         // decided, so before the gate knows whether this is a listing. It
         // is read as one could be (an answer that lists nothing passes).
@@ -1110,23 +1097,33 @@ impl Exchange {
         {
             self.listing = Listing::Expected { id: Value::Null };
         }
+        let listing = matches!(self.listing, Listing::Expected { .. });
+        if self.observer.is_none() && !listing {
+            return Action::Continue;
+        }
+        // Read once for the observer and the listing: each read fetches
+        // every response header from Envoy.
+        let text = |value: Option<Vec<u8>>| {
+            value
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let stream = text(host.response_header("content-type")).starts_with("text/event-stream");
+        let encoding = text(host.response_header("content-encoding"));
+        let encoded = !encoding.is_empty() && encoding != "identity";
+        if let Some(observer) = &mut self.observer {
+            observer.stream = stream;
+            observer.blind = encoded;
+        }
         let Listing::Expected { id } = std::mem::replace(&mut self.listing, Listing::Off) else {
             return Action::Continue;
         };
         if end_of_stream {
             return Action::Continue;
         }
-        let text = |value: Option<Vec<u8>>| {
-            value
-                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
-                .unwrap_or_default()
-        };
-        let content_type = text(host.response_header("content-type"));
-        let encoding = text(host.response_header("content-encoding"));
-        let stream = content_type.starts_with("text/event-stream");
         // The body may change length.
         effects.push(Effect::RemoveResponseHeader("content-length"));
-        self.listing = if !encoding.is_empty() && encoding != "identity" {
+        self.listing = if encoded {
             // Asked for identity, got an encoding: the filter cannot read
             // it, so the caller gets an error instead.
             effects.push(Effect::RemoveResponseHeader("content-encoding"));
