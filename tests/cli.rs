@@ -609,7 +609,7 @@ fn eval_answers_an_invalid_request_as_the_filter_does() {
     );
     assert_eq!(
         run.stdout,
-        "decision  (none: only tools/call is decided)\n\
+        "decision  (none: the gate passes this method through undecided)\n\
          audit     (none: the filter logs no line for it)\n\
          answer    forwarded unchanged\n"
     );

@@ -214,6 +214,28 @@ async fn rate_limited_call_says_when_to_retry() {
     assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 1);
 }
 
+/// PolicyLayer's pages: "Add a rate_limit block to the asyncExecuteCode
+/// rule ... setting max: 10 and window: 60". Each caller counts apart.
+#[tokio::test]
+async fn the_published_rate_limit_block_limits_each_caller() {
+    let policy = r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+        "tools":{"asyncExecuteCode":{"rate_limit":{"max":2,"window":1000000000}}}}"#;
+    let stack = Stack::start(policy).await;
+    let (alice, bob) = (stack.client("alice").await, stack.client("bob").await);
+    let args = json!({"script": "x"});
+    for _ in 0..2 {
+        alice.call("asyncExecuteCode", args.clone()).await.unwrap();
+    }
+    let err = error_of(alice.call("asyncExecuteCode", args.clone()).await);
+    assert_eq!(err.code, -31002);
+    let data = err.data.unwrap();
+    assert_eq!(data["rule"], "/tools/asyncExecuteCode/rate_limit");
+    assert_eq!(data["counter"], "/tools/asyncExecuteCode/rate_limit");
+    assert_eq!(data["max"], 2);
+    bob.call("asyncExecuteCode", args).await.unwrap();
+    assert_eq!(stack.upstream.tool_call_count("asyncExecuteCode"), 3);
+}
+
 #[tokio::test]
 async fn batches_are_refused_and_none_of_them_is_forwarded() {
     let stack = Stack::start(r#"{"version":"1","default":"allow"}"#).await;

@@ -47,10 +47,16 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
                 "rule",
                 audit.rule.clone().unwrap_or_else(|| "(none)".to_string()),
             ));
+            // The filter writes the revision when the stream ends; so here.
+            let mut audit = audit.clone();
+            audit.revision = Some(policy.revision.clone());
             lines.push(("audit", audit.to_json()));
         }
         None => {
-            lines.push(("decision", "(none: only tools/call is decided)".to_string()));
+            lines.push((
+                "decision",
+                "(none: the gate passes this method through undecided)".to_string(),
+            ));
             lines.push((
                 "audit",
                 "(none: the filter logs no line for it)".to_string(),

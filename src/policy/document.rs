@@ -74,13 +74,25 @@ pub struct PolicyDocument {
     pub default: Checked<Action>,
     #[serde(default)]
     pub identity: Option<Checked<Object<IdentityDocument>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<ToolRuleDocument>>>>")
+    )]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
     /// Prompt name (or pattern) → rule.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<PromptRuleDocument>>>>")
+    )]
     pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
     /// Resource URI (or pattern) → rule; URIs are normalised before matching.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<ResourceRuleDocument>>>>")
+    )]
     pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
     /// What happens to prompts the policy does not name (default: `default`).
     #[serde(default)]
@@ -93,7 +105,11 @@ pub struct PolicyDocument {
     pub methods: Option<Checked<UniqueMap<Action>>>,
     /// Tool annotation (as the server lists it) → a stricter rule for the
     /// tools that carry it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<AnnotationRuleDocument>>>>")
+    )]
     pub annotations: UniqueMap<Checked<Object<AnnotationRuleDocument>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
@@ -107,11 +123,19 @@ pub struct PolicyDocument {
     pub mode: Option<Checked<Mode>>,
     #[serde(default)]
     pub deny_as: Option<Checked<DenyAs>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<GrantDocument>>>>")
+    )]
     pub grants: UniqueMap<Checked<Object<GrantDocument>>>,
     /// Role name → a fragment like a grant's: the rules of every caller of
     /// that role (`grant_roles`, `identity.jwt_claim.role_claim`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<GrantDocument>>>>")
+    )]
     pub roles: UniqueMap<Checked<Object<GrantDocument>>>,
     /// Grant → the name of its role in `roles`.
     #[serde(default)]
@@ -171,11 +195,23 @@ pub struct GrantDocument {
     pub hide: Option<Checked<Vec<NonEmptyString>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<ToolRuleDocument>>>>")
+    )]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<PromptRuleDocument>>>>")
+    )]
     pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<UniqueMap<Checked<Object<ResourceRuleDocument>>>>")
+    )]
     pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
     #[serde(default)]
     pub methods: Option<Checked<UniqueMap<Action>>>,
@@ -224,6 +260,14 @@ pub enum DenyAs {
 }
 
 string_enum!(DenyAs { Error = "error", ToolResult = "tool_result" });
+
+/// A map or list a policy may leave out, or write as `null` (templating
+/// tools write it for "unset"): both read as empty.
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 /// A struct that must be written as a JSON object. Serde's derived structs
 /// also accept an array of their fields in order (`["c","minute",10,"grant"]`),
@@ -469,8 +513,15 @@ pub struct ToolRuleDocument {
     /// Another name for `reason`, as PolicyLayer's published policies write it.
     #[serde(default)]
     pub on_deny: Option<Checked<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<Vec<Checked<Object<LimitDocument>>>>")
+    )]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
+    /// PolicyLayer's shorthand for one window limit: `{"max": 10, "window": 60}`.
+    #[serde(default)]
+    pub rate_limit: Option<Checked<Object<RateLimitDocument>>>,
     /// Argument conditions that must all hold.
     #[serde(default)]
     pub require: Option<ConditionsDocument>,
@@ -519,8 +570,15 @@ pub struct PromptRuleDocument {
     pub reason: Option<Checked<String>>,
     #[serde(default)]
     pub on_deny: Option<Checked<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<Vec<Checked<Object<LimitDocument>>>>")
+    )]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
+    /// PolicyLayer's shorthand for one window limit: `{"max": 10, "window": 60}`.
+    #[serde(default)]
+    pub rate_limit: Option<Checked<Object<RateLimitDocument>>>,
     #[serde(default)]
     pub require: Option<ConditionsDocument>,
     #[serde(default)]
@@ -545,7 +603,11 @@ pub struct AnnotationRuleDocument {
     pub action: Option<Checked<Action>>,
     #[serde(default)]
     pub reason: Option<Checked<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<Vec<Checked<Object<LimitDocument>>>>")
+    )]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
 }
 
@@ -567,8 +629,15 @@ pub struct ResourceRuleDocument {
     pub reason: Option<Checked<String>>,
     #[serde(default)]
     pub on_deny: Option<Checked<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<Vec<Checked<Object<LimitDocument>>>>")
+    )]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
+    /// PolicyLayer's shorthand for one window limit: `{"max": 10, "window": 60}`.
+    #[serde(default)]
+    pub rate_limit: Option<Checked<Object<RateLimitDocument>>>,
     #[serde(default)]
     pub approval: Option<Checked<Object<ApprovalDocument>>>,
 }
@@ -577,8 +646,33 @@ pub struct ResourceRuleDocument {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllToolsDocument {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<Vec<Checked<Object<LimitDocument>>>>")
+    )]
     pub limits: Vec<Checked<Object<LimitDocument>>>,
+}
+
+/// PolicyLayer's `rate_limit` block: one window limit whose counter is the
+/// rule's own (named by its JSON pointer unless `counter` names one), per
+/// grant unless `scope` says otherwise.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDocument {
+    /// Calls a caller may make per window.
+    pub max: PositiveInteger,
+    /// The fixed window the count resets with.
+    pub window: Window,
+    /// Default `grant`.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Default: the rule's JSON pointer (`/tools/asyncExecuteCode/rate_limit`).
+    #[serde(default)]
+    pub counter: Option<NonEmptyString>,
+    #[serde(default)]
+    pub store: Option<CounterStore>,
 }
 
 /// One limit: a rate or budget (`window` and `max`, each call taking `cost`

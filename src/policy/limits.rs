@@ -7,7 +7,9 @@
 
 use crate::lookup::HashMap;
 
-use super::document::{Checked, CounterStore, LimitDocument, NonEmptyString, Object, Scope};
+use super::document::{
+    Checked, CounterStore, LimitDocument, NonEmptyString, Object, RateLimitDocument, Scope,
+};
 use super::{ConfigError, Errors, SERVICE_WINDOWS};
 use crate::arguments::ARGS_PREFIX;
 
@@ -205,41 +207,90 @@ pub(super) fn compile_limits(
         let Some(Object(limit)) = errors.read(limit, &limit_path) else {
             continue;
         };
-        // Noted before the limit's own checks: a global limit with a bad
-        // window still needs the service.
-        if limit.store == Some(CounterStore::Global) {
-            counters
-                .first_global
-                .get_or_insert_with(|| limit_path.clone());
-        }
-        if limit.scope == Scope::Role {
-            counters
-                .first_role_scope
-                .get_or_insert_with(|| limit_path.clone());
-        }
-        let before = errors.len();
-        let Some(limit) = compile_limit(limit, &limit_path, end, errors) else {
-            continue;
-        };
-        if errors.len() > before {
-            continue;
-        }
-        let shape = Shape {
-            kind: match limit.kind {
-                LimitKind::Window { seconds, .. } => ShapeKind::Window(seconds),
-                LimitKind::Concurrent { lease_seconds, .. } => ShapeKind::Concurrent(lease_seconds),
-            },
-            store: limit.store,
-            per: limit.per.as_ref().map(|per| per.written.clone()),
-        };
-        if counters.check(&limit.counter, shape, &limit_path, errors) {
-            compiled.push(Limit {
-                pointer: format!("{pointer}/{index}"),
-                ..limit
-            });
-        }
+        compiled.extend(compile_counted(
+            limit,
+            &limit_path,
+            format!("{pointer}/{index}"),
+            end,
+            counters,
+            errors,
+        ));
     }
     compiled
+}
+
+/// A rule's `rate_limit` block: one window limit on a counter of the
+/// rule's own (its pointer) unless the block names one, per grant unless it
+/// names another scope.
+pub(super) fn compile_rate_limit(
+    block: Option<Checked<Object<RateLimitDocument>>>,
+    path: &str,
+    pointer: &str,
+    counters: &mut Counters,
+    errors: &mut Errors,
+) -> Option<Limit> {
+    let block = block?;
+    let end = block.end();
+    let Object(RateLimitDocument {
+        max,
+        window,
+        scope,
+        counter,
+        store,
+    }) = errors.read(block, path)?;
+    let limit = LimitDocument {
+        counter: counter.unwrap_or_else(|| NonEmptyString(pointer.to_string())),
+        window: Some(window),
+        max: Some(max),
+        concurrent: None,
+        lease_seconds: None,
+        scope: scope.unwrap_or(Scope::Grant),
+        store,
+        cost: None,
+        cost_from: None,
+        per: None,
+    };
+    compile_counted(limit, path, pointer.to_string(), end, counters, errors)
+}
+
+/// One limit, checked on its own and against the other limits naming its
+/// counter; noted in `counters` for the policy's other parts.
+fn compile_counted(
+    limit: LimitDocument,
+    limit_path: &str,
+    pointer: String,
+    end: usize,
+    counters: &mut Counters,
+    errors: &mut Errors,
+) -> Option<Limit> {
+    // Noted before the limit's own checks: a global limit with a bad
+    // window still needs the service.
+    if limit.store == Some(CounterStore::Global) {
+        counters
+            .first_global
+            .get_or_insert_with(|| limit_path.to_string());
+    }
+    if limit.scope == Scope::Role {
+        counters
+            .first_role_scope
+            .get_or_insert_with(|| limit_path.to_string());
+    }
+    let before = errors.len();
+    let limit = compile_limit(limit, limit_path, end, errors)?;
+    if errors.len() > before {
+        return None;
+    }
+    let shape = Shape {
+        kind: match limit.kind {
+            LimitKind::Window { seconds, .. } => ShapeKind::Window(seconds),
+            LimitKind::Concurrent { lease_seconds, .. } => ShapeKind::Concurrent(lease_seconds),
+        },
+        store: limit.store,
+        per: limit.per.as_ref().map(|per| per.written.clone()),
+    };
+    counters
+        .check(&limit.counter, shape, limit_path, errors)
+        .then_some(Limit { pointer, ..limit })
 }
 
 /// One limit's fields, checked together (pointer left empty).

@@ -82,6 +82,12 @@ impl Policy {
                     "scope \"session\": MCP 2026-07-28 has no sessions, so its requests (and any without Mcp-Session-Id) count under the caller's grant instead: stricter, never unlimited; use \"grant\" to say so",
                 );
             }
+            if limit.scope == Scope::Grant && matches!(self.identity, Identity::Anonymous) {
+                lint.add(
+                    &limit.pointer,
+                    "scope \"grant\" without `identity`: every caller is \"anonymous\", so all callers together share one count; add `identity` to count each caller apart, or write scope \"global\" to say so",
+                );
+            }
             match first.get(limit.counter.as_str()) {
                 None => {
                     first.insert(&limit.counter, limit);
@@ -599,9 +605,33 @@ mod tests {
     }
 
     #[test]
-    fn one_counter_with_two_settings() {
+    fn a_count_per_grant_without_identity_is_one_count_for_everybody() {
+        // PolicyLayer's published example: per grant, and no identity.
         let found = warnings(
             r#"{"version":"1","default":"deny","tools":{
+                "a":{"limits":[{"counter":"c","window":"minute","max":10,"scope":"grant"}]},
+                "b":{"rate_limit":{"max":10,"window":60}},
+                "g":{"limits":[{"counter":"g","window":"minute","max":10,"scope":"global"}]}}}"#,
+        );
+        for pointer in ["/tools/a/limits/0", "/tools/b/rate_limit"] {
+            assert!(
+                has(&found, pointer, "all callers together share one count"),
+                "{pointer}: {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 2, "a global scope says so itself: {found:?}");
+        // With an identity, each caller counts apart: nothing to say.
+        let found = warnings(
+            r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+                "tools":{"b":{"rate_limit":{"max":10,"window":60}}}}"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn one_counter_with_two_settings() {
+        let found = warnings(
+            r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},"tools":{
                 "a":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},
                 "b":{"limits":[{"counter":"c","window":"minute","max":50,"scope":"global"}]},
                 "d":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]}}}"#,

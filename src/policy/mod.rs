@@ -22,13 +22,13 @@ pub use document::{Action, CounterStore, DenyAs, FailureMode, ListMode, Mode, Ru
 use document::{
     AllToolsDocument, ApprovalDocument, ApprovalServiceDocument, Checked, GrantDocument,
     InvokesDocument, LimitDocument, NonEmptyString, Object, PolicyDocument, PositiveInteger,
-    PromptRuleDocument, ResourceRuleDocument, ToolRuleDocument, UniqueMap,
+    PromptRuleDocument, RateLimitDocument, ResourceRuleDocument, ToolRuleDocument, UniqueMap,
 };
 pub(crate) use error::Errors;
 pub use error::{index_of_line_column, line_column_of_index, ConfigError, ConfigErrors, ROOT};
 pub use glob::{fold_case, Glob};
 pub use identity::{sha256_hex, Identity, IdentityError};
-use limits::{compile_limits, Counters};
+use limits::{compile_limits, compile_rate_limit, Counters};
 pub use limits::{
     ArgumentPath, Cost, Limit, LimitKind, DEFAULT_LEASE_SECONDS, MAX_CONCURRENT, MAX_LEASE_SECONDS,
 };
@@ -1116,6 +1116,7 @@ impl From<ToolRuleDocument> for RuleParts {
             reason: rule.reason,
             on_deny: rule.on_deny,
             limits: rule.limits,
+            rate_limit: rule.rate_limit,
             require: rule.require,
             deny_if: rule.deny_if,
             approve_if: rule.approve_if,
@@ -1132,6 +1133,7 @@ impl From<PromptRuleDocument> for RuleParts {
             reason: rule.reason,
             on_deny: rule.on_deny,
             limits: rule.limits,
+            rate_limit: rule.rate_limit,
             require: rule.require,
             deny_if: rule.deny_if,
             approve_if: rule.approve_if,
@@ -1148,6 +1150,7 @@ impl From<ResourceRuleDocument> for RuleParts {
             reason: rule.reason,
             on_deny: rule.on_deny,
             limits: rule.limits,
+            rate_limit: rule.rate_limit,
             require: None,
             deny_if: None,
             approve_if: None,
@@ -1163,6 +1166,7 @@ struct RuleParts {
     reason: Option<Checked<String>>,
     on_deny: Option<Checked<String>>,
     limits: Vec<Checked<Object<LimitDocument>>>,
+    rate_limit: Option<Checked<Object<RateLimitDocument>>>,
     require: Option<crate::arguments::ConditionsDocument>,
     deny_if: Option<crate::arguments::ConditionsDocument>,
     approve_if: Option<crate::arguments::ConditionsDocument>,
@@ -1332,13 +1336,20 @@ fn compile_rule(
         }
         (reason, on_deny) => reason.or(on_deny),
     };
-    let limits = compile_limits(
+    let mut limits = compile_limits(
         parts.limits,
         &format!("{path}.limits"),
         &format!("{pointer}/limits"),
         windows,
         errors,
     );
+    limits.extend(compile_rate_limit(
+        parts.rate_limit,
+        &format!("{path}.rate_limit"),
+        &format!("{pointer}/rate_limit"),
+        windows,
+        errors,
+    ));
     let approve_if_written = parts.approve_if.is_some();
     let approve_if_empty = parts
         .approve_if

@@ -45,6 +45,111 @@ fn reads_the_published_policy_layer_example() {
     assert_eq!(policy.identity, Identity::Anonymous);
 }
 
+/// PolicyLayer's pages describe "a rate_limit block" on a rule, "max: 10
+/// and window: 60": one window limit on a counter of the rule's own, per
+/// grant, beside any `limits`.
+#[test]
+fn reads_the_published_rate_limit_block() {
+    let policy = load(
+        r#"{"version":"1","default":"deny","tools":{
+            "asyncExecuteCode":{"rate_limit":{"max":10,"window":60}},
+            "both":{"limits":[{"counter":"c","window":"hour","max":100,"scope":"global"}],
+                    "rate_limit":{"max":5,"window":"minute","scope":"session","counter":"mine"}}},
+          "prompts":{"p":{"rate_limit":{"max":1,"window":"day"}}},
+          "resources":{"file:///r":{"rate_limit":{"max":2,"window":1,"store":"local"}}}}"#,
+    )
+    .unwrap();
+    let window = |counter: &str, seconds, max, scope, pointer: &str| Limit {
+        counter: counter.to_string(),
+        kind: LimitKind::Window { seconds, max },
+        scope,
+        pointer: pointer.to_string(),
+        store: CounterStore::Local,
+        cost: Cost::Units(1),
+        per: None,
+    };
+    let pointer = "/tools/asyncExecuteCode/rate_limit";
+    assert_eq!(
+        policy.base().tool("asyncExecuteCode").unwrap().limits,
+        [window(pointer, 60, 10, Scope::Grant, pointer)]
+    );
+    assert_eq!(
+        policy.base().tool("both").unwrap().limits,
+        [
+            window("c", 3600, 100, Scope::Global, "/tools/both/limits/0"),
+            window("mine", 60, 5, Scope::Session, "/tools/both/rate_limit")
+        ]
+    );
+    let rule = policy.base().rule(Kind::Prompt, "p").unwrap();
+    assert_eq!(rule.limits[0].pointer, "/prompts/p/rate_limit");
+    assert_eq!(rule.limits[0].window(), Some((86_400, 1)));
+    let rule = policy.base().rule(Kind::Resource, "file:///r").unwrap();
+    assert_eq!(rule.limits[0].counter, "/resources/file:~1~1~1r/rate_limit");
+    // A grant's block is a counter of the grant's rule.
+    let policy = load(
+        r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+            "grants":{"ci":{"tools":{"t":{"rate_limit":{"max":3,"window":"second"}}}}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.view("ci").tool("t").unwrap().limits[0].counter,
+        "/grants/ci/tools/t/rate_limit"
+    );
+    // Checked as a limit is, under its own path.
+    for (document, error) in [
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"rate_limit":{"max":0,"window":60}}}}"#,
+            "tools.a.rate_limit.max: must be a positive integer, got 0",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"rate_limit":{"max":1}}}}"#,
+            "tools.a.rate_limit: missing field `window`",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"rate_limit":{"max":1,"window":60,"burst":2}}}}"#,
+            "tools.a.rate_limit.burst: unknown field `burst`, expected one of `max`, `window`, `scope`, `counter`, `store`",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"rate_limit":[10,60]}}}"#,
+            "tools.a.rate_limit: invalid type: sequence, expected an object",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"rate_limit":{"max":1,"window":60,"store":"global"}}}}"#,
+            "tools.a.rate_limit.store: store: global needs a top-level rate_limit_service (cluster, domain, timeout_ms, failure_mode)",
+        ),
+        (
+            r#"{"version":"1","default":"deny","tools":{"a":{"limits":[{"counter":"c","window":60,"max":1,"scope":"grant"}]},"b":{"rate_limit":{"counter":"c","max":1,"window":1}}}}"#,
+            "tools.b.rate_limit.window: counter \"c\" has window 1s here but 60s at tools.a.limits[0]; a counter has one window",
+        ),
+    ] {
+        assert_eq!(error_of(document), error, "{document}");
+    }
+}
+
+/// `null` reads as a field left out, maps and lists included (templating
+/// tools write it for "unset"); inside a list it is still refused.
+#[test]
+fn null_maps_and_lists_read_as_left_out() {
+    let policy = load(
+        r#"{"version":"1","default":"deny","tools":null,"prompts":null,"resources":null,
+            "annotations":null,"grants":null,"roles":null}"#,
+    )
+    .unwrap();
+    assert!(policy.base().tool("x").is_none() && policy.grants.is_empty());
+    let policy = load(
+        r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+            "tools":{"a":{"limits":null,"rate_limit":null}},
+            "all_tools":{"limits":null},
+            "grants":{"g":{"tools":null,"prompts":null,"resources":null}}}"#,
+    )
+    .unwrap();
+    assert!(policy.base().tool("a").unwrap().limits.is_empty());
+    assert_eq!(
+        error_of(r#"{"version":"1","default":"deny","tools":{"a":{"limits":[null]}}}"#),
+        "tools.a.limits[0]: invalid type: null, expected an object"
+    );
+}
+
 /// PolicyLayer's documented "Policy shape" (docs/writing-policies): empty
 /// arrays for the conditions and limits.
 #[test]
@@ -545,7 +650,7 @@ fn errors_the_reader_finds_are_reported_part_by_part() {
             at("tools.b.action: unknown variant `nope`, expected one of `allow`, `deny`, `approve`", 4, 20),
             at(r#"tools.b.require.args.x.lt: invalid type: string "1", expected a number"#, 4, 50),
             at("tools.b.require.args.y.between: unknown field `between`, expected one of `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains`, `regex`, `exists`, `max_length`, `under`", 4, 71),
-            at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `require`, `deny_if`, `approve_if`, `approval`, `invokes`", 5, 12),
+            at("tools.e.burst: unknown field `burst`, expected one of `action`, `reason`, `on_deny`, `limits`, `rate_limit`, `require`, `deny_if`, `approve_if`, `approval`, `invokes`", 5, 12),
             at("grants.ci.hide[0]: must not be empty", 6, 26),
             at("grants.ci.tools.d.limits[0]: missing field `max` (a limit with a `window` needs one)", 6, 95),
             at("grants.x: invalid type: sequence, expected an object", 6, 104),
