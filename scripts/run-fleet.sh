@@ -22,10 +22,14 @@ trap cleanup EXIT INT TERM
 
 : > .run/redis.log
 scripts/fleet-redis.sh start
+# Redis answers within 40 ms or the service says UNAVAILABLE: before the
+# replicas' timeout_ms (50, envoy/fleet/replica.yaml) gives up on a check
+# whose units Redis may already have taken.
 for n in 0 1; do
   ratelimit-service/target/release/mcp-ratelimit-service \
     --listen "127.0.0.1:$((8089 + n))" --http-listen "127.0.0.1:$((9089 + n))" \
-    --redis redis://127.0.0.1:6379 > ".run/ratelimit-service-$((n + 1)).log" 2>&1 &
+    --redis redis://127.0.0.1:6379 --redis-timeout-ms 40 \
+    > ".run/ratelimit-service-$((n + 1)).log" 2>&1 &
   pids+=($!)
 done
 target/debug/demo_server --port 8081 > .run/demo_server.log 2>&1 &

@@ -485,13 +485,11 @@ pub fn take_local<'p, S: SharedStore + ?Sized>(
         Acquire::Exhausted {
             limit,
             retry_after_seconds,
+            cost,
         } => Err(Decision::RateLimited {
             limit,
             retry_after_seconds,
-            cost: local
-                .iter()
-                .find(|charge| std::ptr::eq(charge.limit, limit))
-                .map_or(1, |charge| charge.cost),
+            cost,
         }),
         Acquire::Failed(detail) => Err(Decision::Failed { detail }),
     }

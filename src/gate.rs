@@ -987,11 +987,41 @@ impl GlobalCheck {
     }
 }
 
+/// What the rate-limit service's answer means for a held call.
+#[derive(Debug)]
+pub struct GlobalOutcome {
+    /// The answer in place of the server (`None`: the call goes ahead).
+    pub reply: Option<Reply>,
+    /// Whether enforcement refuses the call. The caller gives back the local
+    /// quota then, in monitor mode too (where the call goes ahead anyway),
+    /// so that monitor mode counts what enforcement would.
+    pub refused: bool,
+}
+
 /// The decision once the rate-limit service has answered (`Ok`: the
 /// response message; `Err`: the call failed or timed out). Updates the audit
-/// record; the reply is `None` when the call goes ahead. The caller gives
-/// back the local quota when a reply is sent.
+/// record.
 pub fn complete_global_check(
+    policy: &Policy,
+    check: &GlobalCheck,
+    answer: Result<&[u8], String>,
+    now_seconds: u64,
+    audit: &mut AuditRecord,
+) -> GlobalOutcome {
+    let reply = enforced_global_reply(policy, check, answer, now_seconds, audit);
+    let refused = reply.is_some();
+    if policy.mode == Mode::Monitor {
+        audit.enforced = false;
+        return GlobalOutcome {
+            reply: None,
+            refused,
+        };
+    }
+    GlobalOutcome { reply, refused }
+}
+
+/// The answer enforcement gives once the service has answered.
+fn enforced_global_reply(
     policy: &Policy,
     check: &GlobalCheck,
     answer: Result<&[u8], String>,
@@ -1036,10 +1066,6 @@ pub fn complete_global_check(
             }
         }
     };
-    if policy.mode == Mode::Monitor {
-        audit.enforced = false;
-        return None;
-    }
     reply
 }
 

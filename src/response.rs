@@ -325,9 +325,12 @@ pub fn for_decision(
             cost,
         } => {
             let mut data: [(&str, Field<'_>); 7] = [("", Field::Null); 7];
+            // A cost of its own, or the larger cost of another limit naming
+            // the same counter, which the call took from it.
+            let shows_cost = limit.has_cost() || *cost != 1;
             let (message, used) = match limit.kind {
                 LimitKind::Window { seconds, max } => {
-                    let (took, cost_text, closing) = if limit.has_cost() {
+                    let (took, cost_text, closing) = if shows_cost {
                         (" (this call costs ", Piece::Number(*cost), ")")
                     } else {
                         ("", Piece::Text(""), "")
@@ -389,7 +392,7 @@ pub fn for_decision(
                     },
                 ),
             };
-            let used = if limit.has_cost() {
+            let used = if shows_cost {
                 data[used] = ("cost", (*cost).into());
                 used + 1
             } else {

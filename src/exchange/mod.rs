@@ -1003,8 +1003,9 @@ impl Exchange {
         effects: &mut Vec<Effect>,
     ) -> Action {
         let now = host.now().as_secs();
-        let reply = gate::complete_global_check(self.policy(), check, answer, now, &mut audit);
-        if reply.is_some() {
+        let gate::GlobalOutcome { reply, refused } =
+            gate::complete_global_check(self.policy(), check, answer, now, &mut audit);
+        if refused {
             self.release_quota("the rate-limit service refused or failed", host, effects);
         }
         let inspection = Inspection {

@@ -592,3 +592,50 @@ fn a_release_envoy_refuses_to_send_is_logged_and_left_to_the_lease() {
         .iter()
         .any(|(_, line)| line.contains("could not release concurrency slots")));
 }
+
+/// Monitor mode counts what enforcement would: a call the service refuses
+/// goes ahead, but gives back the local quota enforcement would give back.
+#[test]
+fn monitor_mode_gives_back_local_quota_when_the_service_refuses() {
+    let policy = r#"{
+      "version": "1",
+      "default": "deny",
+      "mode": "monitor",
+      "identity": { "header": "x-agent-id" },
+      "rate_limit_service": { "cluster": "ratelimit" },
+      "tools": {
+        "exec": { "limits": [
+          { "counter": "local_one", "window": 1000000000, "max": 1, "scope": "grant" },
+          { "counter": "exec_rate", "window": "minute", "max": 10, "scope": "grant", "store": "global" }
+        ] }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let over = service_answer(2, vec![status(1, "local_one"), status(2, "exec_rate")]);
+    let mut first = exec(&envoy, "alice");
+    let token = first.calls()[0].0;
+    first.service_answers(token, 0, &over);
+    assert!(first.upstream().complete, "monitor mode blocks nothing");
+    answer(&mut first);
+    first.end(End::Completed);
+    // Enforcement would have refused the first call and kept none of the
+    // local unit: the second call finds room locally and asks the service.
+    let mut second = exec(&envoy, "alice");
+    assert_eq!(second.calls().len(), 1, "{:?}", envoy.audit_lines());
+    let token = second.calls()[0].0;
+    second.service_answers(token, 0, &over);
+    answer(&mut second);
+    second.end(End::Completed);
+    let decisions: Vec<Value> = envoy
+        .audit_lines()
+        .iter()
+        .map(|line| json!([line["decision"], line["enforced"]]))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            json!(["rate_limited", false]),
+            json!(["rate_limited", false])
+        ]
+    );
+}

@@ -395,6 +395,13 @@ fn compile_limit(
                 ));
                 return None;
             }
+            if store == CounterStore::Global && max.0 > u64::from(u32::MAX) {
+                error("max", format!(
+                    "store: global counts up to {} per window (the rate-limit protocol's requests_per_unit is 32-bit), got {}",
+                    u32::MAX, max.0
+                ));
+                return None;
+            }
             LimitKind::Window {
                 seconds: window.0,
                 max: max.0,

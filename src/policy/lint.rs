@@ -107,7 +107,7 @@ impl Policy {
                         lint.add(
                             &limit.pointer,
                             format!(
-                                "counter {:?} is also used at {} with other settings ({}): both limits count in the same place, each against its own max; give one of them its own counter",
+                                "counter {:?} is also used at {} with other settings ({}): both limits count in one place, and a call both name takes the larger cost against the smaller max; give one of them its own counter",
                                 limit.counter,
                                 other.pointer,
                                 differs.join(", ")

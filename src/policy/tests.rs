@@ -570,6 +570,13 @@ fn global_limits_need_the_service_and_the_protocol_s_windows() {
         error_of(&global("90", service)),
         "tools.t.limits[0].window: store: global takes the windows the rate-limit protocol has: second, minute, hour or day (got 90s)"
     );
+    // The protocol counts in 32 bits: a larger max would be cut short there.
+    let big = r#"{"version":"1","default":"deny","rate_limit_service":{"cluster":"r"},"tools":{"t":{"limits":[{"counter":"c","window":"day","max":MAX,"scope":"grant","store":"global"}]}}}"#;
+    assert!(load(&big.replace("MAX", "4294967295")).is_ok());
+    assert_eq!(
+        error_of(&big.replace("MAX", "4294967296")),
+        "tools.t.limits[0].max: store: global counts up to 4294967295 per window (the rate-limit protocol's requests_per_unit is 32-bit), got 4294967296"
+    );
     assert_eq!(
         error_of(&format!(r#"{{"version":"1","default":"deny"{service}}}"#)),
         "rate_limit_service: no limit has store: global; remove rate_limit_service or mark limits global"

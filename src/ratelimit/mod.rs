@@ -112,6 +112,9 @@ fn owner<'a>(limit: &Limit, caller: CallerScope<'a>) -> (char, &'a str) {
         // grant, apart from its grant-scoped counts. Stricter than one count
         // per session, never unlimited.
         (Scope::Session, None, _) => ('n', caller.grant),
+        // Across all callers, one count per argument value: as many owners
+        // as values, so they probe a table as callers do.
+        (Scope::Global, _, _) if limit.per.is_some() => ('a', ""),
         (Scope::Global, _, _) => ('*', ""),
         (Scope::Role, _, Some(role)) => ('r', role),
         // No role: a role of its own, counted under the grant apart from its
@@ -398,6 +401,9 @@ pub enum Acquire<'p> {
     Exhausted {
         limit: &'p Limit,
         retry_after_seconds: u64,
+        /// What the call would have taken from it: the largest cost of the
+        /// limits naming its counter.
+        cost: u64,
     },
     /// The store could not be updated, or a counter's table has no slot left
     /// for this caller; nothing is known to be taken.
@@ -500,7 +506,7 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
     now: u64,
     slots: u64,
 ) -> Acquire<'p> {
-    let mut worst: Option<(&'p Limit, u64)> = None;
+    let mut worst: Option<(&'p Limit, u64, u64)> = None;
     let mut cap: Option<&'p Limit> = None;
     for (position, entry) in counted.iter().enumerate() {
         match entry.limit.kind {
@@ -511,8 +517,8 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
                         .is_some_and(|count| count.saturating_add(entry.cost) > max);
                 if full {
                     let retry = seconds_until_reset(now, seconds);
-                    if worst.is_none_or(|(_, longest)| retry > longest) {
-                        worst = Some((entry.limit, retry));
+                    if worst.is_none_or(|(_, longest, _)| retry > longest) {
+                        worst = Some((entry.limit, retry, entry.cost));
                     }
                 }
             }
@@ -534,13 +540,15 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
         }
     }
     match (worst, cap) {
-        (Some((limit, retry_after_seconds)), _) => Acquire::Exhausted {
+        (Some((limit, retry_after_seconds, cost)), _) => Acquire::Exhausted {
             limit,
             retry_after_seconds,
+            cost,
         },
         (None, Some(limit)) => Acquire::Exhausted {
             limit,
             retry_after_seconds: 0,
+            cost: 1,
         },
         (None, None) => Acquire::Failed("no limit found full".to_string()),
     }

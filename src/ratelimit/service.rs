@@ -140,12 +140,15 @@ fn scope_value(charge: &Charge<'_>, caller: CallerScope<'_>) -> String {
 /// `<kind>#<first 128 bits of SHA-256 of the whole value, hex>`, so that a
 /// 50 KB session id costs the service (and Redis keys, here or in
 /// envoyproxy/ratelimit, which writes values into keys verbatim) what a short
-/// one does. `#` after the kind cannot come from a literal value (`kind:`).
+/// one does. `#` after the kind cannot come from a literal value (`kind:`,
+/// `kind;`, or `global` alone).
 fn bounded(value: String) -> String {
     if value.len() <= MAX_SCOPE_VALUE_BYTES {
         return value;
     }
-    let kind = value.split(':').next().unwrap_or_default();
+    // The scope's kind ends at its `:` (`grant:alice`), or at the `;` of a
+    // `per` key (`global;args.repo=...`): never inside a value.
+    let kind = value.split([':', ';']).next().unwrap_or_default();
     let digest = Sha256::digest(value.as_bytes());
     let mut out = String::with_capacity(kind.len() + 33);
     out.push_str(kind);
@@ -179,9 +182,11 @@ pub struct Descriptor {
     pub scope: String,
 }
 
-/// The descriptors of one call's global charges. A concurrency counter named
-/// twice for one owner is asked once, against the smallest cap (the service
-/// merges window descriptors itself).
+/// The descriptors of one call's global charges. A counter named twice for
+/// one owner is asked once, as the local store takes it: the largest cost
+/// against the smallest `max` (or cap). So the service's answer for it is
+/// the answer for every limit naming it, and a refusal names the limit
+/// whose `max` decided it, with the cost taken.
 pub fn descriptors(charges: &[Charge<'_>], caller: CallerScope<'_>) -> Vec<Descriptor> {
     let mut out: Vec<Descriptor> = Vec::with_capacity(charges.len());
     for charge in charges {
@@ -191,13 +196,16 @@ pub fn descriptors(charges: &[Charge<'_>], caller: CallerScope<'_>) -> Vec<Descr
             scope: scope_value(charge, caller),
         };
         let twin = out.iter_mut().find(|other| {
-            descriptor.limit.is_concurrent()
-                && other.limit.counter == descriptor.limit.counter
-                && other.scope == descriptor.scope
+            other.limit.counter == descriptor.limit.counter && other.scope == descriptor.scope
         });
         match twin {
-            Some(other) if descriptor.limit.max() < other.limit.max() => *other = descriptor,
-            Some(_) => {}
+            Some(other) => {
+                let cost = other.cost.max(descriptor.cost);
+                if descriptor.limit.max() < other.limit.max() {
+                    *other = descriptor;
+                }
+                other.cost = cost;
+            }
             None => out.push(descriptor),
         }
     }
@@ -538,6 +546,41 @@ mod tests {
         );
     }
 
+    /// A window counter named by two limits of one call (a tool's and
+    /// `all_tools`') is asked once, as the local store takes it: the largest
+    /// cost against the smallest max; so the service's answer for that one
+    /// descriptor is the refusal's, naming the limit whose max decided.
+    #[test]
+    fn a_window_counter_named_twice_is_asked_once() {
+        let tool = Limit {
+            pointer: "/tools/t/limits/0".to_string(),
+            cost: crate::policy::Cost::Units(3),
+            ..limit("x", 60, 10, Scope::Grant)
+        };
+        let all = Limit {
+            pointer: "/all_tools/limits/0".to_string(),
+            ..limit("x", 60, 5, Scope::Grant)
+        };
+        let other = limit("y", 60, 5, Scope::Grant);
+        let charges = [
+            Charge::plain(&tool),
+            Charge::plain(&all),
+            Charge::plain(&other),
+        ];
+        let described = descriptors(&charges, ALICE);
+        assert_eq!(described.len(), 2, "{described:?}");
+        assert_eq!(described[0].limit.pointer, "/all_tools/limits/0");
+        assert_eq!((described[0].limit.max(), described[0].cost), (5, 3));
+        assert_eq!(described[1].limit.counter, "y");
+        // Another caller's count of one counter is another descriptor.
+        let sessions = Limit {
+            scope: Scope::Session,
+            ..all.clone()
+        };
+        let described = descriptors(&[Charge::plain(&tool), Charge::plain(&sessions)], ALICE);
+        assert_eq!(described.len(), 2, "{described:?}");
+    }
+
     #[test]
     fn concurrency_caps_are_acquired_and_released_by_lease() {
         let inflight = concurrent("inflight", 3, Scope::Grant);
@@ -646,6 +689,44 @@ mod tests {
         let value = plain(&[&grant], caller)[0].scope.clone();
         assert!(value.starts_with("grant#"), "{value}");
         assert_eq!(bounded("grant:a#b".to_string()), "grant:a#b");
+        // A global scope with `per`: bounded too, whatever the value holds
+        // (a `:` in it once made the kind end inside the value, so that
+        // `https:<long>` and the literal `https#<digest>` met).
+        let merges = Limit {
+            per: crate::policy::ArgumentPath::parse("args.url"),
+            ..limit("merges", 60, 20, Scope::Global)
+        };
+        let per = |value: &str| {
+            let charge = Charge {
+                limit: &merges,
+                cost: 1,
+                per: Some(super::super::per_key(
+                    "args.url",
+                    Some(&serde_json::json!(value)),
+                )),
+            };
+            descriptors(
+                &[charge],
+                CallerScope {
+                    grant: "alice",
+                    session: None,
+                    role: None,
+                },
+            )[0]
+            .scope
+            .clone()
+        };
+        let long = format!("https://{}", "h".repeat(100_000));
+        let digested = per(&long);
+        assert!(digested.starts_with("global#"), "{digested}");
+        assert!(
+            digested.len() <= MAX_SCOPE_VALUE_BYTES,
+            "{}",
+            digested.len()
+        );
+        let literal = format!("https#{}", &digested["global#".len()..]);
+        assert_ne!(per(&literal), digested);
+        assert_eq!(per("acme"), "global;args.url=acme");
     }
 
     fn status(code: i32, seconds: Option<i64>, name: &str) -> DescriptorStatus {

@@ -82,7 +82,8 @@ fn counts_up_to_max_then_refuses_until_the_window_ends() {
         acquire(&store, &[&minute], ALICE, now + 5, SLOTS),
         Acquire::Exhausted {
             limit: &minute,
-            retry_after_seconds: 45
+            retry_after_seconds: 45,
+            cost: 1
         }
     );
     // The next window starts empty.
@@ -247,7 +248,8 @@ fn reports_the_full_limit_whose_window_ends_last() {
         acquire(&store, &[&minute, &hour], ALICE, now + 1, SLOTS),
         Acquire::Exhausted {
             limit: &hour,
-            retry_after_seconds: 3599
+            retry_after_seconds: 3599,
+            cost: 1
         }
     );
 }
@@ -271,6 +273,42 @@ fn a_counter_named_twice_for_one_call_counts_once_against_the_smaller_max() {
         acquire(&store, &[&own, &all], ALICE, now, SLOTS),
         Acquire::Exhausted { limit, .. } if limit.pointer == "/all_tools/limits/0"
     ));
+    // The larger cost of the two is taken, and the refusal says so, though
+    // the limit whose max decided has no cost of its own.
+    let store = EnvoySharedData::default();
+    let costly = Limit {
+        cost: crate::policy::Cost::Units(3),
+        kind: LimitKind::Window {
+            seconds: 60,
+            max: 10,
+        },
+        ..own.clone()
+    };
+    let five = Limit {
+        kind: LimitKind::Window {
+            seconds: 60,
+            max: 5,
+        },
+        ..all.clone()
+    };
+    let take = || {
+        super::acquire(
+            &store,
+            &[charge(&costly, 3, None), charge(&five, 1, None)],
+            ALICE,
+            now,
+            SLOTS,
+        )
+    };
+    assert!(granted(&take()));
+    assert_eq!(
+        take(),
+        Acquire::Exhausted {
+            limit: &five,
+            retry_after_seconds: 60,
+            cost: 3
+        }
+    );
 }
 
 #[test]
@@ -640,7 +678,8 @@ fn costs_take_several_units_and_a_cost_that_does_not_fit_takes_nothing() {
         take(2_000),
         Acquire::Exhausted {
             limit: &rows,
-            retry_after_seconds: 86_400 - now % 86_400
+            retry_after_seconds: 86_400 - now % 86_400,
+            cost: 2_000
         }
     );
     assert_eq!(count_of(&store, &rows, ALICE, now), 9_000);
@@ -686,6 +725,52 @@ fn a_counter_named_twice_with_costs_takes_the_largest() {
         SLOTS
     )));
     assert_eq!(count_of(&store, &rows, ALICE, now), 70);
+}
+
+/// `scope: global` with `per`: one count per value across all callers, as
+/// many values as a table holds (not one slot for the whole counter, which
+/// made every value after the first fail the call).
+#[test]
+fn global_scope_with_per_counts_each_value_across_callers() {
+    let store = EnvoySharedData::default();
+    let now = 1_800_000_000;
+    let window = Limit {
+        per: crate::policy::ArgumentPath::parse("args.repo"),
+        ..limit("merges", 3_600, 2, Scope::Global)
+    };
+    let inflight = Limit {
+        kind: LimitKind::Concurrent {
+            cap: 1,
+            lease_seconds: 300,
+        },
+        ..window.clone()
+    };
+    for limit in [&window, &inflight] {
+        let take = |repo: usize, caller| {
+            let value = serde_json::json!(format!("acme/{repo}"));
+            super::acquire(
+                &store,
+                &[Charge {
+                    limit,
+                    cost: 1,
+                    per: Some(per_key("args.repo", Some(&value))),
+                }],
+                caller,
+                now,
+                SLOTS,
+            )
+        };
+        let max = limit.max();
+        for repo in 0..200 {
+            for _ in 0..max {
+                let caller = if repo % 2 == 0 { ALICE } else { BOB };
+                assert!(granted(&take(repo, caller)), "{:?} repo {repo}", limit.kind);
+            }
+            // Full for every caller: the value's count is shared.
+            assert!(!granted(&take(repo, ALICE)), "{:?} repo {repo}", limit.kind);
+            assert!(!granted(&take(repo, BOB)), "{:?} repo {repo}", limit.kind);
+        }
+    }
 }
 
 #[test]

@@ -60,7 +60,8 @@ fn at_most_the_cap_in_flight_and_a_slot_comes_back_when_a_call_ends() {
         take(&store, &[&inflight], "alice", NOW + 1),
         Acquire::Exhausted {
             limit: &inflight,
-            retry_after_seconds: 0
+            retry_after_seconds: 0,
+            cost: 1
         }
     );
     // Another grant has slots of its own.
@@ -137,7 +138,8 @@ fn slots_and_windows_are_taken_all_or_none() {
             take(&store, &[&rate, &inflight], "alice", NOW),
             Acquire::Exhausted {
                 limit: &inflight,
-                retry_after_seconds: 0
+                retry_after_seconds: 0,
+                cost: 1
             }
         );
     }
@@ -150,7 +152,8 @@ fn slots_and_windows_are_taken_all_or_none() {
         take(&store, &[&rate, &inflight], "alice", NOW),
         Acquire::Exhausted {
             limit: &rate,
-            retry_after_seconds: 60
+            retry_after_seconds: 60,
+            cost: 1
         }
     );
     // A full window takes no slot: with the window full and the slot free,
@@ -206,7 +209,8 @@ fn a_lost_race_is_retried_and_the_cap_holds() {
         take(&store, &[&inflight], "alice", NOW),
         Acquire::Exhausted {
             limit: &inflight,
-            retry_after_seconds: 0
+            retry_after_seconds: 0,
+            cost: 1
         }
     );
 }
