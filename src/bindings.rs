@@ -62,9 +62,36 @@ pub fn grant_owner(grant: &str) -> Digest {
     owner_digest(grant)
 }
 
-/// The owner digest of a grant using one target (for request states).
-pub fn target_owner(grant: &str, kind: crate::target::Kind, name: &str) -> Digest {
-    owner_digest(&format!("{grant}\u{0}{}\u{0}{name}", kind.as_str()))
+/// Whom a request state belongs to: a grant using one target, with the
+/// window units its call took (counter, cost and `per` value of each), so
+/// that a retry naming the state is spared exactly those units and no
+/// others.
+pub fn state_owner(
+    grant: &str,
+    kind: crate::target::Kind,
+    name: &str,
+    charges: &[crate::ratelimit::Charge<'_>],
+) -> Digest {
+    // Each piece with its length first: no two lists of pieces make one text.
+    let mut text = String::with_capacity(grant.len() + name.len() + 32);
+    let mut piece = |part: &str| {
+        crate::ratelimit::push_decimal(&mut text, part.len() as u64);
+        text.push(':');
+        text.push_str(part);
+    };
+    for part in [grant, kind.as_str(), name] {
+        piece(part);
+    }
+    for charge in charges
+        .iter()
+        .filter(|charge| !charge.limit.is_concurrent())
+    {
+        piece(&charge.limit.counter);
+        piece(&charge.cost.to_string());
+        // A `per` key is never empty (`args.<path>...`): none is "".
+        piece(charge.per.as_deref().unwrap_or_default());
+    }
+    owner_digest(&text)
 }
 
 fn slot_key(table: Table, index: u64) -> String {
@@ -458,8 +485,8 @@ mod tests {
     #[test]
     fn a_request_state_is_used_once_by_its_owner() {
         let store = MemorySharedData::default();
-        let owner = target_owner("alice", crate::target::Kind::Tool, "run");
-        let other = target_owner("alice", crate::target::Kind::Tool, "delete");
+        let owner = state_owner("alice", crate::target::Kind::Tool, "run", &[]);
+        let other = state_owner("alice", crate::target::Kind::Tool, "delete", &[]);
         bind(&store, Table::RequestStates, "state", &owner, 0, 600).unwrap();
         assert!(!consume(&store, Table::RequestStates, "state", &other, 1));
         assert!(!consume(&store, Table::RequestStates, "forged", &owner, 1));

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::bindings;
 use crate::host::SharedStore;
 use crate::policy::{Action, Approval, CaseVariant, Cost, CounterStore, Hints, Limit, Rule, View};
 use crate::ratelimit::{self, Acquire, CallerScope, Charge, Reservation};
@@ -171,9 +172,6 @@ impl ArgumentSource for &crate::mcp::ToolCall<'_> {
 pub enum Counting {
     /// Limits apply: one unit from each, all or none.
     Take,
-    /// Rules and argument rules, no limits (a multi-round-trip retry the
-    /// gate already counted).
-    RulesOnly,
     /// Whether the target itself may be used: hidden, `deny`, defaults; no
     /// argument rules, no limits (completions, subscriptions).
     TargetOnly,
@@ -194,6 +192,7 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         name: tool,
         counting: Counting::Take,
         hints: None,
+        request_state: None,
     };
     decide_target(policy, request, arguments, caller, store, now_seconds).decision
 }
@@ -207,6 +206,10 @@ pub struct Request<'a> {
     pub counting: Counting,
     /// The annotations the server listed for this tool, if the gate saw them.
     pub hints: Option<Hints>,
+    /// A multi-round-trip retry's `params.requestState`: if the gate bound
+    /// it to this caller, target and the same window charges (the first
+    /// call took them), those are not taken again; used once.
+    pub request_state: Option<&'a str>,
 }
 
 /// A decision, and the inner tool when a meta-tool's call names one.
@@ -220,6 +223,10 @@ pub struct Decided<'p> {
     /// What the call takes from limits with a cost of their own (`cost`,
     /// `cost_from`): counter and units, for the audit line.
     pub costs: Vec<(String, u64)>,
+    /// Whom a `requestState` the answer hands out belongs to: the caller,
+    /// the target and the window charges of this call
+    /// ([`bindings::state_owner`]).
+    pub state_owner: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
 }
 
 /// Decides one use of a tool, prompt or resource, in the documented order:
@@ -241,6 +248,7 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         invoked: None,
         by_invoked: false,
         costs: Vec::new(),
+        state_owner: None,
     };
     // Arguments are read only when a rule needs them (most calls: never).
     let read = || arguments.raw_arguments();
@@ -394,6 +402,15 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .or(inner_approval)
     };
     if request.counting != Counting::Take || limits.is_empty() {
+        if request.counting == Counting::Take {
+            // Nothing to count: a retry has nothing to be spared.
+            outcome.state_owner = Some(bindings::state_owner(
+                caller.grant,
+                request.kind,
+                request.name,
+                &[],
+            ));
+        }
         if let Some((rule, approval)) = asked {
             outcome.decision = Decision::NeedsApproval {
                 rule,
@@ -447,6 +464,24 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .filter(|charge| charge.limit.has_cost())
         .map(|charge| (charge.limit.counter.clone(), charge.cost))
         .collect();
+    // A multi-round-trip retry of a call whose first request took these
+    // same window units: not taken again. Anything else a retry changes
+    // (a cost, a `per` value, the target) counts as a new call; caps on
+    // calls in flight are always taken (the first request's slot ended
+    // with its exchange).
+    let owner = bindings::state_owner(caller.grant, request.kind, request.name, &charges);
+    outcome.state_owner = Some(owner);
+    if let Some(state) = request.request_state {
+        if bindings::consume(
+            store,
+            bindings::Table::RequestStates,
+            state,
+            &owner,
+            now_seconds,
+        ) {
+            charges.retain(|charge| charge.limit.is_concurrent());
+        }
+    }
     if let Some((rule, approval)) = asked {
         outcome.decision = Decision::NeedsApproval {
             rule,

@@ -35,6 +35,9 @@ pub struct Inspection {
     /// A forwarded use of this target whose answer may hand out a task or a
     /// `requestState` the gate must bind to the caller.
     pub observe: Option<Target<'static>>,
+    /// Whom a `requestState` that answer hands out belongs to
+    /// ([`bindings::state_owner`]).
+    pub state_owner: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
     /// The call needs a person's approval: ask the approval service before
     /// anything else (the audit record waits with it).
     pub approval: Option<ApprovalCheck>,
@@ -172,13 +175,12 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             } else {
                 None
             };
-            let counting = context.counting_for(store, &target, state.as_deref());
             return context.decide(
                 store,
                 &call.id,
                 &target,
                 &call,
-                counting,
+                Counting::Take,
                 keys,
                 body,
                 state.as_deref(),
@@ -279,9 +281,8 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             let keys = params.argument_keys();
             let target = Target::new(kind, name);
             let state = params.request_state.as_deref();
-            let counting = context.counting_for(store, &target, state);
             let mut inspection =
-                context.decide(store, &id, &target, raw, counting, keys, body, state);
+                context.decide(store, &id, &target, raw, Counting::Take, keys, body, state);
             if let Some(audit) = &mut inspection.audit {
                 audit.method = Some(method.to_string());
             }
@@ -410,32 +411,6 @@ impl Context<'_, '_> {
         .enforced_by(self.policy.mode)
     }
 
-    /// A multi-round-trip retry carrying a `requestState` the gate bound to
-    /// this caller and target is decided but not counted again (used once);
-    /// any other state counts as a new call.
-    fn counting_for<S: SharedStore + ?Sized>(
-        &self,
-        store: &S,
-        target: &Target<'_>,
-        state: Option<&str>,
-    ) -> Counting {
-        let Some(state) = state else {
-            return Counting::Take;
-        };
-        let owner = bindings::target_owner(self.caller.grant, target.kind, &target.name);
-        if bindings::consume(
-            store,
-            Table::RequestStates,
-            state,
-            &owner,
-            self.now.as_secs(),
-        ) {
-            Counting::RulesOnly
-        } else {
-            Counting::Take
-        }
-    }
-
     fn answering(&self) -> Answering {
         Answering {
             deny_as: self.policy.deny_as,
@@ -503,6 +478,7 @@ impl Context<'_, '_> {
             name: &target.name,
             counting,
             hints,
+            request_state,
         };
         let decided = decision::decide_target(
             self.view,
@@ -538,7 +514,11 @@ impl Context<'_, '_> {
                 approval,
                 charges,
             };
-            return self.ask_for_approval(store, id, target, raw, body, asked, audit);
+            let mut inspection = self.ask_for_approval(store, id, target, raw, body, asked, audit);
+            if inspection.observe.is_some() {
+                inspection.state_owner = decided.state_owner;
+            }
+            return inspection;
         }
         // A retry carrying the gate's own requestState is only ever an
         // approval's retry: for a call that needs none it cannot be checked.
@@ -586,6 +566,7 @@ impl Context<'_, '_> {
             audit: Some(audit),
             global_check,
             observe,
+            state_owner: decided.state_owner,
             ..Inspection::pass()
         }
         .enforced_by(self.policy.mode)

@@ -42,6 +42,7 @@ fn decide_call<'p>(
         name: tool,
         counting: Counting::Take,
         hints: None,
+        request_state: None,
     };
     decide_target(view, request, Some(raw.as_ref()), CALLER, store, NOW)
 }

@@ -440,6 +440,8 @@ pub struct Exchange {
 #[derive(Debug)]
 struct Observer {
     target: Target<'static>,
+    /// Whom a `requestState` in the answer belongs to (none: not bound).
+    state_owner: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
     /// The answer's bytes so far (up to [`MAX_OBSERVED_BYTES`]).
     seen: Vec<u8>,
     stream: bool,
@@ -784,6 +786,7 @@ impl Exchange {
             }
             self.observer = Some(Observer {
                 target,
+                state_owner: inspection.state_owner,
                 seen: Vec::new(),
                 stream: false,
                 blind: false,
@@ -1353,18 +1356,17 @@ impl Exchange {
                     now,
                     *ttl_seconds,
                 ),
-                HandedOut::RequestState(state) => bindings::bind(
-                    host.store(),
-                    Table::RequestStates,
-                    state,
-                    &bindings::target_owner(
-                        &self.grant,
-                        observer.target.kind,
-                        &observer.target.name,
+                HandedOut::RequestState(state) => match &observer.state_owner {
+                    Some(owner) => bindings::bind(
+                        host.store(),
+                        Table::RequestStates,
+                        state,
+                        owner,
+                        now,
+                        bindings::REQUEST_STATE_TTL_SECONDS,
                     ),
-                    now,
-                    bindings::REQUEST_STATE_TTL_SECONDS,
-                ),
+                    None => Ok(()),
+                },
             };
             if let Err(err) = bound {
                 effects.push(Effect::Log {
@@ -1387,9 +1389,11 @@ impl Exchange {
         let rest = observer.seen.split_off(end);
         let complete = std::mem::replace(&mut observer.seen, rest);
         let (stream, target, blind) = (observer.stream, observer.target.clone(), observer.blind);
+        let state_owner = observer.state_owner;
         // Bind with a one-off observer over the complete events.
         let kept = self.observer.replace(Observer {
             target,
+            state_owner,
             seen: complete,
             stream,
             blind,

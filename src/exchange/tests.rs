@@ -1008,6 +1008,132 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     assert_eq!(bob_second.downstream().json()["error"]["code"], -31002);
 }
 
+/// A retry is spared only the window units its first request took: a retry
+/// that changes what it costs, or the value it is counted under, counts as
+/// a new call; a cap on calls in flight is taken again (the first
+/// request's slot ended with its exchange).
+#[test]
+fn a_retry_is_spared_only_what_its_first_request_took() {
+    let policy = r#"{
+      "version": "1", "default": "deny",
+      "identity": { "header": "x-agent-id" },
+      "tools": {
+        "export": { "limits": [{ "counter": "rows", "window": "day", "max": 100, "scope": "grant", "cost_from": "args.rows" }] },
+        "merge": { "limits": [{ "counter": "merges", "window": "day", "max": 1, "scope": "grant", "per": "args.repo" }] },
+        "exec": { "limits": [{ "counter": "inflight", "concurrent": 1, "scope": "grant" }] }
+      }
+    }"#;
+    let body = |id: u64, tool: &str, arguments: Value, state: Option<&str>| {
+        let mut params = json!({"name": tool, "arguments": arguments});
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] = json!({"q": {"action": "accept"}});
+        }
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
+            .to_string()
+            .into_bytes()
+    };
+    let input_required = |stream: &mut SimStream<'_>, state: &str| {
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","requestState":"{state}"}}}}"#
+        );
+        stream.server_answers(
+            200,
+            &[("content-type", b"application/json")],
+            &[answer.as_bytes()],
+        );
+        stream.end(End::Completed);
+    };
+    let envoy = SimEnvoy::new(policy);
+    // A budget: 0 rows first, then the retry asks for all 100 of them.
+    let mut first = call_2026(
+        &envoy,
+        "alice",
+        &body(1, "export", json!({"rows": 0}), None),
+        "export",
+    );
+    assert!(first.upstream().complete);
+    input_required(&mut first, "s-export");
+    let retry = call_2026(
+        &envoy,
+        "alice",
+        &body(2, "export", json!({"rows": 100}), Some("s-export")),
+        "export",
+    );
+    assert!(retry.upstream().complete, "100 rows fit the budget");
+    let more = call_2026(
+        &envoy,
+        "alice",
+        &body(3, "export", json!({"rows": 1}), None),
+        "export",
+    );
+    assert_eq!(
+        more.downstream().json()["error"]["code"],
+        -31002,
+        "the retry's 100 rows were taken"
+    );
+    // Counted per repository: the retry names another one.
+    let mut first = call_2026(
+        &envoy,
+        "alice",
+        &body(4, "merge", json!({"repo": "a"}), None),
+        "merge",
+    );
+    input_required(&mut first, "s-merge");
+    let other = call_2026(
+        &envoy,
+        "alice",
+        &body(5, "merge", json!({"repo": "b"}), Some("s-merge")),
+        "merge",
+    );
+    assert!(other.upstream().complete, "repository b's first merge");
+    let again = call_2026(
+        &envoy,
+        "alice",
+        &body(6, "merge", json!({"repo": "b"}), None),
+        "merge",
+    );
+    assert_eq!(
+        again.downstream().json()["error"]["code"],
+        -31002,
+        "the retry was counted for b"
+    );
+    // The same charges: spared.
+    let mut first = call_2026(
+        &envoy,
+        "bob",
+        &body(7, "merge", json!({"repo": "a"}), None),
+        "merge",
+    );
+    input_required(&mut first, "s-bob");
+    let spared = call_2026(
+        &envoy,
+        "bob",
+        &body(8, "merge", json!({"repo": "a"}), Some("s-bob")),
+        "merge",
+    );
+    assert!(
+        spared.upstream().complete,
+        "the same merge, not counted again"
+    );
+    // One call in flight: a retry in flight holds the slot like any call.
+    let mut first = call_2026(&envoy, "carol", &body(9, "exec", json!({}), None), "exec");
+    input_required(&mut first, "s-exec");
+    let retry = call_2026(
+        &envoy,
+        "carol",
+        &body(10, "exec", json!({}), Some("s-exec")),
+        "exec",
+    );
+    assert!(retry.upstream().complete);
+    let beside = call_2026(&envoy, "carol", &body(11, "exec", json!({}), None), "exec");
+    assert_eq!(
+        beside.downstream().json()["error"]["code"],
+        -31002,
+        "the retry holds the only slot"
+    );
+}
+
 #[test]
 fn a_meta_tool_runs_only_what_the_inner_tool_may() {
     let policy = r#"{

@@ -151,6 +151,7 @@ fn other_messages_pass_unaudited() {
             filter_listing: None,
             global_check: None,
             observe: None,
+            state_owner: None,
             approval: None,
             rewrite_body: None,
             remember_url_elicitation: false,
