@@ -49,6 +49,9 @@ pub struct Plugin {
     /// clock a stream had read anyway) it was read in: see
     /// [`Plugin::logs_at`].
     log_level: std::cell::Cell<Option<(u64, Level)>>,
+    /// The key of counter tables' owner digests, once read from the store
+    /// ([`ratelimit::table_key`]).
+    table_key: std::cell::Cell<Option<[u8; ratelimit::TABLE_KEY_LEN]>>,
 }
 
 impl Plugin {
@@ -63,6 +66,7 @@ impl Plugin {
             policy,
             metrics,
             log_level: std::cell::Cell::new(None),
+            table_key: std::cell::Cell::new(None),
         })
     }
 
@@ -488,6 +492,7 @@ impl Exchange {
     /// Takes one event; returns what Envoy should do.
     pub fn on(&mut self, event: Event, host: &mut dyn Host) -> Step {
         let mut effects = Vec::new();
+        self.use_table_key(host, &mut effects);
         let action = match event {
             Event::RequestHeaders { end_of_stream } => {
                 self.request_headers(end_of_stream, host, &mut effects)
@@ -994,6 +999,35 @@ impl Exchange {
         }
         inspection.audit = Some(audit);
         self.apply(inspection, effects)
+    }
+
+    /// Keys this VM's owner digests with the Envoy's table key, read once
+    /// per plugin (the first stream of a VM reads or writes it). Until it
+    /// can be read, digests stay unkeyed and each event tries again.
+    fn use_table_key(&self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        let key = match self.plugin.table_key.get() {
+            Some(key) => key,
+            None => {
+                let read = {
+                    let random = host.random();
+                    ratelimit::table_key(host.store(), || random)
+                };
+                match read {
+                    Ok(key) => {
+                        self.plugin.table_key.set(Some(key));
+                        key
+                    }
+                    Err(err) => {
+                        effects.push(Effect::Log {
+                            level: Level::Warn,
+                            line: format!("mcp-policy: counter tables' key unreadable: {err}"),
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        ratelimit::use_table_key(key);
     }
 
     /// Applies the rate-limit service's answer (or failure) to a held call.

@@ -50,16 +50,22 @@ pub const OWNER_DIGEST_LEN: usize = 16;
 /// [`RECENT_OWNERS`] digests are kept per VM, found by the whole name, so
 /// a kept one is exactly the one computed.
 pub fn owner_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
+    let key = TABLE_KEY.with(std::cell::Cell::get);
     RECENT.with(|recent| {
         // Never borrowed twice (nothing here calls back in); computed
         // afresh if it were.
         let Ok(mut recent) = recent.try_borrow_mut() else {
-            return sha256_digest(owner);
+            return sha256_digest(&key, owner);
         };
+        if recent.key != key {
+            recent.entries.clear();
+            recent.next = 0;
+            recent.key = key;
+        }
         if let Some((_, digest)) = recent.entries.iter().find(|(name, _)| name == owner) {
             return *digest;
         }
-        let digest = sha256_digest(owner);
+        let digest = sha256_digest(&key, owner);
         let next = recent.next;
         recent.next = (next + 1) % RECENT_OWNERS;
         if let Some(entry) = recent.entries.get_mut(next) {
@@ -74,20 +80,81 @@ pub fn owner_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
 /// Owner digests kept per VM (see [`owner_digest`]).
 pub const RECENT_OWNERS: usize = 4;
 
-/// The digests [`owner_digest`] keeps, replaced in turn.
+/// The digests [`owner_digest`] keeps, replaced in turn, and the table key
+/// they were made with.
 #[derive(Default)]
 struct Recent {
     entries: Vec<(String, [u8; OWNER_DIGEST_LEN])>,
     next: usize,
+    key: [u8; TABLE_KEY_LEN],
 }
 
 thread_local! {
     static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent::default());
+    /// The table key in use in this VM ([`use_table_key`]).
+    static TABLE_KEY: std::cell::Cell<[u8; TABLE_KEY_LEN]> =
+        const { std::cell::Cell::new([0; TABLE_KEY_LEN]) };
 }
 
-fn sha256_digest(owner: &str) -> [u8; OWNER_DIGEST_LEN] {
+/// Bytes of the table key.
+pub const TABLE_KEY_LEN: usize = 16;
+
+/// Where the table key lives in Envoy's shared data: one for every worker
+/// of the Envoy, kept across policy changes (as the counters are).
+const TABLE_KEY_NAME: &str = "mcp-policy/v3/table-key";
+
+/// The secret that owner digests are keyed with, so that nobody outside the
+/// Envoy can tell which slots of a counter's table a name probes: with
+/// plain digests, 32 names (`per` values of one grant) chosen offline could
+/// fill every slot another caller probes, failing that caller's calls (or
+/// letting them through unlimited under `failure_mode: open`). Read from
+/// the store; the first worker to need it writes a random one.
+pub fn table_key<S: SharedStore + ?Sized>(
+    store: &S,
+    random: impl FnOnce() -> u128,
+) -> Result<[u8; TABLE_KEY_LEN], String> {
+    let mut random = Some(random);
+    let mut fresh = [0; TABLE_KEY_LEN];
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let cas = match store.get(TABLE_KEY_NAME) {
+            Ok(Some((bytes, cas))) => match <[u8; TABLE_KEY_LEN]>::try_from(bytes.as_slice()) {
+                Ok(key) if key != [0; TABLE_KEY_LEN] => return Ok(key),
+                // Not a key of ours: replaced.
+                _ => Some(cas),
+            },
+            Ok(None) => None,
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable(err)) => return Err(err),
+        };
+        if let Some(random) = random.take() {
+            fresh = random().to_le_bytes();
+        }
+        match store.compare_and_swap(TABLE_KEY_NAME, &fresh, cas) {
+            Ok(()) => return Ok(fresh),
+            // Another worker wrote one first: read it.
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable(err)) => return Err(err),
+        }
+    }
+    Err("the table key is still contended".to_string())
+}
+
+/// Makes `key` the table key of this VM's owner digests. The zero key (no
+/// key read yet: native tools and tests) digests names unkeyed.
+pub fn use_table_key(key: [u8; TABLE_KEY_LEN]) {
+    TABLE_KEY.with(|current| current.set(key));
+}
+
+fn sha256_digest(key: &[u8; TABLE_KEY_LEN], owner: &str) -> [u8; OWNER_DIGEST_LEN] {
     use sha2::{Digest, Sha256};
-    let hash = Sha256::digest(owner.as_bytes());
+    let hash = if *key == [0; TABLE_KEY_LEN] {
+        Sha256::digest(owner.as_bytes())
+    } else {
+        let mut hasher = Sha256::new();
+        hasher.update(key);
+        hasher.update(owner.as_bytes());
+        hasher.finalize()
+    };
     let mut digest = [0u8; OWNER_DIGEST_LEN];
     digest.copy_from_slice(&hash[..OWNER_DIGEST_LEN]);
     digest

@@ -341,9 +341,47 @@ fn kept_owner_digests_are_the_computed_ones() {
         ])
         .collect();
     for name in names.iter().chain(names.iter().rev()) {
-        assert_eq!(owner_digest(name), sha256_digest(name), "{name}");
+        assert_eq!(owner_digest(name), sha256_digest(&[0; 16], name), "{name}");
     }
     assert_ne!(owner_digest("caller-0"), owner_digest("caller-1"));
+    // Keyed: what was kept under no key is not reused.
+    let plain = owner_digest("caller-0");
+    use_table_key([7; 16]);
+    assert_eq!(
+        owner_digest("caller-0"),
+        sha256_digest(&[7; 16], "caller-0")
+    );
+    assert_ne!(owner_digest("caller-0"), plain);
+    use_table_key([0; 16]);
+    assert_eq!(owner_digest("caller-0"), plain);
+}
+
+/// The table key: written once by whichever worker needs it first, read by
+/// every other; digests made with it cannot be foretold from a name.
+#[test]
+fn the_table_key_is_written_once_and_read_by_every_worker() {
+    let store = EnvoySharedData::default();
+    let first = table_key(&store, || 0x1234).unwrap();
+    assert_eq!(first, 0x1234u128.to_le_bytes());
+    let second = table_key(&store, || panic!("a key is there: no new one")).unwrap();
+    assert_eq!(first, second);
+    // A foreign value under its name is replaced.
+    let store = EnvoySharedData::default();
+    store
+        .compare_and_swap("mcp-policy/v3/table-key", b"junk", None)
+        .unwrap();
+    assert_eq!(table_key(&store, || 9).unwrap(), 9u128.to_le_bytes());
+    // Keyed digests move a name's probe slots.
+    let name = "alice;args.repo=acme/web";
+    let slots = |key: [u8; 16]| -> Vec<u64> {
+        (0..4)
+            .map(|probe| probe_slot(&sha256_digest(&key, name), probe, SLOTS))
+            .collect()
+    };
+    assert_ne!(slots([0; 16]), slots(first));
+    assert_ne!(slots([1; 16]), slots(first));
+    // Unavailable: said, not guessed.
+    assert!(table_key(&UnavailableStore, || 1).is_err());
 }
 
 #[test]
