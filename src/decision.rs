@@ -227,6 +227,10 @@ pub struct Decided<'p> {
     /// the target and the window charges of this call
     /// ([`bindings::state_owner`]).
     pub state_owner: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
+    /// The fleet-wide charges of a call whose local limits could not be
+    /// counted (`Decision::Failed`): under `failure_mode: open` the call
+    /// goes ahead, and these are still asked.
+    pub global_unasked: Vec<Charge<'p>>,
 }
 
 /// Decides one use of a tool, prompt or resource, in the documented order:
@@ -249,6 +253,7 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         by_invoked: false,
         costs: Vec::new(),
         state_owner: None,
+        global_unasked: Vec::new(),
     };
     // Arguments are read only when a rule needs them (most calls: never).
     let read = || arguments.raw_arguments();
@@ -500,6 +505,10 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
                 reservations,
                 global,
             },
+            Err(failed @ Decision::Failed { .. }) => {
+                outcome.global_unasked = global;
+                failed
+            }
             Err(refusal) => refusal,
         };
     outcome

@@ -550,6 +550,10 @@ impl Context<'_, '_> {
                 reservations,
                 global,
             } => (reservations, global),
+            // Local counting failed open: the fleet-wide limits still hold.
+            Decision::Failed { .. } if fails_open && reply.is_none() => {
+                (Vec::new(), decided.global_unasked)
+            }
             _ => (Vec::new(), Vec::new()),
         };
         let global_check = GlobalCheck::of(

@@ -639,3 +639,39 @@ fn monitor_mode_gives_back_local_quota_when_the_service_refuses() {
         ]
     );
 }
+
+/// `failure_mode: open` lets a call through when its local limits cannot be
+/// counted; its fleet-wide limits still hold.
+#[test]
+fn a_local_failure_let_through_still_asks_the_fleet() {
+    let policy = r#"{
+      "version": "1",
+      "default": "deny",
+      "failure_mode": "open",
+      "max_callers_per_counter": 1,
+      "identity": { "header": "x-agent-id" },
+      "rate_limit_service": { "cluster": "ratelimit" },
+      "tools": {
+        "exec": { "limits": [
+          { "counter": "local_day", "window": "day", "max": 5, "scope": "grant" },
+          { "counter": "exec_rate", "window": "minute", "max": 10, "scope": "grant", "store": "global" }
+        ] }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let ok = service_answer(1, vec![status(1, "exec_rate")]);
+    let mut alice = exec(&envoy, "alice");
+    let token = alice.calls()[0].0;
+    alice.service_answers(token, 0, &ok);
+    assert!(alice.upstream().complete);
+    // Bob finds the one-slot local table taken by alice: local counting
+    // fails, open; the service is asked all the same, and refuses.
+    let mut bob = exec(&envoy, "bob");
+    assert_eq!(bob.calls().len(), 1, "the fleet-wide limit is asked");
+    assert!(!bob.upstream().started(), "held while the service decides");
+    let over = service_answer(2, vec![status(2, "exec_rate")]);
+    let token = bob.calls()[0].0;
+    bob.service_answers(token, 0, &over);
+    assert!(!bob.upstream().started());
+    assert_eq!(error_of(&bob)["code"], -31002);
+}
