@@ -298,12 +298,20 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 Some((kind, Some(named))) if kind == "ref/resource" => (Kind::Resource, named),
                 // A reference the gate does not know cannot be checked: refused.
                 other => {
+                    let got = match &other {
+                        None => "no `ref`".to_string(),
+                        Some((kind, _)) if kind.len() > 64 => "a type of over 64 bytes".to_string(),
+                        Some((kind, None)) if kind == "ref/prompt" || kind == "ref/resource" => {
+                            format!("{kind} without its string name or uri")
+                        }
+                        Some((kind, _)) => format!("type {kind:?}"),
+                    };
                     return context.invalid(Invalid::Params {
                         id,
                         detail: format!(
-                            "completion/complete needs `ref` of type ref/prompt (with name) or ref/resource (with uri), got {other:?}"
+                            "completion/complete needs `ref` of type ref/prompt (with name) or ref/resource (with uri), got {got}"
                         ),
-                    })
+                    });
                 }
             };
             context.check_all(store, &method, &id, &[target])

@@ -116,57 +116,20 @@ fn label_value(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The policy's revision: the first 16 hex digits of the SHA-256 of its
-/// canonical JSON (object keys sorted, no insignificant whitespace), so that
-/// the same policy has the same revision however it is laid out, written by
-/// hand or handed over by Istio and Envoy Gateway as a protobuf `Struct`.
-/// `mcp-policy check` prints it; the filter exports it in `mcp_policy_info`
-/// and in every audit line.
+/// The policy's revision as exported: the first 16 hex digits of
+/// [`crate::policy::revision_of`] (the SHA-256 of its canonical JSON without
+/// the top-level `$schema`), so that the same policy has the same revision
+/// however it is laid out, written by hand or handed over by Istio and
+/// Envoy Gateway as a protobuf `Struct`, and whichever schema its copy
+/// points to. `mcp-policy check` prints it; the filter exports it in
+/// `mcp_policy_info` and in every audit line.
 pub fn policy_revision(document: &[u8]) -> String {
-    let digest = match serde_json::from_slice::<serde_json::Value>(document) {
-        Ok(value) => {
-            let mut canonical = String::new();
-            write_canonical(&value, &mut canonical);
-            crate::policy::sha256_hex(canonical.as_bytes())
-        }
-        Err(_) => crate::policy::sha256_hex(document),
-    };
-    digest.chars().take(16).collect()
-}
-
-/// JSON with every object's keys in sorted order, whatever order the map
-/// type keeps them in.
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            crate::sort::sort_by(&mut keys, |a, b| a < b);
-            out.push('{');
-            for (index, key) in keys.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(member) = map.get(key) {
-                    write_canonical(member, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    let full = crate::policy::revision_of(document);
+    full.get("sha256:".len()..)
+        .unwrap_or_default()
+        .chars()
+        .take(16)
+        .collect()
 }
 
 /// Every counter of one policy, by index, and the revision gauges.
@@ -602,6 +565,17 @@ mod tests {
             br#"{"version":"1","default":"allow","tools":{"a":{},"b":{"action":"deny"}}}"#,
         );
         assert_ne!(a, c);
+        // The editor's schema reference is not part of the policy; the
+        // exported revision is the first digits of the approvals' one.
+        let d = policy_revision(
+            br#"{"$schema":"./policy.schema.json","version":"1","default":"deny","tools":{"a":{},"b":{"action":"deny"}}}"#,
+        );
+        assert_eq!(a, d);
+        let full = crate::policy::revision_of(
+            br#"{"$schema":"x","version":"1","default":"deny","tools":{"a":{},"b":{"action":"deny"}}}"#,
+        );
+        assert_eq!(full, format!("sha256:{}", &full[7..]));
+        assert!(full[7..].starts_with(&a), "{full} {a}");
     }
 
     /// Gauges whose instance count another worker changes once, right

@@ -336,7 +336,7 @@ max_body_bytes    1048576
 max_json_depth    64
 grants            (none)
 approval_service  cluster mcp_approval, page (the service's own links), timeout 200 ms, failure_mode closed
-revision          sha256:d8ed5823ea221df1417af3eabfcf3c26bed6ce77a1573351811a7ccd38cf2189
+revision          sha256:f3ac832c959fbafcc6089f317434a517d9b21277c8722ebe7ae2d8dee6acd77d
 
 TOOL                 ACTION  LISTED  RULE                        REASON
 asyncExecuteCode     allow   yes     /tools/asyncExecuteCode     timeout must be given and at most 300 s, and scripts that spawn interactive shells are refused (a tripwire, not a sandbox)

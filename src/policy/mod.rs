@@ -735,13 +735,21 @@ impl View {
 }
 
 /// The policy revision of a document: `sha256:` and the hex SHA-256 of its
-/// canonical JSON (so whitespace and member order do not change it), or of
+/// canonical JSON (so whitespace and member order do not change it) without
+/// the top-level `$schema` (an editor's reference the filter ignores), or of
 /// its bytes if it has no canonical form.
 pub fn revision_of(bytes: &[u8]) -> String {
+    use crate::approval::canonical::{self, Json};
     use sha2::{Digest as _, Sha256};
     let canonical = std::str::from_utf8(bytes)
         .ok()
-        .and_then(|text| crate::approval::canonical::canonicalize(text).ok());
+        .and_then(|text| canonical::parse(text).ok())
+        .map(|mut document| {
+            if let Json::Object(members) = &mut document {
+                members.retain(|(name, _)| name != "$schema");
+            }
+            document.canonical()
+        });
     let hash = match canonical {
         Some(text) => Sha256::digest(text.as_bytes()),
         None => Sha256::digest(bytes),
