@@ -581,7 +581,7 @@ fn charge<'p>(limit: &'p Limit, arguments: Option<&Value>) -> Result<Charge<'p>,
 
 /// Whether the target itself may be used (hidden, case variant, `deny`,
 /// default): the rule that applies (if any), or the decision that refuses it.
-fn check_target<'p>(
+pub(crate) fn check_target<'p>(
     policy: &'p View,
     kind: Kind,
     name: &str,

@@ -715,14 +715,26 @@ fn explain_names_the_key_that_decides_each_example() {
         "secret",
         "--prompt",
         "other",
+        "--prompt",
+        "Review_code",
+        "--prompt",
+        "SECRET",
+        "--tool",
+        "a b",
     ]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let examples = run.stdout.split("\nEXAMPLES\n").nth(1).unwrap();
+    // As the gate decides them: a name only a case-blind match reaches is
+    // refused, a case variant of a hidden one is hidden, a tool name the
+    // gate cannot accept is refused before any rule.
     assert_eq!(
         examples,
-        "prompt review_code: key \"review_*\" (/prompts/review_*) → deny\n\
+        "tool a b: refused (-32602): tool name \"a b\" has ' '; tool names use A-Z a-z 0-9 _ - . /\n\
+         prompt review_code: key \"review_*\" (/prompts/review_*) → deny\n\
          prompt secret: hidden by /hide\n\
          prompt other: no key; the default (/default_prompts) → allow\n\
+         prompt Review_code: denied by /prompts/review_*: prompt name matches \"review_*\" only when letter case is ignored\n\
+         prompt SECRET: hidden by /hide\n\
          resource file:///srv/public/docs/a.md: key \"file:///srv/public/docs/*\" (/resources/file:~1~1~1srv~1public~1docs~1*) → deny\n\
          resource file:///srv/public/x/../readme.md (normalised: file:///srv/public/readme.md): key \"file:///srv/public/*\" (/resources/file:~1~1~1srv~1public~1*) → allow\n\
          resource file:///srv/public/..%2f.env: refused (-32602): it has an encoded / or \\ in the path\n"

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::decision::{ARGUMENT_DENY_REASON, DEFAULT_DENY_REASON, RULE_DENY_REASON};
+use crate::decision::{Decision, ARGUMENT_DENY_REASON, DEFAULT_DENY_REASON, RULE_DENY_REASON};
 use crate::policy::{
     escape_pointer_token, Action, ApprovalService, Cost, DenyAs, FailureMode, Identity, Limit,
     LimitKind, ListMode, Mode, Policy, Rule, Scope, ToolRule, View,
@@ -215,8 +215,32 @@ pub fn examples(view: &View, examples: &[(Kind, &str)]) -> String {
         } else {
             format!("{name} (normalised: {normalised})")
         };
-        if let Some(pointer) = view.hidden_as(*kind, &normalised) {
-            let _ = writeln!(out, "{} {shown}: hidden by {pointer}", kind.as_str());
+        let kind_name = kind.as_str();
+        // The gate's own checks, in its order: a tool name it cannot
+        // accept, then hidden, a case variant, the rule, the default.
+        if *kind == Kind::Tool {
+            if let Err(why) = crate::mcp::check_tool_name(&normalised) {
+                let _ = writeln!(out, "{kind_name} {shown}: refused (-32602): {why}");
+                continue;
+            }
+        }
+        if view.hidden_as(*kind, &normalised).is_some()
+            || view.case_variant(*kind, &normalised).is_some()
+        {
+            // Refused before any rule: as the gate refuses it.
+            match crate::decision::check_target(view, *kind, &normalised) {
+                Err(Decision::Hidden { rule, .. }) => {
+                    let _ = writeln!(out, "{kind_name} {shown}: hidden by {rule}");
+                }
+                Err(Decision::Deny { rule, reason }) => {
+                    let _ = writeln!(out, "{kind_name} {shown}: denied by {rule}: {reason}");
+                }
+                other => {
+                    let what =
+                        other.map_or_else(|decision| decision.outcome().as_str(), |_| "allowed");
+                    let _ = writeln!(out, "{kind_name} {shown}: {what}");
+                }
+            }
             continue;
         }
         let (key, pointer) = view.deciding_key(*kind, &normalised);
@@ -228,15 +252,13 @@ pub fn examples(view: &View, examples: &[(Kind, &str)]) -> String {
             Some(key) => {
                 let _ = writeln!(
                     out,
-                    "{} {shown}: key {key:?} ({pointer}) → {action}",
-                    kind.as_str()
+                    "{kind_name} {shown}: key {key:?} ({pointer}) → {action}"
                 );
             }
             None => {
                 let _ = writeln!(
                     out,
-                    "{} {shown}: no key; the default ({pointer}) → {action}",
-                    kind.as_str()
+                    "{kind_name} {shown}: no key; the default ({pointer}) → {action}"
                 );
             }
         }

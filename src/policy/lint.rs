@@ -74,7 +74,7 @@ impl Policy {
 
     fn lint_limits(&self, lint: &mut Lint) {
         let limits = self.all_limits();
-        let mut first: BTreeMap<&str, &Limit> = BTreeMap::new();
+        let mut seen: BTreeMap<&str, Vec<&Limit>> = BTreeMap::new();
         for limit in limits.values() {
             if limit.scope == Scope::Session {
                 lint.add(
@@ -88,11 +88,14 @@ impl Policy {
                     "scope \"grant\" without `identity`: every caller is \"anonymous\", so all callers together share one count; add `identity` to count each caller apart, or write scope \"global\" to say so",
                 );
             }
-            match first.get(limit.counter.as_str()) {
-                None => {
-                    first.insert(&limit.counter, limit);
-                }
-                Some(other) => {
+            let earlier = seen.entry(limit.counter.as_str()).or_default();
+            // Compared with the first earlier limit of the counter that a
+            // call of this one's can meet (not the same rule in another
+            // layer, which replaces it).
+            let clash = earlier
+                .iter()
+                .find(|other| !one_replaces_the_other(&limit.pointer, &other.pointer))
+                .and_then(|other| {
                     let mut differs = Vec::new();
                     if other.max() != limit.max() {
                         differs.push(format!("max {} here, {} there", limit.max(), other.max()));
@@ -103,18 +106,18 @@ impl Policy {
                             limit.scope, other.scope
                         ));
                     }
-                    if !differs.is_empty() {
-                        lint.add(
-                            &limit.pointer,
-                            format!(
-                                "counter {:?} is also used at {} with other settings ({}): both limits count in one place, and a call both name takes the larger cost against the smaller max; give one of them its own counter",
-                                limit.counter,
-                                other.pointer,
-                                differs.join(", ")
-                            ),
-                        );
-                    }
-                }
+                    (!differs.is_empty()).then(|| (other.pointer.clone(), differs))
+                });
+            earlier.push(limit);
+            if let Some((other, differs)) = clash {
+                lint.add(
+                    &limit.pointer,
+                    format!(
+                        "counter {:?} is also used at {other} with other settings ({}): both limits count in one place, and a call both name takes the larger cost against the smaller max; give one of them its own counter",
+                        limit.counter,
+                        differs.join(", ")
+                    ),
+                );
             }
         }
     }
@@ -358,6 +361,24 @@ impl Policy {
 type Operand<'a> = (&'a str, serde_json::Value, String);
 
 /// Argument conditions that hold for every value, or for none.
+/// Whether two limits sit at the same place of one rule in two layers (the
+/// base and a grant's or role's entry for the same tool): a caller's call
+/// is counted by one of them only, so they never meet on one call.
+fn one_replaces_the_other(a: &str, b: &str) -> bool {
+    fn layer(pointer: &str) -> (&str, &str) {
+        for prefix in ["/grants/", "/roles/"] {
+            if let Some(rest) = pointer.strip_prefix(prefix) {
+                if let Some(at) = rest.find('/') {
+                    return pointer.split_at(prefix.len() + at);
+                }
+            }
+        }
+        ("", pointer)
+    }
+    let ((a_layer, a_place), (b_layer, b_place)) = (layer(a), layer(b));
+    a_layer != b_layer && a_place == b_place
+}
+
 fn lint_conditions(rule: &Rule, lint: &mut Lint) {
     let mut by_condition: BTreeMap<(&str, String), Vec<Operand<'_>>> = BTreeMap::new();
     for operator in rule.arguments.operators() {
@@ -626,6 +647,25 @@ mod tests {
                 "tools":{"b":{"rate_limit":{"max":10,"window":60}}}}"#,
         );
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_grant_s_own_cap_on_a_shared_counter_is_not_two_settings() {
+        // Bob's rule for the tool replaces the base one for bob: no call
+        // is counted by both.
+        let found = warnings(
+            r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+                "tools":{"t":{"limits":[{"counter":"c","concurrent":3,"scope":"grant"}]}},
+                "grants":{"bob":{"tools":{"t":{"limits":[{"counter":"c","concurrent":1,"scope":"grant"}]},
+                                 "u":{"limits":[{"counter":"c","concurrent":1,"scope":"grant"}]}}}}}"#,
+        );
+        // Another tool of bob's on the same counter does meet the base one.
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            has(&found, "/tools/t/limits/0", "/grants/bob/tools/u/limits/0")
+                || has(&found, "/grants/bob/tools/u/limits/0", "counter"),
+            "{found:?}"
+        );
     }
 
     #[test]
