@@ -33,6 +33,10 @@ pub struct AuditRecord {
     /// JSON pointer of the rule that decided, if one did.
     pub rule: Option<String>,
     pub argument_keys: Vec<String>,
+    /// Keys past the first [`MAX_AUDIT_ARGUMENT_KEYS`], not written; left
+    /// out when none.
+    #[cfg_attr(test, serde(skip_serializing_if = "tests::is_zero"))]
+    pub argument_keys_omitted: u64,
     /// What the call takes from limits with a cost of their own (`cost`,
     /// `cost_from`); left out when none.
     #[cfg_attr(test, serde(skip_serializing_if = "Vec::is_empty"))]
@@ -89,6 +93,7 @@ impl AuditRecord {
             decision: outcome,
             rule: None,
             argument_keys: Vec::new(),
+            argument_keys_omitted: 0,
             costs: Vec::new(),
             enforced: true,
             status: None,
@@ -99,13 +104,16 @@ impl AuditRecord {
     }
 
     /// Names what was decided (and the method that uses it, unless set).
+    /// A name over [`MAX_AUDIT_VALUE_LEN`] bytes (a long resource URI) is
+    /// written as its SHA-256.
     pub fn set_target(&mut self, kind: crate::target::Kind, name: &str) {
         use crate::target::Kind;
         self.kind = Some(kind);
-        self.target = Some(name.to_string());
+        let name = bounded(name);
         if kind == Kind::Tool {
-            self.tool = Some(name.to_string());
+            self.tool = Some(name.clone());
         }
+        self.target = Some(name);
         if self.method.is_none() {
             self.method = match kind {
                 Kind::Tool => Some(crate::mcp::methods::TOOLS_CALL.to_string()),
@@ -114,6 +122,22 @@ impl AuditRecord {
                 Kind::Task => None,
             };
         }
+    }
+
+    /// The call's argument keys: the first [`MAX_AUDIT_ARGUMENT_KEYS`],
+    /// each bounded as other caller values are; how many more is counted.
+    pub fn set_argument_keys(&mut self, mut keys: Vec<String>) {
+        self.argument_keys_omitted = 0;
+        if keys.len() > MAX_AUDIT_ARGUMENT_KEYS {
+            self.argument_keys_omitted = (keys.len() - MAX_AUDIT_ARGUMENT_KEYS) as u64;
+            keys.truncate(MAX_AUDIT_ARGUMENT_KEYS);
+        }
+        for key in &mut keys {
+            if key.len() > MAX_AUDIT_VALUE_LEN {
+                *key = bounded(key);
+            }
+        }
+        self.argument_keys = keys;
     }
 
     /// The record as one line of JSON.
@@ -147,6 +171,10 @@ impl AuditRecord {
             write_str(&mut out, key);
         }
         out.push(b']');
+        if self.argument_keys_omitted > 0 {
+            out.extend_from_slice(b",\"argument_keys_omitted\":");
+            write_decimal(&mut out, self.argument_keys_omitted);
+        }
         if !self.costs.is_empty() {
             out.extend_from_slice(b",\"costs\":[");
             for (index, cost) in self.costs.iter().enumerate() {
@@ -255,6 +283,9 @@ pub struct CostRecord {
 /// may hold up to Envoy's header limit) are written as their SHA-256.
 pub const MAX_AUDIT_VALUE_LEN: usize = 256;
 
+/// Argument keys written in an audit line; the rest are counted.
+pub const MAX_AUDIT_ARGUMENT_KEYS: usize = 64;
+
 /// A caller's value for the audit line: as it is if short, else `sha256:<hex>`.
 pub fn bounded(value: &str) -> String {
     if value.len() <= MAX_AUDIT_VALUE_LEN {
@@ -277,6 +308,39 @@ mod tests {
 
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    pub(super) fn is_zero(number: &u64) -> bool {
+        *number == 0
+    }
+
+    /// What a caller writes into a request reaches the line bounded: 64
+    /// argument keys at most (the rest counted), each value over 256 bytes
+    /// as its SHA-256.
+    #[test]
+    fn caller_values_are_bounded() {
+        let mut record = AuditRecord::new(Duration::ZERO, "alice", None, Outcome::Denied);
+        let keys: Vec<String> = (0..20_000).map(|i| format!("k{i}")).collect();
+        record.set_argument_keys(keys);
+        record.set_target(
+            crate::target::Kind::Resource,
+            &format!("file:///{}", "a".repeat(10_000)),
+        );
+        let mut long_key = vec!["x".repeat(1_000)];
+        long_key.push("short".to_string());
+        let line = record.to_json();
+        assert!(line.len() < 2_000, "{}", line.len());
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["argument_keys"].as_array().unwrap().len(), 64);
+        assert_eq!(json["argument_keys_omitted"], 20_000 - 64);
+        assert!(json["target"].as_str().unwrap().starts_with("sha256:"));
+        record.set_argument_keys(long_key);
+        let json: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+        assert!(json["argument_keys"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+        assert_eq!(json["argument_keys"][1], "short");
+    }
 
     #[test]
     fn audit_line_has_time_and_never_values() {
@@ -422,6 +486,7 @@ mod tests {
                         record.rule = Some(other.to_string());
                         record.argument_keys =
                             texts[..variant * 2].iter().map(|t| t.to_string()).collect();
+                        record.argument_keys_omitted = (variant == 3) as u64 * 7;
                     }
                     if variant == 3 {
                         record.costs = vec![

@@ -284,7 +284,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             let mut inspection =
                 context.decide(store, &id, &target, raw, Counting::Take, keys, body, state);
             if let Some(audit) = &mut inspection.audit {
-                audit.method = Some(method.to_string());
+                audit.method = Some(crate::audit::bounded(&method));
             }
             inspection
         }
@@ -408,7 +408,7 @@ impl Context<'_, '_> {
         };
         let mut audit = self.audit(Outcome::Hidden);
         audit.set_target(Kind::Task, &target.name);
-        audit.method = Some(method.to_string());
+        audit.method = Some(crate::audit::bounded(method));
         audit.rule = Some(TASK_BINDING_POINTER.to_string());
         let reply = response::for_decision(id, &target, &decision, self.answering());
         Inspection {
@@ -440,11 +440,12 @@ impl Context<'_, '_> {
 
     fn method_denied(&self, method: &str, id: Option<Value>, pointer: &str) -> Inspection {
         let mut audit = self.audit(Outcome::Denied);
-        audit.method = Some(method.to_string());
+        audit.method = Some(crate::audit::bounded(method));
         audit.rule = Some(pointer.to_string());
         Inspection::refusal(
             self.policy,
-            response::method_denied(id.as_ref(), method, pointer),
+            // A method name is the caller's: bounded as in the audit line.
+            response::method_denied(id.as_ref(), &crate::audit::bounded(method), pointer),
             audit,
         )
     }
@@ -500,7 +501,7 @@ impl Context<'_, '_> {
         let mut audit = self.audit(decision.outcome());
         audit.set_target(target.kind, &target.name);
         audit.rule = decision.rule().map(str::to_string);
-        audit.argument_keys = argument_keys;
+        audit.set_argument_keys(argument_keys);
         audit.invokes = decided.invoked.clone();
         audit.costs = decided
             .costs
@@ -704,7 +705,7 @@ impl Context<'_, '_> {
                 None,
             );
             if let Some(audit) = &mut inspection.audit {
-                audit.method = Some(method.to_string());
+                audit.method = Some(crate::audit::bounded(method));
             }
             if inspection.outcome() != Some(Outcome::Allowed) {
                 return inspection;
