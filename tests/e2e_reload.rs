@@ -56,29 +56,24 @@ fn listener(port: u16, upstream_port: u16, policy: &str) -> String {
 
 /// `mcp-policy apply` of `policy` to the listener file in `dir`: the exit
 /// status and what it printed.
-fn apply(dir: &Path, policy: &str, port: u16, upstream_port: u16) -> (i32, String) {
-    apply_and_wait(dir, policy, port, upstream_port, &[])
+fn apply(dir: &Path, policy: &str, port: u16) -> (i32, String) {
+    apply_and_wait(dir, policy, port, &[])
 }
 
-fn apply_and_wait(
-    dir: &Path,
-    policy: &str,
-    port: u16,
-    upstream_port: u16,
-    wait: &[&str],
-) -> (i32, String) {
+/// The first apply names the listener's address and module; later ones
+/// leave them out, and apply keeps what the file has.
+fn apply_and_wait(dir: &Path, policy: &str, port: u16, wait: &[&str]) -> (i32, String) {
     let file = dir.join("policy.json");
     std::fs::write(&file, policy).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-policy"))
-        .arg("apply")
-        .args(wait)
-        .arg(&file)
-        .arg(dir.join("listener.yaml"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("127.0.0.1:{upstream_port}")])
-        .args(["--module", &wasm_module().display().to_string()])
-        .output()
-        .unwrap();
+    let listener = dir.join("listener.yaml");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-policy"));
+    command.arg("apply").args(wait).arg(&file).arg(&listener);
+    if !listener.exists() {
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--module", &wasm_module().display().to_string()]);
+    }
+    let output = command.output().unwrap();
     (
         output.status.code().unwrap(),
         format!(
@@ -171,7 +166,7 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     let port = 0;
     let envoy = Envoy::start_with_config(
         move |port, admin_port| {
-            let (status, out) = apply(&dir_for_config, policy_a(), port, upstream_port);
+            let (status, out) = apply(&dir_for_config, policy_a(), port);
             assert_eq!(status, 0, "{out}");
             bootstrap
                 .replace("port_value: 9901", &format!("port_value: {admin_port}"))
@@ -219,7 +214,7 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     let admin = format!("http://127.0.0.1:{}", envoy.admin_port);
     let (dir_b, policy_b) = (dir.clone(), policy_b());
     let (status, out) = tokio::task::spawn_blocking(move || {
-        apply_and_wait(&dir_b, policy_b, port, upstream_port, &["--wait", &admin])
+        apply_and_wait(&dir_b, policy_b, port, &["--wait", &admin])
     })
     .await
     .unwrap();
@@ -264,7 +259,7 @@ async fn policy_changes_apply_without_a_restart_and_counters_survive() {
     // An invalid policy: apply refuses it and leaves the file alone...
     let invalid = r#"{"version":"1","default":"deny","tools":{"deleteWorkspace":{"limits":[{"counter":"c","window":"fortnight","max":1,"scope":"grant"}]}}}"#;
     let before = std::fs::read_to_string(dir.join("listener.yaml")).unwrap();
-    let (status, out) = apply(&dir, invalid, port, upstream_port);
+    let (status, out) = apply(&dir, invalid, port);
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("unknown window \"fortnight\""), "{out}");
     assert!(out.contains("nothing applied"), "{out}");

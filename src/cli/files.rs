@@ -26,6 +26,11 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let written = (|| {
         let mut file = File::create(&temporary)?;
         file.write_all(bytes)?;
+        // The file it replaces keeps its permissions (Envoy may run as
+        // another user than the one applying, whatever the umask).
+        if let Ok(existing) = fs::metadata(path) {
+            fs::set_permissions(&temporary, existing.permissions())?;
+        }
         file.sync_all()?;
         fs::rename(&temporary, path)?;
         // The rename itself, on disk.
@@ -57,6 +62,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["listener.yaml"]);
+        // Its permissions stay what they were.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            replace_file(&path, b"newer").unwrap();
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644);
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            replace_file(&path, b"newest").unwrap();
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         // A directory that does not exist: an error, nothing written.
         assert!(replace_file(&dir.join("missing/listener.yaml"), b"x").is_err());
         fs::remove_dir_all(&dir).unwrap();

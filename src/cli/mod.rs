@@ -241,15 +241,15 @@ pub struct ApplyArgs {
     /// Refuse a policy with warnings.
     #[arg(long)]
     pub strict: bool,
-    /// The module's path as Envoy opens it.
+    /// The module's path as Envoy opens it (default: the one LISTENER
+    /// names, else the repository's build).
     #[arg(long, value_name = "PATH")]
     pub module: Option<String>,
-    /// The MCP listener's address.
+    /// The MCP listener's address (default: the one LISTENER has, else
+    /// 127.0.0.1:10000). The upstream is bootstrap.yaml's, not the
+    /// listener's: `render hot-reload-bootstrap --upstream`.
     #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
     pub listen: Option<(String, u16)>,
-    /// The MCP server's address.
-    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_address)]
-    pub upstream: Option<(String, u16)>,
     /// Envoy's admin interface (`http://127.0.0.1:9901`): wait until it
     /// shows the new revision live (mcp_policy_info), or fail.
     #[arg(long, value_name = "URL")]
@@ -267,6 +267,14 @@ fn parse_address(text: &str) -> Result<(String, u16), String> {
     let port = port
         .parse()
         .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+    // `[::1]:8080`: the brackets only set the port apart.
+    let address = address
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(address);
+    if address.is_empty() {
+        return Err(format!("{text:?}: no address before the port"));
+    }
     Ok((address.to_string(), port))
 }
 
@@ -435,6 +443,20 @@ fn run_render(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write)
             None => return Ok(EXIT_FAILED),
         }
     };
+    if let (Some((_, listen)), Some((_, admin))) = (&args.listen, &args.admin) {
+        if listen == admin {
+            writeln!(
+                stderr,
+                "mcp-policy: --listen and --admin both use port {listen}"
+            )?;
+            return Ok(EXIT_USAGE);
+        }
+    }
+    if let Ok(compiled) = Policy::from_json(policy.as_bytes()) {
+        for mismatch in render::mismatches(args.layout, &compiled) {
+            writeln!(stderr, "{}: warning: {mismatch}", display(&args.policy))?;
+        }
+    }
     let overrides = render::Overrides {
         module: args.module.as_deref(),
         listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
@@ -461,13 +483,45 @@ fn run_render(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write)
     }
 }
 
+/// The MCP listener's address and the module's path in an LDS listener
+/// file `apply` wrote (or anything of that shape), as far as they can be read.
+fn listener_settings(bytes: &[u8]) -> (Option<(String, u16)>, Option<String>) {
+    let documents = sources::yaml_documents(&String::from_utf8_lossy(bytes)).unwrap_or_default();
+    let Some(listener) = documents
+        .iter()
+        .find_map(|document| document.get("resources")?.get(0))
+    else {
+        return (None, None);
+    };
+    let socket = &listener["address"]["socket_address"];
+    let listen = socket["address"]
+        .as_str()
+        .zip(socket["port_value"].as_u64())
+        .and_then(|(address, port)| Some((address.to_string(), u16::try_from(port).ok()?)));
+    fn filename(value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::Object(map) => map
+                .get("vm_config")
+                .and_then(|vm| vm["code"]["local"]["filename"].as_str())
+                .map(str::to_string)
+                .or_else(|| map.values().find_map(filename)),
+            serde_json::Value::Array(items) => items.iter().find_map(filename),
+            _ => None,
+        }
+    }
+    (listen, filename(listener))
+}
+
 fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> io::Result<u8> {
     let Some(text) = checked_policy_text(&args.policy, stderr)? else {
         writeln!(stderr, "mcp-policy: nothing applied")?;
         return Ok(EXIT_FAILED);
     };
     if let Ok(policy) = Policy::from_json(text.as_bytes()) {
-        let warnings = policy.warnings();
+        let mut warnings = policy.warnings();
+        for mismatch in render::mismatches(render::Layout::HotReloadListener, &policy) {
+            warnings.push(("(hot-reload)".to_string(), mismatch));
+        }
         for (pointer, message) in &warnings {
             writeln!(
                 stderr,
@@ -483,16 +537,25 @@ fn run_apply(args: &ApplyArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -
             return Ok(EXIT_FAILED);
         }
     }
-    let previous = std::fs::read(&args.listener)
-        .ok()
-        .and_then(|bytes| sources::find_policies(&bytes).ok())
+    let existing = std::fs::read(&args.listener).ok();
+    let previous = existing
+        .as_deref()
+        .and_then(|bytes| sources::find_policies(bytes).ok())
         .and_then(|found| found.into_iter().next())
         .map(|found| crate::metrics::policy_revision(found.text.as_bytes()));
+    // The listener Envoy serves keeps its address and module unless told
+    // otherwise: only the policy changes.
+    let (kept_listen, kept_module) = existing
+        .as_deref()
+        .map(listener_settings)
+        .unwrap_or_default();
+    let listen = args.listen.clone().or(kept_listen);
+    let module = args.module.clone().or(kept_module);
     let overrides = render::Overrides {
-        module: args.module.as_deref(),
-        listen: args.listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        module: module.as_deref(),
+        listen: listen.as_ref().map(|(a, p)| (a.as_str(), *p)),
         admin: None,
-        upstream: args.upstream.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        upstream: None,
     };
     let listener = render::render(render::Layout::HotReloadListener, &text, &overrides);
     if let Err(error) = files::replace_file(&args.listener, listener.as_bytes()) {

@@ -115,7 +115,61 @@ pub struct Envoy<'a> {
     /// A listener that serves the admin's `/stats/prometheus` only, for a
     /// scraper outside the Pod (the admin stays on loopback).
     pub metrics_port: Option<u16>,
+    /// What the policy names that the configuration must match: its body
+    /// limit, its services' clusters, the JWT payload's metadata key.
+    pub matches: PolicyMatches,
 }
+
+/// The names and sizes a configuration shares with the policy it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMatches {
+    /// The listener's buffer: at least [`BUFFER_LIMIT`], and twice the
+    /// policy's `max_body_bytes`, or Envoy answers 413 before the filter.
+    pub buffer_limit: u64,
+    /// `rate_limit_service.cluster`.
+    pub rate_limit_cluster: String,
+    /// `approval_service.cluster`.
+    pub approval_cluster: String,
+    /// `identity.jwt_claim.provider_metadata`.
+    pub jwt_metadata: String,
+}
+
+impl Default for PolicyMatches {
+    fn default() -> Self {
+        PolicyMatches {
+            buffer_limit: BUFFER_LIMIT,
+            rate_limit_cluster: "ratelimit".to_string(),
+            approval_cluster: APPROVAL_CLUSTER.to_string(),
+            jwt_metadata: "jwt_payload".to_string(),
+        }
+    }
+}
+
+impl PolicyMatches {
+    /// What `policy` names (the defaults for what it leaves out).
+    pub fn of(policy: &crate::policy::Policy) -> PolicyMatches {
+        let mut matches = PolicyMatches {
+            buffer_limit: BUFFER_LIMIT.max(policy.max_body_bytes.saturating_mul(2)),
+            ..PolicyMatches::default()
+        };
+        if let Some(service) = &policy.rate_limit_service {
+            matches.rate_limit_cluster = service.cluster.clone();
+        }
+        if let Some(service) = &policy.approval_service {
+            matches.approval_cluster = service.cluster.clone();
+        }
+        if let crate::policy::Identity::JwtClaim {
+            provider_metadata, ..
+        } = &policy.identity
+        {
+            matches.jwt_metadata = provider_metadata.clone();
+        }
+        matches
+    }
+}
+
+/// The approval service's cluster in every layout that has one.
+pub const APPROVAL_CLUSTER: &str = "mcp_approval";
 
 impl<'a> Envoy<'a> {
     /// The standalone Envoy of envoy/envoy.yaml: loopback, the demo server
@@ -139,6 +193,7 @@ impl<'a> Envoy<'a> {
             approval: None,
             logs: Logs::Stdout,
             metrics_port: None,
+            matches: PolicyMatches::default(),
         }
     }
 }
@@ -356,7 +411,10 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
             );
             text.line(
                 i + 8,
-                &format!("uri: oci://{image}   # CHANGE: `docker build` of the repository"),
+                &format!(
+                    "uri: oci://{}   # CHANGE: `docker build` of the repository",
+                    image.strip_prefix("oci://").unwrap_or(image)
+                ),
             );
             text.comment(
                 i + 8,
@@ -379,7 +437,23 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
 }
 
 /// An upstream cluster, as an item of `clusters`, at `indent`.
+/// A scalar for YAML's flow and block styles: as it is when plain letters,
+/// digits and `_-./` (what every shipped name and address is), else as a
+/// JSON string (an IPv6 address, a cluster name with `|` or `:`).
+fn scalar(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    if plain {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(Value::String(text.to_string()).to_string())
+    }
+}
+
 fn cluster(text: &mut Text, indent: usize, name: &str, endpoints: Endpoints<'_>, grpc: bool) {
+    let name = scalar(name);
     text.line(indent, &format!("- name: {name}"));
     let i = indent + 2;
     match endpoints {
@@ -420,6 +494,7 @@ fn cluster(text: &mut Text, indent: usize, name: &str, endpoints: Endpoints<'_>,
         Endpoints::Dns(host, port) => vec![(host, port)],
     };
     for (host, port) in addresses {
+        let host = scalar(host);
         text.line(
             i + 4,
             &format!(
@@ -433,6 +508,7 @@ fn cluster(text: &mut Text, indent: usize, name: &str, endpoints: Endpoints<'_>,
 /// `resources`), at `indent`.
 fn mcp_listener(text: &mut Text, indent: usize, envoy: &Envoy<'_>, lds: bool) {
     let (address, port) = envoy.listen;
+    let address = scalar(address);
     if lds {
         text.line(
             indent,
@@ -454,7 +530,10 @@ fn mcp_listener(text: &mut Text, indent: usize, envoy: &Envoy<'_>, lds: bool) {
     );
     text.line(
         i,
-        &format!("per_connection_buffer_limit_bytes: {BUFFER_LIMIT}"),
+        &format!(
+            "per_connection_buffer_limit_bytes: {}",
+            envoy.matches.buffer_limit
+        ),
     );
     text.line(i, "filter_chains:");
     text.line(i, "- filters:");
@@ -485,7 +564,7 @@ fn mcp_listener(text: &mut Text, indent: usize, envoy: &Envoy<'_>, lds: bool) {
     text.line(h + 6, "route: { cluster: mcp_server, timeout: 0s }");
     text.line(h, "http_filters:");
     if let Some(jwt) = envoy.jwt {
-        jwt_filter(text, h, jwt);
+        jwt_filter(text, h, jwt, &envoy.matches.jwt_metadata);
     }
     wasm_filter(text, h, envoy.filter);
     text.line(h, "- name: envoy.filters.http.router");
@@ -493,7 +572,7 @@ fn mcp_listener(text: &mut Text, indent: usize, envoy: &Envoy<'_>, lds: bool) {
     text.line(h + 4, &format!("\"@type\": {ROUTER_TYPE}"));
 }
 
-fn jwt_filter(text: &mut Text, indent: usize, jwt: Jwt<'_>) {
+fn jwt_filter(text: &mut Text, indent: usize, jwt: Jwt<'_>, metadata: &str) {
     text.comment(
         indent,
         "First: verify the JWT. mcp-policy only reads what this filter stored.",
@@ -537,7 +616,7 @@ fn jwt_filter(text: &mut Text, indent: usize, jwt: Jwt<'_>) {
         p,
         "The verified payload goes to dynamic metadata under this key;\nthe policy's identity.jwt_claim.provider_metadata names it.",
     );
-    text.line(p, "payload_in_metadata: jwt_payload");
+    text.line(p, &format!("payload_in_metadata: {metadata}"));
     text.comment(
         p,
         "forward is false by default: the token is removed before the\nrequest goes upstream (the MCP server never sees it).",
@@ -594,6 +673,7 @@ fn metrics_listener(text: &mut Text, indent: usize, port: u16, admin_port: u16) 
 
 fn admin(text: &mut Text, envoy: &Envoy<'_>) {
     let (address, port) = envoy.admin;
+    let address = scalar(address);
     text.line(0, "admin:");
     if let Some(comment) = envoy.admin_comment {
         text.comment(2, comment);
@@ -617,7 +697,13 @@ fn clusters(text: &mut Text, indent: usize, envoy: &Envoy<'_>) {
              so HTTP/2; each check to one of its endpoints, round robin. They count\n\
              in the same Redis.",
         );
-        cluster(text, indent, "ratelimit", rate_limit, true);
+        cluster(
+            text,
+            indent,
+            &envoy.matches.rate_limit_cluster,
+            rate_limit,
+            true,
+        );
     }
     if let Some(approval) = envoy.approval {
         text.comment(
@@ -626,7 +712,13 @@ fn clusters(text: &mut Text, indent: usize, envoy: &Envoy<'_>) {
              approval_service.cluster), asked about calls the policy holds for a\n\
              person's approval: HTTP/1.1 JSON, POST /v1/check.",
         );
-        cluster(text, indent, "mcp_approval", approval, false);
+        cluster(
+            text,
+            indent,
+            &envoy.matches.approval_cluster,
+            approval,
+            false,
+        );
     }
     if let Some(jwt) = envoy.jwt {
         text.comment(
@@ -753,10 +845,10 @@ pub const ISTIO_APPROVAL_CLUSTER: &str =
 /// The policy as Istio's sidecars run it: its approval service is reached
 /// through Istio's outbound cluster instead of `mcp_approval`.
 pub fn istio_policy(policy: &str) -> String {
-    policy.replace(
-        r#""cluster": "mcp_approval""#,
-        &format!(r#""cluster": "{ISTIO_APPROVAL_CLUSTER}""#),
-    )
+    let istio = format!(r#""cluster": "{ISTIO_APPROVAL_CLUSTER}""#);
+    policy
+        .replace(r#""cluster": "mcp_approval""#, &istio)
+        .replace(r#""cluster":"mcp_approval""#, &istio)
 }
 
 /// The Wasm HTTP filter as JSON (`{"name": "mcp-policy", "typed_config": ...}`),
@@ -819,6 +911,71 @@ pub enum Layout {
     FilterJson,
 }
 
+impl Layout {
+    /// The layout's name on the command line (`hot-reload-listener`).
+    pub fn name(self) -> String {
+        use clap::ValueEnum as _;
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |value| value.get_name().to_string())
+    }
+}
+
+/// What a layout cannot carry of `policy`: a service's cluster the layout
+/// does not define (every call needing it would fail), an identity the
+/// layout cannot supply. Templates (the policy comes at deploy time) and
+/// the filter alone (its clusters are the caller's) are not checked.
+pub fn mismatches(layout: Layout, policy: &crate::policy::Policy) -> Vec<String> {
+    use crate::policy::Identity;
+    let (rate_limit, approval, jwt) = match layout {
+        Layout::Envoy | Layout::HotReloadListener | Layout::HotReloadBootstrap => {
+            (false, true, false)
+        }
+        Layout::Jwt => (false, false, true),
+        Layout::FleetReplica => (true, false, false),
+        Layout::Istio => (false, true, false),
+        Layout::Compose
+        | Layout::KubernetesSidecar
+        | Layout::KubernetesIngress
+        | Layout::KubernetesFleet
+        | Layout::StatsTags
+        | Layout::FilterJson => return Vec::new(),
+    };
+    let layout_name = layout.name();
+    let mut found = Vec::new();
+    if let Some(service) = &policy.rate_limit_service {
+        if !rate_limit {
+            found.push(format!(
+                "rate_limit_service.cluster {:?}: the {layout_name} layout has no rate-limit service cluster, so every call with a global limit would fail (use fleet-replica, or add the cluster)",
+                service.cluster
+            ));
+        }
+    }
+    if let Some(service) = &policy.approval_service {
+        if !approval {
+            found.push(format!(
+                "approval_service.cluster {:?}: the {layout_name} layout has no approval service cluster, so every call that needs approval would fail (use envoy or hot-reload-listener, or add the cluster)",
+                service.cluster
+            ));
+        } else if layout == Layout::Istio && service.cluster != APPROVAL_CLUSTER {
+            found.push(format!(
+                "approval_service.cluster {:?}: Istio's sidecars reach the approval service through {ISTIO_APPROVAL_CLUSTER:?}, which replaces {APPROVAL_CLUSTER:?} only",
+                service.cluster
+            ));
+        }
+    }
+    match (&policy.identity, jwt) {
+        (Identity::JwtClaim { .. }, false) => found.push(format!(
+            "identity.jwt_claim: the {layout_name} layout verifies no JWT (no jwt_authn filter), so no caller would have the claim (use the jwt layout)"
+        )),
+        (Identity::JwtClaim { .. }, true) => {}
+        (_, true) => found.push(
+            "identity: the jwt layout verifies a JWT, but the policy reads the grant elsewhere (use identity.jwt_claim with provider_metadata \"jwt_payload\")".to_string(),
+        ),
+        _ => {}
+    }
+    found
+}
+
 /// What a rendering may change from a layout's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides<'a> {
@@ -853,6 +1010,9 @@ const RENDERED: &str = "Rendered by `mcp-policy render` (src/cli/render.rs): edi
 pub fn render(layout: Layout, policy: &str, overrides: &Overrides<'_>) -> String {
     let inline = PolicyText::Inline(policy);
     let mut envoy = Envoy::standalone(inline);
+    if let Ok(compiled) = crate::policy::Policy::from_json(policy.as_bytes()) {
+        envoy.matches = PolicyMatches::of(&compiled);
+    }
     match layout {
         Layout::Envoy => {
             envoy.header = vec![
@@ -1028,9 +1188,14 @@ pub fn render(layout: Layout, policy: &str, overrides: &Overrides<'_>) -> String
         envoy.admin = admin;
     }
     let upstream;
-    if let Some(address) = overrides.upstream {
-        upstream = [address];
-        envoy.upstream = Endpoints::Static(&upstream);
+    if let Some((host, port)) = overrides.upstream {
+        // An address is one endpoint; a name is every address it resolves to.
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            upstream = [(host, port)];
+            envoy.upstream = Endpoints::Static(&upstream);
+        } else {
+            envoy.upstream = Endpoints::Dns(host, port);
+        }
     }
     match layout {
         Layout::HotReloadBootstrap => hot_reload_bootstrap(&envoy, HOT_RELOAD_DIR),
@@ -1066,6 +1231,93 @@ mod tests {
             AUDIT_LINE
         );
         assert_eq!(config["stats_config"], stats_config_json());
+    }
+
+    /// What the policy names, the configuration names the same way.
+    #[test]
+    fn the_configuration_follows_the_policy_it_carries() {
+        let none = Overrides::default();
+        let policy = r#"{"version":"1","default":"deny","max_body_bytes":10485760,
+            "rate_limit_service":{"cluster":"rls|fleet"},
+            "approval_service":{"cluster":"approvals"},
+            "identity":{"jwt_claim":{"provider_metadata":"my_payload","claim":"sub"}},
+            "tools":{"t":{"action":"approve","limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]}}}"#;
+        let fleet = parse(&render(Layout::FleetReplica, policy, &none));
+        let listener = &fleet["static_resources"]["listeners"][0];
+        assert_eq!(listener["per_connection_buffer_limit_bytes"], 20_971_520);
+        let clusters: Vec<&str> = fleet["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|cluster| cluster["name"].as_str().unwrap())
+            .collect();
+        assert!(clusters.contains(&"rls|fleet"), "{clusters:?}");
+        let envoy = parse(&render(Layout::Envoy, policy, &none));
+        let clusters = envoy["static_resources"]["clusters"].to_string();
+        assert!(clusters.contains("\"approvals\""), "{clusters}");
+        let jwt = render(Layout::Jwt, policy, &none);
+        assert!(jwt.contains("payload_in_metadata: my_payload"), "{jwt}");
+        // What a layout cannot carry is said.
+        let compiled = crate::policy::Policy::from_json(policy.as_bytes()).unwrap();
+        let said = mismatches(Layout::Envoy, &compiled).join("\n");
+        assert!(
+            said.contains("rate_limit_service.cluster \"rls|fleet\""),
+            "{said}"
+        );
+        assert!(said.contains("identity.jwt_claim"), "{said}");
+        let said = mismatches(Layout::Jwt, &compiled).join("\n");
+        assert!(said.contains("approval_service.cluster"), "{said}");
+        let plain = crate::policy::Policy::from_json(
+            br#"{"version":"1","default":"deny","approval_service":{"cluster":"mcp_approval"},"tools":{"t":{"action":"approve"}}}"#,
+        )
+        .unwrap();
+        assert!(mismatches(Layout::Envoy, &plain).is_empty());
+        assert_eq!(mismatches(Layout::Jwt, &plain).len(), 2);
+    }
+
+    #[test]
+    fn upstreams_by_name_are_resolved_and_addresses_are_quoted_where_yaml_needs_it() {
+        let policy = r#"{"version":"1","default":"deny"}"#;
+        let by_name = Overrides {
+            upstream: Some(("mcp-server.internal", 8080)),
+            ..Overrides::default()
+        };
+        let config = parse(&render(Layout::Envoy, policy, &by_name));
+        let upstream = &config["static_resources"]["clusters"][0];
+        assert_eq!(upstream["type"], "STRICT_DNS");
+        let v6 = Overrides {
+            upstream: Some(("::1", 8080)),
+            listen: Some(("::", 10000)),
+            ..Overrides::default()
+        };
+        let config = parse(&render(Layout::Envoy, policy, &v6));
+        let upstream = &config["static_resources"]["clusters"][0];
+        assert_eq!(upstream["type"], "STATIC");
+        assert_eq!(
+            upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["address"],
+            "::1"
+        );
+        assert_eq!(
+            config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"],
+            "::"
+        );
+        // An image given with its scheme is not given it twice.
+        let istio = render(
+            Layout::Istio,
+            policy,
+            &Overrides {
+                module: Some("oci://registry.example.com/mcp:1"),
+                ..Overrides::default()
+            },
+        );
+        assert!(
+            istio.contains("uri: oci://registry.example.com/mcp:1 "),
+            "{istio}"
+        );
+        // A compact policy's approval cluster is Istio's too.
+        let compact = istio_policy(r#"{"approval_service":{"cluster":"mcp_approval"}}"#);
+        assert!(compact.contains(ISTIO_APPROVAL_CLUSTER), "{compact}");
     }
 
     #[test]
