@@ -166,6 +166,14 @@ fn the_schema_accepts_valid_corner_cases() {
         r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"i","concurrent":3,"scope":"grant"},{"counter":"j","concurrent":1024,"lease_seconds":86400,"scope":"global","per":"args.a.b","window":null,"max":null}]}}}"#,
         r#"{"version":"1","default":"deny","tools":{"x":{"limits":[{"counter":"r","window":"day","max":100,"scope":"grant","cost_from":"args.rows","cost":null,"concurrent":null},{"counter":"s","window":60,"max":5,"scope":"session","cost":5,"per":"args.repo"}]}}}"#,
         r#"{"version":"1","default":"deny","identity":{"jwt_claim":{"provider_metadata":"p","claim":"sub","role_claim":"role"}},"roles":{"eng":{"default":"allow","tools":{"d":{"limits":[{"counter":"d","window":"hour","max":2,"scope":"role"}]}}}},"grant_roles":{"ci":"eng"},"grants":{"ci":{"hide":["x"]}}}"#,
+        // PolicyLayer's rate_limit block; null maps and lists.
+        r#"{"version":"1","default":"deny","tools":{"x":{"rate_limit":{"max":10,"window":60}},"y":{"rate_limit":{"max":1,"window":"day","scope":"global","counter":"y"}}}}"#,
+        r#"{"version":"1","default":"deny","tools":null,"prompts":null,"resources":null,"annotations":null,"grants":null,"roles":null,"all_tools":{"limits":null}}"#,
+        // A long exact name is no pattern; annotation rules that do something.
+        &format!(
+            r#"{{"version":"1","default":"deny","resources":{{"file:///{}":{{}}}},"annotations":{{"readOnlyHint":{{"limits":[{{"counter":"r","window":60,"max":1,"scope":"grant"}}]}},"destructiveHint":{{"action":"deny"}}}}}}"#,
+            "a".repeat(600)
+        ),
     ];
     for document in documents {
         assert!(
@@ -307,6 +315,23 @@ fn the_schema_refuses_the_bad_documents_it_can_describe() {
         require(r#""args.a": {"max_length": 1.5}"#),
         require(r#""args.a": {"max_length": "10"}"#),
         require(r#""args.a": {"eq": 1}, "args.b": {"gt": "1"}"#),
+        // From a review: what the reader refuses and the schema accepted.
+        top(
+            r#""rate_limit_service":{"cluster":"r","timeout_ms":600000},"tools":{"t":{"limits":[{"counter":"c","window":"minute","max":1,"scope":"grant","store":"global"}]}}"#,
+        ),
+        top(
+            r#""approval_service":{"cluster":"a","timeout_ms":600000},"tools":{"t":{"action":"approve"}}"#,
+        ),
+        top(r#""annotations":{"fooHint":{"action":"deny"}}"#),
+        top(r#""annotations":{"readOnlyHint":{"action":"allow"}}"#),
+        top(r#""annotations":{"readOnlyHint":{}}"#),
+        require(r#""args.p": {"under": ""}"#),
+        rule(r#"{"invokes": {"name": "name"}}"#),
+        top(&format!(r#""tools":{{"{}*":{{}}}}"#, "a".repeat(600))),
+        // PolicyLayer's rate_limit block, checked as a limit is.
+        rule(r#"{"rate_limit": {"max": 0, "window": 60}}"#),
+        rule(r#"{"rate_limit": {"max": 1}}"#),
+        rule(r#"{"rate_limit": {"max": 1, "window": 60, "burst": 2}}"#),
     ];
     let validator = validator();
     let mut accepted = Vec::new();

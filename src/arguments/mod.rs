@@ -82,7 +82,10 @@ pub struct OperatorsDocument {
     /// A path (or URI) that must name this one or something inside it, once
     /// both are normalised: `..`, `%2e%2e`, doubled slashes cannot climb out.
     #[serde(default, deserialize_with = "present")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "String"))]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "String", length(min = 1))
+    )]
     pub under: Option<String>,
 }
 

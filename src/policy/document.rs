@@ -79,6 +79,7 @@ pub struct PolicyDocument {
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<ToolRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
     /// Prompt name (or pattern) → rule.
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -86,6 +87,7 @@ pub struct PolicyDocument {
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<PromptRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
     /// Resource URI (or pattern) → rule; URIs are normalised before matching.
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -93,6 +95,7 @@ pub struct PolicyDocument {
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<ResourceRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
     /// What happens to prompts the policy does not name (default: `default`).
     #[serde(default)]
@@ -110,6 +113,7 @@ pub struct PolicyDocument {
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<AnnotationRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "enum": ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] })))]
     pub annotations: UniqueMap<Checked<Object<AnnotationRuleDocument>>>,
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
@@ -200,22 +204,26 @@ pub struct GrantDocument {
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<ToolRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub tools: UniqueMap<Checked<Object<ToolRuleDocument>>>,
     #[serde(default, deserialize_with = "null_as_empty")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<PromptRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub prompts: UniqueMap<Checked<Object<PromptRuleDocument>>>,
     #[serde(default, deserialize_with = "null_as_empty")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
         schemars(with = "Option<UniqueMap<Checked<Object<ResourceRuleDocument>>>>")
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "minLength": 1, "anyOf": [{ "pattern": "^[^*]*$" }, { "maxLength": crate::policy::glob::MAX_PATTERN_CHARS }] })))]
     pub resources: UniqueMap<Checked<Object<ResourceRuleDocument>>>,
     #[serde(default)]
     pub methods: Option<Checked<UniqueMap<Action>>>,
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("propertyNames" = { "enum": ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] })))]
     pub annotations: Option<Checked<UniqueMap<Checked<Object<AnnotationRuleDocument>>>>>,
 }
 
@@ -447,6 +455,10 @@ pub struct ApprovalServiceDocument {
     pub public_url: Option<NonEmptyString>,
     /// How long a call waits for the service's answer, default 200 ms.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::policy::MAX_SERVICE_TIMEOUT_MS))
+    )]
     pub timeout_ms: Option<PositiveInteger>,
     /// What happens when the service fails or times out, default closed.
     #[serde(default)]
@@ -546,6 +558,10 @@ pub struct ToolRuleDocument {
 #[serde(deny_unknown_fields)]
 pub struct InvokesDocument {
     /// Argument path of the inner tool's name, e.g. `args.name`.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(regex(pattern = r"^args(\.[^.]+)+$"))
+    )]
     pub name: NonEmptyString,
     /// Argument path of the inner tool's arguments, e.g. `args.arguments`.
     #[serde(default)]
@@ -594,12 +610,18 @@ pub struct PromptRuleDocument {
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+// A rule that does something: `action` or `limits`.
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    schemars(extend("anyOf" = [{ "required": ["action"] }, { "required": ["limits"] }]))
+)]
 pub struct AnnotationRuleDocument {
     /// The hint's value that makes the rule apply (default `true`).
     #[serde(default)]
     pub is: Option<bool>,
     /// `deny` (the only action: annotations cannot allow).
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("enum" = ["deny", null])))]
     pub action: Option<Checked<Action>>,
     #[serde(default)]
     pub reason: Option<Checked<String>>,
@@ -789,6 +811,10 @@ pub struct RateLimitServiceDocument {
     pub domain: Option<NonEmptyString>,
     /// How long a decision may wait for the service, default 50 ms.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::policy::MAX_SERVICE_TIMEOUT_MS))
+    )]
     pub timeout_ms: Option<PositiveInteger>,
     /// What happens when the service fails or times out, default closed.
     #[serde(default)]
