@@ -39,6 +39,8 @@ pub struct Found {
 /// one; anything else is
 /// read as YAML. Err: the YAML cannot be read, or holds no policy.
 pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
+    // A byte order mark some editors write: not part of the document.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = String::from_utf8_lossy(bytes);
     let start = text.trim_start();
     if start.is_empty() || start.starts_with('{') {
@@ -208,6 +210,14 @@ mod tests {
         let found = find_policies(b"  {\"version\": ").unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].origin, None);
+    }
+
+    /// An editor's byte order mark is not part of the policy: found, and
+    /// left out of the text the tools check, render and apply.
+    #[test]
+    fn a_byte_order_mark_is_left_out() {
+        let found = find_policies(format!("\u{feff}{POLICY}").as_bytes()).unwrap();
+        assert_eq!(found[0].text, POLICY);
     }
 
     #[test]

@@ -29,6 +29,7 @@ impl Policy {
         let mut lint = Lint::default();
         self.lint_limits(&mut lint);
         self.lint_grants(&mut lint);
+        self.lint_identity(&mut lint);
         for (grant, view) in self.views() {
             view.lint_rules(grant, &mut lint);
             view.lint_hide(self, offered, &mut lint);
@@ -122,6 +123,26 @@ impl Policy {
         }
     }
 
+    /// An identity header that carries credentials: the grant is the
+    /// header's value, written into every audit line.
+    fn lint_identity(&self, lint: &mut Lint) {
+        const CREDENTIALS: [&str; 5] = [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "x-api-key",
+            "api-key",
+        ];
+        if let Identity::Header(header) = &self.identity {
+            if CREDENTIALS.contains(&header.as_str()) {
+                lint.add(
+                    "/identity/header",
+                    format!("{header:?} carries credentials: its value becomes the caller's grant, written into every audit line; use `bearer_tokens` (looked up by their SHA-256, never logged) or a header your authentication sets from the verified caller"),
+                );
+            }
+        }
+    }
+
     /// Grants the identity source can never name.
     fn lint_grants(&self, lint: &mut Lint) {
         let mut names: Vec<&String> = self.grants.keys().collect();
@@ -133,10 +154,14 @@ impl Policy {
                     &pointer,
                     "the policy has no `identity`, so every caller is \"anonymous\": this grant never applies",
                 ),
-                Identity::BearerTokens(_) if grant == ANONYMOUS_GRANT => lint.add(
+                Identity::BearerTokens(tokens)
+                    if grant == ANONYMOUS_GRANT && !tokens.values().any(|label| label == grant) =>
+                {
+                    lint.add(
                     &pointer,
                     "with `bearer_tokens` a caller without a known token is refused (401): the \"anonymous\" grant never applies",
-                ),
+                );
+                }
                 Identity::BearerTokens(tokens) if !tokens.values().any(|label| label == grant) => {
                     lint.add(
                         &pointer,
@@ -601,6 +626,19 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_header_that_carries_credentials() {
+        let found =
+            warnings(r#"{"version":"1","default":"deny","identity":{"header":"Authorization"}}"#);
+        assert!(
+            has(&found, "/identity/header", "carries credentials"),
+            "{found:?}"
+        );
+        let found =
+            warnings(r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"}}"#);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
     fn grants_the_identity_cannot_name() {
         let found =
             warnings(r#"{"version":"1","default":"deny","grants":{"ci":{},"anonymous":{}}}"#);
@@ -619,6 +657,11 @@ mod tests {
             !found.iter().any(|w| w.starts_with("/grants/ci")),
             "{found:?}"
         );
+        // A token labelled "anonymous" gives that grant its callers.
+        let found = warnings(&format!(
+            r#"{{"version":"1","default":"deny","identity":{{"bearer_tokens":{{"{hash}":"anonymous"}}}},"grants":{{"anonymous":{{}}}}}}"#
+        ));
+        assert!(found.is_empty(), "{found:?}");
         let found = warnings(
             r#"{"version":"1","default":"deny","identity":{"header":"x"},"grants":{"ci":{}}}"#,
         );
