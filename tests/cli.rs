@@ -615,6 +615,44 @@ fn eval_answers_an_invalid_request_as_the_filter_does() {
     );
 }
 
+/// A 2026-07-28 request needs the headers its client sends with it: eval
+/// sends them with --protocol-version, mirroring the body.
+#[test]
+fn eval_sends_a_revision_s_headers() {
+    let dir = scratch(
+        "eval-revision",
+        &[(
+            "call.json",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deleteWorkspace","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        )],
+    );
+    let policy = format!("{}/policy.json", env!("CARGO_MANIFEST_DIR"));
+    let without = mcp_policy_in(&dir, &["eval", &policy, "--request", "call.json"], "");
+    assert!(
+        without.stdout.starts_with("decision  invalid\n"),
+        "{}",
+        without.stdout
+    );
+    let with = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            &policy,
+            "--request",
+            "call.json",
+            "--protocol-version",
+            "2026-07-28",
+        ],
+        "",
+    );
+    assert!(
+        with.stdout
+            .starts_with("decision  denied\nrule      /tools/deleteWorkspace\n"),
+        "{}",
+        with.stdout
+    );
+}
+
 #[test]
 fn eval_calls_repeated_until_the_limit_answers() {
     // A window of 10^9 s: no window boundary falls between the calls.

@@ -10,16 +10,60 @@ use crate::policy::{Mode, Policy};
 use crate::ratelimit::CallerScope;
 use crate::response::CONTENT_TYPE;
 
+/// The headers a client of a protocol revision sends with a body: the
+/// version, and from 2026-07-28 the method and name the body holds.
+#[derive(Debug, Default)]
+pub struct Mirrored {
+    version: String,
+    method: Option<String>,
+    name: Option<String>,
+}
+
+impl Mirrored {
+    pub fn of(version: &str, body: &[u8]) -> Mirrored {
+        let mut mirrored = Mirrored {
+            version: version.to_string(),
+            ..Mirrored::default()
+        };
+        if gate::is_current(version) {
+            if let Ok(message) = serde_json::from_slice::<serde_json::Value>(body) {
+                mirrored.method = message["method"].as_str().map(str::to_string);
+                let params = &message["params"];
+                mirrored.name = params["name"]
+                    .as_str()
+                    .or_else(|| params["uri"].as_str())
+                    .map(str::to_string);
+            }
+        }
+        mirrored
+    }
+
+    fn headers(&self) -> gate::McpHeaders<'_> {
+        gate::McpHeaders {
+            method: self.method.as_deref(),
+            name: self.name.as_deref(),
+            protocol_version: Some(&self.version),
+        }
+    }
+}
+
 /// Decides `body` `calls` times in a row against the same counters (they
 /// start empty) and describes the last decision; earlier ones are listed
 /// by outcome.
-pub fn eval(policy: &Policy, body: &[u8], caller: CallerScope<'_>, calls: u32) -> String {
+pub fn eval(
+    policy: &Policy,
+    body: &[u8],
+    caller: CallerScope<'_>,
+    calls: u32,
+    mirrored: Option<&Mirrored>,
+) -> String {
     let store = MemorySharedData::default();
+    let headers = mirrored.map(Mirrored::headers).unwrap_or_default();
     // Writing to a String cannot fail: the `fmt::Result` is dropped.
     let mut out = String::new();
     let mut last = None;
     for call in 1..=calls.max(1) {
-        let inspection = gate::inspect_body(policy, &store, &SystemClock, caller, body);
+        let inspection = gate::inspect_request(policy, &store, &SystemClock, caller, headers, body);
         if calls > 1 {
             let outcome = inspection
                 .outcome()

@@ -168,6 +168,12 @@ pub struct EvalArgs {
     /// limit answer; the last answer is described.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub calls: u32,
+    /// Send it as a client of this protocol revision does: its
+    /// MCP-Protocol-Version header, and at 2026-07-28 the Mcp-Method and
+    /// Mcp-Name headers mirroring the body [default: no headers, as before
+    /// 2026-07-28].
+    #[arg(long, value_name = "VERSION")]
+    pub protocol_version: Option<String>,
 }
 
 /// Print the JSON Schema of policy documents.
@@ -727,7 +733,12 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
         session: args.session.as_deref(),
         role: policy.role_of(&args.grant, args.role.as_deref()),
     };
-    stdout.write_all(eval::eval(&policy, &body, caller, args.calls).as_bytes())?;
+    let mirrored = args
+        .protocol_version
+        .as_deref()
+        .map(|version| eval::Mirrored::of(version, &body));
+    stdout
+        .write_all(eval::eval(&policy, &body, caller, args.calls, mirrored.as_ref()).as_bytes())?;
     Ok(EXIT_OK)
 }
 
