@@ -588,6 +588,20 @@ pub(crate) fn check_target<'p>(
 ) -> Result<Option<&'p Rule>, Decision<'p>> {
     let (default, default_pointer) = policy.default_for(kind);
     let unlisted = (default == Action::Deny).then_some(default_pointer);
+    // `…/secret.txt?x`, `…#x`, `…/` read `…/secret.txt` on many servers:
+    // what refuses that resource by a rule refuses them too. (A default
+    // does not: an exact key with a query must stay usable.)
+    if kind == Kind::Resource {
+        if let Some(bare) = crate::uri::bare(name) {
+            match check_target(policy, kind, &bare) {
+                Err(hidden @ Decision::Hidden { .. }) => return Err(hidden),
+                Err(Decision::Deny { rule, reason }) if rule != default_pointer => {
+                    return Err(Decision::Deny { rule, reason })
+                }
+                _ => {}
+            }
+        }
+    }
     // A hidden name must look missing, so nothing else may answer first.
     if let Some(rule) = policy.hidden_as(kind, name) {
         return Err(Decision::Hidden { rule, unlisted });

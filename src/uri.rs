@@ -162,6 +162,38 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     Ok(out)
 }
 
+/// What many servers read a normalised URI as: without its fragment (never
+/// sent by web clients), its query (ignored by file servers), a final `/`
+/// (dropped by path resolvers) and doubled `/` in the path; `None` when
+/// that is the URI itself. A refusal of that resource (hidden, a rule's
+/// deny) holds for every such spelling of it.
+pub fn bare(normalized: &str) -> Option<String> {
+    let end = normalized.find(['?', '#']).unwrap_or(normalized.len());
+    let without = &normalized[..end];
+    // The path starts after `scheme://authority` (or `scheme:`).
+    let path_start = match without.find("://") {
+        Some(at) => without[at + 3..]
+            .find('/')
+            .map_or(without.len(), |slash| at + 3 + slash),
+        None => without.find(':').map_or(0, |colon| colon + 1),
+    };
+    let (head, path) = without.split_at(path_start);
+    let mut bare = String::with_capacity(without.len());
+    bare.push_str(head);
+    let mut previous_slash = false;
+    for c in path.chars() {
+        if c == '/' && previous_slash {
+            continue;
+        }
+        previous_slash = c == '/';
+        bare.push(c);
+    }
+    while bare.len() > path_start + 1 && bare.ends_with('/') {
+        bare.pop();
+    }
+    (bare != normalized).then_some(bare)
+}
+
 /// The normal form of a path (an argument naming a file): escapes of
 /// unreserved characters decoded, dot segments removed, runs of `/`
 /// collapsed. A value with a URI scheme is normalised as a URI.

@@ -404,9 +404,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 } else {
                     Err("down".to_string())
                 };
-                if let Some(reply) =
-                    gate::complete_global_check(&policy, check, answer, 1_800_000_000, audit)
-                {
+                let outcome =
+                    gate::complete_global_check(&policy, check, answer, 1_800_000_000, audit);
+                // A reply is always a refusal; monitor mode refuses nothing.
+                assert!(outcome.reply.is_none() || outcome.refused);
+                if let Some(reply) = outcome.reply {
                     check_reply(&policy, &reply.body, &request);
                 }
             }

@@ -448,6 +448,99 @@ fn resources_are_read_only_where_the_policy_says_whatever_the_spelling() {
     assert_eq!(hidden["error"]["data"]["rule"], "/default");
 }
 
+/// A refused resource stays refused with a query, a fragment, a final `/`
+/// or doubled slashes: many servers read those as the resource itself
+/// (a fragment is never sent, file servers ignore the query, path
+/// resolvers drop the final `/`). A default does not reach them: an exact
+/// key with a query stays usable.
+#[test]
+fn a_refused_resource_is_refused_in_every_spelling_servers_read_as_it() {
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow",
+            "hide":["resource:file:///srv/hidden.txt"],
+            "resources":{"https://api.example.com/admin":{"action":"deny"},
+                         "file:///srv/public/secret.txt":{"action":"deny"}}}"#,
+    )
+    .unwrap();
+    let store = EnvoySharedData::default();
+    let read = |uri: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(1, "resources/read", json!({ "uri": uri })),
+        )
+    };
+    for (uri, rule) in [
+        (
+            "https://api.example.com/admin#x",
+            "/resources/https:~1~1api.example.com~1admin",
+        ),
+        (
+            "https://api.example.com/admin?x",
+            "/resources/https:~1~1api.example.com~1admin",
+        ),
+        (
+            "https://api.example.com/admin/",
+            "/resources/https:~1~1api.example.com~1admin",
+        ),
+        (
+            "https://api.example.com//admin",
+            "/resources/https:~1~1api.example.com~1admin",
+        ),
+        (
+            "file:///srv/public/secret.txt?",
+            "/resources/file:~1~1~1srv~1public~1secret.txt",
+        ),
+        (
+            "file:///srv/public/secret.txt/.",
+            "/resources/file:~1~1~1srv~1public~1secret.txt",
+        ),
+    ] {
+        let (_, json) = reply_of(&read(uri));
+        assert_eq!(json["error"]["code"], -31001, "{uri}");
+        assert_eq!(json["error"]["data"]["rule"], rule, "{uri}");
+    }
+    for uri in [
+        "file:///srv/hidden.txt?x",
+        "file:///srv/hidden.txt#x",
+        "file:///srv/hidden.txt/",
+    ] {
+        let inspection = read(uri);
+        assert_eq!(inspection.outcome(), Some(Outcome::Hidden), "{uri}");
+    }
+    assert_eq!(read("file:///srv/public/other.txt?x").reply, None);
+    // Under a deny default, an exact key with a query is what it names.
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"deny","resources":{"https://api.example.com/data?format=json":{}}}"#,
+    )
+    .unwrap();
+    let inspection = inspect(
+        &policy,
+        &store,
+        &request(
+            1,
+            "resources/read",
+            json!({ "uri": "https://api.example.com/data?format=json" }),
+        ),
+    );
+    assert_eq!(inspection.reply, None);
+    // Subscriptions are checked the same way.
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow","hide":["resource:file:///srv/hidden.txt"]}"#,
+    )
+    .unwrap();
+    let subscribe = inspect(
+        &policy,
+        &store,
+        &request(
+            2,
+            "resources/subscribe",
+            json!({ "uri": "file:///srv/hidden.txt?x" }),
+        ),
+    );
+    assert!(subscribe.reply.is_some());
+}
+
 #[test]
 fn prompts_are_decided_with_their_arguments() {
     let policy = Policy::from_json(FILES.as_bytes()).unwrap();

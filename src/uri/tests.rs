@@ -212,3 +212,23 @@ fn paths_under_a_base() {
         assert_eq!(is_under(value, base), under, "{value} under {base}");
     }
 }
+
+#[test]
+fn the_bare_form_is_what_servers_read() {
+    for (uri, bare) in [
+        ("https://h/admin#x", Some("https://h/admin")),
+        ("https://h/admin?a=1#x", Some("https://h/admin")),
+        ("https://h/admin/", Some("https://h/admin")),
+        ("https://h//admin//", Some("https://h/admin")),
+        ("https://h/", None),
+        ("https://h", None),
+        ("https://h?x", Some("https://h")),
+        ("file:///srv/a.txt/", Some("file:///srv/a.txt")),
+        ("file:///", None),
+        ("file:///srv/a.txt", None),
+        ("users://123/profile?x", Some("users://123/profile")),
+        ("urn:isbn:123#x", Some("urn:isbn:123")),
+    ] {
+        assert_eq!(super::bare(uri).as_deref(), bare, "{uri}");
+    }
+}
