@@ -293,6 +293,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 Ok(id) => id,
                 Err(refusal) => return context.invalid(refusal),
             };
+            if let Some(detail) = params.malformed {
+                return context.invalid(Invalid::Params { id, detail });
+            }
             let target = match params.reference {
                 Some((kind, Some(named))) if kind == "ref/prompt" => (Kind::Prompt, named),
                 Some((kind, Some(named))) if kind == "ref/resource" => (Kind::Resource, named),
@@ -334,6 +337,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
                 Ok(id) => id,
                 Err(refusal) => return context.invalid(refusal),
             };
+            if let Some(detail) = params.malformed {
+                return context.invalid(Invalid::Params { id, detail });
+            }
             for task in &params.task_ids {
                 if !context.owns_task(store, task.as_deref()) {
                     return context.not_the_callers_task(&method, &id, task.as_deref());

@@ -61,6 +61,61 @@ pub struct Params {
     pub protocol_version: Option<String>,
     /// `params._meta["io.modelcontextprotocol/clientCapabilities"]`.
     pub client_capabilities: Option<Value>,
+    /// What is wrong with `ref` or `notifications`, if anything: a member
+    /// spelt in another letter case than the one the gate reads (a
+    /// case-insensitive decoder upstream would read it instead), or a value
+    /// of the wrong shape (a server could read a string of task ids as one).
+    pub malformed: Option<String>,
+}
+
+/// The members of `ref` and `notifications` (and of their entries) the gate
+/// reads: a letter-case variant of one is refused, as at the top.
+const REF_MEMBERS: [&str; 3] = ["type", "name", "uri"];
+const NOTIFICATIONS_MEMBERS: [&str; 2] = ["resourceSubscriptions", "taskIds"];
+
+/// Why an object read by the gate is refused: a member spelt as a guarded
+/// one only in another letter case.
+fn case_guard(object: &serde_json::Map<String, Value>, members: &[&'static str]) -> Option<String> {
+    object.keys().find_map(|key| {
+        case_variant_of(key, members)
+            .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
+    })
+}
+
+/// What is wrong with `notifications` of `subscriptions/listen`: an object
+/// whose `resourceSubscriptions` and `taskIds` are arrays of strings, or of
+/// objects naming theirs by `uri` / `taskId`.
+fn notifications_problem(notifications: &Value) -> Option<String> {
+    let Value::Object(object) = notifications else {
+        return Some("`notifications` must be an object".to_string());
+    };
+    if let Some(why) = case_guard(object, &NOTIFICATIONS_MEMBERS) {
+        return Some(format!("notifications: {why}"));
+    }
+    for (list, member) in [("resourceSubscriptions", "uri"), ("taskIds", "taskId")] {
+        let Some(entries) = object.get(list) else {
+            continue;
+        };
+        let Value::Array(entries) = entries else {
+            return Some(format!("`notifications.{list}` must be an array"));
+        };
+        for entry in entries {
+            match entry {
+                Value::String(_) => {}
+                Value::Object(entry) => {
+                    if let Some(why) = case_guard(entry, &[member]) {
+                        return Some(format!("notifications.{list}: {why}"));
+                    }
+                }
+                _ => {
+                    return Some(format!(
+                        "`notifications.{list}` entries must be strings or objects"
+                    ))
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The members of `params` the gate reads, each as its raw JSON text, in
@@ -186,7 +241,16 @@ impl Params {
                 })
                 .unwrap_or_default()
         };
-        let reference = value(members.reference).and_then(|reference| {
+        let reference_value = value(members.reference);
+        let notifications = value(members.notifications);
+        let malformed = match &reference_value {
+            Some(Value::Object(reference)) => {
+                case_guard(reference, &REF_MEMBERS).map(|why| format!("ref: {why}"))
+            }
+            _ => None,
+        }
+        .or_else(|| notifications.as_ref().and_then(notifications_problem));
+        let reference = reference_value.and_then(|reference| {
             let reference = reference.as_object()?;
             let kind = value_text(reference.get("type")).unwrap_or_default();
             // A prompt is named by `name`, a resource template by `uri`
@@ -199,7 +263,6 @@ impl Params {
             };
             Some((kind, value_text(reference.get(member))))
         });
-        let notifications = value(members.notifications);
         let meta = value(members.meta);
         Ok(Params {
             name: text(members.name),
@@ -224,6 +287,7 @@ impl Params {
                 .as_ref()
                 .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
                 .cloned(),
+            malformed,
         })
     }
 

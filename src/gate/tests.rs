@@ -541,6 +541,74 @@ fn a_refused_resource_is_refused_in_every_spelling_servers_read_as_it() {
     assert!(subscribe.reply.is_some());
 }
 
+/// What `completion/complete` and `subscriptions/listen` name is read from
+/// nested members: a letter-case variant of one (which a case-insensitive
+/// decoder upstream would read instead) and a value of the wrong shape (a
+/// string a server might read as a list) are refused, not passed.
+#[test]
+fn nested_members_are_guarded_as_top_level_ones_are() {
+    let policy = Policy::from_json(FILES.as_bytes()).unwrap();
+    let store = EnvoySharedData::default();
+    let refused = |method: &str, params: serde_json::Value| {
+        let inspection = inspect(&policy, &store, &request(7, method, params.clone()));
+        let (status, json) = reply_of(&inspection);
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (400, json!(-32602)),
+            "{params}"
+        );
+    };
+    let argument = json!({"name": "a", "value": "b"});
+    refused(
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "review_code", "Name": "secret_prompt"}, "argument": argument}),
+    );
+    refused(
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": "file:///srv/public/a", "URI": "file:///srv/private/k"}, "argument": argument}),
+    );
+    refused(
+        "completion/complete",
+        json!({"ref": {"Type": "ref/prompt", "type": "ref/prompt", "name": "review_code"}, "argument": argument}),
+    );
+    for notifications in [
+        json!({"TaskIds": ["someone-elses"]}),
+        json!({"ResourceSubscriptions": ["file:///srv/private/k"]}),
+        json!({"taskIds": "someone-elses"}),
+        json!({"resourceSubscriptions": "file:///srv/private/k"}),
+        json!({"resourceSubscriptions": [{"uri": "file:///srv/public/a", "URI": "file:///srv/private/k"}]}),
+        json!({"resourceSubscriptions": [1]}),
+        json!([{"taskIds": ["x"]}]),
+        json!("file:///srv/private/k"),
+    ] {
+        refused(
+            "subscriptions/listen",
+            json!({ "notifications": notifications }),
+        );
+    }
+    // Well-formed, they are decided as before.
+    let completion = inspect(
+        &policy,
+        &store,
+        &request(
+            8,
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "review_code"}, "argument": argument}),
+        ),
+    );
+    assert_eq!(completion.reply, None);
+    let listen = inspect(
+        &policy,
+        &store,
+        &request(
+            9,
+            "subscriptions/listen",
+            json!({"notifications": {"resourceSubscriptions": [{"uri": "file:///srv/public/a"}]}}),
+        ),
+    );
+    assert_eq!(listen.reply, None);
+}
+
 #[test]
 fn prompts_are_decided_with_their_arguments() {
     let policy = Policy::from_json(FILES.as_bytes()).unwrap();
