@@ -890,19 +890,21 @@ fn take_limits<S: SharedStore + ?Sized>(
         .map(ratelimit::HeldCharge::charge)
         .partition(|charge| charge.limit.store == crate::policy::CounterStore::Global);
     let slots = policy.view(caller.grant).slots_per_counter;
+    let global_check = |global: &[Charge<'_>]| {
+        GlobalCheck::of(
+            policy,
+            global,
+            caller,
+            &check.id,
+            check.target.clone(),
+            check.answering,
+        )
+    };
     let decision = match decision::take_local(store, &local, caller, now.as_secs(), slots) {
         Ok(reservations) => {
-            let global_check = GlobalCheck::of(
-                policy,
-                &global,
-                caller,
-                &check.id,
-                check.target.clone(),
-                check.answering,
-            );
             return Inspection {
                 reservations,
-                global_check,
+                global_check: global_check(&global),
                 ..Inspection::pass()
             };
         }
@@ -911,8 +913,12 @@ fn take_limits<S: SharedStore + ?Sized>(
     audit.decision = decision.outcome();
     audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
     if matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open {
+        // Let through without its local limits; its fleet-wide ones hold.
         audit.enforced = false;
-        return Inspection::pass();
+        return Inspection {
+            global_check: global_check(&global),
+            ..Inspection::pass()
+        };
     }
     Inspection {
         reply: response::for_decision(&check.id, &check.target, &decision, check.answering),
@@ -1010,6 +1016,11 @@ pub fn complete_global_check(
 ) -> GlobalOutcome {
     let reply = enforced_global_reply(policy, check, answer, now_seconds, audit);
     let refused = reply.is_some();
+    if refused {
+        // Refused here, even if an earlier step let the call through
+        // unenforced (its local limits failed open).
+        audit.enforced = true;
+    }
     if policy.mode == Mode::Monitor {
         audit.enforced = false;
         return GlobalOutcome {

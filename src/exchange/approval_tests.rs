@@ -809,3 +809,74 @@ fn with_headers_not_held_a_retry_is_rewritten_at_the_same_length() {
     assert_eq!(stream.upstream().body.len(), retry.len());
     assert!(!String::from_utf8_lossy(&stream.upstream().body).contains("requestState"));
 }
+
+/// An approved call whose local limits cannot be counted (a full table)
+/// goes ahead under `failure_mode: open`, and its fleet-wide limits still
+/// hold: the rate-limit service is asked, and its refusal is enforced.
+#[test]
+fn an_approved_call_let_through_open_still_asks_the_fleet() {
+    use crate::ratelimit::service::{CurrentLimit, DescriptorStatus, RateLimitResponse};
+    use prost::Message as _;
+    let policy = r#"{
+      "version": "1", "default": "deny", "identity": { "header": "x-agent-id" },
+      "failure_mode": "open", "max_callers_per_counter": 1,
+      "approval_service": { "cluster": "mcp_approval", "public_url": "https://approvals.example.com", "timeout_ms": 200 },
+      "rate_limit_service": { "cluster": "ratelimit" },
+      "tools": { "wipe": { "action": "approve", "limits": [
+        { "counter": "local_day", "window": "day", "max": 5, "scope": "grant" },
+        { "counter": "fleet", "window": "minute", "max": 10, "scope": "grant", "store": "global" }
+      ] } }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let service = Service::default();
+    let answer = |overall: i32| {
+        RateLimitResponse {
+            overall_code: overall,
+            statuses: vec![DescriptorStatus {
+                code: overall,
+                current_limit: Some(CurrentLimit {
+                    name: "fleet".to_string(),
+                }),
+                limit_remaining: 0,
+                duration_until_reset: None,
+            }],
+        }
+        .encode_to_vec()
+    };
+    let wipe = |id: u64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"wipe","arguments":{"w":"x"}}})
+            .to_string()
+            .into_bytes()
+    };
+    let approved = |grant: &str, id: u64| {
+        let mut first = envoy.stream();
+        first.send(&headers(grant, &[]), &[&wipe(id)]);
+        ask(&mut first, &service);
+        service.approve(&approval_id(&first));
+        first.end(End::Completed);
+        let mut retry = envoy.stream();
+        retry.send(&headers(grant, &[]), &[&wipe(id + 1)]);
+        ask(&mut retry, &service);
+        retry
+    };
+    // Alice takes the one slot of the local table; the fleet lets her through.
+    let mut alice = approved("alice", 1);
+    let token = alice.calls()[0].0;
+    alice.service_answers(token, 0, &answer(1));
+    assert!(alice.upstream().complete);
+    alice.end(End::Completed);
+    // Bob's local count fails (no slot), open: the fleet is asked, refuses.
+    let mut bob = approved("bob", 10);
+    assert_eq!(bob.calls().len(), 1, "the fleet-wide limit is asked");
+    let token = bob.calls()[0].0;
+    bob.service_answers(token, 0, &answer(2));
+    assert!(!bob.upstream().started());
+    assert_eq!(error(&bob)["code"], -31002);
+    bob.end(End::Completed);
+    let last = envoy.audit_lines().pop().unwrap();
+    assert_eq!(
+        (last["decision"].clone(), last["enforced"].clone()),
+        (json!("rate_limited"), json!(true)),
+        "{last}"
+    );
+}

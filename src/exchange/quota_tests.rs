@@ -674,4 +674,12 @@ fn a_local_failure_let_through_still_asks_the_fleet() {
     bob.service_answers(token, 0, &over);
     assert!(!bob.upstream().started());
     assert_eq!(error_of(&bob)["code"], -31002);
+    bob.end(End::Completed);
+    // Refused by the fleet: enforced, though local counting failed open.
+    let last = envoy.audit_lines().pop().unwrap();
+    assert_eq!(
+        (last["decision"].clone(), last["enforced"].clone()),
+        (json!("rate_limited"), json!(true)),
+        "{last}"
+    );
 }
