@@ -39,8 +39,9 @@ pub struct Found {
 /// one; anything else is
 /// read as YAML. Err: the YAML cannot be read, or holds no policy.
 pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
-    // A byte order mark some editors write: not part of the document.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // A byte order mark some editors write: not part of the document (the
+    // filter reads past it too).
+    let bytes = crate::policy::without_byte_order_mark(bytes);
     let text = String::from_utf8_lossy(bytes);
     let start = text.trim_start();
     if start.is_empty() || start.starts_with('{') {

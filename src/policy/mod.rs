@@ -374,6 +374,7 @@ impl Policy {
     /// that is not an object, an unknown or missing top-level field, a name
     /// given twice in one map.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
+        let bytes = without_byte_order_mark(bytes);
         let mut reader = serde_json::Deserializer::from_slice(bytes);
         let document = <Object<PolicyDocument> as serde::Deserialize>::deserialize(&mut reader)
             .map_err(|err| ConfigError::from_reader(&err, bytes));
@@ -741,6 +742,7 @@ impl View {
 pub fn revision_of(bytes: &[u8]) -> String {
     use crate::approval::canonical::{self, Json};
     use sha2::{Digest as _, Sha256};
+    let bytes = without_byte_order_mark(bytes);
     let canonical = std::str::from_utf8(bytes)
         .ok()
         .and_then(|text| canonical::parse(text).ok())
@@ -755,6 +757,12 @@ pub fn revision_of(bytes: &[u8]) -> String {
         None => Sha256::digest(bytes),
     };
     format!("sha256:{}", crate::approval::canonical::hex(&hash))
+}
+
+/// A policy file some editors began with a UTF-8 byte order mark: read
+/// without it (RFC 8259 §8.1 lets a parser ignore it), here and in the tools.
+pub fn without_byte_order_mark(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Pointer reported when the top-level default decides.

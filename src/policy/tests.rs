@@ -252,6 +252,16 @@ fn the_repository_policy_is_valid() {
     assert_eq!(policy.base().default, Action::Deny);
     assert!(policy.base().tool("asyncExecuteCode").is_some());
     assert!(policy.base().tool("checkCodeExecStatus").is_some());
+    // Saved by an editor that writes a byte order mark: the same policy,
+    // the same revision (check, the filter and its metrics agree).
+    let mut marked = b"\xEF\xBB\xBF".to_vec();
+    marked.extend_from_slice(include_bytes!("../../policy.json"));
+    let same = Policy::from_json(&marked).unwrap();
+    assert_eq!(same.revision, policy.revision);
+    assert_eq!(
+        crate::metrics::policy_revision(&marked),
+        crate::metrics::policy_revision(include_bytes!("../../policy.json"))
+    );
 }
 
 /// Bad documents and the exact message Envoy logs when it refuses them.
