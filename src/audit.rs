@@ -20,14 +20,18 @@ pub struct AuditRecord {
     pub time: Duration,
     pub grant: String,
     pub session: Option<String>,
+    #[cfg_attr(test, serde(serialize_with = "tests::bounded_serde"))]
     pub method: Option<String>,
     /// What was decided: `tool`, `prompt`, `resource`, `task`.
     pub kind: Option<crate::target::Kind>,
     /// Its name (a resource's normalised URI).
+    #[cfg_attr(test, serde(serialize_with = "tests::bounded_serde"))]
     pub target: Option<String>,
     /// The tool's name, for tools (as `target`; kept for readers of older lines).
+    #[cfg_attr(test, serde(serialize_with = "tests::bounded_serde"))]
     pub tool: Option<String>,
     /// For a meta-tool: the tool it runs.
+    #[cfg_attr(test, serde(serialize_with = "tests::bounded_serde"))]
     pub invokes: Option<String>,
     pub decision: Outcome,
     /// JSON pointer of the rule that decided, if one did.
@@ -104,16 +108,16 @@ impl AuditRecord {
     }
 
     /// Names what was decided (and the method that uses it, unless set).
-    /// A name over [`MAX_AUDIT_VALUE_LEN`] bytes (a long resource URI) is
-    /// written as its SHA-256.
+    /// Kept whole (metrics look the policy's names up by it); a name over
+    /// [`MAX_AUDIT_VALUE_LEN`] bytes (a long resource URI) is written as
+    /// its SHA-256.
     pub fn set_target(&mut self, kind: crate::target::Kind, name: &str) {
         use crate::target::Kind;
         self.kind = Some(kind);
-        let name = bounded(name);
         if kind == Kind::Tool {
-            self.tool = Some(name.clone());
+            self.tool = Some(name.to_string());
         }
-        self.target = Some(name);
+        self.target = Some(name.to_string());
         if self.method.is_none() {
             self.method = match kind {
                 Kind::Tool => Some(crate::mcp::methods::TOOLS_CALL.to_string()),
@@ -150,15 +154,15 @@ impl AuditRecord {
         out.extend_from_slice(b",\"session\":");
         write_field(&mut out, self.session.as_deref().into());
         out.extend_from_slice(b",\"method\":");
-        write_field(&mut out, self.method.as_deref().into());
+        write_bounded(&mut out, self.method.as_deref());
         out.extend_from_slice(b",\"kind\":");
         write_field(&mut out, self.kind.map(crate::target::Kind::as_str).into());
         out.extend_from_slice(b",\"target\":");
-        write_field(&mut out, self.target.as_deref().into());
+        write_bounded(&mut out, self.target.as_deref());
         out.extend_from_slice(b",\"tool\":");
-        write_field(&mut out, self.tool.as_deref().into());
+        write_bounded(&mut out, self.tool.as_deref());
         out.extend_from_slice(b",\"invokes\":");
-        write_field(&mut out, self.invokes.as_deref().into());
+        write_bounded(&mut out, self.invokes.as_deref());
         out.extend_from_slice(b",\"decision\":");
         write_str(&mut out, self.decision.as_str());
         out.extend_from_slice(b",\"rule\":");
@@ -283,6 +287,14 @@ pub struct CostRecord {
 /// may hold up to Envoy's header limit) are written as their SHA-256.
 pub const MAX_AUDIT_VALUE_LEN: usize = 256;
 
+/// A caller's value, or null, as the line writes it ([`bounded`]).
+fn write_bounded(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) if value.len() > MAX_AUDIT_VALUE_LEN => write_str(out, &bounded(value)),
+        value => write_field(out, value.into()),
+    }
+}
+
 /// Argument keys written in an audit line; the rest are counted.
 pub const MAX_AUDIT_ARGUMENT_KEYS: usize = 64;
 
@@ -311,6 +323,14 @@ mod tests {
 
     pub(super) fn is_zero(number: &u64) -> bool {
         *number == 0
+    }
+
+    pub(super) fn bounded_serde<S: serde::Serializer>(
+        value: &Option<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::Serialize;
+        value.as_deref().map(bounded).serialize(serializer)
     }
 
     /// What a caller writes into a request reaches the line bounded: 64

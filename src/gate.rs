@@ -284,7 +284,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             let mut inspection =
                 context.decide(store, &id, &target, raw, Counting::Take, keys, body, state);
             if let Some(audit) = &mut inspection.audit {
-                audit.method = Some(crate::audit::bounded(&method));
+                audit.method = Some(method.to_string());
             }
             inspection
         }
@@ -414,7 +414,7 @@ impl Context<'_, '_> {
         };
         let mut audit = self.audit(Outcome::Hidden);
         audit.set_target(Kind::Task, &target.name);
-        audit.method = Some(crate::audit::bounded(method));
+        audit.method = Some(method.to_string());
         audit.rule = Some(TASK_BINDING_POINTER.to_string());
         let reply = response::for_decision(id, &target, &decision, self.answering());
         Inspection {
@@ -446,7 +446,7 @@ impl Context<'_, '_> {
 
     fn method_denied(&self, method: &str, id: Option<Value>, pointer: &str) -> Inspection {
         let mut audit = self.audit(Outcome::Denied);
-        audit.method = Some(crate::audit::bounded(method));
+        audit.method = Some(method.to_string());
         audit.rule = Some(pointer.to_string());
         Inspection::refusal(
             self.policy,
@@ -711,7 +711,7 @@ impl Context<'_, '_> {
                 None,
             );
             if let Some(audit) = &mut inspection.audit {
-                audit.method = Some(crate::audit::bounded(method));
+                audit.method = Some(method.to_string());
             }
             if inspection.outcome() != Some(Outcome::Allowed) {
                 return inspection;

@@ -473,6 +473,28 @@ mod tests {
         );
     }
 
+    /// A name the policy holds counts under it whatever its length, though
+    /// the audit line writes a long one as its digest.
+    #[test]
+    fn a_long_named_target_counts_under_its_name() {
+        let long = format!("file:///srv/{}", "d".repeat(300));
+        let document =
+            format!(r#"{{"version":"1","default":"deny","resources":{{"{long}":{{}}}}}}"#);
+        let policy = Policy::from_json(document.as_bytes()).unwrap();
+        let catalog = Catalog::for_policy(&policy, document.as_bytes());
+        let mut audit = record("anonymous", Outcome::Allowed);
+        audit.set_target(Kind::Resource, &long);
+        assert!(audit.to_json().contains("\"target\":\"sha256:"));
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            [
+                "decision=allowed".to_string(),
+                "kind=resource".to_string(),
+                format!("target={long}")
+            ]
+        );
+    }
+
     #[test]
     fn methods_and_requests_without_a_target() {
         let (policy, catalog) = catalog();
