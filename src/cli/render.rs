@@ -441,7 +441,17 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
 /// digits and `_-./` (what every shipped name and address is), else as a
 /// JSON string (an IPv6 address, a cluster name with `|` or `:`).
 fn scalar(text: &str) -> std::borrow::Cow<'_, str> {
+    // Plain text YAML would read as something else: a null, a boolean, a
+    // number (`127.0.0.1` is none of these).
+    let special = matches!(
+        text.to_ascii_lowercase().as_str(),
+        "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".nan" | ".inf"
+    ) || text.parse::<f64>().is_ok()
+        || text.starts_with("0x")
+        || text.starts_with("0o")
+        || text.starts_with('-');
     let plain = !text.is_empty()
+        && !special
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
@@ -616,7 +626,7 @@ fn jwt_filter(text: &mut Text, indent: usize, jwt: Jwt<'_>, metadata: &str) {
         p,
         "The verified payload goes to dynamic metadata under this key;\nthe policy's identity.jwt_claim.provider_metadata names it.",
     );
-    text.line(p, &format!("payload_in_metadata: {metadata}"));
+    text.line(p, &format!("payload_in_metadata: {}", scalar(metadata)));
     text.comment(
         p,
         "forward is false by default: the token is removed before the\nrequest goes upstream (the MCP server never sees it).",
@@ -951,6 +961,16 @@ pub fn mismatches(layout: Layout, policy: &crate::policy::Policy) -> Vec<String>
         }
     }
     if let Some(service) = &policy.approval_service {
+        let fixed_bootstrap = matches!(
+            layout,
+            Layout::HotReloadListener | Layout::HotReloadBootstrap
+        );
+        if approval && fixed_bootstrap && service.cluster != APPROVAL_CLUSTER {
+            found.push(format!(
+                "approval_service.cluster {:?}: the hot-reload bootstrap defines the approval service's cluster as {APPROVAL_CLUSTER:?} (name it so, or edit bootstrap.yaml)",
+                service.cluster
+            ));
+        }
         if !approval {
             found.push(format!(
                 "approval_service.cluster {:?}: the {layout_name} layout has no approval service cluster, so every call that needs approval would fail (use envoy or hot-reload-listener, or add the cluster)",
@@ -1272,6 +1292,23 @@ mod tests {
         )
         .unwrap();
         assert!(mismatches(Layout::Envoy, &plain).is_empty());
+        // The hot-reload bootstrap is rendered apart, with its own name.
+        let renamed = crate::policy::Policy::from_json(
+            br#"{"version":"1","default":"deny","approval_service":{"cluster":"approvals"},"tools":{"t":{"action":"approve"}}}"#,
+        )
+        .unwrap();
+        assert!(mismatches(Layout::Envoy, &renamed).is_empty());
+        assert_eq!(mismatches(Layout::HotReloadListener, &renamed).len(), 1);
+        // Names YAML would read as something else are quoted.
+        for (name, written) in [
+            ("null", "\"null\""),
+            ("1e3", "\"1e3\""),
+            ("a #b", "\"a #b\""),
+            ("127.0.0.1", "127.0.0.1"),
+            ("mcp_approval", "mcp_approval"),
+        ] {
+            assert_eq!(scalar(name), written);
+        }
         assert_eq!(mismatches(Layout::Jwt, &plain).len(), 2);
     }
 

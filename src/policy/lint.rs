@@ -390,6 +390,15 @@ type Operand<'a> = (&'a str, serde_json::Value, String);
 /// base and a grant's or role's entry for the same tool): a caller's call
 /// is counted by one of them only, so they never meet on one call.
 fn one_replaces_the_other(a: &str, b: &str) -> bool {
+    // The rule's pointer: a grant's rule replaces the top-level one whole,
+    // whichever place its limits take in it.
+    fn rule(pointer: &str) -> &str {
+        pointer.rsplit_once("/limits/").map_or(
+            pointer.strip_suffix("/rate_limit").unwrap_or(pointer),
+            |(rule, _)| rule,
+        )
+    }
+    let (a, b) = (rule(a), rule(b));
     fn layer(pointer: &str) -> (&str, &str) {
         for prefix in ["/grants/", "/roles/"] {
             if let Some(rest) = pointer.strip_prefix(prefix) {
