@@ -459,6 +459,14 @@ impl Context<'_, '_> {
     /// The name rules see: a resource's URI normalised (a URI that cannot be
     /// is refused), other names as they are.
     fn target_name(&self, kind: Kind, named: &str, id: &Value) -> Result<String, Invalid> {
+        if kind == Kind::Prompt {
+            if let Err(detail) = mcp::check_prompt_name(named) {
+                return Err(Invalid::Params {
+                    id: id.clone(),
+                    detail,
+                });
+            }
+        }
         if kind != Kind::Resource {
             return Ok(named.to_string());
         }

@@ -545,6 +545,64 @@ fn a_refused_resource_is_refused_in_every_spelling_servers_read_as_it() {
 /// nested members: a letter-case variant of one (which a case-insensitive
 /// decoder upstream would read instead) and a value of the wrong shape (a
 /// string a server might read as a list) are refused, not passed.
+/// Spellings a server may take for another name: a prompt name with blanks
+/// at its ends, invisible or full-width characters; a resource path in
+/// another letter case (case-insensitive file systems). Refused, not
+/// decided as a name the policy does not know.
+#[test]
+fn names_a_server_may_read_as_another_are_refused() {
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow",
+            "hide":["prompt:hidden_prompt", "resource:file:///srv/Hidden.txt"],
+            "prompts":{"admin_prompt":{"action":"deny"}},
+            "resources":{"file:///srv/public/secret.txt":{"action":"deny"}}}"#,
+    )
+    .unwrap();
+    let store = EnvoySharedData::default();
+    let get = |name: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(1, "prompts/get", json!({ "name": name })),
+        )
+    };
+    for name in [
+        "admin_prompt ",
+        " admin_prompt",
+        "\u{ff41}dmin_prompt",
+        "admin\u{200b}_prompt",
+        "admin_prompt\u{feff}",
+        "admin\u{ad}_prompt",
+        "hidden_prompt\t",
+        "",
+    ] {
+        let (status, json) = reply_of(&get(name));
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (400, json!(-32602)),
+            "{name:?}"
+        );
+    }
+    // Names in any language stay usable.
+    for name in ["review code", "résumé", "要約"] {
+        assert_eq!(get(name).reply, None, "{name}");
+    }
+    let read = |uri: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(2, "resources/read", json!({ "uri": uri })),
+        )
+    };
+    assert_eq!(
+        read("file:///srv/hidden.txt").outcome(),
+        Some(Outcome::Hidden)
+    );
+    let (_, json) = reply_of(&read("file:///srv/public/SECRET.txt"));
+    assert_eq!(json["error"]["code"], -31001);
+    assert_eq!(read("file:///srv/public/other.txt").reply, None);
+}
+
 #[test]
 fn nested_members_are_guarded_as_top_level_ones_are() {
     let policy = Policy::from_json(FILES.as_bytes()).unwrap();

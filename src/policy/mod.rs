@@ -610,7 +610,10 @@ impl View {
         let set = match kind {
             Kind::Tool => &self.tools,
             Kind::Prompt => &self.prompts,
-            Kind::Resource | Kind::Task => return None,
+            // A URI's path in another letter case names the same file on
+            // case-insensitive file systems and servers.
+            Kind::Resource => &self.resources,
+            Kind::Task => return None,
         };
         if set.exact.contains_key(name)
             || self
