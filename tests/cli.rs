@@ -651,6 +651,41 @@ fn eval_sends_a_revision_s_headers() {
         "{}",
         with.stdout
     );
+    // A task method's Mcp-Name is its taskId; a listing has none.
+    let dir = scratch(
+        "eval-revision-task",
+        &[
+            (
+                "task.json",
+                r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+            (
+                "list.json",
+                r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+        ],
+    );
+    for (file, first) in [
+        ("task.json", "decision  hidden\n"),
+        (
+            "list.json",
+            "decision  (none: the gate passes this method through undecided)\n",
+        ),
+    ] {
+        let run = mcp_policy_in(
+            &dir,
+            &[
+                "eval",
+                &policy,
+                "--request",
+                file,
+                "--protocol-version",
+                "2026-07-28",
+            ],
+            "",
+        );
+        assert!(run.stdout.starts_with(first), "{file}: {}", run.stdout);
+    }
 }
 
 #[test]

@@ -26,12 +26,21 @@ impl Mirrored {
             ..Mirrored::default()
         };
         if gate::is_current(version) {
+            use crate::mcp::methods::{NAMED_BY_NAME, NAMED_BY_TASK_ID, NAMED_BY_URI};
             if let Ok(message) = serde_json::from_slice::<serde_json::Value>(body) {
-                mirrored.method = message["method"].as_str().map(str::to_string);
-                let params = &message["params"];
-                mirrored.name = params["name"]
-                    .as_str()
-                    .or_else(|| params["uri"].as_str())
+                let method = message["method"].as_str();
+                mirrored.method = method.map(str::to_string);
+                // `Mcp-Name` as the gate requires it, by the method's group.
+                let member = match method {
+                    Some(m) if m == crate::mcp::TOOLS_CALL || NAMED_BY_NAME.contains(&m) => {
+                        Some("name")
+                    }
+                    Some(m) if NAMED_BY_URI.contains(&m) => Some("uri"),
+                    Some(m) if NAMED_BY_TASK_ID.contains(&m) => Some("taskId"),
+                    _ => None,
+                };
+                mirrored.name = member
+                    .and_then(|member| message["params"][member].as_str())
                     .map(str::to_string);
             }
         }
@@ -93,7 +102,12 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
             ));
             // The filter writes the revision when the stream ends; so here.
             let mut audit = audit.clone();
-            audit.revision = Some(policy.revision.clone());
+            // As the filter exports it: the first 16 digits.
+            let digits = policy
+                .revision
+                .strip_prefix("sha256:")
+                .unwrap_or(&policy.revision);
+            audit.revision = Some(digits.chars().take(16).collect());
             lines.push(("audit", audit.to_json()));
         }
         None => {
@@ -151,8 +165,9 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
                 answer.push_str(" (failure_mode open: the gate could not decide)");
             }
             if inspection.filter_listing.is_some() {
-                answer
-                    .push_str("; the tools/list answer is rewritten to hide tools from this grant");
+                answer.push_str(
+                    "; the listing answer is rewritten to leave out what this grant may not see",
+                );
             }
             lines.push(("answer", answer));
         }

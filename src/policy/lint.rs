@@ -290,6 +290,13 @@ impl View {
             if crate::mcp::methods::is_known(method) {
                 continue;
             }
+            if method.contains('*') {
+                lint.add(
+                    pointer,
+                    format!("{method:?}: `methods` keys are exact method names, not patterns, so this entry governs only a method of exactly that name; list each method"),
+                );
+                continue;
+            }
             let near = crate::mcp::methods::KNOWN
                 .iter()
                 .map(|known| known.name)
@@ -632,6 +639,21 @@ mod tests {
         );
         assert!(has(&found, "/hide/0", "does not offer"), "{found:?}");
         assert!(has(&found, "/hide/1", "does not offer"), "{found:?}");
+    }
+
+    #[test]
+    fn a_pattern_in_methods_governs_nothing() {
+        let found = warnings(
+            r#"{"version":"1","default":"deny","methods":{"tools/*":"deny","notifications/*":"deny"}}"#,
+        );
+        assert!(
+            has(&found, "/methods/tools~1*", "not patterns"),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/methods/notifications~1*", "not patterns"),
+            "{found:?}"
+        );
     }
 
     #[test]
