@@ -445,6 +445,18 @@ impl Context<'_, '_> {
     }
 
     fn method_denied(&self, method: &str, id: Option<Value>, pointer: &str) -> Inspection {
+        // An id JSON-RPC does not allow (an object, a fraction) is not
+        // echoed: refused as a request, as decided methods refuse it.
+        if let Some(id) = &id {
+            if !matches!(id, Value::String(_) | Value::Null)
+                && !matches!(id, Value::Number(number) if number.is_i64() || number.is_u64())
+            {
+                return self.invalid(Invalid::Request {
+                    id: Value::Null,
+                    detail: format!("{method} id must be a string or an integer, got {id}"),
+                });
+            }
+        }
         let mut audit = self.audit(Outcome::Denied);
         audit.method = Some(method.to_string());
         audit.rule = Some(pointer.to_string());

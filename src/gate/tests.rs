@@ -826,6 +826,13 @@ fn methods_are_allowed_or_denied_as_a_whole() {
         &request(7, "skills/list", json!({})),
     ));
     assert_eq!(json["error"]["data"]["rule"], "/methods/other");
+    // An id JSON-RPC does not allow is not echoed back.
+    let object_id = br#"{"jsonrpc":"2.0","id":{"x":1},"method":"skills/list"}"#;
+    let (status, json) = reply_of(&inspect(&policy, &store, object_id));
+    assert_eq!(
+        (status, json["error"]["code"].clone(), json["id"].clone()),
+        (400, json!(-32600), json!(null))
+    );
     // A notification cannot be answered with a response: HTTP 403.
     let notification = br#"{"jsonrpc":"2.0","method":"notifications/made_up"}"#;
     let (status, json) = reply_of(&inspect(&policy, &store, notification));
