@@ -193,6 +193,7 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         counting: Counting::Take,
         hints: None,
         request_state: None,
+        binds_state: false,
     };
     decide_target(policy, request, arguments, caller, store, now_seconds).decision
 }
@@ -210,6 +211,9 @@ pub struct Request<'a> {
     /// it to this caller, target and the same window charges (the first
     /// call took them), those are not taken again; used once.
     pub request_state: Option<&'a str>,
+    /// Whether the answer may hand out a `requestState` the gate binds
+    /// (MCP 2026-07-28): then [`Decided::state_owner`] is worked out.
+    pub binds_state: bool,
 }
 
 /// A decision, and the inner tool when a meta-tool's call names one.
@@ -407,15 +411,6 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .or(inner_approval)
     };
     if request.counting != Counting::Take || limits.is_empty() {
-        if request.counting == Counting::Take {
-            // Nothing to count: a retry has nothing to be spared.
-            outcome.state_owner = Some(bindings::state_owner(
-                caller.grant,
-                request.kind,
-                request.name,
-                &[],
-            ));
-        }
         if let Some((rule, approval)) = asked {
             outcome.decision = Decision::NeedsApproval {
                 rule,
@@ -474,9 +469,12 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
     // (a cost, a `per` value, the target) counts as a new call; caps on
     // calls in flight are always taken (the first request's slot ended
     // with its exchange).
-    let owner = bindings::state_owner(caller.grant, request.kind, request.name, &charges);
-    outcome.state_owner = Some(owner);
-    if let Some(state) = request.request_state {
+    // (A digest per call: only where an answer can hand out a state, or a
+    // retry names one.)
+    let owner = (request.binds_state || request.request_state.is_some())
+        .then(|| bindings::state_owner(caller.grant, request.kind, request.name, &charges));
+    outcome.state_owner = owner;
+    if let (Some(state), Some(owner)) = (request.request_state, owner) {
         if bindings::consume(
             store,
             bindings::Table::RequestStates,

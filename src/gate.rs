@@ -514,6 +514,7 @@ impl Context<'_, '_> {
             counting,
             hints,
             request_state,
+            binds_state: self.watch_answers,
         };
         let decided = decision::decide_target(
             self.view,

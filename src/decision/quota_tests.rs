@@ -43,6 +43,7 @@ fn decide_call<'p>(
         counting: Counting::Take,
         hints: None,
         request_state: None,
+        binds_state: false,
     };
     decide_target(view, request, Some(raw.as_ref()), CALLER, store, NOW)
 }
