@@ -78,10 +78,13 @@ pub enum Outcome {
     Failed,
     /// Waiting for a person's approval: answered with where to approve it.
     ApprovalPending,
+    /// The caller left while the rate-limit service decided: nothing was
+    /// forwarded, nothing decided.
+    Abandoned,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Allowed,
         Outcome::Denied,
         Outcome::RateLimited,
@@ -90,6 +93,7 @@ impl Outcome {
         Outcome::Invalid,
         Outcome::Failed,
         Outcome::ApprovalPending,
+        Outcome::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +106,7 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
             Outcome::ApprovalPending => "approval_pending",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }

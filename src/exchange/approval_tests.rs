@@ -747,6 +747,14 @@ fn a_caller_who_leaves_while_the_service_decides_is_audited_and_nothing_is_forwa
     let audit = envoy.audit_lines();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["decision"], "approval_pending");
+    assert_eq!(
+        envoy.sum(
+            crate::metrics::DECISIONS,
+            &[("decision", "approval_pending")]
+        ),
+        1,
+        "counted once"
+    );
     // The quota is untouched: two calls that need no approval still pass.
     for id in 2..4 {
         assert!(
@@ -878,5 +886,51 @@ fn an_approved_call_let_through_open_still_asks_the_fleet() {
         (last["decision"].clone(), last["enforced"].clone()),
         (json!("rate_limited"), json!(true)),
         "{last}"
+    );
+}
+
+/// At 2026-07-28 the gate's pending answer carries its own requestState;
+/// Envoy passes that answer through the filter's response callbacks, and
+/// the gate must not take it for a server's and spare the approved retry
+/// its window units.
+#[test]
+fn an_approved_2026_retry_pays_its_window_units() {
+    let envoy = SimEnvoy::new(&closed());
+    let service = Service::default();
+    let mut forwarded = 0;
+    for round in 0..3u64 {
+        let script = format!("{RISKY} # {round}");
+        let mut first = send(
+            &envoy,
+            &CURRENT,
+            &current_call(10 + round, &script, true, None),
+        );
+        ask(&mut first, &service);
+        let answer = first.downstream().json();
+        let state = answer["result"]["requestState"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let url = answer["result"]["inputRequests"]["approval"]["params"]["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        first.end(End::Completed);
+        service.approve(url.rsplit('/').next().unwrap());
+        let mut retry = send(
+            &envoy,
+            &CURRENT,
+            &current_call(20 + round, &script, true, Some((&state, "accept"))),
+        );
+        ask(&mut retry, &service);
+        if retry.upstream().complete {
+            forwarded += 1;
+            retry.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+        }
+        retry.end(End::Completed);
+    }
+    assert_eq!(
+        forwarded, 2,
+        "run allows 2 a day: the third approved call is over it"
     );
 }

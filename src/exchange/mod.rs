@@ -421,6 +421,10 @@ pub struct Exchange {
     forwarded: bool,
     /// The gate answered in place of the server.
     replied: bool,
+    /// The gate refused the request after the server had started
+    /// answering: no reply is possible, and the request stays held for
+    /// good (none of its body may go on).
+    held_for_good: bool,
     /// The response started downstream: no local reply is possible now.
     response_started: bool,
     /// Local quota taken for the call: window units (kept once the call ran)
@@ -477,6 +481,7 @@ impl Exchange {
             request_headers_sent: false,
             forwarded: false,
             replied: false,
+            held_for_good: false,
             response_started: false,
             reservations: Vec::new(),
             pending: None,
@@ -576,7 +581,11 @@ impl Exchange {
     /// A request callback after the request was decided: held while the
     /// gate answers or waits, otherwise on its way.
     fn held_or_continue(&self) -> Action {
-        if self.replied || self.pending.is_some() || self.pending_approval.is_some() {
+        if self.replied
+            || self.held_for_good
+            || self.pending.is_some()
+            || self.pending_approval.is_some()
+        {
             Action::Pause
         } else {
             Action::Continue
@@ -1098,11 +1107,15 @@ impl Exchange {
                 ),
             });
             // The answer already started is read to its end (a listing
-            // stays filtered).
+            // stays filtered); the request's later pieces stay held.
+            self.held_for_good = true;
             return Action::Pause;
         }
-        // Nothing of the server's comes back: no answer to read.
+        // Nothing of the server's comes back: no answer to read, and the
+        // gate's own answer (which Envoy passes through this filter's
+        // response callbacks) hands out nothing to bind.
         self.listing = Listing::Off;
+        self.observer = None;
         self.replied = true;
         effects.push(Effect::Reply {
             status: reply.status,
@@ -1390,6 +1403,8 @@ impl Exchange {
                     now,
                     *ttl_seconds,
                 ),
+                // The gate's own state (an approval's) is never the server's.
+                HandedOut::RequestState(state) if crate::approval::is_gate_state(state) => Ok(()),
                 HandedOut::RequestState(state) => match &observer.state_owner {
                     Some(owner) => bindings::bind(
                         host.store(),
@@ -1445,16 +1460,20 @@ impl Exchange {
             // The caller left while the rate-limit service decided: the call
             // was never forwarded. Slots it asked for are given back (if the
             // release reaches the service before the acquisition, the lease
-            // ends by itself).
-            self.audit = Some(pending.audit);
+            // ends by itself). Recorded (and counted) once, as what it is.
+            let mut audit = pending.audit;
+            audit.decision = crate::decision::Outcome::Abandoned;
+            audit.enforced = true;
+            self.record(audit, effects);
             self.global_leases = Some(GlobalLeases {
                 check: pending.check,
                 lease: pending.lease,
             });
         }
         if let Some(pending) = self.pending_approval.take() {
-            // The caller left while the approval service decided.
-            self.audit = Some(pending.audit);
+            // The caller left while the approval service decided: held for
+            // approval, as the record says; counted once.
+            self.record(pending.audit, effects);
         }
         self.warn_if_leases_ran_out(host, effects);
         let mut code = None;

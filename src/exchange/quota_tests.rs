@@ -576,6 +576,19 @@ fn slots_the_service_may_hold_are_released_even_when_its_answer_is_lost() {
         entries(&request_of(&stream, 1), 0)[3],
         ("release".into(), "true".into())
     );
+    // Recorded once, as what happened, and counted.
+    let audit = envoy.audit_lines();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["decision"], "abandoned");
+    assert_eq!(
+        stream.filter_state("mcp_policy.decision"),
+        Some("abandoned")
+    );
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "abandoned")]),
+        1
+    );
+    assert_eq!(envoy.sum(crate::metrics::DECISIONS, &[]), 1);
 }
 
 #[test]

@@ -1500,3 +1500,26 @@ fn a_header_the_gate_reads_given_twice_is_refused() {
     );
     assert!(stream.upstream().complete);
 }
+
+/// With `hold_request_headers: false`, a body refused for its size after
+/// the server started answering stays held: none of it, before or after the
+/// refusal, goes on (the gate cannot answer in place of the server any more).
+#[test]
+fn a_body_refused_after_the_answer_started_stays_held_to_its_end() {
+    let envoy = SimEnvoy::new(&policy_with(
+        r#""hold_request_headers": false, "max_body_bytes": 64"#,
+    ));
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+    let body = call(1, "deleteWorkspace");
+    assert!(body.len() > 70);
+    let (head, tail) = body.split_at(70);
+    stream.request_body(head, false);
+    stream.request_body(tail, true);
+    assert!(
+        stream.upstream().body.is_empty() && !stream.upstream().complete,
+        "refused body reached the server: {:?}",
+        String::from_utf8_lossy(&stream.upstream().body)
+    );
+}
