@@ -629,15 +629,13 @@ impl Exchange {
         if let Err(action) = self.identify(&headers, host, effects) {
             return action;
         }
-        if end_of_stream {
-            // No body, so no call to decide: a GET stream (where the server
-            // replays answers on resumption), DELETE, ... Its answers are
-            // rewritten all the same.
-            if self.filters_listings() {
-                effects.push(Effect::RemoveRequestHeader("accept-encoding"));
-                self.listing = Listing::Expected { id: Value::Null };
-            }
+        if self.audit.is_some() {
+            // Monitor mode let an unidentified caller through: enforcement
+            // would have stopped here, so nothing more is decided or counted.
             return self.forward();
+        }
+        if end_of_stream {
+            return self.forward_bodiless(effects);
         }
         // Every request with a body is inspected, whatever its method and
         // however it is spelled: a server may route methods loosely.
@@ -666,12 +664,25 @@ impl Exchange {
             return Action::Pause;
         }
         // The headers go upstream now, before the body is known: an answer
-        // that may need reading must come back unencoded.
-        if self.reads_listings() {
-            effects.push(Effect::RemoveRequestHeader("accept-encoding"));
-        }
+        // that may need reading (a listing, a task or request state it hands
+        // out) must come back unencoded.
+        effects.push(Effect::RemoveRequestHeader("accept-encoding"));
         self.request_headers_sent = true;
         Action::Continue
+    }
+
+    /// A request without a body: no call to decide (a GET stream, where the
+    /// server replays answers on resumption, a DELETE, an empty POST). Its
+    /// answers are rewritten all the same.
+    fn forward_bodiless(&mut self, effects: &mut Vec<Effect>) -> Action {
+        self.inspecting = false;
+        if self.filters_listings() {
+            if !self.request_headers_sent {
+                effects.push(Effect::RemoveRequestHeader("accept-encoding"));
+            }
+            self.listing = Listing::Expected { id: Value::Null };
+        }
+        self.forward()
     }
 
     /// Sets the caller's grant from the policy's identity source. `Err`: the
@@ -758,6 +769,11 @@ impl Exchange {
     ) -> Action {
         if !self.inspecting {
             return self.held_or_continue();
+        }
+        if end_of_stream && size == 0 {
+            // The body ended empty (an empty DATA frame ending an HTTP/2
+            // stream, a chunked body of no chunks): bodiless after all.
+            return self.forward_bodiless(effects);
         }
         self.request_buffered = size;
         if size as u64 > self.policy().max_body_bytes {

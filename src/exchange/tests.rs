@@ -1523,3 +1523,52 @@ fn a_body_refused_after_the_answer_started_stays_held_to_its_end() {
         String::from_utf8_lossy(&stream.upstream().body)
     );
 }
+
+/// Monitor mode reports what enforcement would do: an unidentified caller
+/// would be refused 401 before any body is read, so that is the one record
+/// and the one count, and nothing is taken from limits.
+#[test]
+fn in_monitor_mode_an_unidentified_caller_is_recorded_once() {
+    let token_hash = crate::policy::sha256_hex(b"s3cret");
+    let policy = format!(
+        r#"{{"version": "1", "default": "deny", "mode": "monitor", "identity": {{"bearer_tokens": {{"{token_hash}": "alice"}}}},
+            "tools": {{"run": {{"limits": [{{"counter": "run", "window": "day", "max": 1, "scope": "grant"}}]}}}}}}"#
+    );
+    let envoy = SimEnvoy::new(&policy);
+    for id in 0..2 {
+        let mut stream = envoy.stream();
+        stream.send(
+            &headers_with(&[("authorization", b"Bearer wrong")]),
+            &[&call(id, "run")],
+        );
+        assert!(stream.upstream().complete, "monitor mode blocks nothing");
+        stream.end(End::Completed);
+    }
+    let decisions: Vec<Value> = envoy
+        .audit_lines()
+        .iter()
+        .map(|line| line["decision"].clone())
+        .collect();
+    assert_eq!(decisions, [json!("unauthorized"), json!("unauthorized")]);
+    assert_eq!(envoy.sum(DECISIONS, &[]), 2);
+}
+
+/// With the headers not held, every request's answer comes back unencoded
+/// (the gate may have to read it for tasks and request states, known only
+/// once the body is), and a body that ends empty is a bodiless request.
+#[test]
+fn with_headers_not_held_answers_come_back_readable_and_an_empty_body_passes() {
+    let envoy = SimEnvoy::new(&policy_with(r#""hold_request_headers": false"#));
+    let mut stream = envoy.stream();
+    let headers = headers_with(&[("accept-encoding", b"gzip")]);
+    stream.request_headers(&headers, false);
+    let upstream = stream.upstream().headers.clone().unwrap();
+    assert_eq!(upstream.raw("accept-encoding"), None);
+    // Ended by an empty DATA frame: nothing to decide, nothing refused.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = envoy.stream();
+    stream.request_headers(&POST, false);
+    stream.request_body(b"", true);
+    assert!(stream.upstream().complete);
+    assert_eq!(stream.downstream().status, None);
+}
