@@ -447,14 +447,9 @@ impl Context<'_, '_> {
     fn method_denied(&self, method: &str, id: Option<Value>, pointer: &str) -> Inspection {
         // An id JSON-RPC does not allow (an object, a fraction) is not
         // echoed: refused as a request, as decided methods refuse it.
-        if let Some(id) = &id {
-            if !matches!(id, Value::String(_) | Value::Null)
-                && !matches!(id, Value::Number(number) if number.is_i64() || number.is_u64())
-            {
-                return self.invalid(Invalid::Request {
-                    id: Value::Null,
-                    detail: format!("{method} id must be a string or an integer, got {id}"),
-                });
+        if id.as_ref().is_some_and(|id| !id.is_null()) {
+            if let Err(refusal) = request_id(id.clone(), method) {
+                return self.invalid(refusal);
             }
         }
         let mut audit = self.audit(Outcome::Denied);

@@ -76,10 +76,14 @@ const NOTIFICATIONS_MEMBERS: [&str; 2] = ["resourceSubscriptions", "taskIds"];
 /// Why an object read by the gate is refused: a member spelt as a guarded
 /// one only in another letter case.
 fn case_guard(object: &serde_json::Map<String, Value>, members: &[&'static str]) -> Option<String> {
-    object.keys().find_map(|key| {
-        case_variant_of(key, members)
-            .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
-    })
+    object.keys().find_map(|key| case_refusal(key, members))
+}
+
+/// Why a member named `key` is refused where `members` are read: it spells
+/// one of them in another letter case.
+fn case_refusal(key: &str, members: &[&'static str]) -> Option<String> {
+    case_variant_of(key, members)
+        .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
 }
 
 /// What is wrong with `notifications` of `subscriptions/listen`: an object
@@ -943,8 +947,7 @@ impl<'a> Object<'a> {
         if self.keys.contains::<str>(key) {
             return Some(format!("duplicate member {key:?}"));
         }
-        case_variant_of(key, self.place.guarded_members())
-            .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
+        case_refusal(key, self.place.guarded_members())
     }
 
     /// Keeps what the gate reads of the member `key` (already accepted by

@@ -823,8 +823,7 @@ fn with_headers_not_held_a_retry_is_rewritten_at_the_same_length() {
 /// hold: the rate-limit service is asked, and its refusal is enforced.
 #[test]
 fn an_approved_call_let_through_open_still_asks_the_fleet() {
-    use crate::ratelimit::service::{CurrentLimit, DescriptorStatus, RateLimitResponse};
-    use prost::Message as _;
+    use super::quota_tests::{service_answer, status};
     let policy = r#"{
       "version": "1", "default": "deny", "identity": { "header": "x-agent-id" },
       "failure_mode": "open", "max_callers_per_counter": 1,
@@ -837,20 +836,7 @@ fn an_approved_call_let_through_open_still_asks_the_fleet() {
     }"#;
     let envoy = SimEnvoy::new(policy);
     let service = Service::default();
-    let answer = |overall: i32| {
-        RateLimitResponse {
-            overall_code: overall,
-            statuses: vec![DescriptorStatus {
-                code: overall,
-                current_limit: Some(CurrentLimit {
-                    name: "fleet".to_string(),
-                }),
-                limit_remaining: 0,
-                duration_until_reset: None,
-            }],
-        }
-        .encode_to_vec()
-    };
+    let answer = |overall: i32| service_answer(overall, vec![status(overall, "fleet")]);
     let wipe = |id: u64| {
         json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"wipe","arguments":{"w":"x"}}})
             .to_string()

@@ -386,7 +386,8 @@ fn global(failure: &str) -> SimEnvoy {
     SimEnvoy::new(&GLOBAL.replace("FAILURE", failure))
 }
 
-fn status(code: i32, name: &str) -> DescriptorStatus {
+/// One descriptor's status in a rate-limit service answer.
+pub(super) fn status(code: i32, name: &str) -> DescriptorStatus {
     DescriptorStatus {
         code,
         current_limit: Some(CurrentLimit {
@@ -397,7 +398,8 @@ fn status(code: i32, name: &str) -> DescriptorStatus {
     }
 }
 
-fn service_answer(overall: i32, statuses: Vec<DescriptorStatus>) -> Vec<u8> {
+/// A rate-limit service answer, encoded.
+pub(super) fn service_answer(overall: i32, statuses: Vec<DescriptorStatus>) -> Vec<u8> {
     RateLimitResponse {
         overall_code: overall,
         statuses,
