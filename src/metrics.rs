@@ -124,7 +124,12 @@ fn label_value(value: &str) -> std::borrow::Cow<'_, str> {
 /// points to. `mcp-policy check` prints it; the filter exports it in
 /// `mcp_policy_info` and in every audit line.
 pub fn policy_revision(document: &[u8]) -> String {
-    let full = crate::policy::revision_of(document);
+    exported_revision(&crate::policy::revision_of(document))
+}
+
+/// The exported form of a policy's full revision (`sha256:<hex>`): its
+/// first 16 hex digits.
+pub fn exported_revision(full: &str) -> String {
     full.get("sha256:".len()..)
         .unwrap_or_default()
         .chars()
@@ -147,10 +152,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The counters of `policy`, whose document (as loaded) was `document`.
-    pub fn for_policy(policy: &Policy, document: &[u8]) -> Catalog {
+    /// The counters of `policy` (its revision as it was worked out when
+    /// the document was read, not a second time).
+    pub fn for_policy(policy: &Policy) -> Catalog {
         let mut catalog = Catalog {
-            revision: policy_revision(document),
+            revision: exported_revision(&policy.revision),
             ..Catalog::default()
         };
         // Inserted one by one: collecting would sort (5 KB more module).
@@ -406,7 +412,7 @@ mod tests {
 
     fn catalog() -> (Policy, Catalog) {
         let policy = Policy::from_json(POLICY.as_bytes()).unwrap();
-        let catalog = Catalog::for_policy(&policy, POLICY.as_bytes());
+        let catalog = Catalog::for_policy(&policy);
         (policy, catalog)
     }
 
@@ -481,7 +487,7 @@ mod tests {
         let document =
             format!(r#"{{"version":"1","default":"deny","resources":{{"{long}":{{}}}}}}"#);
         let policy = Policy::from_json(document.as_bytes()).unwrap();
-        let catalog = Catalog::for_policy(&policy, document.as_bytes());
+        let catalog = Catalog::for_policy(&policy);
         let mut audit = record("anonymous", Outcome::Allowed);
         audit.set_target(Kind::Resource, &long);
         assert!(audit.to_json().contains("\"target\":\"sha256:"));
@@ -778,7 +784,7 @@ mod tests {
 
     fn catalog_of(document: &str) -> Catalog {
         let policy = Policy::from_json(document.as_bytes()).unwrap();
-        Catalog::for_policy(&policy, document.as_bytes())
+        Catalog::for_policy(&policy)
     }
 
     #[test]

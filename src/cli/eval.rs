@@ -102,12 +102,8 @@ fn describe(policy: &Policy, inspection: &Inspection) -> String {
             ));
             // The filter writes the revision when the stream ends; so here.
             let mut audit = audit.clone();
-            // As the filter exports it: the first 16 digits.
-            let digits = policy
-                .revision
-                .strip_prefix("sha256:")
-                .unwrap_or(&policy.revision);
-            audit.revision = Some(digits.chars().take(16).collect());
+            // As the filter exports it.
+            audit.revision = Some(crate::metrics::exported_revision(&policy.revision));
             lines.push(("audit", audit.to_json()));
         }
         None => {

@@ -61,7 +61,7 @@ impl Plugin {
             return Err("no plugin configuration (the policy document)".to_string());
         }
         let policy = Policy::from_json(config).map_err(|err| err.to_string())?;
-        let metrics = Catalog::for_policy(&policy, config);
+        let metrics = Catalog::for_policy(&policy);
         Ok(Plugin {
             policy,
             metrics,
