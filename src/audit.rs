@@ -137,7 +137,7 @@ impl AuditRecord {
             keys.truncate(MAX_AUDIT_ARGUMENT_KEYS);
         }
         for key in &mut keys {
-            if key.len() > MAX_AUDIT_VALUE_LEN {
+            if written_as_digest(key) {
                 *key = bounded(key);
             }
         }
@@ -290,7 +290,7 @@ pub const MAX_AUDIT_VALUE_LEN: usize = 256;
 /// A caller's value, or null, as the line writes it ([`bounded`]).
 fn write_bounded(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
-        Some(value) if value.len() > MAX_AUDIT_VALUE_LEN => write_str(out, &bounded(value)),
+        Some(value) if written_as_digest(value) => write_str(out, &bounded(value)),
         value => write_field(out, value.into()),
     }
 }
@@ -298,9 +298,15 @@ fn write_bounded(out: &mut Vec<u8>, value: Option<&str>) {
 /// Argument keys written in an audit line; the rest are counted.
 pub const MAX_AUDIT_ARGUMENT_KEYS: usize = 64;
 
-/// A caller's value for the audit line: as it is if short, else `sha256:<hex>`.
+fn written_as_digest(value: &str) -> bool {
+    value.len() > MAX_AUDIT_VALUE_LEN || value.starts_with(crate::approval::DIGEST_PREFIX)
+}
+
+/// A caller's value for the audit line: as it is if short, else `sha256:<hex>`
+/// (a value that starts with `sha256:` too, so that a line's reader never
+/// takes a value for another's digest).
 pub fn bounded(value: &str) -> String {
-    if value.len() <= MAX_AUDIT_VALUE_LEN {
+    if !written_as_digest(value) {
         value.to_string()
     } else {
         format!("sha256:{}", crate::policy::sha256_hex(value.as_bytes()))
@@ -360,6 +366,26 @@ mod tests {
             .unwrap()
             .starts_with("sha256:"));
         assert_eq!(json["argument_keys"][1], "short");
+    }
+
+    /// A value spelled as a digest is written as its own digest, so that it
+    /// never reads as the digest of a long value.
+    #[test]
+    fn no_value_reads_as_another_values_digest() {
+        let long = "a".repeat(MAX_AUDIT_VALUE_LEN + 1);
+        let digest = bounded(&long);
+        assert!(digest.starts_with("sha256:"));
+        let mut record = AuditRecord::new(Duration::ZERO, &digest, None, Outcome::Denied);
+        record.set_target(crate::target::Kind::Tool, &digest);
+        record.set_argument_keys(vec![digest.clone()]);
+        let json: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+        for written in [&json["grant"], &json["target"], &json["argument_keys"][0]] {
+            let written = written.as_str().unwrap();
+            assert!(
+                written.starts_with("sha256:") && written != digest,
+                "{written}"
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const CHECK_PATH: &str = "/v1/check";
 /// control characters) are sent as their SHA-256, as the audit line writes them.
 pub const MAX_GRANT_BYTES: usize = 256;
 
+/// What a value sent or written as its digest starts with.
+pub const DIGEST_PREFIX: &str = "sha256:";
+
 /// How a pending approval reaches the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingAs {
@@ -112,9 +115,15 @@ pub struct Call<'a> {
 }
 
 /// A grant as the service takes it: as it is when short and free of
-/// control characters, else `sha256:<hex>`.
+/// control characters, else `sha256:<hex>`. A grant that itself starts with
+/// `sha256:` is sent as its digest too, so that no grant can be spelled as
+/// another's digest and share its approvals.
 pub fn grant_for_service(grant: &str) -> String {
-    if grant.len() <= MAX_GRANT_BYTES && !grant.is_empty() && !grant.chars().any(char::is_control) {
+    if grant.len() <= MAX_GRANT_BYTES
+        && !grant.is_empty()
+        && !grant.chars().any(char::is_control)
+        && !grant.starts_with(DIGEST_PREFIX)
+    {
         grant.to_string()
     } else {
         format!(

@@ -101,6 +101,17 @@ fn long_grants_go_to_the_service_as_their_digest() {
 }
 
 #[test]
+fn no_grant_is_spelled_as_another_grants_digest() {
+    for hashed in ["a".repeat(MAX_GRANT_BYTES + 1), "tab\there".to_string()] {
+        let digest = grant_for_service(&hashed);
+        // The digest, sent as a grant of its own, is not that grant's spelling.
+        assert_ne!(grant_for_service(&digest), digest);
+    }
+    assert_ne!(grant_for_service("sha256:ab"), "sha256:ab");
+    assert_eq!(grant_for_service("sha256-ab"), "sha256-ab");
+}
+
+#[test]
 fn the_services_answers_are_read_strictly() {
     let id = "3f0c1d8e9a7b4c2d8e1f0a9b8c7d6e5f";
     let pending = json!({"status":"pending","id":id,"url":"https://a.example/approvals/x","expires_at":"2026-11-30T11:19:11Z","retry_after_seconds":5,"created":true});
