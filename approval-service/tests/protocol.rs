@@ -179,6 +179,44 @@ async fn pending_expires_on_redis() {
     pending_expires(&Service::start(&Backend::Redis(&redis), &[])).await;
 }
 
+/// More approvals lapse at once than prunes reach (Redis prunes 100 a call;
+/// an approval prunes twice): the last of them still cannot be approved.
+async fn a_flood_of_expiries_leaves_none_approvable(service: &Service) {
+    let mut last = None;
+    for index in 0..350 {
+        let mut call = call(&format!("agent-flood-{index}"), json!({ "code": index }));
+        call.ttl_seconds = 1;
+        let (status, answer) = service.check(&call).await;
+        assert_eq!(
+            (status, &answer["status"]),
+            (200, &json!("pending")),
+            "{answer}"
+        );
+        last = Some((call, answer["id"].as_str().unwrap().to_owned()));
+    }
+    let (call, id) = last.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, answer) = service.approve(BOB, &id).await;
+    assert_eq!(
+        status, 409,
+        "expired approvals cannot be approved: {answer}"
+    );
+    let (_, again) = service.check(&call).await;
+    assert_eq!(again["status"], "pending", "{again}");
+    assert_ne!(again["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_flood_of_expiries_leaves_none_approvable_in_memory() {
+    a_flood_of_expiries_leaves_none_approvable(&Service::start(&Backend::Memory, &[])).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_expiries_leaves_none_approvable_on_redis() {
+    let redis = Redis::start();
+    a_flood_of_expiries_leaves_none_approvable(&Service::start(&Backend::Redis(&redis), &[])).await;
+}
+
 #[tokio::test]
 async fn bad_checks_are_refused_and_counted() {
     let service = Service::start(&Backend::Memory, &["--max-check-bytes", "4096"]);

@@ -32,24 +32,31 @@ local function push_history(id, event, at, approver, reason, summary)
   redis.call('LTRIM', history_key, 0, history_max - 1)
 end
 
--- Pending approvals past their expiry become expired, with a history line.
+-- One pending approval past its expiry becomes expired, with a history line.
+local function expire(id)
+  redis.call('ZREM', expiry_key, id)
+  redis.call('ZREM', pending_key, id)
+  local key = prefix .. 'a:' .. id
+  local f = redis.call('HMGET', key, 'status', 'summary', 'gkey', 'digest', 'expires')
+  if f[1] == 'pending' then
+    redis.call('HSET', key, 'status', 'expired')
+    if f[3] then
+      redis.call('ZREM', f[3], id)
+    end
+    local dkey = prefix .. 'd:' .. f[4]
+    if redis.call('GET', dkey) == id then
+      redis.call('DEL', dkey)
+    end
+    push_history(id, 'expired', tonumber(f[5]), nil, nil, f[2])
+  end
+end
+
+-- Pending approvals past their expiry become expired, at most 100 a call
+-- (a script blocks Redis while it runs): a script that reads one approval
+-- checks its expiry itself rather than rely on this having reached it.
 local function prune()
   local ids = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(ids) do
-    redis.call('ZREM', expiry_key, id)
-    redis.call('ZREM', pending_key, id)
-    local key = prefix .. 'a:' .. id
-    local f = redis.call('HMGET', key, 'status', 'summary', 'gkey', 'digest', 'expires')
-    if f[1] == 'pending' then
-      redis.call('HSET', key, 'status', 'expired')
-      if f[3] then
-        redis.call('ZREM', f[3], id)
-      end
-      local dkey = prefix .. 'd:' .. f[4]
-      if redis.call('GET', dkey) == id then
-        redis.call('DEL', dkey)
-      end
-      push_history(id, 'expired', tonumber(f[5]), nil, nil, f[2])
-    end
+    expire(id)
   end
 end

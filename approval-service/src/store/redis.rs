@@ -76,9 +76,14 @@ const DECIDE: &str = r#"
 prune()
 local id = ARGV[4]
 local key = prefix .. 'a:' .. id
-local f = redis.call('HMGET', key, 'status', 'ttl', 'digest', 'gkey', 'summary')
+local f = redis.call('HMGET', key, 'status', 'ttl', 'digest', 'gkey', 'summary', 'expires')
 if not f[1] then
   return {'not_found'}
+end
+if f[1] == 'pending' and tonumber(f[6]) <= now then
+  -- Past its expiry, whether or not prune() has reached it yet.
+  expire(id)
+  return {'not_pending', 'expired'}
 end
 if f[1] ~= 'pending' then
   return {'not_pending', f[1]}
