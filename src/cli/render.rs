@@ -991,6 +991,9 @@ pub fn mismatches(layout: Layout, policy: &crate::policy::Policy) -> Vec<String>
         (_, true) => found.push(
             "identity: the jwt layout verifies a JWT, but the policy reads the grant elsewhere (use identity.jwt_claim with provider_metadata \"jwt_payload\")".to_string(),
         ),
+        (Identity::Header(header), false) => found.push(format!(
+            "identity.header {header:?}: the grant is the header as the client sent it, and nothing in the {layout_name} layout sets or removes it, so any client can name any grant (and start afresh under per-grant limits); put a filter that replaces it in front (ext_authz, jwt_authn's claim_to_headers), or use identity.bearer_tokens or identity.jwt_claim"
+        )),
         _ => {}
     }
     found
@@ -1310,6 +1313,21 @@ mod tests {
             assert_eq!(scalar(name), written);
         }
         assert_eq!(mismatches(Layout::Jwt, &plain).len(), 2);
+        // A header the client sends names the grant: said for every layout
+        // that puts nothing in front of the filter.
+        let header = crate::policy::Policy::from_json(
+            br#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"}}"#,
+        )
+        .unwrap();
+        for layout in [
+            Layout::Envoy,
+            Layout::HotReloadListener,
+            Layout::FleetReplica,
+            Layout::Istio,
+        ] {
+            let said = mismatches(layout, &header).join("\n");
+            assert!(said.contains("any client can name any grant"), "{said}");
+        }
     }
 
     #[test]
