@@ -205,6 +205,9 @@ soak: wasm envoy
 # never fails a new run. An input that takes over 10 s is a timeout.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := parse_body decide event_stream exchange
+# Targets that print what their inputs reached (MCP_FUZZ_STATS): a run in
+# which any count stayed 0 checked nothing there, and fails.
+FUZZ_STATS_TARGETS := decide exchange
 fuzz: cargo-fuzz
 	@set -o pipefail; \
 	run=$(CURDIR)/target/fuzz-artifacts/$$(date -u +%Y%m%dT%H%M%SZ)-$$$$; \
@@ -213,7 +216,7 @@ fuzz: cargo-fuzz
 		mkdir -p $$artifacts target/fuzz-corpus/$$target; \
 		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
 		status=0; \
-		(cd fuzz && cargo fuzz run --sanitizer none $$target ../target/fuzz-corpus/$$target corpus/$$target \
+		(cd fuzz && MCP_FUZZ_STATS=1 cargo fuzz run --sanitizer none $$target ../target/fuzz-corpus/$$target corpus/$$target \
 			-- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 			-artifact_prefix=$$artifacts/) >$$log 2>&1 || status=$$?; \
 		grep -E '^(Done |stat::number_of_executed_units)' $$log || true; \
@@ -225,6 +228,14 @@ fuzz: cargo-fuzz
 			echo "fuzz: log $$log; replay with: cd fuzz && cargo fuzz run --sanitizer none $$target $$artifacts/<artifact>"; \
 			exit 1; \
 		fi; \
+		case " $(FUZZ_STATS_TARGETS) " in *" $$target "*) \
+			stats=$$(grep -E '^MCP_FUZZ_STATS' $$log | tail -1); \
+			echo "$${stats:-fuzz: $$target printed no MCP_FUZZ_STATS line}"; \
+			if [ -z "$$stats" ] || echo "$$stats" | grep -Eq ' 0(,|$$)'; then \
+				echo "fuzz: $$target reached nothing of a kind its checks need (a count of 0 above): its inputs no longer get there"; \
+				exit 1; \
+			fi;; \
+		esac; \
 	done
 
 # make test fuzzes each target briefly: bounded time in CI.

@@ -132,9 +132,22 @@ mod tests {
     #[test]
     fn a_hook_runs_once_before_the_next_swap() {
         let store = MemorySharedData::default();
-        store.before_next_swap(|store| store.set_raw("other", b"x", 0).unwrap());
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        store.before_next_swap(move |store| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            store.set_raw("other", b"x", 0).unwrap();
+        });
         store.compare_and_swap("k", b"1", None).unwrap();
+        // It ran before the first swap: "other" was set first (version 1).
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(store.get("other").unwrap().unwrap(), (b"x".to_vec(), 1));
         store.compare_and_swap("k2", b"1", None).unwrap();
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the hook ran again"
+        );
         let mut keys = store.keys();
         keys.sort();
         assert_eq!(keys, ["k", "k2", "other"]);

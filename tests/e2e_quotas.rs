@@ -74,6 +74,12 @@ fn passed(got: &Got) -> bool {
     matches!(got, Got::Passed)
 }
 
+/// Refused by a limit (-31002), not by anything else that is not a result
+/// (a denial, the gate failing closed, Envoy's 503, a caller who gave up).
+fn refused_by_limit(got: &Got) -> bool {
+    matches!(got, Got::Error(error) if error["code"] == -31002)
+}
+
 /// Waits until Envoy has ended `count` decided streams (the filter writes
 /// an audit line when each ends, after it has given back its slots).
 async fn wait_for_stream_ends(envoy: &Envoy, count: usize) {
@@ -283,7 +289,7 @@ async fn costs_spend_budgets_and_refusals_say_what_a_call_costs() {
         "{over}"
     );
     assert!(passed(&export(json!(40)).await));
-    assert!(!passed(&export(json!(1)).await));
+    assert!(refused_by_limit(&export(json!(1)).await));
     // A cost that cannot be read refuses the call as invalid params.
     for bad in [json!("10"), json!(-1), json!(1.5), Value::Null] {
         let Got::Error(error) = export(bad.clone()).await else {
@@ -295,7 +301,7 @@ async fn costs_spend_budgets_and_refusals_say_what_a_call_costs() {
     let image = || call(&url, "carol", "generateImage", json!({}), PATIENT);
     assert!(passed(&image().await));
     assert!(passed(&image().await));
-    assert!(!passed(&image().await));
+    assert!(refused_by_limit(&image().await));
     let bodies = upstream.bodies();
     let names: Vec<&str> = bodies
         .iter()
@@ -332,28 +338,26 @@ async fn per_argument_counters_and_roles_count_as_written() {
     let merge = |grant: &'static str, repo: String| {
         let url = url.clone();
         async move {
-            passed(
-                &call(
-                    &url,
-                    grant,
-                    "mergePullRequest",
-                    json!({"repo": repo}),
-                    PATIENT,
-                )
-                .await,
+            call(
+                &url,
+                grant,
+                "mergePullRequest",
+                json!({"repo": repo}),
+                PATIENT,
             )
+            .await
         }
     };
-    assert!(merge("carol", "acme/web".into()).await);
-    assert!(merge("carol", "acme/web".into()).await);
-    assert!(!merge("carol", "acme/web".into()).await);
-    assert!(merge("carol", "acme/api".into()).await);
-    assert!(merge("dave", "acme/web".into()).await);
+    assert!(passed(&merge("carol", "acme/web".into()).await));
+    assert!(passed(&merge("carol", "acme/web".into()).await));
+    assert!(refused_by_limit(&merge("carol", "acme/web".into()).await));
+    assert!(passed(&merge("carol", "acme/api".into()).await));
+    assert!(passed(&merge("dave", "acme/web".into()).await));
     // A 20 KB repository name counts like any other (its key is a digest).
     let long = format!("acme/{}", "r".repeat(20_000));
-    assert!(merge("carol", long.clone()).await);
-    assert!(merge("carol", long.clone()).await);
-    assert!(!merge("carol", long).await);
+    assert!(passed(&merge("carol", long.clone()).await));
+    assert!(passed(&merge("carol", long.clone()).await));
+    assert!(refused_by_limit(&merge("carol", long).await));
 
     // Roles: alice and bob are engineers and share 3 deploys an hour;
     // carol has no role, and the top level does not list deploy.
@@ -538,7 +542,7 @@ async fn global_costs_per_argument_counters_and_roles_count_across_replicas() {
     );
     assert!((1..=86_400).contains(&over["data"]["retry_after_seconds"].as_u64().unwrap()));
     assert!(passed(&export(1, json!(40)).await));
-    assert!(!passed(&export(0, json!(1)).await));
+    assert!(refused_by_limit(&export(0, json!(1)).await));
     // A cost of 0 checks and passes.
     assert!(passed(&export(0, json!(0)).await));
 
@@ -546,23 +550,21 @@ async fn global_costs_per_argument_counters_and_roles_count_across_replicas() {
     let merge = |i, grant: &'static str, repo: &'static str| {
         let url = url(i);
         async move {
-            passed(
-                &call(
-                    &url,
-                    grant,
-                    "mergePullRequest",
-                    json!({"repo": repo}),
-                    PATIENT,
-                )
-                .await,
+            call(
+                &url,
+                grant,
+                "mergePullRequest",
+                json!({"repo": repo}),
+                PATIENT,
             )
+            .await
         }
     };
-    assert!(merge(0, "carol", "acme/web").await);
-    assert!(merge(1, "carol", "acme/web").await);
-    assert!(!merge(0, "carol", "acme/web").await);
-    assert!(merge(1, "carol", "acme/api").await);
-    assert!(merge(0, "dave", "acme/web").await);
+    assert!(passed(&merge(0, "carol", "acme/web").await));
+    assert!(passed(&merge(1, "carol", "acme/web").await));
+    assert!(refused_by_limit(&merge(0, "carol", "acme/web").await));
+    assert!(passed(&merge(1, "carol", "acme/api").await));
+    assert!(passed(&merge(0, "dave", "acme/web").await));
 
     // Engineers share 3 deploys, whichever replica they use.
     let deploy = |i, grant: &'static str| {
@@ -572,7 +574,7 @@ async fn global_costs_per_argument_counters_and_roles_count_across_replicas() {
     assert!(passed(&deploy(0, "alice").await));
     assert!(passed(&deploy(1, "bob").await));
     assert!(passed(&deploy(1, "alice").await));
-    assert!(!passed(&deploy(0, "bob").await));
+    assert!(refused_by_limit(&deploy(0, "bob").await));
 
     let names: Vec<String> = fleet
         .upstream

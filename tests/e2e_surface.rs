@@ -41,11 +41,21 @@ async fn client(stack: &Stack, grant: &str, options: ClientOptions) -> McpClient
         .unwrap_or_else(|err| panic!("connect through Envoy: {err}\n{}", stack.envoy.log()))
 }
 
-fn code(result: Result<Value, support::mcp_client::RpcError>) -> i32 {
+fn code<T: std::fmt::Debug>(result: Result<T, support::mcp_client::RpcError>) -> i32 {
     match result {
-        Ok(value) => panic!("expected a refusal, got {value}"),
+        Ok(value) => panic!("expected a refusal, got {value:?}"),
         Err(err) => err.code,
     }
+}
+
+/// The gate's refusal of what the caller may not reach: denied (-31001), or
+/// unknown to it (-32602, hidden); never a transport or server error.
+fn assert_gate_refused<T: std::fmt::Debug>(
+    result: Result<T, support::mcp_client::RpcError>,
+    what: &str,
+) {
+    let code = code(result);
+    assert!(code == -31001 || code == -32602, "{what}: {code}");
 }
 
 #[tokio::test]
@@ -73,30 +83,50 @@ async fn resources_outside_the_allowed_tree_never_come_back() {
         }
         // Subscribing (2025-11-25) or listening (2026-07-28) to the secret is refused too.
         if version == PROTOCOL_2026 {
-            assert!(client
-                .listen(&[PUBLIC_README_URI, SECRET_URI])
-                .await
-                .is_err());
+            assert_gate_refused(
+                client
+                    .listen(&[PUBLIC_README_URI, SECRET_URI])
+                    .await
+                    .map(|_| "listening"),
+                "listen to the secret",
+            );
             let listening = client.listen(&[PUBLIC_README_URI]).await.unwrap();
             assert_eq!(listening.acknowledged_uris(), [PUBLIC_README_URI]);
             listening.cancel().await.unwrap();
         } else {
-            assert!(client
-                .subscribe("file:///srv/public/%2e%2e/.env")
-                .await
-                .is_err());
+            assert_gate_refused(
+                client.subscribe("file:///srv/public/%2e%2e/.env").await,
+                "subscribe to the secret",
+            );
             client.subscribe(PUBLIC_MAIN_URI).await.unwrap();
         }
         client.close().await;
     }
     // Nothing that names the secret ever reached the server.
-    let reads = stack.upstream.requests_with_method("resources/read");
-    assert!(
-        reads
-            .iter()
-            .all(|request| !String::from_utf8_lossy(&request.body).contains(".env")),
-        "{reads:?}"
-    );
+    for method in [
+        "resources/read",
+        "resources/subscribe",
+        "subscriptions/listen",
+    ] {
+        let requests = stack.upstream.requests_with_method(method);
+        assert!(
+            requests
+                .iter()
+                .all(|request| !String::from_utf8_lossy(&request.body).contains(".env")),
+            "{method}: {requests:?}"
+        );
+    }
+    // The allowed reads, subscription and listen did.
+    for method in [
+        "resources/read",
+        "resources/subscribe",
+        "subscriptions/listen",
+    ] {
+        assert!(
+            !stack.upstream.requests_with_method(method).is_empty(),
+            "no {method} reached the server"
+        );
+    }
     let audit = stack.envoy.audit_records();
     assert!(audit
         .iter()
@@ -158,8 +188,10 @@ async fn completions_follow_their_prompt() {
                 .is_ok(),
             "{version}"
         );
-        let refused = client.complete_prompt(SECRET_PROMPT, "topic", "c").await;
-        assert!(refused.is_err(), "{version}: {refused:?}");
+        assert_gate_refused(
+            client.complete_prompt(SECRET_PROMPT, "topic", "c").await,
+            &format!("{version}: completion of the hidden prompt"),
+        );
         assert!(
             client
                 .complete_resource(PUBLIC_TEMPLATE, "path", "r")
@@ -169,6 +201,14 @@ async fn completions_follow_their_prompt() {
         );
         client.close().await;
     }
+    let completions = stack.upstream.requests_with_method("completion/complete");
+    assert_eq!(completions.len(), 2 * REVISIONS.len(), "{completions:?}");
+    assert!(
+        completions
+            .iter()
+            .all(|request| !String::from_utf8_lossy(&request.body).contains(SECRET_PROMPT)),
+        "{completions:?}"
+    );
 }
 
 #[tokio::test]

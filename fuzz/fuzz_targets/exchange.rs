@@ -16,7 +16,8 @@
 //!
 //! `MCP_FUZZ_STATS=1` prints, at every power of two from 1024 inputs on,
 //! how often each kind of event was reached (so a change that stops the
-//! streams from getting anywhere shows).
+//! streams from getting anywhere shows; `make fuzz` fails when a kind was
+//! never reached).
 #![no_main]
 
 use std::sync::atomic::{AtomicU64, Ordering};

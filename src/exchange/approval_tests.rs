@@ -649,6 +649,8 @@ fn a_failing_service_follows_the_failure_mode() {
     assert_eq!(error(&refused)["code"], -32603);
     refused.end(End::Completed);
     let audit = envoy.audit_lines();
+    // One line for each of the four unusable answers and the refused dispatch.
+    assert_eq!(audit.len(), 5, "{audit:#?}");
     assert!(audit.iter().all(|line| line["decision"] == "failed"
         && line["enforced"] == true
         && line["approval"]["status"] == "unavailable"));

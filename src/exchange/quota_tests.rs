@@ -171,10 +171,16 @@ fn a_refused_call_holds_no_slot() {
     let envoy = SimEnvoy::new(POLICY);
     // Refused by the default: never counted.
     let mut denied = post(&envoy, "alice", &call(1, "deleteAll", json!({})));
+    assert_eq!(error_of(&denied)["code"], -31001);
     denied.end(End::Completed);
-    let _one = exec(&envoy, "alice");
-    let _two = exec(&envoy, "alice");
+    let one = exec(&envoy, "alice");
+    let two = exec(&envoy, "alice");
+    assert!(
+        one.upstream().complete && two.upstream().complete,
+        "the denied call took a slot"
+    );
     let mut refused = exec(&envoy, "alice");
+    assert_eq!(error_of(&refused)["code"], -31002, "cap of 2");
     refused.end(End::Completed);
     // The refused call's end gave nothing back that it did not hold.
     assert!(!exec(&envoy, "alice").upstream().started());
