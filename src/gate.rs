@@ -1133,6 +1133,17 @@ pub fn unsupported_encoding<C: Clock + ?Sized>(
     refused_as_invalid(policy, clock, caller, reply)
 }
 
+/// The answer to a request body in a charset other than UTF-8.
+pub fn unsupported_charset<C: Clock + ?Sized>(
+    policy: &Policy,
+    clock: &C,
+    caller: CallerScope<'_>,
+    charset: &str,
+) -> Inspection {
+    let reply = response::unsupported_charset(charset);
+    refused_as_invalid(policy, clock, caller, reply)
+}
+
 /// The answer to a request with a header the gate reads that is not text.
 pub fn unusable_header<C: Clock + ?Sized>(
     policy: &Policy,

@@ -552,6 +552,28 @@ fn compound_id(body: &[u8]) -> Result<Value, Invalid> {
         })
 }
 
+/// The charset a `Content-Type` names when it is not UTF-8 (`None`: UTF-8,
+/// or none named, which for JSON is UTF-8). The gate reads the body as
+/// UTF-8; a server that honours the charset (Express's `express.json()`
+/// decodes any `utf-*`: with UTF-7, `"+AG4-ame"` is `"name"`) would read
+/// other members. A `charset` written twice, or spelled so that parsers may
+/// disagree on it (a `;` inside quotes), is returned as it is, and refused.
+pub fn foreign_charset(content_type: &str) -> Option<&str> {
+    let mut named = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|parameter| parameter.split_once('='))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim());
+    let charset = named.next()?;
+    let unquoted = charset
+        .strip_prefix('"')
+        .and_then(|value| value.strip_suffix('"'))
+        .unwrap_or(charset);
+    let utf8 = unquoted.eq_ignore_ascii_case("utf-8") || unquoted.eq_ignore_ascii_case("utf8");
+    (!utf8 || named.next().is_some()).then_some(charset)
+}
+
 /// Tool names the gate accepts: the MCP specification's recommended
 /// characters (`A-Z a-z 0-9 _ - .` and `/`), 1 to 128 of them. Anything else
 /// (control characters, NUL, look-alike letters from other scripts) could

@@ -762,6 +762,21 @@ pub fn unsupported_encoding(encoding: &str) -> Reply {
     )
 }
 
+/// The answer to a request body whose `Content-Type` names a charset other
+/// than UTF-8: a server that decodes it (Express's `express.json()` decodes
+/// any `utf-*`, UTF-7 included) would read other members than the gate.
+pub fn unsupported_charset(charset: &str) -> Reply {
+    error_reply(
+        status::UNSUPPORTED_MEDIA_TYPE,
+        &Value::Null,
+        code::INVALID_REQUEST,
+        &format!(
+            "Content-Type charset {charset:?} is not accepted; send the request body as UTF-8"
+        ),
+        None,
+    )
+}
+
 /// The answer to a request whose header the gate reads (identity, session,
 /// `Mcp-*`, …) is not UTF-8 text, or is given more than once: the gate
 /// cannot decide on what it cannot read, nor on one value of several.

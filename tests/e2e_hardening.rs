@@ -171,6 +171,32 @@ fn matrix() -> Vec<Row> {
             )
         },
         Row {
+            // Express's express.json() decodes UTF-7: "+AG4-ame" is "name",
+            // the second name, to the server.
+            headers: vec![(
+                "content-type",
+                "application/json; charset=utf-7".to_string(),
+            )],
+            ..row(
+                "Content-Type charset=utf-7 with a decoy name",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"asyncExecuteCode","+AG4-ame":"deleteWorkspace"}}"#,
+                415,
+                -32600,
+            )
+        },
+        Row {
+            headers: vec![(
+                "content-type",
+                "application/json; charset=\"UTF-8\"".to_string(),
+            )],
+            ..row(
+                "Content-Type charset UTF-8 is read as ever",
+                call("deleteWorkspace"),
+                200,
+                -31001,
+            )
+        },
+        Row {
             headers: vec![("content-type", "text/plain".to_string())],
             ..row(
                 "non-JSON content type is still inspected",

@@ -651,6 +651,14 @@ impl Exchange {
                 return self.apply(inspection, effects);
             }
         }
+        if let Some(charset) = headers
+            .get("content-type")
+            .and_then(crate::mcp::foreign_charset)
+        {
+            let inspection =
+                gate::unsupported_charset(policy, &At(host.now()), self.caller(), charset);
+            return self.apply(inspection, effects);
+        }
         let declared = headers
             .get("content-length")
             .and_then(|length| length.trim().parse::<u64>().ok());
@@ -1699,6 +1707,7 @@ fn headers_read(identity: &Identity) -> impl Iterator<Item = &str> {
         "mcp-protocol-version",
         "content-encoding",
         "content-length",
+        "content-type",
     ]
     .into_iter()
     .chain(identity)

@@ -583,6 +583,66 @@ fn with_headers_held_only_requests_whose_answers_are_read_lose_accept_encoding()
     }
 }
 
+/// A body in another charset than UTF-8 is refused before it is read: with
+/// UTF-7, `"+AG4-ame"` is `"name"` to a server that decodes it, and the
+/// gate would decide on the decoy.
+#[test]
+fn a_body_in_another_charset_is_refused() {
+    // POST's headers with these Content-Types in place of its own.
+    let typed = |types: &[&'static [u8]]| {
+        let mut headers: Vec<(&str, &[u8])> = POST[..3].to_vec();
+        headers.extend(types.iter().map(|value| ("content-type", *value)));
+        headers
+    };
+    let decoy = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","+AG4-ame":"deleteAll"}}"#;
+    for content_type in [
+        &b"application/json; charset=utf-7"[..],
+        b"application/json;charset=UTF-16LE",
+        b"application/json; charset=\"utf-7\"",
+        b"application/json; charset=utf-8; charset=utf-7",
+        b"application/json; charset=\"utf-8;x\"",
+        b"application/json; charset=",
+    ] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = envoy.stream();
+        stream.send(&typed(&[content_type]), &[decoy]);
+        let answer = stream.downstream();
+        assert_eq!(
+            answer.status,
+            Some(415),
+            "{:?}",
+            String::from_utf8_lossy(content_type)
+        );
+        assert_eq!(answer.json()["error"]["code"], -32600);
+        assert!(!stream.upstream().started());
+    }
+    // Two Content-Type headers: the server might read either.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = envoy.stream();
+    stream.send(
+        &typed(&[b"application/json", b"application/json; charset=utf-7"]),
+        &[decoy],
+    );
+    assert_eq!(stream.downstream().status, Some(400));
+    assert!(!stream.upstream().started());
+    // UTF-8, however it is written, is read as ever.
+    for content_type in [
+        &b"application/json; charset=utf-8"[..],
+        b"application/json;CHARSET=\"UTF-8\"",
+        b"application/json; charset=utf8",
+        b"text/plain",
+    ] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = envoy.stream();
+        stream.send(&typed(&[content_type]), &[&call(1, "read")]);
+        assert!(
+            stream.upstream().complete,
+            "{:?}",
+            String::from_utf8_lossy(content_type)
+        );
+    }
+}
+
 #[test]
 fn an_encoded_listing_is_replaced_by_an_error() {
     // One encoding, or a second header behind a first that says none (a

@@ -441,6 +441,7 @@ fn every_answer_is_written_as_serde_json_writes_it() {
             detail: text.to_string(),
         }));
         replies.push(unsupported_encoding(text));
+        replies.push(unsupported_charset(text));
         replies.push(unusable_header(text, text));
     }
     replies.push(for_invalid(&Invalid::Batch));
