@@ -8,7 +8,12 @@
 //! dot and the scheme's default port dropped; escapes of unreserved
 //! characters decoded and other escapes written in upper case; dot segments
 //! removed (§5.2.4); for `file:`, runs of `/` collapsed and `file:/p`
-//! written `file:///p` (RFC 8089).
+//! written `file:///p` (RFC 8089). As WHATWG parsers (the TypeScript SDK's
+//! `new URL`, and pydantic's `AnyUrl` in the Python SDK) write a URI, which
+//! servers then look resources up by: spaces at either end dropped,
+//! non-ASCII characters and ` "<>`{}'` escaped (`café` is `caf%C3%A9`), an
+//! empty web path written `/`, an IPv6 literal in its shortest form
+//! (`[0:0::1]` is `[::1]`), and a `file:` drive letter `C|` written `C:`.
 //! Refused rather than normalised, because servers disagree on what they
 //! mean: an encoded `/` or `\`, any `\`, NUL or other control character, a
 //! double-encoded escape (`%252e`), a malformed escape, a `..` that would
@@ -78,6 +83,8 @@ impl fmt::Display for UriError {
 
 /// The normal form of a URI (see the module documentation).
 pub fn normalize(uri: &str) -> Result<String, UriError> {
+    // WHATWG parsers drop spaces (and controls, refused here) at either end.
+    let uri = uri.trim_matches(' ');
     check_characters(uri)?;
     let (scheme, rest) = match split_scheme(uri) {
         Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
@@ -127,7 +134,7 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
     }
     if let Some(authority) = authority {
         out.push_str("//");
-        let decoded = decode_unreserved(authority, false)?;
+        let decoded = decode_unreserved(authority, false, Escape::Uri)?;
         // Web and file hosts are what WHATWG parsers map (IDNA, IPv4
         // forms); another scheme's authority is opaque to them.
         let authority = if web || file {
@@ -150,14 +157,23 @@ pub fn normalize(uri: &str) -> Result<String, UriError> {
         }
     }
     let collapse = scheme.as_deref() == Some("file");
-    out.push_str(&normalize_path(path, collapse)?);
+    let path = normalize_path(path, collapse, Escape::Uri)?;
+    if web && path.is_empty() {
+        // `https://h` is `https://h/` to WHATWG parsers.
+        out.push('/');
+    }
+    if file {
+        out.push_str(&drive_letter(&path));
+    } else {
+        out.push_str(&path);
+    }
     if let Some(query) = query {
         out.push('?');
-        out.push_str(&decode_unreserved(query, false)?);
+        out.push_str(&decode_unreserved(query, false, Escape::Uri)?);
     }
     if let Some(fragment) = fragment {
         out.push('#');
-        out.push_str(&decode_unreserved(fragment, false)?);
+        out.push_str(&decode_unreserved(fragment, false, Escape::Uri)?);
     }
     Ok(out)
 }
@@ -202,7 +218,38 @@ pub fn normalize_path_value(value: &str) -> Result<String, UriError> {
         return normalize(value);
     }
     check_characters(value)?;
-    normalize_path(value, true)
+    normalize_path(value, true, Escape::Path)
+}
+
+/// A `file:` path's Windows drive letter as WHATWG parsers write it:
+/// `/C|/x` is `/C:/x`.
+fn drive_letter(path: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = path.as_bytes();
+    let letter = bytes.len() >= 3
+        && bytes[0] == b'/'
+        && bytes[1].is_ascii_alphabetic()
+        && bytes[2] == b'|'
+        && matches!(bytes.get(3), None | Some(b'/'));
+    if letter {
+        std::borrow::Cow::Owned(format!("{}:{}", &path[..2], &path[3..]))
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    }
+}
+
+/// What a decoded text escapes besides what it kept escaped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// A URI: non-ASCII and ` "<>`{}'`, as WHATWG parsers write them.
+    Uri,
+    /// A plain path (an argument naming a file): nothing more.
+    Path,
+}
+
+impl Escape {
+    fn escapes(self, byte: u8) -> bool {
+        self == Escape::Uri && (!byte.is_ascii() || b" \"<>`{}'".contains(&byte))
+    }
 }
 
 /// Whether `value` names `base` or something inside it, once both are
@@ -287,7 +334,21 @@ fn opaque_authority(authority: &str) -> String {
         Some(at) => (&authority[..=at], &authority[at + 1..]),
         None => ("", authority),
     };
-    format!("{userinfo}{}", host_port.to_ascii_lowercase())
+    let mut out = String::with_capacity(authority.len());
+    out.push_str(userinfo);
+    // Letters in lower case, escapes' hex digits (after decoding, `%XX`)
+    // in upper case, as everywhere else.
+    let mut hex_left = 0;
+    for c in host_port.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_uppercase());
+            hex_left -= 1;
+        } else {
+            hex_left = usize::from(c == '%') * 2;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// Host in lower case without a final dot; the port without leading zeros,
@@ -302,10 +363,16 @@ fn normalize_authority(authority: &str, scheme: Option<&str>) -> Result<String, 
         return Err(UriError::Host);
     }
     let authority = authority.to_ascii_lowercase();
+    let ipv6;
     let (host, port) = match authority.strip_prefix('[') {
-        // An IPv6 literal, as it is.
-        Some(literal) => match literal.find(']') {
-            Some(end) => authority.split_at(end + 2),
+        // An IPv6 literal in its shortest form (RFC 5952): `[0:0::1]`,
+        // `[::0001]` and `[::1]` are one host to WHATWG parsers.
+        Some(literal) => match literal.split_once(']') {
+            Some((address, port)) => {
+                let address: std::net::Ipv6Addr = address.parse().map_err(|_| UriError::Host)?;
+                ipv6 = format!("[{address}]");
+                (ipv6.as_str(), port)
+            }
             None => return Err(UriError::Host),
         },
         None => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
@@ -386,15 +453,20 @@ fn hex_value(byte: u8) -> Option<u8> {
 }
 
 /// Decodes escapes of unreserved characters; writes the others in upper
-/// case. `path`: refuse escapes of separators and NUL.
-fn decode_unreserved(text: &str, path: bool) -> Result<String, UriError> {
+/// case, and escapes what `escape` says. `path`: refuse escapes of
+/// separators and NUL.
+fn decode_unreserved(text: &str, path: bool, escape: Escape) -> Result<String, UriError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
         let byte = bytes[index];
         if byte != b'%' {
-            out.push(byte);
+            if escape.escapes(byte) {
+                out.extend_from_slice(format!("%{byte:02X}").as_bytes());
+            } else {
+                out.push(byte);
+            }
             index += 1;
             continue;
         }
@@ -428,8 +500,8 @@ fn decode_unreserved(text: &str, path: bool) -> Result<String, UriError> {
 
 /// Removes dot segments (RFC 3986 §5.2.4), refusing a climb above the root;
 /// `collapse`: runs of `/` become one.
-fn normalize_path(path: &str, collapse: bool) -> Result<String, UriError> {
-    let decoded = decode_unreserved(path, true)?;
+fn normalize_path(path: &str, collapse: bool, escape: Escape) -> Result<String, UriError> {
+    let decoded = decode_unreserved(path, true, escape)?;
     let absolute = decoded.starts_with('/');
     let trailing = decoded.ends_with('/')
         || decoded.ends_with("/.")

@@ -601,6 +601,72 @@ fn names_a_server_may_read_as_another_are_refused() {
     let (_, json) = reply_of(&read("file:///srv/public/SECRET.txt"));
     assert_eq!(json["error"]["code"], -31001);
     assert_eq!(read("file:///srv/public/other.txt").reply, None);
+    // The same letters escaped (`ı`, `ſ` as a normalised URI writes them):
+    // a server decodes them before it folds.
+    for uri in [
+        "file:///srv/public/secret.txt",
+        "file:///srv/public/%C5%BFecret.txt",
+        "file:///srv/public/\u{17f}ecret.txt",
+    ] {
+        let (_, json) = reply_of(&read(uri));
+        assert_eq!(json["error"]["code"], -31001, "{uri}");
+    }
+    assert_eq!(
+        read("file:///srv/H%C4%B1dden.txt").outcome(),
+        Some(Outcome::Hidden)
+    );
+    // Spellings WHATWG parsers (the SDKs' servers) rewrite to the resource.
+    for uri in [
+        "file:///srv/public/secret.txt ",
+        " file:///srv/public/secret.txt",
+    ] {
+        let (_, json) = reply_of(&read(uri));
+        assert_eq!(json["error"]["code"], -31001, "{uri:?}");
+    }
+}
+
+/// Resources named the way WHATWG parsers write them are refused in every
+/// spelling those parsers rewrite to that name.
+#[test]
+fn a_refused_resource_holds_for_what_whatwg_parsers_read() {
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow",
+            "hide":["resource:file:///srv/caf\u00e9.txt"],
+            "resources":{
+              "file:///srv/my notes.txt":{"action":"deny"},
+              "https://intranet.example/":{"action":"deny"},
+              "https://[::1]/admin":{"action":"deny"},
+              "file:///C:/secret.txt":{"action":"deny"}}}"#,
+    )
+    .unwrap();
+    let store = EnvoySharedData::default();
+    let read = |uri: &str| {
+        inspect(
+            &policy,
+            &store,
+            &request(2, "resources/read", json!({ "uri": uri })),
+        )
+    };
+    for uri in [
+        "file:///srv/my%20notes.txt",
+        "file:///srv/my notes.txt ",
+        "https://intranet.example",
+        "https://INTRANET.example:443",
+        "https://[0:0:0:0:0:0:0:1]/admin",
+        "https://[::0001]/admin",
+        "file:///C|/secret.txt",
+    ] {
+        let (_, json) = reply_of(&read(uri));
+        assert_eq!(json["error"]["code"], -31001, "{uri:?}");
+    }
+    for uri in [
+        "file:///srv/caf%C3%A9.txt",
+        "file:///srv/caf%c3%a9.txt",
+        "file:///srv/caf\u{e9}.txt",
+    ] {
+        assert_eq!(read(uri).outcome(), Some(Outcome::Hidden), "{uri}");
+    }
+    assert_eq!(read("file:///srv/other.txt").reply, None);
 }
 
 #[test]

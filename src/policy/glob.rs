@@ -82,21 +82,56 @@ impl Glob {
 /// case, and the few other characters whose case mapping is ASCII letters
 /// (`ſ` → `s`, `ı` → `i`, KELVIN SIGN → `k`, `ﬁ` → `fi`, ...) spelt so.
 /// Borrowed when the name is already that (no allocation: the usual name).
+///
+/// Such a character escaped (`%C4%B1`, as a normalised URI writes `ı`) is
+/// spelt so too: a server decodes it before it folds.
 pub fn fold_case(name: &str) -> Cow<'_, str> {
     if !name
         .bytes()
-        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii() || b == b'%')
     {
         return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        let (c, length) = match escaped_char(rest) {
+            Some((decoded, length)) if crate::mcp::ascii_spelling(decoded).is_some() => {
+                (decoded, length)
+            }
+            _ => (c, c.len_utf8()),
+        };
         match crate::mcp::ascii_spelling(c) {
             Some(spelling) => out.extend(spelling.chars().map(|c| c.to_ascii_lowercase())),
             None => out.push(c.to_ascii_lowercase()),
         }
+        rest = &rest[length..];
     }
     Cow::Owned(out)
+}
+
+/// The character that escapes at the start of `text` encode in UTF-8
+/// (`%C4%B1` is `ı`), and how many bytes of `text` they take.
+fn escaped_char(text: &str) -> Option<(char, usize)> {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| {
+        bytes
+            .get(at)
+            .and_then(|byte| char::from(*byte).to_digit(16))
+    };
+    let mut encoded = [0u8; 4];
+    for count in 1..=4 {
+        let at = (count - 1) * 3;
+        if bytes.get(at) != Some(&b'%') {
+            return None;
+        }
+        let value = hex(at + 1)? * 16 + hex(at + 2)?;
+        encoded[count - 1] = u8::try_from(value).ok()?;
+        if let Ok(decoded) = std::str::from_utf8(&encoded[..count]) {
+            return decoded.chars().next().map(|c| (c, count * 3));
+        }
+    }
+    None
 }
 
 fn matches(pieces: &[String], text: &str) -> bool {
@@ -213,6 +248,11 @@ mod tests {
         assert_eq!(fold_case("GetUser"), "getuser");
         assert_eq!(fold_case("\u{17f}ecret\u{fb01}le"), "secretfile");
         assert_eq!(fold_case("\u{212a}elvin\u{e9}"), "kelvin\u{e9}");
+        // Escaped, as a normalised URI writes them: decoded first.
+        assert_eq!(fold_case("file:///den%C4%B1ed"), "file:///denied");
+        assert_eq!(fold_case("%C5%BFecret%E2%84%AAey"), "secretkey");
+        // Other escapes and a lone % stay as they are, in lower case.
+        assert_eq!(fold_case("caf%C3%A9%2"), "caf%c3%a9%2");
         // A lower-case pattern is never tried against a name that folds to itself.
         let glob = Glob::new("drop_*").unwrap();
         assert!(!glob.matches_only_ignoring_case("drop_x", &fold_case("drop_x")));

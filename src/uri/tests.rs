@@ -106,15 +106,105 @@ fn default_ports_final_dots_and_rfc_8089_forms_are_one_resource() {
         ),
         (&["s3://my-logs.2024/key"], "s3://my-logs.2024/key"),
         (
-            &["notes://\u{65e5}\u{672c}/x"],
-            "notes://\u{65e5}\u{672c}/x",
+            &[
+                "notes://\u{65e5}\u{672c}/x",
+                "notes://%E6%97%A5%E6%9C%AC/x",
+                "notes://%e6%97%a5%e6%9c%ac/x",
+            ],
+            "notes://%E6%97%A5%E6%9C%AC/x",
         ),
-        (&["db://my%20db/t"], "db://my%20db/t"),
+        (&["db://my%20db/t", "db://my db/t"], "db://my%20db/t"),
     ] {
         for spelling in spellings {
             assert_eq!(normalize(spelling).as_deref(), Ok(normal), "{spelling}");
         }
     }
+}
+
+/// What WHATWG parsers (the TypeScript SDK's `new URL`, pydantic's `AnyUrl`)
+/// make of a URI, which a server then looks the resource up by, is the same
+/// resource here (each found through a live SDK server reaching a protected
+/// resource with the first spelling).
+#[test]
+fn spellings_whatwg_parsers_rewrite_are_one_resource() {
+    for (spellings, normal) in [
+        (
+            &[
+                "file:///srv/secret.txt ",
+                " file:///srv/secret.txt",
+                "  file:///srv/secret.txt  ",
+            ][..],
+            "file:///srv/secret.txt",
+        ),
+        (
+            &[
+                "file:///srv/caf\u{e9}.txt",
+                "file:///srv/caf%C3%A9.txt",
+                "file:///srv/caf%c3%a9.txt",
+            ],
+            "file:///srv/caf%C3%A9.txt",
+        ),
+        (
+            &["file:///srv/my notes.txt", "file:///srv/my%20notes.txt"],
+            "file:///srv/my%20notes.txt",
+        ),
+        (
+            &[
+                "file:///srv/a{b}\"c<d>`'",
+                "file:///srv/a%7Bb%7D%22c%3Cd%3E%60%27",
+            ],
+            "file:///srv/a%7Bb%7D%22c%3Cd%3E%60%27",
+        ),
+        (
+            &[
+                "https://intranet.example",
+                "https://intranet.example/",
+                "https://intranet.example:443",
+            ],
+            "https://intranet.example/",
+        ),
+        (
+            &[
+                "https://[0:0:0:0:0:0:0:1]/admin",
+                "https://[::0001]/admin",
+                "https://[::1]:443/admin",
+                "https://[0::1]/admin",
+            ],
+            "https://[::1]/admin",
+        ),
+        (
+            &["https://[2001:DB8:0:0:1:0:0:1]/x"],
+            "https://[2001:db8::1:0:0:1]/x",
+        ),
+        (
+            &[
+                "file:///C|/secret.txt",
+                "file:///C:/secret.txt",
+                "file:/C|/secret.txt",
+            ],
+            "file:///C:/secret.txt",
+        ),
+        (
+            &["https://h/x?q=a b&r=\u{e9}#f g"],
+            "https://h/x?q=a%20b&r=%C3%A9#f%20g",
+        ),
+    ] {
+        for spelling in spellings {
+            assert_eq!(normalize(spelling).as_deref(), Ok(normal), "{spelling:?}");
+        }
+    }
+    for refused in [
+        "https://[zz]/x",
+        "https://[::1/x",
+        "https://[1:2:3:4:5:6:7:8:9]/",
+    ] {
+        assert_eq!(normalize(refused), Err(UriError::Host), "{refused}");
+    }
+    // A drive letter only as the first segment.
+    assert_eq!(
+        normalize("file:///srv/C|/x").as_deref(),
+        Ok("file:///srv/C|/x")
+    );
 }
 
 #[test]
