@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+mod look_alike;
 pub mod methods;
 pub(crate) mod scan;
 
@@ -598,30 +599,36 @@ pub fn check_tool_name(name: &str) -> Result<(), String> {
 /// Prompt names the gate accepts. MCP does not restrict their characters
 /// as it does tools' (any language may name a prompt), but a name a server
 /// could take for another is refused: blanks at either end (trimmed by
-/// some), control and invisible formatting characters (zero-width spaces,
-/// joiners, soft hyphens, byte order marks: dropped by some), and the
-/// full-width forms of ASCII (`ａdmin`: Unicode normalisation makes them
-/// ASCII).
+/// some), control characters, and every character Unicode normalisation
+/// (NFKC) changes or that is invisible: full-width and mathematical letters
+/// (`ａdmin`, `𝐚dmin`), circled letters, ligatures, superscripts, format
+/// characters (zero-width spaces, joiners, direction marks, soft hyphens,
+/// byte order marks), variation selectors, Hangul fillers, tags
+/// ([`look_alike::LOOK_ALIKE`], generated from Unicode's tables).
 pub fn check_prompt_name(name: &str) -> Result<(), String> {
-    let invisible = |c: char| {
-        matches!(c, '\u{AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
-    };
     if name.is_empty() {
         return Err("prompt name is empty".to_string());
     }
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(format!("prompt name {name:?} begins or ends with a blank"));
     }
-    match name
-        .chars()
-        .find(|&c| c.is_control() || invisible(c) || ('\u{FF01}'..='\u{FF5E}').contains(&c))
-    {
+    match name.chars().find(|&c| c.is_control() || is_look_alike(c)) {
         Some(bad) => Err(format!(
             "prompt name {name:?} has {bad:?}, which a server may drop or read as another character"
         )),
         None => Ok(()),
     }
+}
+
+/// Whether Unicode normalisation changes `c`, or it is invisible.
+fn is_look_alike(c: char) -> bool {
+    let c = u32::from(c);
+    if c < 0xA0 {
+        return false;
+    }
+    let table = &look_alike::LOOK_ALIKE;
+    let after = table.partition_point(|&(low, _)| low <= c);
+    after > 0 && c <= table[after - 1].1
 }
 
 /// Members of the message the gate reads, and of `params`: a member that

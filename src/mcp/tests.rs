@@ -720,3 +720,71 @@ fn plain_text_is_told_apart_from_text_that_needs_escapes() {
         assert!(super::scan::is_plain_text(&vec![b'a'; len]));
     }
 }
+
+/// Prompt names a server could read as another name are refused: what
+/// Unicode normalisation (NFKC) changes, and what is invisible; names in
+/// any script stay usable.
+#[test]
+fn prompt_names_that_normalise_or_hide_characters_are_refused() {
+    for name in [
+        "\u{ff42}adPrompt",    // full-width b
+        "\u{1d41b}adPrompt",   // mathematical bold b
+        "\u{24e2}ecretPrompt", // circled s
+        "\u{1d47}adPrompt",    // modifier letter small b
+        "badPrompt\u{61c}",    // Arabic letter mark (a format character)
+        "badPrompt\u{fe0f}",   // variation selector
+        "bad\u{34f}Prompt",    // combining grapheme joiner
+        "bad\u{e0001}Prompt",  // language tag
+        "bad\u{3164}Prompt",   // Hangul filler
+        "bad\u{115f}Prompt",   // Hangul choseong filler
+        "bad\u{200e}Prompt",   // left-to-right mark
+        "\u{fb01}le",          // ligature fi
+        "\u{17f}ecret",        // long s
+        "\u{212a}ey",          // Kelvin sign
+        "bad\u{a0}prompt",     // no-break space
+        "x\u{b2}",             // superscript two
+        "\u{2160}",            // Roman numeral one
+    ] {
+        assert!(check_prompt_name(name).is_err(), "{name:?}");
+    }
+    for name in [
+        "review code",
+        "r\u{e9}sum\u{e9}",
+        "\u{8981}\u{7d04}",
+        "\u{c694}\u{c57d}",
+        "\u{43e}\u{442}\u{447}\u{451}\u{442}",
+        "\u{645}\u{644}\u{62e}\u{635}",
+        "\u{5e1}\u{5d9}\u{5db}\u{5d5}\u{5dd}",
+        "\u{938}\u{93e}\u{930}\u{93e}\u{902}\u{936}",
+        "summary_v2.1-final",
+    ] {
+        assert_eq!(check_prompt_name(name), Ok(()), "{name:?}");
+    }
+}
+
+/// The table is what its generator writes: sorted and disjoint, so that the
+/// binary search finds every range.
+#[test]
+fn the_look_alike_table_is_sorted_and_disjoint() {
+    let table = &super::look_alike::LOOK_ALIKE;
+    assert!(table.len() > 100);
+    for pair in table.windows(2) {
+        assert!(pair[0].0 <= pair[0].1 && pair[0].1 < pair[1].0, "{pair:x?}");
+    }
+    for &(low, high) in table.iter() {
+        for c in [low, high] {
+            if let Some(c) = char::from_u32(c) {
+                assert!(super::is_look_alike(c), "{c:?}");
+            }
+        }
+        if let Some(after) = char::from_u32(high + 1) {
+            let next_low = table
+                .iter()
+                .find(|range| range.0 > high)
+                .map(|range| range.0);
+            if next_low != Some(high + 1) {
+                assert!(!super::is_look_alike(after), "{after:?}");
+            }
+        }
+    }
+}
