@@ -89,6 +89,15 @@ impl Policy {
                     "scope \"grant\" without `identity`: every caller is \"anonymous\", so all callers together share one count; add `identity` to count each caller apart, or write scope \"global\" to say so",
                 );
             }
+            if limit.per.is_some()
+                && limit.store == super::CounterStore::Local
+                && self.failure_mode == super::FailureMode::Open
+            {
+                lint.add(
+                    &limit.pointer,
+                    "`per` values are the caller's to choose: one caller naming enough values fills the counter's table (max_callers_per_counter slots), and under failure_mode \"open\" a caller left without a slot is let through uncounted; keep failure_mode \"closed\" (such a caller is refused), or count it in the rate-limit service (store \"global\"), which keeps no table",
+                );
+            }
             let earlier = seen.entry(limit.counter.as_str()).or_default();
             // Compared with the first earlier limit of the counter that a
             // call of this one's can meet (not the same rule in another
@@ -562,6 +571,30 @@ mod tests {
             .into_iter()
             .map(|(pointer, message)| format!("{pointer}: {message}"))
             .collect()
+    }
+
+    #[test]
+    fn per_values_under_fail_open_are_said() {
+        let policy = |mode: &str, store: &str| {
+            let service = if store == "global" {
+                r#""rate_limit_service":{"cluster":"rls"},"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"version":"1","default":"deny","identity":{{"header":"x"}},"failure_mode":"{mode}",{service}
+                "tools":{{"merge":{{"limits":[{{"counter":"m","window":"hour","max":5,"scope":"grant","per":"args.repo","store":"{store}"}}]}}}}}}"#
+            )
+        };
+        let said = warnings(&policy("open", "local")).join("\n");
+        assert!(
+            said.contains("/tools/merge/limits/0: `per` values are the caller's to choose"),
+            "{said}"
+        );
+        for (mode, store) in [("closed", "local"), ("open", "global")] {
+            let said = warnings(&policy(mode, store)).join("\n");
+            assert!(!said.contains("`per` values"), "{mode} {store}: {said}");
+        }
     }
 
     fn has(warnings: &[String], pointer: &str, words: &str) -> bool {
