@@ -415,6 +415,10 @@ pub struct Exchange {
     mcp_name: Option<String>,
     /// `MCP-Protocol-Version`.
     protocol_version: Option<String>,
+    /// The request is a `POST` (in any letter case): a server answers its
+    /// body. Any other request is answered as a `GET` stream is, whatever
+    /// body it carries (servers ignore a `GET`'s body).
+    post: bool,
     /// The request headers went upstream: Envoy refuses changes to them now.
     request_headers_sent: bool,
     /// The request (headers and body) was let go towards the server.
@@ -478,6 +482,7 @@ impl Exchange {
             mcp_method: None,
             mcp_name: None,
             protocol_version: None,
+            post: false,
             request_headers_sent: false,
             forwarded: false,
             replied: false,
@@ -640,6 +645,9 @@ impl Exchange {
         // Every request with a body is inspected, whatever its method and
         // however it is spelled: a server may route methods loosely.
         self.inspecting = true;
+        self.post = headers
+            .get(":method")
+            .is_some_and(|method| method.eq_ignore_ascii_case("POST"));
         self.mcp_method = headers.get("mcp-method").map(str::to_string);
         self.mcp_name = headers.get("mcp-name").map(str::to_string);
         self.protocol_version = headers.get("mcp-protocol-version").map(str::to_string);
@@ -817,6 +825,16 @@ impl Exchange {
             &body,
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
+        // Not a POST: answered as a GET stream is (where servers replay
+        // answers on resumption, and ignore the body), so every answer is
+        // read as a listing could be, as for a request without a body.
+        if !self.post
+            && inspection.reply.is_none()
+            && inspection.filter_listing.is_none()
+            && self.filters_listings()
+        {
+            inspection.filter_listing = Some(Value::Null);
+        }
         if let Some(target) = inspection.observe.take() {
             if !self.request_headers_sent {
                 // What the answer hands out must be readable.

@@ -510,6 +510,40 @@ fn listings_replayed_on_a_get_stream_are_filtered() {
     assert_eq!(listed(&stream), ["run", "read"]);
 }
 
+/// A GET with a body (or any request that is not a POST): servers answer it
+/// as a GET stream and ignore the body, so its answers are read as a
+/// bodiless GET's are, whatever call the body names.
+#[test]
+fn listings_replayed_on_a_get_stream_with_a_body_are_filtered() {
+    let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    for method in [&b"GET"[..], b"get", b"PUT", b"DELETE"] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = envoy.stream();
+        let mut get = headers_with(&[("last-event-id", b"41"), ("accept-encoding", b"gzip")]);
+        get[0] = (":method", method);
+        stream.send(&get, &[initialized]);
+        let upstream = stream.upstream().headers.clone().unwrap();
+        assert_eq!(upstream.raw("accept-encoding"), None, "asked for identity");
+        stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+        stream.response_body(
+            format!("id: 42\ndata: {}\n\n", listing("7")).as_bytes(),
+            false,
+        );
+        assert_eq!(
+            listed(&stream),
+            ["run", "read"],
+            "{}",
+            String::from_utf8_lossy(method)
+        );
+    }
+    // A POST of the same body is answered as that body: nothing to read.
+    let envoy = SimEnvoy::new(POLICY);
+    let mut stream = post(&envoy, initialized);
+    stream.response_headers(200, &[("content-type", b"application/json")], false);
+    stream.response_body(b"", true);
+    assert!(stream.upstream().complete);
+}
+
 #[test]
 fn with_headers_not_held_listings_are_filtered_without_asking_envoy_the_impossible() {
     // The Istio WasmPlugin mode: the headers go upstream before the body is
