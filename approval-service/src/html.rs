@@ -32,12 +32,23 @@ fn suspicious(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t')
         || matches!(c,
             '\u{200B}'..='\u{200F}'   // zero-width, LRM, RLM
+            | '\u{2028}' | '\u{2029}' // line and paragraph separators: line
+                                      // breaks to JavaScript, spaces on the page
             | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
-            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
-            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators,
+                                      // bidi isolates, deprecated formats
             | '\u{061C}'              // Arabic letter mark
             | '\u{FEFF}'              // BOM / zero-width no-break space
             | '\u{00AD}'              // soft hyphen
+            | '\u{034F}'              // combining grapheme joiner
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
+            | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}' // Mongolian variation selectors, vowel separator
+            | '\u{FE00}'..='\u{FE0F}' // variation selectors
+            | '\u{FFF0}'..='\u{FFFB}' // interlinear annotation, unassigned specials
+            | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}' // musical format controls
+            | '\u{E0000}'..='\u{E0FFF}' // tags (hidden ASCII), variation selectors
         )
 }
 
@@ -67,6 +78,7 @@ h1{font-size:1.3rem;margin:.2rem 0 1rem}h2{font-size:1.05rem;margin:1.2rem 0 .4r
 .meta{color:#555;font-size:.9rem}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem .8rem;margin:0}\
 dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}\
+h3.arg{overflow-wrap:anywhere}h3.arg .type{font-weight:400;font-size:.8rem;color:#555;border:1px solid #bbb;border-radius:3px;padding:0 .3rem}\
 pre{background:#f0f0ec;border:1px solid #ddd;border-radius:6px;padding:.6rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.9rem;margin:.2rem 0 .6rem}\
 .mark{background:#ffd54f;color:#000;border-radius:3px;padding:0 2px;font-weight:700}\
 .status{display:inline-block;border-radius:4px;padding:0 .4rem;font-weight:600;font-size:.85rem}\
@@ -178,7 +190,21 @@ fn arguments_html(arguments: &str) -> String {
         Json::Object(members) if !members.is_empty() => {
             let mut out = String::new();
             for (key, value) in members {
-                let _ = write!(out, "<h3 class=\"arg\">{}</h3>", show(key));
+                // The type beside the name: the text "false" and the value
+                // false read alike, and a tool may take either one's way.
+                let kind = match value {
+                    Json::String(_) => "text",
+                    Json::Number(_) => "number",
+                    Json::Bool(_) => "true or false",
+                    Json::Null => "null",
+                    Json::Array(_) => "list",
+                    Json::Object(_) => "object",
+                };
+                let _ = write!(
+                    out,
+                    "<h3 class=\"arg\">{} <span class=\"type\">{kind}</span></h3>",
+                    show(key)
+                );
                 match value {
                     Json::String(text) => {
                         let _ = write!(out, "<pre class=\"arg-value\">{}</pre>", show(text));
@@ -431,6 +457,51 @@ mod tests {
         assert!(shown.contains("⟨U+001B⟩"), "{shown}");
         assert!(!shown.contains('\u{202E}'));
         assert_eq!(show("a\nb\tc"), "a\nb\tc");
+        // Found by a review: a paragraph separator (a line break to
+        // JavaScript, a space on the page), tags (hidden ASCII), joiners and
+        // variation selectors, Hangul fillers.
+        for c in [
+            '\u{2029}',
+            '\u{2028}',
+            '\u{E0049}',
+            '\u{E0020}',
+            '\u{034F}',
+            '\u{FE0F}',
+            '\u{180E}',
+            '\u{206A}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+        ] {
+            let shown = show(&format!("a{c}b"));
+            assert_eq!(
+                shown,
+                format!("a<span class=\"mark\">⟨U+{:04X}⟩</span>b", c as u32)
+            );
+        }
+    }
+
+    #[test]
+    fn argument_values_are_shown_with_their_type() {
+        let typed = arguments_html(r#"{"recursive":false,"limit":100,"force":null}"#);
+        let text = arguments_html(r#"{"recursive":"false","limit":"100","force":"null"}"#);
+        assert_ne!(typed, text);
+        assert!(
+            typed.contains("recursive <span class=\"type\">true or false</span>"),
+            "{typed}"
+        );
+        assert!(
+            text.contains("recursive <span class=\"type\">text</span>"),
+            "{text}"
+        );
+        assert!(
+            typed.contains("limit <span class=\"type\">number</span>"),
+            "{typed}"
+        );
+        assert!(
+            text.contains("force <span class=\"type\">text</span>"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -365,8 +365,20 @@ async fn an_approver_approves_a_held_call_in_chromium() {
     ] {
         assert!(history.contains(expected), "{expected:?} not in\n{history}");
     }
-    // Usable on a phone: the page is no wider than the viewport.
-    for path in ["/history", &format!("/approvals/{id}"), "/approvals"] {
+    // Usable on a phone: the page is no wider than the viewport, even for a
+    // call with a 400-character argument name.
+    let mut wide = serde_json::Map::new();
+    wide.insert("K".repeat(400), json!("x"));
+    let (_, wide) = service
+        .check(&call("carol", serde_json::Value::Object(wide)))
+        .await;
+    let wide = wide["id"].as_str().unwrap().to_owned();
+    for path in [
+        "/history",
+        &format!("/approvals/{id}"),
+        "/approvals",
+        &format!("/approvals/{wide}"),
+    ] {
         session.goto(path).await;
         let widths = session
             .client
