@@ -144,6 +144,22 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Message::ToolCall(call) => call.present.task,
         Message::Other { named, .. } => named.present.task,
     };
+    // A request that names its protocol version in `_meta` describes itself
+    // (MCP 2026-07-28's way): servers serve it without a session, whatever
+    // the headers say (rmcp does at 2025-11-25 too), so a `Mcp-Session-Id`
+    // beside it names nothing it is counted by: it counts under its grant.
+    let self_described = match &message {
+        Message::ToolCall(call) => call.meta_version.is_some(),
+        Message::Other { named, .. } => named.meta_version.is_some(),
+    };
+    let caller = if self_described {
+        CallerScope {
+            session: None,
+            ..caller
+        }
+    } else {
+        caller
+    };
     let current = revision == Revision::Current;
     let context = Context {
         policy,

@@ -1437,7 +1437,10 @@ impl Exchange {
         }
         for handed in bindings::handed_out(&observer.seen, observer.stream) {
             let bound = match &handed {
-                HandedOut::Task { id, ttl_seconds } => bindings::bind(
+                // The latest creation wins: a server that hands out an id
+                // again (numbering afresh after a restart) made a new task,
+                // this caller's, whoever held the old one.
+                HandedOut::Task { id, ttl_seconds } => bindings::set(
                     host.store(),
                     Table::Tasks,
                     id,

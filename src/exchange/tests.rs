@@ -1047,6 +1047,23 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
         listing.downstream().json()["result"]["tasks"],
         json!([{"taskId":"task-a"}])
     );
+    // A server that numbers afresh (restarted) hands "task-a" out again, to
+    // bob: the task is his now, and no longer alice's.
+    let mut again = call_2026(&envoy, "bob", &call(13, "read"), "read");
+    again.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":13,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
+    );
+    again.end(End::Completed);
+    for (grant, passes) in [("bob", true), ("alice", false)] {
+        let stream = send_as(
+            &envoy,
+            grant,
+            &raw("tasks/get", 14, json!({"taskId": "task-a"})),
+        );
+        assert_eq!(stream.upstream().complete, passes, "{grant}");
+    }
     // Listening for another grant's task is refused too.
     let listen = send_as(
         &envoy,
@@ -1054,7 +1071,7 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
         &raw(
             "subscriptions/listen",
             12,
-            json!({"notifications": {"taskIds": ["task-a"]}}),
+            json!({"notifications": {"taskIds": ["task-b"]}}),
         ),
     );
     assert!(!listen.upstream().started());

@@ -1093,3 +1093,65 @@ fn a_known_method_in_another_spelling_is_refused() {
         None
     );
 }
+
+/// A request that names its protocol version in `_meta` is served without a
+/// session (rmcp does so at 2025-11-25 too): a `Mcp-Session-Id` beside it,
+/// a new one each time, must not give it a fresh session-scoped count.
+#[test]
+fn a_self_described_request_counts_under_its_grant_whatever_session_it_names() {
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
+            "tools":{"poll":{"limits":[{"counter":"poll","window":"day","max":1,"scope":"session"}]}}}"#,
+    )
+    .unwrap();
+    let store = EnvoySharedData::default();
+    let clock = FixedClock::at_seconds(1_800_000_000);
+    let headers = McpHeaders {
+        protocol_version: Some("2025-11-25"),
+        ..McpHeaders::default()
+    };
+    let body = |id: u64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"poll","arguments":{},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25",
+                     "io.modelcontextprotocol/clientCapabilities":{}}}})
+        .to_string()
+        .into_bytes()
+    };
+    let sessions = ["fake-1", "fake-2", "fake-3"];
+    let codes: Vec<Option<i64>> = sessions
+        .iter()
+        .enumerate()
+        .map(|(id, session)| {
+            let caller = CallerScope {
+                grant: "alice",
+                session: Some(session),
+                role: None,
+            };
+            let inspection =
+                inspect_request(&policy, &store, &clock, caller, headers, &body(id as u64));
+            inspection
+                .reply
+                .as_ref()
+                .map(|reply| reply.json().unwrap()["error"]["code"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(codes, [None, Some(-31002), Some(-31002)]);
+    // Without `_meta`, each real session counts apart.
+    let plain = |session: &'static str| {
+        let caller = CallerScope {
+            grant: "bob",
+            session: Some(session),
+            role: None,
+        };
+        inspect_request(
+            &policy,
+            &store,
+            &clock,
+            caller,
+            headers,
+            &tools_call(9, "poll"),
+        )
+        .reply
+    };
+    assert!(plain("s-1").is_none() && plain("s-2").is_none());
+}
