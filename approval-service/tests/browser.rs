@@ -14,6 +14,7 @@
 mod common;
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,10 +48,14 @@ struct Browser {
 impl Browser {
     fn start() -> Browser {
         let port = free_port();
+        // Its own process group, with the browsers it starts: a failed test
+        // never closes its session, and killing chromedriver alone left
+        // Chromium running.
         let driver = Command::new(on_path("chromedriver"))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let profile = std::env::temp_dir().join(format!(
@@ -99,6 +104,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: chromedriver and every Chromium process it started.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         // After a failed test the browser may still be writing its profile

@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -22,6 +23,14 @@ pub struct Process(Option<Child>);
 impl Process {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.0.take() {
+            // A child that leads its own process group (chromedriver) takes
+            // the group with it: the Chromium it started. For any other
+            // child there is no such group, and this does nothing.
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -226,10 +235,13 @@ pub struct Browser {
 impl Browser {
     pub async fn signed_in(service: &ApprovalService) -> Browser {
         let port = free_port();
+        // Its own process group: a failed test never closes its session,
+        // and Chromium outlived a chromedriver killed alone.
         let driver = Command::new(on_path("chromedriver"))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let driver = Process(Some(driver));
