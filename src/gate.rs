@@ -1112,8 +1112,10 @@ fn enforced_global_reply(
     reply
 }
 
-/// A request refused before its body is read as a call (`Outcome::Invalid`).
-fn refused_as_invalid<C: Clock + ?Sized>(
+/// A request refused before its body is read as a call (`Outcome::Invalid`),
+/// with `reply`: a header the gate cannot read, a body it does not decode
+/// (`response::unusable_header`, `unsupported_encoding`, `unsupported_charset`).
+pub fn refused_as_invalid<C: Clock + ?Sized>(
     policy: &Policy,
     clock: &C,
     caller: CallerScope<'_>,
@@ -1135,40 +1137,6 @@ pub fn body_too_large<C: Clock + ?Sized>(
     caller: CallerScope<'_>,
 ) -> Inspection {
     let reply = response::body_too_large(policy.max_body_bytes);
-    refused_as_invalid(policy, clock, caller, reply)
-}
-
-/// The answer to a request body in an encoding the gate does not read.
-pub fn unsupported_encoding<C: Clock + ?Sized>(
-    policy: &Policy,
-    clock: &C,
-    caller: CallerScope<'_>,
-    encoding: &str,
-) -> Inspection {
-    let reply = response::unsupported_encoding(encoding);
-    refused_as_invalid(policy, clock, caller, reply)
-}
-
-/// The answer to a request body in a charset other than UTF-8.
-pub fn unsupported_charset<C: Clock + ?Sized>(
-    policy: &Policy,
-    clock: &C,
-    caller: CallerScope<'_>,
-    charset: &str,
-) -> Inspection {
-    let reply = response::unsupported_charset(charset);
-    refused_as_invalid(policy, clock, caller, reply)
-}
-
-/// The answer to a request with a header the gate reads that is not text.
-pub fn unusable_header<C: Clock + ?Sized>(
-    policy: &Policy,
-    clock: &C,
-    caller: CallerScope<'_>,
-    name: &str,
-    why: &str,
-) -> Inspection {
-    let reply = response::unusable_header(name, why);
     refused_as_invalid(policy, clock, caller, reply)
 }
 

@@ -616,8 +616,12 @@ impl Exchange {
         // or a proxy on the way, might read another of its values), or the
         // gate cannot decide on it.
         if let Some((name, why)) = headers.first_unusable(headers_read(&policy.identity)) {
-            let inspection =
-                gate::unusable_header(policy, &At(host.now()), self.caller(), name, why);
+            let inspection = gate::refused_as_invalid(
+                policy,
+                &At(host.now()),
+                self.caller(),
+                response::unusable_header(name, why),
+            );
             return self.apply(inspection, effects);
         }
         // MCP 2026-07-28 has no sessions: a session id sent with it names
@@ -654,8 +658,12 @@ impl Exchange {
         // A body the gate cannot read must not reach a server that can.
         if let Some(encoding) = headers.get("content-encoding") {
             if !encoding.trim().eq_ignore_ascii_case("identity") {
-                let inspection =
-                    gate::unsupported_encoding(policy, &At(host.now()), self.caller(), encoding);
+                let inspection = gate::refused_as_invalid(
+                    policy,
+                    &At(host.now()),
+                    self.caller(),
+                    response::unsupported_encoding(encoding),
+                );
                 return self.apply(inspection, effects);
             }
         }
@@ -663,8 +671,12 @@ impl Exchange {
             .get("content-type")
             .and_then(crate::mcp::foreign_charset)
         {
-            let inspection =
-                gate::unsupported_charset(policy, &At(host.now()), self.caller(), charset);
+            let inspection = gate::refused_as_invalid(
+                policy,
+                &At(host.now()),
+                self.caller(),
+                response::unsupported_charset(charset),
+            );
             return self.apply(inspection, effects);
         }
         let declared = headers
