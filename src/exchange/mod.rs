@@ -565,14 +565,14 @@ impl Exchange {
         }
     }
 
-    /// Whether answers to this caller must be rewritten (it may not see
-    /// everything the server lists).
-    fn filters_listings(&self) -> bool {
-        let policy = self.policy();
-        policy.mode == Mode::Enforce
-            && policy
-                .view_as(&self.grant, self.role.as_deref())
-                .filters_listing()
+    /// Whether the answers of a stream that may carry other requests'
+    /// answers (a GET, where servers replay answers on resumption and the
+    /// legacy SSE transport sends them all; any request that is not a POST)
+    /// are read as listings. Always, where the policy is enforced: besides
+    /// the entries a caller's view hides, a `tasks/list` answer may show
+    /// other grants' tasks to any caller.
+    fn reads_replayed_answers(&self) -> bool {
+        self.policy().mode == Mode::Enforce
     }
 
     /// Whether this caller's listings are read at all: when some caller's
@@ -704,7 +704,7 @@ impl Exchange {
     /// answers are rewritten all the same.
     fn forward_bodiless(&mut self, effects: &mut Vec<Effect>) -> Action {
         self.inspecting = false;
-        if self.filters_listings() {
+        if self.reads_replayed_answers() {
             if !self.request_headers_sent {
                 effects.push(Effect::RemoveRequestHeader("accept-encoding"));
             }
@@ -843,7 +843,7 @@ impl Exchange {
         if !self.post
             && inspection.reply.is_none()
             && inspection.filter_listing.is_none()
-            && self.filters_listings()
+            && self.reads_replayed_answers()
         {
             inspection.filter_listing = Some(Value::Null);
         }

@@ -1077,6 +1077,69 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
     assert!(!listen.upstream().started());
 }
 
+/// A GET stream (where servers replay answers on resumption, and the legacy
+/// SSE transport sends every answer) may carry a `tasks/list` answer: it is
+/// read for every caller, also one whose view hides nothing, and keeps only
+/// the caller's tasks, as a POSTed listing does.
+#[test]
+fn tasks_replayed_on_a_get_stream_are_only_the_callers() {
+    let policy = r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},"tools":{"read":{}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
+    created.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
+    );
+    created.end(End::Completed);
+    let replay = br#"{"jsonrpc":"2.0","id":7,"result":{"tasks":[{"taskId":"task-a","statusMessage":"alice's job"}]}}"#;
+    for (grant, method, body, shown) in [
+        ("mallory", &b"GET"[..], None, json!([])),
+        ("mallory", b"DELETE", None, json!([])),
+        (
+            "mallory",
+            b"PUT",
+            Some(&br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#[..]),
+            json!([]),
+        ),
+        (
+            "alice",
+            b"GET",
+            None,
+            json!([{"taskId":"task-a","statusMessage":"alice's job"}]),
+        ),
+    ] {
+        let mut stream = envoy.stream();
+        let mut headers = as_grant(grant);
+        headers[0] = (":method", method);
+        headers.push(("last-event-id", b"41"));
+        headers.push(("accept-encoding", b"gzip"));
+        match body {
+            Some(body) => stream.send(&headers, &[body]),
+            None => stream.send(&headers, &[]),
+        }
+        let what = format!("{grant} {}", String::from_utf8_lossy(method));
+        let upstream = stream.upstream().headers.clone().unwrap();
+        assert_eq!(
+            upstream.raw("accept-encoding"),
+            None,
+            "{what}: asked for identity"
+        );
+        stream.response_headers(200, &[("content-type", b"text/event-stream")], false);
+        let mut event = b"id: 42\ndata: ".to_vec();
+        event.extend_from_slice(replay);
+        event.extend_from_slice(b"\n\n");
+        stream.response_body(&event, false);
+        let body = String::from_utf8(stream.downstream().body.clone()).unwrap();
+        let data = body
+            .lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .unwrap();
+        let answer: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(answer["result"]["tasks"], shown, "{what}");
+    }
+}
+
 #[test]
 fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     // `run` once a day: the retry that carries the server's requestState is
