@@ -62,10 +62,25 @@ pub fn grant_owner(grant: &str) -> Digest {
     owner_digest(grant)
 }
 
-/// Whom a request state belongs to: a grant using one target, with the
-/// window units its call took (counter, cost and `per` value of each), so
-/// that a retry naming the state is spared exactly those units and no
-/// others.
+/// Bytes of a request state's owner that name its grant (the rest name the
+/// call: target and window units).
+const STATE_GRANT_LEN: usize = OWNER_DIGEST_LEN / 2;
+/// The grant half of a state handed to two grants (a server whose states
+/// are not unique, e.g. derived from the call alone): nobody's, refused to
+/// nobody.
+const SHARED_STATE: [u8; STATE_GRANT_LEN] = [0; STATE_GRANT_LEN];
+/// The call half of a state whose retry was spared its units: the grant
+/// half stays, so another grant's replay is still known for what it is.
+const SPENT_STATE: [u8; OWNER_DIGEST_LEN - STATE_GRANT_LEN] =
+    [0; OWNER_DIGEST_LEN - STATE_GRANT_LEN];
+
+/// Whom a request state belongs to: its first half the grant's digest, its
+/// second a digest of the grant using one target, with the window units its
+/// call took (counter, cost and `per` value of each), so that a retry
+/// naming the state is spared exactly those units and no others, and a
+/// retry by another grant is known as such (64 bits each: enough against
+/// chance, and neither half can be chosen by a caller, who would need 2^64
+/// tries of arguments for one spared call).
 pub fn state_owner(
     grant: &str,
     kind: crate::target::Kind,
@@ -91,7 +106,46 @@ pub fn state_owner(
         // A `per` key is never empty (`args.<path>...`): none is "".
         piece(charge.per.as_deref().unwrap_or_default());
     }
-    owner_digest(&text)
+    let mut owner = owner_digest(&text);
+    owner[..STATE_GRANT_LEN].copy_from_slice(&grant_owner(grant)[..STATE_GRANT_LEN]);
+    owner
+}
+
+/// Binds a `requestState` the server handed to a call to that call's owner
+/// ([`state_owner`]) for [`REQUEST_STATE_TTL_SECONDS`]. The first binding
+/// stays; a state handed again to another grant's call while it lives is
+/// marked as no single grant's (a server whose states repeat: neither
+/// caller is refused for presenting it).
+pub fn bind_state<S: SharedStore + ?Sized>(
+    store: &S,
+    state: &str,
+    owner: &Digest,
+    now: u64,
+) -> Result<(), String> {
+    write(
+        store,
+        Table::RequestStates,
+        state,
+        owner,
+        now,
+        REQUEST_STATE_TTL_SECONDS,
+        Write::KeepFirstOrShare,
+    )
+}
+
+/// Whether a live `requestState` binding names a grant other than
+/// `grant`: the server handed the state to another caller's call, and
+/// only that caller may present it (spent or not).
+pub fn state_of_another_grant<S: SharedStore + ?Sized>(
+    store: &S,
+    state: &str,
+    grant: &str,
+    now: u64,
+) -> bool {
+    owner(store, Table::RequestStates, state, now).is_some_and(|owner| {
+        let holder = &owner[..STATE_GRANT_LEN];
+        holder != SHARED_STATE && holder != &grant_owner(grant)[..STATE_GRANT_LEN]
+    })
 }
 
 fn slot_key(table: Table, index: u64) -> String {
@@ -109,6 +163,7 @@ fn probe(id: &Digest, probe: u64) -> u64 {
     start.wrapping_add(probe.wrapping_mul(stride)) % SLOTS
 }
 
+#[derive(Clone, Copy)]
 struct Slot {
     expires_at: u64,
     id: Digest,
@@ -181,6 +236,9 @@ pub fn set<S: SharedStore + ?Sized>(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Write {
     KeepFirst,
+    /// Keep the first owner; one of another grant (a state's first half)
+    /// makes the entry no single grant's.
+    KeepFirstOrShare,
     /// Replace it, unless it holds the same value for at least half the TTL.
     Replace,
 }
@@ -203,6 +261,23 @@ fn write<S: SharedStore + ?Sized>(
             match &current {
                 Some(slot) if slot.id == id && slot.expires_at > now => match how {
                     Write::KeepFirst => return Ok(()),
+                    Write::KeepFirstOrShare => {
+                        let holder = &slot.owner[..STATE_GRANT_LEN];
+                        if holder == SHARED_STATE || holder == &value[..STATE_GRANT_LEN] {
+                            return Ok(());
+                        }
+                        let mut shared = slot.owner;
+                        shared[..STATE_GRANT_LEN].copy_from_slice(&SHARED_STATE);
+                        let slot = Slot {
+                            owner: shared,
+                            ..*slot
+                        };
+                        match store.compare_and_swap(&key, &encode(&slot), cas) {
+                            Ok(()) => return Ok(()),
+                            Err(StoreError::CasMismatch) => continue,
+                            Err(StoreError::Unavailable(err)) => return Err(err),
+                        }
+                    }
                     Write::Replace if slot.owner == *value && slot.expires_at > now + ttl / 2 => {
                         return Ok(())
                     }
@@ -320,15 +395,17 @@ pub fn owner<S: SharedStore + ?Sized>(
     None
 }
 
-/// Uses up a live binding of `id` held by `owner`: true once, false after
-/// (or for another owner, or an unknown id).
-pub fn consume<S: SharedStore + ?Sized>(
+/// Uses up a live `requestState` binding held by `owner`: true once, false
+/// after (or for another owner, or an unknown state). A spent state keeps
+/// its grant half until it expires ([`state_of_another_grant`]).
+pub fn spend_state<S: SharedStore + ?Sized>(
     store: &S,
-    table: Table,
-    id: &str,
+    state: &str,
     owner: &Digest,
     now: u64,
 ) -> bool {
+    let table = Table::RequestStates;
+    let id = state;
     let id = owner_digest(id);
     for index in (0..PROBES).map(|n| probe(&id, n)) {
         let key = slot_key(table, index);
@@ -341,8 +418,10 @@ pub fn consume<S: SharedStore + ?Sized>(
                     if slot.owner != *owner {
                         return false;
                     }
+                    let mut spent = slot.owner;
+                    spent[STATE_GRANT_LEN..].copy_from_slice(&SPENT_STATE);
                     let spent = Slot {
-                        expires_at: 0,
+                        owner: spent,
                         ..slot
                     };
                     match store.compare_and_swap(&key, &encode(&spent), cas) {
@@ -487,13 +566,39 @@ mod tests {
         let store = MemorySharedData::default();
         let owner = state_owner("alice", crate::target::Kind::Tool, "run", &[]);
         let other = state_owner("alice", crate::target::Kind::Tool, "delete", &[]);
-        bind(&store, Table::RequestStates, "state", &owner, 0, 600).unwrap();
-        assert!(!consume(&store, Table::RequestStates, "state", &other, 1));
-        assert!(!consume(&store, Table::RequestStates, "forged", &owner, 1));
-        assert!(consume(&store, Table::RequestStates, "state", &owner, 1));
-        assert!(
-            !consume(&store, Table::RequestStates, "state", &owner, 2),
-            "reused"
-        );
+        bind_state(&store, "state", &owner, 0).unwrap();
+        assert!(!spend_state(&store, "state", &other, 1));
+        assert!(!spend_state(&store, "forged", &owner, 1));
+        assert!(spend_state(&store, "state", &owner, 1));
+        assert!(!spend_state(&store, "state", &owner, 2), "reused");
+    }
+
+    #[test]
+    fn a_request_state_is_its_grants_spent_or_not_unless_handed_to_two() {
+        let store = MemorySharedData::default();
+        let alices = state_owner("alice", crate::target::Kind::Tool, "run", &[]);
+        let bobs = state_owner("bob", crate::target::Kind::Tool, "run", &[]);
+        bind_state(&store, "s-1", &alices, 0).unwrap();
+        assert!(state_of_another_grant(&store, "s-1", "bob", 1));
+        assert!(!state_of_another_grant(&store, "s-1", "alice", 1));
+        assert!(!state_of_another_grant(&store, "unknown", "bob", 1));
+        // Spent by alice: still hers.
+        assert!(spend_state(&store, "s-1", &alices, 2));
+        assert!(state_of_another_grant(&store, "s-1", "bob", 3));
+        assert!(!spend_state(&store, "s-1", &alices, 3), "spent once");
+        // Expired: nobody's.
+        let after = REQUEST_STATE_TTL_SECONDS + 1;
+        assert!(!state_of_another_grant(&store, "s-1", "bob", after));
+        // A state the server hands to two grants is neither's: no one is
+        // refused, and no one is spared.
+        bind_state(&store, "same", &alices, 0).unwrap();
+        bind_state(&store, "same", &alices, 1).unwrap();
+        assert!(state_of_another_grant(&store, "same", "bob", 1));
+        bind_state(&store, "same", &bobs, 2).unwrap();
+        for grant in ["alice", "bob", "carol"] {
+            assert!(!state_of_another_grant(&store, "same", grant, 3), "{grant}");
+        }
+        assert!(!spend_state(&store, "same", &alices, 3));
+        assert!(!spend_state(&store, "same", &bobs, 3));
     }
 }

@@ -416,6 +416,11 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .or(inner_approval)
     };
     if request.counting != Counting::Take || limits.is_empty() {
+        // Nothing to spare a retry, but a state the answer hands out is
+        // still bound: to this grant, whose alone it is to present.
+        outcome.state_owner = request
+            .binds_state
+            .then(|| bindings::state_owner(caller.grant, request.kind, request.name, &[]));
         if let Some((rule, approval)) = asked {
             outcome.decision = Decision::NeedsApproval {
                 rule,
@@ -480,13 +485,7 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         .then(|| bindings::state_owner(caller.grant, request.kind, request.name, &charges));
     outcome.state_owner = owner;
     if let (Some(state), Some(owner)) = (request.request_state, owner) {
-        if bindings::consume(
-            store,
-            bindings::Table::RequestStates,
-            state,
-            &owner,
-            now_seconds,
-        ) {
+        if bindings::spend_state(store, state, &owner, now_seconds) {
             charges.retain(|charge| charge.limit.is_concurrent());
         }
     }

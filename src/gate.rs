@@ -514,6 +514,23 @@ impl Context<'_, '_> {
         body: &[u8],
         request_state: Option<&str>,
     ) -> Inspection {
+        // A state the server handed to another grant's call: only that
+        // grant may present it. (The server may not know the gate's grants,
+        // and would resume that call's state for this caller.)
+        if request_state.is_some_and(|state| {
+            !approval::is_gate_state(state)
+                && bindings::state_of_another_grant(
+                    store,
+                    state,
+                    self.caller.grant,
+                    self.now.as_secs(),
+                )
+        }) {
+            return self.invalid(Invalid::Params {
+                id: id.clone(),
+                detail: "params.requestState was not issued for this call".to_string(),
+            });
+        }
         let hints = if target.kind == Kind::Tool && !self.view.annotation_rules().is_empty() {
             bindings::hints(store, &target.name, self.now.as_secs())
         } else {

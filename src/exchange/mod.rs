@@ -1463,14 +1463,7 @@ impl Exchange {
                 // The gate's own state (an approval's) is never the server's.
                 HandedOut::RequestState(state) if crate::approval::is_gate_state(state) => Ok(()),
                 HandedOut::RequestState(state) => match &observer.state_owner {
-                    Some(owner) => bindings::bind(
-                        host.store(),
-                        Table::RequestStates,
-                        state,
-                        owner,
-                        now,
-                        bindings::REQUEST_STATE_TTL_SECONDS,
-                    ),
+                    Some(owner) => bindings::bind_state(host.store(), state, owner, now),
                     None => Ok(()),
                 },
             };

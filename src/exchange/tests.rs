@@ -1169,7 +1169,8 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
             "{state}"
         );
     }
-    // Another grant cannot spend alice's state.
+    // Another grant cannot present alice's state: the server would resume
+    // alice's call for bob. Refused before anything is counted.
     let envoy = SimEnvoy::new(POLICY);
     let mut first = call_2026(&envoy, "alice", &call(1, "run"), "run");
     first.server_answers(
@@ -1177,10 +1178,66 @@ fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
         &[("content-type", b"application/json")],
         &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","requestState":"state-2"}}"#],
     );
-    let bob_first = send_as(&envoy, "bob", &retry(2, "state-2"));
-    assert!(bob_first.upstream().complete, "bob's own first call");
-    let bob_second = send_as(&envoy, "bob", &retry(3, "state-2"));
-    assert_eq!(bob_second.downstream().json()["error"]["code"], -31002);
+    let bob = send_as(&envoy, "bob", &retry(2, "state-2"));
+    assert!(!bob.upstream().started());
+    let answer = bob.downstream().json();
+    assert_eq!(answer["error"]["code"], -32602);
+    assert_eq!(
+        answer["error"]["data"]["detail"],
+        "params.requestState was not issued for this call"
+    );
+    let bob_own = send_as(&envoy, "bob", &call(3, "run"));
+    assert!(
+        bob_own.upstream().complete,
+        "bob's own call was not counted"
+    );
+    // Alice's retry is hers; after it, bob's replay is still refused.
+    let alice = send_as(&envoy, "alice", &retry(4, "state-2"));
+    assert!(alice.upstream().complete);
+    let bob = send_as(&envoy, "bob", &retry(5, "state-2"));
+    assert_eq!(bob.downstream().json()["error"]["code"], -32602);
+}
+
+/// A tool without limits: nothing to spare a retry, but the state its
+/// answer hands out is still the caller's alone. A server whose states
+/// repeat (the same state handed to two grants) has them refused to
+/// neither.
+#[test]
+fn a_request_state_is_its_callers_alone_also_without_limits() {
+    let envoy = SimEnvoy::new(POLICY);
+    let retry = |id: u64, state: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"read","arguments":{},"requestState":state,"inputResponses":{"q":{"action":"accept"}}}})
+            .to_string()
+            .into_bytes()
+    };
+    let hand_out = |grant: &str, id: u64, state: &str| {
+        let mut first = call_2026(&envoy, grant, &call(id, "read"), "read");
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","requestState":"{state}"}}}}"#
+        );
+        first.server_answers(
+            200,
+            &[("content-type", b"application/json")],
+            &[answer.as_bytes()],
+        );
+        first.end(End::Completed);
+    };
+    hand_out("alice", 1, "xfer-1");
+    for (grant, passes) in [
+        ("bob", false),
+        ("alice", true),
+        ("alice", true),
+        ("bob", false),
+    ] {
+        let stream = call_2026(&envoy, grant, &retry(2, "xfer-1"), "read");
+        assert_eq!(stream.upstream().complete, passes, "{grant}");
+    }
+    hand_out("alice", 3, "same");
+    hand_out("bob", 4, "same");
+    for grant in ["alice", "bob"] {
+        let stream = call_2026(&envoy, grant, &retry(5, "same"), "read");
+        assert!(stream.upstream().complete, "{grant}");
+    }
 }
 
 /// A retry is spared only the window units its first request took: a retry
