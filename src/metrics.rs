@@ -264,8 +264,14 @@ impl Catalog {
     /// The counters one decision bumps: its target's and its grant's.
     ///
     /// The target's label is its exact name when the policy names it, else
-    /// the pattern key that decides it for this caller, else [`OTHER`].
-    pub fn counters(&self, policy: &Policy, audit: &AuditRecord) -> impl Iterator<Item = usize> {
+    /// the pattern key that decides it for this caller (its grant, and the
+    /// role a JWT claimed for it), else [`OTHER`].
+    pub fn counters(
+        &self,
+        policy: &Policy,
+        audit: &AuditRecord,
+        claimed_role: Option<&str>,
+    ) -> impl Iterator<Item = usize> {
         let offset = Outcome::ALL.iter().position(|o| *o == audit.decision);
         let exact = |kind: &'static str, target: &str| {
             self.targets
@@ -281,7 +287,12 @@ impl Catalog {
                 exact(label, name).or_else(|| {
                     let key = match kind {
                         Kind::Task => None,
-                        _ => policy.view(&audit.grant).deciding_key(kind, name).0,
+                        _ => {
+                            policy
+                                .view_as(&audit.grant, claimed_role)
+                                .deciding_key(kind, name)
+                                .0
+                        }
                     };
                     slot(label, key.unwrap_or(OTHER))
                 })
@@ -306,13 +317,15 @@ impl Catalog {
 }
 
 /// Whether a rule pointer is an entry of a `methods` map (`/methods/x`,
-/// `/grants/g/methods/x`).
+/// `/grants/g/methods/x`, `/roles/r/methods/x`).
 fn is_methods_pointer(pointer: &str) -> bool {
     pointer.starts_with("/methods/")
-        || pointer
-            .strip_prefix("/grants/")
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(_, rest)| rest.starts_with("methods/"))
+        || ["/grants/", "/roles/"].iter().any(|part| {
+            pointer
+                .strip_prefix(part)
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, rest)| rest.starts_with("methods/"))
+        })
 }
 
 /// What kind of metric Envoy is asked to define.
@@ -422,7 +435,7 @@ mod tests {
 
     fn bumped(catalog: &Catalog, policy: &Policy, audit: &AuditRecord) -> Vec<Series> {
         catalog
-            .counters(policy, audit)
+            .counters(policy, audit, None)
             .map(|index| catalog.series(index).unwrap().clone())
             .collect()
     }
@@ -526,6 +539,40 @@ mod tests {
             labels(&bumped(&catalog, &policy, &audit)[0]),
             ["decision=invalid", "kind=none"]
         );
+    }
+
+    /// Rules written in a role count as the same rules at the top level
+    /// would: its methods under their names, its patterns under their keys,
+    /// for a role from `grant_roles` and one a JWT claims.
+    #[test]
+    fn a_roles_methods_and_patterns_have_their_own_series() {
+        let policy = Policy::from_json(
+            br#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+                "roles":{"eng":{"methods":{"ping":"deny"},"tools":{"deploy_*":{"action":"deny"},"exact_tool":{}}}},
+                "grant_roles":{"alice":"eng"}}"#,
+        )
+        .unwrap();
+        let catalog = Catalog::for_policy(&policy);
+        let mut audit = record("alice", Outcome::Denied);
+        audit.method = Some("ping".to_string());
+        audit.rule = Some("/roles/eng/methods/ping".to_string());
+        assert_eq!(
+            labels(&bumped(&catalog, &policy, &audit)[0]),
+            ["decision=denied", "kind=method", "target=ping"]
+        );
+        for (grant, claimed) in [("alice", None), ("carol", Some("eng"))] {
+            let mut audit = record(grant, Outcome::Denied);
+            audit.set_target(Kind::Tool, "deploy_web");
+            let series: Vec<Series> = catalog
+                .counters(&policy, &audit, claimed)
+                .map(|index| catalog.series(index).unwrap().clone())
+                .collect();
+            assert_eq!(
+                labels(&series[0]),
+                ["decision=denied", "kind=tool", "target=deploy_*"],
+                "{grant}"
+            );
+        }
     }
 
     #[test]

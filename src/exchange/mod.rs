@@ -1119,7 +1119,11 @@ impl Exchange {
     /// Records a decision: counters, filter state, and the audit record
     /// written when the stream ends.
     fn record(&mut self, audit: AuditRecord, effects: &mut Vec<Effect>) {
-        for index in self.plugin.metrics.counters(&self.plugin.policy, &audit) {
+        for index in self
+            .plugin
+            .metrics
+            .counters(&self.plugin.policy, &audit, self.role.as_deref())
+        {
             effects.push(Effect::Count(index));
         }
         filter_state(&audit, effects);

@@ -446,11 +446,18 @@ impl Policy {
         self.named(Kind::Tool)
     }
 
-    /// Every name of `kind` the policy names exactly (rules and `hide`), once each.
-    pub fn named(&self, kind: Kind) -> Vec<String> {
-        let mut names: Vec<String> = std::iter::once(&self.base)
+    /// The top level, every grant's view and every role's: each place a
+    /// rule can be written.
+    fn every_view(&self) -> impl Iterator<Item = &View> {
+        std::iter::once(&self.base)
             .chain(self.grants.values())
             .chain(self.roles.values())
+    }
+
+    /// Every name of `kind` the policy names exactly (rules and `hide`), once each.
+    pub fn named(&self, kind: Kind) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .every_view()
             .flat_map(|view| {
                 let rules = view.rule_set(kind).map(|set| set.exact.keys());
                 let hidden = view.hide.names.get(&kind).map(|names| names.iter());
@@ -465,10 +472,10 @@ impl Policy {
         names
     }
 
-    /// Every pattern key of `kind`'s rules, in any grant, once each.
+    /// Every pattern key of `kind`'s rules, in any grant or role, once each.
     pub fn patterns(&self, kind: Kind) -> Vec<String> {
-        let mut patterns: Vec<String> = std::iter::once(&self.base)
-            .chain(self.grants.values())
+        let mut patterns: Vec<String> = self
+            .every_view()
             .filter_map(|view| view.rule_set(kind))
             .flat_map(|set| {
                 set.patterns
@@ -480,10 +487,11 @@ impl Policy {
         patterns
     }
 
-    /// Every method a `methods` map names (not `other`), in any grant, once each.
+    /// Every method a `methods` map names (not `other`), in any grant or
+    /// role, once each.
     pub fn named_methods(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::iter::once(&self.base)
-            .chain(self.grants.values())
+        let mut names: Vec<String> = self
+            .every_view()
             .flat_map(|view| view.methods.named.keys().cloned())
             .collect();
         crate::sort::sort_unique(&mut names);
