@@ -694,6 +694,23 @@ impl View {
         } else {
             name
         };
+        // `…/secret.txt/`, `…?v=2`, `…#top`: read as `…/secret.txt` by many
+        // servers, and refused with it (hidden, or a rule's deny); so not
+        // listed where it would not be.
+        if kind == Kind::Resource {
+            if let Some(bare) = uri::bare(name) {
+                match crate::decision::check_target(self, kind, &bare) {
+                    Err(crate::decision::Decision::Hidden { .. }) => return false,
+                    Err(crate::decision::Decision::Deny { rule, .. })
+                        if self.list == ListMode::HideDenied
+                            && rule != self.default_for(kind).1 =>
+                    {
+                        return false
+                    }
+                    _ => {}
+                }
+            }
+        }
         // A name a call of which is refused as hidden (or, hiding denied
         // names, refused at all) for its letter case is not listed either.
         let variant = self.case_variant(kind, name);

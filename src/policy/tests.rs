@@ -1522,3 +1522,43 @@ fn listings_leave_out_the_letter_case_variants_a_call_would_find_hidden() {
     assert!(hide.base().shows(Kind::Tool, "Search"));
     assert!(hide.base().shows(Kind::Tool, "other"));
 }
+
+/// A listing entry a read of which is refused (hidden, or a rule's deny
+/// under `list: hide_denied`) is not listed in any spelling servers read as
+/// that resource: a final `/`, a query, a fragment, doubled `/`.
+#[test]
+fn a_refused_resource_is_not_listed_under_another_spelling_of_it() {
+    for (list, denied_listed) in [("show_denied", true), ("hide_denied", false)] {
+        let document = format!(
+            r#"{{"version":"1","default":"allow","list":"{list}",
+                "hide":["resource:file:///srv/secret.txt","resource:https://api.example.com/admin"],
+                "resources":{{"file:///srv/denied.txt":{{"action":"deny"}}}}}}"#
+        );
+        let policy = Policy::from_json(document.as_bytes()).unwrap();
+        let view = policy.base();
+        for hidden in [
+            "file:///srv/secret.txt/",
+            "file:///srv/secret.txt?v=2",
+            "file:///srv/secret.txt#top",
+            "file:///srv//secret.txt",
+            "https://api.example.com/admin/",
+            "https://api.example.com/admin?x=1",
+        ] {
+            assert!(!view.shows(Kind::Resource, hidden), "{list} {hidden}");
+        }
+        for denied in ["file:///srv/denied.txt/", "file:///srv/denied.txt?v=2"] {
+            assert_eq!(
+                view.shows(Kind::Resource, denied),
+                denied_listed,
+                "{list} {denied}"
+            );
+        }
+        // What a rule does not refuse stays listed, whatever its spelling.
+        for shown in [
+            "file:///srv/public.txt/",
+            "https://api.example.com/data?format=json",
+        ] {
+            assert!(view.shows(Kind::Resource, shown), "{list} {shown}");
+        }
+    }
+}
