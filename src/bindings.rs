@@ -27,6 +27,9 @@ pub enum Table {
     /// `Mcp-Session-Id` → the grant whose client declared URL-mode
     /// elicitation in that session's `initialize` (MCP 2025-11-25).
     UrlElicitation,
+    /// A session and request id → the grant of the request in flight under
+    /// it (released when its answer or stream ends).
+    InFlight,
 }
 
 impl Table {
@@ -36,6 +39,7 @@ impl Table {
             Table::RequestStates => "states",
             Table::Hints => "hints",
             Table::UrlElicitation => "elicit",
+            Table::InFlight => "inflight",
         }
     }
 }
@@ -220,6 +224,57 @@ pub fn bind<S: SharedStore + ?Sized>(
     write(store, table, id, owner, now, ttl, Write::KeepFirst)
 }
 
+/// How long a request id stays claimed if the end of its stream is never
+/// seen (a VM gone with it): a day, the longest binding.
+pub const IN_FLIGHT_TTL_SECONDS: u64 = MAX_TTL_SECONDS;
+
+/// Claims `id` for `owner`: `Ok(false)` if a live claim holds it already.
+pub fn claim<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    owner: &Digest,
+    now: u64,
+) -> Result<bool, String> {
+    write_how(
+        store,
+        table,
+        id,
+        owner,
+        now,
+        IN_FLIGHT_TTL_SECONDS,
+        Write::Claim,
+    )
+}
+
+/// Ends a claim of `id` (a live binding of it, whoever holds it: only the
+/// request that claimed it releases it). Best effort: a claim not released
+/// expires.
+pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64) {
+    let id = owner_digest(id);
+    for index in (0..PROBES).map(|n| probe(&id, n)) {
+        let key = slot_key(table, index);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Ok((current, cas)) = read(store, &key) else {
+                return;
+            };
+            match current {
+                Some(slot) if slot.id == id && slot.expires_at > now => {
+                    let released = Slot {
+                        expires_at: 0,
+                        ..slot
+                    };
+                    match store.compare_and_swap(&key, &encode(&released), cas) {
+                        Err(StoreError::CasMismatch) => continue,
+                        _ => return,
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// Sets `id`'s value, replacing what it held (the latest listing wins).
 pub fn set<S: SharedStore + ?Sized>(
     store: &S,
@@ -239,6 +294,8 @@ enum Write {
     /// Keep the first owner; one of another grant (a state's first half)
     /// makes the entry no single grant's.
     KeepFirstOrShare,
+    /// Keep the first owner, and say the write did not happen.
+    Claim,
     /// Replace it, unless it holds the same value for at least half the TTL.
     Replace,
 }
@@ -252,6 +309,19 @@ fn write<S: SharedStore + ?Sized>(
     ttl: u64,
     how: Write,
 ) -> Result<(), String> {
+    write_how(store, table, id, value, now, ttl, how).map(|_| ())
+}
+
+/// As [`write`]; `Ok(false)`: a live entry of `id` was left as it was.
+fn write_how<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    value: &Digest,
+    now: u64,
+    ttl: u64,
+    how: Write,
+) -> Result<bool, String> {
     let id = owner_digest(id);
     let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
     for index in (0..PROBES).map(|n| probe(&id, n)) {
@@ -260,11 +330,11 @@ fn write<S: SharedStore + ?Sized>(
             let (current, cas) = read(store, &key)?;
             match &current {
                 Some(slot) if slot.id == id && slot.expires_at > now => match how {
-                    Write::KeepFirst => return Ok(()),
+                    Write::KeepFirst | Write::Claim => return Ok(false),
                     Write::KeepFirstOrShare => {
                         let holder = &slot.owner[..STATE_GRANT_LEN];
                         if holder == SHARED_STATE || holder == &value[..STATE_GRANT_LEN] {
-                            return Ok(());
+                            return Ok(false);
                         }
                         let mut shared = slot.owner;
                         shared[..STATE_GRANT_LEN].copy_from_slice(&SHARED_STATE);
@@ -273,13 +343,13 @@ fn write<S: SharedStore + ?Sized>(
                             ..*slot
                         };
                         match store.compare_and_swap(&key, &encode(&slot), cas) {
-                            Ok(()) => return Ok(()),
+                            Ok(()) => return Ok(true),
                             Err(StoreError::CasMismatch) => continue,
                             Err(StoreError::Unavailable(err)) => return Err(err),
                         }
                     }
                     Write::Replace if slot.owner == *value && slot.expires_at > now + ttl / 2 => {
-                        return Ok(())
+                        return Ok(false)
                     }
                     Write::Replace => {}
                 },
@@ -292,7 +362,7 @@ fn write<S: SharedStore + ?Sized>(
                 owner: *value,
             };
             match store.compare_and_swap(&key, &encode(&slot), cas) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Unavailable(err)) => return Err(err),
             }

@@ -47,6 +47,9 @@ pub struct Inspection {
     /// An `initialize` whose client declared URL-mode elicitation: remember
     /// it for the session the server's answer names.
     pub remember_url_elicitation: bool,
+    /// The key this forwarded request's id is claimed under in its session
+    /// ([`Table::InFlight`]): released when its answer ends, or its stream.
+    pub in_flight: Option<String>,
 }
 
 impl Inspection {
@@ -140,10 +143,6 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
             return Inspection::refusal(policy, response::header_mismatch(&id, &detail), audit);
         }
     };
-    let asks_for_task = match &message {
-        Message::ToolCall(call) => call.present.task,
-        Message::Other { named, .. } => named.present.task,
-    };
     // A request that names its protocol version in `_meta` describes itself
     // (MCP 2026-07-28's way): servers serve it without a session, whatever
     // the headers say (rmcp does at 2025-11-25 too), so a `Mcp-Session-Id`
@@ -159,6 +158,105 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         }
     } else {
         caller
+    };
+    // MCP forbids reusing a request id within a session, and servers send
+    // an answer to the stream that last sent its id: a listing answered on
+    // another request's stream (a call sent with the listing's id) would
+    // pass unread. So an id is claimed while its request is in flight.
+    let claim = in_flight_key(policy, caller, &message);
+    if let Some(key) = &claim {
+        let owner = bindings::grant_owner(caller.grant);
+        match bindings::claim(store, Table::InFlight, key, &owner, now.as_secs()) {
+            Ok(true) => {}
+            Ok(false) => {
+                let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+                let invalid = Invalid::Request {
+                    id: message_id(&message).cloned().unwrap_or(Value::Null),
+                    detail: "this request id is in use by another request of this session"
+                        .to_string(),
+                };
+                return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
+            }
+            // Not recorded: forwarded unclaimed under `failure_mode: open`.
+            Err(_) if policy.failure_mode == FailureMode::Open => {
+                return inspect_message(policy, store, now, caller, revision, message, body);
+            }
+            Err(err) => {
+                let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Failed);
+                let id = message_id(&message).cloned().unwrap_or(Value::Null);
+                return Inspection::refusal(policy, response::undecidable(&id, &err), audit);
+            }
+        }
+    }
+    let mut inspection = inspect_message(policy, store, now, caller, revision, message, body);
+    if let Some(key) = claim {
+        if inspection.reply.is_some() {
+            // Answered by the gate: nothing reaches the server under it.
+            bindings::release(store, Table::InFlight, &key, now.as_secs());
+        } else {
+            inspection.in_flight = Some(key);
+        }
+    }
+    inspection
+}
+
+/// The id of a request message, if it has one.
+fn message_id<'m>(message: &'m Message<'_>) -> Option<&'m Value> {
+    match message {
+        Message::ToolCall(call) => Some(&call.id),
+        Message::Other {
+            method: Some(_),
+            id,
+            ..
+        } => id.as_ref(),
+        Message::Other { method: None, .. } => None,
+    }
+}
+
+/// The key a request's id is claimed under while it is in flight, where the
+/// policy is enforced and the request has a session: the session and the id
+/// as servers compare ids (numbers by value, as JavaScript does: `1`, `1.0`
+/// and `1e0` are one id; strings as written). `None`: nothing to claim.
+fn in_flight_key(
+    policy: &Policy,
+    caller: CallerScope<'_>,
+    message: &Message<'_>,
+) -> Option<String> {
+    if policy.mode != Mode::Enforce {
+        return None;
+    }
+    let session = caller.session?;
+    let id = match message_id(message)? {
+        Value::Number(number) => {
+            let value = number.as_f64()?;
+            // -0 is 0.
+            let bits = if value == 0.0 { 0 } else { value.to_bits() };
+            format!("n{bits:x}")
+        }
+        Value::String(text) => format!("s{text}"),
+        _ => return None,
+    };
+    let mut key = String::with_capacity(session.len() + id.len() + 8);
+    ratelimit::push_decimal(&mut key, session.len() as u64);
+    key.push(':');
+    key.push_str(session);
+    key.push_str(&id);
+    Some(key)
+}
+
+/// Decides a parsed request (its id claimed, if it needed one).
+fn inspect_message<S: SharedStore + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    now: std::time::Duration,
+    caller: CallerScope<'_>,
+    revision: Revision,
+    message: Message<'_>,
+    body: &[u8],
+) -> Inspection {
+    let asks_for_task = match &message {
+        Message::ToolCall(call) => call.present.task,
+        Message::Other { named, .. } => named.present.task,
     };
     let current = revision == Revision::Current;
     let context = Context {

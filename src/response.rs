@@ -738,6 +738,18 @@ pub fn for_invalid(invalid: &Invalid) -> Reply {
     }
 }
 
+/// The answer to a request the gate could not decide for want of Envoy's
+/// shared data (under `failure_mode: closed`).
+pub fn undecidable(id: &Value, detail: &str) -> Reply {
+    error_reply(
+        status::DECIDED,
+        id,
+        code::INTERNAL_ERROR,
+        "Policy gate could not decide; the request was not forwarded",
+        Some(&mut [("detail", detail.into())]),
+    )
+}
+
 /// The answer to a request whose `Mcp-Method` or `Mcp-Name` header does not
 /// match its body: intermediaries route on the headers, the server executes
 /// the body, so the two must agree.

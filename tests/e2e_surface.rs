@@ -431,3 +431,57 @@ async fn an_allow_all_policy_passes_everything() {
         client.close().await;
     }
 }
+
+/// MCP forbids reusing a request id within a session, and servers (rmcp, the
+/// TypeScript SDK) send an answer to the stream that last sent its id: a
+/// `tools/list` sent with the id of a call in flight had its answer, every
+/// hidden entry in it, come back on the call's stream, which the gate does
+/// not read as a listing. The id is the call's until its answer is complete.
+#[tokio::test]
+async fn a_request_id_in_flight_is_not_sent_again_in_its_session() {
+    let stack = Stack::start(POLICY).await;
+    let client = client(&stack, "alice", ClientOptions::at(PROTOCOL_VERSION)).await;
+    assert!(client.session_id().is_some(), "2025-11-25 has sessions");
+    let with_id = |mut body: Value| {
+        body["id"] = json!("same-id");
+        body
+    };
+    let call = with_id(client.envelope(
+        "tools/call",
+        json!({"name": REPORT_TOOL, "arguments": {"topic": "q4", "delay_ms": 3000}}),
+    ));
+    let listing = with_id(client.envelope("prompts/list", json!({})));
+    let (called, refused) = tokio::join!(client.post(&call), async {
+        // The call is decided (its id claimed) well within this.
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        client.post(&listing).await
+    });
+    let refused = refused.unwrap();
+    assert_eq!(
+        refused.status,
+        400,
+        "{}\n{}",
+        refused.body,
+        stack.envoy.log()
+    );
+    let error = &refused.answer_to(&json!("same-id")).unwrap()["error"];
+    assert_eq!(error["code"], -32600, "{error}");
+    let called = called.unwrap();
+    assert_eq!(called.status, 200, "{}", called.body);
+    let answer = called.answer_to(&json!("same-id")).unwrap();
+    assert!(answer["result"]["content"].is_array(), "{answer}");
+    // Its answer complete, the id is free: the listing goes, filtered.
+    let listed = client.post(&listing).await.unwrap();
+    let prompts = &listed.answer_to(&json!("same-id")).unwrap()["result"]["prompts"];
+    let names: Vec<&str> = prompts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|prompt| prompt["name"].as_str())
+        .collect();
+    assert!(
+        !names.is_empty() && !names.contains(&SECRET_PROMPT),
+        "{names:?}"
+    );
+    client.close().await;
+}

@@ -434,6 +434,9 @@ pub struct Exchange {
     /// Local quota taken for the call: window units (kept once the call ran)
     /// and concurrency slots (given back when the exchange ends).
     reservations: Vec<Reservation>,
+    /// The key this request's id is claimed under in its session while it
+    /// is in flight ([`Table::InFlight`]).
+    in_flight: Option<String>,
     pending: Option<Pending>,
     pending_approval: Option<PendingApproval>,
     /// An `initialize` declaring URL-mode elicitation: remember it for the
@@ -489,6 +492,7 @@ impl Exchange {
             held_for_good: false,
             response_started: false,
             reservations: Vec::new(),
+            in_flight: None,
             pending: None,
             pending_approval: None,
             remember_url_elicitation: false,
@@ -581,6 +585,14 @@ impl Exchange {
     fn reads_listings(&self) -> bool {
         let policy = self.policy();
         policy.mode == Mode::Enforce && policy.listings_vary()
+    }
+
+    /// Ends this request's claim on its id: its answer is complete (before
+    /// the caller can read it and send the id again), or its stream ended.
+    fn release_in_flight(&mut self, host: &mut dyn Host) {
+        if let Some(key) = self.in_flight.take() {
+            bindings::release(host.store(), Table::InFlight, &key, host.now().as_secs());
+        }
     }
 
     /// A request callback after the request was decided: held while the
@@ -837,6 +849,7 @@ impl Exchange {
             &body,
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
+        self.in_flight = inspection.in_flight.take();
         // Not a POST: answered as a GET stream is (where servers replay
         // answers on resumption, and ignore the body), so every answer is
         // read as a listing could be, as for a request without a body.
@@ -1188,6 +1201,9 @@ impl Exchange {
         host: &mut dyn Host,
         effects: &mut Vec<Effect>,
     ) -> Action {
+        if end_of_stream {
+            self.release_in_flight(host);
+        }
         if self.replied {
             // The gate's own answer on its way out.
             return Action::Continue;
@@ -1260,6 +1276,9 @@ impl Exchange {
         host: &mut dyn Host,
         effects: &mut Vec<Effect>,
     ) -> Action {
+        if end_of_stream {
+            self.release_in_flight(host);
+        }
         self.response_buffered = size;
         let observed = std::mem::take(&mut self.response_observed);
         if matches!(self.listing, Listing::Json { .. })
@@ -1349,6 +1368,7 @@ impl Exchange {
     }
 
     fn response_trailers(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        self.release_in_flight(host);
         if self.observer.is_some() {
             self.bind_handed_out(host, effects);
         }
@@ -1506,6 +1526,7 @@ impl Exchange {
     }
 
     fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
+        self.release_in_flight(host);
         // An answer cut off (the caller left): bind what it handed out so far.
         if self.forwarded && self.observer.is_some() {
             self.bind_handed_out(host, effects);

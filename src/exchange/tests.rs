@@ -855,17 +855,19 @@ fn a_caller_costs_the_same_memory_whatever_the_length_of_its_name() {
         assert!(stream.upstream().complete);
         stream.end(End::Completed);
     }
-    let sizes: Vec<usize> = envoy
+    let mut sizes: Vec<usize> = envoy
         .store
         .keys()
         .iter()
         .filter(|key| !key.ends_with("/table-key"))
         .map(|key| envoy.store.get(key).unwrap().unwrap().0.len())
         .collect();
+    sizes.sort_unstable();
     assert_eq!(
         sizes,
-        [32, 32],
-        "slot values: window, count, 16-byte owner digest"
+        [32, 32, 40, 40],
+        "slot values: window, count, 16-byte owner digest; the request ids' \
+         claims in their sessions: expiry, the digests of the id and the grant"
     );
     let audit = envoy.audit_lines();
     assert_eq!(audit[0]["session"], "short");
@@ -874,6 +876,84 @@ fn a_caller_costs_the_same_memory_whatever_the_length_of_its_name() {
         written.starts_with("sha256:") && written.len() == 71,
         "{written}"
     );
+}
+
+/// MCP forbids reusing a request id within a session, and servers send an
+/// answer to the stream that last sent its id: a `tools/list` answered on a
+/// call's stream sent with the same id would pass unread. So an id is the
+/// request's while it is in flight in its session: another request with it
+/// is refused, until the first one's answer is complete or its stream ends.
+#[test]
+fn a_request_id_in_flight_in_a_session_is_not_taken_twice() {
+    let envoy = SimEnvoy::new(POLICY);
+    let in_session =
+        |session: &'static str| headers_with(&[("mcp-session-id", session.as_bytes())]);
+    let send = |session: &'static str, body: &[u8]| {
+        let mut stream = envoy.stream();
+        stream.send(&in_session(session), &[body]);
+        stream
+    };
+    let mut first = send("s-1", &list("7"));
+    assert!(first.upstream().complete);
+    // The same id, as a number spelt otherwise too, while the listing runs.
+    for body in [call(7, "read"), list("7.0"), list("7e0")] {
+        let again = send("s-1", &body);
+        assert!(
+            !again.upstream().started(),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(again.downstream().status, Some(400));
+        let answer = again.downstream().json();
+        assert_eq!(answer["error"]["code"], -32600);
+        assert_eq!(
+            answer["error"]["data"]["detail"],
+            "this request id is in use by another request of this session"
+        );
+    }
+    // Another id, the string "7", another session, no session: other ids.
+    for (session, body) in [("s-1", call(8, "read")), ("s-2", call(7, "read"))] {
+        let mut other = send(session, &body);
+        assert!(other.upstream().complete, "{session}");
+        other.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+    }
+    let string_id = send(
+        "s-1",
+        br#"{"jsonrpc":"2.0","id":"7","method":"tools/list"}"#,
+    );
+    assert!(string_id.upstream().complete);
+    let unsessioned = post(&envoy, &call(7, "read"));
+    assert!(unsessioned.upstream().complete);
+    // The listing's answer ends: the id is free again (a client that sends
+    // it again once it has the answer is not refused).
+    first.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[listing("7").as_bytes()],
+    );
+    let mut after = send("s-1", &call(7, "read"));
+    assert!(after.upstream().complete);
+    // A stream that ends any other way frees it too.
+    after.end(End::ClientGone);
+    let mut next = send("s-1", &call(7, "read"));
+    assert!(next.upstream().complete);
+    next.end(End::ServerReset);
+    // A request the gate answers holds nothing.
+    let refused = send("s-1", &call(9, "secretTool"));
+    assert!(!refused.upstream().started());
+    assert!(send("s-1", &call(9, "read")).upstream().complete);
+}
+
+/// In monitor mode nothing is refused, a reused id neither.
+#[test]
+fn a_reused_request_id_passes_in_monitor_mode() {
+    let envoy = SimEnvoy::new(&policy_with(r#""mode": "monitor""#));
+    let headers = headers_with(&[("mcp-session-id", b"s-1")]);
+    for _ in 0..2 {
+        let mut stream = envoy.stream();
+        stream.send(&headers, &[&list("7")]);
+        assert!(stream.upstream().complete);
+    }
 }
 
 #[test]

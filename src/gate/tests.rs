@@ -18,6 +18,35 @@ fn tools_call(id: u64, tool: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// [`super::inspect_request`] for a request whose exchange then ends: its
+/// id's claim in the session is released, as the exchange releases it when
+/// the answer is complete (these tests send ids again, one at a time).
+fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    clock: &C,
+    caller: CallerScope<'_>,
+    headers: McpHeaders<'_>,
+    body: &[u8],
+) -> Inspection {
+    let inspection = super::inspect_request(policy, store, clock, caller, headers, body);
+    if let Some(key) = &inspection.in_flight {
+        bindings::release(store, Table::InFlight, key, clock.unix_time().as_secs());
+    }
+    inspection
+}
+
+/// [`super::inspect_body`], the exchange then ended (see [`inspect_request`]).
+fn inspect_body<S: SharedStore + ?Sized, C: Clock + ?Sized>(
+    policy: &Policy,
+    store: &S,
+    clock: &C,
+    caller: CallerScope<'_>,
+    body: &[u8],
+) -> Inspection {
+    inspect_request(policy, store, clock, caller, McpHeaders::default(), body)
+}
+
 const ALICE: CallerScope<'static> = CallerScope {
     grant: "alice",
     session: Some("sess-1"),
@@ -155,6 +184,9 @@ fn other_messages_pass_unaudited() {
             approval: None,
             rewrite_body: None,
             remember_url_elicitation: false,
+            // The id was claimed in alice's session while the listing is in
+            // flight: the session's length, the session, the id's value.
+            in_flight: Some(format!("6:sess-1n{:x}", 1f64.to_bits())),
         }
     );
 }
@@ -300,7 +332,12 @@ fn a_counter_that_stays_contended_fails_the_call_closed() {
     )
     .unwrap();
     let store = ContendedStore::always();
-    let refused = inspect_body(&policy, &store, &clock, ALICE, &tools_call(1, "t"));
+    // Without a session: no request id to claim, only the counter.
+    let caller = CallerScope {
+        session: None,
+        ..ALICE
+    };
+    let refused = inspect_body(&policy, &store, &clock, caller, &tools_call(1, "t"));
     assert_eq!(store.swaps(), crate::ratelimit::MAX_CAS_ATTEMPTS);
     assert_eq!(refused.outcome(), Some(Outcome::Failed));
     assert!(refused.reservations.is_empty());
@@ -867,8 +904,12 @@ fn completions_subscriptions_and_listens_follow_what_they_name() {
         json!(["file:///srv/public/a", {"uri": "file:///srv/.env"}]),
     ));
     assert_eq!(json["error"]["data"]["resource"], "file:///srv/.env");
-    // Nothing is counted for completions, subscriptions or listens.
-    assert!(store.keys().is_empty());
+    // Nothing is counted for completions, subscriptions or listens (their
+    // ids were claimed in the session while in flight, nothing else).
+    assert!(store
+        .keys()
+        .iter()
+        .all(|key| key.starts_with("mcp-policy/v3/bind/inflight/")));
 }
 
 #[test]
