@@ -139,17 +139,18 @@ pub fn bind_state<S: SharedStore + ?Sized>(
 
 /// Whether a live `requestState` binding names a grant other than
 /// `grant`: the server handed the state to another caller's call, and
-/// only that caller may present it (spent or not).
+/// only that caller may present it (spent or not). `Err`: the store failed.
 pub fn state_of_another_grant<S: SharedStore + ?Sized>(
     store: &S,
     state: &str,
     grant: &str,
     now: u64,
-) -> bool {
-    owner(store, Table::RequestStates, state, now).is_some_and(|owner| {
-        let holder = &owner[..STATE_GRANT_LEN];
+) -> Result<bool, String> {
+    let found = find_live(store, Table::RequestStates, &owner_digest(state), now)?;
+    Ok(found.is_some_and(|found| {
+        let holder = &found.slot.owner[..STATE_GRANT_LEN];
         holder != SHARED_STATE && holder != &grant_owner(grant)[..STATE_GRANT_LEN]
-    })
+    }))
 }
 
 fn slot_key(table: Table, index: u64) -> String {
@@ -224,19 +225,32 @@ pub fn bind<S: SharedStore + ?Sized>(
     write(store, table, id, owner, now, ttl, Write::KeepFirst)
 }
 
-/// How long a request id stays claimed if the end of its stream is never
-/// seen (a VM gone with it): a day, the longest binding.
-pub const IN_FLIGHT_TTL_SECONDS: u64 = MAX_TTL_SECONDS;
+/// How long a request id stays claimed when its answer never completes (the
+/// caller left, the server reset the stream, Envoy answered a timeout): the
+/// server may still be working on it, so the id stays the request's for an
+/// hour.
+pub const IN_FLIGHT_TTL_SECONDS: u64 = 3_600;
 
-/// Claims `id` for `owner`: `Ok(false)` if a live claim holds it already.
+/// What became of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The id is this request's now.
+    Claimed,
+    /// A live claim holds it already.
+    Taken,
+    /// Every slot it may take holds another live claim.
+    Full,
+}
+
+/// Claims `id` for `owner`. `Err`: the store failed.
 pub fn claim<S: SharedStore + ?Sized>(
     store: &S,
     table: Table,
     id: &str,
     owner: &Digest,
     now: u64,
-) -> Result<bool, String> {
-    write_how(
+) -> Result<Claim, String> {
+    match write_how(
         store,
         table,
         id,
@@ -244,35 +258,24 @@ pub fn claim<S: SharedStore + ?Sized>(
         now,
         IN_FLIGHT_TTL_SECONDS,
         Write::Claim,
-    )
+    ) {
+        Ok(true) => Ok(Claim::Claimed),
+        Ok(false) => Ok(Claim::Taken),
+        Err(WriteError::Full) => Ok(Claim::Full),
+        Err(err) => Err(err.describe(table)),
+    }
 }
 
 /// Ends a claim of `id` (a live binding of it, whoever holds it: only the
 /// request that claimed it releases it). Best effort: a claim not released
 /// expires.
 pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64) {
-    let id = owner_digest(id);
-    for index in (0..PROBES).map(|n| probe(&id, n)) {
-        let key = slot_key(table, index);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let Ok((current, cas)) = read(store, &key) else {
-                return;
-            };
-            match current {
-                Some(slot) if slot.id == id && slot.expires_at > now => {
-                    let released = Slot {
-                        expires_at: 0,
-                        ..slot
-                    };
-                    match store.compare_and_swap(&key, &encode(&released), cas) {
-                        Err(StoreError::CasMismatch) => continue,
-                        _ => return,
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
+    let _ = change_live(store, table, id, now, |slot| {
+        Some(Slot {
+            expires_at: 0,
+            ..*slot
+        })
+    });
 }
 
 /// Sets `id`'s value, replacing what it held (the latest listing wins).
@@ -309,10 +312,43 @@ fn write<S: SharedStore + ?Sized>(
     ttl: u64,
     how: Write,
 ) -> Result<(), String> {
-    write_how(store, table, id, value, now, ttl, how).map(|_| ())
+    write_how(store, table, id, value, now, ttl, how)
+        .map(|_| ())
+        .map_err(|err| err.describe(table))
+}
+
+/// Why a write did not happen.
+enum WriteError {
+    /// Every probe holds another live entry.
+    Full,
+    /// Compare-and-swap lost [`MAX_CAS_ATTEMPTS`] times.
+    Contended,
+    /// The store failed.
+    Store(String),
+}
+
+impl WriteError {
+    fn describe(self, table: Table) -> String {
+        match self {
+            WriteError::Full => format!(
+                "no free slot in the {} table for this id ({PROBES} probes of {SLOTS})",
+                table.name()
+            ),
+            WriteError::Contended => format!(
+                "the {} table stayed contended for this id ({MAX_CAS_ATTEMPTS} attempts)",
+                table.name()
+            ),
+            WriteError::Store(err) => err,
+        }
+    }
 }
 
 /// As [`write`]; `Ok(false)`: a live entry of `id` was left as it was.
+///
+/// Every probe is read before a free slot is taken (up to the first slot
+/// never written, past which no write of `id` can have gone): a live entry
+/// of `id` may sit past a slot that was taken when it was written and has
+/// been freed since, and must be found, not duplicated.
 fn write_how<S: SharedStore + ?Sized>(
     store: &S,
     table: Table,
@@ -321,57 +357,84 @@ fn write_how<S: SharedStore + ?Sized>(
     now: u64,
     ttl: u64,
     how: Write,
-) -> Result<bool, String> {
+) -> Result<bool, WriteError> {
     let id = owner_digest(id);
     let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
-    for index in (0..PROBES).map(|n| probe(&id, n)) {
-        let key = slot_key(table, index);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let (current, cas) = read(store, &key)?;
-            match &current {
-                Some(slot) if slot.id == id && slot.expires_at > now => match how {
-                    Write::KeepFirst | Write::Claim => return Ok(false),
-                    Write::KeepFirstOrShare => {
-                        let holder = &slot.owner[..STATE_GRANT_LEN];
-                        if holder == SHARED_STATE || holder == &value[..STATE_GRANT_LEN] {
-                            return Ok(false);
-                        }
+    'attempt: for _ in 0..MAX_CAS_ATTEMPTS {
+        let mut free: Option<(String, Option<Cas>)> = None;
+        for index in (0..PROBES).map(|n| probe(&id, n)) {
+            let key = slot_key(table, index);
+            let (current, cas) = read(store, &key).map_err(WriteError::Store)?;
+            let slot = match current {
+                Some(slot) if slot.id == id && slot.expires_at > now => slot,
+                Some(slot) if slot.expires_at > now => continue,
+                // Expired, or never written (no value at all): free.
+                _ => {
+                    let never_written = cas.is_none();
+                    if free.is_none() {
+                        free = Some((key, cas));
+                    }
+                    if never_written {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            // A live entry of `id`: what this write does to it.
+            let replacement = match how {
+                Write::KeepFirst | Write::Claim => None,
+                Write::KeepFirstOrShare => {
+                    let holder = &slot.owner[..STATE_GRANT_LEN];
+                    if holder == &value[..STATE_GRANT_LEN] {
+                        // The same grant's call again (a server that keeps
+                        // one state across rounds): bound to the latest.
+                        (slot.owner != *value).then_some(Slot {
+                            expires_at,
+                            id,
+                            owner: *value,
+                        })
+                    } else if holder == SHARED_STATE {
+                        None
+                    } else {
                         let mut shared = slot.owner;
                         shared[..STATE_GRANT_LEN].copy_from_slice(&SHARED_STATE);
-                        let slot = Slot {
+                        Some(Slot {
                             owner: shared,
-                            ..*slot
-                        };
-                        match store.compare_and_swap(&key, &encode(&slot), cas) {
-                            Ok(()) => return Ok(true),
-                            Err(StoreError::CasMismatch) => continue,
-                            Err(StoreError::Unavailable(err)) => return Err(err),
-                        }
+                            ..slot
+                        })
                     }
-                    Write::Replace if slot.owner == *value && slot.expires_at > now + ttl / 2 => {
-                        return Ok(false)
-                    }
-                    Write::Replace => {}
-                },
-                Some(slot) if slot.expires_at > now => break,
-                _ => {}
-            }
-            let slot = Slot {
-                expires_at,
-                id,
-                owner: *value,
+                }
+                Write::Replace if slot.owner == *value && slot.expires_at > now + ttl / 2 => None,
+                Write::Replace => Some(Slot {
+                    expires_at,
+                    id,
+                    owner: *value,
+                }),
             };
-            match store.compare_and_swap(&key, &encode(&slot), cas) {
+            let Some(replacement) = replacement else {
+                return Ok(false);
+            };
+            match store.compare_and_swap(&key, &encode(&replacement), cas) {
                 Ok(()) => return Ok(true),
-                Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Unavailable(err)) => return Err(err),
+                Err(StoreError::CasMismatch) => continue 'attempt,
+                Err(StoreError::Unavailable(err)) => return Err(WriteError::Store(err)),
             }
         }
+        let Some((key, cas)) = free else {
+            return Err(WriteError::Full);
+        };
+        let slot = Slot {
+            expires_at,
+            id,
+            owner: *value,
+        };
+        match store.compare_and_swap(&key, &encode(&slot), cas) {
+            Ok(()) => return Ok(true),
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable(err)) => return Err(WriteError::Store(err)),
+        }
     }
-    Err(format!(
-        "no free slot in the {} table for this id ({PROBES} probes of {SLOTS})",
-        table.name()
-    ))
+    Err(WriteError::Contended)
 }
 
 /// Whether `needle` occurs in `haystack` (first byte located, then compared).
@@ -452,17 +515,68 @@ pub fn owner<S: SharedStore + ?Sized>(
     id: &str,
     now: u64,
 ) -> Option<Digest> {
-    let id = owner_digest(id);
-    for index in (0..PROBES).map(|n| probe(&id, n)) {
-        match read(store, &slot_key(table, index)) {
-            Ok((Some(slot), _)) if slot.id == id && slot.expires_at > now => {
-                return Some(slot.owner)
+    find_live(store, table, &owner_digest(id), now)
+        .ok()
+        .flatten()
+        .map(|found| found.slot.owner)
+}
+
+/// A live entry found, where it is, and its compare-and-swap token.
+struct Found {
+    key: String,
+    slot: Slot,
+    cas: Option<Cas>,
+}
+
+/// The live entry of `id`, looking through its probes up to the first slot
+/// never written (no write of `id` went past one).
+fn find_live<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &Digest,
+    now: u64,
+) -> Result<Option<Found>, String> {
+    for index in (0..PROBES).map(|n| probe(id, n)) {
+        let key = slot_key(table, index);
+        match read(store, &key)? {
+            (Some(slot), cas) if slot.id == *id && slot.expires_at > now => {
+                return Ok(Some(Found { key, slot, cas }))
             }
-            Ok(_) => continue,
-            Err(_) => return None,
+            (_, None) => return Ok(None),
+            _ => {}
         }
     }
-    None
+    Ok(None)
+}
+
+/// Swaps the live entry of `id` for what `change` makes of it (`None`:
+/// left as it is). `Ok(true)` once swapped; `Ok(false)` for no live entry,
+/// or one `change` leaves.
+fn change_live<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    now: u64,
+    change: impl Fn(&Slot) -> Option<Slot>,
+) -> Result<bool, String> {
+    let id = owner_digest(id);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(found) = find_live(store, table, &id, now)? else {
+            return Ok(false);
+        };
+        let Some(changed) = change(&found.slot) else {
+            return Ok(false);
+        };
+        match store.compare_and_swap(&found.key, &encode(&changed), found.cas) {
+            Ok(()) => return Ok(true),
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable(err)) => return Err(err),
+        }
+    }
+    Err(format!(
+        "the {} table stayed contended ({MAX_CAS_ATTEMPTS} attempts)",
+        table.name()
+    ))
 }
 
 /// Uses up a live `requestState` binding held by `owner`: true once, false
@@ -474,37 +588,17 @@ pub fn spend_state<S: SharedStore + ?Sized>(
     owner: &Digest,
     now: u64,
 ) -> bool {
-    let table = Table::RequestStates;
-    let id = state;
-    let id = owner_digest(id);
-    for index in (0..PROBES).map(|n| probe(&id, n)) {
-        let key = slot_key(table, index);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let Ok((current, cas)) = read(store, &key) else {
-                return false;
-            };
-            match current {
-                Some(slot) if slot.id == id && slot.expires_at > now => {
-                    if slot.owner != *owner {
-                        return false;
-                    }
-                    let mut spent = slot.owner;
-                    spent[STATE_GRANT_LEN..].copy_from_slice(&SPENT_STATE);
-                    let spent = Slot {
-                        owner: spent,
-                        ..slot
-                    };
-                    match store.compare_and_swap(&key, &encode(&spent), cas) {
-                        Ok(()) => return true,
-                        Err(StoreError::CasMismatch) => continue,
-                        Err(StoreError::Unavailable(_)) => return false,
-                    }
-                }
-                _ => break,
+    change_live(store, Table::RequestStates, state, now, |slot| {
+        (slot.owner == *owner).then(|| {
+            let mut spent = slot.owner;
+            spent[STATE_GRANT_LEN..].copy_from_slice(&SPENT_STATE);
+            Slot {
+                owner: spent,
+                ..*slot
             }
-        }
-    }
-    false
+        })
+    })
+    .unwrap_or(false)
 }
 
 /// What a server's answer hands out that the gate must bind to its caller.
@@ -648,27 +742,76 @@ mod tests {
         let store = MemorySharedData::default();
         let alices = state_owner("alice", crate::target::Kind::Tool, "run", &[]);
         let bobs = state_owner("bob", crate::target::Kind::Tool, "run", &[]);
+        let another = |state: &str, grant: &str, now: u64| {
+            state_of_another_grant(&store, state, grant, now).unwrap()
+        };
         bind_state(&store, "s-1", &alices, 0).unwrap();
-        assert!(state_of_another_grant(&store, "s-1", "bob", 1));
-        assert!(!state_of_another_grant(&store, "s-1", "alice", 1));
-        assert!(!state_of_another_grant(&store, "unknown", "bob", 1));
+        assert!(another("s-1", "bob", 1));
+        assert!(!another("s-1", "alice", 1));
+        assert!(!another("unknown", "bob", 1));
         // Spent by alice: still hers.
         assert!(spend_state(&store, "s-1", &alices, 2));
-        assert!(state_of_another_grant(&store, "s-1", "bob", 3));
+        assert!(another("s-1", "bob", 3));
         assert!(!spend_state(&store, "s-1", &alices, 3), "spent once");
+        // Handed to alice again (a server that keeps one state across
+        // rounds): spared again, once.
+        bind_state(&store, "s-1", &alices, 4).unwrap();
+        assert!(spend_state(&store, "s-1", &alices, 5));
+        assert!(!spend_state(&store, "s-1", &alices, 6));
         // Expired: nobody's.
-        let after = REQUEST_STATE_TTL_SECONDS + 1;
-        assert!(!state_of_another_grant(&store, "s-1", "bob", after));
+        let after = 4 + REQUEST_STATE_TTL_SECONDS + 1;
+        assert!(!another("s-1", "bob", after));
         // A state the server hands to two grants is neither's: no one is
         // refused, and no one is spared.
         bind_state(&store, "same", &alices, 0).unwrap();
         bind_state(&store, "same", &alices, 1).unwrap();
-        assert!(state_of_another_grant(&store, "same", "bob", 1));
+        assert!(another("same", "bob", 1));
         bind_state(&store, "same", &bobs, 2).unwrap();
         for grant in ["alice", "bob", "carol"] {
-            assert!(!state_of_another_grant(&store, "same", grant, 3), "{grant}");
+            assert!(!another("same", grant, 3), "{grant}");
         }
         assert!(!spend_state(&store, "same", &alices, 3));
         assert!(!spend_state(&store, "same", &bobs, 3));
+    }
+
+    /// An id written past a slot that was taken then is found there once
+    /// that slot is free: claimed once, never twice.
+    #[test]
+    fn an_entry_past_a_freed_slot_is_found_not_duplicated() {
+        let store = MemorySharedData::default();
+        let owner = grant_owner("alice");
+        let id = owner_digest("the-id");
+        // Another id holds the id's first probe.
+        let first = slot_key(Table::InFlight, probe(&id, 0));
+        let other = Slot {
+            expires_at: 1_000,
+            id: owner_digest("another"),
+            owner,
+        };
+        store
+            .compare_and_swap(&first, &encode(&other), None)
+            .unwrap();
+        assert_eq!(
+            claim(&store, Table::InFlight, "the-id", &owner, 1),
+            Ok(Claim::Claimed)
+        );
+        // The first probe frees up.
+        let (_, cas) = read(&store, &first).unwrap();
+        let freed = Slot {
+            expires_at: 0,
+            ..other
+        };
+        store
+            .compare_and_swap(&first, &encode(&freed), cas)
+            .unwrap();
+        assert_eq!(
+            claim(&store, Table::InFlight, "the-id", &owner, 2),
+            Ok(Claim::Taken)
+        );
+        release(&store, Table::InFlight, "the-id", 3);
+        assert_eq!(
+            claim(&store, Table::InFlight, "the-id", &owner, 4),
+            Ok(Claim::Claimed)
+        );
     }
 }

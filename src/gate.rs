@@ -56,6 +56,16 @@ impl Inspection {
     pub fn outcome(&self) -> Option<Outcome> {
         self.audit.as_ref().map(|record| record.decision)
     }
+
+    /// Ends the request's exchange as the filter does once its answer is
+    /// complete: its id's claim in its session is released. For what drives
+    /// the gate without a stream (`mcp-policy eval`, tests, benchmarks,
+    /// fuzzing) and sends the same id again.
+    pub fn answered<S: SharedStore + ?Sized>(&self, store: &S, now_seconds: u64) {
+        if let Some(key) = &self.in_flight {
+            bindings::release(store, Table::InFlight, key, now_seconds);
+        }
+    }
 }
 
 impl Inspection {
@@ -151,6 +161,9 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Message::ToolCall(call) => call.meta_version.is_some(),
         Message::Other { named, .. } => named.meta_version.is_some(),
     };
+    // The id is claimed under the session header as sent, self-described or
+    // not: a server may route the answer within that session all the same.
+    let claim = in_flight_key(policy, caller, &message);
     let caller = if self_described {
         CallerScope {
             session: None,
@@ -163,12 +176,16 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     // an answer to the stream that last sent its id: a listing answered on
     // another request's stream (a call sent with the listing's id) would
     // pass unread. So an id is claimed while its request is in flight.
-    let claim = in_flight_key(policy, caller, &message);
+    let mut claim = claim;
     if let Some(key) = &claim {
         let owner = bindings::grant_owner(caller.grant);
         match bindings::claim(store, Table::InFlight, key, &owner, now.as_secs()) {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(bindings::Claim::Claimed) => {}
+            // Every slot the id may take holds a live claim (tens of
+            // thousands of requests in flight): the request goes on
+            // unclaimed rather than every caller being refused.
+            Ok(bindings::Claim::Full) => claim = None,
+            Ok(bindings::Claim::Taken) => {
                 let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
                 let invalid = Invalid::Request {
                     id: message_id(&message).cloned().unwrap_or(Value::Null),
@@ -215,8 +232,9 @@ fn message_id<'m>(message: &'m Message<'_>) -> Option<&'m Value> {
 
 /// The key a request's id is claimed under while it is in flight, where the
 /// policy is enforced and the request has a session: the session and the id
-/// as servers compare ids (numbers by value, as JavaScript does: `1`, `1.0`
-/// and `1e0` are one id; strings as written). `None`: nothing to claim.
+/// as any server could compare ids (numbers by value, as JavaScript does:
+/// `1`, `1.0` and `1e0` are one id, and the string `"1"` too; other strings
+/// as written). `None`: nothing to claim.
 fn in_flight_key(
     policy: &Policy,
     caller: CallerScope<'_>,
@@ -227,13 +245,23 @@ fn in_flight_key(
     }
     let session = caller.session?;
     let id = match message_id(message)? {
+        // An integer as its decimal text, as a string of it would be (a
+        // server that keys requests by `String(id)` takes `7` and `"7"` for
+        // one); other numbers by their double's bits.
         Value::Number(number) => {
             let value = number.as_f64()?;
-            // -0 is 0.
-            let bits = if value == 0.0 { 0 } else { value.to_bits() };
-            format!("n{bits:x}")
+            if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+                let mut text = String::new();
+                if value < 0.0 {
+                    text.push('-');
+                }
+                ratelimit::push_decimal(&mut text, value.abs() as u64);
+                text
+            } else {
+                format!("n{:x}", value.to_bits())
+            }
         }
-        Value::String(text) => format!("s{text}"),
+        Value::String(text) => text.clone(),
         _ => return None,
     };
     let mut key = String::with_capacity(session.len() + id.len() + 8);
@@ -615,19 +643,31 @@ impl Context<'_, '_> {
         // A state the server handed to another grant's call: only that
         // grant may present it. (The server may not know the gate's grants,
         // and would resume that call's state for this caller.)
-        if request_state.is_some_and(|state| {
-            !approval::is_gate_state(state)
-                && bindings::state_of_another_grant(
-                    store,
-                    state,
-                    self.caller.grant,
-                    self.now.as_secs(),
-                )
-        }) {
-            return self.invalid(Invalid::Params {
-                id: id.clone(),
-                detail: "params.requestState was not issued for this call".to_string(),
-            });
+        if let Some(state) = request_state.filter(|state| !approval::is_gate_state(state)) {
+            match bindings::state_of_another_grant(
+                store,
+                state,
+                self.caller.grant,
+                self.now.as_secs(),
+            ) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return self.invalid(Invalid::Params {
+                        id: id.clone(),
+                        detail: "params.requestState was not issued for this call".to_string(),
+                    })
+                }
+                Err(_) if self.policy.failure_mode == FailureMode::Open => {}
+                Err(err) => {
+                    let mut audit = self.audit(Outcome::Failed);
+                    audit.set_target(target.kind, &target.name);
+                    return Inspection::refusal(
+                        self.policy,
+                        response::undecidable(id, &err),
+                        audit,
+                    );
+                }
+            }
         }
         let hints = if target.kind == Kind::Tool && !self.view.annotation_rules().is_empty() {
             bindings::hints(store, &target.name, self.now.as_secs())

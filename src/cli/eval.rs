@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::store::{MemorySharedData, SystemClock};
 use crate::decision::Outcome;
 use crate::gate::{self, Inspection};
+use crate::host::Clock as _;
 use crate::policy::{Mode, Policy};
 use crate::ratelimit::CallerScope;
 use crate::response::CONTENT_TYPE;
@@ -73,6 +74,8 @@ pub fn eval(
     let mut last = None;
     for call in 1..=calls.max(1) {
         let inspection = gate::inspect_request(policy, &store, &SystemClock, caller, headers, body);
+        // Each call answered before the next (which sends its id again).
+        inspection.answered(&store, SystemClock.unix_time().as_secs());
         if calls > 1 {
             let outcome = inspection
                 .outcome()

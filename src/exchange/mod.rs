@@ -445,6 +445,10 @@ pub struct Exchange {
     /// Slots leased by the rate-limit service, or asked for (`pending`).
     global_leases: Option<GlobalLeases>,
     listing: Listing,
+    /// The answers are read because the stream may replay other requests'
+    /// answers (a GET, a request that is not a POST), not because this
+    /// request is a listing.
+    replays: bool,
     /// A forwarded use whose answer may hand out a task or a `requestState`.
     observer: Option<Observer>,
     /// The decision's record, written when the stream ends.
@@ -498,6 +502,7 @@ impl Exchange {
             remember_url_elicitation: false,
             global_leases: None,
             listing: Listing::Off,
+            replays: false,
             observer: None,
             audit: None,
         }
@@ -587,8 +592,19 @@ impl Exchange {
         policy.mode == Mode::Enforce && policy.listings_vary()
     }
 
-    /// Ends this request's claim on its id: its answer is complete (before
-    /// the caller can read it and send the id again), or its stream ended.
+    /// Ends this request's claim on its id once the server's answer is
+    /// complete (before the caller can read it and send the id again). An
+    /// answer Envoy made (a timeout, an unreachable server) does not end
+    /// it: the server may still be working on the request, and would send
+    /// its answer to whichever stream sent the id last.
+    fn release_answered(&mut self, host: &mut dyn Host) {
+        if self.in_flight.is_some()
+            && host.property(&["response", "code_details"]).as_deref() == Some(b"via_upstream")
+        {
+            self.release_in_flight(host);
+        }
+    }
+
     fn release_in_flight(&mut self, host: &mut dyn Host) {
         if let Some(key) = self.in_flight.take() {
             bindings::release(host.store(), Table::InFlight, &key, host.now().as_secs());
@@ -721,6 +737,7 @@ impl Exchange {
                 effects.push(Effect::RemoveRequestHeader("accept-encoding"));
             }
             self.listing = Listing::Expected { id: Value::Null };
+            self.replays = true;
         }
         self.forward()
     }
@@ -859,6 +876,7 @@ impl Exchange {
             && self.reads_replayed_answers()
         {
             inspection.filter_listing = Some(Value::Null);
+            self.replays = true;
         }
         if let Some(target) = inspection.observe.take() {
             if !self.request_headers_sent {
@@ -1202,7 +1220,7 @@ impl Exchange {
         effects: &mut Vec<Effect>,
     ) -> Action {
         if end_of_stream {
-            self.release_in_flight(host);
+            self.release_answered(host);
         }
         if self.replied {
             // The gate's own answer on its way out.
@@ -1233,7 +1251,8 @@ impl Exchange {
                 .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase())
                 .unwrap_or_default()
         };
-        let stream = text(host.response_header("content-type")).starts_with("text/event-stream");
+        let content_type = text(host.response_header("content-type"));
+        let stream = content_type.starts_with("text/event-stream");
         let encoding = text(host.response_header("content-encoding"));
         let encoded = !encoding.is_empty() && encoding != "identity";
         if let Some(observer) = &mut self.observer {
@@ -1244,6 +1263,17 @@ impl Exchange {
             return Action::Continue;
         };
         if end_of_stream {
+            return Action::Continue;
+        }
+        // A replaying stream's answer that is neither JSON nor an event
+        // stream (a 405 in text, a page) carries no message a client reads:
+        // it passes as it is.
+        let json = content_type.starts_with("application/json")
+            || content_type
+                .split(';')
+                .next()
+                .is_some_and(|media| media.trim_end().ends_with("+json"));
+        if self.replays && !stream && !json {
             return Action::Continue;
         }
         // The body may change length.
@@ -1277,7 +1307,7 @@ impl Exchange {
         effects: &mut Vec<Effect>,
     ) -> Action {
         if end_of_stream {
-            self.release_in_flight(host);
+            self.release_answered(host);
         }
         self.response_buffered = size;
         let observed = std::mem::take(&mut self.response_observed);
@@ -1368,7 +1398,7 @@ impl Exchange {
     }
 
     fn response_trailers(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
-        self.release_in_flight(host);
+        self.release_answered(host);
         if self.observer.is_some() {
             self.bind_handed_out(host, effects);
         }
@@ -1526,7 +1556,12 @@ impl Exchange {
     }
 
     fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
-        self.release_in_flight(host);
+        // A request that never reached the server whole frees its id; one
+        // that did keeps it until its answer completes, or the claim ends
+        // (the caller leaving is no sign the server stopped).
+        if !self.forwarded {
+            self.release_in_flight(host);
+        }
         // An answer cut off (the caller left): bind what it handed out so far.
         if self.forwarded && self.observer.is_some() {
             self.bind_handed_out(host, effects);

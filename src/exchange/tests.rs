@@ -510,6 +510,32 @@ fn listings_replayed_on_a_get_stream_are_filtered() {
     assert_eq!(listed(&stream), ["run", "read"]);
 }
 
+/// What a replaying stream answers that no client reads as messages (a 405
+/// in text, an HTML page) passes as it is; JSON and event streams are read.
+#[test]
+fn a_get_answered_in_text_passes_as_it_is() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut get_headers = headers_with(&[]);
+    get_headers[0] = (":method", b"GET");
+    let mut get = envoy.stream();
+    get.send(&get_headers, &[]);
+    get.server_answers(
+        405,
+        &[("content-type", b"text/plain"), ("content-length", b"18")],
+        &[b"Method Not Allowed"],
+    );
+    assert_eq!(get.downstream().body, b"Method Not Allowed");
+    assert_eq!(get.downstream().header("content-length"), Some(&b"18"[..]));
+    let mut get = envoy.stream();
+    get.send(&get_headers, &[]);
+    get.server_answers(
+        200,
+        &[("content-type", b"application/json; charset=utf-8")],
+        &[listing("7").as_bytes()],
+    );
+    assert_eq!(listed(&get), ["run", "read"]);
+}
+
 /// A GET with a body (or any request that is not a POST): servers answer it
 /// as a GET stream and ignore the body, so its answers are read as a
 /// bodiless GET's are, whatever call the body names.
@@ -893,35 +919,38 @@ fn a_request_id_in_flight_in_a_session_is_not_taken_twice() {
         stream.send(&in_session(session), &[body]);
         stream
     };
-    let mut first = send("s-1", &list("7"));
-    assert!(first.upstream().complete);
-    // The same id, as a number spelt otherwise too, while the listing runs.
-    for body in [call(7, "read"), list("7.0"), list("7e0")] {
-        let again = send("s-1", &body);
-        assert!(
-            !again.upstream().started(),
-            "{}",
-            String::from_utf8_lossy(&body)
-        );
-        assert_eq!(again.downstream().status, Some(400));
-        let answer = again.downstream().json();
-        assert_eq!(answer["error"]["code"], -32600);
+    let refused_as_in_use = |stream: &SimStream<'_>, what: &str| {
+        assert!(!stream.upstream().started(), "{what}");
+        assert_eq!(stream.downstream().status, Some(400), "{what}");
+        let answer = stream.downstream().json();
+        assert_eq!(answer["error"]["code"], -32600, "{what}");
         assert_eq!(
             answer["error"]["data"]["detail"],
-            "this request id is in use by another request of this session"
+            "this request id is in use by another request of this session",
+            "{what}"
         );
+    };
+    let mut first = send("s-1", &list("7"));
+    assert!(first.upstream().complete);
+    // The same id, as a number spelt otherwise or as a string, while the
+    // listing runs; with `_meta` naming the revision too (the session
+    // header is what a server routes by).
+    let with_meta = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
+    for body in [
+        call(7, "read"),
+        list("7.0"),
+        list("7e0"),
+        list("\"7\""),
+        with_meta.to_vec(),
+    ] {
+        refused_as_in_use(&send("s-1", &body), &String::from_utf8_lossy(&body));
     }
-    // Another id, the string "7", another session, no session: other ids.
+    // Another id, another session, no session: other ids.
     for (session, body) in [("s-1", call(8, "read")), ("s-2", call(7, "read"))] {
         let mut other = send(session, &body);
         assert!(other.upstream().complete, "{session}");
         other.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
     }
-    let string_id = send(
-        "s-1",
-        br#"{"jsonrpc":"2.0","id":"7","method":"tools/list"}"#,
-    );
-    assert!(string_id.upstream().complete);
     let unsessioned = post(&envoy, &call(7, "read"));
     assert!(unsessioned.upstream().complete);
     // The listing's answer ends: the id is free again (a client that sends
@@ -933,11 +962,18 @@ fn a_request_id_in_flight_in_a_session_is_not_taken_twice() {
     );
     let mut after = send("s-1", &call(7, "read"));
     assert!(after.upstream().complete);
-    // A stream that ends any other way frees it too.
+    // The caller leaves before the answer: the server may still answer, on
+    // whichever stream sends the id next, so the id stays taken.
     after.end(End::ClientGone);
-    let mut next = send("s-1", &call(7, "read"));
-    assert!(next.upstream().complete);
-    next.end(End::ServerReset);
+    refused_as_in_use(&send("s-1", &list("7")), "after the caller left");
+    // So does an answer Envoy makes itself (the route timed out).
+    let mut timed_out = send("s-1", &call(10, "read"));
+    timed_out.envoy_answers(504, "upstream_response_timeout", 0);
+    timed_out.end(End::Completed);
+    refused_as_in_use(&send("s-1", &list("10")), "after a timeout");
+    // An hour on, the claim has ended.
+    envoy.set_time(1_800_000_000 + crate::bindings::IN_FLIGHT_TTL_SECONDS + 1);
+    assert!(send("s-1", &list("7")).upstream().complete);
     // A request the gate answers holds nothing.
     let refused = send("s-1", &call(9, "secretTool"));
     assert!(!refused.upstream().started());
@@ -1732,6 +1768,28 @@ fn an_allowed_call_crosses_into_envoy_a_bounded_number_of_times() {
     let mut denied = post(&envoy, &call(3, "deleteWorkspace"));
     denied.end(End::Completed);
     assert_eq!(denied.host_calls(), 15);
+    // In a session, the id is claimed (a read of its first probe, free in
+    // this empty table, and the write) and released once the server's
+    // answer ends (its code details, the clock, the read, the write): 6
+    // more. (In a table whose slots have all been used, the claim reads up
+    // to its 8 probes.)
+    let mut in_session = envoy.stream();
+    in_session.send(
+        &[
+            (":method", b"POST"),
+            (":path", b"/mcp"),
+            ("x-agent-id", b"carol"),
+            ("content-type", b"application/json"),
+            ("mcp-session-id", b"s-1"),
+        ],
+        &[&call(4, "run")],
+    );
+    let request = in_session.host_calls();
+    in_session.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+    let response = in_session.host_calls() - request;
+    in_session.end(End::Completed);
+    let end = in_session.host_calls() - request - response;
+    assert_eq!((request, response, end), (11 + 2, 4, 4));
 }
 
 #[test]
@@ -1754,24 +1812,24 @@ fn at_2026_07_28_a_session_id_names_nothing_and_counts_under_the_grant() {
         headers.push(("mcp-session-id", session.as_bytes()));
         let mut stream = envoy.stream();
         stream.send(&headers, &[&body]);
-        stream.upstream().complete
+        stream
     };
-    assert!(send("made-up-1"));
+    assert!(send("made-up-1").upstream().complete);
     for session in ["made-up-2", "made-up-3"] {
-        assert!(!send(session), "{session}");
+        assert_eq!(code_of(&send(session)), -31002, "{session}");
     }
     // At 2025-11-25 a session is the server's: each counts apart.
-    let legacy = |session: &str| {
+    let legacy = |session: &str, id: u64| {
         let mut stream = envoy.stream();
         stream.send(
             &headers_with(&[("mcp-session-id", session.as_bytes())]),
-            &[&call(1, "exec")],
+            &[&call(id, "exec")],
         );
-        stream.upstream().complete
+        stream
     };
-    assert!(legacy("s-1"));
-    assert!(legacy("s-2"));
-    assert!(!legacy("s-1"));
+    assert!(legacy("s-1", 2).upstream().complete);
+    assert!(legacy("s-2", 3).upstream().complete);
+    assert_eq!(code_of(&legacy("s-1", 4)), -31002);
 }
 
 #[test]

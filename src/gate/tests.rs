@@ -30,9 +30,7 @@ fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     body: &[u8],
 ) -> Inspection {
     let inspection = super::inspect_request(policy, store, clock, caller, headers, body);
-    if let Some(key) = &inspection.in_flight {
-        bindings::release(store, Table::InFlight, key, clock.unix_time().as_secs());
-    }
+    inspection.answered(store, clock.unix_time().as_secs());
     inspection
 }
 
@@ -186,7 +184,7 @@ fn other_messages_pass_unaudited() {
             remember_url_elicitation: false,
             // The id was claimed in alice's session while the listing is in
             // flight: the session's length, the session, the id's value.
-            in_flight: Some(format!("6:sess-1n{:x}", 1f64.to_bits())),
+            in_flight: Some("6:sess-11".to_string()),
         }
     );
 }
@@ -1059,6 +1057,9 @@ fn a_decided_method_needs_a_request_id() {
             json!({"ref": {"type": "ref/prompt", "name": "p"}, "argument": {"name": "a", "value": "b"}})
         }
         "resources/read" | "resources/subscribe" => json!({"uri": "file:///srv/x"}),
+        "subscriptions/listen" => {
+            json!({"notifications": {"resourceSubscriptions": ["file:///srv/x"]}})
+        }
         method if method.starts_with("tasks/") => json!({"taskId": "t-1"}),
         _ => json!({"name": "p", "arguments": {}}),
     };
@@ -1068,9 +1069,11 @@ fn a_decided_method_needs_a_request_id() {
         "resources/read",
         "completion/complete",
         "resources/subscribe",
+        "subscriptions/listen",
         "tasks/get",
         "tasks/result",
         "tasks/cancel",
+        "tasks/update",
     ] {
         for id in [
             None,
