@@ -1323,6 +1323,10 @@ fn check_mirrored_headers(
     headers: McpHeaders<'_>,
     body: &[u8],
 ) -> Result<Revision, (Value, String)> {
+    // A method the gate does not know (an extension) may name something as
+    // the standard ones do: an `Mcp-Name` equal to its `params.name` or
+    // `params.uri` agrees with the body; it is never required.
+    let mut extension_names: [Option<&str>; 2] = [None, None];
     let (method, id, named): (Option<&str>, Value, Option<String>) = match message {
         Message::ToolCall(call) => (
             Some(mcp::TOOLS_CALL),
@@ -1342,6 +1346,10 @@ fn check_mirrored_headers(
                 }
                 Some(m) if methods::NAMED_BY_TASK_ID.contains(&m) => {
                     Params::read(body).ok().and_then(|params| params.task_id)
+                }
+                Some(m) if !methods::is_known(m) => {
+                    extension_names = [named.name.as_deref(), named.uri.as_deref()];
+                    None
                 }
                 _ => None,
             };
@@ -1393,7 +1401,11 @@ fn check_mirrored_headers(
     }
     if let Some(header) = headers.name {
         let decoded = decode_header_value(header);
-        if decoded.as_deref() != named.as_deref() {
+        let names_the_extension = decoded.is_some()
+            && extension_names
+                .iter()
+                .any(|name| name.is_some() && *name == decoded.as_deref());
+        if decoded.as_deref() != named.as_deref() && !names_the_extension {
             return Err((
                 id,
                 format!("Mcp-Name {header:?} does not match the body's {named:?}"),

@@ -280,6 +280,27 @@ fn mirrored_headers_must_match_the_body() {
     let notification = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
     forwarded(Some("notifications/initialized"), None, notification);
     mismatch(Some("tools/list"), None, notification, json!(null));
+    // An extension method (rmcp's skills, directory reads): Mcp-Name may
+    // mirror its params.name or params.uri, and is never required.
+    let skill = br#"{"jsonrpc":"2.0","id":2,"method":"skills/get","params":{"name":"s"}}"#;
+    forwarded(Some("skills/get"), Some("s"), skill);
+    forwarded(Some("skills/get"), Some("=?base64?cw==?="), skill);
+    forwarded(Some("skills/get"), None, skill);
+    mismatch(Some("skills/get"), Some("t"), skill, json!(2));
+    let directory = br#"{"jsonrpc":"2.0","id":3,"method":"resources/directory/read","params":{"uri":"file:///srv/"}}"#;
+    forwarded(
+        Some("resources/directory/read"),
+        Some("file:///srv/"),
+        directory,
+    );
+    mismatch(
+        Some("resources/directory/read"),
+        Some("file:///etc/"),
+        directory,
+        json!(3),
+    );
+    let bare = br#"{"jsonrpc":"2.0","id":4,"method":"skills/list"}"#;
+    mismatch(Some("skills/list"), Some("s"), bare, json!(4));
 }
 
 #[test]
