@@ -225,11 +225,14 @@ pub fn bind<S: SharedStore + ?Sized>(
     write(store, table, id, owner, now, ttl, Write::KeepFirst)
 }
 
-/// How long a request id stays claimed when its answer never completes (the
-/// caller left, the server reset the stream, Envoy answered a timeout): the
-/// server may still be working on it, so the id stays the request's for an
-/// hour.
+/// How long a request id stays claimed at most (a stream that lasts longer,
+/// or a VM gone before the stream ended).
 pub const IN_FLIGHT_TTL_SECONDS: u64 = 3_600;
+
+/// How long the id of a request that got no complete answer (the caller
+/// left, the server reset it, Envoy answered a timeout) stays claimed
+/// after its stream ended: the server may still be answering it.
+pub const ABANDONED_CLAIM_SECONDS: u64 = 120;
 
 /// What became of a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +276,16 @@ pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: 
     let _ = change_live(store, table, id, now, |slot| {
         Some(Slot {
             expires_at: 0,
+            ..*slot
+        })
+    });
+}
+
+/// Makes a live entry of `id` end by `until` at the latest. Best effort.
+pub fn shorten<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64, until: u64) {
+    let _ = change_live(store, table, id, now, |slot| {
+        (slot.expires_at > until).then_some(Slot {
+            expires_at: until,
             ..*slot
         })
     });

@@ -106,6 +106,9 @@ pub struct McpHeaders<'a> {
     pub name: Option<&'a str>,
     /// `MCP-Protocol-Version`
     pub protocol_version: Option<&'a str>,
+    /// `Mcp-Session-Id` as sent, whatever the revision says of it: a request
+    /// id is claimed under it while the request is in flight.
+    pub session: Option<&'a str>,
 }
 
 /// The first protocol revision without sessions, where `Mcp-Method` and
@@ -162,8 +165,15 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
         Message::Other { named, .. } => named.meta_version.is_some(),
     };
     // The id is claimed under the session header as sent, self-described or
-    // not: a server may route the answer within that session all the same.
-    let claim = in_flight_key(policy, caller, &message);
+    // at 2026-07-28 or not: a server may route the answer within that
+    // session all the same.
+    let claim = match in_flight_key(policy, headers.session.or(caller.session), &message) {
+        Ok(claim) => claim,
+        Err(invalid) => {
+            let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
+            return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
+        }
+    };
     let caller = if self_described {
         CallerScope {
             session: None,
@@ -232,44 +242,49 @@ fn message_id<'m>(message: &'m Message<'_>) -> Option<&'m Value> {
 
 /// The key a request's id is claimed under while it is in flight, where the
 /// policy is enforced and the request has a session: the session and the id
-/// as any server could compare ids (numbers by value, as JavaScript does:
-/// `1`, `1.0` and `1e0` are one id, and the string `"1"` too; other strings
-/// as written). `None`: nothing to claim.
+/// (`None`: nothing to claim). Servers compare ids in their own ways (as
+/// JavaScript numbers, so `7`, `7.0` and `7e0` are one id and so are
+/// integers past 2^53 that round alike; as the text of an integer, so `7`
+/// and `"7"` are one id): an integer is keyed as its decimal text, which a
+/// string of it shares, and a number that is not an integer written
+/// without fraction or exponent, within ±(2^53 − 1), is refused, as one the
+/// gate could key apart from an id a server takes for the same.
 fn in_flight_key(
     policy: &Policy,
-    caller: CallerScope<'_>,
+    session: Option<&str>,
     message: &Message<'_>,
-) -> Option<String> {
+) -> Result<Option<String>, Invalid> {
     if policy.mode != Mode::Enforce {
-        return None;
+        return Ok(None);
     }
-    let session = caller.session?;
-    let id = match message_id(message)? {
-        // An integer as its decimal text, as a string of it would be (a
-        // server that keys requests by `String(id)` takes `7` and `"7"` for
-        // one); other numbers by their double's bits.
-        Value::Number(number) => {
-            let value = number.as_f64()?;
-            if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-                let mut text = String::new();
-                if value < 0.0 {
-                    text.push('-');
-                }
-                ratelimit::push_decimal(&mut text, value.abs() as u64);
-                text
-            } else {
-                format!("n{:x}", value.to_bits())
-            }
-        }
-        Value::String(text) => text.clone(),
-        _ => return None,
+    let (Some(session), Some(id)) = (session.filter(|s| !s.is_empty()), message_id(message)) else {
+        return Ok(None);
     };
-    let mut key = String::with_capacity(session.len() + id.len() + 8);
+    const SAFE: u64 = (1 << 53) - 1;
+    let mut key = String::with_capacity(session.len() + 24);
     ratelimit::push_decimal(&mut key, session.len() as u64);
     key.push(':');
     key.push_str(session);
-    key.push_str(&id);
-    Some(key)
+    match id {
+        Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+            (Some(n), _) if n <= SAFE => ratelimit::push_decimal(&mut key, n),
+            (None, Some(n)) if n.unsigned_abs() <= SAFE => {
+                key.push('-');
+                ratelimit::push_decimal(&mut key, n.unsigned_abs());
+            }
+            _ => {
+                return Err(Invalid::Request {
+                    id: Value::Null,
+                    detail: format!(
+                        "in a session, a request id must be a string or an integer from -{SAFE} to {SAFE} written without fraction or exponent, got {number}: servers compare other numbers differently"
+                    ),
+                })
+            }
+        },
+        Value::String(text) => key.push_str(text),
+        _ => return Ok(None),
+    }
+    Ok(Some(key))
 }
 
 /// Decides a parsed request (its id claimed, if it needed one).

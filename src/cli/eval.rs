@@ -53,6 +53,7 @@ impl Mirrored {
             method: self.method.as_deref(),
             name: self.name.as_deref(),
             protocol_version: Some(&self.version),
+            session: None,
         }
     }
 }

@@ -398,7 +398,10 @@ enum Listing {
 pub struct Exchange {
     plugin: Rc<Plugin>,
     grant: String,
+    /// The session the caller counts under (none at 2026-07-28).
     session: Option<String>,
+    /// `Mcp-Session-Id` as sent.
+    session_header: Option<String>,
     /// The caller's role (`grant_roles`, or the JWT's role claim).
     role: Option<String>,
     /// When the request headers arrived.
@@ -480,6 +483,7 @@ impl Exchange {
             plugin,
             grant: ANONYMOUS_GRANT.to_string(),
             session: None,
+            session_header: None,
             role: None,
             started: Duration::ZERO,
             inspecting: false,
@@ -658,10 +662,11 @@ impl Exchange {
         let current = headers
             .get("mcp-protocol-version")
             .is_some_and(gate::is_current);
-        self.session = headers
+        self.session_header = headers
             .get(SESSION_HEADER)
-            .filter(|session| !session.is_empty() && !current)
+            .filter(|session| !session.is_empty())
             .map(str::to_string);
+        self.session = self.session_header.clone().filter(|_| !current);
         // Every request, GET streams included, belongs to an identified caller.
         if let Err(action) = self.identify(&headers, host, effects) {
             return action;
@@ -856,6 +861,7 @@ impl Exchange {
             method: self.mcp_method.as_deref(),
             name: self.mcp_name.as_deref(),
             protocol_version: self.protocol_version.as_deref(),
+            session: self.session_header.as_deref(),
         };
         let mut inspection = gate::inspect_request(
             policy,
@@ -1556,11 +1562,21 @@ impl Exchange {
     }
 
     fn stream_end(&mut self, host: &mut dyn Host, effects: &mut Vec<Effect>) {
-        // A request that never reached the server whole frees its id; one
-        // that did keeps it until its answer completes, or the claim ends
-        // (the caller leaving is no sign the server stopped).
+        // A request that never reached the server whole frees its id. One
+        // that did and got no complete answer (the caller left, the server
+        // reset it, Envoy timed out) keeps it a while: the server may still
+        // answer it, on whichever stream sent the id last.
         if !self.forwarded {
             self.release_in_flight(host);
+        } else if let Some(key) = self.in_flight.take() {
+            let until = host.now().as_secs() + bindings::ABANDONED_CLAIM_SECONDS;
+            bindings::shorten(
+                host.store(),
+                Table::InFlight,
+                &key,
+                host.now().as_secs(),
+                until,
+            );
         }
         // An answer cut off (the caller left): bind what it handed out so far.
         if self.forwarded && self.observer.is_some() {

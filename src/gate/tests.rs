@@ -235,7 +235,7 @@ fn mirrored_headers_must_match_the_body() {
         let headers = McpHeaders {
             method,
             name,
-            protocol_version: None,
+            ..McpHeaders::default()
         };
         inspect_request(&policy, &store, &clock, ALICE, headers, body)
     };
@@ -993,6 +993,7 @@ fn requests_at_2026_07_28_must_carry_their_mirror_headers() {
         method,
         name,
         protocol_version: Some("2026-07-28"),
+        ..McpHeaders::default()
     };
     let get = request(1, "prompts/get", json!({"name": "héllo"}));
     let (status, json) = reply_of(&run(current(None, Some("=?base64?aMOpbGxv?=")), &get));
