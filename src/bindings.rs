@@ -245,19 +245,27 @@ pub enum Claim {
     Full,
 }
 
-/// Claims `id` for `owner`. `Err`: the store failed.
+/// The digest an id is kept under: what [`claim`], [`release`] and
+/// [`shorten`] take, so that a claim's id is hashed once for its life.
+pub fn id_digest(id: &str) -> Digest {
+    owner_digest(id)
+}
+
+/// What a claim's slot holds as its owner: nothing is asked of it.
+const CLAIMED: Digest = [0; OWNER_DIGEST_LEN];
+
+/// Claims the id digested as `id`. `Err`: the store failed.
 pub fn claim<S: SharedStore + ?Sized>(
     store: &S,
     table: Table,
-    id: &str,
-    owner: &Digest,
+    id: &Digest,
     now: u64,
 ) -> Result<Claim, String> {
-    match write_how(
+    match write_digest(
         store,
         table,
-        id,
-        owner,
+        *id,
+        &CLAIMED,
         now,
         IN_FLIGHT_TTL_SECONDS,
         Write::Claim,
@@ -272,8 +280,8 @@ pub fn claim<S: SharedStore + ?Sized>(
 /// Ends a claim of `id` (a live binding of it, whoever holds it: only the
 /// request that claimed it releases it). Best effort: a claim not released
 /// expires.
-pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64) {
-    let _ = change_live(store, table, id, now, |slot| {
+pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &Digest, now: u64) {
+    let _ = change_live(store, table, *id, now, |slot| {
         Some(Slot {
             expires_at: 0,
             ..*slot
@@ -282,8 +290,14 @@ pub fn release<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: 
 }
 
 /// Makes a live entry of `id` end by `until` at the latest. Best effort.
-pub fn shorten<S: SharedStore + ?Sized>(store: &S, table: Table, id: &str, now: u64, until: u64) {
-    let _ = change_live(store, table, id, now, |slot| {
+pub fn shorten<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &Digest,
+    now: u64,
+    until: u64,
+) {
+    let _ = change_live(store, table, *id, now, |slot| {
         (slot.expires_at > until).then_some(Slot {
             expires_at: until,
             ..*slot
@@ -371,7 +385,19 @@ fn write_how<S: SharedStore + ?Sized>(
     ttl: u64,
     how: Write,
 ) -> Result<bool, WriteError> {
-    let id = owner_digest(id);
+    write_digest(store, table, owner_digest(id), value, now, ttl, how)
+}
+
+/// [`write_how`] of an id already digested ([`id_digest`]).
+fn write_digest<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: Digest,
+    value: &Digest,
+    now: u64,
+    ttl: u64,
+    how: Write,
+) -> Result<bool, WriteError> {
     let expires_at = now.saturating_add(ttl.clamp(1, MAX_TTL_SECONDS));
     'attempt: for _ in 0..MAX_CAS_ATTEMPTS {
         let mut free: Option<(String, Option<Cas>)> = None;
@@ -568,11 +594,10 @@ fn find_live<S: SharedStore + ?Sized>(
 fn change_live<S: SharedStore + ?Sized>(
     store: &S,
     table: Table,
-    id: &str,
+    id: Digest,
     now: u64,
     change: impl Fn(&Slot) -> Option<Slot>,
 ) -> Result<bool, String> {
-    let id = owner_digest(id);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(found) = find_live(store, table, &id, now)? else {
             return Ok(false);
@@ -601,16 +626,22 @@ pub fn spend_state<S: SharedStore + ?Sized>(
     owner: &Digest,
     now: u64,
 ) -> bool {
-    change_live(store, Table::RequestStates, state, now, |slot| {
-        (slot.owner == *owner).then(|| {
-            let mut spent = slot.owner;
-            spent[STATE_GRANT_LEN..].copy_from_slice(&SPENT_STATE);
-            Slot {
-                owner: spent,
-                ..*slot
-            }
-        })
-    })
+    change_live(
+        store,
+        Table::RequestStates,
+        owner_digest(state),
+        now,
+        |slot| {
+            (slot.owner == *owner).then(|| {
+                let mut spent = slot.owner;
+                spent[STATE_GRANT_LEN..].copy_from_slice(&SPENT_STATE);
+                Slot {
+                    owner: spent,
+                    ..*slot
+                }
+            })
+        },
+    )
     .unwrap_or(false)
 }
 
@@ -804,10 +835,7 @@ mod tests {
         store
             .compare_and_swap(&first, &encode(&other), None)
             .unwrap();
-        assert_eq!(
-            claim(&store, Table::InFlight, "the-id", &owner, 1),
-            Ok(Claim::Claimed)
-        );
+        assert_eq!(claim(&store, Table::InFlight, &id, 1), Ok(Claim::Claimed));
         // The first probe frees up.
         let (_, cas) = read(&store, &first).unwrap();
         let freed = Slot {
@@ -817,14 +845,8 @@ mod tests {
         store
             .compare_and_swap(&first, &encode(&freed), cas)
             .unwrap();
-        assert_eq!(
-            claim(&store, Table::InFlight, "the-id", &owner, 2),
-            Ok(Claim::Taken)
-        );
-        release(&store, Table::InFlight, "the-id", 3);
-        assert_eq!(
-            claim(&store, Table::InFlight, "the-id", &owner, 4),
-            Ok(Claim::Claimed)
-        );
+        assert_eq!(claim(&store, Table::InFlight, &id, 2), Ok(Claim::Taken));
+        release(&store, Table::InFlight, &id, 3);
+        assert_eq!(claim(&store, Table::InFlight, &id, 4), Ok(Claim::Claimed));
     }
 }

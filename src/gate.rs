@@ -49,7 +49,7 @@ pub struct Inspection {
     pub remember_url_elicitation: bool,
     /// The key this forwarded request's id is claimed under in its session
     /// ([`Table::InFlight`]): released when its answer ends, or its stream.
-    pub in_flight: Option<String>,
+    pub in_flight: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
 }
 
 impl Inspection {
@@ -168,7 +168,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     // at 2026-07-28 or not: a server may route the answer within that
     // session all the same.
     let claim = match in_flight_key(policy, headers.session.or(caller.session), &message) {
-        Ok(claim) => claim,
+        Ok(key) => key.as_deref().map(bindings::id_digest),
         Err(invalid) => {
             let audit = AuditRecord::new(now, caller.grant, caller.session, Outcome::Invalid);
             return Inspection::refusal(policy, response::for_invalid(&invalid), audit);
@@ -188,8 +188,7 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     // pass unread. So an id is claimed while its request is in flight.
     let mut claim = claim;
     if let Some(key) = &claim {
-        let owner = bindings::grant_owner(caller.grant);
-        match bindings::claim(store, Table::InFlight, key, &owner, now.as_secs()) {
+        match bindings::claim(store, Table::InFlight, key, now.as_secs()) {
             Ok(bindings::Claim::Claimed) => {}
             // Every slot the id may take holds a live claim (tens of
             // thousands of requests in flight): the request goes on

@@ -439,7 +439,7 @@ pub struct Exchange {
     reservations: Vec<Reservation>,
     /// The key this request's id is claimed under in its session while it
     /// is in flight ([`Table::InFlight`]).
-    in_flight: Option<String>,
+    in_flight: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
     pending: Option<Pending>,
     pending_approval: Option<PendingApproval>,
     /// An `initialize` declaring URL-mode elicitation: remember it for the

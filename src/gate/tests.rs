@@ -184,7 +184,7 @@ fn other_messages_pass_unaudited() {
             remember_url_elicitation: false,
             // The id was claimed in alice's session while the listing is in
             // flight: the session's length, the session, the id's value.
-            in_flight: Some("6:sess-11".to_string()),
+            in_flight: Some(bindings::id_digest("6:sess-11")),
         }
     );
 }
