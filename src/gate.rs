@@ -47,8 +47,9 @@ pub struct Inspection {
     /// An `initialize` whose client declared URL-mode elicitation: remember
     /// it for the session the server's answer names.
     pub remember_url_elicitation: bool,
-    /// The key this forwarded request's id is claimed under in its session
-    /// ([`Table::InFlight`]): released when its answer ends, or its stream.
+    /// The digest of the key this forwarded request's id is claimed under in
+    /// its session ([`Table::InFlight`]): released when the server's answer
+    /// is complete (or shortened when its stream ends without one).
     pub in_flight: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
 }
 

@@ -437,8 +437,8 @@ pub struct Exchange {
     /// Local quota taken for the call: window units (kept once the call ran)
     /// and concurrency slots (given back when the exchange ends).
     reservations: Vec<Reservation>,
-    /// The key this request's id is claimed under in its session while it
-    /// is in flight ([`Table::InFlight`]).
+    /// The digest of the key this request's id is claimed under in its
+    /// session while it is in flight ([`Table::InFlight`]).
     in_flight: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
     pending: Option<Pending>,
     pending_approval: Option<PendingApproval>,
