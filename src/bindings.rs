@@ -2,7 +2,8 @@
 //! `CreateTaskResult`) belong to the grant whose call created them, and a
 //! multi-round-trip `requestState` belongs to the grant and target of the
 //! call that received it; and which sessions' clients declared URL-mode
-//! elicitation (for approvals). Kept in Envoy's shared data like the counters, in
+//! elicitation (for approvals); and which request ids are in flight in
+//! their sessions. Kept in Envoy's shared data like the counters, in
 //! tables of a bounded number of slots, each entry with an expiry, so every
 //! worker sees the same owners and memory stays bounded.
 //!
