@@ -340,7 +340,7 @@ fn write<S: SharedStore + ?Sized>(
     ttl: u64,
     how: Write,
 ) -> Result<(), String> {
-    write_how(store, table, id, value, now, ttl, how)
+    write_digest(store, table, owner_digest(id), value, now, ttl, how)
         .map(|_| ())
         .map_err(|err| err.describe(table))
 }
@@ -371,25 +371,13 @@ impl WriteError {
     }
 }
 
-/// As [`write`]; `Ok(false)`: a live entry of `id` was left as it was.
+/// Writes the entry of the id digested as `id`, as `how` says; `Ok(false)`:
+/// a live entry of it was left as it was.
 ///
 /// Every probe is read before a free slot is taken (up to the first slot
 /// never written, past which no write of `id` can have gone): a live entry
 /// of `id` may sit past a slot that was taken when it was written and has
 /// been freed since, and must be found, not duplicated.
-fn write_how<S: SharedStore + ?Sized>(
-    store: &S,
-    table: Table,
-    id: &str,
-    value: &Digest,
-    now: u64,
-    ttl: u64,
-    how: Write,
-) -> Result<bool, WriteError> {
-    write_digest(store, table, owner_digest(id), value, now, ttl, how)
-}
-
-/// [`write_how`] of an id already digested ([`id_digest`]).
 fn write_digest<S: SharedStore + ?Sized>(
     store: &S,
     table: Table,

@@ -1274,6 +1274,20 @@ fn tasks_replayed_on_a_get_stream_are_only_the_callers() {
     }
 }
 
+/// The server answers request `id` with an `InputRequiredResult` handing
+/// out `state`, and the stream ends.
+fn answer_input_required(stream: &mut SimStream<'_>, id: u64, state: &str) {
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","requestState":"{state}"}}}}"#
+    );
+    stream.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[answer.as_bytes()],
+    );
+    stream.end(End::Completed);
+}
+
 #[test]
 fn a_multi_round_trip_call_counts_once_and_a_forged_state_counts() {
     // `run` once a day: the retry that carries the server's requestState is
@@ -1346,15 +1360,7 @@ fn a_request_state_is_its_callers_alone_also_without_limits() {
     };
     let hand_out = |grant: &str, id: u64, state: &str| {
         let mut first = call_2026(&envoy, grant, &call(id, "read"), "read");
-        let answer = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","requestState":"{state}"}}}}"#
-        );
-        first.server_answers(
-            200,
-            &[("content-type", b"application/json")],
-            &[answer.as_bytes()],
-        );
-        first.end(End::Completed);
+        answer_input_required(&mut first, id, state);
     };
     hand_out("alice", 1, "xfer-1");
     for (grant, passes) in [
@@ -1399,17 +1405,8 @@ fn a_retry_is_spared_only_what_its_first_request_took() {
             .to_string()
             .into_bytes()
     };
-    let input_required = |stream: &mut SimStream<'_>, state: &str| {
-        let answer = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","requestState":"{state}"}}}}"#
-        );
-        stream.server_answers(
-            200,
-            &[("content-type", b"application/json")],
-            &[answer.as_bytes()],
-        );
-        stream.end(End::Completed);
-    };
+    let input_required =
+        |stream: &mut SimStream<'_>, state: &str| answer_input_required(stream, 1, state);
     let envoy = SimEnvoy::new(policy);
     // A budget: 0 rows first, then the retry asks for all 100 of them.
     let mut first = call_2026(
