@@ -1117,17 +1117,23 @@ fn call_2026<'e>(envoy: &'e SimEnvoy, grant: &str, body: &[u8], tool: &str) -> S
     stream
 }
 
-#[test]
-fn a_task_belongs_to_the_grant_whose_call_created_it() {
-    let envoy = SimEnvoy::new(POLICY);
-    // MCP 2026-07-28's flat CreateTaskResult, in a JSON answer.
-    let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
+/// alice's `read` is answered with MCP 2026-07-28's flat `CreateTaskResult`
+/// for `task-a`, in a JSON answer.
+fn alice_creates_task_a(envoy: &SimEnvoy) {
+    let mut created = call_2026(envoy, "alice", &call(1, "read"), "read");
     created.server_answers(
         200,
         &[("content-type", b"application/json")],
         &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
     );
     created.end(End::Completed);
+}
+
+#[test]
+fn a_task_belongs_to_the_grant_whose_call_created_it() {
+    let envoy = SimEnvoy::new(POLICY);
+    // MCP 2026-07-28's flat CreateTaskResult, in a JSON answer.
+    alice_creates_task_a(&envoy);
     // MCP 2025-11-25's nested one, in an event stream: the call asked for a task.
     let asks = raw(
         "tools/call",
@@ -1219,13 +1225,7 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
 fn tasks_replayed_on_a_get_stream_are_only_the_callers() {
     let policy = r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},"tools":{"read":{}}}"#;
     let envoy = SimEnvoy::new(policy);
-    let mut created = call_2026(&envoy, "alice", &call(1, "read"), "read");
-    created.server_answers(
-        200,
-        &[("content-type", b"application/json")],
-        &[br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"task-a","status":"working","ttlMs":60000}}"#],
-    );
-    created.end(End::Completed);
+    alice_creates_task_a(&envoy);
     let replay = br#"{"jsonrpc":"2.0","id":7,"result":{"tasks":[{"taskId":"task-a","statusMessage":"alice's job"}]}}"#;
     for (grant, method, body, shown) in [
         ("mallory", &b"GET"[..], None, json!([])),
