@@ -364,3 +364,20 @@ fn roles_count_their_callers_together() {
         Acquire::Granted(_)
     ));
 }
+
+#[test]
+fn bucket_keys_name_the_counter_by_length_the_scope_and_the_bucket() {
+    let owner = [7u8; OWNER_DIGEST_LEN];
+    assert_eq!(
+        bucket_key("jobs", '*', &owner, SLOTS),
+        "mcp-policy/c1/4/jobs/*/0"
+    );
+    let key = bucket_key("a/b", 'g', &owner, SLOTS);
+    let index: u64 = key
+        .strip_prefix("mcp-policy/c1/3/a/b/g/")
+        .and_then(|index| index.parse().ok())
+        .unwrap();
+    assert!(index < SLOTS);
+    // The same owner, the same bucket: every worker's VM finds its leases.
+    assert_eq!(bucket_key("a/b", 'g', &owner, SLOTS), key);
+}
