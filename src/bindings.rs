@@ -25,6 +25,9 @@ pub enum Table {
     RequestStates,
     /// Tool name → the annotations the server last listed for it.
     Hints,
+    /// A tool name in letter case folded → the annotations the server
+    /// listed, in its last listing, for every tool whose name folds to it.
+    FoldedHints,
     /// `Mcp-Session-Id` → the grant whose client declared URL-mode
     /// elicitation in that session's `initialize` (MCP 2025-11-25).
     UrlElicitation,
@@ -38,7 +41,9 @@ impl Table {
         match self {
             Table::Tasks => "tasks",
             Table::RequestStates => "states",
-            Table::Hints => "hints",
+            // Not "hints": that table held one tool's hints as one byte.
+            Table::Hints => "tool-hints",
+            Table::FoldedHints => "tool-hints-folded",
             Table::UrlElicitation => "elicit",
             Table::InFlight => "inflight",
         }
@@ -522,26 +527,58 @@ pub fn listed_hints(answer: &[u8], stream: bool) -> Vec<(String, crate::policy::
     found
 }
 
-/// The annotations last listed for a tool, if the gate saw them.
+/// The annotations last listed for a tool and for the tools its name is a
+/// letter-case variant of (empty: the gate saw none).
 pub fn hints<S: SharedStore + ?Sized>(
     store: &S,
     tool: &str,
     now: u64,
-) -> Option<crate::policy::Hints> {
-    owner(store, Table::Hints, tool, now).map(|value| crate::policy::Hints(value[0]))
+) -> crate::policy::ListedHints {
+    let mut listed = crate::policy::ListedHints::default();
+    let read = |table, id: &str| {
+        owner(store, table, id, now)
+            .map(|value| crate::policy::ListedHints::from_bytes([value[0], value[1]]))
+    };
+    let exact = read(Table::Hints, tool);
+    let folded = read(Table::FoldedHints, &crate::policy::glob::fold_case(tool));
+    for found in [exact, folded].into_iter().flatten() {
+        listed.merge(found);
+    }
+    listed
 }
 
-/// Remembers the annotations a server listed for a tool (a day, refreshed
-/// by each listing).
+/// Remembers the annotations a server listed (a day, refreshed by each
+/// listing): each tool's under its name, and under its name in letter case
+/// folded those of every tool of the listing that folds alike. What could
+/// not be remembered, for the log.
 pub fn remember_hints<S: SharedStore + ?Sized>(
     store: &S,
-    tool: &str,
-    hints: crate::policy::Hints,
+    tools: &[(String, crate::policy::Hints)],
     now: u64,
-) -> Result<(), String> {
-    let mut value = [0u8; OWNER_DIGEST_LEN];
-    value[0] = hints.0;
-    set(store, Table::Hints, tool, &value, now, MAX_TTL_SECONDS)
+) -> Vec<String> {
+    let mut folded: Vec<(std::borrow::Cow<'_, str>, crate::policy::ListedHints)> = Vec::new();
+    let mut failed = Vec::new();
+    let mut write = |table, id: &str, listed: crate::policy::ListedHints| {
+        let mut value = [0u8; OWNER_DIGEST_LEN];
+        value[..2].copy_from_slice(&listed.to_bytes());
+        if let Err(err) = set(store, table, id, &value, now, MAX_TTL_SECONDS) {
+            failed.push(format!("could not remember {id:?}'s annotations: {err}"));
+        }
+    };
+    for (tool, hints) in tools {
+        let mut listed = crate::policy::ListedHints::default();
+        listed.add(*hints);
+        write(Table::Hints, tool, listed);
+        let key = crate::policy::glob::fold_case(tool);
+        match folded.iter_mut().find(|(known, _)| *known == key) {
+            Some((_, merged)) => merged.merge(listed),
+            None => folded.push((key, listed)),
+        }
+    }
+    for (key, merged) in &folded {
+        write(Table::FoldedHints, key, *merged);
+    }
+    failed
 }
 
 /// The owner of a live binding of `id`.

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::bindings;
 use crate::host::SharedStore;
-use crate::policy::{Action, Approval, CaseVariant, Cost, CounterStore, Hints, Limit, Rule, View};
+use crate::policy::{
+    Action, Approval, CaseVariant, Cost, CounterStore, Limit, ListedHints, Rule, View,
+};
 use crate::ratelimit::{self, Acquire, CallerScope, Charge, Reservation};
 use crate::target::Kind;
 
@@ -196,7 +198,6 @@ pub fn decide<'p, S: SharedStore + ?Sized>(
         kind: Kind::Tool,
         name: tool,
         counting: Counting::Take,
-        hints: None,
         request_state: None,
         binds_state: false,
     };
@@ -210,8 +211,6 @@ pub struct Request<'a> {
     /// A name, or a normalised URI for resources.
     pub name: &'a str,
     pub counting: Counting,
-    /// The annotations the server listed for this tool, if the gate saw them.
-    pub hints: Option<Hints>,
     /// A multi-round-trip retry's `params.requestState`: if the gate bound
     /// it to this caller, target and the same window charges (the first
     /// call took them), those are not taken again; used once.
@@ -240,6 +239,21 @@ pub struct Decided<'p> {
     /// counted (`Decision::Failed`): under `failure_mode: open` the call
     /// goes ahead, and these are still asked.
     pub global_unasked: Vec<Charge<'p>>,
+    /// The limits (by pointer) whose refusal names the tool a meta-tool
+    /// runs rather than the meta-tool: the inner tool's own, its annotation
+    /// rules', and `all_tools`'s.
+    pub naming_inner: Vec<&'p str>,
+}
+
+impl Decided<'_> {
+    /// The tool a meta-tool's call runs, and the limits whose refusal
+    /// names it.
+    pub fn invoked(&self) -> Option<crate::target::Invoked> {
+        self.invoked.as_deref().map(|inner| crate::target::Invoked {
+            target: crate::target::Target::tool(inner).into_owned(),
+            limits: self.naming_inner.iter().map(|p| p.to_string()).collect(),
+        })
+    }
 }
 
 /// Decides one use of a tool, prompt or resource, in the documented order:
@@ -263,6 +277,7 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         costs: Vec::new(),
         state_owner: None,
         global_unasked: Vec::new(),
+        naming_inner: Vec::new(),
     };
     // Arguments are read only when a rule needs them (most calls: never).
     let read = || arguments.raw_arguments();
@@ -281,6 +296,20 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
     let mut limits: Vec<(&'p Limit, bool)> = rule.map_or(Vec::new(), |rule| {
         rule.limits.iter().map(|limit| (limit, false)).collect()
     });
+    // The limits whose refusal names the tool a meta-tool runs: its own,
+    // its annotation rules', and `all_tools` (a direct call of it would be
+    // refused by them under its name).
+    let mut naming_inner: Vec<&'p Limit> = Vec::new();
+    // The annotations the server listed for a tool (and for the tools its
+    // name is a letter-case variant of), read only if a rule needs them.
+    let listed = |name: &str| {
+        if policy.annotation_rules().is_empty() {
+            ListedHints::default()
+        } else {
+            bindings::hints(store, name, now_seconds)
+        }
+    };
+    let mut inner_hints = ListedHints::default();
     let mut inner_arguments_value: Option<Value> = None;
     let mut outcome = decided(Decision::Allow {
         reservations: Vec::new(),
@@ -355,6 +384,8 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             Ok(inner) => {
                 let inner_limits = inner.map_or(&[][..], |rule| &rule.limits[..]);
                 limits.extend(inner_limits.iter().map(|limit| (limit, true)));
+                naming_inner.extend(inner_limits.iter());
+                inner_hints = listed(&inner_name);
                 inner_approval = inner.and_then(|rule| {
                     let arguments = inner_parsed.as_ref().and_then(Option::as_ref);
                     let asked = rule.approval_needed(arguments)?;
@@ -370,36 +401,52 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
         }
     }
     // Annotation rules: only stricter, and only for tools whose listed
-    // annotations the gate has seen.
-    if let Some(hints) = request
-        .hints
-        .filter(|_| request.counting != Counting::TargetOnly)
-    {
-        for rule in policy.annotation_rules() {
-            if hints.get(rule.hint) != Some(rule.is) {
-                continue;
+    // annotations the gate has seen: the tool called, and the tool a
+    // meta-tool runs (decided as if it were called directly).
+    if request.kind == Kind::Tool && request.counting != Counting::TargetOnly {
+        let own_hints = listed(request.name);
+        for (hints, inner) in [(own_hints, false), (inner_hints, true)] {
+            for rule in policy.annotation_rules() {
+                if !hints.has(rule.hint, rule.is) {
+                    continue;
+                }
+                if rule.deny {
+                    outcome.decision = Decision::Deny {
+                        rule: &rule.pointer,
+                        reason: rule.reason.as_deref().map_or_else(
+                            || {
+                                Cow::Owned(format!(
+                                    "the server lists this tool with {}: {}",
+                                    rule.hint.name(),
+                                    rule.is
+                                ))
+                            },
+                            Cow::Borrowed,
+                        ),
+                    };
+                    outcome.by_invoked = inner;
+                    return outcome;
+                }
+                limits.extend(rule.limits.iter().map(|limit| (limit, inner)));
+                if inner {
+                    naming_inner.extend(rule.limits.iter());
+                }
             }
-            if rule.deny {
-                outcome.decision = Decision::Deny {
-                    rule: &rule.pointer,
-                    reason: rule.reason.as_deref().map_or_else(
-                        || {
-                            Cow::Owned(format!(
-                                "the server lists this tool with {}: {}",
-                                rule.hint.name(),
-                                rule.is
-                            ))
-                        },
-                        Cow::Borrowed,
-                    ),
-                };
-                return outcome;
-            }
-            limits.extend(rule.limits.iter().map(|limit| (limit, false)));
         }
     }
     if request.kind == Kind::Tool {
         limits.extend(policy.all_tools_limits().iter().map(|limit| (limit, false)));
+        if outcome.invoked.is_some() {
+            naming_inner.extend(policy.all_tools_limits().iter());
+        }
+    }
+    // What a refusal by a limit names, here or once the fleet-wide service
+    // or an approval has answered.
+    if outcome.invoked.is_some() {
+        outcome.naming_inner = naming_inner
+            .iter()
+            .map(|limit| limit.pointer.as_str())
+            .collect();
     }
     // Approval: the call's own rule first, then the rule of the tool a
     // meta-tool runs. The approval covers the call as sent; what the call
@@ -511,7 +558,12 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
                 outcome.global_unasked = global;
                 failed
             }
-            Err(refusal) => refusal,
+            Err(refusal) => {
+                if let Decision::RateLimited { limit, .. } = &refusal {
+                    outcome.by_invoked = outcome.naming_inner.contains(&limit.pointer.as_str());
+                }
+                refusal
+            }
         };
     outcome
 }

@@ -14,7 +14,7 @@ use crate::mcp::{self, Invalid, Message, Params};
 use crate::policy::{FailureMode, IdentityError, Mode, Policy, RateLimitService, View};
 use crate::ratelimit::{self, CallerScope, Charge, Reservation};
 use crate::response::{self, Answering, Reply};
-use crate::target::{Kind, Target};
+use crate::target::{Invoked, Kind, Target};
 use crate::uri;
 
 /// What the filter does with one request.
@@ -684,16 +684,10 @@ impl Context<'_, '_> {
                 }
             }
         }
-        let hints = if target.kind == Kind::Tool && !self.view.annotation_rules().is_empty() {
-            bindings::hints(store, &target.name, self.now.as_secs())
-        } else {
-            None
-        };
         let request = decision::Request {
             kind: target.kind,
             name: &target.name,
             counting,
-            hints,
             request_state,
             binds_state: self.watch_answers,
         };
@@ -705,6 +699,7 @@ impl Context<'_, '_> {
             store,
             self.now.as_secs(),
         );
+        let invoked = decided.invoked();
         let decision = decided.decision;
         let mut audit = self.audit(decision.outcome());
         audit.set_target(target.kind, &target.name);
@@ -731,7 +726,8 @@ impl Context<'_, '_> {
                 approval,
                 charges,
             };
-            let mut inspection = self.ask_for_approval(store, id, target, raw, body, asked, audit);
+            let mut inspection =
+                self.ask_for_approval(store, id, target, invoked, raw, body, asked, audit);
             if inspection.observe.is_some() {
                 inspection.state_owner = decided.state_owner;
             }
@@ -779,6 +775,7 @@ impl Context<'_, '_> {
             self.caller,
             id,
             shown,
+            invoked,
             self.answering(),
         );
         Inspection {
@@ -802,6 +799,7 @@ impl Context<'_, '_> {
         store: &S,
         id: &Value,
         target: &Target<'_>,
+        invoked: Option<Invoked>,
         arguments: Option<&serde_json::value::RawValue>,
         body: &[u8],
         asked: Asked<'_>,
@@ -874,6 +872,7 @@ impl Context<'_, '_> {
             charges: asked.charges.iter().map(Charge::held).collect(),
             id: id.clone(),
             target: target.clone().into_owned(),
+            invoked,
             answering: self.answering(),
             pending_as,
         };
@@ -1099,6 +1098,7 @@ fn take_limits<S: SharedStore + ?Sized>(
             caller,
             &check.id,
             check.target.clone(),
+            check.invoked.clone(),
             check.answering,
         )
     };
@@ -1122,8 +1122,14 @@ fn take_limits<S: SharedStore + ?Sized>(
             ..Inspection::pass()
         };
     }
+    let shown = match &decision {
+        Decision::RateLimited { limit, .. } => {
+            Invoked::shown(&check.invoked, &check.target, &limit.pointer)
+        }
+        _ => &check.target,
+    };
     Inspection {
-        reply: response::for_decision(&check.id, &check.target, &decision, check.answering),
+        reply: response::for_decision(&check.id, shown, &decision, check.answering),
         ..Inspection::pass()
     }
 }
@@ -1157,6 +1163,7 @@ pub struct GlobalCheck {
     pub descriptors: Vec<ratelimit::service::Descriptor>,
     id: serde_json::Value,
     target: Target<'static>,
+    invoked: Option<Invoked>,
     answering: Answering,
 }
 
@@ -1169,6 +1176,7 @@ impl GlobalCheck {
         caller: CallerScope<'_>,
         id: &Value,
         target: Target<'_>,
+        invoked: Option<Invoked>,
         answering: Answering,
     ) -> Option<GlobalCheck> {
         if policy.rate_limit_service.is_none() || global.is_empty() {
@@ -1178,6 +1186,7 @@ impl GlobalCheck {
             descriptors: ratelimit::service::descriptors(global, caller),
             id: id.clone(),
             target: target.into_owned(),
+            invoked,
             answering,
         })
     }
@@ -1263,7 +1272,8 @@ fn enforced_global_reply(
             };
             audit.decision = Outcome::RateLimited;
             audit.rule = Some(descriptor.limit.pointer.clone());
-            response::for_decision(&check.id, &check.target, &decision, check.answering)
+            let shown = Invoked::shown(&check.invoked, &check.target, &descriptor.limit.pointer);
+            response::for_decision(&check.id, shown, &decision, check.answering)
         }
         ratelimit::service::Verdict::Failed(detail) => {
             log::warn!(

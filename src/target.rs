@@ -95,3 +95,27 @@ impl<'a> Target<'a> {
         }
     }
 }
+
+/// The tool a meta-tool's call runs, and the limits (by JSON pointer) whose
+/// refusal names it rather than the meta-tool: its own, its annotation
+/// rules' and `all_tools`'s, as a direct call of it would be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoked {
+    pub target: Target<'static>,
+    pub limits: Vec<String>,
+}
+
+impl Invoked {
+    /// What a refusal by the limit at `pointer` names: the inner tool, or
+    /// `called` (the meta-tool, or any call without an inner tool).
+    pub fn shown<'t>(
+        invoked: &'t Option<Invoked>,
+        called: &'t Target<'static>,
+        pointer: &str,
+    ) -> &'t Target<'static> {
+        match invoked {
+            Some(inner) if inner.limits.iter().any(|limit| limit == pointer) => &inner.target,
+            _ => called,
+        }
+    }
+}

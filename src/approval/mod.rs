@@ -64,6 +64,8 @@ pub struct ApprovalCheck {
     pub id: Value,
     /// What the call uses.
     pub target: Target<'static>,
+    /// For a meta-tool's call, the tool it runs (what limit refusals name).
+    pub invoked: Option<crate::target::Invoked>,
     pub answering: Answering,
     pub pending_as: PendingAs,
 }

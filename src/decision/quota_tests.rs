@@ -41,7 +41,6 @@ fn decide_call<'p>(
         kind: Kind::Tool,
         name: tool,
         counting: Counting::Take,
-        hints: None,
         request_state: None,
         binds_state: false,
     };

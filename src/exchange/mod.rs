@@ -1495,15 +1495,12 @@ impl Exchange {
         let now = host.now().as_secs();
         if observer.target.name.is_empty() {
             // A tools/list answer: remember what the server says of its tools.
-            for (tool, hints) in bindings::listed_hints(&observer.seen, observer.stream) {
-                if let Err(err) = bindings::remember_hints(host.store(), &tool, hints, now) {
-                    effects.push(Effect::Log {
-                        level: Level::Warn,
-                        line: format!(
-                            "mcp-policy: could not remember {tool:?}'s annotations: {err}"
-                        ),
-                    });
-                }
+            let listed = bindings::listed_hints(&observer.seen, observer.stream);
+            for err in bindings::remember_hints(host.store(), &listed, now) {
+                effects.push(Effect::Log {
+                    level: Level::Warn,
+                    line: format!("mcp-policy: {err}"),
+                });
             }
             return;
         }

@@ -404,6 +404,37 @@ fn over_the_global_limit_the_local_quota_comes_back() {
 }
 
 #[test]
+fn a_global_refusal_names_the_tool_a_meta_tool_runs_when_its_limit_refused() {
+    let policy = format!(
+        r#"{{
+  "version": "1", "default": "allow", {SERVICE},
+  "tools": {{
+    "call_tool": {{ "invokes": {{ "name": "args.name", "arguments": "args.arguments" }},
+                    "limits": [{{ "counter": "meta", "window": "minute", "max": 10, "scope": "grant", "store": "global" }}] }},
+    "run": {{ "limits": [{{ "counter": "fleet", "window": "minute", "max": 10, "scope": "grant", "store": "global" }}] }}
+  }}
+}}"#
+    );
+    let envoy = SimEnvoy::new(&policy);
+    // The service refuses the descriptor at `index`: the first is the
+    // meta-tool's own limit, the second the inner tool's.
+    for (index, named) in [(0u8, "call_tool"), (1, "run")] {
+        let mut stream = post(&envoy, &meta_call(u64::from(index) + 1, "run", json!({})));
+        let token = stream.calls()[0].0;
+        let mut answer = vec![0x08, 0x02];
+        for position in 0..2u8 {
+            let code = if position == index { 0x02 } else { 0x01 };
+            answer.extend([0x12, 0x02, 0x08, code]);
+        }
+        stream.service_answers(token, 0, &answer);
+        assert!(!stream.upstream().started());
+        let reply = stream.downstream().json();
+        assert_eq!(reply["error"]["code"], -31002, "{index}");
+        assert_eq!(reply["error"]["data"]["tool"], named, "{index}");
+    }
+}
+
+#[test]
 fn a_caller_who_leaves_while_the_service_decides_gets_the_local_quota_back() {
     let envoy = SimEnvoy::new(&global_policy("closed"));
     let mut stream = post(&envoy, &call(1, "run"));
@@ -1604,6 +1635,153 @@ fn annotations_the_server_lists_can_only_make_decisions_stricter() {
     .err()
     .unwrap();
     assert!(error.contains("can only deny or limit"), "{error}");
+}
+
+fn meta_call(id: u64, tool: &str, arguments: Value) -> Vec<u8> {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"call_tool","arguments":{"name":tool,"arguments":arguments}}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Lists `tools` (a JSON array) as the server's answer to `tools/list`.
+fn server_lists(envoy: &SimEnvoy, tools: &str) {
+    let mut listing = post(envoy, &list("100"));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[format!(r#"{{"jsonrpc":"2.0","id":100,"result":{{"tools":{tools}}}}}"#).as_bytes()],
+    );
+    listing.end(End::Completed);
+}
+
+#[test]
+fn a_meta_tool_runs_a_tool_under_that_tools_annotation_rules() {
+    let policy = r#"{
+      "version": "1", "default": "allow",
+      "tools": { "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" } } },
+      "annotations": {
+        "openWorldHint": { "action": "deny", "reason": "no open-world tools" },
+        "readOnlyHint": { "is": false, "limits": [{ "counter": "writes", "window": "day", "max": 1, "scope": "grant" }] }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    server_lists(
+        &envoy,
+        r#"[{"name":"call_tool","annotations":{"openWorldHint":false,"readOnlyHint":true}},
+            {"name":"world","annotations":{"openWorldHint":true}},
+            {"name":"edit","annotations":{"readOnlyHint":false}}]"#,
+    );
+    // Refused as a direct call of it would be, and the answer names it.
+    let world = post(&envoy, &meta_call(1, "world", json!({})));
+    assert!(!world.upstream().started());
+    let reply = world.downstream().json();
+    assert_eq!(reply["error"]["data"]["rule"], "/annotations/openWorldHint");
+    assert_eq!(reply["error"]["data"]["tool"], "world");
+    // Its annotation rule's limits count it, whichever way it is called.
+    let mut first = post(&envoy, &meta_call(2, "edit", json!({})));
+    assert!(first.upstream().complete);
+    first.server_answers(200, &[], &[b"{}"]);
+    first.end(End::Completed);
+    let again = post(&envoy, &meta_call(3, "edit", json!({})))
+        .downstream()
+        .json();
+    assert_eq!(again["error"]["code"], -31002);
+    assert_eq!(again["error"]["data"]["tool"], "edit");
+    assert_eq!(
+        post(&envoy, &call(4, "edit")).downstream().json()["error"]["code"],
+        -31002
+    );
+    // The meta-tool's own annotations decide nothing more.
+    assert!(
+        post(&envoy, &meta_call(5, "plain", json!({})))
+            .upstream()
+            .complete
+    );
+}
+
+#[test]
+fn a_meta_tools_limit_refusals_name_the_tool_it_runs() {
+    let policy = r#"{
+      "version": "1", "default": "allow",
+      "all_tools": { "limits": [{ "counter": "all", "window": "day", "max": 3, "scope": "grant" }] },
+      "tools": {
+        "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" },
+                       "limits": [{ "counter": "meta", "window": "day", "max": 5, "scope": "grant" }] },
+        "once": { "limits": [{ "counter": "once", "window": "day", "max": 1, "scope": "grant" }] }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    assert!(
+        post(&envoy, &meta_call(1, "once", json!({})))
+            .upstream()
+            .complete
+    );
+    let once = post(&envoy, &meta_call(2, "once", json!({})))
+        .downstream()
+        .json();
+    assert_eq!(
+        (&once["error"]["code"], &once["error"]["data"]["tool"]),
+        (&json!(-31002), &json!("once"))
+    );
+    assert!(
+        post(&envoy, &meta_call(3, "other", json!({})))
+            .upstream()
+            .complete
+    );
+    assert!(post(&envoy, &call(4, "other")).upstream().complete);
+    // all_tools counts tools run: a direct call of it would be refused so.
+    let all = post(&envoy, &meta_call(5, "other", json!({})))
+        .downstream()
+        .json();
+    assert_eq!(
+        (&all["error"]["data"]["rule"], &all["error"]["data"]["tool"]),
+        (&json!("/all_tools/limits/0"), &json!("other"))
+    );
+}
+
+#[test]
+fn letter_case_variants_of_a_listed_tool_are_decided_by_its_annotations() {
+    let policy = r#"{
+      "version": "1", "default": "allow",
+      "tools": { "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" } } },
+      "annotations": {
+        "destructiveHint": { "action": "deny", "reason": "no destructive tools here" },
+        "readOnlyHint": { "is": false, "action": "deny" }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    server_lists(
+        &envoy,
+        r#"[{"name":"wipe","annotations":{"destructiveHint":true}},
+            {"name":"Look","annotations":{"readOnlyHint":true}},
+            {"name":"look","annotations":{"readOnlyHint":false}},
+            {"name":"read","annotations":{"readOnlyHint":true}}]"#,
+    );
+    // A server that matches names loosely would run wipe.
+    for (id, body) in [
+        (1, call(1, "Wipe")),
+        (2, call(2, "WIPE")),
+        (3, meta_call(3, "wIpe", json!({}))),
+    ] {
+        let refused = post(&envoy, &body);
+        assert!(!refused.upstream().started(), "call {id}");
+        assert_eq!(
+            refused.downstream().json()["error"]["data"]["rule"],
+            "/annotations/destructiveHint",
+            "call {id}"
+        );
+    }
+    // Two listed tools fold alike: either may be run for the other.
+    for (id, tool) in [(4, "Look"), (5, "look"), (6, "LOOK")] {
+        assert_eq!(
+            post(&envoy, &call(id, tool)).downstream().json()["error"]["data"]["rule"],
+            "/annotations/readOnlyHint",
+            "{tool}"
+        );
+    }
+    for (id, tool) in [(7, "read"), (8, "READ")] {
+        assert!(post(&envoy, &call(id, tool)).upstream().complete, "{tool}");
+    }
 }
 
 #[test]

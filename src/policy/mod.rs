@@ -4,7 +4,7 @@
 
 pub mod document;
 mod error;
-mod glob;
+pub(crate) mod glob;
 mod identity;
 pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,6 +35,8 @@ pub use limits::{
 
 /// Bodies above this are refused unless the policy sets `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The largest `max_body_bytes` a policy may set (1 GiB).
+pub const MAX_BODY_BYTES_LIMIT: u64 = 1 << 30;
 
 /// Slots in each counter's table unless the policy sets `max_callers_per_counter`.
 pub const DEFAULT_MAX_CALLERS_PER_COUNTER: u64 = 65_536;
@@ -178,6 +180,53 @@ impl Hints {
     pub fn get(self, hint: Hint) -> Option<bool> {
         let shift = hint.index() * 2;
         (self.0 & (1 << shift) != 0).then_some(self.0 & (2 << shift) != 0)
+    }
+}
+
+/// The values each hint was listed with for the tools a call may reach:
+/// the tool named, and the tools its name is a letter-case variant of (a
+/// server that matches names loosely would run one of them). Bit
+/// `hint.index()` of each mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListedHints {
+    with_true: u8,
+    with_false: u8,
+}
+
+impl ListedHints {
+    /// Adds one listed tool's hints.
+    pub fn add(&mut self, hints: Hints) {
+        for hint in Hint::ALL {
+            match hints.get(hint) {
+                Some(true) => self.with_true |= 1 << hint.index(),
+                Some(false) => self.with_false |= 1 << hint.index(),
+                None => {}
+            }
+        }
+    }
+
+    /// Adds the hints of other tools.
+    pub fn merge(&mut self, other: ListedHints) {
+        self.with_true |= other.with_true;
+        self.with_false |= other.with_false;
+    }
+
+    /// Whether some tool the call may reach was listed with `hint: is`.
+    pub fn has(self, hint: Hint, is: bool) -> bool {
+        let mask = if is { self.with_true } else { self.with_false };
+        mask & (1 << hint.index()) != 0
+    }
+
+    /// The two masks as stored: `[with_true, with_false]`.
+    pub fn to_bytes(self) -> [u8; 2] {
+        [self.with_true, self.with_false]
+    }
+
+    pub fn from_bytes(bytes: [u8; 2]) -> ListedHints {
+        ListedHints {
+            with_true: bytes[0],
+            with_false: bytes[1],
+        }
     }
 }
 
@@ -1063,9 +1112,22 @@ fn compile(document: PolicyDocument) -> Result<Policy, ConfigErrors> {
             .read_optional(hold_request_headers, "hold_request_headers")
             .unwrap_or(true),
         list,
-        max_body_bytes: errors
-            .read_optional(max_body_bytes, "max_body_bytes")
-            .map_or(DEFAULT_MAX_BODY_BYTES, |max| max.0),
+        max_body_bytes: match errors.read_optional(max_body_bytes, "max_body_bytes") {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(max) if max.0 <= MAX_BODY_BYTES_LIMIT => max.0,
+            Some(max) => {
+                errors.push(ConfigError::new(
+                    "max_body_bytes",
+                    format!(
+                        "at most {MAX_BODY_BYTES_LIMIT} (1 GiB: the module holds the body in \
+                         its 4 GiB of memory, and Envoy's buffer limit, rendered as twice \
+                         this, is a 32-bit number), got {}",
+                        max.0
+                    ),
+                ));
+                DEFAULT_MAX_BODY_BYTES
+            }
+        },
         base,
         grants: compiled_grants,
         roles: compiled_roles,
