@@ -118,6 +118,10 @@ pub struct PolicyDocument {
     #[serde(default)]
     pub all_tools: Option<Checked<Object<AllToolsDocument>>>,
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(max = crate::policy::MAX_BODY_BYTES_LIMIT))
+    )]
     pub max_body_bytes: Option<Checked<PositiveInteger>>,
     #[serde(default)]
     pub hide: Option<Checked<Vec<NonEmptyString>>>,
@@ -842,6 +846,12 @@ string_enum!(Scope { Grant = "grant", Session = "session", Global = "global", Ro
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window(pub u64);
 
+/// The longest window: 2^53 - 1 seconds, the largest integer every JSON
+/// client reads exactly (a refusal's `retry_after_seconds` can be nearly a
+/// window). A window longer than the time since the epoch never resets: a
+/// budget.
+pub const MAX_WINDOW_SECONDS: u64 = (1 << 53) - 1;
+
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct WindowVisitor;
@@ -866,6 +876,10 @@ impl<'de> Deserialize<'de> for Window {
                     Err(E::custom(
                         "window must be a positive number of seconds, got 0",
                     ))
+                } else if v > MAX_WINDOW_SECONDS {
+                    Err(E::custom(format!(
+                        "window must be at most {MAX_WINDOW_SECONDS} seconds (2^53 - 1: the largest integer a JSON client reads exactly), got {v}"
+                    )))
                 } else {
                     Ok(Window(v))
                 }
@@ -1054,7 +1068,7 @@ mod json_schema {
                 "description": "Fixed window length, aligned to the Unix epoch: a name or a positive number of seconds.",
                 "oneOf": [
                     { "enum": ["second", "minute", "hour", "day"] },
-                    { "type": "integer", "minimum": 1 }
+                    { "type": "integer", "minimum": 1, "maximum": super::MAX_WINDOW_SECONDS }
                 ]
             })
         }

@@ -307,6 +307,9 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","identity":{"header":"x agent"}}"#.to_string(), r#"identity.header: invalid header name "x agent""#),
         (r#"{"version":"1","default":"deny","identity":{"cookie":"a"}}"#.to_string(), "identity.cookie: unknown field `cookie`, expected one of `header`, `bearer_tokens`, `jwt_claim`"),
         (r#"{"version":"1","default":"deny","max_body_bytes":0}"#.to_string(), "max_body_bytes: must be a positive integer, got 0"),
+        (r#"{"version":"1","default":"deny","max_body_bytes":2147483648}"#.to_string(), "max_body_bytes: at most 1073741824 (1 GiB: the module holds the body in its 4 GiB of memory, and Envoy's buffer limit, rendered as twice this, is a 32-bit number), got 2147483648"),
+        (r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"c","window":9007199254740992,"max":1}]}}}"#.to_string(), "tools.t.limits[0].window: window must be at most 9007199254740991 seconds (2^53 - 1: the largest integer a JSON client reads exactly), got 9007199254740992"),
+        (r#"{"version":"1","default":"deny","tools":{"t":{"rate_limit":{"window":18446744073709551615,"max":1}}}}"#.to_string(), "tools.t.rate_limit.window: window must be at most 9007199254740991 seconds (2^53 - 1: the largest integer a JSON client reads exactly), got 18446744073709551615"),
         (r#"{"version":"1","default":"deny","all_tools":{"limits":{}}}"#.to_string(), "all_tools.limits: invalid type: map, expected a sequence"),
         (
             r#"{"version":"1","default":"deny","all_tools":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},"tools":{"t":{"limits":[{"counter":"c","window":"hour","max":5,"scope":"grant"}]}}}"#.to_string(),
