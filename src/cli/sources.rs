@@ -67,12 +67,84 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
     use serde::Deserialize;
     let mut documents = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|err| format!("not YAML: {err}"))?;
+        let Unique(value) =
+            Unique::deserialize(document).map_err(|err| format!("not YAML: {err}"))?;
         if !value.is_null() {
             documents.push(value);
         }
     }
     Ok(documents)
+}
+
+/// A YAML value read as JSON, refusing a mapping that names a key twice:
+/// read as JSON would read it, the last would win, and a second
+/// `deleteWorkspace` (or `default`) could turn a deny into an allow with
+/// nobody seeing it. The policy's JSON reader refuses duplicates; so does
+/// this.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // NaN and infinities have no JSON spelling: null, as serde_json reads them.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(deserializer).map(|Unique(value)| value)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unique(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} is written twice in one mapping"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Whether a JSON value looks like a policy document (has `version`).
@@ -219,6 +291,32 @@ mod tests {
     fn a_byte_order_mark_is_left_out() {
         let found = find_policies(format!("\u{feff}{POLICY}").as_bytes()).unwrap();
         assert_eq!(found[0].text, POLICY);
+    }
+
+    #[test]
+    fn a_key_written_twice_in_a_yaml_mapping_is_refused() {
+        let yaml = "kind: WasmPlugin\nspec:\n  pluginConfig:\n    version: \"1\"\n    default: deny\n    tools:\n      drop: {action: deny}\n      drop: {action: allow}\n";
+        let err = find_policies(yaml.as_bytes()).err().unwrap();
+        assert!(
+            err.contains("spec.pluginConfig.tools")
+                && err.contains(r#"the key "drop" is written twice"#),
+            "{err}"
+        );
+        let err = yaml_documents("default: deny\nversion: \"1\"\ndefault: allow\n").unwrap_err();
+        assert!(
+            err.contains(r#"the key "default" is written twice"#),
+            "{err}"
+        );
+        // The same keys in other mappings, and every kind of value, read as JSON.
+        let read =
+            yaml_documents("a: {x: 1}\nb: {x: [true, null, 1.5, -2, 18446744073709551615, s]}\n")
+                .unwrap();
+        assert_eq!(
+            read,
+            vec![
+                serde_json::json!({"a": {"x": 1}, "b": {"x": [true, null, 1.5, -2, 18446744073709551615u64, "s"]}})
+            ]
+        );
     }
 
     #[test]
