@@ -1412,6 +1412,34 @@ fn compile_rule_set(
             }
         }
     }
+    // Two keys a server that ignores letter case takes for one name: which
+    // rule decides would depend on the server (and every name a pattern
+    // matches is a letter-case variant of the other's): refused. Only pairs
+    // with a key this fragment writes.
+    let mut keys: Vec<&str> = set
+        .exact
+        .keys()
+        .map(String::as_str)
+        .chain(set.patterns.iter().map(|(glob, _)| glob.as_str()))
+        .collect();
+    keys.sort_unstable();
+    let mut by_fold: HashMap<std::borrow::Cow<'_, str>, &str> = HashMap::default();
+    for key in keys {
+        let Some(other) = by_fold.insert(glob::fold_case(key), key) else {
+            continue;
+        };
+        let (new, first) = match (spelled.get(key), spelled.get(other)) {
+            (Some(written), _) => (written, other),
+            (None, Some(written)) => (written, key),
+            (None, None) => continue,
+        };
+        errors.push(ConfigError::new(
+            format!("{}{member}.{new}", context.path),
+            format!(
+                "differs from {first:?} only in letter case: a server that matches names loosely takes one for the other; name it once"
+            ),
+        ));
+    }
     set.folded = set
         .exact
         .keys()
