@@ -51,6 +51,10 @@ pub struct Inspection {
     /// its session ([`Table::InFlight`]): released when the server's answer
     /// is complete (or shortened when its stream ends without one).
     pub in_flight: Option<[u8; crate::ratelimit::OWNER_DIGEST_LEN]>,
+    /// A line for Envoy's log at warn: why the gate could not decide (its
+    /// counters could not be written), which neither the caller's answer
+    /// nor the audit line says.
+    pub warning: Option<String>,
 }
 
 impl Inspection {
@@ -752,6 +756,12 @@ impl Context<'_, '_> {
         };
         let fails_open = matches!(decision, Decision::Failed { .. })
             && self.policy.failure_mode == FailureMode::Open;
+        let warning = match &decision {
+            Decision::Failed { detail } => {
+                Some(could_not_count(&shown, detail, self.policy.failure_mode))
+            }
+            _ => None,
+        };
         let reply =
             response::for_decision(id, &shown, &decision, self.answering()).filter(|_| !fails_open);
         if fails_open {
@@ -785,6 +795,7 @@ impl Context<'_, '_> {
             global_check,
             observe,
             state_owner: decided.state_owner,
+            warning,
             ..Inspection::pass()
         }
         .enforced_by(self.policy.mode)
@@ -1114,11 +1125,18 @@ fn take_limits<S: SharedStore + ?Sized>(
     };
     audit.decision = decision.outcome();
     audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
+    let warning = match &decision {
+        Decision::Failed { detail } => {
+            Some(could_not_count(&check.target, detail, policy.failure_mode))
+        }
+        _ => None,
+    };
     if matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open {
         // Let through without its local limits; its fleet-wide ones hold.
         audit.enforced = false;
         return Inspection {
             global_check: global_check(&global),
+            warning,
             ..Inspection::pass()
         };
     }
@@ -1130,8 +1148,22 @@ fn take_limits<S: SharedStore + ?Sized>(
     };
     Inspection {
         reply: response::for_decision(&check.id, shown, &decision, check.answering),
+        warning,
         ..Inspection::pass()
     }
+}
+
+/// The log line of a call whose limits could not be counted.
+fn could_not_count(target: &Target<'_>, detail: &str, failure_mode: FailureMode) -> String {
+    let then = match failure_mode {
+        FailureMode::Open => "forwarded uncounted (failure_mode open)",
+        FailureMode::Closed => "refused (failure_mode closed)",
+    };
+    format!(
+        "mcp-policy: could not count the limits of {} {:?}: {detail}; {then}",
+        target.kind.as_str(),
+        target.name
+    )
 }
 
 /// Rule reported when a task request names a task of another grant.

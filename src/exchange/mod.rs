@@ -873,6 +873,12 @@ impl Exchange {
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
         self.in_flight = inspection.in_flight.take();
+        if let Some(line) = inspection.warning.take() {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line,
+            });
+        }
         // Not a POST: answered as a GET stream is (where servers replay
         // answers on resumption, and ignore the body), so every answer is
         // read as a listing could be, as for a request without a body.
@@ -1094,6 +1100,12 @@ impl Exchange {
             &mut audit,
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
+        if let Some(line) = inspection.warning.take() {
+            effects.push(Effect::Log {
+                level: Level::Warn,
+                line,
+            });
+        }
         if let Some(global) = inspection.global_check.take() {
             return self.ask_rate_limit_service(global, audit, host, effects);
         }

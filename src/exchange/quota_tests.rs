@@ -704,3 +704,39 @@ fn a_local_failure_let_through_still_asks_the_fleet() {
         "{last}"
     );
 }
+
+#[test]
+fn a_full_counter_table_says_in_envoys_log_which_field_to_raise() {
+    for (failure_mode, forwarded) in [("closed", false), ("open", true)] {
+        let policy = format!(
+            r#"{{
+          "version": "1", "default": "allow", "failure_mode": "{failure_mode}",
+          "identity": {{ "header": "x-agent-id" }},
+          "max_callers_per_counter": 1,
+          "tools": {{ "exec": {{ "limits": [{{ "counter": "c", "window": "hour", "max": 5, "scope": "grant" }}] }} }}
+        }}"#
+        );
+        let envoy = SimEnvoy::new(&policy);
+        // One slot: the second caller finds it held (every probe lands on it).
+        assert!(exec(&envoy, "alice").upstream().complete);
+        let bob = exec(&envoy, "bob");
+        assert_eq!(bob.upstream().complete, forwarded, "{failure_mode}");
+        if !forwarded {
+            assert_eq!(error_of(&bob)["code"], -32603);
+        }
+        let warned: Vec<String> = envoy
+            .logs()
+            .into_iter()
+            .filter(|(level, _)| *level == Level::Warn)
+            .map(|(_, line)| line)
+            .collect();
+        assert!(
+            warned.iter().any(
+                |line| line.contains(r#"could not count the limits of tool "exec""#)
+                    && line.contains("raise max_callers_per_counter")
+                    && line.contains(&format!("failure_mode {failure_mode}"))
+            ),
+            "{warned:?}"
+        );
+    }
+}

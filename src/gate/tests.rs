@@ -185,6 +185,7 @@ fn other_messages_pass_unaudited() {
             // The id was claimed in alice's session while the listing is in
             // flight: the session's length, the session, the id's value.
             in_flight: Some(bindings::id_digest("6:sess-11")),
+            warning: None,
         }
     );
 }
