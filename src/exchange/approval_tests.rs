@@ -748,14 +748,20 @@ fn a_caller_who_leaves_while_the_service_decides_is_audited_and_nothing_is_forwa
     assert!(!stream.upstream().started());
     let audit = envoy.audit_lines();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["decision"], "approval_pending");
+    // Nobody was told to wait: abandoned, as while the rate-limit service
+    // decides.
+    assert_eq!(audit[0]["decision"], "abandoned");
+    assert_eq!(
+        envoy.sum(crate::metrics::DECISIONS, &[("decision", "abandoned")]),
+        1,
+        "counted once"
+    );
     assert_eq!(
         envoy.sum(
             crate::metrics::DECISIONS,
             &[("decision", "approval_pending")]
         ),
-        1,
-        "counted once"
+        0
     );
     // The quota is untouched: two calls that need no approval still pass.
     for id in 2..4 {

@@ -1606,9 +1606,13 @@ impl Exchange {
             });
         }
         if let Some(pending) = self.pending_approval.take() {
-            // The caller left while the approval service decided: held for
-            // approval, as the record says; counted once.
-            self.record(pending.audit, effects);
+            // The caller left while the approval service decided: nothing
+            // was forwarded, and nobody was told to wait. Recorded (and
+            // counted) once, as what it is.
+            let mut audit = pending.audit;
+            audit.decision = crate::decision::Outcome::Abandoned;
+            audit.enforced = true;
+            self.record(audit, effects);
         }
         self.warn_if_leases_ran_out(host, effects);
         let mut code = None;
