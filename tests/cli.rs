@@ -325,6 +325,7 @@ default_prompts   deny  /default
 default_resources deny  /default
 prompts           (none)
 resources         (none)
+methods           (none)
 annotations       (none)
 hide              (nothing)
 all_tools         (no limits)
@@ -357,6 +358,42 @@ A name that differs from one above only in letter case, or that a pattern above 
 }
 
 #[test]
+fn explain_shows_patterns_methods_and_what_hide_hides_of_each_kind() {
+    let policy = r#"{"version":"1","default":"deny",
+      "hide":["secretTool","tool:hid_*","prompt:hiddenPrompt","resource:file:///srv/secret/*"],
+      "methods":{"other":"deny","logging/setLevel":"deny"},
+      "tools":{"read_*":{"limits":[{"counter":"reads","window":"hour","max":100,"scope":"grant","per":"args.path"}]},
+               "read_secret_*":{"action":"deny","reason":"no secrets"},"exec":{}},
+      "prompts":{"review_*":{},"hiddenPrompt":{}}}"#;
+    let dir = scratch("explain-patterns", &[("p.json", policy)]);
+    let run = mcp_policy_in(&dir.0, &["explain", "p.json"], "");
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    let expected = r#"TOOL              ACTION  LISTED  RULE                  REASON
+exec              allow   yes     /tools/exec           -
+hid_*             hidden  no      /hide                 (answered as a tool the policy does not list)
+read_*            allow   yes     /tools/read_*         -
+  limit    reads: 100 per hour, per grant and args.path  /tools/read_*/limits/0
+read_secret_*     deny    yes     /tools/read_secret_*  no secrets
+secretTool        hidden  no      /hide                 (answered as a tool the policy does not list)
+(any other tool)  deny    yes     /default              tool is not listed in the policy and the default is deny
+"#;
+    assert!(run.stdout.contains(expected), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("\nprompts           hiddenPrompt (hidden), review_* (allow)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "\nmethods           logging/setLevel deny  /methods/logging~1setLevel, other deny  /methods/other\n"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn explain_shows_a_grant_with_its_overrides() {
     let run = mcp_policy(&[
         "explain",
@@ -373,6 +410,7 @@ default_prompts   deny  /default
 default_resources deny  /default
 prompts           (none)
 resources         (none)
+methods           (none)
 annotations       (none)
 hide              deleteWorkspace  /hide
 all_tools         all_calls: 1000 per hour, per grant  /all_tools/limits/0

@@ -99,6 +99,7 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
         }),
         ("prompts", describe_keys(view, Kind::Prompt)),
         ("resources", describe_keys(view, Kind::Resource)),
+        ("methods", describe_methods(view)),
         ("annotations", describe_annotations(view)),
         ("hide", hide),
         ("all_tools", describe_all_tools(view.all_tools_limits())),
@@ -157,7 +158,8 @@ pub fn explain_as(policy: &Policy, name: &str, grant: Option<&str>, role: Option
     out
 }
 
-/// The keys of one kind, exact ones and patterns, with what they do.
+/// The keys of one kind, exact ones and patterns, with what they do
+/// (`hidden` for those `hide` hides, whatever their rule says).
 fn describe_keys(view: &View, kind: Kind) -> String {
     let mut keys = view.keys(kind);
     if keys.is_empty() {
@@ -166,12 +168,28 @@ fn describe_keys(view: &View, kind: Kind) -> String {
     keys.sort_unstable();
     keys.iter()
         .map(|key| {
-            let action = view
-                .rule(kind, key)
-                .filter(|rule| rule.key == *key)
-                .map_or("allow", rule_action_name);
+            let action = if view.hidden_as(kind, key).is_some() {
+                "hidden"
+            } else {
+                view.rule(kind, key)
+                    .filter(|rule| rule.key == *key)
+                    .map_or("allow", rule_action_name)
+            };
             format!("{key} ({action})")
         })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `methods` entries: each method denied or allowed as a whole.
+fn describe_methods(view: &View) -> String {
+    let entries = view.methods().entries();
+    if entries.is_empty() {
+        return "(none)".to_string();
+    }
+    entries
+        .iter()
+        .map(|(method, action, pointer)| format!("{method} {}  {pointer}", action_name(*action)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -284,12 +302,22 @@ fn describe_all_tools(limits: &[Limit]) -> String {
     lines.join(&format!("\n{:16}", ""))
 }
 
-/// One row per tool the view names, and one for every other tool.
-/// `mode` decides whether `tools/list` answers are rewritten at all.
+/// One row per tool key (exact or pattern) and tool `hide` entry of the
+/// view, and one for every other tool. `mode` decides whether `tools/list`
+/// answers are rewritten at all.
 fn tool_table(view: &View, mode: Mode) -> String {
+    let hidden_tools = view.hidden_names().filter_map(|entry| {
+        match entry.split_once(':') {
+            Some(("tool", name)) => Some(name),
+            // A prompt's or a resource's: on the settings' lines above.
+            Some((prefix, _)) if Kind::from_prefix(prefix).is_some() => None,
+            _ => Some(entry),
+        }
+    });
     let mut names: Vec<&str> = view
-        .tool_names()
-        .chain(view.hidden_names().filter(|name| *name != "*"))
+        .keys(Kind::Tool)
+        .into_iter()
+        .chain(hidden_tools.filter(|name| *name != "*"))
         .collect();
     names.sort_unstable();
     names.dedup();

@@ -315,6 +315,24 @@ pub struct Methods {
 
 impl Methods {
     /// If the method is denied as a whole: the pointer of the entry that says so.
+    /// Every entry, sorted: the method (`other` for unknown ones), its
+    /// action and pointer. Native only, for `mcp-policy explain`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn entries(&self) -> Vec<(&str, Action, &str)> {
+        let mut entries: Vec<(&str, Action, &str)> = self
+            .named
+            .iter()
+            .map(|(method, (action, pointer))| (method.as_str(), *action, pointer.as_str()))
+            .chain(
+                self.other
+                    .iter()
+                    .map(|(action, pointer)| ("other", *action, pointer.as_str())),
+            )
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries
+    }
+
     pub fn denies(&self, method: &str) -> Option<&str> {
         let entry = match self.named.get(method) {
             Some(entry) => Some(entry),
@@ -1916,6 +1934,16 @@ fn compile_hide(names: &[NonEmptyString], path: &str, pointer: &str, errors: &mu
             },
             None => (Kind::Tool, entry.as_str()),
         };
+        if name.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{path}[{index}]"),
+                format!(
+                    "{entry:?} names no {}: the name after the prefix is empty",
+                    kind.as_str()
+                ),
+            ));
+            continue;
+        }
         let name = if kind == Kind::Resource {
             match uri::normalize(name) {
                 Ok(name) => name,

@@ -307,6 +307,7 @@ fn bad_documents_are_refused_with_path_and_value() {
         (r#"{"version":"1","default":"deny","identity":{"header":"x agent"}}"#.to_string(), r#"identity.header: invalid header name "x agent""#),
         (r#"{"version":"1","default":"deny","identity":{"cookie":"a"}}"#.to_string(), "identity.cookie: unknown field `cookie`, expected one of `header`, `bearer_tokens`, `jwt_claim`"),
         (r#"{"version":"1","default":"deny","max_body_bytes":0}"#.to_string(), "max_body_bytes: must be a positive integer, got 0"),
+        (r#"{"version":"1","default":"deny","hide":["a","prompt:"]}"#.to_string(), "hide[1]: \"prompt:\" names no prompt: the name after the prefix is empty"),
         (r#"{"version":"1","default":"allow","tools":{"Drop":{},"drop":{"action":"deny"}}}"#.to_string(), "tools.drop: differs from \"Drop\" only in letter case: a server that matches names loosely takes one for the other; name it once"),
         (r#"{"version":"1","default":"allow","tools":{"get_*":{},"GET_*":{}}}"#.to_string(), "tools.get_*: differs from \"GET_*\" only in letter case: a server that matches names loosely takes one for the other; name it once"),
         (r#"{"version":"1","default":"allow","prompts":{"Greet":{},"greet":{}}}"#.to_string(), "prompts.greet: differs from \"Greet\" only in letter case: a server that matches names loosely takes one for the other; name it once"),
