@@ -106,26 +106,33 @@ impl Policy {
                 .iter()
                 .find(|other| !one_replaces_the_other(&limit.pointer, &other.pointer))
                 .and_then(|other| {
-                    let mut differs = Vec::new();
-                    if other.max() != limit.max() {
-                        differs.push(format!("max {} here, {} there", limit.max(), other.max()));
-                    }
                     if other.scope != limit.scope {
-                        differs.push(format!(
-                            "scope {:?} here, {:?} there",
-                            limit.scope, other.scope
+                        return Some((
+                            other.pointer.clone(),
+                            format!(
+                                "scope {:?} here, {:?} there: each scope keeps a count of its own under the one name, so neither limit sees the other's calls",
+                                limit.scope, other.scope
+                            ),
                         ));
                     }
-                    (!differs.is_empty()).then(|| (other.pointer.clone(), differs))
+                    (other.max() != limit.max()).then(|| {
+                        (
+                            other.pointer.clone(),
+                            format!(
+                                "max {} here, {} there: both limits count in one place, and a call both name takes the larger cost against the smaller max",
+                                limit.max(),
+                                other.max()
+                            ),
+                        )
+                    })
                 });
             earlier.push(limit);
             if let Some((other, differs)) = clash {
                 lint.add(
                     &limit.pointer,
                     format!(
-                        "counter {:?} is also used at {other} with other settings ({}): both limits count in one place, and a call both name takes the larger cost against the smaller max; give one of them its own counter",
+                        "counter {:?} is also used at {other} with other settings ({differs}); give one of them its own counter",
                         limit.counter,
-                        differs.join(", ")
                     ),
                 );
             }
@@ -781,19 +788,29 @@ mod tests {
             r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},"tools":{
                 "a":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},
                 "b":{"limits":[{"counter":"c","window":"minute","max":50,"scope":"global"}]},
-                "d":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]}}}"#,
+                "d":{"limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]},
+                "e":{"limits":[{"counter":"c","window":"minute","max":7,"scope":"grant"}]}}}"#,
         );
+        // Another scope: counted apart, which "one place" would misstate.
         assert!(
             has(
                 &found,
                 "/tools/b/limits/0",
-                "max 50 here, 5 there, scope Global here, Grant there"
+                "scope Global here, Grant there: each scope keeps a count of its own"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/tools/e/limits/0",
+                "max 7 here, 5 there: both limits count in one place"
             ),
             "{found:?}"
         );
         assert_eq!(
             found.len(),
-            1,
+            2,
             "same settings, shared on purpose: {found:?}"
         );
     }
