@@ -152,10 +152,28 @@ impl Engine {
             };
         }
         let started = Instant::now();
-        let answer: Result<Vec<i64>, redis::RedisError> = match connection {
-            Connection::Single(mut single) => invocation.invoke_async(&mut *single).await,
-            Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
+        let invoke = |connection: Connection| {
+            let invocation = &invocation;
+            async move {
+                match connection {
+                    Connection::Single(mut single) => invocation.invoke_async(&mut *single).await,
+                    Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
+                }
+            }
         };
+        let mut answer: Result<Vec<i64>, redis::RedisError> = invoke(connection.clone()).await;
+        // A Redis that restarted while the connection idled: the first call
+        // finds the old connection dead (broken pipe), and the manager only
+        // then reconnects. Once more, on the new connection, rather than
+        // refuse a call while Redis answers. (Had the first reached Redis
+        // before the connection dropped, the call is counted twice:
+        // stricter, never looser.)
+        if answer
+            .as_ref()
+            .is_err_and(redis::RedisError::is_connection_dropped)
+        {
+            answer = invoke(connection).await;
+        }
         self.metrics.redis_call(started.elapsed());
         let answer = answer.map_err(|e| Unavailable(e.to_string()))?;
         decode(&answer, plan.counters.len())

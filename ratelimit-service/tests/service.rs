@@ -801,6 +801,25 @@ async fn redis_down_is_unavailable_and_the_service_reconnects() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_redis_restarted_between_two_checks_answers_the_second() {
+    let mut redis = Redis::start();
+    let service = Service::redis(&redis);
+    let mut client = service.client().await;
+    let counter = unique("restarted");
+    let req = || request(vec![descriptor(&counter, "global", 100, Minute)]);
+    assert_eq!(code(&call(&mut client, req()).await), Code::Ok);
+    // Restarted while the service's connection idles: the service sees
+    // the dead connection only when it next calls.
+    redis.stop();
+    redis.restart();
+    assert_eq!(
+        code(&call(&mut client, req()).await),
+        Code::Ok,
+        "refused although Redis answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn started_before_redis_it_answers_unavailable_then_connects() {
     let mut redis = Redis::start();
     redis.stop();
