@@ -250,6 +250,8 @@ fn the_schema_refuses_the_bad_documents_it_can_describe() {
         top(r#""tools":{"":{}}"#),
         top(r#""tools":[]"#),
         top(r#""max_body_bytes":0"#),
+        top(r#""max_body_bytes":1073741825"#),
+        top(r#""all_tools":{"limits":[{"counter":"c","window":9007199254740992,"max":1,"scope":"grant"}]}"#),
         top(r#""max_json_depth":500"#),
         top(r#""max_json_depth":0"#),
         top(r#""failure_mode":"maybe""#),
@@ -376,7 +378,11 @@ fn what_the_schema_cannot_express() {
         // A whole number written with a fraction: JSON Schema calls 60.0 an integer.
         r#"{"version":"1","default":"deny","all_tools":{"limits":[{"counter":"c","window":60.0,"max":1,"scope":"grant"}]}}"#.to_string(),
         // Integers past u64.
-        r#"{"version":"1","default":"deny","max_body_bytes":18446744073709551616}"#.to_string(),
+        r#"{"version":"1","default":"deny","max_callers_per_counter":18446744073709551616}"#.to_string(),
+        // Two keys a server that ignores letter case takes for one.
+        r#"{"version":"1","default":"deny","tools":{"Drop":{},"drop":{"action":"deny"}}}"#.to_string(),
+        // A hide prefix with no name after it.
+        r#"{"version":"1","default":"deny","hide":["prompt:"]}"#.to_string(),
     ];
     let validator = validator();
     for document in &documents {
