@@ -251,7 +251,9 @@ fn the_schema_refuses_the_bad_documents_it_can_describe() {
         top(r#""tools":[]"#),
         top(r#""max_body_bytes":0"#),
         top(r#""max_body_bytes":1073741825"#),
-        top(r#""all_tools":{"limits":[{"counter":"c","window":9007199254740992,"max":1,"scope":"grant"}]}"#),
+        top(
+            r#""all_tools":{"limits":[{"counter":"c","window":9007199254740992,"max":1,"scope":"grant"}]}"#,
+        ),
         top(r#""max_json_depth":500"#),
         top(r#""max_json_depth":0"#),
         top(r#""failure_mode":"maybe""#),
