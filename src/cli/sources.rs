@@ -54,7 +54,7 @@ pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
     let documents = yaml_documents(&text)?;
     let mut found = Vec::new();
     for document in &documents {
-        policies_in_document(document, &mut found);
+        policies_in_document(document, &mut found)?;
     }
     if found.is_empty() {
         return Err("no policy found: not a policy document (JSON), and no Envoy Wasm filter configuration, ConfigMap *.json key, WasmPlugin or EnvoyExtensionPolicy holding one".to_string());
@@ -74,6 +74,15 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
         }
     }
     Ok(documents)
+}
+
+/// Every document of a YAML stream read as JSON would read it (a key named
+/// twice: the last one), up to the first that cannot be read.
+fn lenient_yaml_documents(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map_while(|document| Value::deserialize(document).ok())
+        .collect()
 }
 
 /// A YAML value read as JSON, refusing a mapping that names a key twice:
@@ -169,12 +178,14 @@ fn name_of(object: &Value) -> String {
     }
 }
 
-fn policies_in_document(document: &Value, found: &mut Vec<Found>) {
+/// The policies a document holds. `Err`: a ConfigMap's Envoy configuration
+/// that holds one names a key twice in a mapping.
+fn policies_in_document(document: &Value, found: &mut Vec<Found>) -> Result<(), String> {
     let kind = document["kind"].as_str().unwrap_or_default();
     match kind {
         "ConfigMap" => {
             let Some(data) = document["data"].as_object() else {
-                return;
+                return Ok(());
             };
             for (key, value) in data {
                 let Some(text) = value.as_str() else { continue };
@@ -187,10 +198,26 @@ fn policies_in_document(document: &Value, found: &mut Vec<Found>) {
                             as_written: true,
                         });
                     }
-                } else if let Ok(inner) = yaml_documents(text) {
-                    // An Envoy configuration kept in a ConfigMap.
-                    for document in &inner {
-                        wasm_policies(document, &origin, found);
+                } else {
+                    match yaml_documents(text) {
+                        // An Envoy configuration kept in a ConfigMap.
+                        Ok(inner) => {
+                            for document in &inner {
+                                wasm_policies(document, &origin, found);
+                            }
+                        }
+                        // Text of another kind, or YAML that names a key
+                        // twice: refused if, read as JSON would read it
+                        // (the last key winning), it holds a policy.
+                        Err(err) => {
+                            let mut held = Vec::new();
+                            for document in lenient_yaml_documents(text) {
+                                wasm_policies(&document, &origin, &mut held);
+                            }
+                            if !held.is_empty() {
+                                return Err(format!("{origin}: {err}"));
+                            }
+                        }
                     }
                 }
             }
@@ -222,6 +249,7 @@ fn policies_in_document(document: &Value, found: &mut Vec<Found>) {
         "" => wasm_policies(document, "", found),
         other => wasm_policies(document, &format!("{other}:{}", name_of(document)), found),
     }
+    Ok(())
 }
 
 /// A policy written as a YAML object: the JSON the filter gets from
@@ -302,6 +330,31 @@ mod tests {
                 && err.contains(r#"the key "drop" is written twice"#),
             "{err}"
         );
+        // In an Envoy configuration a ConfigMap keeps: refused when it holds
+        // a policy, wherever the key is; other text is no policy's business.
+        let envoy_in_configmap = |yaml: &str| {
+            let indented: String = yaml.lines().map(|line| format!("    {line}\n")).collect();
+            format!("kind: ConfigMap\nmetadata: {{name: e}}\ndata:\n  envoy.yaml: |\n{indented}")
+        };
+        let envoy = format!(
+            "name: a\nname: b\nstatic_resources:\n  listeners:\n  - filter_chains:\n    - filters:\n      - typed_config:\n          http_filters:\n          - name: mcp-policy\n            typed_config:\n              \"@type\": {WASM_FILTER_TYPE}\n              config:\n                configuration:\n                  \"@type\": {STRING_VALUE_TYPE}\n                  value: '{POLICY}'\n"
+        );
+        let err = find_policies(envoy_in_configmap(&envoy).as_bytes()).unwrap_err();
+        assert!(
+            err.starts_with("ConfigMap:e:envoy.yaml: ")
+                && err.contains(r#"the key "name" is written twice"#),
+            "{err}"
+        );
+        let unrelated = find_policies(
+            format!(
+                "{}---\n{}",
+                envoy_in_configmap("a: 1\na: 2\n"),
+                envoy_in_configmap(&envoy.replace("name: b\n", ""))
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(unrelated.len(), 1, "{unrelated:?}");
         let err = yaml_documents("default: deny\nversion: \"1\"\ndefault: allow\n").unwrap_err();
         assert!(
             err.contains(r#"the key "default" is written twice"#),
