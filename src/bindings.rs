@@ -527,36 +527,53 @@ pub fn listed_hints(answer: &[u8], stream: bool) -> Vec<(String, crate::policy::
     found
 }
 
-/// The annotations last listed for a tool and for the tools its name is a
-/// letter-case variant of (empty: the gate saw none).
+/// The annotations last listed for a tool; for a name never listed as it
+/// is, those listed (within a day, over every listing and page) for the
+/// tools it is a letter-case variant of. Empty: the gate saw none.
 pub fn hints<S: SharedStore + ?Sized>(
     store: &S,
     tool: &str,
     now: u64,
 ) -> crate::policy::ListedHints {
-    let mut listed = crate::policy::ListedHints::default();
-    let read = |table, id: &str| {
-        owner(store, table, id, now)
-            .map(|value| crate::policy::ListedHints::from_bytes([value[0], value[1]]))
-    };
-    let exact = read(Table::Hints, tool);
-    let folded = read(Table::FoldedHints, &crate::policy::glob::fold_case(tool));
-    for found in [exact, folded].into_iter().flatten() {
-        listed.merge(found);
-    }
-    listed
+    read_hints(store, Table::Hints, tool, now)
+        .or_else(|| {
+            read_hints(
+                store,
+                Table::FoldedHints,
+                &crate::policy::glob::fold_case(tool),
+                now,
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn read_hints<S: SharedStore + ?Sized>(
+    store: &S,
+    table: Table,
+    id: &str,
+    now: u64,
+) -> Option<crate::policy::ListedHints> {
+    owner(store, table, id, now)
+        .map(|value| crate::policy::ListedHints::from_bytes([value[0], value[1]]))
 }
 
 /// Remembers the annotations a server listed (a day, refreshed by each
-/// listing): each tool's under its name, and under its name in letter case
-/// folded those of every tool of the listing that folds alike. What could
-/// not be remembered, for the log.
+/// listing): each tool's under its name, as listed last; and under its
+/// name in letter case folded, those of every tool that folds alike, added
+/// to what earlier listings and pages gave (a listing can come in pages,
+/// and one name's variants on two of them). What could not be remembered,
+/// for the log.
 pub fn remember_hints<S: SharedStore + ?Sized>(
     store: &S,
     tools: &[(String, crate::policy::Hints)],
     now: u64,
 ) -> Vec<String> {
-    let mut folded: Vec<(std::borrow::Cow<'_, str>, crate::policy::ListedHints)> = Vec::new();
+    use std::collections::hash_map::Entry;
+    // The server's names: SipHash under random keys (see `crate::lookup`).
+    let mut folded: std::collections::HashMap<
+        std::borrow::Cow<'_, str>,
+        crate::policy::ListedHints,
+    > = std::collections::HashMap::new();
     let mut failed = Vec::new();
     let mut write = |table, id: &str, listed: crate::policy::ListedHints| {
         let mut value = [0u8; OWNER_DIGEST_LEN];
@@ -569,14 +586,18 @@ pub fn remember_hints<S: SharedStore + ?Sized>(
         let mut listed = crate::policy::ListedHints::default();
         listed.add(*hints);
         write(Table::Hints, tool, listed);
-        let key = crate::policy::glob::fold_case(tool);
-        match folded.iter_mut().find(|(known, _)| *known == key) {
-            Some((_, merged)) => merged.merge(listed),
-            None => folded.push((key, listed)),
+        match folded.entry(crate::policy::glob::fold_case(tool)) {
+            Entry::Occupied(mut merged) => merged.get_mut().merge(listed),
+            Entry::Vacant(slot) => {
+                slot.insert(listed);
+            }
         }
     }
-    for (key, merged) in &folded {
-        write(Table::FoldedHints, key, *merged);
+    for (key, mut merged) in folded {
+        if let Some(earlier) = read_hints(store, Table::FoldedHints, &key, now) {
+            merged.merge(earlier);
+        }
+        write(Table::FoldedHints, &key, merged);
     }
     failed
 }

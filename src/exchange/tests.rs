@@ -1691,12 +1691,21 @@ fn a_meta_tool_runs_a_tool_under_that_tools_annotation_rules() {
         post(&envoy, &call(4, "edit")).downstream().json()["error"]["code"],
         -31002
     );
-    // The meta-tool's own annotations decide nothing more.
     assert!(
         post(&envoy, &meta_call(5, "plain", json!({})))
             .upstream()
             .complete
     );
+    // The meta-tool's own hints still decide its calls, under its name.
+    server_lists(
+        &envoy,
+        r#"[{"name":"call_tool","annotations":{"openWorldHint":true}}]"#,
+    );
+    let own = post(&envoy, &meta_call(6, "plain", json!({})))
+        .downstream()
+        .json();
+    assert_eq!(own["error"]["data"]["rule"], "/annotations/openWorldHint");
+    assert_eq!(own["error"]["data"]["tool"], "call_tool");
 }
 
 #[test]
@@ -1771,8 +1780,10 @@ fn letter_case_variants_of_a_listed_tool_are_decided_by_its_annotations() {
             "call {id}"
         );
     }
-    // Two listed tools fold alike: either may be run for the other.
-    for (id, tool) in [(4, "Look"), (5, "look"), (6, "LOOK")] {
+    // Two listed tools fold alike: each listed name is decided by its own
+    // hints, a name listed in neither spelling by both.
+    assert!(post(&envoy, &call(4, "Look")).upstream().complete);
+    for (id, tool) in [(5, "look"), (6, "LOOK")] {
         assert_eq!(
             post(&envoy, &call(id, tool)).downstream().json()["error"]["data"]["rule"],
             "/annotations/readOnlyHint",
@@ -1782,6 +1793,17 @@ fn letter_case_variants_of_a_listed_tool_are_decided_by_its_annotations() {
     for (id, tool) in [(7, "read"), (8, "READ")] {
         assert!(post(&envoy, &call(id, tool)).upstream().complete, "{tool}");
     }
+    // A listing in pages: the spellings of one name on two pages add up,
+    // whichever page comes last.
+    server_lists(
+        &envoy,
+        r#"[{"name":"Wipe","annotations":{"readOnlyHint":true}}]"#,
+    );
+    assert!(post(&envoy, &call(9, "Wipe")).upstream().complete);
+    assert_eq!(
+        post(&envoy, &call(10, "WIPE")).downstream().json()["error"]["data"]["rule"],
+        "/annotations/destructiveHint"
+    );
 }
 
 #[test]
