@@ -757,9 +757,7 @@ impl Context<'_, '_> {
         let fails_open = matches!(decision, Decision::Failed { .. })
             && self.policy.failure_mode == FailureMode::Open;
         let warning = match &decision {
-            Decision::Failed { detail } => {
-                Some(could_not_count(&shown, detail, self.policy.failure_mode))
-            }
+            Decision::Failed { detail } => Some(undecided(&shown, detail, self.policy)),
             _ => None,
         };
         let reply =
@@ -1126,9 +1124,7 @@ fn take_limits<S: SharedStore + ?Sized>(
     audit.decision = decision.outcome();
     audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
     let warning = match &decision {
-        Decision::Failed { detail } => {
-            Some(could_not_count(&check.target, detail, policy.failure_mode))
-        }
+        Decision::Failed { detail } => Some(undecided(&check.target, detail, policy)),
         _ => None,
     };
     if matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open {
@@ -1153,16 +1149,19 @@ fn take_limits<S: SharedStore + ?Sized>(
     }
 }
 
-/// The log line of a call whose limits could not be counted.
-fn could_not_count(target: &Target<'_>, detail: &str, failure_mode: FailureMode) -> String {
-    let then = match failure_mode {
-        FailureMode::Open => "forwarded uncounted (failure_mode open)",
-        FailureMode::Closed => "refused (failure_mode closed)",
+/// The log line of a call the gate could not decide (its limits could not
+/// be counted, its arguments not read). The name as audit lines write it
+/// (a long one as its digest).
+fn undecided(target: &Target<'_>, detail: &str, policy: &Policy) -> String {
+    let then = match (policy.mode, policy.failure_mode) {
+        (Mode::Monitor, _) => "forwarded (monitor mode)",
+        (_, FailureMode::Open) => "forwarded undecided (failure_mode open)",
+        (_, FailureMode::Closed) => "refused (failure_mode closed)",
     };
     format!(
-        "mcp-policy: could not count the limits of {} {:?}: {detail}; {then}",
+        "mcp-policy: could not decide {} {:?}: {detail}; {then}",
         target.kind.as_str(),
-        target.name
+        crate::audit::bounded(&target.name)
     )
 }
 

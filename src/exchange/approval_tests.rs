@@ -701,6 +701,44 @@ fn checks_the_service_refuses_refuse_the_call_whatever_the_failure_mode() {
 // ---- Limits, leaving, monitor mode ----
 
 #[test]
+fn an_approved_meta_tool_call_over_the_inner_tools_limit_names_the_inner_tool() {
+    let policy = policy("closed", "").replace(
+        r#""read": {}"#,
+        r#""read": {},
+    "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" } }"#,
+    );
+    let envoy = SimEnvoy::new(&policy);
+    let service = Service::default();
+    let meta = |id: u64, script: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"call_tool",
+            "arguments":{"name":"run","arguments":{"script":script,"timeout":30}}}})
+        .to_string()
+        .into_bytes()
+    };
+    let mut refused = None;
+    for round in 0..3u64 {
+        let script = format!("{RISKY} # {round}");
+        let mut first = send(&envoy, &[], &meta(10 + round, &script));
+        ask(&mut first, &service);
+        service.approve(&approval_id(&first));
+        first.end(End::Completed);
+        let mut retry = send(&envoy, &[], &meta(20 + round, &script));
+        ask(&mut retry, &service);
+        if retry.upstream().complete {
+            retry.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+        } else {
+            refused = Some(error(&retry));
+        }
+        retry.end(End::Completed);
+    }
+    // `run` takes 2 a day, however it is called; the refusal names it.
+    let answer = refused.unwrap();
+    assert_eq!(answer["code"], -31002, "{answer}");
+    assert_eq!(answer["data"]["rule"], "/tools/run/limits/0");
+    assert_eq!(answer["data"]["tool"], "run", "{answer}");
+}
+
+#[test]
 fn limits_count_approved_calls_only() {
     // `run`: 2 a day. Pending and denied calls take nothing; each approved
     // call takes one; the third approved call is over the limit.

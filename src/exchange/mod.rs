@@ -52,7 +52,15 @@ pub struct Plugin {
     /// The key of counter tables' owner digests, once read from the store
     /// ([`ratelimit::table_key`]).
     table_key: std::cell::Cell<Option<[u8; ratelimit::TABLE_KEY_LEN]>>,
+    /// When this VM last logged a call it could not decide, and how many it
+    /// has not logged since: at most one line per
+    /// [`UNDECIDED_LOG_SECONDS`] (callers who fill a counter's table would
+    /// otherwise write one per call).
+    undecided_logged: std::cell::Cell<Option<(u64, u64)>>,
 }
+
+/// The fewest seconds between two log lines of calls the gate could not decide.
+pub const UNDECIDED_LOG_SECONDS: u64 = 10;
 
 impl Plugin {
     /// Reads the plugin configuration (the policy document).
@@ -67,6 +75,7 @@ impl Plugin {
             metrics,
             log_level: std::cell::Cell::new(None),
             table_key: std::cell::Cell::new(None),
+            undecided_logged: std::cell::Cell::new(None),
         })
     }
 
@@ -874,10 +883,7 @@ impl Exchange {
         self.reservations = std::mem::take(&mut inspection.reservations);
         self.in_flight = inspection.in_flight.take();
         if let Some(line) = inspection.warning.take() {
-            effects.push(Effect::Log {
-                level: Level::Warn,
-                line,
-            });
+            self.log_undecided(line, host.now().as_secs(), effects);
         }
         // Not a POST: answered as a GET stream is (where servers replay
         // answers on resumption, and ignore the body), so every answer is
@@ -1101,16 +1107,38 @@ impl Exchange {
         );
         self.reservations = std::mem::take(&mut inspection.reservations);
         if let Some(line) = inspection.warning.take() {
-            effects.push(Effect::Log {
-                level: Level::Warn,
-                line,
-            });
+            self.log_undecided(line, host.now().as_secs(), effects);
         }
         if let Some(global) = inspection.global_check.take() {
             return self.ask_rate_limit_service(global, audit, host, effects);
         }
         inspection.audit = Some(audit);
         self.apply(inspection, effects)
+    }
+
+    /// Logs a call the gate could not decide, at most once per
+    /// [`UNDECIDED_LOG_SECONDS`] for the VM (with how many were not logged
+    /// since the last line).
+    fn log_undecided(&self, line: String, now: u64, effects: &mut Vec<Effect>) {
+        let logged = &self.plugin.undecided_logged;
+        match logged.get() {
+            Some((at, skipped)) if now < at.saturating_add(UNDECIDED_LOG_SECONDS) => {
+                logged.set(Some((at, skipped.saturating_add(1))));
+            }
+            earlier => {
+                let skipped = earlier.map_or(0, |(_, skipped)| skipped);
+                let line = if skipped == 0 {
+                    line
+                } else {
+                    format!("{line} ({skipped} more not logged since the last such line)")
+                };
+                logged.set(Some((now, 0)));
+                effects.push(Effect::Log {
+                    level: Level::Warn,
+                    line,
+                });
+            }
+        }
     }
 
     /// Keys this VM's owner digests with the Envoy's table key, read once
