@@ -568,12 +568,6 @@ pub fn remember_hints<S: SharedStore + ?Sized>(
     tools: &[(String, crate::policy::Hints)],
     now: u64,
 ) -> Vec<String> {
-    use std::collections::hash_map::Entry;
-    // The server's names: SipHash under random keys (see `crate::lookup`).
-    let mut folded: std::collections::HashMap<
-        std::borrow::Cow<'_, str>,
-        crate::policy::ListedHints,
-    > = std::collections::HashMap::new();
     let mut failed = Vec::new();
     let mut write = |table, id: &str, listed: crate::policy::ListedHints| {
         let mut value = [0u8; OWNER_DIGEST_LEN];
@@ -582,15 +576,23 @@ pub fn remember_hints<S: SharedStore + ?Sized>(
             failed.push(format!("could not remember {id:?}'s annotations: {err}"));
         }
     };
+    // Each tool's hints, then the spellings of one name merged: sorted by
+    // the folded name, so that they are neighbours (O(n log n) however the
+    // server names its tools).
+    let mut spellings: Vec<(std::borrow::Cow<'_, str>, crate::policy::ListedHints)> =
+        Vec::with_capacity(tools.len());
     for (tool, hints) in tools {
         let mut listed = crate::policy::ListedHints::default();
         listed.add(*hints);
         write(Table::Hints, tool, listed);
-        match folded.entry(crate::policy::glob::fold_case(tool)) {
-            Entry::Occupied(mut merged) => merged.get_mut().merge(listed),
-            Entry::Vacant(slot) => {
-                slot.insert(listed);
-            }
+        spellings.push((crate::policy::glob::fold_case(tool), listed));
+    }
+    crate::sort::sort_by(&mut spellings, |a, b| a.0 < b.0);
+    let mut folded: Vec<(std::borrow::Cow<'_, str>, crate::policy::ListedHints)> = Vec::new();
+    for (key, listed) in spellings {
+        match folded.last_mut() {
+            Some((last, merged)) if *last == key => merged.merge(listed),
+            _ => folded.push((key, listed)),
         }
     }
     for (key, mut merged) in folded {

@@ -1434,21 +1434,26 @@ fn compile_rule_set(
     // rule decides would depend on the server (and every name a pattern
     // matches is a letter-case variant of the other's): refused. Only pairs
     // with a key this fragment writes.
-    let mut keys: Vec<&str> = set
+    // Sorted by the folded key, so that keys folding alike are neighbours
+    // (crate::sort: no hash map or standard sort instantiated for this).
+    let mut keys: Vec<(std::borrow::Cow<'_, str>, &str)> = set
         .exact
         .keys()
         .map(String::as_str)
         .chain(set.patterns.iter().map(|(glob, _)| glob.as_str()))
+        .map(|key| (glob::fold_case(key), key))
         .collect();
-    keys.sort_unstable();
-    let mut by_fold: HashMap<std::borrow::Cow<'_, str>, &str> = HashMap::default();
-    for key in keys {
-        let Some(other) = by_fold.insert(glob::fold_case(key), key) else {
+    crate::sort::sort_by(&mut keys, |a, b| a < b);
+    for pair in keys.windows(2) {
+        let [(folded, other), (next, key)] = pair else {
             continue;
         };
-        let (new, first) = match (spelled.get(key), spelled.get(other)) {
-            (Some(written), _) => (written, other),
-            (None, Some(written)) => (written, key),
+        if folded != next {
+            continue;
+        }
+        let (new, first) = match (spelled.get(*key), spelled.get(*other)) {
+            (Some(written), _) => (written, *other),
+            (None, Some(written)) => (written, *key),
             (None, None) => continue,
         };
         errors.push(ConfigError::new(
