@@ -227,7 +227,7 @@ fn policies_in_document(document: &Value, found: &mut Vec<Found>) -> Result<(), 
             if is_policy(config) {
                 found.push(from_object(
                     format!("WasmPlugin:{}", name_of(document)),
-                    config,
+                    &as_struct_hands_it_over(config),
                 ));
             }
         }
@@ -250,6 +250,30 @@ fn policies_in_document(document: &Value, found: &mut Vec<Found>) -> Result<(), 
         other => wasm_policies(document, &format!("{other}:{}", name_of(document)), found),
     }
     Ok(())
+}
+
+/// A `Struct`'s value as istiod writes it into the filter's configuration:
+/// numbers are doubles, and a whole one is written as an integer (`524288.0`
+/// and `1e1` reach the filter as `524288` and `10`), up to 2^53 where a
+/// double stops holding every integer.
+fn as_struct_hands_it_over(value: &Value) -> Value {
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => match number.as_f64() {
+            #[allow(clippy::cast_possible_truncation)]
+            Some(double) if double.fract() == 0.0 && double.abs() < 9_007_199_254_740_992.0 => {
+                Value::from(double as i64)
+            }
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(as_struct_hands_it_over).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .map(|(key, value)| (key.clone(), as_struct_hands_it_over(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// A policy written as a YAML object: the JSON the filter gets from
@@ -319,6 +343,23 @@ mod tests {
     fn a_byte_order_mark_is_left_out() {
         let found = find_policies(format!("\u{feff}{POLICY}").as_bytes()).unwrap();
         assert_eq!(found[0].text, POLICY);
+    }
+
+    #[test]
+    fn a_wasm_plugins_whole_numbers_are_read_as_istiod_hands_them_over() {
+        let yaml = "kind: WasmPlugin\nspec:\n  pluginConfig:\n    version: \"1\"\n    default: deny\n    max_body_bytes: 524288.0\n    tools:\n      t:\n        limits: [{counter: c, window: 1e1, max: 2.5, scope: grant}]\n";
+        let found = find_policies(yaml.as_bytes()).unwrap();
+        let policy: Value = serde_json::from_str(&found[0].text).unwrap();
+        assert_eq!(policy["max_body_bytes"], serde_json::json!(524288));
+        assert_eq!(
+            policy["tools"]["t"]["limits"][0]["window"],
+            serde_json::json!(10)
+        );
+        // Not whole: left for the policy reader to refuse.
+        assert_eq!(
+            policy["tools"]["t"]["limits"][0]["max"],
+            serde_json::json!(2.5)
+        );
     }
 
     #[test]
