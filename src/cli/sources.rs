@@ -65,6 +65,7 @@ pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
 /// Every document of a YAML stream, as JSON values (empty documents skipped).
 pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
     use serde::Deserialize;
+    flow_depth_within(text, MAX_FLOW_DEPTH)?;
     let mut documents = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {
         let Unique(value) =
@@ -76,10 +77,50 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
     Ok(documents)
 }
 
+/// The deepest nesting of `[` and `{` read before refusing YAML: the YAML
+/// reader takes time quadratic in it (seconds at 20,000), and no policy
+/// (at most 127 deep) or Envoy configuration comes near.
+const MAX_FLOW_DEPTH: usize = 1_000;
+
+/// `Err` if brackets outside quoted scalars and comments nest deeper than
+/// `max` (an over-count inside block scalars can only refuse text nested
+/// that deep anyway).
+fn flow_depth_within(text: &str, max: usize) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut comment = false;
+    let mut previous = b'\n';
+    for &byte in text.as_bytes() {
+        match (quote, byte) {
+            _ if comment => comment = byte != b'\n',
+            (Some(b'"'), b'"') if previous != b'\\' => quote = None,
+            (Some(b'\''), b'\'') => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(byte),
+            (None, b'#') if previous.is_ascii_whitespace() => comment = true,
+            (None, b'[' | b'{') => {
+                depth += 1;
+                if depth > max {
+                    return Err(format!(
+                        "not YAML this tool reads: nested more than {max} deep"
+                    ));
+                }
+            }
+            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = byte;
+    }
+    Ok(())
+}
+
 /// Every document of a YAML stream read as JSON would read it (a key named
 /// twice: the last one), up to the first that cannot be read.
 fn lenient_yaml_documents(text: &str) -> Vec<Value> {
     use serde::Deserialize;
+    if flow_depth_within(text, MAX_FLOW_DEPTH).is_err() {
+        return Vec::new();
+    }
     serde_norway::Deserializer::from_str(text)
         .map_while(|document| Value::deserialize(document).ok())
         .collect()
@@ -360,6 +401,27 @@ mod tests {
             policy["tools"]["t"]["limits"][0]["max"],
             serde_json::json!(2.5)
         );
+    }
+
+    #[test]
+    fn yaml_nested_too_deep_is_refused_before_it_is_read() {
+        let deep = format!("a: {}{}\n", "[".repeat(1_001), "]".repeat(1_001));
+        let err = yaml_documents(&deep).unwrap_err();
+        assert!(err.contains("nested more than 1000 deep"), "{err}");
+        // At the limit it is read; brackets in quotes and comments do not count.
+        let quoted = format!(
+            "a: \"{}\" # {}\nb: [[1]]\n",
+            "[".repeat(2_000),
+            "{".repeat(2_000)
+        );
+        assert_eq!(
+            yaml_documents(&quoted).unwrap()[0]["b"],
+            serde_json::json!([[1]])
+        );
+        let at_limit = format!("a: {}{}\n", "[".repeat(1_000), "]".repeat(1_000));
+        // (The YAML reader's own recursion limit refuses it, quickly.)
+        let err = yaml_documents(&at_limit).unwrap_err();
+        assert!(!err.contains("nested more than"), "{err}");
     }
 
     #[test]
