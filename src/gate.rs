@@ -516,7 +516,13 @@ fn inspect_message<S: SharedStore + ?Sized>(
                 };
                 targets.push((Kind::Resource, uri));
             }
-            context.check_all(store, &method, &id, &targets)
+            match params.task_ids.first() {
+                // Only the caller's tasks: decided (and recorded) as theirs.
+                Some(task) if targets.is_empty() => {
+                    context.the_callers_task(&method, task.as_deref())
+                }
+                _ => context.check_all(store, &method, &id, &targets),
+            }
         }
         Handling::Task => {
             let id = match request_id(id, &method) {
@@ -524,7 +530,7 @@ fn inspect_message<S: SharedStore + ?Sized>(
                 Err(refusal) => return context.invalid(refusal),
             };
             if context.owns_task(store, params.task_id.as_deref()) {
-                Inspection::pass()
+                context.the_callers_task(&method, params.task_id.as_deref())
             } else {
                 context.not_the_callers_task(&method, &id, params.task_id.as_deref())
             }
@@ -563,6 +569,19 @@ impl Context<'_, '_> {
     fn owns_task<S: SharedStore + ?Sized>(&self, store: &S, task: Option<&str>) -> bool {
         task.and_then(|task| bindings::owner(store, Table::Tasks, task, self.now.as_secs()))
             == Some(bindings::grant_owner(self.caller.grant))
+    }
+
+    /// A request about the caller's own task: allowed, and recorded as every
+    /// decided request is.
+    fn the_callers_task(&self, method: &str, task: Option<&str>) -> Inspection {
+        let mut audit = self.audit(Outcome::Allowed);
+        audit.set_target(Kind::Task, task.unwrap_or_default());
+        audit.method = Some(method.to_string());
+        Inspection {
+            audit: Some(audit),
+            ..Inspection::pass()
+        }
+        .enforced_by(self.policy.mode)
     }
 
     /// A request about a task of another grant (or one the gate never saw

@@ -1248,6 +1248,52 @@ fn a_task_belongs_to_the_grant_whose_call_created_it() {
     assert!(!listen.upstream().started());
 }
 
+#[test]
+fn a_callers_own_task_requests_are_recorded_as_allowed() {
+    let envoy = SimEnvoy::new(POLICY);
+    alice_creates_task_a(&envoy);
+    let before = envoy.audit_lines().len();
+    for (id, method, params) in [
+        (2, "tasks/get", json!({"taskId": "task-a"})),
+        (3, "tasks/cancel", json!({"taskId": "task-a"})),
+        (
+            4,
+            "subscriptions/listen",
+            json!({"notifications": {"taskIds": ["task-a"]}}),
+        ),
+    ] {
+        let mut stream = send_as(&envoy, "alice", &raw(method, id, params));
+        assert!(stream.upstream().complete, "{method}");
+        stream.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+        stream.end(End::Completed);
+        let audit = envoy.audit_lines();
+        let last = audit.last().unwrap();
+        assert_eq!(
+            (
+                &last["method"],
+                &last["kind"],
+                &last["target"],
+                &last["decision"]
+            ),
+            (
+                &json!(method),
+                &json!("task"),
+                &json!("task-a"),
+                &json!("allowed")
+            ),
+            "{last}"
+        );
+    }
+    assert_eq!(envoy.audit_lines().len(), before + 3);
+    assert_eq!(
+        envoy.sum(
+            crate::metrics::DECISIONS,
+            &[("decision", "allowed"), ("kind", "task")]
+        ),
+        3
+    );
+}
+
 /// A GET stream (where servers replay answers on resumption, and the legacy
 /// SSE transport sends every answer) may carry a `tasks/list` answer: it is
 /// read for every caller, also one whose view hides nothing, and keeps only
