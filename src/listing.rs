@@ -42,12 +42,16 @@ fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
         return false;
     };
     let mut found = false;
+    // A listing of tools, prompts, resources or templates: a cacheable
+    // result (MCP 2026-07-28; a listing of tasks is not one).
+    let mut cacheable = false;
     for kind in Kind::ALL {
         for (member, key) in kind.listing_members() {
             let Some(entries) = result.get_mut(*member) else {
                 continue;
             };
             found = true;
+            cacheable |= kind != Kind::Task;
             match entries.as_array_mut() {
                 Some(entries) => entries.retain(|entry| {
                     entry
@@ -59,12 +63,19 @@ fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
             }
         }
     }
-    if found {
-        // A listing filtered for one caller must not be served to another
-        // from a shared cache (MCP 2026-07-28 results carry `cacheScope`).
-        if let Some(scope) = result.get_mut("cacheScope") {
-            *scope = Value::String("private".to_string());
-        }
+    // A listing filtered for one caller must not be served to another from
+    // a shared cache (MCP 2026-07-28 results carry `cacheScope`): marked
+    // private, also where a 2026-07-28 result (one with `resultType` or
+    // `ttlMs`) left the scope out, which some clients read as the schema's
+    // default, public. Older results are left without one.
+    let current = ["cacheScope", "resultType", "ttlMs"]
+        .iter()
+        .any(|member| result.contains_key(*member));
+    if (found && result.contains_key("cacheScope")) || (cacheable && current) {
+        result.insert(
+            "cacheScope".to_string(),
+            Value::String("private".to_string()),
+        );
     }
     found
 }

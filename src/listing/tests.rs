@@ -318,4 +318,32 @@ fn every_kind_of_listing_is_filtered_and_marked_private() {
         filter_json_body(templates.as_bytes(), &shows),
         Filtered::Rewritten(bytes) if !String::from_utf8_lossy(&bytes).contains("private")
     ));
+    let rewritten = |body: &str| match filter_json_body(body.as_bytes(), &shows) {
+        Filtered::Rewritten(bytes) => String::from_utf8(bytes).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // A 2026-07-28 result without a scope (some clients read it as
+    // public): marked private. A 2025-11-25 one knows no scope: none added.
+    assert_eq!(
+        rewritten(r#"{"result":{"tools":[{"name":"a"}],"resultType":"complete"}}"#),
+        r#"{"result":{"cacheScope":"private","resultType":"complete","tools":[{"name":"a"}]}}"#
+    );
+    assert_eq!(
+        rewritten(r#"{"result":{"prompts":[],"ttlMs":0}}"#),
+        r#"{"result":{"cacheScope":"private","prompts":[],"ttlMs":0}}"#
+    );
+    assert_eq!(
+        rewritten(r#"{"result":{"tools":[{"name":"a"}]}}"#),
+        r#"{"result":{"tools":[{"name":"a"}]}}"#
+    );
+    // A listing of tasks is no cacheable result; a scope a server gave it
+    // anyway is made private all the same.
+    assert_eq!(
+        rewritten(r#"{"result":{"tasks":[],"resultType":"complete"}}"#),
+        r#"{"result":{"resultType":"complete","tasks":[]}}"#
+    );
+    assert_eq!(
+        rewritten(r#"{"result":{"tasks":[],"cacheScope":"public"}}"#),
+        r#"{"result":{"cacheScope":"private","tasks":[]}}"#
+    );
 }
