@@ -1185,7 +1185,9 @@ fn undecided(target: &Target<'_>, detail: &str, policy: &Policy) -> String {
 }
 
 /// Rule reported when a task request names a task of another grant.
-pub const TASK_BINDING_POINTER: &str = "(task bound to another grant)";
+/// (No pointer: no rule of the policy decides it. A task the gate never saw
+/// created is no more the caller's than another grant's.)
+pub const TASK_BINDING_POINTER: &str = "(not the caller's task)";
 
 /// A request's id as MCP requires it: a string or an integer.
 fn request_id(id: Option<Value>, method: &str) -> Result<Value, Invalid> {

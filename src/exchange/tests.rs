@@ -2202,3 +2202,30 @@ fn with_headers_not_held_answers_come_back_readable_and_an_empty_body_passes() {
     assert!(stream.upstream().complete);
     assert_eq!(stream.downstream().status, None);
 }
+
+#[test]
+fn deny_as_tool_result_answers_tool_calls_only() {
+    let policy = r#"{"version":"1","default":"allow","deny_as":"tool_result",
+      "identity":{"header":"x-agent-id"},
+      "methods":{"logging/setLevel":"deny"},
+      "tools":{"danger":{"action":"deny"}},
+      "prompts":{"p_denied":{"action":"deny"}},
+      "resources":{"file:///srv/secret.txt":{"action":"deny"}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    let tool = send_as(&envoy, "alice", &raw("tools/call", 1, json!({"name": "danger"})));
+    assert_eq!(tool.downstream().json()["result"]["isError"], true);
+    // No tool result exists for the rest: JSON-RPC errors, as the README says.
+    for (id, method, params) in [
+        (2, "prompts/get", json!({"name": "p_denied"})),
+        (3, "resources/read", json!({"uri": "file:///srv/secret.txt"})),
+        (4, "logging/setLevel", json!({"level": "debug"})),
+    ] {
+        let refused = send_as(&envoy, "alice", &raw(method, id, params));
+        assert!(!refused.upstream().started(), "{method}");
+        assert_eq!(
+            refused.downstream().json()["error"]["code"],
+            -31001,
+            "{method}"
+        );
+    }
+}
