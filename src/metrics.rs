@@ -287,12 +287,9 @@ impl Catalog {
                 exact(label, name).or_else(|| {
                     let key = match kind {
                         Kind::Task => None,
-                        _ => {
-                            policy
-                                .view_as(&audit.grant, claimed_role)
-                                .deciding_key(kind, name)
-                                .0
-                        }
+                        _ => policy
+                            .view_as(&audit.grant, claimed_role)
+                            .label_key(kind, name),
                     };
                     slot(label, key.unwrap_or(OTHER))
                 })

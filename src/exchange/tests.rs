@@ -2212,12 +2212,20 @@ fn deny_as_tool_result_answers_tool_calls_only() {
       "prompts":{"p_denied":{"action":"deny"}},
       "resources":{"file:///srv/secret.txt":{"action":"deny"}}}"#;
     let envoy = SimEnvoy::new(policy);
-    let tool = send_as(&envoy, "alice", &raw("tools/call", 1, json!({"name": "danger"})));
+    let tool = send_as(
+        &envoy,
+        "alice",
+        &raw("tools/call", 1, json!({"name": "danger"})),
+    );
     assert_eq!(tool.downstream().json()["result"]["isError"], true);
     // No tool result exists for the rest: JSON-RPC errors, as the README says.
     for (id, method, params) in [
         (2, "prompts/get", json!({"name": "p_denied"})),
-        (3, "resources/read", json!({"uri": "file:///srv/secret.txt"})),
+        (
+            3,
+            "resources/read",
+            json!({"uri": "file:///srv/secret.txt"}),
+        ),
         (4, "logging/setLevel", json!({"level": "debug"})),
     ] {
         let refused = send_as(&envoy, "alice", &raw(method, id, params));
@@ -2228,4 +2236,40 @@ fn deny_as_tool_result_answers_tool_calls_only() {
             "{method}"
         );
     }
+}
+
+#[test]
+fn a_use_hidden_by_a_pattern_is_counted_under_that_pattern() {
+    let policy = r#"{"version":"1","default":"allow","identity":{"header":"x-agent-id"},
+      "hide":["sec_*","resource:file:///srv/hidden/*","exact"],
+      "tools":{"run_*":{}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    for (id, method, params) in [
+        (1, "tools/call", json!({"name": "sec_x"})),
+        (2, "resources/read", json!({"uri": "file:///srv/hidden/x"})),
+        (3, "tools/call", json!({"name": "exact"})),
+        (4, "tools/call", json!({"name": "run_y"})),
+    ] {
+        let mut stream = send_as(&envoy, "alice", &raw(method, id, params));
+        if stream.upstream().complete {
+            stream.server_answers(200, &[("content-type", b"application/json")], &[b"{}"]);
+        }
+        stream.end(End::Completed);
+    }
+    for (decision, kind, target) in [
+        ("hidden", "tool", "sec_*"),
+        ("hidden", "resource", "file:///srv/hidden/*"),
+        ("hidden", "tool", "exact"),
+        ("allowed", "tool", "run_*"),
+    ] {
+        assert_eq!(
+            envoy.sum(
+                DECISIONS,
+                &[("decision", decision), ("kind", kind), ("target", target)]
+            ),
+            1,
+            "{decision} {kind} {target}"
+        );
+    }
+    assert_eq!(envoy.sum(DECISIONS, &[("target", "*")]), 0);
 }

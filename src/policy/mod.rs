@@ -290,6 +290,15 @@ struct Hide {
 }
 
 impl Hide {
+    /// The `hide` pattern that hides `name` of `kind`, if one does.
+    fn hiding_pattern(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.patterns
+            .get(&kind)?
+            .iter()
+            .find(|glob| glob.matches(name))
+            .map(Glob::as_str)
+    }
+
     fn hides(&self, kind: Kind, name: &str) -> bool {
         self.names
             .get(&kind)
@@ -314,7 +323,6 @@ pub struct Methods {
 }
 
 impl Methods {
-    /// If the method is denied as a whole: the pointer of the entry that says so.
     /// Every entry, sorted: the method (`other` for unknown ones), its
     /// action and pointer. Native only, for `mcp-policy explain`.
     #[cfg(not(target_arch = "wasm32"))]
@@ -333,6 +341,7 @@ impl Methods {
         entries
     }
 
+    /// If the method is denied as a whole: the pointer of the entry that says so.
     pub fn denies(&self, method: &str) -> Option<&str> {
         let entry = match self.named.get(method) {
             Some(entry) => Some(entry),
@@ -539,7 +548,8 @@ impl Policy {
         names
     }
 
-    /// Every pattern key of `kind`'s rules, in any grant or role, once each.
+    /// Every pattern key of `kind`'s rules and `hide` patterns of `kind`,
+    /// in any grant or role, once each.
     pub fn patterns(&self, kind: Kind) -> Vec<String> {
         let mut patterns: Vec<String> = self
             .every_view()
@@ -549,6 +559,14 @@ impl Policy {
                     .iter()
                     .map(|(glob, _)| glob.as_str().to_string())
             })
+            .chain(self.every_view().flat_map(|view| {
+                view.hide
+                    .patterns
+                    .get(&kind)
+                    .into_iter()
+                    .flatten()
+                    .map(|glob| glob.as_str().to_string())
+            }))
             .collect();
         crate::sort::sort_unique(&mut patterns);
         patterns
@@ -818,6 +836,15 @@ impl View {
     /// Whether any rule of this view asks for approval.
     pub fn asks_for_approval(&self) -> bool {
         self.first_approval().is_some()
+    }
+
+    /// What metrics label a use of `name` of `kind` with when the policy
+    /// does not name it exactly: the `hide` pattern that hides it, else the
+    /// rule pattern that decides it.
+    pub fn label_key(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.hide
+            .hiding_pattern(kind, name)
+            .or_else(|| self.deciding_key(kind, name).0)
     }
 
     /// The key that decides `name` of `kind` and its pointer, or the
