@@ -775,10 +775,7 @@ impl Context<'_, '_> {
         };
         let fails_open = matches!(decision, Decision::Failed { .. })
             && self.policy.failure_mode == FailureMode::Open;
-        let warning = match &decision {
-            Decision::Failed { detail } => Some(undecided(&shown, detail, self.policy)),
-            _ => None,
-        };
+        let warning = undecided(&shown, &decision, self.policy);
         let reply =
             response::for_decision(id, &shown, &decision, self.answering()).filter(|_| !fails_open);
         if fails_open {
@@ -1142,10 +1139,7 @@ fn take_limits<S: SharedStore + ?Sized>(
     };
     audit.decision = decision.outcome();
     audit.rule = decision.rule().map(str::to_string).or(audit.rule.take());
-    let warning = match &decision {
-        Decision::Failed { detail } => Some(undecided(&check.target, detail, policy)),
-        _ => None,
-    };
+    let warning = undecided(&check.target, &decision, policy);
     if matches!(decision, Decision::Failed { .. }) && policy.failure_mode == FailureMode::Open {
         // Let through without its local limits; its fleet-wide ones hold.
         audit.enforced = false;
@@ -1169,19 +1163,22 @@ fn take_limits<S: SharedStore + ?Sized>(
 }
 
 /// The log line of a call the gate could not decide (its limits could not
-/// be counted, its arguments not read). The name as audit lines write it
-/// (a long one as its digest).
-fn undecided(target: &Target<'_>, detail: &str, policy: &Policy) -> String {
+/// be counted, its arguments not read), if `decision` says so. The name as
+/// audit lines write it (a long one as its digest).
+fn undecided(target: &Target<'_>, decision: &Decision<'_>, policy: &Policy) -> Option<String> {
+    let Decision::Failed { detail } = decision else {
+        return None;
+    };
     let then = match (policy.mode, policy.failure_mode) {
         (Mode::Monitor, _) => "forwarded (monitor mode)",
         (_, FailureMode::Open) => "forwarded undecided (failure_mode open)",
         (_, FailureMode::Closed) => "refused (failure_mode closed)",
     };
-    format!(
+    Some(format!(
         "mcp-policy: could not decide {} {:?}: {detail}; {then}",
         target.kind.as_str(),
         crate::audit::bounded(&target.name)
-    )
+    ))
 }
 
 /// Rule reported when a task request names a task of another grant.
