@@ -26,7 +26,8 @@ pub enum Table {
     /// Tool name → the annotations the server last listed for it.
     Hints,
     /// A tool name in letter case folded → the annotations the server
-    /// listed, in its last listing, for every tool whose name folds to it.
+    /// listed within the day (every listing and page added up) for the
+    /// tools whose names fold to it.
     FoldedHints,
     /// `Mcp-Session-Id` → the grant whose client declared URL-mode
     /// elicitation in that session's `initialize` (MCP 2025-11-25).

@@ -303,10 +303,7 @@ impl Hide {
         self.names
             .get(&kind)
             .is_some_and(|names| names.contains(name))
-            || self
-                .patterns
-                .get(&kind)
-                .is_some_and(|globs| globs.iter().any(|glob| glob.matches(name)))
+            || self.hiding_pattern(kind, name).is_some()
     }
 
     fn is_empty(&self) -> bool {

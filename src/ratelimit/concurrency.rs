@@ -85,17 +85,7 @@ fn bucket_key(counter: &str, scope: char, owner: &[u8; OWNER_DIGEST_LEN], slots:
         owner.hash(&mut hasher);
         hasher.finish() % slots.max(1)
     };
-    // Written without `format!`, like the window counters' keys.
-    let mut key = String::with_capacity(KEY_PREFIX.len() + counter.len() + 28);
-    key.push_str(KEY_PREFIX);
-    super::push_decimal(&mut key, counter.len() as u64);
-    key.push('/');
-    key.push_str(counter);
-    key.push('/');
-    key.push(scope);
-    key.push('/');
-    super::push_decimal(&mut key, index);
-    key
+    super::counter_key(KEY_PREFIX, counter, scope, index)
 }
 
 /// The bucket's entries and version; an absent or foreign value is empty.

@@ -342,9 +342,14 @@ fn owner_text(scope_value: &str, per: Option<&str>) -> String {
 /// `KEY_PREFIX` `<length>/<counter>/<scope>/<index>`, written without
 /// `format!` (taken on every counted call: a tenth of its instructions).
 fn slot_key(limit: &Limit, scope: char, index: u64) -> String {
-    let counter = &limit.counter;
-    let mut key = String::with_capacity(KEY_PREFIX.len() + counter.len() + 28);
-    key.push_str(KEY_PREFIX);
+    counter_key(KEY_PREFIX, &limit.counter, scope, index)
+}
+
+/// `prefix` `<length>/<counter>/<scope>/<index>`: the key of a window
+/// counter's slot or of a concurrency cap's bucket.
+pub(crate) fn counter_key(prefix: &str, counter: &str, scope: char, index: u64) -> String {
+    let mut key = String::with_capacity(prefix.len() + counter.len() + 28);
+    key.push_str(prefix);
     push_decimal(&mut key, counter.len() as u64);
     key.push('/');
     key.push_str(counter);
