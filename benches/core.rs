@@ -197,6 +197,43 @@ mod native {
         });
     }
 
+    /// Hiding entries from a listing answer on its way back: a 200-tool
+    /// `tools/list` answer (about 50 KB; one tool hidden) as JSON and as one
+    /// event, and a notification on a listing's stream (read, not rewritten).
+    pub fn listing(c: &mut Criterion) {
+        use mcp_policy::listing::{filter_json_body, SseFilter};
+        use mcp_policy::target::Kind;
+        let tools: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    r#"{{"name":"tool_{i}","description":"Runs step {i} of the pipeline and reports its state.","inputSchema":{{"type":"object","properties":{{"id":{{"type":"string"}},"limit":{{"type":"integer","maximum":1000}}}}}},"annotations":{{"readOnlyHint":true}}}}"#
+                )
+            })
+            .collect();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"result":{{"tools":[{}]}}}}"#,
+            tools.join(",")
+        );
+        let event = format!("data: {answer}\n\n");
+        let notification = br#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":50,"total":100,"message":"halfway"}}
+
+"#;
+        let shows = |_: Kind, name: &str| name != "tool_100";
+        let mut group = c.benchmark_group("listing");
+        group.throughput(Throughput::Bytes(answer.len() as u64));
+        group.bench_function("json_body/200_tools", |b| {
+            b.iter(|| filter_json_body(black_box(answer.as_bytes()), &shows))
+        });
+        group.bench_function("event/200_tools", |b| {
+            b.iter(|| SseFilter::new(Vec::new()).push(black_box(event.as_bytes()), true, &shows))
+        });
+        group.throughput(Throughput::Bytes(notification.len() as u64));
+        group.bench_function("event/notification", |b| {
+            b.iter(|| SseFilter::new(Vec::new()).push(black_box(notification), true, &shows))
+        });
+        group.finish();
+    }
+
     pub fn config() -> Criterion {
         // Short: `make bench` runs the whole suite in about a minute.
         Criterion::default()
@@ -210,7 +247,7 @@ mod native {
 criterion::criterion_group! {
     name = benches;
     config = native::config();
-    targets = native::parse, native::inspect, native::audit, native::policy_load
+    targets = native::parse, native::inspect, native::audit, native::policy_load, native::listing
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -12,6 +12,9 @@
 //! Fail closed: a message the filter must read but cannot parse is replaced
 //! by a JSON-RPC error, never passed on.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::target::Kind;
@@ -19,48 +22,160 @@ use crate::target::Kind;
 /// Whether the caller may see the entry of `kind` named `name`.
 pub type Shows<'a> = &'a dyn Fn(Kind, &str) -> bool;
 
-/// Removes the entries `shows` rejects from every listing in `message`: a
-/// JSON-RPC message or a batch of them. Returns whether there was a listing.
-/// An entry without a readable name is removed (it cannot be shown safely),
-/// and a listing member that is not an array is emptied.
-pub fn filter_message(message: &mut Value, shows: Shows<'_>) -> bool {
-    match message {
-        Value::Array(messages) => {
-            // Every message of the batch, not only up to the first listing.
-            let mut found = false;
-            for message in messages {
-                found |= filter_one(message, shows);
+/// The members of a JSON object, each as the server wrote it, in its order.
+/// A member given twice counts by its last value, as in a `Value` (and in
+/// most clients).
+#[derive(Default)]
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.every(key).next_back()
+    }
+
+    /// Every value `key` was given, the last one last.
+    fn every<'s>(&'s self, key: &'s str) -> impl DoubleEndedIterator<Item = &'a RawValue> + 's {
+        self.0
+            .iter()
+            .filter(move |(name, _)| name == key)
+            .map(|(_, value)| *value)
+    }
+
+    /// Whether each member is the last of its name (sorted by name, then
+    /// place: a heap sort, O(n log n) however many members a server sends).
+    fn last_of_name(&self) -> Vec<bool> {
+        let mut order: Vec<usize> = (0..self.0.len()).collect();
+        let members = &self.0;
+        crate::sort::sort_by(&mut order, |a, b| (&members[*a].0, a) < (&members[*b].0, b));
+        let mut last = vec![true; members.len()];
+        for pair in order.windows(2) {
+            if members[pair[0]].0 == members[pair[1]].0 {
+                last[pair[0]] = false;
             }
-            found
         }
-        message => filter_one(message, shows),
+        last
     }
 }
 
-fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
-    let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) else {
-        return false;
-    };
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// `message` (a JSON-RPC message or a batch of them, already read as valid
+/// JSON) without the entries `shows` rejects, or None if it holds no
+/// listing. An entry without a readable name is removed (it cannot be shown
+/// safely), and a listing member that is not an array is emptied.
+///
+/// Everything else passes as the server wrote it: the id, the other members
+/// and the entries shown keep their text and their order (a number is never
+/// read and written back, so an id past 2^64 or a schema's
+/// `0.1000000000000000001` reaches the client as it was sent), and a
+/// batch's other messages pass as they were. A member given twice on the
+/// way to a listing is written once, with the value the filter read (the
+/// last). Err: not readable (fail closed).
+fn rewrite(message: &[u8], shows: Shows<'_>) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    if first_byte(message) != Some(b'[') {
+        return rewrite_one(message, shows);
+    }
+    // Every message of a batch, not only up to the first listing.
+    let messages: Vec<&RawValue> = serde_json::from_slice(message)?;
     let mut found = false;
+    let mut parts = Vec::with_capacity(messages.len());
+    for message in messages {
+        let message = message.get().as_bytes();
+        let part = match rewrite_one(message, shows)? {
+            Some(rewritten) => {
+                found = true;
+                Cow::Owned(rewritten)
+            }
+            None => Cow::Borrowed(message),
+        };
+        parts.push(part);
+    }
+    Ok(found.then(|| array(parts.iter().map(|part| &part[..]))))
+}
+
+fn first_byte(text: &[u8]) -> Option<u8> {
+    text.iter()
+        .copied()
+        .find(|byte| !byte.is_ascii_whitespace())
+}
+
+fn rewrite_one(message: &[u8], shows: Shows<'_>) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    if first_byte(message) != Some(b'{') {
+        return Ok(None);
+    }
+    let message: Members = serde_json::from_slice(message)?;
+    // A listing given in any `result` member a client may read (one of a
+    // repeated `result`, or one only a loose reader takes for it) is one:
+    // the message goes out with the last `result` alone, as the filter
+    // reads it, so no client finds the entries elsewhere.
+    let last = message.0.iter().rposition(|(key, _)| key == "result");
+    let (mut listing, mut result) = (false, None);
+    for (index, (key, value)) in message.0.iter().enumerate() {
+        if !reads_as(key, "result") {
+            continue;
+        }
+        if let Some(members) = object(value)? {
+            listing |= members.0.iter().any(|(key, _)| listing_member(key));
+            if Some(index) == last {
+                result = Some(members);
+            }
+        }
+    }
+    if !listing {
+        return Ok(None);
+    }
+    let result = match result {
+        Some(result) => Some(rewrite_result(&result, shows)?),
+        None => None,
+    };
+    let loose = |key: &str| key != "result" && reads_as(key, "result");
+    Ok(Some(write_object(&message, &[("result", result)], loose)))
+}
+
+/// A result holding a listing, without the entries `shows` rejects.
+fn rewrite_result(result: &Members<'_>, shows: Shows<'_>) -> Result<Vec<u8>, serde_json::Error> {
+    let mut replaced: Vec<(&str, Option<Vec<u8>>)> = Vec::new();
     // A listing of tools, prompts, resources or templates: a cacheable
     // result (MCP 2026-07-28; a listing of tasks is not one).
     let mut cacheable = false;
     for kind in Kind::ALL {
         for (member, key) in kind.listing_members() {
-            let Some(entries) = result.get_mut(*member) else {
+            if result.0.iter().any(|(name, _)| reads_as(name, member)) {
+                cacheable |= kind != Kind::Task;
+            }
+            let Some(entries) = result.get(member) else {
                 continue;
             };
-            found = true;
-            cacheable |= kind != Kind::Task;
-            match entries.as_array_mut() {
-                Some(entries) => entries.retain(|entry| {
-                    entry
-                        .get(*key)
-                        .and_then(Value::as_str)
-                        .is_some_and(|name| shows(kind, name))
-                }),
-                None => *entries = Value::Array(Vec::new()),
+            let mut shown = Vec::new();
+            if entries.get().starts_with('[') {
+                for entry in serde_json::from_slice::<Vec<&RawValue>>(entries.get().as_bytes())? {
+                    if named(entry, key)?.is_some_and(|name| shows(kind, &name)) {
+                        shown.push(entry.get().as_bytes());
+                    }
+                }
             }
+            replaced.push((member, Some(array(shown.into_iter()))));
         }
     }
     // A listing filtered for one caller must not be served to another from
@@ -70,14 +185,267 @@ fn filter_one(message: &mut Value, shows: Shows<'_>) -> bool {
     // default, public. Older results are left without one.
     let current = ["cacheScope", "resultType", "ttlMs"]
         .iter()
-        .any(|member| result.contains_key(*member));
-    if (found && result.contains_key("cacheScope")) || (cacheable && current) {
-        result.insert(
-            "cacheScope".to_string(),
-            Value::String("private".to_string()),
-        );
+        .any(|member| result.get(member).is_some());
+    if result.get("cacheScope").is_some() || (cacheable && current) {
+        replaced.push(("cacheScope", Some(b"\"private\"".to_vec())));
     }
-    found
+    // A member only a loose reader takes for a listing goes: it would be
+    // read in place of the filtered one.
+    let loose = |key: &str| !is_listing_member(key) && listing_member(key);
+    Ok(write_object(result, &replaced, loose))
+}
+
+/// Whether a reader of JSON may take the member `key` for `member`: it is
+/// `member`, or it is read so by a reader that matches names loosely, as
+/// Go's encoding/json does (any letter case, `ſ` for s, KELVIN SIGN for k:
+/// [`crate::mcp::case_variant_of`]) or a reader of C strings (up to a NUL).
+fn reads_as(key: &str, member: &'static str) -> bool {
+    let cut = key.split('\0').next().unwrap_or(key);
+    cut == member || crate::mcp::case_variant_of(cut, &[member]).is_some()
+}
+
+/// Whether `key` is exactly a listing member.
+fn is_listing_member(key: &str) -> bool {
+    Kind::ALL.iter().any(|kind| {
+        kind.listing_members()
+            .iter()
+            .any(|(member, _)| key == *member)
+    })
+}
+
+/// Whether a reader may take `key` for a listing member.
+fn listing_member(key: &str) -> bool {
+    Kind::ALL.iter().any(|kind| {
+        kind.listing_members()
+            .iter()
+            .any(|(member, _)| reads_as(key, member))
+    })
+}
+
+/// The members of `value` if it is an object.
+fn object(value: &RawValue) -> Result<Option<Members<'_>>, serde_json::Error> {
+    if !value.get().starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_slice(value.get().as_bytes()).map(Some)
+}
+
+/// The string `entry.key`, if `entry` is an object that has one (and only
+/// one: an entry named twice, or with a member a loose reader takes for its
+/// name, may show a client a name the filter did not read).
+fn named(entry: &RawValue, key: &'static str) -> Result<Option<String>, serde_json::Error> {
+    if !entry.get().starts_with('{') {
+        return Ok(None);
+    }
+    let mut reader = serde_json::Deserializer::from_slice(entry.get().as_bytes());
+    serde::de::Deserializer::deserialize_map(&mut reader, Name(key))
+}
+
+/// Reads an entry for its name (the other members are skipped, not kept:
+/// the entry was read whole before).
+struct Name(&'static str);
+
+impl<'de> serde::de::Visitor<'de> for Name {
+    type Value = Option<String>;
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an entry")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut members: A,
+    ) -> Result<Option<String>, A::Error> {
+        let mut name = None;
+        let mut named = 0;
+        while let Some(member) = members.next_key_seed(Key(Role::Entry(self.0)))? {
+            match member {
+                (Role::Name, _) => {
+                    named += 1;
+                    name = members.next_value::<Value>()?.as_str().map(str::to_string);
+                }
+                (Role::LooseName, _) => {
+                    named += 2;
+                    members.next_value::<serde::de::IgnoredAny>()?;
+                }
+                _ => {
+                    members.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(name.filter(|_| named == 1))
+    }
+}
+
+fn array<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = vec![b'['];
+    for (index, item) in items.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    out
+}
+
+/// `members` in their order, each name once (where its last value was),
+/// without those `dropped` names, a value in `replaced` written in place of
+/// the one there (None: as it was) and one whose name is not among
+/// `members` added at the end.
+fn write_object(
+    members: &Members<'_>,
+    replaced: &[(&str, Option<Vec<u8>>)],
+    dropped: impl Fn(&str) -> bool,
+) -> Vec<u8> {
+    let mut out = vec![b'{'];
+    let member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&crate::response::json_bytes(&Value::from(key)));
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let last = members.last_of_name();
+    for ((key, value), last) in members.0.iter().zip(last) {
+        if !last || dropped(key) {
+            continue;
+        }
+        let value = match replaced.iter().find(|(name, _)| name == key) {
+            Some((_, Some(new))) => &new[..],
+            _ => value.get().as_bytes(),
+        };
+        member(&mut out, key, value);
+    }
+    for (key, value) in replaced {
+        if let (None, Some(value)) = (members.get(key), value) {
+            member(&mut out, key, value);
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// Whether `body` is JSON (the whole of it, as a client reads it), and if
+/// so, its rewrite for the caller (None: no listing in it).
+fn filter_text(body: &[u8], shows: Shows<'_>) -> Result<Option<Vec<u8>>, ()> {
+    // Read whole first, as strictly as a client would (numbers in range,
+    // no lone surrogates), so that nothing the filter did not read passes;
+    // only a message that may hold a listing is read again, to rewrite.
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let listing = serde::de::DeserializeSeed::deserialize(Scan(Role::Top), &mut reader)
+        .and_then(|listing| reader.end().map(|()| listing))
+        .map_err(drop)?;
+    if !listing {
+        return Ok(None);
+    }
+    rewrite(body, shows).map_err(drop)
+}
+
+/// Where a value stands in a JSON-RPC message, for [`Scan`].
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// The whole body or event: a message or a batch of them.
+    Top,
+    Message,
+    /// A member of a message a reader may take for its `result`.
+    Result,
+    /// A listing's entry, named by the member given.
+    Entry(&'static str),
+    /// That member.
+    Name,
+    /// A member a loose reader takes for it.
+    LooseName,
+    Other,
+}
+
+/// Reads a value as strictly as `serde_json::Value` does (the same parser,
+/// storing nothing) and says whether it may hold a listing: a member a
+/// reader may take for `result` (any of them, when repeated) holding one a
+/// reader may take for a listing member.
+struct Scan(Role);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Scan {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<bool, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Scan {
+    type Value = bool;
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<bool, A::Error> {
+        let role = if self.0 == Role::Top {
+            Role::Message
+        } else {
+            Role::Other
+        };
+        let mut found = false;
+        while let Some(listing) = items.next_element_seed(Scan(role))? {
+            found |= listing;
+        }
+        Ok(found)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<bool, A::Error> {
+        let role = if self.0 == Role::Top {
+            Role::Message
+        } else {
+            self.0
+        };
+        let mut found = false;
+        while let Some((member, listing_member)) = members.next_key_seed(Key(role))? {
+            let listing = members.next_value_seed(Scan(member))?;
+            found |= listing_member || (member == Role::Result && listing);
+        }
+        Ok(found)
+    }
+}
+
+/// A member's name in an object of a role: the role of its value, and
+/// whether it may be read as a listing member.
+struct Key(Role);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = (Role, bool);
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(Role, bool), D::Error> {
+        reader.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = (Role, bool);
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a member name")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<(Role, bool), E> {
+        Ok(match self.0 {
+            Role::Message if reads_as(key, "result") => (Role::Result, false),
+            Role::Result => (Role::Other, listing_member(key)),
+            Role::Entry(name) if key == name => (Role::Name, false),
+            Role::Entry(name) if reads_as(key, name) => (Role::LooseName, false),
+            _ => (Role::Other, false),
+        })
+    }
 }
 
 /// What became of a body or an event.
@@ -96,13 +464,10 @@ pub fn filter_json_body(body: &[u8], shows: Shows<'_>) -> Filtered {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Filtered::Unchanged;
     }
-    let Ok(mut message) = serde_json::from_slice::<Value>(body) else {
-        return Filtered::Unreadable;
-    };
-    if filter_message(&mut message, shows) {
-        Filtered::Rewritten(crate::response::json_bytes(&message))
-    } else {
-        Filtered::Unchanged
+    match filter_text(body, shows) {
+        Ok(Some(rewritten)) => Filtered::Rewritten(rewritten),
+        Ok(None) => Filtered::Unchanged,
+        Err(()) => Filtered::Unreadable,
     }
 }
 
@@ -238,23 +603,42 @@ impl SseFilter {
             out.extend_from_slice(event);
             return;
         };
-        let replacement = match serde_json::from_slice::<Value>(&data) {
-            Ok(mut message) => {
-                if !filter_message(&mut message, shows) {
-                    out.extend_from_slice(event);
-                    return;
-                }
-                crate::response::json_bytes(&message)
+        let replacement = match filter_text(&data, shows) {
+            Ok(Some(rewritten)) => rewritten,
+            Ok(None) => {
+                out.extend_from_slice(event);
+                return;
             }
-            Err(_) => self.unreadable.clone(),
+            Err(()) => self.unreadable.clone(),
         };
         for line in fields.other_lines {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&replacement);
-        out.extend_from_slice(b"\n\n");
+        // What was kept keeps its text, line breaks too (data of several
+        // lines): each line goes out as a data line, so the client joins
+        // them back as they were.
+        let mut rest = &replacement[..];
+        if !rest.contains(&b'\n') && !rest.contains(&b'\r') {
+            // The usual case, found with memchr.
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(rest);
+            out.extend_from_slice(b"\n\n");
+            return;
+        }
+        loop {
+            let end = rest
+                .iter()
+                .position(|byte| *byte == b'\n' || *byte == b'\r');
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&rest[..end.unwrap_or(rest.len())]);
+            out.push(b'\n');
+            match end {
+                Some(end) => rest = &rest[end + 1..],
+                None => break,
+            }
+        }
+        out.push(b'\n');
     }
 }
 

@@ -647,7 +647,7 @@ const PARAMS_MEMBERS: [&str; 8] = [
     "task",
 ];
 
-fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> {
+pub(crate) fn case_variant_of(key: &str, members: &[&'static str]) -> Option<&'static str> {
     if key.is_ascii() {
         // The usual case, without allocating (measured: the Unicode path
         // cost a fifth of parsing a 1 KiB call).

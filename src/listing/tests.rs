@@ -8,15 +8,16 @@ fn shows(_kind: Kind, name: &str) -> bool {
 }
 
 const TOOLS: &str = r#"[{"name":"asyncExecuteCode","inputSchema":{"type":"object"}},{"name":"deleteWorkspace","inputSchema":{"type":"object"}},{"name":"checkCodeExecStatus","inputSchema":{"type":"object"}}]"#;
-/// TOOLS as the filter writes it for a caller who must not see deleteWorkspace.
-const SHOWN: &str = r#"[{"inputSchema":{"type":"object"},"name":"asyncExecuteCode"},{"inputSchema":{"type":"object"},"name":"checkCodeExecStatus"}]"#;
+/// TOOLS as the filter writes it for a caller who must not see
+/// deleteWorkspace: the entries shown keep their text.
+const SHOWN: &str = r#"[{"name":"asyncExecuteCode","inputSchema":{"type":"object"}},{"name":"checkCodeExecStatus","inputSchema":{"type":"object"}}]"#;
 
 fn answer(id: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{TOOLS}}}}}"#)
 }
 
 fn filtered(id: &str) -> String {
-    format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{{"tools":{SHOWN}}}}}"#)
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{SHOWN}}}}}"#)
 }
 
 fn rewritten(body: &str) -> String {
@@ -29,10 +30,23 @@ fn rewritten(body: &str) -> String {
 #[test]
 fn a_listing_is_filtered_whatever_its_id() {
     // Servers normalise ids (-0, 1.0 and 2e0 come back as 0, 1 and 2), and a
-    // replay has no request to match: the shape decides.
-    for id in ["4", "\"4\"", "1.0", "2e0", "-0", "null", "{\"a\":1}"] {
-        let expected = filtered(&serde_json::from_str::<Value>(id).unwrap().to_string());
-        assert_eq!(rewritten(&answer(id)), expected, "id {id}");
+    // replay has no request to match: the shape decides. The id goes back
+    // as the server wrote it, however it is spelt: an integer past 2^64 is
+    // not respelt as a double.
+    for id in [
+        "4",
+        "\"4\"",
+        "1.0",
+        "2e0",
+        "-0",
+        "null",
+        "{ \"a\" : 1 }",
+        "103393333333333333333333333333",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "1.00000000000000000000000000001",
+    ] {
+        assert_eq!(rewritten(&answer(id)), filtered(id), "id {id}");
     }
     let no_id = format!(r#"{{"jsonrpc":"2.0","result":{{"tools":{TOOLS}}}}}"#);
     assert_eq!(
@@ -50,7 +64,7 @@ fn every_listing_of_a_batch_is_filtered() {
     assert_eq!(
         rewritten(&batch),
         format!(
-            r#"[{},{{"id":9,"jsonrpc":"2.0","result":{{}}}}]"#,
+            r#"[{},{{"jsonrpc":"2.0","id":9,"result":{{}}}}]"#,
             filtered("1")
         )
     );
@@ -163,6 +177,128 @@ fn data_lines_are_joined_and_fields_read_as_clients_read_them() {
         filter_stream(&stream, 7),
         format!("data: {}\n\n", filtered("2"))
     );
+}
+
+#[test]
+fn what_is_shown_keeps_its_text_line_breaks_and_all() {
+    // A shown entry spread over several data lines, with numbers a
+    // double cannot hold and members out of key order: the client reads
+    // back exactly what the server wrote, and only the hidden entry is gone.
+    let stream = "id: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":18446744073709551617,\n\
+                  data: \"result\":{\"tools\":[{\"name\":\"a\",\n\
+                  data:   \"inputSchema\":{\"type\":\"number\",\"maximum\":0.10000000000000000000001}},\n\
+                  data: {\"name\":\"deleteWorkspace\"}],\"_meta\":{\"z\":1,\"a\":2}}}\n\n";
+    let out = filter_stream(stream, 3);
+    let sent = sse_messages(stream.as_bytes());
+    let received = sse_messages(out.as_bytes());
+    assert_eq!(received.len(), 1, "{out}");
+    let received = String::from_utf8(received[0].clone()).unwrap();
+    assert_eq!(
+        received,
+        "{\"jsonrpc\":\"2.0\",\"id\":18446744073709551617,\"result\":{\"tools\":[{\"name\":\"a\",\n  \
+         \"inputSchema\":{\"type\":\"number\",\"maximum\":0.10000000000000000000001}}],\"_meta\":{\"z\":1,\"a\":2}}}",
+        "sent {:?}",
+        String::from_utf8_lossy(&sent[0])
+    );
+    assert!(out.starts_with("id: 7\n"), "{out}");
+}
+
+#[test]
+fn a_member_given_twice_is_read_once_as_clients_read_it() {
+    // The last of a repeated member counts (as in a `Value` and in
+    // JSON.parse), and the first is not written back: a client that keeps
+    // the first of two `result`s or `tools` finds nothing hidden either.
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{{"name":"deleteWorkspace"}}]}},"result":{{"tools":{TOOLS},"tools":{TOOLS}}}}}"#
+    );
+    assert_eq!(
+        rewritten(&body),
+        format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":{SHOWN}}}}}"#)
+    );
+    // A listing in a `result` that a later one replaces: gone with it.
+    let body = r#"{"id":1,"result":{"tools":[{"name":"deleteWorkspace"}]},"result":5}"#;
+    assert_eq!(rewritten(body), r#"{"id":1,"result":5}"#);
+    let body = r#"{"id":1,"result":{"tools":[{"name":"deleteWorkspace"}],"tools":null}}"#;
+    assert_eq!(rewritten(body), r#"{"id":1,"result":{"tools":[]}}"#);
+    // An entry named twice could show a client the other name: removed.
+    let body = r#"{"id":1,"result":{"tools":[{"name":"deleteWorkspace","name":"a"},{"name":"a","name":"a"},{"name":"a"}]}}"#;
+    assert_eq!(
+        rewritten(body),
+        r#"{"id":1,"result":{"tools":[{"name":"a"}]}}"#
+    );
+}
+
+#[test]
+fn a_member_a_loose_reader_takes_for_a_listing_is_not_passed() {
+    // Go's encoding/json matches member names in any letter case (ſ for s,
+    // KELVIN SIGN for k); readers of C strings stop at a NUL. A member such a
+    // reader takes for `result`, a listing member or an entry's name would
+    // be read in place of what the filter read: it goes.
+    for (body, expected) in [
+        (
+            r#"{"id":1,"result":{"tools":[],"TOOLS":[{"name":"deleteWorkspace"}]}}"#,
+            r#"{"id":1,"result":{"tools":[]}}"#,
+        ),
+        (
+            r#"{"id":1,"result":{"tools":[{"name":"a","Name":"deleteWorkspace"},{"name":"b"}]}}"#,
+            r#"{"id":1,"result":{"tools":[{"name":"b"}]}}"#,
+        ),
+        (
+            r#"{"id":1,"result":{"toolſ":[{"name":"deleteWorkspace"}]}}"#,
+            r#"{"id":1,"result":{}}"#,
+        ),
+        (
+            r#"{"id":1,"Result":{"tools":[{"name":"deleteWorkspace"}]}}"#,
+            r#"{"id":1}"#,
+        ),
+        (
+            r#"{"RESULT":{"tools":[{"name":"deleteWorkspace"}]},"result":{"tools":[]}}"#,
+            r#"{"result":{"tools":[]}}"#,
+        ),
+        (
+            r#"{"result\u0000":{"tools":[{"name":"deleteWorkspace"}]},"result":{"tools":[{"name":"a"}]}}"#,
+            r#"{"result":{"tools":[{"name":"a"}]}}"#,
+        ),
+        (
+            r#"{"id":1,"result":{"tasks":[{"taskId":"t","TASKID":"deleteWorkspace"},{"taskId":"u"}]}}"#,
+            r#"{"id":1,"result":{"tasks":[{"taskId":"u"}]}}"#,
+        ),
+        (
+            "{\"id\":1,\"result\":{\"resourceTemplates\":[],\"resourcetemplates\":[{\"uriTemplate\":\"x\"}],\"\u{212A}\":1}}",
+            "{\"id\":1,\"result\":{\"resourceTemplates\":[],\"\u{212A}\":1}}",
+        ),
+    ] {
+        assert_eq!(rewritten(body), expected, "{body}");
+    }
+    // Names that only look alike are other members, and pass.
+    let body =
+        r#"{"id":1,"result":{"tools":[{"name":"a","names":"deleteWorkspace"}],"toolsets":[1]}}"#;
+    assert_eq!(rewritten(body), body);
+    let body = r#"{"id":1,"results":{"tools":[{"name":"deleteWorkspace"}]}}"#;
+    assert_eq!(
+        filter_json_body(body.as_bytes(), &shows),
+        Filtered::Unchanged
+    );
+}
+
+#[test]
+fn what_a_strict_reader_refuses_does_not_pass() {
+    // Read as strictly as serde_json's `Value` reads: a number out of range,
+    // a lone surrogate (also in a member's name), a second value.
+    for body in [
+        r#"{"id":1e400,"result":{}}"#,
+        r#"{"id":1,"result":{"x":"\ud800"}}"#,
+        r#"{"id":1,"result":{"\udc00":1}}"#,
+        r#"{"id":1} {"id":2}"#,
+        "{\"id\":1,\"result\":{\"tools\":[]}}\u{feff}",
+    ] {
+        assert_eq!(
+            filter_json_body(body.as_bytes(), &shows),
+            Filtered::Unreadable,
+            "{body}"
+        );
+        assert!(serde_json::from_str::<Value>(body).is_err(), "{body}");
+    }
 }
 
 #[test]
@@ -305,7 +441,7 @@ fn every_kind_of_listing_is_filtered_and_marked_private() {
             Filtered::Rewritten(bytes) => String::from_utf8(bytes).unwrap(),
             other => panic!("{other:?}"),
         },
-        r#"{"result":{"cacheScope":"private","prompts":[{"name":"summarize"}],"ttlMs":300000}}"#
+        r#"{"result":{"prompts":[{"name":"summarize"}],"ttlMs":300000,"cacheScope":"private"}}"#
     );
     let resources =
         r#"{"result":{"resources":[{"uri":"file:///srv/public/a"},{"uri":"file:///srv/.env"}]}}"#;
@@ -326,11 +462,11 @@ fn every_kind_of_listing_is_filtered_and_marked_private() {
     // public): marked private. A 2025-11-25 one knows no scope: none added.
     assert_eq!(
         rewritten(r#"{"result":{"tools":[{"name":"a"}],"resultType":"complete"}}"#),
-        r#"{"result":{"cacheScope":"private","resultType":"complete","tools":[{"name":"a"}]}}"#
+        r#"{"result":{"tools":[{"name":"a"}],"resultType":"complete","cacheScope":"private"}}"#
     );
     assert_eq!(
         rewritten(r#"{"result":{"prompts":[],"ttlMs":0}}"#),
-        r#"{"result":{"cacheScope":"private","prompts":[],"ttlMs":0}}"#
+        r#"{"result":{"prompts":[],"ttlMs":0,"cacheScope":"private"}}"#
     );
     assert_eq!(
         rewritten(r#"{"result":{"tools":[{"name":"a"}]}}"#),
@@ -340,10 +476,10 @@ fn every_kind_of_listing_is_filtered_and_marked_private() {
     // anyway is made private all the same.
     assert_eq!(
         rewritten(r#"{"result":{"tasks":[],"resultType":"complete"}}"#),
-        r#"{"result":{"resultType":"complete","tasks":[]}}"#
+        r#"{"result":{"tasks":[],"resultType":"complete"}}"#
     );
     assert_eq!(
         rewritten(r#"{"result":{"tasks":[],"cacheScope":"public"}}"#),
-        r#"{"result":{"cacheScope":"private","tasks":[]}}"#
+        r#"{"result":{"tasks":[],"cacheScope":"private"}}"#
     );
 }
