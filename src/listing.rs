@@ -29,15 +29,12 @@ pub type Shows<'a> = &'a dyn Fn(Kind, &str) -> bool;
 struct Members<'a>(Vec<(String, &'a RawValue)>);
 
 impl<'a> Members<'a> {
+    /// The value of `key` (the last, if given more than once).
     fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.every(key).next_back()
-    }
-
-    /// Every value `key` was given, the last one last.
-    fn every<'s>(&'s self, key: &'s str) -> impl DoubleEndedIterator<Item = &'a RawValue> + 's {
         self.0
             .iter()
-            .filter(move |(name, _)| name == key)
+            .rev()
+            .find(|(name, _)| name == key)
             .map(|(_, value)| *value)
     }
 
@@ -204,22 +201,21 @@ fn reads_as(key: &str, member: &'static str) -> bool {
     cut == member || crate::mcp::case_variant_of(cut, &[member]).is_some()
 }
 
+/// Every listing member's name (`tools`, `resourceTemplates`, ...).
+fn listing_members() -> impl Iterator<Item = &'static str> {
+    Kind::ALL
+        .iter()
+        .flat_map(|kind| kind.listing_members().iter().map(|(member, _)| *member))
+}
+
 /// Whether `key` is exactly a listing member.
 fn is_listing_member(key: &str) -> bool {
-    Kind::ALL.iter().any(|kind| {
-        kind.listing_members()
-            .iter()
-            .any(|(member, _)| key == *member)
-    })
+    listing_members().any(|member| key == member)
 }
 
 /// Whether a reader may take `key` for a listing member.
 fn listing_member(key: &str) -> bool {
-    Kind::ALL.iter().any(|kind| {
-        kind.listing_members()
-            .iter()
-            .any(|(member, _)| reads_as(key, member))
-    })
+    listing_members().any(|member| reads_as(key, member))
 }
 
 /// The members of `value` if it is an object.
@@ -254,24 +250,20 @@ impl<'de> serde::de::Visitor<'de> for Name {
         self,
         mut members: A,
     ) -> Result<Option<String>, A::Error> {
-        let mut name = None;
-        let mut named = 0;
+        let (mut name, mut names, mut loose) = (None, 0, false);
         while let Some(member) = members.next_key_seed(Key(Role::Entry(self.0)))? {
             match member {
                 (Role::Name, _) => {
-                    named += 1;
+                    names += 1;
                     name = members.next_value::<Value>()?.as_str().map(str::to_string);
                 }
-                (Role::LooseName, _) => {
-                    named += 2;
-                    members.next_value::<serde::de::IgnoredAny>()?;
-                }
-                _ => {
+                (role, _) => {
+                    loose |= role == Role::LooseName;
                     members.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(name.filter(|_| named == 1))
+        Ok(name.filter(|_| names == 1 && !loose))
     }
 }
 
