@@ -293,7 +293,7 @@ fn write_object(
         if out.len() > 1 {
             out.push(b',');
         }
-        out.extend_from_slice(&crate::response::json_bytes(&Value::from(key)));
+        crate::response::write_str(out, key);
         out.push(b':');
         out.extend_from_slice(value);
     };
