@@ -91,6 +91,8 @@ lint: toolchain
 	cargo clippy --release --all-targets --manifest-path $(RATELIMIT_MANIFEST) -- -D warnings
 	cargo fmt --check --manifest-path $(APPROVAL_MANIFEST)
 	cargo clippy --release --all-targets --manifest-path $(APPROVAL_MANIFEST) -- -D warnings
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo clippy --bins --manifest-path fuzz/Cargo.toml -- -D warnings
 
 # Unit tests of the core, the demo server's tests, and the real-Envoy e2e tests
 # (the fleet test also runs redis-server and the rate-limit service; the

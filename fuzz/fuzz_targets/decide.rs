@@ -81,6 +81,9 @@ const WORDS: [&str; 6] = [
 static INPUTS: AtomicU64 = AtomicU64::new(0);
 static LOADED: AtomicU64 = AtomicU64::new(0);
 
+/// Writes one top-level option of a generated policy.
+type MakeOption = fn(&mut Unstructured) -> Result<Value>;
+
 fn pick<'a, T: ?Sized>(u: &mut Unstructured, items: &[&'a T]) -> Result<&'a T> {
     Ok(*u.choose(items)?)
 }
@@ -235,7 +238,7 @@ fn policy(u: &mut Unstructured) -> Result<Value> {
     if !grants.is_empty() {
         doc.insert("grants".into(), Value::Object(grants));
     }
-    let options: [(&str, fn(&mut Unstructured) -> Result<Value>); 8] = [
+    let options: [(&str, MakeOption); 8] = [
         ("mode", |u| Ok(json!(pick(u, &["enforce", "monitor"])?))),
         ("deny_as", |u| {
             Ok(json!(pick(u, &["error", "tool_result"])?))

@@ -250,7 +250,7 @@ fn stream(envoy: &SimEnvoy, u: &mut Unstructured) -> Result<()> {
     seen(0);
     let grant = *u.choose(&GRANTS)?;
     let version = *u.choose(&VERSIONS)?;
-    let method: &[u8] = *u.choose(&[&b"POST"[..], b"POST", b"POST", b"GET", b"DELETE"])?;
+    let method: &[u8] = u.choose(&[&b"POST"[..], b"POST", b"POST", b"GET", b"DELETE"])?;
     let body = request_body(u)?;
     let body = if method == b"POST" { body } else { Vec::new() };
     let mut headers: Vec<(&str, &[u8])> = vec![(":method", method), (":path", b"/mcp")];
