@@ -356,18 +356,19 @@ fn inspect_message<S: SharedStore + ?Sized>(
         // Responses to the server's requests and method-less messages pass.
         Message::Other { method: None, .. } => return Inspection::pass(),
     };
-    // A method the gate knows spelt otherwise (letter case, blanks around
-    // it): a server that matches methods loosely would run it undecided.
+    // A method the gate knows spelt otherwise (letter case, blanks, a NUL
+    // and what follows it, invisible characters): a server that matches
+    // methods loosely would run it undecided.
     if !methods::is_known(&method) {
-        let folded = crate::policy::fold_case(method.trim());
+        let loosened = crate::mcp::loosened(&method);
         let known = methods::KNOWN
             .iter()
-            .find(|known| crate::policy::fold_case(known.name) == folded);
+            .find(|known| crate::policy::fold_case(known.name) == loosened.as_str());
         if let Some(known) = known {
             return context.invalid(Invalid::Request {
                 id: id.unwrap_or(Value::Null),
                 detail: format!(
-                    "method {method:?} differs from {:?} only in letter case or blanks",
+                    "method {method:?} differs from {:?} only in letter case, blanks or characters a server may drop",
                     known.name
                 ),
             });

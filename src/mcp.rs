@@ -553,13 +553,23 @@ fn compound_id(body: &[u8]) -> Result<Value, Invalid> {
         })
 }
 
-/// The charset a `Content-Type` names when it is not UTF-8 (`None`: UTF-8,
-/// or none named, which for JSON is UTF-8). The gate reads the body as
+/// Why a `Content-Type`'s charset is not taken: the gate reads the body as
 /// UTF-8; a server that honours the charset (Express's `express.json()`
 /// decodes any `utf-*`: with UTF-7, `"+AG4-ame"` is `"name"`) would read
-/// other members. A `charset` written twice, or spelled so that parsers may
-/// disagree on it (a `;` inside quotes), is returned as it is, and refused.
-pub fn foreign_charset(content_type: &str) -> Option<&str> {
+/// other members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset<'a> {
+    /// A charset other than UTF-8, as written (quotes included).
+    Foreign(&'a str),
+    /// `charset` written more than once: parsers disagree on which counts.
+    Twice,
+}
+
+/// The charset a `Content-Type` names when it is not UTF-8 (`None`: UTF-8,
+/// or none named, which for JSON is UTF-8). A `charset` written twice, or
+/// spelled so that parsers may disagree on it (a `;` inside quotes), is
+/// refused as well.
+pub fn unaccepted_charset(content_type: &str) -> Option<Charset<'_>> {
     let mut named = content_type
         .split(';')
         .skip(1)
@@ -567,12 +577,36 @@ pub fn foreign_charset(content_type: &str) -> Option<&str> {
         .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
         .map(|(_, value)| value.trim());
     let charset = named.next()?;
+    if named.next().is_some() {
+        return Some(Charset::Twice);
+    }
     let unquoted = charset
         .strip_prefix('"')
         .and_then(|value| value.strip_suffix('"'))
         .unwrap_or(charset);
     let utf8 = unquoted.eq_ignore_ascii_case("utf-8") || unquoted.eq_ignore_ascii_case("utf8");
-    (!utf8 || named.next().is_some()).then_some(charset)
+    (!utf8).then_some(Charset::Foreign(charset))
+}
+
+/// Whether a `Content-Type` value is several joined by commas. The field
+/// holds one media type, and a comma is in none outside a quoted parameter
+/// value; Envoy joins a `Content-Type` sent twice into one value with a
+/// comma (it is one of the headers its header map keeps once), so this is
+/// how the filter sees the header given twice. A server reading the raw
+/// request may take either.
+pub fn joins_media_types(content_type: &str) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for byte in content_type.bytes() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Tool names the gate accepts: the MCP specification's recommended
@@ -618,6 +652,19 @@ pub fn check_prompt_name(name: &str) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// A name as a lax reader may take it: up to its first NUL (a reader of C
+/// strings stops there), letter case folded as Unicode folds it (`ſ` is
+/// `s`), without blanks, control characters, or characters that are
+/// invisible or that normalisation changes, wherever they are. Two names
+/// equal so are one to such a reader.
+pub fn loosened(name: &str) -> String {
+    let cut = name.split('\0').next().unwrap_or(name);
+    crate::policy::fold_case(cut)
+        .chars()
+        .filter(|&c| !(c.is_whitespace() || c.is_control() || is_look_alike(c)))
+        .collect()
 }
 
 /// Whether Unicode normalisation changes `c`, or it is invisible.

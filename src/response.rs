@@ -777,14 +777,20 @@ pub fn unsupported_encoding(encoding: &str) -> Reply {
 /// The answer to a request body whose `Content-Type` names a charset other
 /// than UTF-8: a server that decodes it (Express's `express.json()` decodes
 /// any `utf-*`, UTF-7 included) would read other members than the gate.
-pub fn unsupported_charset(charset: &str) -> Reply {
+pub fn unsupported_charset(charset: crate::mcp::Charset) -> Reply {
+    let message = match charset {
+        crate::mcp::Charset::Foreign(charset) => format!(
+            "Content-Type charset {charset:?} is not accepted; send the request body as UTF-8"
+        ),
+        crate::mcp::Charset::Twice => {
+            "Content-Type names its charset more than once; name one, UTF-8, or none".to_string()
+        }
+    };
     error_reply(
         status::UNSUPPORTED_MEDIA_TYPE,
         &Value::Null,
         code::INVALID_REQUEST,
-        &format!(
-            "Content-Type charset {charset:?} is not accepted; send the request body as UTF-8"
-        ),
+        &message,
         None,
     )
 }

@@ -197,6 +197,32 @@ fn matrix() -> Vec<Row> {
             )
         },
         Row {
+            // Envoy joins the two into one value with a comma; the server
+            // reading the raw request might take either.
+            headers: vec![
+                ("content-type", "application/json".to_string()),
+                ("content-type", "text/plain".to_string()),
+            ],
+            ..row(
+                "Content-Type given twice",
+                call("checkCodeExecStatus"),
+                400,
+                -32600,
+            )
+        },
+        Row {
+            headers: vec![(
+                "content-type",
+                "application/json; charset=utf-8; charset=utf-7".to_string(),
+            )],
+            ..row(
+                "Content-Type with charset twice",
+                call("checkCodeExecStatus"),
+                415,
+                -32600,
+            )
+        },
+        Row {
             headers: vec![("content-type", "text/plain".to_string())],
             ..row(
                 "non-JSON content type is still inspected",

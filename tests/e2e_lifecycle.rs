@@ -292,6 +292,14 @@ async fn listings_are_filtered_whatever_the_id_and_the_stream() {
                 listing("5")
             ));
         }
+        if request.method == "GET" && request.path == "/untyped" {
+            // Events under another type: a client reads a GET's answer as
+            // events whatever its Content-Type.
+            return Answer {
+                headers: vec![("content-type", "text/plain".to_string())],
+                ..Answer::events(format!("data: {}\n\n", listing("6")))
+            };
+        }
         if request.method == "GET" {
             // A resumed stream (Last-Event-ID) replays an earlier answer.
             return Answer::events(format!("id: 42\ndata: {}\n\n", listing("4")));
@@ -309,7 +317,7 @@ async fn listings_are_filtered_whatever_the_id_and_the_stream() {
         assert_eq!(status, 200);
         assert_eq!(names(&body), ["run", "read"], "id {id}: {body}");
     }
-    for (path, last_event_id) in [("/mcp", Some("41")), ("/sse", None)] {
+    for (path, last_event_id) in [("/mcp", Some("41")), ("/sse", None), ("/untyped", None)] {
         let mut request = client().get(format!("http://127.0.0.1:{}{path}", envoy.port));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);

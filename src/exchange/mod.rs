@@ -303,7 +303,8 @@ impl Headers {
     }
 
     /// The first of `names` the gate cannot decide on, and why: a value
-    /// that is not UTF-8 text, or a header given more than once.
+    /// that is not UTF-8 text, or a header given more than once (for
+    /// `Content-Type`, also as Envoy passes it on: joined with a comma).
     fn first_unusable<'n>(
         &self,
         mut names: impl Iterator<Item = &'n str>,
@@ -314,12 +315,13 @@ impl Headers {
                 .iter()
                 .filter(|(key, _)| key.eq_ignore_ascii_case(name));
             let first = values.next()?;
-            if values.next().is_some() {
-                Some((name, "is given more than once"))
-            } else if std::str::from_utf8(&first.1).is_err() {
-                Some((name, "is not UTF-8 text"))
-            } else {
-                None
+            match std::str::from_utf8(&first.1) {
+                _ if values.next().is_some() => Some((name, "is given more than once")),
+                Err(_) => Some((name, "is not UTF-8 text")),
+                Ok(value) if name == "content-type" && crate::mcp::joins_media_types(value) => {
+                    Some((name, "is given more than once"))
+                }
+                Ok(_) => None,
             }
         })
     }
@@ -711,7 +713,7 @@ impl Exchange {
         }
         if let Some(charset) = headers
             .get("content-type")
-            .and_then(crate::mcp::foreign_charset)
+            .and_then(crate::mcp::unaccepted_charset)
         {
             let inspection = gate::refused_as_invalid(
                 policy,
@@ -1298,7 +1300,18 @@ impl Exchange {
                 .unwrap_or_default()
         };
         let content_type = text(host.response_header("content-type"));
-        let stream = content_type.starts_with("text/event-stream");
+        let json = content_type.starts_with("application/json")
+            || content_type
+                .split(';')
+                .next()
+                .is_some_and(|media| media.trim_end().ends_with("+json"));
+        // A client reads a successful answer to its GET as an event stream
+        // whatever its Content-Type says (the TypeScript SDK does not look
+        // at it), so the filter reads it as one too. Any other answer that
+        // is neither JSON nor an event stream (a 405 in text, a page)
+        // carries no message a client reads.
+        let stream = content_type.starts_with("text/event-stream")
+            || (self.replays && !json && text(host.response_header(":status")).starts_with('2'));
         let encoding = text(host.response_header("content-encoding"));
         let encoded = !encoding.is_empty() && encoding != "identity";
         if let Some(observer) = &mut self.observer {
@@ -1311,14 +1324,6 @@ impl Exchange {
         if end_of_stream {
             return Action::Continue;
         }
-        // A replaying stream's answer that is neither JSON nor an event
-        // stream (a 405 in text, a page) carries no message a client reads:
-        // it passes as it is.
-        let json = content_type.starts_with("application/json")
-            || content_type
-                .split(';')
-                .next()
-                .is_some_and(|media| media.trim_end().ends_with("+json"));
         if self.replays && !stream && !json {
             return Action::Continue;
         }

@@ -567,6 +567,40 @@ fn a_get_answered_in_text_passes_as_it_is() {
     assert_eq!(listed(&get), ["run", "read"]);
 }
 
+/// A successful answer to a GET is read as an event stream whatever its
+/// Content-Type says, or without one: a client reads it so (the TypeScript
+/// SDK does not look at the type), and a hidden entry must not reach it
+/// under a mislabelled type.
+#[test]
+fn a_get_answered_as_events_under_another_type_is_filtered() {
+    let envoy = SimEnvoy::new(POLICY);
+    let mut get_headers = headers_with(&[]);
+    get_headers[0] = (":method", b"GET");
+    let events = format!("id: 42\ndata: {}\n\n", listing("7"));
+    for content_type in [
+        None,
+        Some(&b"text/plain"[..]),
+        Some(b"application/octet-stream"),
+        Some(b"application/x-ndjson"),
+        Some(b"text/html; charset=utf-8"),
+    ] {
+        let shown = format!("{:?}", content_type.map(String::from_utf8_lossy));
+        let mut get = envoy.stream();
+        get.send(&get_headers, &[]);
+        let headers: Vec<(&str, &[u8])> = content_type
+            .map(|value| ("content-type", value))
+            .into_iter()
+            .collect();
+        get.server_answers(200, &headers, &[events.as_bytes()]);
+        assert_eq!(listed(&get), ["run", "read"], "{shown}");
+        // Text with no event in it passes as it is.
+        let mut get = envoy.stream();
+        get.send(&get_headers, &[]);
+        get.server_answers(200, &headers, &[b"ok\n"]);
+        assert_eq!(get.downstream().body, b"ok\n", "{shown}");
+    }
+}
+
 /// A GET with a body (or any request that is not a POST): servers answer it
 /// as a GET stream and ignore the body, so its answers are read as a
 /// bodiless GET's are, whatever call the body names.
@@ -707,15 +741,45 @@ fn a_body_in_another_charset_is_refused() {
         assert_eq!(answer.json()["error"]["code"], -32600);
         assert!(!stream.upstream().started());
     }
-    // Two Content-Type headers: the server might read either.
+    // `charset` twice: the answer says so (not that the first is refused).
     let envoy = SimEnvoy::new(POLICY);
     let mut stream = envoy.stream();
     stream.send(
-        &typed(&[b"application/json", b"application/json; charset=utf-7"]),
+        &typed(&[b"application/json; charset=utf-8; charset=utf-7"]),
         &[decoy],
     );
-    assert_eq!(stream.downstream().status, Some(400));
-    assert!(!stream.upstream().started());
+    assert_eq!(
+        stream.downstream().json()["error"]["message"],
+        "Content-Type names its charset more than once; name one, UTF-8, or none"
+    );
+    // Two Content-Type headers: the server might read either. Envoy passes
+    // them on joined with a comma (its header map keeps one Content-Type),
+    // so the filter sees that; both spellings are refused, and a comma
+    // inside a quoted parameter is not a second media type.
+    for (types, refused) in [
+        (
+            &[&b"application/json"[..], b"application/json; charset=utf-7"][..],
+            true,
+        ),
+        (&[b"application/json,text/plain"], true),
+        (&[b"application/json, application/json"], true),
+        (&[b"text/plain; x=\"a\\\",b\", application/json"], true),
+        (&[b"application/json; x=\"a,b\""], false),
+    ] {
+        let envoy = SimEnvoy::new(POLICY);
+        let mut stream = envoy.stream();
+        stream.send(&typed(types), &[&call(1, "read")]);
+        let shown = String::from_utf8_lossy(types[0]).into_owned();
+        assert_eq!(!stream.upstream().started(), refused, "{shown}");
+        if refused {
+            assert_eq!(stream.downstream().status, Some(400), "{shown}");
+            assert_eq!(
+                stream.downstream().json()["error"]["message"],
+                "Invalid Request: header content-type is given more than once",
+                "{shown}"
+            );
+        }
+    }
     // UTF-8, however it is written, is read as ever.
     for content_type in [
         &b"application/json; charset=utf-8"[..],

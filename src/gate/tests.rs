@@ -1136,6 +1136,16 @@ fn a_known_method_in_another_spelling_is_refused() {
         "\u{17f}ervER/discover",
         "LOGGING/SETLEVEL",
         "notifications/Initialized",
+        // A reader of C strings stops at the NUL; invisible characters a
+        // server may drop.
+        "tools/call\u{0}",
+        "tools/call\u{0}x",
+        "prompts/get\u{0}",
+        "\u{200b}tools/call",
+        "tools/\u{200b}call",
+        "tools/call\u{feff}",
+        "resources/read\u{ad}",
+        "tools/list\u{0}",
     ] {
         let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"name":"deleteWorkspace","arguments":{}}});
         let inspection = inspect(&policy, &store, body.to_string().as_bytes());
@@ -1149,7 +1159,7 @@ fn a_known_method_in_another_spelling_is_refused() {
             json["error"]["data"]["detail"]
                 .as_str()
                 .unwrap()
-                .contains("only in letter case or blanks"),
+                .contains("only in letter case, blanks or characters a server may drop"),
             "{json}"
         );
     }

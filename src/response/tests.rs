@@ -441,9 +441,10 @@ fn every_answer_is_written_as_serde_json_writes_it() {
             detail: text.to_string(),
         }));
         replies.push(unsupported_encoding(text));
-        replies.push(unsupported_charset(text));
+        replies.push(unsupported_charset(crate::mcp::Charset::Foreign(text)));
         replies.push(unusable_header(text, text));
     }
+    replies.push(unsupported_charset(crate::mcp::Charset::Twice));
     replies.push(for_invalid(&Invalid::Batch));
     replies.push(unauthorized(&IdentityError::MissingToken));
     replies.push(body_too_large(u64::MAX));
