@@ -165,10 +165,13 @@ pub fn inspect_request<S: SharedStore + ?Sized, C: Clock + ?Sized>(
     // (MCP 2026-07-28's way): servers serve it without a session, whatever
     // the headers say (rmcp does at 2025-11-25 too), so a `Mcp-Session-Id`
     // beside it names nothing it is counted by: it counts under its grant.
-    let self_described = match &message {
-        Message::ToolCall(call) => call.meta_version.is_some(),
-        Message::Other { named, .. } => named.meta_version.is_some(),
-    };
+    // A request at 2026-07-28 or later (by its header alone too) has no
+    // session either: an id made up per call must not count apart.
+    let self_described = revision == Revision::Current
+        || match &message {
+            Message::ToolCall(call) => call.meta_version.is_some(),
+            Message::Other { named, .. } => named.meta_version.is_some(),
+        };
     // The id is claimed under the session header as sent, self-described or
     // at 2026-07-28 or not: a server may route the answer within that
     // session all the same.

@@ -2143,6 +2143,19 @@ fn at_2026_07_28_a_session_id_names_nothing_and_counts_under_the_grant() {
     for session in ["made-up-2", "made-up-3"] {
         assert_eq!(code_of(&send(session)), -31002, "{session}");
     }
+    // The header alone says the revision: the body need not repeat it.
+    let bare =
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"exec","arguments":{}}}"#;
+    for (grant, session, passes) in [("dave", "made-up-4", true), ("dave", "made-up-5", false)] {
+        let mut headers = as_grant(grant);
+        headers.push(("mcp-protocol-version", b"2026-07-28"));
+        headers.push(("mcp-method", b"tools/call"));
+        headers.push(("mcp-name", b"exec"));
+        headers.push(("mcp-session-id", session.as_bytes()));
+        let mut stream = envoy.stream();
+        stream.send(&headers, &[bare]);
+        assert_eq!(stream.upstream().complete, passes, "{session}");
+    }
     // At 2025-11-25 a session is the server's: each counts apart.
     let legacy = |session: &str, id: u64| {
         let mut stream = envoy.stream();

@@ -1231,4 +1231,31 @@ fn a_self_described_request_counts_under_its_grant_whatever_session_it_names() {
         .reply
     };
     assert!(plain("s-1").is_none() && plain("s-2").is_none());
+    // At 2026-07-28 by the header alone (what `mcp-policy eval
+    // --protocol-version 2026-07-28 --session` sends), sessions are not.
+    let current = |session: &'static str| {
+        let caller = CallerScope {
+            grant: "carol",
+            session: Some(session),
+            role: None,
+        };
+        let headers = McpHeaders {
+            protocol_version: Some("2026-07-28"),
+            method: Some("tools/call"),
+            name: Some("poll"),
+            session: Some(session),
+        };
+        inspect_request(
+            &policy,
+            &store,
+            &clock,
+            caller,
+            headers,
+            &tools_call(10, "poll"),
+        )
+        .reply
+        .map(|reply| reply.json().unwrap()["error"]["code"].clone())
+    };
+    assert_eq!(current("s-3"), None);
+    assert_eq!(current("s-4"), Some(json!(-31002)));
 }
