@@ -231,7 +231,7 @@ impl ListedHints {
 }
 
 /// A stricter rule for tools whose listed annotations match.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AnnotationRule {
     pub hint: Hint,
     pub is: bool,
@@ -1806,12 +1806,37 @@ fn compile_grant(
         prompts: inherited_default(&base.prompts),
         resources: inherited_default(&base.resources),
     };
+    // A method (an annotation rule) the fragment names replaces the one
+    // under it for that method (that annotation) whole; the others stay, as
+    // its tools, prompts and resources do: a grant that allows one more
+    // method keeps the top level's `"other": "deny"`.
     let methods = match errors.read_optional(grant.methods, &format!("{path}methods")) {
-        Some(methods) => Arc::new(compile_methods(Some(methods), &path, &pointer, errors)),
+        Some(methods) => {
+            let mut merged = compile_methods(Some(methods), &path, &pointer, errors);
+            for (method, entry) in &base.methods.named {
+                if !merged.named.contains_key(method) {
+                    merged.named.insert(method.clone(), entry.clone());
+                }
+            }
+            if merged.other.is_none() {
+                merged.other.clone_from(&base.methods.other);
+            }
+            Arc::new(merged)
+        }
         None => Arc::clone(&base.methods),
     };
     let annotations = match errors.read_optional(grant.annotations, &format!("{path}annotations")) {
-        Some(rules) => Arc::new(compile_annotations(rules, &path, &pointer, windows, errors)),
+        Some(rules) => {
+            let mut merged = compile_annotations(rules, &path, &pointer, windows, errors);
+            let own: Vec<Hint> = merged.iter().map(|rule| rule.hint).collect();
+            merged.extend(
+                base.annotations
+                    .iter()
+                    .filter(|rule| !own.contains(&rule.hint))
+                    .cloned(),
+            );
+            Arc::new(merged)
+        }
         None => Arc::clone(&base.annotations),
     };
     let documents = KindDocuments {
@@ -1876,6 +1901,8 @@ fn compile_annotations(
             continue;
         }
         let reason = errors.read_optional(rule.reason, &format!("{rule_path}.reason"));
+        // Limits written but refused have their own errors already.
+        let limits_written = !rule.limits.is_empty();
         let limits = compile_limits(
             rule.limits,
             &format!("{rule_path}.limits"),
@@ -1884,6 +1911,9 @@ fn compile_annotations(
             errors,
         );
         if action.is_none() && limits.is_empty() {
+            if limits_written {
+                continue;
+            }
             errors.push(ConfigError::new(
                 &rule_path,
                 "an annotation rule needs \"action\": \"deny\" or limits",

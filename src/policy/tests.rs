@@ -754,7 +754,7 @@ fn prompts_resources_patterns_and_defaults_compile() {
             "hide": ["deleteWorkspace", "prompt:hidden_*", "resource:file:///srv/x/../secret"],
             "methods": { "logging/setLevel": "deny", "other": "deny", "ping": "allow" },
             "grants": {
-                "ops": { "default_resources": "allow", "prompts": { "secret": {} }, "methods": {} }
+                "ops": { "default_resources": "allow", "prompts": { "secret": {} }, "methods": { "other": "allow" } }
             }
         }"#,
     )
@@ -823,6 +823,10 @@ fn prompts_resources_patterns_and_defaults_compile() {
         Some("review_*")
     );
     assert_eq!(ops.methods().denies("skills/list"), None);
+    assert_eq!(
+        ops.methods().denies("logging/setLevel"),
+        Some("/methods/logging~1setLevel")
+    );
 }
 
 #[test]
@@ -1570,4 +1574,83 @@ fn a_refused_resource_is_not_listed_under_another_spelling_of_it() {
             assert!(view.shows(Kind::Resource, shown), "{list} {shown}");
         }
     }
+}
+
+/// A grant's (a role's) `methods` and `annotations` replace the rules under
+/// them for the methods and annotations they name, not the whole map: a
+/// grant that allows one more method keeps the top level's `"other":
+/// "deny"`, and one that limits open-world tools keeps its denial of
+/// destructive ones.
+#[test]
+fn a_grants_methods_and_annotations_replace_only_what_they_name() {
+    let policy = Policy::from_json(
+        br#"{"version":"1","default":"allow","identity":{"header":"x"},
+            "methods":{"other":"deny","prompts/get":"deny","logging/setLevel":"deny"},
+            "annotations":{"destructiveHint":{"action":"deny"}},
+            "roles":{"ops":{"methods":{"resources/read":"deny"}}},
+            "grant_roles":{"h":"ops"},
+            "grants":{
+              "g":{"methods":{"foo/bar":"allow","logging/setLevel":"allow"},
+                   "annotations":{"openWorldHint":{"limits":[{"counter":"w","window":"minute","max":1,"scope":"grant"}]}}},
+              "o":{"methods":{"other":"allow"},"annotations":{"destructiveHint":{"is":false,"action":"deny"}}}}}"#,
+    )
+    .unwrap();
+    let g = policy.view("g");
+    assert_eq!(g.methods().denies("baz/qux"), Some("/methods/other"));
+    assert_eq!(
+        g.methods().denies("prompts/get"),
+        Some("/methods/prompts~1get")
+    );
+    assert_eq!(g.methods().denies("foo/bar"), None);
+    assert_eq!(g.methods().denies("logging/setLevel"), None);
+    let hints: Vec<(Hint, bool, &str)> = g
+        .annotation_rules()
+        .iter()
+        .map(|rule| (rule.hint, rule.is, rule.pointer.as_str()))
+        .collect();
+    assert!(hints.contains(&(Hint::Destructive, true, "/annotations/destructiveHint")));
+    assert!(hints.contains(&(Hint::OpenWorld, true, "/grants/g/annotations/openWorldHint")));
+    // What a grant names for a method or an annotation replaces it whole.
+    let o = policy.view("o");
+    assert_eq!(o.methods().denies("baz/qux"), None);
+    let hints: Vec<(Hint, bool)> = o
+        .annotation_rules()
+        .iter()
+        .map(|rule| (rule.hint, rule.is))
+        .collect();
+    assert_eq!(hints, [(Hint::Destructive, false)]);
+    // A role's likewise.
+    let h = policy.view("h");
+    assert_eq!(
+        h.methods().denies("resources/read"),
+        Some("/roles/ops/methods/resources~1read")
+    );
+    assert_eq!(h.methods().denies("baz/qux"), Some("/methods/other"));
+}
+
+/// An annotation rule whose limits are refused is not also told it has none.
+#[test]
+fn an_annotation_rule_with_a_refused_limit_gets_that_error_alone() {
+    let errors = Policy::from_json(
+        br#"{"version":"1","default":"allow",
+            "annotations":{"openWorldHint":{"limits":[{"counter":"w","window":"x","max":1,"scope":"grant"}]}}}"#,
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|error| error.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["annotations.openWorldHint.limits[0].window"],
+        "{errors:?}"
+    );
+    // With nothing written, the rule is told what it lacks.
+    let errors = Policy::from_json(
+        br#"{"version":"1","default":"allow","annotations":{"openWorldHint":{"limits":[]}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("needs \"action\": \"deny\" or limits"),
+        "{errors}"
+    );
 }
