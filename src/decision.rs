@@ -358,6 +358,27 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             (Some(arguments), Some(path)) => lookup(arguments, path).cloned(),
             _ => None,
         };
+        // As a direct call's: an object, or none. Anything else (a JSON
+        // text in a string, which some meta-tool servers parse, a list)
+        // is what the inner tool's argument rules cannot read.
+        let inner_arguments = match inner_arguments {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(object)) => Some(Value::Object(object)),
+            Some(other) => {
+                let kind = match other {
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "an array",
+                    Value::Number(_) => "a number",
+                    _ => "a boolean",
+                };
+                return decided(Decision::Deny {
+                    rule: rule.map_or("/tools", |rule| rule.pointer.as_str()),
+                    reason: Cow::Owned(format!(
+                        "the meta-tool's arguments for the tool it runs must be an object, got {kind}"
+                    )),
+                });
+            }
+        };
         let inner_raw = inner_arguments
             .as_ref()
             .and_then(|value| serde_json::value::to_raw_value(value).ok());

@@ -1677,6 +1677,32 @@ fn a_meta_tool_runs_only_what_the_inner_tool_may() {
         post(&envoy, &meta(5, "run", json!({}))).downstream().json()["error"]["code"],
         -31002
     );
+    // Inner arguments that are not an object (a JSON text in a string, a
+    // list, a number) are refused: the inner tool's rules cannot read them.
+    for (id, arguments) in [
+        (20, json!("{\"path\":\"/etc/passwd\"}")),
+        (21, json!([{"path": "/etc/passwd"}])),
+        (22, json!(5)),
+        (23, json!(true)),
+    ] {
+        let refused = post(&envoy, &meta(id, "write", arguments.clone()));
+        assert!(!refused.upstream().started(), "{arguments}");
+        let reply = refused.downstream().json();
+        assert_eq!(reply["error"]["code"], -31001, "{arguments}");
+        assert!(
+            reply["error"]["data"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("must be an object"),
+            "{reply}"
+        );
+    }
+    // None, or null, is a call without arguments, as a direct one may be.
+    assert!(
+        post(&envoy, &meta(24, "write", Value::Null))
+            .upstream()
+            .complete
+    );
     // A hidden inner tool looks missing; an unlisted one is denied.
     assert_eq!(
         post(&envoy, &meta(6, "secretTool", json!({})))
