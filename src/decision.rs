@@ -333,6 +333,24 @@ pub fn decide_target<'p, S: SharedStore + ?Sized>(
             }
         }
         let arguments = parsed.clone().flatten();
+        // What names the tool to run, and its arguments, must be read as
+        // the server reads them.
+        let loosely_named = arguments.as_ref().and_then(|arguments| {
+            std::iter::once(&invokes.name)
+                .chain(&invokes.arguments)
+                .find_map(|path| {
+                    crate::arguments::loosely_named_member(
+                        arguments,
+                        path.iter().map(String::as_str),
+                    )
+                })
+        });
+        if let Some(reason) = loosely_named {
+            return decided(Decision::InvalidArgument {
+                rule: rule.map_or("/tools", |rule| rule.pointer.as_str()),
+                reason,
+            });
+        }
         let inner_name = arguments
             .as_ref()
             .and_then(|arguments| lookup(arguments, &invokes.name))
@@ -618,6 +636,20 @@ pub fn take_local<'p, S: SharedStore + ?Sized>(
 /// argument's value) and its `per` value. `Err`: why the call cannot be
 /// counted.
 fn charge<'p>(limit: &'p Limit, arguments: Option<&Value>) -> Result<Charge<'p>, String> {
+    let paths = match &limit.cost {
+        Cost::Argument(path) => Some(path),
+        Cost::Units(_) => None,
+    }
+    .into_iter()
+    .chain(&limit.per);
+    if let Some(arguments) = arguments {
+        for path in paths {
+            let segments = path.segments.iter().map(String::as_str);
+            if let Some(reason) = crate::arguments::loosely_named_member(arguments, segments) {
+                return Err(reason);
+            }
+        }
+    }
     let cost = match &limit.cost {
         Cost::Units(units) => *units,
         Cost::Argument(path) => {
@@ -763,6 +795,12 @@ fn check_rules<'p, 'a>(
                 },
             };
             *parsed = Some(arguments.clone());
+            if let Some(reason) = rule.arguments.loosely_named(arguments.as_ref()) {
+                return Err(Decision::InvalidArgument {
+                    rule: &rule.pointer,
+                    reason,
+                });
+            }
             match rule.arguments.violation(arguments.as_ref()) {
                 Some(condition) => Err(Decision::Deny {
                     rule: condition,

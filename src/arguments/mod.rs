@@ -539,6 +539,54 @@ fn compile_regex(pattern: &str, path: &str) -> Result<pattern::Pattern, ConfigEr
         .map_err(|reason| ConfigError::new(path, format!("invalid regex {pattern:?}: {reason}")))
 }
 
+/// Why the members on the way along `segments` in `arguments` are not all
+/// read as the gate reads them: a member a loose reader takes for the one
+/// a rule reads (`"Script"` or `"ſcript"` beside, or in place of,
+/// `"script"`; `"script\u0000x"`), so that the server may see another
+/// value than the rule did. `None`: every step is unambiguous.
+pub fn loosely_named_member<'s>(
+    arguments: &Value,
+    segments: impl IntoIterator<Item = &'s str>,
+) -> Option<String> {
+    let mut value = arguments;
+    for segment in segments {
+        match value {
+            Value::Object(map) => {
+                let wanted = crate::mcp::loosened(segment);
+                if let Some(other) = map
+                    .keys()
+                    .find(|key| key.as_str() != segment && crate::mcp::loosened(key) == wanted)
+                {
+                    return Some(format!(
+                        "argument member {other:?} differs from {segment:?} only in letter case or characters a server may drop: a server may read either"
+                    ));
+                }
+                value = map.get(segment)?;
+            }
+            Value::Array(items) => value = items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        }
+    }
+    None
+}
+
+impl ArgumentRules {
+    /// [`loosely_named_member`] for every path this rule's conditions read.
+    pub fn loosely_named(&self, arguments: Option<&Value>) -> Option<String> {
+        let arguments = arguments?;
+        self.require
+            .iter()
+            .chain(&self.deny_if)
+            .chain(&self.approve_if)
+            .find_map(|condition| {
+                loosely_named_member(
+                    arguments,
+                    condition.path.iter().map(|segment| segment.key.as_str()),
+                )
+            })
+    }
+}
+
 impl Condition {
     /// The value at this condition's path, if there is one.
     fn lookup<'v>(&self, arguments: &'v Value) -> Option<&'v Value> {

@@ -2376,3 +2376,87 @@ fn a_use_hidden_by_a_pattern_is_counted_under_that_pattern() {
     }
     assert_eq!(envoy.sum(DECISIONS, &[("target", "*")]), 0);
 }
+
+/// A member a loose reader (Go's `encoding/json`: any letter case, `ſ` for
+/// `s`; a C reader: up to a NUL) takes for the one an argument rule, a
+/// limit's `per` or `cost_from`, or a meta-tool's `invokes` reads is
+/// refused: the server could run what the rule never saw.
+#[test]
+fn an_argument_spelt_so_a_server_reads_it_for_another_is_refused() {
+    let policy = r#"{
+      "version": "1", "default": "deny",
+      "tools": {
+        "exec": {
+          "deny_if": { "args.script": { "regex": "pty\\.spawn" }, "args.opts.shell": { "eq": true } },
+          "require": { "args.timeout": { "lte": 300 } }
+        },
+        "fetch": { "limits": [{ "counter": "f", "window": "day", "max": 9, "scope": "grant", "per": "args.host" }] },
+        "call_tool": { "invokes": { "name": "args.name", "arguments": "args.arguments" } }
+      }
+    }"#;
+    let envoy = SimEnvoy::new(policy);
+    let call_with = |id: u64, tool: &str, arguments: Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":arguments}})
+            .to_string()
+            .into_bytes()
+    };
+    for (id, tool, arguments) in [
+        (
+            1,
+            "exec",
+            json!({"script":"print(1)","timeout":60,"Script":"import pty; pty.spawn('/bin/sh')"}),
+        ),
+        (
+            2,
+            "exec",
+            json!({"\u{17f}cript":"pty.spawn()","timeout":60}),
+        ),
+        (
+            3,
+            "exec",
+            json!({"script":"print(1)","timeout":60,"TIMEOUT":99999}),
+        ),
+        (
+            4,
+            "exec",
+            json!({"script":"x","timeout":1,"opts":{"Shell":true}}),
+        ),
+        (
+            5,
+            "exec",
+            json!({"script":"x","timeout":1,"script\u{0}x":"pty.spawn()"}),
+        ),
+        (6, "fetch", json!({"host":"a","HOST":"b"})),
+        (7, "call_tool", json!({"name":"fetch","Name":"exec"})),
+        (
+            8,
+            "call_tool",
+            json!({"name":"exec","arguments":{"script":"x","timeout":1,"SCRIPT":"pty.spawn()"}}),
+        ),
+    ] {
+        let refused = post(&envoy, &call_with(id, tool, arguments.clone()));
+        assert!(!refused.upstream().started(), "{arguments}");
+        let reply = refused.downstream().json();
+        assert_eq!(reply["error"]["code"], -32602, "{arguments}: {reply}");
+        assert!(
+            reply.to_string().contains("a server may read either"),
+            "{reply}"
+        );
+    }
+    // Exactly as the rules read them, the calls pass.
+    for (id, tool, arguments) in [
+        (
+            11,
+            "exec",
+            json!({"script":"print(1)","timeout":60,"scripts":"other"}),
+        ),
+        (12, "fetch", json!({"host":"a","hosts":"b"})),
+    ] {
+        assert!(
+            post(&envoy, &call_with(id, tool, arguments.clone()))
+                .upstream()
+                .complete,
+            "{arguments}"
+        );
+    }
+}
