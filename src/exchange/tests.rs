@@ -2460,3 +2460,28 @@ fn an_argument_spelt_so_a_server_reads_it_for_another_is_refused() {
         );
     }
 }
+
+/// A rule for a name does not reopen it when `hide` names it in another
+/// letter case (by name or by pattern): hidden comes first, and a server
+/// that matches names loosely would run the hidden tool.
+#[test]
+fn a_rule_does_not_reopen_a_name_hidden_in_another_letter_case() {
+    let policy = r#"{"version":"1","default":"allow","hide":["Secret","Internal_*"],
+      "tools":{"secret":{},"internal_debug":{},"visible":{}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    for (id, tool) in [(1, "secret"), (2, "internal_debug"), (3, "SECRET")] {
+        let stream = post(&envoy, &call(id, tool));
+        assert!(!stream.upstream().started(), "{tool}");
+        let reply = stream.downstream().json();
+        assert_eq!(reply["error"]["code"], -32602, "{tool}: {reply}");
+        assert_eq!(reply["error"]["message"], format!("Unknown tool: {tool}"));
+    }
+    assert!(post(&envoy, &call(4, "visible")).upstream().complete);
+    let mut listing = post(&envoy, &list("5"));
+    listing.server_answers(
+        200,
+        &[("content-type", b"application/json")],
+        &[br#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret"},{"name":"internal_debug"},{"name":"visible"}]}}"#],
+    );
+    assert_eq!(listed(&listing), ["visible"]);
+}

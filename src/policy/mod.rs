@@ -705,16 +705,31 @@ impl View {
             Kind::Resource => &self.resources,
             Kind::Task => return None,
         };
-        if set.exact.contains_key(name)
-            || self
-                .hide
-                .names
-                .get(&kind)
-                .is_some_and(|names| names.contains(name))
+        if self
+            .hide
+            .names
+            .get(&kind)
+            .is_some_and(|names| names.contains(name))
         {
             return None;
         }
         let lowered = glob::fold_case(name);
+        if set.exact.contains_key(name) {
+            // A rule for the exact name does not reopen a name hidden in
+            // another letter case: hidden comes first.
+            let hidden_name = self.hide.names.get(&kind).is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|hidden| glob::fold_case(hidden) == lowered.as_ref())
+            });
+            let hidden_pattern = self.hide.patterns.get(&kind).is_some_and(|globs| {
+                globs
+                    .iter()
+                    .any(|glob| glob.matches_only_ignoring_case(name, &lowered))
+            });
+            return (hidden_name || hidden_pattern)
+                .then_some(CaseVariant::Hidden(&self.hide.pointer));
+        }
         if let Some(named) = set
             .folded
             .get(lowered.as_ref())
