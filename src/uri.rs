@@ -259,6 +259,30 @@ pub fn is_under(value: &str, base: &str) -> bool {
     let (Ok(value), Ok(base)) = (normalize_path_value(value), normalize_path_value(base)) else {
         return false;
     };
+    normal_is_under(&value, &base)
+}
+
+/// Whether a server may take `value` for `base` or something inside it:
+/// as [`is_under`], and also a value that cannot be normalised (servers
+/// disagree on what `\`, `%2f`, `%zz` or a control character name), one
+/// under `base` in another letter case (case-insensitive file systems and
+/// servers), or one under it once its query, fragment or trailing `/` is
+/// dropped. For conditions that refuse: such a value must not slip by.
+pub fn may_be_under(value: &str, base: &str) -> bool {
+    let Ok(value) = normalize_path_value(value) else {
+        return true;
+    };
+    let Ok(base) = normalize_path_value(base) else {
+        return false;
+    };
+    let base = crate::policy::fold_case(&base);
+    let folded = crate::policy::fold_case(&value);
+    normal_is_under(&folded, &base)
+        || bare(&value).is_some_and(|bare| normal_is_under(&crate::policy::fold_case(&bare), &base))
+}
+
+/// [`is_under`] for values already normalised.
+fn normal_is_under(value: &str, base: &str) -> bool {
     if base == "/" {
         return value.starts_with('/');
     }

@@ -358,7 +358,11 @@ impl ArgumentRules {
     pub fn approval_condition(&self, arguments: Option<&Value>) -> Option<&str> {
         self.approve_if.iter().find_map(|condition| {
             let value = arguments.and_then(|arguments| condition.lookup(arguments));
-            if condition.operators.iter().all(|op| op.test.holds(value)) {
+            if condition
+                .operators
+                .iter()
+                .all(|op| op.test.holds_to_refuse(value))
+            {
                 condition.operators.first().map(|op| op.pointer.as_str())
             } else {
                 None
@@ -380,7 +384,11 @@ impl ArgumentRules {
         }
         for condition in &self.deny_if {
             let value = arguments.and_then(|arguments| condition.lookup(arguments));
-            if condition.operators.iter().all(|op| op.test.holds(value)) {
+            if condition
+                .operators
+                .iter()
+                .all(|op| op.test.holds_to_refuse(value))
+            {
                 // compile refuses empty operator objects, so there is a first one.
                 return condition.operators.first().map(|op| op.pointer.as_str());
             }
@@ -601,6 +609,19 @@ impl Condition {
 }
 
 impl Test {
+    /// As [`Test::holds`], for a condition whose holding refuses the call
+    /// (`deny_if`) or asks for approval (`approve_if`): `under` also holds
+    /// for a value a server may take for one under the base
+    /// ([`crate::uri::may_be_under`]), so that no spelling slips by.
+    fn holds_to_refuse(&self, value: Option<&Value>) -> bool {
+        match (self, value) {
+            (Test::Under(base), Some(value)) => value
+                .as_str()
+                .is_some_and(|path| crate::uri::may_be_under(path, base)),
+            _ => self.holds(value),
+        }
+    }
+
     /// Whether the operator holds for `value` (`None`: nothing at the path).
     /// Only `exists: false` holds for a missing value; a value of the wrong
     /// type holds for nothing but `neq`, `not_in` and `exists: true`.

@@ -863,3 +863,57 @@ fn under_keeps_paths_inside_their_base_whatever_the_spelling() {
 fn rules_of(require: &str) -> ArgumentRules {
     compile(&format!(r#"{{"require": {require}}}"#))
 }
+
+/// `deny_if` (and `approve_if`) with `under` hold for every spelling a
+/// server may take for a path under the base: one that cannot be
+/// normalised, one in another letter case, one with a query, fragment or
+/// trailing `/`. (`require` stays strict: such a value is under nothing.)
+#[test]
+fn deny_if_under_holds_for_every_spelling_a_server_may_take_for_the_base() {
+    let deny = compile(r#"{"deny_if": {"args.p": {"under": "/srv/secret"}}}"#);
+    let require = rules_of(r#"{"args.p": {"under": "/srv/secret"}}"#);
+    for path in [
+        "/srv/secret/k",
+        "/srv/secret/a\\b",
+        "/srv/secret/x%2fy",
+        "/srv/secret/a%zzb",
+        "/srv/secret/%252e",
+        "/srv/secret/k\u{1}",
+        "/srv/Secret/k",
+        "/SRV/SECRET",
+        "/srv/public/../secret/k",
+    ] {
+        let arguments = json!({ "p": path });
+        assert!(
+            deny.violation(Some(&arguments)).is_some(),
+            "deny_if {path:?}"
+        );
+    }
+    for path in ["/srv/secret/a\\b", "/srv/Secret/k", "/srv/secret/%zz"] {
+        let arguments = json!({ "p": path });
+        assert!(
+            require.violation(Some(&arguments)).is_some(),
+            "require {path:?}"
+        );
+    }
+    let uri = compile(r#"{"deny_if": {"args.p": {"under": "file:///srv/secret"}}}"#);
+    for value in [
+        "file:///srv/secret?x",
+        "file:///srv/secret#x",
+        "file:///srv/secret/x?/..%2F..%2F.env",
+        "file:///srv/Secret/k",
+    ] {
+        let arguments = json!({ "p": value });
+        assert!(
+            uri.violation(Some(&arguments)).is_some(),
+            "deny_if {value:?}"
+        );
+    }
+    // Elsewhere, and not a string: no match.
+    for value in [json!("/srv/public/x"), json!("/srv/secrets"), json!(7)] {
+        assert!(
+            deny.violation(Some(&json!({ "p": value }))).is_none(),
+            "{value}"
+        );
+    }
+}
