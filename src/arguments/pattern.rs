@@ -11,7 +11,17 @@
 //! matching `ſubprocess`, which Python reads as `subprocess`), so patterns
 //! using them are refused here, with the ASCII spelling to write instead.
 
-use regex_lite::Regex;
+use regex_lite::{Regex, RegexBuilder};
+
+/// The largest compiled pattern accepted, in `regex-lite`'s measure of its
+/// program. Matching is linear in the value's length *times* the number of
+/// the pattern's states, and a counted repetition copies what it repeats
+/// (`[^\n]{200}` is 200 states): natively about 60 ms per MiB of value for
+/// a small pattern and 18 ms more per MiB for each repeated state
+/// (BENCHMARKS.md "What a regex costs"). 64 KiB admits `[^\n]{1000}`,
+/// `a{2000}` and `^[a-z0-9_./-]{1,255}$`; regex-lite's own limit (10 MiB,
+/// `a{50000}`) would let one condition take a quarter of an hour per MiB.
+pub(super) const MAX_COMPILED_BYTES: usize = 64 * 1024;
 
 /// A compiled `regex` operand.
 #[derive(Debug)]
@@ -46,7 +56,20 @@ impl Pattern {
 /// The compiled pattern, or why it is refused (one line, for the policy error).
 pub(super) fn compile(pattern: &str) -> Result<Pattern, String> {
     refuse_unicode_dependent(pattern)?;
-    let regex = Regex::new(pattern).map_err(|err| err.to_string())?;
+    let regex = RegexBuilder::new(pattern)
+        .size_limit(MAX_COMPILED_BYTES)
+        .build()
+        .map_err(|err| {
+            let err = err.to_string();
+            if err.contains("size limit") {
+                format!(
+                    "the pattern compiles to more than {} KiB (a counted repetition such as {{1000}} copies what it repeats); matching time grows with the value's length times the pattern's size, so write a smaller pattern",
+                    MAX_COMPILED_BYTES / 1024
+                )
+            } else {
+                err
+            }
+        })?;
     Ok(Pattern {
         regex,
         literals: literal_alternatives(pattern),
