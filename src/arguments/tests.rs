@@ -924,7 +924,10 @@ fn deny_if_under_holds_for_every_spelling_a_server_may_take_for_the_base() {
 fn a_pattern_too_large_to_match_quickly_is_refused() {
     for pattern in ["a{10000}b", "[^x]{5000}y", "(a|b|c|d|e|f|g|h){1000}z"] {
         let error = super::pattern::compile(pattern).err().unwrap();
-        assert!(error.contains("compiles to more than 64 KiB"), "{pattern}: {error}");
+        assert!(
+            error.contains("compiles to more than 64 KiB"),
+            "{pattern}: {error}"
+        );
     }
     for pattern in ["[^\\n]{1000}", "a{2000}b", "^[a-z0-9_./-]{1,255}$"] {
         assert!(super::pattern::compile(pattern).is_ok(), "{pattern}");

@@ -2485,3 +2485,20 @@ fn a_rule_does_not_reopen_a_name_hidden_in_another_letter_case() {
     );
     assert_eq!(listed(&listing), ["visible"]);
 }
+
+/// A `max` (and `cost`) of 2^64 - 1 is a limit like any other: the second
+/// call is refused, not let through by a sum that saturates or wraps.
+#[test]
+fn a_limit_at_the_top_of_u64_still_refuses() {
+    let policy = r#"{"version":"1","default":"allow","tools":{"big":{"limits":[
+      {"counter":"c","window":"minute","max":18446744073709551615,"cost":18446744073709551615,"scope":"grant"}]}}}"#;
+    let envoy = SimEnvoy::new(policy);
+    assert!(post(&envoy, &call(1, "big")).upstream().complete);
+    for id in 2..4 {
+        assert_eq!(
+            post(&envoy, &call(id, "big")).downstream().json()["error"]["code"],
+            -31002,
+            "call {id}"
+        );
+    }
+}

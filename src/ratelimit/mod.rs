@@ -585,8 +585,11 @@ fn exhausted<'p, S: SharedStore + ?Sized>(
             LimitKind::Window { seconds, max } => {
                 // The first charge was seen full; the rest are read once more.
                 let full = position == 0
-                    || current_count(store, entry, now, slots)
-                        .is_some_and(|count| count.saturating_add(entry.cost) > max);
+                    || current_count(store, entry, now, slots).is_some_and(|count| {
+                        count
+                            .checked_add(entry.cost)
+                            .is_none_or(|total| total > max)
+                    });
                 if full {
                     let retry = seconds_until_reset(now, seconds);
                     if worst.is_none_or(|(_, longest, _)| retry > longest) {
@@ -697,15 +700,18 @@ fn take_units<S: SharedStore + ?Sized>(
                 // caller has none further on.)
                 _ => 0,
             };
-            if count.saturating_add(entry.cost) > max {
-                return Ok(Taken::Full);
-            }
+            // Past u64 is full too: a saturated sum would pass a `max` of
+            // 2^64 - 1 forever, and the count would wrap.
+            let total = match count.checked_add(entry.cost) {
+                Some(total) if total <= max => total,
+                _ => return Ok(Taken::Full),
+            };
             if entry.cost == 0 {
                 return Ok(Taken::Checked);
             }
             let next = Slot {
                 window_start: window,
-                count: count + entry.cost,
+                count: total,
                 owner: owner.to_vec(),
             };
             match store.compare_and_swap(&key, &next.encode(), cas) {
