@@ -774,7 +774,7 @@ fn bad_documents_are_refused_with_their_path() {
         (deny_if(r#""args.script": {"regex": "a{5"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "a{5": found incomplete and unclosed counted repetition operator"#),
         (deny_if(r#""args.script": {"regex": "(?<=a)b"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?<=a)b": look-around is not supported"#),
         (deny_if(r#""args.script": {"regex": "(?P<a>x)(?P<a>y)"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?P<a>x)(?P<a>y)": duplicate capture group name"#),
-        (deny_if(r#""args.script": {"regex": "(?:a{1000}){1000}"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?:a{1000}){1000}": compiled regex exceeded size limit"#),
+        (deny_if(r#""args.script": {"regex": "(?:a{1000}){1000}"}"#), r#"tools.x.deny_if.args.script.regex: invalid regex "(?:a{1000}){1000}": the pattern compiles to more than 64 KiB (a counted repetition such as {1000} copies what it repeats); matching time grows with the value's length times the pattern's size, so write a smaller pattern"#),
         (require(r#""args.a": {"exists": "yes"}"#), r#"tools.x.require.args.a.exists: invalid type: string "yes", expected a boolean"#),
         (require(r#""args.a": {"exists": null}"#), "tools.x.require.args.a.exists: invalid type: null, expected a boolean"),
         (require(r#""args.a": {"max_length": -1}"#), "tools.x.require.args.a.max_length: must be a non-negative integer, got -1"),
