@@ -1104,3 +1104,57 @@ fn check_reads_policies_where_deployments_carry_them() {
         "configmap.yaml#ConfigMap:n/p:policy.json:1:35: default: unknown variant `block`, expected `allow` or `deny`\n"
     );
 }
+
+// ---- render, apply ----
+
+/// The Wasm filter's `config` of a listener.
+fn wasm_config(listener: &Value) -> &Value {
+    &listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+        ["config"]
+}
+
+/// A module path with what YAML reads as syntax in a flow mapping (`,`,
+/// ` #`, `: `, `}`) is written so the configuration says that path.
+#[test]
+fn render_and_apply_write_any_module_path_as_it_is() {
+    const POLICY: &str = r#"{"version":"1","default":"deny"}"#;
+    let dir = scratch("module-path", &[("policy.json", POLICY)]);
+    for module in ["/a,b/x.wasm", "/a #b/x.wasm", "/a: b/x.wasm", "/a}b/x.wasm"] {
+        let run = mcp_policy_in(
+            &dir,
+            &[
+                "render",
+                "envoy",
+                "--policy",
+                "policy.json",
+                "--module",
+                module,
+            ],
+            "",
+        );
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let config: Value = serde_norway::from_str(&run.stdout).unwrap();
+        let listener = &config["static_resources"]["listeners"][0];
+        assert_eq!(
+            wasm_config(listener)["vm_config"]["code"]["local"]["filename"],
+            module
+        );
+        let run = mcp_policy_in(
+            &dir,
+            &["apply", "policy.json", "listener.yaml", "--module", module],
+            "",
+        );
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let written = std::fs::read_to_string(dir.join("listener.yaml")).unwrap();
+        let lds: Value = serde_norway::from_str(&written).unwrap();
+        assert_eq!(
+            wasm_config(&lds["resources"][0])["vm_config"]["code"]["local"]["filename"],
+            module
+        );
+        // A second apply keeps the module the file names.
+        let run = mcp_policy_in(&dir, &["apply", "policy.json", "listener.yaml"], "");
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let again = std::fs::read_to_string(dir.join("listener.yaml")).unwrap();
+        assert_eq!(again, written);
+    }
+}

@@ -308,7 +308,7 @@ fn access_logs(text: &mut Text, indent: usize, logs: Logs<'_>) {
             None => text.line(indent + 4, &format!("\"@type\": {STDOUT_LOG_TYPE}")),
             Some(path) => {
                 text.line(indent + 4, &format!("\"@type\": {FILE_LOG_TYPE}"));
-                text.line(indent + 4, &format!("path: {path}"));
+                text.line(indent + 4, &format!("path: {}", scalar(path)));
             }
         }
         text.line(indent + 4, "log_format:");
@@ -399,6 +399,7 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
     }
     match filter.module {
         Module::Local(path) => {
+            let path = scalar(path);
             text.line(i + 2, &format!("code: {{ local: {{ filename: {path} }} }}"));
         }
         Module::Oci(image) => {
@@ -412,8 +413,11 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
             text.line(
                 i + 8,
                 &format!(
-                    "uri: oci://{}   # CHANGE: `docker build` of the repository",
-                    image.strip_prefix("oci://").unwrap_or(image)
+                    "uri: {}   # CHANGE: `docker build` of the repository",
+                    uri_scalar(&format!(
+                        "oci://{}",
+                        image.strip_prefix("oci://").unwrap_or(image)
+                    ))
                 ),
             );
             text.comment(
@@ -436,25 +440,47 @@ fn wasm_typed_config(text: &mut Text, indent: usize, filter: Filter<'_>) {
     policy_value(text, i + 2, filter.policy, trailer);
 }
 
-/// An upstream cluster, as an item of `clusters`, at `indent`.
 /// A scalar for YAML's flow and block styles: as it is when plain letters,
-/// digits and `_-./` (what every shipped name and address is), else as a
-/// JSON string (an IPv6 address, a cluster name with `|` or `:`).
+/// digits and `_-./` (what every shipped name, address and module path is),
+/// else as a JSON string (an IPv6 address, a cluster name with `|` or `:`,
+/// a path with `,`, `#`, `}` or a blank). Every value a rendering takes
+/// from its caller (module path, addresses, cluster names) is written
+/// through this, so no value can end a flow mapping or start a comment.
 fn scalar(text: &str) -> std::borrow::Cow<'_, str> {
+    scalar_with(text, &[])
+}
+
+/// A URI in block style (`uri: oci://host/image:tag   # comment`): as
+/// [`scalar`], with `:` and `@` left plain too, as long as no `:` ends it
+/// (a `:` followed by a blank cannot occur: blanks are quoted).
+fn uri_scalar(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.ends_with(':') {
+        return std::borrow::Cow::Owned(Value::String(text.to_string()).to_string());
+    }
+    scalar_with(text, &[':', '@'])
+}
+
+fn scalar_with<'t>(text: &'t str, also_plain: &[char]) -> std::borrow::Cow<'t, str> {
     // Plain text YAML would read as something else: a null, a boolean, a
-    // number (`127.0.0.1` is none of these).
+    // number (`127.0.0.1` is none of these; YAML 1.1 reads `1_000` and
+    // `0b101` as integers).
     let special = matches!(
         text.to_ascii_lowercase().as_str(),
         "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".nan" | ".inf"
     ) || text.parse::<f64>().is_ok()
         || text.starts_with("0x")
         || text.starts_with("0o")
-        || text.starts_with('-');
+        || text.starts_with("0b")
+        || text.starts_with('-')
+        || (text.starts_with(|c: char| c.is_ascii_digit())
+            && text.chars().all(|c| c.is_ascii_digit() || c == '_'));
     let plain = !text.is_empty()
         && !special
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '-' | '.' | '/')
+                || also_plain.contains(&c)
+        });
     if plain {
         std::borrow::Cow::Borrowed(text)
     } else {
@@ -462,6 +488,7 @@ fn scalar(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// An upstream cluster, as an item of `clusters`, at `indent`.
 fn cluster(text: &mut Text, indent: usize, name: &str, endpoints: Endpoints<'_>, grpc: bool) {
     let name = scalar(name);
     text.line(indent, &format!("- name: {name}"));
@@ -601,19 +628,22 @@ fn jwt_filter(text: &mut Text, indent: usize, jwt: Jwt<'_>, metadata: &str) {
         p,
         &format!(
             "issuer: {}            # CHANGE: the tokens' `iss`",
-            jwt.issuer
+            uri_scalar(jwt.issuer)
         ),
     );
     text.line(
         p,
         &format!(
             "audiences: [{}]                     # CHANGE: the tokens' `aud`",
-            jwt.audience
+            scalar(jwt.audience)
         ),
     );
     text.line(p, "remote_jwks:");
     text.line(p + 2, "http_uri:");
-    text.line(p + 4, &format!("uri: {}   # CHANGE", jwt.jwks_uri));
+    text.line(
+        p + 4,
+        &format!("uri: {}   # CHANGE", uri_scalar(jwt.jwks_uri)),
+    );
     text.line(p + 4, "cluster: idp_jwks");
     text.line(p + 4, "timeout: 5s");
     text.line(p + 2, "cache_duration: 600s");
@@ -748,7 +778,7 @@ fn clusters(text: &mut Text, indent: usize, envoy: &Envoy<'_>) {
             i + 4,
             &format!(
                 "- endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: 443 }} }} }}   # CHANGE",
-                jwt.jwks_host
+                scalar(jwt.jwks_host)
             ),
         );
         text.line(i, "transport_socket:");
@@ -758,7 +788,7 @@ fn clusters(text: &mut Text, indent: usize, envoy: &Envoy<'_>) {
             i + 4,
             "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         );
-        text.line(i + 4, &format!("sni: {}   # CHANGE", jwt.jwks_host));
+        text.line(i + 4, &format!("sni: {}   # CHANGE", scalar(jwt.jwks_host)));
     }
     if envoy.metrics_port.is_some() {
         text.comment(indent, "The admin interface, for the metrics listener.");
@@ -814,8 +844,12 @@ pub fn hot_reload_bootstrap(envoy: &Envoy<'_>, dir: &str) -> String {
     text.line(2, "lds_config:");
     text.line(4, "resource_api_version: V3");
     text.line(4, "path_config_source:");
-    text.line(6, &format!("path: {dir}/listener.yaml"));
-    text.line(6, &format!("watched_directory: {{ path: {dir} }}"));
+    let listener = format!("{dir}/listener.yaml");
+    text.line(6, &format!("path: {}", scalar(&listener)));
+    text.line(
+        6,
+        &format!("watched_directory: {{ path: {} }}", scalar(dir)),
+    );
     text.line(0, "");
     text.line(0, "static_resources:");
     clusters(&mut text, 2, envoy);
@@ -1373,6 +1407,65 @@ mod tests {
         // A compact policy's approval cluster is Istio's too.
         let compact = istio_policy(r#"{"approval_service":{"cluster":"mcp_approval"}}"#);
         assert!(compact.contains(ISTIO_APPROVAL_CLUSTER), "{compact}");
+    }
+
+    /// Every value a caller gives is written so YAML reads it back exactly:
+    /// a module path with `,`, ` #`, `: ` or `}` neither ends the flow
+    /// mapping it is in nor starts a comment.
+    #[test]
+    fn module_paths_and_images_are_read_back_exactly() {
+        let policy = r#"{"version":"1","default":"deny"}"#;
+        let wasm_config = |listener: &Value| {
+            listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+                ["typed_config"]["config"]
+                .clone()
+        };
+        for module in [
+            "/a,b/x.wasm",
+            "/a #b/x.wasm",
+            "/a: b/x.wasm",
+            "/a}b/x.wasm",
+            "/a]b/x.wasm",
+            "/a b/x.wasm",
+            "C:\\wasm\\x.wasm",
+            "'x'.wasm",
+            "\"x\".wasm",
+            "-x.wasm",
+            "1_000",
+            "null",
+            "x\ty.wasm",
+        ] {
+            let overrides = Overrides {
+                module: Some(module),
+                ..Overrides::default()
+            };
+            let config = parse(&render(Layout::Envoy, policy, &overrides));
+            let listener = &config["static_resources"]["listeners"][0];
+            assert_eq!(
+                wasm_config(listener)["vm_config"]["code"]["local"]["filename"],
+                module,
+                "{module}"
+            );
+            let lds = parse(&render(Layout::HotReloadListener, policy, &overrides));
+            assert_eq!(
+                wasm_config(&lds["resources"][0])["vm_config"]["code"]["local"]["filename"],
+                module,
+                "{module}"
+            );
+            let istio = parse(&render(Layout::Istio, policy, &overrides));
+            assert_eq!(
+                istio["config"]["vm_config"]["code"]["remote"]["http_uri"]["uri"],
+                format!("oci://{module}"),
+                "{module}"
+            );
+        }
+        // The shipped image and addresses stay plain.
+        assert_eq!(
+            uri_scalar("oci://registry.example.com/mcp-policy:0.1.0"),
+            "oci://registry.example.com/mcp-policy:0.1.0"
+        );
+        assert_eq!(uri_scalar("oci://x:"), "\"oci://x:\"");
+        assert_eq!(scalar("/wasm/plugin.wasm"), "/wasm/plugin.wasm");
     }
 
     #[test]
