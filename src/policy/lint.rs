@@ -299,11 +299,19 @@ impl View {
     }
 
     /// `methods` entries that misspell a method the gate knows
-    /// (`tools/cal`, `Tools/call`): they match only a method of exactly that
-    /// name, so the method meant is not governed by them.
+    /// (`tools/cal`, `Tools/call`) or the catch-all `other` (`Other`,
+    /// `others`): they match only a method of exactly that name, so the
+    /// method meant (every unknown one, for `other`) is not governed by them.
     fn lint_methods(&self, lint: &mut Lint) {
         for (method, (_, pointer)) in &self.methods.named {
             if crate::mcp::methods::is_known(method) {
+                continue;
+            }
+            if near_miss(method, "other") {
+                lint.add(
+                    pointer,
+                    format!("{method:?} is not a method the gate knows, so this entry governs only a method of exactly that name, not every method the gate does not know; did you mean \"other\"?"),
+                );
                 continue;
             }
             if method.contains('*') {
@@ -679,6 +687,20 @@ mod tests {
         );
         assert!(has(&found, "/hide/0", "does not offer"), "{found:?}");
         assert!(has(&found, "/hide/1", "does not offer"), "{found:?}");
+    }
+
+    #[test]
+    fn the_catch_all_other_misspelt_is_caught() {
+        let found = warnings(
+            r#"{"version":"1","default":"deny","methods":{"Other":"deny","OTHER":"deny","others":"deny","othr":"deny","other":"deny","ping":"allow"}}"#,
+        );
+        for key in ["Other", "OTHER", "others", "othr"] {
+            assert!(
+                has(&found, &format!("/methods/{key}"), "did you mean \"other\""),
+                "{key}: {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 4, "`other` itself is the catch-all: {found:?}");
     }
 
     #[test]
