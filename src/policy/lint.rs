@@ -245,15 +245,17 @@ impl View {
                 continue;
             };
             for (key, rule) in &set.exact {
-                if self.hidden_as(kind, key).is_some() && !rule.limits.is_empty() {
-                    lint.add(
-                        &format!("{}/limits", rule.pointer),
-                        format!(
-                            "{} {key:?} is hidden by {}: its limits are never used",
-                            kind.as_str(),
-                            self.hide.pointer
-                        ),
-                    );
+                if self.hidden_as(kind, key).is_some() {
+                    for member in limit_members(rule) {
+                        lint.add(
+                            &member,
+                            format!(
+                                "{} {key:?} is hidden by {}: its limits are never used",
+                                kind.as_str(),
+                                self.hide.pointer
+                            ),
+                        );
+                    }
                 }
                 if kind == Kind::Tool {
                     if let Err(why) = crate::mcp::check_tool_name(key) {
@@ -266,9 +268,9 @@ impl View {
             }
             for rule in set.rules() {
                 if rule.action == Action::Deny {
-                    if !rule.limits.is_empty() {
+                    for member in limit_members(rule) {
                         lint.add(
-                            &format!("{}/limits", rule.pointer),
+                            &member,
                             "the rule denies every call: its limits are never used",
                         );
                     }
@@ -411,6 +413,22 @@ impl Policy {
         names.dedup();
         names
     }
+}
+
+/// The pointers of the members of `rule` that hold its limits, as the
+/// document wrote them: `…/limits`, `…/rate_limit`, or both.
+fn limit_members(rule: &Rule) -> BTreeSet<String> {
+    let rate_limit = format!("{}/rate_limit", rule.pointer);
+    rule.limits
+        .iter()
+        .map(|limit| {
+            if limit.pointer == rate_limit {
+                rate_limit.clone()
+            } else {
+                format!("{}/limits", rule.pointer)
+            }
+        })
+        .collect()
 }
 
 /// One operator of a condition: its name, operand and pointer.
@@ -851,6 +869,51 @@ mod tests {
             has(&found, "/tools/h/limits", "hidden by /hide"),
             "{found:?}"
         );
+    }
+
+    /// The pointer names the member the policy wrote: `rate_limit` when
+    /// the limit is a `rate_limit` block, never a `limits` that is not there.
+    #[test]
+    fn limits_never_used_are_pointed_at_where_they_are_written() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","identity":{"header":"x"},"hide":["h"],
+                "tools":{"h":{"rate_limit":{"max":5,"window":60}},
+                         "d":{"action":"deny","rate_limit":{"max":5,"window":60}},
+                         "b":{"action":"deny","rate_limit":{"max":5,"window":60},
+                              "limits":[{"counter":"c","window":"minute","max":5,"scope":"grant"}]}},
+                "resources":{"file:///x":{"action":"deny","rate_limit":{"max":5,"window":60}}}}"#,
+        );
+        assert!(
+            has(&found, "/tools/h/rate_limit", "hidden by /hide"),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/tools/d/rate_limit", "denies every call"),
+            "{found:?}"
+        );
+        assert!(
+            has(
+                &found,
+                "/resources/file:~1~1~1x/rate_limit",
+                "denies every call"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/tools/b/rate_limit", "denies every call"),
+            "{found:?}"
+        );
+        assert!(
+            has(&found, "/tools/b/limits", "denies every call"),
+            "{found:?}"
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|w| w.starts_with("/tools/h/limits") || w.starts_with("/tools/d/limits")),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 5, "{found:?}");
     }
 
     #[test]
