@@ -1158,3 +1158,118 @@ fn render_and_apply_write_any_module_path_as_it_is() {
         assert_eq!(again, written);
     }
 }
+
+// ---- eval as the filter ----
+
+/// The filter takes an empty identity header as `anonymous`: so does eval.
+#[test]
+fn eval_takes_an_empty_grant_as_anonymous() {
+    let policy = r#"{"version":"1","default":"deny","identity":{"header":"x-agent-id"},
+        "grants":{"anonymous":{"tools":{"t":{}}}}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    let dir = scratch(
+        "eval-empty-grant",
+        &[("policy.json", policy), ("call.json", call)],
+    );
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            "policy.json",
+            "--request",
+            "call.json",
+            "--grant",
+            "",
+        ],
+        "",
+    );
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        field(&run.stdout, "decision"),
+        ["allowed"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(audit_record(&run.stdout)["grant"], "anonymous");
+}
+
+/// A body over max_body_bytes: the filter answers 413 as the bytes arrive,
+/// and so does eval.
+#[test]
+fn eval_answers_a_body_over_the_limit_413() {
+    let policy = r#"{"version":"1","default":"allow","max_body_bytes":100}"#;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"x":"{}"}}}}}}"#,
+        "a".repeat(100)
+    );
+    let dir = scratch(
+        "eval-too-large",
+        &[("policy.json", policy), ("call.json", &call)],
+    );
+    let run = mcp_policy_in(&dir, &["eval", "policy.json", "--request", "call.json"], "");
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        field(&run.stdout, "decision"),
+        ["invalid"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        field(&run.stdout, "answer"),
+        ["HTTP 413, content-type: application/json"]
+    );
+    let body: Value = serde_json::from_str(field(&run.stdout, "body")[0]).unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    assert_eq!(body["error"]["data"]["max_body_bytes"], 100);
+    // Within the limit: decided.
+    let small = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    std::fs::write(dir.join("small.json"), small).unwrap();
+    let run = mcp_policy_in(
+        &dir,
+        &["eval", "policy.json", "--request", "small.json"],
+        "",
+    );
+    assert_eq!(
+        field(&run.stdout, "decision"),
+        ["allowed"],
+        "{}",
+        run.stdout
+    );
+}
+
+/// --calls keeps each call's concurrency slots: N calls meet a cap as N
+/// calls in flight at once do (eval --help and README say so).
+#[test]
+fn eval_calls_hold_their_concurrency_slots() {
+    let policy = r#"{"version":"1","default":"deny","tools":{"run":{"limits":[{"counter":"runs","concurrent":2,"scope":"global"}]}}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run"}}"#;
+    let dir = scratch(
+        "eval-concurrent",
+        &[("policy.json", policy), ("call.json", call)],
+    );
+    let run = mcp_policy_in(
+        &dir,
+        &[
+            "eval",
+            "policy.json",
+            "--request",
+            "call.json",
+            "--calls",
+            "3",
+        ],
+        "",
+    );
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert!(
+        run.stdout
+            .starts_with("call 1     allowed\ncall 2     allowed\ncall 3     rate_limited\n\n"),
+        "{}",
+        run.stdout
+    );
+    let help = mcp_policy(&["eval", "--help"]);
+    assert!(
+        help.stdout.contains("concurrency slots are kept"),
+        "{}",
+        help.stdout
+    );
+}

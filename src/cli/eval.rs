@@ -60,7 +60,9 @@ impl Mirrored {
 
 /// Decides `body` `calls` times in a row against the same counters (they
 /// start empty) and describes the last decision; earlier ones are listed
-/// by outcome.
+/// by outcome. Each call's id is released before the next sends it again,
+/// but its concurrency slots are not: the calls are as many calls in
+/// flight at once, so `--calls` shows a `concurrent` cap's answer too.
 pub fn eval(
     policy: &Policy,
     body: &[u8],
@@ -74,7 +76,13 @@ pub fn eval(
     let mut out = String::new();
     let mut last = None;
     for call in 1..=calls.max(1) {
-        let inspection = gate::inspect_request(policy, &store, &SystemClock, caller, headers, body);
+        // The filter counts the body's bytes as they arrive and answers 413
+        // once they pass max_body_bytes, before the body is read.
+        let inspection = if body.len() as u64 > policy.max_body_bytes {
+            gate::body_too_large(policy, &SystemClock, caller)
+        } else {
+            gate::inspect_request(policy, &store, &SystemClock, caller, headers, body)
+        };
         // Each call answered before the next (which sends its id again).
         inspection.answered(&store, SystemClock.unix_time().as_secs());
         if calls > 1 {

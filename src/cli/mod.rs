@@ -154,7 +154,8 @@ pub struct EvalArgs {
     /// The request body: one JSON-RPC message, e.g. a tools/call.
     #[arg(long, value_name = "FILE")]
     pub request: PathBuf,
-    /// The caller's grant.
+    /// The caller's grant (empty: anonymous, as the filter takes an empty
+    /// identity header or claim).
     #[arg(long, value_name = "NAME", default_value = ANONYMOUS_GRANT)]
     pub grant: String,
     /// The caller's Mcp-Session-Id [default: none].
@@ -165,7 +166,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME")]
     pub role: Option<String>,
     /// Send the request this many times against the same counters, to see a
-    /// limit answer; the last answer is described.
+    /// limit answer; the last answer is described. Each call is answered
+    /// before the next (its id may be sent again), but its concurrency
+    /// slots are kept: N calls meet a `concurrent` cap as N calls in flight
+    /// at once do.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub calls: u32,
     /// Send it as a client of this protocol revision does: its
@@ -728,10 +732,12 @@ fn run_eval(args: &EvalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
             return Ok(EXIT_FAILED);
         }
     };
+    // As the filter takes an identity header or claim: empty is anonymous.
+    let grant = crate::policy::Identity::grant_from_value(Some(args.grant.as_str()));
     let caller = CallerScope {
-        grant: &args.grant,
+        grant,
         session: args.session.as_deref(),
-        role: policy.role_of(&args.grant, args.role.as_deref()),
+        role: policy.role_of(grant, args.role.as_deref()),
     };
     let mirrored = args
         .protocol_version
