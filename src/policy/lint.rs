@@ -149,6 +149,14 @@ impl Policy {
             "x-api-key",
             "api-key",
         ];
+        if let Identity::BearerTokens(tokens) = &self.identity {
+            if tokens.is_empty() {
+                lint.add(
+                    "/identity/bearer_tokens",
+                    "no token is listed: every caller is refused (401); list the SHA-256 of each token with its grant",
+                );
+            }
+        }
         if let Identity::Header(header) = &self.identity {
             if CREDENTIALS.contains(&header.as_str()) {
                 lint.add(
@@ -257,13 +265,24 @@ impl View {
                         );
                     }
                 }
-                if kind == Kind::Tool {
-                    if let Err(why) = crate::mcp::check_tool_name(key) {
-                        lint.add(
-                            &rule.pointer,
-                            format!("no call can name this tool: the gate refuses it ({why})"),
-                        );
-                    }
+                let named = match kind {
+                    Kind::Tool => crate::mcp::check_tool_name(key),
+                    Kind::Prompt => crate::mcp::check_prompt_name(key),
+                    _ => Ok(()),
+                };
+                if let Err(why) = named {
+                    let request = if kind == Kind::Tool {
+                        "call"
+                    } else {
+                        "request"
+                    };
+                    lint.add(
+                        &rule.pointer,
+                        format!(
+                            "no {request} can name this {}: the gate refuses it ({why})",
+                            kind.as_str()
+                        ),
+                    );
                 }
             }
             for rule in set.rules() {
@@ -296,6 +315,14 @@ impl View {
                     );
                 }
                 lint_conditions(rule, lint);
+            }
+        }
+        for rule in self.annotations.iter() {
+            if rule.deny && !rule.limits.is_empty() {
+                lint.add(
+                    &format!("{}/limits", rule.pointer),
+                    "the rule denies every call it applies to (\"action\": \"deny\"): its limits are never used",
+                );
             }
         }
     }
@@ -983,6 +1010,57 @@ mod tests {
             "{found:?}"
         );
         assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn prompt_names_no_request_can_carry() {
+        let found = warnings(
+            r#"{"version":"1","default":"deny","prompts":{"ａdmin":{"action":"deny"}," admin":{"action":"deny"},"admin ":{"action":"deny"},"résumé":{}}}"#,
+        );
+        for key in ["ａdmin", " admin", "admin "] {
+            assert!(
+                has(
+                    &found,
+                    &format!("/prompts/{key}"),
+                    "no request can name this prompt"
+                ),
+                "{key}: {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 3, "any language may name a prompt: {found:?}");
+    }
+
+    #[test]
+    fn no_bearer_token_refuses_every_caller() {
+        let found = warnings(r#"{"version":"1","default":"deny","identity":{"bearer_tokens":{}}}"#);
+        assert!(
+            has(&found, "/identity/bearer_tokens", "every caller is refused"),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        let hash = crate::policy::sha256_hex(b"t");
+        let found = warnings(&format!(
+            r#"{{"version":"1","default":"deny","identity":{{"bearer_tokens":{{"{hash}":"ci"}}}}}}"#
+        ));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn limits_on_an_annotation_rule_that_denies() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","identity":{"header":"x"},"annotations":{
+                "destructiveHint":{"action":"deny","limits":[{"counter":"d","window":"minute","max":5,"scope":"grant"}]},
+                "openWorldHint":{"limits":[{"counter":"o","window":"minute","max":5,"scope":"grant"}]}}}"#,
+        );
+        assert!(
+            has(
+                &found,
+                "/annotations/destructiveHint/limits",
+                "its limits are never used"
+            ),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]
