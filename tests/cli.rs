@@ -117,6 +117,21 @@ const MANY_ERRORS: &str = r#"{
 }
 "#;
 
+/// The summary counts every key of `tools`: patterns are rules too.
+#[test]
+fn check_counts_pattern_keys_among_the_tool_rules() {
+    let policy = r#"{"version":"1","default":"deny","tools":{"read":{},"fs_*":{},"git_*":{"action":"deny"}}}"#;
+    let dir = scratch("patterns", &[("p.json", policy)]);
+    let run = mcp_policy_in(&dir, &["check", "p.json"], "");
+    assert_eq!((run.status, run.stderr.as_str()), (0, ""));
+    assert!(
+        run.stdout
+            .starts_with("p.json: OK (default deny, 3 tool rules, 0 grants, "),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn check_reports_every_error_it_can_with_path_and_position() {
     let dir = scratch(

@@ -786,7 +786,8 @@ fn display(path: &Path) -> String {
     }
 }
 
-/// `default deny, 3 tool rules, 1 grant`
+/// `default deny, 3 tool rules, 1 grant`: every key of the top-level
+/// `tools`, exact names and patterns alike.
 fn summary(policy: &Policy) -> String {
     let plural =
         |count: usize, noun: &str| format!("{count} {noun}{}", if count == 1 { "" } else { "s" });
@@ -796,7 +797,10 @@ fn summary(policy: &Policy) -> String {
     };
     format!(
         "default {default}, {}, {}",
-        plural(policy.base().tool_names().count(), "tool rule"),
+        plural(
+            policy.base().keys(crate::target::Kind::Tool).len(),
+            "tool rule"
+        ),
         plural(policy.grant_names().count(), "grant")
     )
 }
