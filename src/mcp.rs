@@ -772,6 +772,46 @@ pub fn fast_path_agrees(body: &[u8], max_depth: usize) -> Result<bool, String> {
     }
 }
 
+/// The `id` of a message refused for its structure (a member given twice,
+/// in another letter case, nested too deep) when it can still be read
+/// beyond doubt, so that the client can match the refusal with its
+/// request: a top-level `id` given once, with no member a loose reader
+/// takes for it (`"ID"`, `"id\u0000"`), a string or an integer. `None`
+/// otherwise (JSON-RPC answers such a refusal with a null id).
+fn readable_id(body: &[u8]) -> Option<Value> {
+    struct Top;
+    impl<'de> serde::de::Visitor<'de> for Top {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut id = None;
+            let mut doubtful = false;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == "id" {
+                    doubtful |= id.is_some();
+                    id = Some(map.next_value::<Value>()?);
+                } else {
+                    doubtful |= loosened(&key) == "id";
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(id.filter(|_| !doubtful))
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let id = serde::Deserializer::deserialize_map(&mut reader, Top).ok()??;
+    match id {
+        Value::String(_) => Some(id),
+        Value::Number(ref number) if number.is_i64() || number.is_u64() => Some(id),
+        _ => None,
+    }
+}
+
 /// The single pass through serde_json: the reference the fast path
 /// ([`scan`]) must agree with wherever it accepts a body.
 fn walk(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
@@ -792,7 +832,7 @@ fn walk(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
             detail: "a JSON-RPC message must be an object".to_string(),
         }),
         Err(err) if err.is_data() => Err(Invalid::Request {
-            id: Value::Null,
+            id: readable_id(body).unwrap_or(Value::Null),
             detail: strip_position(&err),
         }),
         Err(err) => Err(Invalid::Malformed {

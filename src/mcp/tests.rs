@@ -788,3 +788,47 @@ fn the_look_alike_table_is_sorted_and_disjoint() {
         }
     }
 }
+
+/// A message refused for its structure still answers with its id when the
+/// id can be read beyond doubt, so the client can match the refusal with
+/// its request; a doubtful id stays null.
+#[test]
+fn a_structural_refusal_names_the_id_when_it_is_beyond_doubt() {
+    let id_of = |body: &str| match invalid(body) {
+        Invalid::Request { id, .. } => id,
+        other => panic!("{body}: {other:?}"),
+    };
+    for (body, id) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping"}"#,
+            json!(1),
+        ),
+        (
+            r#"{"method":"tools/call","Method":"x","id":"a-1","jsonrpc":"2.0"}"#,
+            json!("a-1"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            json!(7),
+        ),
+        // Doubtful: given twice, beside a loose variant, not a string or integer.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call"}"#,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"ID":2,"method":"tools/call"}"#,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","method":"x"}"#,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"tools/call","method":"x"}"#,
+            Value::Null,
+        ),
+    ] {
+        assert_eq!(id_of(body), id, "{body}");
+    }
+}
