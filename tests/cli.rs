@@ -1288,3 +1288,26 @@ fn eval_calls_hold_their_concurrency_slots() {
         help.stdout
     );
 }
+
+/// A policy that is not UTF-8 text is refused, as the filter refuses it,
+/// not read with the bad bytes replaced.
+#[test]
+fn check_refuses_a_policy_that_is_not_utf8() {
+    let dir = scratch("not-utf8", &[]);
+    std::fs::write(
+        dir.0.join("p.json"),
+        b"{\"version\":\"1\",\"default\":\"allow\",\"tools\":{\"a\xff\":{}}}",
+    )
+    .unwrap();
+    let run = mcp_policy_in(&dir.0, &["check", "p.json"], "");
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("not UTF-8 text at line 1 column"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        mcp_policy::policy::Policy::from_json(&std::fs::read(dir.0.join("p.json")).unwrap())
+            .is_err()
+    );
+}

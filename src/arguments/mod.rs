@@ -40,10 +40,10 @@ pub const ARGS_PREFIX: &str = "args.";
     )
 )]
 pub struct OperatorsDocument {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_strict")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub eq: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_strict")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub neq: Option<Value>,
     #[serde(rename = "in", default, deserialize_with = "present")]
@@ -64,7 +64,7 @@ pub struct OperatorsDocument {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "JsonNumber"))]
     pub gte: Option<JsonNumber>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_strict")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Value"))]
     pub contains: Option<Value>,
     /// A regular expression the string value must match (search, not
@@ -94,6 +94,73 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(deserializer).map(Some)
+}
+
+/// A field written with any JSON value (null included), read as
+/// strictly as the rest of the policy: a member given twice at any depth
+/// is refused, not silently read as the last one.
+fn present_strict<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    StrictValue::deserialize(deserializer).map(|strict| Some(strict.0))
+}
+
+/// Any JSON value, refused if an object in it names a member twice.
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrictVisitor;
+        impl<'de> Visitor<'de> for StrictVisitor {
+            type Value = StrictValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Bool(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictValue, E> {
+                Number::from_f64(v)
+                    .map(|number| StrictValue(Value::Number(number)))
+                    .ok_or_else(|| E::custom(format!("not a finite number: {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(StrictValue(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(StrictValue(Value::Array(items)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if object.contains_key(&key) {
+                        return Err(de::Error::custom(format!("duplicate member {key:?}")));
+                    }
+                    let StrictValue(value) = map.next_value()?;
+                    object.insert(key, value);
+                }
+                Ok(StrictValue(Value::Object(object)))
+            }
+        }
+        deserializer.deserialize_any(StrictVisitor)
+    }
 }
 
 /// A JSON number, any kind.
@@ -141,7 +208,7 @@ impl<'de> Deserialize<'de> for Array {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Array, A::Error> {
                 let mut values = Vec::new();
-                while let Some(value) = access.next_element()? {
+                while let Some(StrictValue(value)) = access.next_element()? {
                     values.push(value);
                 }
                 Ok(Array(values))

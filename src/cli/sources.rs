@@ -42,7 +42,18 @@ pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
     // A byte order mark some editors write: not part of the document (the
     // filter reads past it too).
     let bytes = crate::policy::without_byte_order_mark(bytes);
-    let text = String::from_utf8_lossy(bytes);
+    // Not replaced by U+FFFD: the filter refuses such a policy, so `check`
+    // must not pass it.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(error) => {
+            let (line, column) = crate::policy::line_column_of_index(bytes, error.valid_up_to());
+            return Err(format!(
+                "not UTF-8 text at line {line} column {column} (byte {}): the filter refuses such a policy",
+                error.valid_up_to()
+            ));
+        }
+    };
     let start = text.trim_start();
     if start.is_empty() || start.starts_with('{') {
         return Ok(vec![Found {
