@@ -824,7 +824,7 @@ fn parse(raw: Option<&RawValue>) -> Option<Value> {
 fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(value, |value, segment| match value {
         Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        Value::Array(items) => crate::arguments::array_index(segment).and_then(|i| items.get(i)),
         _ => None,
     })
 }

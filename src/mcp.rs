@@ -81,10 +81,26 @@ fn case_guard(object: &serde_json::Map<String, Value>, members: &[&'static str])
 }
 
 /// Why a member named `key` is refused where `members` are read: it spells
-/// one of them in another letter case.
+/// one of them in another letter case, or with what a lax reader drops (a
+/// NUL and what follows it, blanks, control or invisible characters:
+/// `"name\u0000"`, `"\u200bname"`).
 fn case_refusal(key: &str, members: &[&'static str]) -> Option<String> {
-    case_variant_of(key, members)
-        .map(|member| format!("member {key:?} differs from {member:?} only in letter case"))
+    if let Some(member) = case_variant_of(key, members) {
+        return Some(format!(
+            "member {key:?} differs from {member:?} only in letter case"
+        ));
+    }
+    // Plain ASCII has nothing to drop: the usual key is done above.
+    if key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return None;
+    }
+    let loose = loosened(key);
+    members
+        .iter()
+        .find(|member| loose.eq_ignore_ascii_case(member))
+        .map(|member| {
+            format!("member {key:?} differs from {member:?} only in characters a server may drop")
+        })
 }
 
 /// What is wrong with `notifications` of `subscriptions/listen`: an object

@@ -514,7 +514,7 @@ fn compile_path(key: &str, path: &str) -> Result<Vec<Segment>, ConfigError> {
 }
 
 /// `0`, `7`, `12` index arrays; `01`, `+1`, `-1` do not (as in JSON pointers).
-fn array_index(segment: &str) -> Option<usize> {
+pub(crate) fn array_index(segment: &str) -> Option<usize> {
     let canonical = segment.bytes().all(|b| b.is_ascii_digit())
         && (segment == "0" || !segment.starts_with('0'));
     if canonical {
@@ -624,21 +624,32 @@ pub fn loosely_named_member<'s>(
     segments: impl IntoIterator<Item = &'s str>,
 ) -> Option<String> {
     let mut value = arguments;
+    // Plain ASCII names differ loosely only in letter case; anything else
+    // is loosened (allocating) before it is compared.
+    let plain = |text: &str| text.bytes().all(|byte| byte.is_ascii_graphic());
     for segment in segments {
         match value {
             Value::Object(map) => {
-                let wanted = crate::mcp::loosened(segment);
-                if let Some(other) = map
-                    .keys()
-                    .find(|key| key.as_str() != segment && crate::mcp::loosened(key) == wanted)
-                {
+                let segment_plain = plain(segment);
+                let mut wanted: Option<String> = None;
+                let other = map.keys().find(|key| {
+                    if key.as_str() == segment {
+                        false
+                    } else if segment_plain && plain(key) {
+                        key.eq_ignore_ascii_case(segment)
+                    } else {
+                        let wanted = wanted.get_or_insert_with(|| crate::mcp::loosened(segment));
+                        crate::mcp::loosened(key) == *wanted
+                    }
+                });
+                if let Some(other) = other {
                     return Some(format!(
                         "argument member {other:?} differs from {segment:?} only in letter case or characters a server may drop: a server may read either"
                     ));
                 }
                 value = map.get(segment)?;
             }
-            Value::Array(items) => value = items.get(segment.parse::<usize>().ok()?)?,
+            Value::Array(items) => value = items.get(array_index(segment)?)?,
             _ => return None,
         }
     }

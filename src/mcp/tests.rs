@@ -832,3 +832,27 @@ fn a_structural_refusal_names_the_id_when_it_is_beyond_doubt() {
         assert_eq!(id_of(body), id, "{body}");
     }
 }
+
+/// A member the gate reads, spelt with what a lax reader drops (a NUL and
+/// what follows it, invisible characters, blanks), is refused as a letter
+/// case variant is: a reader of C strings sees `name` twice.
+#[test]
+fn a_member_spelt_with_characters_a_reader_drops_is_refused() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","name\u0000":"deleteWorkspace"}}"#,
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"read\",\"\u{200b}name\":\"deleteWorkspace\"}}",
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","method\u0000":"tools/call","params":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{},"arguments\u0000x":{"a":1}}}"#,
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"read\",\"name\u{feff}\":\"x\"}}",
+    ] {
+        let refusal = invalid(body);
+        assert!(
+            format!("{refusal:?}").contains("characters a server may drop"),
+            "{body}: {refusal:?}"
+        );
+    }
+    // Other names with such characters are not the gate's to judge.
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","note\u0000":1}}"#;
+    assert!(parse(body.as_bytes()).is_ok());
+}

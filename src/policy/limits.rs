@@ -88,7 +88,9 @@ impl ArgumentPath {
             .iter()
             .try_fold(arguments?, |value, segment| match value {
                 Value::Object(map) => map.get(segment),
-                Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+                Value::Array(items) => {
+                    crate::arguments::array_index(segment).and_then(|i| items.get(i))
+                }
                 _ => None,
             })
     }

@@ -282,6 +282,8 @@ impl RuleSet {
 #[derive(Debug, Default, Clone)]
 struct Hide {
     names: HashMap<Kind, HashSet<String>>,
+    /// `names` with letter case folded ([`glob::fold_case`]).
+    folded: HashMap<Kind, HashSet<String>>,
     patterns: HashMap<Kind, Vec<Glob>>,
     pointer: String,
     /// The entries as written (for `explain`, native only).
@@ -713,23 +715,33 @@ impl View {
         {
             return None;
         }
-        let lowered = glob::fold_case(name);
         if set.exact.contains_key(name) {
             // A rule for the exact name does not reopen a name hidden in
-            // another letter case: hidden comes first.
-            let hidden_name = self.hide.names.get(&kind).is_some_and(|names| {
-                names
-                    .iter()
-                    .any(|hidden| glob::fold_case(hidden) == lowered.as_ref())
-            });
-            let hidden_pattern = self.hide.patterns.get(&kind).is_some_and(|globs| {
-                globs
-                    .iter()
-                    .any(|glob| glob.matches_only_ignoring_case(name, &lowered))
-            });
-            return (hidden_name || hidden_pattern)
-                .then_some(CaseVariant::Hidden(&self.hide.pointer));
+            // another letter case: hidden comes first. (Nothing to fold
+            // when this kind hides nothing: the common case.)
+            let folded_names = self
+                .hide
+                .folded
+                .get(&kind)
+                .filter(|names| !names.is_empty());
+            let globs = self
+                .hide
+                .patterns
+                .get(&kind)
+                .filter(|globs| !globs.is_empty());
+            if folded_names.is_none() && globs.is_none() {
+                return None;
+            }
+            let lowered = glob::fold_case(name);
+            let hidden = folded_names.is_some_and(|names| names.contains(lowered.as_ref()))
+                || globs.is_some_and(|globs| {
+                    globs
+                        .iter()
+                        .any(|glob| glob.matches_only_ignoring_case(name, &lowered))
+                });
+            return hidden.then_some(CaseVariant::Hidden(&self.hide.pointer));
         }
+        let lowered = glob::fold_case(name);
         if let Some(named) = set
             .folded
             .get(lowered.as_ref())
@@ -2039,6 +2051,8 @@ fn compile_hide(names: &[NonEmptyString], path: &str, pointer: &str, errors: &mu
         match Glob::new(&name) {
             Some(glob) => hide.patterns.entry(kind).or_default().push(glob),
             None => {
+                let folded = glob::fold_case(&name).into_owned();
+                hide.folded.entry(kind).or_default().insert(folded);
                 hide.names.entry(kind).or_default().insert(name);
             }
         }
