@@ -406,6 +406,21 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Invalid> {
 /// differs from one the gate reads only in letter case. Anything the gate
 /// could read differently from the server behind it is refused here.
 pub fn parse_with_depth(body: &[u8], max_depth: usize) -> Result<Message<'_>, Invalid> {
+    parse_strictly(body, max_depth).map_err(|invalid| match invalid {
+        // Refused for its structure or a member's type: still answered with
+        // its id when the id is beyond doubt.
+        Invalid::Request {
+            id: Value::Null,
+            detail,
+        } => Invalid::Request {
+            id: readable_id(body).unwrap_or(Value::Null),
+            detail,
+        },
+        other => other,
+    })
+}
+
+fn parse_strictly(body: &[u8], max_depth: usize) -> Result<Message<'_>, Invalid> {
     let first = body
         .iter()
         .copied()
@@ -622,7 +637,9 @@ pub fn joins_media_types(content_type: &str) -> bool {
             _ => {}
         }
     }
-    false
+    // A quote left open: the comma inside it may be where Envoy joined two
+    // values (`x="a` and `text/plain`); a parser may end the quote anywhere.
+    quoted && content_type.contains(',')
 }
 
 /// Tool names the gate accepts: the MCP specification's recommended
@@ -848,7 +865,7 @@ fn walk(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Invalid> {
             detail: "a JSON-RPC message must be an object".to_string(),
         }),
         Err(err) if err.is_data() => Err(Invalid::Request {
-            id: readable_id(body).unwrap_or(Value::Null),
+            id: Value::Null,
             detail: strip_position(&err),
         }),
         Err(err) => Err(Invalid::Malformed {

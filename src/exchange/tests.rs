@@ -764,6 +764,7 @@ fn a_body_in_another_charset_is_refused() {
         (&[b"application/json,text/plain"], true),
         (&[b"application/json, application/json"], true),
         (&[b"text/plain; x=\"a\\\",b\", application/json"], true),
+        (&[b"application/json; x=\"a,text/plain"], true),
         (&[b"application/json; x=\"a,b\""], false),
     ] {
         let envoy = SimEnvoy::new(POLICY);

@@ -811,6 +811,11 @@ fn a_structural_refusal_names_the_id_when_it_is_beyond_doubt() {
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
             json!(7),
         ),
+        (r#"{"jsonrpc":"2.0","id":8,"method":5}"#, json!(8)),
+        (
+            r#"{"jsonrpc":"1","id":"x","method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            json!("x"),
+        ),
         // Doubtful: given twice, beside a loose variant, not a string or integer.
         (
             r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call"}"#,
