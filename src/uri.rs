@@ -275,10 +275,29 @@ pub fn may_be_under(value: &str, base: &str) -> bool {
     let Ok(base) = normalize_path_value(base) else {
         return false;
     };
-    let base = crate::policy::fold_case(&base);
-    let folded = crate::policy::fold_case(&value);
-    normal_is_under(&folded, &base)
-        || bare(&value).is_some_and(|bare| normal_is_under(&crate::policy::fold_case(&bare), &base))
+    // A `file:` URI and the path it names are one file to a server that
+    // takes either: each side is compared in both spellings.
+    let spellings = |normal: &str| {
+        let mut all = vec![crate::policy::fold_case(normal).into_owned()];
+        all.extend(file_path(normal).map(|path| crate::policy::fold_case(path).into_owned()));
+        all
+    };
+    let bases = spellings(&base);
+    let mut values = spellings(&value);
+    if let Some(bare) = bare(&value) {
+        values.extend(spellings(&bare));
+    }
+    values
+        .iter()
+        .any(|value| bases.iter().any(|base| normal_is_under(value, base)))
+}
+
+/// The path a normalised `file:` URI names (`file:///srv/x`,
+/// `file://localhost/srv/x`: `/srv/x`); `None` for anything else.
+fn file_path(normal: &str) -> Option<&str> {
+    let rest = normal.strip_prefix("file://")?;
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    rest.starts_with('/').then_some(rest)
 }
 
 /// [`is_under`] for values already normalised.

@@ -912,6 +912,16 @@ fn deny_if_under_holds_for_every_spelling_a_server_may_take_for_the_base() {
             "deny_if {value:?}"
         );
     }
+    // A `file:` URI and a path name one file, either way round.
+    assert!(uri
+        .violation(Some(&json!({ "p": "/srv/secret/k" })))
+        .is_some());
+    assert!(deny
+        .violation(Some(&json!({ "p": "file:///srv/secret/k" })))
+        .is_some());
+    assert!(deny
+        .violation(Some(&json!({ "p": "file://localhost/srv/secret/k" })))
+        .is_some());
     // Elsewhere, and not a string: no match.
     for value in [json!("/srv/public/x"), json!("/srv/secrets"), json!(7)] {
         assert!(
