@@ -322,6 +322,8 @@ async fn listings_are_filtered_whatever_the_id_and_the_stream() {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
+        // As MCP clients' GET streams ask.
+        request = request.header("accept", "text/event-stream");
         let (status, text) = send(request).await;
         assert_eq!(status, 200);
         assert!(!text.contains("secretTool"), "{path}: {text}");

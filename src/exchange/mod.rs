@@ -463,6 +463,9 @@ pub struct Exchange {
     /// answers (a GET, a request that is not a POST), not because this
     /// request is a listing.
     replays: bool,
+    /// The request's `Accept` names `text/event-stream`: a client that
+    /// reads the answer as events (MCP clients' GET streams say so).
+    accepts_events: bool,
     /// A forwarded use whose answer may hand out a task or a `requestState`.
     observer: Option<Observer>,
     /// The decision's record, written when the stream ends.
@@ -518,6 +521,7 @@ impl Exchange {
             global_leases: None,
             listing: Listing::Off,
             replays: false,
+            accepts_events: false,
             observer: None,
             audit: None,
         }
@@ -650,6 +654,11 @@ impl Exchange {
         let plugin = Rc::clone(&self.plugin);
         let policy = &plugin.policy;
         let headers = host.request_headers();
+        self.accepts_events = headers.raw("accept").is_some_and(|accept| {
+            accept
+                .windows(b"text/event-stream".len())
+                .any(|window| window.eq_ignore_ascii_case(b"text/event-stream"))
+        });
         for name in ROUTER_HEADERS {
             if headers.raw(name).is_some() {
                 effects.push(Effect::RemoveRequestHeader(name));
@@ -1305,13 +1314,17 @@ impl Exchange {
                 .split(';')
                 .next()
                 .is_some_and(|media| media.trim_end().ends_with("+json"));
-        // A client reads a successful answer to its GET as an event stream
-        // whatever its Content-Type says (the TypeScript SDK does not look
-        // at it), so the filter reads it as one too. Any other answer that
-        // is neither JSON nor an event stream (a 405 in text, a page)
-        // carries no message a client reads.
+        // A client that asked for events reads a successful answer to its
+        // GET as an event stream whatever its Content-Type says (the
+        // TypeScript SDK does not look at it), so the filter reads it as
+        // one too. Any other answer that is neither JSON nor an event
+        // stream (a 405 in text, a page, a download for a client that did
+        // not ask for events) carries no message a client reads.
         let stream = content_type.starts_with("text/event-stream")
-            || (self.replays && !json && text(host.response_header(":status")).starts_with('2'));
+            || (self.replays
+                && self.accepts_events
+                && !json
+                && text(host.response_header(":status")).starts_with('2'));
         let encoding = text(host.response_header("content-encoding"));
         let encoded = !encoding.is_empty() && encoding != "identity";
         if let Some(observer) = &mut self.observer {

@@ -574,7 +574,7 @@ fn a_get_answered_in_text_passes_as_it_is() {
 #[test]
 fn a_get_answered_as_events_under_another_type_is_filtered() {
     let envoy = SimEnvoy::new(POLICY);
-    let mut get_headers = headers_with(&[]);
+    let mut get_headers = headers_with(&[("accept", b"application/json, Text/Event-Stream")]);
     get_headers[0] = (":method", b"GET");
     let events = format!("id: 42\ndata: {}\n\n", listing("7"));
     for content_type in [
@@ -599,6 +599,22 @@ fn a_get_answered_as_events_under_another_type_is_filtered() {
         get.server_answers(200, &headers, &[b"ok\n"]);
         assert_eq!(get.downstream().body, b"ok\n", "{shown}");
     }
+    // A GET that did not ask for events (a download through the same
+    // listener) gets its answer as it is.
+    let mut plain_headers = headers_with(&[]);
+    plain_headers[0] = (":method", b"GET");
+    let mut get = envoy.stream();
+    get.send(&plain_headers, &[]);
+    get.server_answers(
+        200,
+        &[
+            ("content-type", b"application/octet-stream"),
+            ("content-length", b"5"),
+        ],
+        &[b"x\n\ny\n"],
+    );
+    assert_eq!(get.downstream().body, b"x\n\ny\n");
+    assert_eq!(get.downstream().header("content-length"), Some(&b"5"[..]));
 }
 
 /// A GET with a body (or any request that is not a POST): servers answer it
