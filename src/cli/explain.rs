@@ -168,7 +168,7 @@ fn describe_keys(view: &View, kind: Kind) -> String {
     keys.sort_unstable();
     keys.iter()
         .map(|key| {
-            let action = if hidden_pointer(view, kind, key).is_some() {
+            let action = if view.hidden_in_any_case(kind, key).is_some() {
                 "hidden"
             } else {
                 view.rule(kind, key)
@@ -377,7 +377,7 @@ fn tool_table(view: &View, mode: Mode) -> String {
 /// with its pointer).
 fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, String)>) {
     let listed = listed(view, mode, name);
-    if let Some(pointer) = hidden_pointer(view, Kind::Tool, name) {
+    if let Some(pointer) = view.hidden_in_any_case(Kind::Tool, name) {
         let row = [
             name.to_string(),
             "hidden".to_string(),
@@ -440,16 +440,6 @@ fn tool_row(view: &View, mode: Mode, name: &str) -> ([String; 5], Vec<(String, S
         }
     }
     (row, detail)
-}
-
-/// The `hide` that hides `name`: as written, or in another letter case
-/// (which a rule for the exact name does not reopen).
-fn hidden_pointer<'v>(view: &'v View, kind: Kind, name: &str) -> Option<&'v str> {
-    view.hidden_as(kind, name)
-        .or(match view.case_variant(kind, name) {
-            Some(crate::policy::CaseVariant::Hidden(pointer)) => Some(pointer),
-            _ => None,
-        })
 }
 
 /// The row for tools the view does not name.

@@ -41,6 +41,7 @@ pub struct Found {
 pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
     // A byte order mark some editors write: not part of the document (the
     // filter reads past it too).
+    let whole = bytes.len();
     let bytes = crate::policy::without_byte_order_mark(bytes);
     // Not replaced by U+FFFD: the filter refuses such a policy, so `check`
     // must not pass it.
@@ -50,7 +51,7 @@ pub fn find_policies(bytes: &[u8]) -> Result<Vec<Found>, String> {
             let (line, column) = crate::policy::line_column_of_index(bytes, error.valid_up_to());
             return Err(format!(
                 "not UTF-8 text at line {line} column {column} (byte {}): the filter refuses such a policy",
-                error.valid_up_to()
+                whole - bytes.len() + error.valid_up_to()
             ));
         }
     };

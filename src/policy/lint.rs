@@ -253,7 +253,7 @@ impl View {
                 continue;
             };
             for (key, rule) in &set.exact {
-                if self.hidden_as(kind, key).is_some() {
+                if self.hidden_in_any_case(kind, key).is_some() {
                     for member in limit_members(rule) {
                         lint.add(
                             &member,
@@ -336,7 +336,12 @@ impl View {
             if crate::mcp::methods::is_known(method) {
                 continue;
             }
-            if near_miss(method, "other") {
+            // `other` is a short word: within one edit (or in another case)
+            // only, so that a real method such as `order` is not taken for it.
+            if method.eq_ignore_ascii_case("other")
+                || method.eq_ignore_ascii_case("others")
+                || edits_within_one(&method.to_ascii_lowercase(), "other")
+            {
                 lint.add(
                     pointer,
                     format!("{method:?} is not a method the gate knows, so this entry governs only a method of exactly that name, not every method the gate does not know; did you mean \"other\"?"),
@@ -584,6 +589,30 @@ fn regex_matches_everything(pattern: &str) -> bool {
 
 /// Whether `a` looks like a misspelling of `b`: they differ only in case,
 /// or by at most two edits and both have at least four characters.
+/// Whether `a` becomes `b` by at most one insertion, deletion or
+/// substitution of a character.
+fn edits_within_one(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short
+        .iter()
+        .zip(long.iter())
+        .take_while(|(x, y)| x == y)
+        .count();
+    if short.len() == long.len() {
+        short[prefix + 1.min(short.len() - prefix)..] == long[prefix + 1.min(long.len() - prefix)..]
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
+}
+
 fn near_miss(a: &str, b: &str) -> bool {
     if a.eq_ignore_ascii_case(b) {
         return true;
@@ -901,6 +930,18 @@ mod tests {
     /// The pointer names the member the policy wrote: `rate_limit` when
     /// the limit is a `rate_limit` block, never a `limits` that is not there.
     #[test]
+    fn limits_of_a_name_hidden_in_another_letter_case_are_never_used() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","hide":["Secret"],
+                "tools":{"secret":{"rate_limit":{"max":5,"window":60}}}}"#,
+        );
+        assert!(
+            has(&found, "/tools/secret/rate_limit", "hidden by /hide"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn limits_never_used_are_pointed_at_where_they_are_written() {
         let found = warnings(
             r#"{"version":"1","default":"allow","identity":{"header":"x"},"hide":["h"],
@@ -1094,5 +1135,16 @@ mod tests {
         assert!(near_miss("Read", "read"));
         assert!(!near_miss("read", "write"));
         assert!(!near_miss("abc", "abd"), "too short to tell");
+        for (a, within) in [
+            ("other", true),
+            ("othr", true),
+            ("otherx", true),
+            ("0ther", true),
+            ("order", false),
+            ("ot", false),
+            ("others", true),
+        ] {
+            assert_eq!(edits_within_one(a, "other"), within, "{a}");
+        }
     }
 }

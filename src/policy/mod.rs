@@ -663,6 +663,17 @@ impl View {
             .then_some(self.hide.pointer.as_str())
     }
 
+    /// If `name` of `kind` is hidden as written or in another letter case
+    /// (which a rule for the exact name does not reopen): the pointer of
+    /// the `hide` that hides it.
+    pub fn hidden_in_any_case(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.hidden_as(kind, name)
+            .or(match self.case_variant(kind, name) {
+                Some(CaseVariant::Hidden(pointer)) => Some(pointer),
+                _ => None,
+            })
+    }
+
     /// The entries this view's `hide` lists, as written, in document order.
     /// Read-only, for `mcp-policy explain` (native only, so the module does
     /// not carry it).
