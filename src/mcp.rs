@@ -688,12 +688,28 @@ pub fn check_prompt_name(name: &str) -> Result<(), String> {
 }
 
 /// A name as a lax reader may take it: up to its first NUL (a reader of C
-/// strings stops there), letter case folded as Unicode folds it (`ſ` is
-/// `s`), without blanks, control characters, or characters that are
-/// invisible or that normalisation changes, wherever they are. Two names
-/// equal so are one to such a reader.
+/// strings stops there), full-width forms read as the ASCII they stand for
+/// (`ｔ` is `t`, as Unicode normalisation reads it), letter case folded as
+/// Unicode folds it (`ſ` is `s`), without blanks, control characters, or
+/// other characters that are invisible or that normalisation changes,
+/// wherever they are (those are dropped, not mapped: the module carries no
+/// normalisation tables). Two names equal so are one to a reader that
+/// drops or folds as these rules do.
 pub fn loosened(name: &str) -> String {
     let cut = name.split('\0').next().unwrap_or(name);
+    let widened: String;
+    let cut = if cut.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c)) {
+        widened = cut
+            .chars()
+            .map(|c| match c {
+                '\u{ff01}'..='\u{ff5e}' => char::from_u32(u32::from(c) - 0xfee0).unwrap_or(c),
+                c => c,
+            })
+            .collect();
+        widened.as_str()
+    } else {
+        cut
+    };
     crate::policy::fold_case(cut)
         .chars()
         .filter(|&c| !(c.is_whitespace() || c.is_control() || is_look_alike(c)))

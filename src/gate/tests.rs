@@ -1146,6 +1146,8 @@ fn a_known_method_in_another_spelling_is_refused() {
         "tools/call\u{feff}",
         "resources/read\u{ad}",
         "tools/list\u{0}",
+        "\u{ff54}ools/call",
+        "ＴＯＯＬＳ/ＣＡＬＬ",
     ] {
         let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"name":"deleteWorkspace","arguments":{}}});
         let inspection = inspect(&policy, &store, body.to_string().as_bytes());
