@@ -17,7 +17,10 @@ use serde_json::{Number, Value};
 use crate::policy::document::{Checked, Object};
 
 mod pattern;
+
 use crate::policy::{escape_pointer_token, ConfigError, ConfigErrors, Errors};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use pattern::states as regex_states;
 
 /// Every argument path starts with this; the rest is a dot path into `params.arguments`.
 pub const ARGS_PREFIX: &str = "args.";

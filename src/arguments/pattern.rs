@@ -76,6 +76,37 @@ pub(super) fn compile(pattern: &str) -> Result<Pattern, String> {
     })
 }
 
+/// About how many states the engine steps through per character of a
+/// value for `pattern` (its compiled size, found as the smallest size limit
+/// it compiles within, over ~32 bytes a state); `None` for a pattern
+/// matched as substring searches, one anchored at the start without
+/// alternatives (its work ends with its match), or one that does not
+/// compile. Native
+/// only: for `check`'s warning on what a pattern costs.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn states(pattern: &str) -> Option<usize> {
+    // Plain alternatives are substring searches; a pattern anchored at the
+    // start with no alternation stops where its match can no longer grow.
+    let anchored = pattern.starts_with('^') && !pattern.contains('|');
+    if literal_alternatives(pattern).is_some() || anchored {
+        return None;
+    }
+    let compiles = |limit: usize| RegexBuilder::new(pattern).size_limit(limit).build().is_ok();
+    if !compiles(MAX_COMPILED_BYTES) {
+        return None;
+    }
+    let (mut low, mut high) = (0, MAX_COMPILED_BYTES);
+    while high - low > 64 {
+        let middle = low + (high - low) / 2;
+        if compiles(middle) {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    Some(high / 32)
+}
+
 /// The alternatives of a pattern made of plain text and `|` only, with
 /// escaped punctuation (`\.`) read as itself; `None` when anything else
 /// (a class, a repetition, a group, an anchor, `.`, any other escape) is in

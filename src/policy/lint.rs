@@ -512,6 +512,14 @@ fn lint_conditions(rule: &Rule, lint: &mut Lint) {
             let Some(pattern) = operand.as_str() else {
                 continue;
             };
+            // Matching costs ~18 ms per MiB of value for each state
+            // (BENCHMARKS.md "What a regex costs"): say so past a second.
+            if let Some(states) = crate::arguments::regex_states(pattern).filter(|&n| n >= 50) {
+                lint.add(
+                    pointer,
+                    format!("the regex {pattern:?} compiles to about {states} states: matching it takes time proportional to the value's length times that (natively about {} ms per MiB of {argument}, more in Envoy), however the pattern is written; a counted repetition ({{200}}) copies what it repeats: write a smaller pattern, anchor it, or keep max_body_bytes small", states * 18),
+                );
+            }
             if regex_matches_everything(pattern) {
                 let meaning = if list == "deny_if" {
                     "denies every call where it is a string"
@@ -929,6 +937,24 @@ mod tests {
 
     /// The pointer names the member the policy wrote: `rate_limit` when
     /// the limit is a `rate_limit` block, never a `limits` that is not there.
+    #[test]
+    fn a_regex_whose_size_makes_matching_slow_is_named() {
+        let found = warnings(
+            r#"{"version":"1","default":"allow","tools":{"t":{"deny_if":{
+                "args.a":{"regex":"[^\n]{200}"},"args.b":{"regex":"pty\\.spawn|os\\.fork"},"args.c":{"regex":"^[a-z]+$"}}}}}"#,
+        );
+        assert!(
+            has(&found, "/tools/t/deny_if/args.a/regex", "states"),
+            "{found:?}"
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|warning| warning.contains("args.b") || warning.contains("args.c")),
+            "{found:?}"
+        );
+    }
+
     #[test]
     fn limits_of_a_name_hidden_in_another_letter_case_are_never_used() {
         let found = warnings(
