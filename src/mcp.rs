@@ -85,6 +85,10 @@ fn case_guard(object: &serde_json::Map<String, Value>, members: &[&'static str])
 /// NUL and what follows it, blanks, control or invisible characters:
 /// `"name\u0000"`, `"\u200bname"`).
 fn case_refusal(key: &str, members: &[&'static str]) -> Option<String> {
+    // Where nothing is guarded (inside arguments, at any depth): nothing.
+    if members.is_empty() {
+        return None;
+    }
     if let Some(member) = case_variant_of(key, members) {
         return Some(format!(
             "member {key:?} differs from {member:?} only in letter case"
