@@ -84,6 +84,7 @@ EXTRA_CELLS = (
     ("6d", "shared", CROSSINGS, "shared-data read and compare-and-swap of one key"),
     ("6l", "log", CROSSINGS, "512-byte log line at info (written to Envoy's log)"),
     ("6a", "alloc", ALLOCATIONS, "64-byte allocation and free inside the VM (no call into Envoy)"),
+    ("6x", "mimic", 1, "set of the 15 calls into Envoy mcp-policy makes for one allowed call (2s)"),
 )
 
 CANNED = json.dumps(
@@ -339,6 +340,8 @@ class Ports:
         self.trivial_read = base + 27  # (6r)
         self.trivial_shared = base + 28  # (6d)
         self.trivial_log = base + 29  # (6l)
+        # (6s) making mcp-policy's calls into Envoy for an allowed call.
+        self.trivial_mimic = base + 31  # (6x)
         self.upstream = base + 20
         self.upstream_admin = base + 21
         self.demo = base + 30
@@ -1066,7 +1069,7 @@ class Bench:
     # Cells profiled with `perf` after the load runs: where the Envoy under
     # test spends its CPU per request, by what runs (Envoy and V8's runtime,
     # the module's compiled code, the kernel, libc).
-    PROFILED = (("1s", "1k"), ("6s", "1k"), ("2s", "1k"), ("3s", "1k"), ("4s", "1k"),
+    PROFILED = (("1s", "1k"), ("6s", "1k"), ("6x", "1k"), ("2s", "1k"), ("3s", "1k"), ("4s", "1k"),
                 ("1s", "64k"), ("6s", "64k"), ("2s", "64k"), ("3s", "64k"), ("4s", "64k"))
     # The call each profiled configuration is sent.
     PROFILED_TOOL = {"3s": DENIED, "4s": LIMITED}
@@ -1076,7 +1079,8 @@ class Bench:
         if not perf:
             self.results["warnings"].append("perf not found: no CPU split by DSO")
             return
-        ports = {"1s": self.ports.floor_self, "6s": self.ports.trivial_self, "2s": self.ports.policy_self,
+        ports = {"1s": self.ports.floor_self, "6s": self.ports.trivial_self, "6x": self.ports.trivial_mimic,
+                 "2s": self.ports.policy_self,
                  "3s": self.ports.policy_self, "4s": self.ports.policy_self}
         only = [c.strip() for c in self.args.only.split(",") if c.strip()]
         cells = [(c, s) for c, s in self.PROFILED
@@ -1270,6 +1274,7 @@ CONFIG_NAMES = {
     "6d": "(6d) (6s) + 16 shared-data reads and compare-and-swaps per request",
     "6l": "(6l) (6s) + 16 log lines of 512 bytes at info per request (`proxy_log`)",
     "6a": "(6a) (6s) + 256 allocations of 64 bytes per request inside the VM",
+    "6x": "(6x) (6s) + the 15 calls into Envoy mcp-policy makes for an allowed call (2s), in the same callbacks",
 }
 BODY_NAMES = {"1k": "1 KiB", "64k": "64 KiB", "get": "none (GET)", "1k-demo": "1 KiB, demo MCP server upstream"}
 
@@ -1317,6 +1322,33 @@ def round_ratios(cells, a, b):
             for ra, rb in zip(runs_a, runs_b) if ra["cpu_us_per_req"] and rb["cpu_us_per_req"]]
 
 
+def budget_rows(summary, profiles):
+    """The allowed 1 KiB call's Envoy CPU, step by step from the floor:
+    (1s) → (6s) → (6x) → (2s). None unless the four cells ran."""
+    keys = ("1s/1k", "6s/1k", "6x/1k", "2s/1k")
+    if not all(k in summary and summary[k]["cpu_us"] for k in keys):
+        return None
+    floor, body, calls, policy = (summary[k]["cpu_us"] for k in keys)
+    steps = [
+        ("Envoy receives, buffers and answers the call (buffer filter, direct_response)", "(1s)", floor),
+        ("a Wasm filter reads the body (V8 entered for each callback)", "(6s) − (1s)", body - floor),
+        ("mcp-policy's 15 calls into Envoy (headers, clock ×3, quota ×2, counters ×2, filter state ×4, "
+         "response code, audit line)", "(6x) − (6s)", calls - body),
+        ("mcp-policy's own code (the walk, the decision, the audit record) and V8 running it",
+         "(2s) − (6x)", policy - calls),
+    ]
+    jit = {k: profiles[k]["cpu_us"] * profiles[k]["shares"].get("jit", 0.0) for k in ("6x/1k", "2s/1k")
+           if k in profiles}
+    rows, total = [], 0.0
+    for step, cells, value in steps:
+        total += value
+        rows.append((step, cells, value, total, floor / total if total else 0.0))
+    target = floor / 0.55
+    return {"rows": rows, "target": target, "calls_total": calls, "calls_floor": floor / calls,
+            "left": target - calls, "own": policy - calls,
+            "jit_own": jit["2s/1k"] - jit["6x/1k"] if len(jit) == 2 else None}
+
+
 def report(bench, machine, wasm_size, command):
     results = bench.results
     args = bench.args
@@ -1354,7 +1386,7 @@ def report(bench, machine, wasm_size, command):
     out("| configuration | body | req/s | p50 ms | p99 ms | Envoy CPU µs / request | req/s per Envoy core | "
         "Envoy's share of core 0 | other processes, core 0 / core 1 | req/s per round |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m", "6h", "6r", "6d", "6l", "6a"]
+    order = ["1", "2", "2G", "3", "4", "5", "5d", "2q", "1g", "2g", "1s", "2s", "3s", "4s", "5s", "6s", "6c", "6p", "6m", "6h", "6r", "6d", "6l", "6a", "6x"]
     for body in ("1k", "64k", "get", "1k-demo"):
         for config in order:
             key = f"{config}/{body}"
@@ -1558,6 +1590,36 @@ def report(bench, machine, wasm_size, command):
         out(f"| module loaded **and** 500-tool policy configured < 50 ms (start → first answer, with the filter "
             f"minus without) | {total_ms:,.0f} ms | | | | {'**met**' if ok else '**missed**'} |")
     out("")
+
+    budget = budget_rows(summary, results.get("profiles") or {})
+    if budget:
+        out("## Where an allowed 1 KiB call's Envoy CPU goes")
+        out("")
+        out("Each step is the difference of two cells of this run (medians, Envoy CPU per request), from "
+            "the floor to mcp-policy: (6s) reads the body in a Wasm filter; (6x) is (6s) making the 15 "
+            "calls into Envoy mcp-policy makes for the same allowed call (the same callbacks, values of "
+            "the same sizes: bench/trivial-filter); (2s) is mcp-policy. The last column is the target's "
+            "share: 0.55× the floor's throughput is the floor's CPU / 0.55 per call.")
+        out("")
+        out("| step | cells | Envoy CPU per call | running total | total vs floor |")
+        out("| --- | --- | ---: | ---: | ---: |")
+        for step, cells, value, total, floor in budget["rows"]:
+            out(f"| {step} | {cells} | {value:.1f} µs | {total:.1f} µs | {floor:.2f}× |")
+        out("")
+        out(f"The target (0.55× the floor) allows {budget['target']:.1f} µs per call. Reading the body in Wasm "
+            f"and making mcp-policy's calls into Envoy take {budget['calls_total']:.1f} µs "
+            f"({budget['calls_floor']:.2f}× the floor) before any of its own code runs; "
+            + (f"{budget['left']:.1f} µs would be left for that code, which takes {budget['own']:.1f} µs here."
+               if budget["left"] > 0 else
+               f"that is {-budget['left']:.1f} µs past the target already: no code of mcp-policy's own, however "
+               f"fast, meets it with these calls."))
+        if budget["jit_own"] is not None:
+            out("")
+            out(f"Of mcp-policy's own {budget['own']:.1f} µs, {budget['jit_own']:.1f} µs are samples in the "
+                "module's compiled code (`perf`, JIT share of (2s) minus that of (6x), below); the rest is "
+                "V8's runtime and Envoy around it (entering and leaving the VM, memory growth, the larger "
+                "module's calls through the SDK).")
+        out("")
 
     profiles = results.get("profiles") or {}
     if profiles:

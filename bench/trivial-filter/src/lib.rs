@@ -17,6 +17,18 @@
 //! into Envoy (what one allocation costs the module). `make bench` runs
 //! each beside the plain filter (cells (6c), (6p), (6m), (6h), (6r), (6d),
 //! (6l), (6a)).
+//!
+//! `mimic 1` makes, in the same callbacks and with values of the same
+//! sizes, exactly the calls into Envoy mcp-policy makes for one allowed
+//! `tools/call` of `make bench` (cell (2s); the list is the simulated host's
+//! trace, `an_allowed_call_crosses_into_envoy_a_bounded_number_of_times` in
+//! `src/exchange/tests.rs` keeps their number): request headers, a clock
+//! read and every header; request body, the body, a clock read, the
+//! counter's shared-data read and compare-and-swap, two counters, three
+//! filter-state values; at the stream's end, `response.code`, a clock
+//! read, the audit record as filter state and the audit line at info. Cell
+//! (6x): with (6s) and (2s) it splits mcp-policy's cost into the calls its
+//! features make and its own code.
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
@@ -39,6 +51,8 @@ enum Extra {
     Shared,
     Log,
     Alloc,
+    /// mcp-policy's calls for one allowed call: the two counters it bumps.
+    Mimic(u32, u32),
 }
 
 struct Root {
@@ -70,6 +84,13 @@ impl RootContext for Root {
             Some("shared") => Extra::Shared,
             Some("log") => Extra::Log,
             Some("alloc") => Extra::Alloc,
+            Some("mimic") => {
+                let define = |name| hostcalls::define_metric(MetricType::Counter, name);
+                match (define("trivial_decisions"), define("trivial_calls_by_tool")) {
+                    (Ok(first), Ok(second)) => Extra::Mimic(first, second),
+                    _ => return false,
+                }
+            }
             Some(_) => return false,
         };
         true
@@ -98,6 +119,15 @@ impl HttpContext for Stream {
     /// Held until the body is read (as mcp-policy holds them): otherwise a
     /// route answered in this Envoy replies before the body arrives.
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if let Extra::Mimic(..) = self.extra {
+            let ok = hostcalls::get_current_time().is_ok()
+                && hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                    .is_ok_and(|headers| !headers.is_empty());
+            if !ok {
+                self.send_http_response(500, vec![], Some(b"host call failed"));
+                return Action::Pause;
+            }
+        }
         if end_of_stream {
             Action::Continue
         } else {
@@ -138,6 +168,7 @@ impl HttpContext for Stream {
                     let block = std::hint::black_box(vec![i as u8; 64]);
                     block[63] == i as u8
                 }
+                Extra::Mimic(first, second) => mimic_request(first, second),
             };
             if !ok {
                 self.send_http_response(500, vec![], Some(b"host call failed"));
@@ -150,7 +181,70 @@ impl HttpContext for Stream {
         }
         Action::Continue
     }
+
+    fn on_log(&mut self) {
+        if let Extra::Mimic(..) = self.extra {
+            // A failure here cannot answer the caller any more: it is logged,
+            // and the cell's check (an answer per request) still holds.
+            let ok = hostcalls::get_property(vec!["response", "code"])
+                .is_ok_and(|code| code.is_some())
+                && hostcalls::get_current_time().is_ok()
+                && hostcalls::set_property(vec!["trivial.audit"], Some(AUDIT.as_bytes())).is_ok()
+                && hostcalls::log(LogLevel::Info, AUDIT_LINE).is_ok();
+            if !ok {
+                let _ = hostcalls::log(
+                    LogLevel::Error,
+                    "trivial-filter: a host call failed at the end",
+                );
+            }
+        }
+    }
 }
+
+/// The request side of mcp-policy's allowed call, after the body is read:
+/// a clock read, the local quota (a shared-data read and a compare-and-swap
+/// of a 32-byte value), two counters, three filter-state values.
+fn mimic_request(first: u32, second: u32) -> bool {
+    let quota = match hostcalls::get_shared_data("trivial/v3/13/bench_allowed/g/22011") {
+        Ok((value, cas)) => {
+            let mut next = value.unwrap_or_else(|| vec![b'0'; 32]);
+            next.resize(32, b'0');
+            if let Some(first) = next.first_mut() {
+                *first = first.wrapping_add(1);
+            }
+            hostcalls::set_shared_data("trivial/v3/13/bench_allowed/g/22011", Some(&next), cas)
+                .is_ok()
+                || cas.is_some()
+        }
+        Err(_) => false,
+    };
+    hostcalls::get_current_time().is_ok()
+        && quota
+        && hostcalls::increment_metric(first, 1).is_ok()
+        && hostcalls::increment_metric(second, 1).is_ok()
+        && hostcalls::set_property(vec!["trivial.grant"], Some(b"bench")).is_ok()
+        && hostcalls::set_property(vec!["trivial.tool"], Some(b"asyncExecuteCode")).is_ok()
+        && hostcalls::set_property(vec!["trivial.decision"], Some(b"allowed")).is_ok()
+}
+
+/// mcp-policy's audit record for the allowed call of `make bench` (351 bytes).
+macro_rules! audit_record {
+    () => {
+        concat!(
+            "{\"time\":\"2026-12-02T12:00:00.000Z\",\"grant\":\"bench\",\"session\":null,",
+            "\"method\":\"tools/call\",\"kind\":\"tool\",\"target\":\"asyncExecuteCode\",",
+            "\"tool\":\"asyncExecuteCode\",\"invokes\":null,\"decision\":\"allowed\",\"rule\":null,",
+            "\"argument_keys\":[\"script\",\"timeout\",\"environment\",\"workspace\",\"labels\"],",
+            "\"enforced\":true,\"status\":200,\"duration_ms\":0,\"revision\":\"2c768a59da6a0f84\"}",
+        )
+    };
+}
+
+/// The audit record, as filter state.
+const AUDIT: &str = audit_record!();
+
+/// The audit line: the record after mcp-policy's prefix.
+const AUDIT_LINE: &str = concat!("mcp-policy audit ", audit_record!());
 
 const NEEDLE: &[u8] = b"deleteWorkspace";
 
