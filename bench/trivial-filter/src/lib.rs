@@ -205,16 +205,14 @@ impl HttpContext for Stream {
 /// a clock read, the local quota (a shared-data read and a compare-and-swap
 /// of a 32-byte value), two counters, three filter-state values.
 fn mimic_request(first: u32, second: u32) -> bool {
-    let quota = match hostcalls::get_shared_data("trivial/v3/13/bench_allowed/g/22011") {
+    let quota = match hostcalls::get_shared_data(QUOTA_KEY) {
         Ok((value, cas)) => {
             let mut next = value.unwrap_or_else(|| vec![b'0'; 32]);
             next.resize(32, b'0');
             if let Some(first) = next.first_mut() {
                 *first = first.wrapping_add(1);
             }
-            hostcalls::set_shared_data("trivial/v3/13/bench_allowed/g/22011", Some(&next), cas)
-                .is_ok()
-                || cas.is_some()
+            hostcalls::set_shared_data(QUOTA_KEY, Some(&next), cas).is_ok() || cas.is_some()
         }
         Err(_) => false,
     };
@@ -226,6 +224,9 @@ fn mimic_request(first: u32, second: u32) -> bool {
         && hostcalls::set_property(vec!["trivial.tool"], Some(b"asyncExecuteCode")).is_ok()
         && hostcalls::set_property(vec!["trivial.decision"], Some(b"allowed")).is_ok()
 }
+
+/// A key shaped like mcp-policy's counter slot for the bench's allowed call.
+const QUOTA_KEY: &str = "trivial/v3/13/bench_allowed/g/22011";
 
 /// mcp-policy's audit record for the allowed call of `make bench` (351 bytes).
 macro_rules! audit_record {
